@@ -1,0 +1,41 @@
+# The two commands of the quickstart: `make demo` and `make test`. Both set everything up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+export DBT_SEND_ANONYMOUS_USAGE_STATS := False
+export DO_NOT_TRACK := 1
+
+.PHONY: setup demo test bench manifest lock clean
+
+setup: $(VENV)/.installed dbt/target/manifest.json
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check uv==0.13.9
+	$(UV) pip install -q --python $(PY) -r requirements.txt
+	$(UV) pip install -q --python $(PY) --no-deps -e .
+	touch $@
+
+# Cosmos renders the dbt graph from this manifest (LoadMode.DBT_MANIFEST): parsing stays fast.
+dbt/target/manifest.json: $(VENV)/.installed $(shell find dbt -name '*.sql' -o -name '*.yml' -o -name '*.csv' 2>/dev/null | grep -v -e '^dbt/target/' -e '^dbt/logs/')
+	cd dbt && CIVIC_WAREHOUSE=$${CIVIC_WAREHOUSE:-$(CURDIR)/data/warehouse.duckdb} CIVIC_LAKE=$${CIVIC_LAKE:-$(CURDIR)/data/lake} \
+		../$(VENV)/bin/dbt parse --profiles-dir . --quiet
+manifest: dbt/target/manifest.json
+
+demo: setup
+	$(PY) scripts/demo.py
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) bench/extract_seattle.py
+
+# Regenerate the pinned lock from requirements.in (needs the package registry).
+lock:
+	$(UV) pip compile requirements.in -o requirements.txt --python-version 3.11
+
+clean:
+	rm -rf data $(VENV) dbt/target dbt/logs

@@ -1,0 +1,34 @@
+-- A month of the fact can never hold more offenses than the month's landed data.parquet: more would
+-- mean a re-landed block was added to instead of replaced. Reads the lake directly (not the staging
+-- view) and takes the month from the file path, so it checks the files themselves.
+{{ config(tags=['seattle_crime']) }}
+
+with landed as (
+
+    select
+        regexp_extract(filename, 'month=([0-9]{4}-[0-9]{2})', 1) as _block_month,
+        count(*) as landed_rows
+    from read_parquet(
+        '{{ env_var("CIVIC_LAKE") }}/seattle_crime/month=*/data.parquet',
+        union_by_name = true,
+        filename = true
+    )
+    group by 1
+
+),
+
+built as (
+
+    select _block_month, count(*) as fact_rows
+    from {{ ref('fct_crime_offenses') }}
+    group by 1
+
+)
+
+select
+    built._block_month,
+    built.fact_rows,
+    coalesce(landed.landed_rows, 0) as landed_rows
+from built
+left join landed using (_block_month)
+where built.fact_rows > coalesce(landed.landed_rows, 0)

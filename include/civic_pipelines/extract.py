@@ -1,0 +1,78 @@
+"""Extract and land one block: the function behind ``civic extract`` and the Airflow task.
+
+The same code runs in-process (local mode) and in the extractor container (docker mode); it
+returns the block manifest, which the task pushes as its XCom.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+
+from civic_pipelines import connections, settings, sources
+from civic_pipelines.http import make_session
+from civic_pipelines.lake import BlockLocation, content_sha256, read_manifest, write_block
+from civic_pipelines.months import parse_month
+
+log = logging.getLogger(__name__)
+
+
+def run_block(source: str, month: str, lake: str | None = None, force: bool = False, dry_run: bool = False) -> dict:
+    started = time.monotonic()
+    module = sources.get(source)
+    spec = module.SPEC
+    parse_month(month)
+    lake = lake or settings.lake_url()
+    location = BlockLocation(lake=lake, source=source, month=month)
+    manifest = {"source": source, "month": month, "lake": lake, "skipped": False, "reason": None}
+
+    if dry_run:
+        previous = read_manifest(location)
+        return {
+            **manifest,
+            "skipped": True,
+            "reason": "dry run: nothing fetched or written",
+            "landed_before": bool(previous),
+            "previous_watermark": previous.get("watermark") if previous else None,
+            "seconds": round(time.monotonic() - started, 3),
+        }
+
+    connection = connections.resolve(spec.conn_id, spec.default_base_url)
+    session = make_session(module.auth_headers(connection))
+    with session:
+        probed = module.probe(session, connection)
+        previous = read_manifest(location)
+        if previous and not force and previous.get("watermark") == probed["watermark"]:
+            log.info("%s %s unchanged since %s (watermark %s): skipped", source, month, previous.get("landed_at"), probed["watermark"])
+            return {
+                **manifest,
+                "skipped": True,
+                "reason": f"source unchanged since last landing (watermark {probed['watermark']})",
+                "watermark": probed["watermark"],
+                "rows": previous.get("rows"),
+                "quarantined": previous.get("quarantined"),
+                "sha256": previous.get("sha256"),
+                "seconds": round(time.monotonic() - started, 3),
+            }
+        landed_at = datetime.now(timezone.utc)
+        block = module.extract_block(session, connection, month, probed, landed_at=landed_at)
+
+    quarantined = block.quarantine.num_rows if block.quarantine is not None else 0
+    sha = content_sha256(block.data)
+    manifest.update(
+        {
+            "rows": block.data.num_rows,
+            "quarantined": quarantined,
+            "sha256": sha,
+            "watermark": probed["watermark"],
+            "landed_at": landed_at.isoformat(),
+            "forced": force,
+            "changed_since_previous": previous is None or previous.get("sha256") != sha,
+            **block.stats,
+        }
+    )
+    manifest["seconds"] = round(time.monotonic() - started, 3)
+    manifest = write_block(location, block.data, block.quarantine, manifest)
+    log.info("%s %s landed: %s rows, %s quarantined", source, month, manifest["rows"], quarantined)
+    return manifest

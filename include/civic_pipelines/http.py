@@ -1,0 +1,99 @@
+"""One HTTP session per block: retries with exponential backoff, Retry-After, timeouts.
+
+urllib3's ``Retry`` covers failures up to the response headers (connect errors, 429/5xx with
+``Retry-After``, Socrata's 202 "still processing"). A connection that dies while the body streams
+(a reset mid-page) surfaces later, as ``ChunkedEncodingError``/``ProtocolError``; tenacity retries
+the whole page for those.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import (
+    before_sleep_log,
+    retry,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+from urllib3.util.retry import Retry
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = (202, 429, 500, 502, 503, 504)
+DEFAULT_TIMEOUT = (10, 120)  # connect, read (seconds)
+
+
+def _backoff_factor() -> float:
+    return float(os.environ.get("CIVIC_HTTP_BACKOFF", "0.5"))
+
+
+def make_session(headers: dict | None = None, total_retries: int = 6) -> requests.Session:
+    retry_policy = Retry(
+        total=total_retries,
+        connect=total_retries,
+        read=total_retries,
+        status=total_retries,
+        backoff_factor=_backoff_factor(),
+        backoff_max=60,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=frozenset({"GET", "HEAD"}),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry_policy, pool_connections=2, pool_maxsize=4)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers.update({"User-Agent": "civic-pipelines/0.1 (+https://github.com/civic-pipelines)"})
+    if headers:
+        session.headers.update(headers)
+    return session
+
+
+class TransientBodyError(Exception):
+    """The response started but its body was cut short; the whole request is worth repeating."""
+
+
+BODY_ERRORS = (
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ContentDecodingError,
+    requests.exceptions.ReadTimeout,
+    TransientBodyError,
+)
+
+page_retry = retry(
+    retry=retry_if_exception_type(BODY_ERRORS),
+    stop=stop_after_attempt(5),
+    wait=wait_exponential(multiplier=0.2, max=10),
+    before_sleep=before_sleep_log(log, logging.WARNING),
+    reraise=True,
+)
+
+
+class SourceHTTPError(RuntimeError):
+    """A non-retryable answer from the source (after retries), with the API's own message."""
+
+
+def get_bytes(session: requests.Session, url: str, params: dict | None = None, timeout=DEFAULT_TIMEOUT) -> bytes:
+    """GET a whole body, retried as a unit if the body is cut short; raises on a final HTTP error."""
+
+    @page_retry
+    def _get() -> bytes:
+        response = session.get(url, params=params, timeout=timeout)
+        body = response.content
+        expected = response.headers.get("Content-Length")
+        if expected is not None and response.headers.get("Content-Encoding") is None and int(expected) != len(body):
+            raise TransientBodyError(f"body cut short: {len(body)} of {expected} bytes")
+        if response.status_code in RETRY_STATUSES and response.status_code != 200:
+            raise SourceHTTPError(f"{response.status_code} from {response.url} after retries: {body[:300]!r}")
+        if response.status_code >= 400:
+            raise SourceHTTPError(f"{response.status_code} from {response.url}: {body[:500].decode('utf-8', 'replace')}")
+        return body
+
+    return _get()

@@ -1,0 +1,156 @@
+"""One DAG per source, built from the source registry.
+
+Shape: ``plan_blocks`` (data interval or trigger-form range -> list of blocks) ->
+``extract_load`` mapped over the blocks (in-process, or a DockerOperator container) -> the
+source's dbt models as a Cosmos task group. The DAG runs and their mapped task instances are
+the block ledger: there is no schedule table of our own.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from civic_pipelines import settings, sources
+from civic_pipelines.months import MONTH_PATTERN, parse_month
+from civic_pipelines.orchestration.variables import get_variable
+
+EXTRACT_MODES = ("local", "docker")
+OPTIONAL_MONTH = {"type": ["null", "string"], "pattern": f"({MONTH_PATTERN})|(^$)"}
+
+
+def default_args() -> dict:
+    return {
+        "owner": "civic-pipelines",
+        "retries": 2,
+        "retry_delay": timedelta(seconds=20),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+    }
+
+
+def build_params(spec) -> dict:
+    from airflow.sdk import Param
+
+    return {
+        "start_month": Param(
+            None,
+            **OPTIONAL_MONTH,
+            title="Start month",
+            description=f"First month to land, YYYY-MM (from {spec.first_month}). Empty: the run's data interval.",
+        ),
+        "end_month": Param(
+            None,
+            **OPTIONAL_MONTH,
+            title="End month",
+            description="Last month to land, YYYY-MM, inclusive; not before the start and not the current month or later.",
+        ),
+        "force": Param(False, type="boolean", title="Force", description="Land every block even if the source is unchanged."),
+        "dry_run": Param(False, type="boolean", title="Dry run", description="Plan and print the blocks; fetch and write nothing."),
+    }
+
+
+def dag_doc(spec) -> str:
+    return f"""
+### {spec.title}
+
+**Publisher:** {spec.publisher}
+
+{spec.description}
+
+* One **block** = one calendar month of this source, landed in the lake as parquet
+  (`{settings.lake_url()}/{spec.name}/month=YYYY-MM/`), replaced whole and atomically.
+* Scheduled {spec.cadence} with catchup from **{spec.first_month}**: every historic month is a DAG
+  run, so the grid is the block ledger. A scheduled run covers the previous complete month.
+* Trigger with `start_month`/`end_month` to (re)land a range; `force` ignores the watermark;
+  `dry_run` only plans.
+* Connection: `{spec.conn_id}` (default endpoint `{spec.default_base_url}`); API pool `{spec.pool}`.
+* After the blocks, dbt builds the `{spec.dbt_tag or spec.name}` models and the marts downstream of them.
+"""
+
+
+def build_source_dag(name: str, extract_mode: str | None = None):
+    from airflow.sdk import DAG, get_current_context, task
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    from civic_pipelines.orchestration.dbt_group import build_dbt_group, cosmos_environment_defaults
+
+    cosmos_environment_defaults()
+    spec = sources.spec(name)
+    extract_mode = extract_mode or get_variable("civic_extract_mode", "local")
+    if extract_mode not in EXTRACT_MODES:
+        raise ValueError(f"civic_extract_mode must be one of {EXTRACT_MODES}, not {extract_mode!r}")
+    start_month = get_variable(f"civic_{name}_start_month", spec.first_month)
+    start = parse_month(start_month)
+
+    with DAG(
+        dag_id=name,
+        description=spec.title,
+        doc_md=dag_doc(spec),
+        # Cron with data intervals: the run at 2026-11-01 has the interval [2026-10-01, 2026-11-01).
+        schedule=CronDataIntervalTimetable(spec.cron, timezone="UTC"),
+        start_date=datetime(start.year, start.month, 1, tzinfo=timezone.utc),
+        catchup=True,
+        max_active_runs=2,
+        max_active_tasks=4,
+        default_args=default_args(),
+        params=build_params(spec),
+        tags=["civic", name, *spec.tags],
+    ) as dag:
+
+        @task
+        def plan_blocks(params: dict | None = None, data_interval_start=None, data_interval_end=None) -> list[dict]:
+            """Turn the trigger form's month range, or else the run's data interval, into blocks."""
+            from civic_pipelines.months import plan_months
+
+            params = params or {}
+            months = plan_months(
+                params.get("start_month") or None,
+                params.get("end_month") or None,
+                data_interval_start,
+                data_interval_end,
+                first_month=spec.first_month,
+                max_blocks=spec.max_blocks_per_run,
+            )
+            force = bool(params.get("force"))
+            blocks = [{"source": name, "month": month, "force": force, "label": f"{name} {month}"} for month in months]
+            print(f"planned {len(blocks)} block(s) for {name}: {', '.join(months)}" + (" (force)" if force else ""))
+            if params.get("dry_run"):
+                print("dry run: nothing will be fetched or written")
+                return []
+            return blocks
+
+        blocks = plan_blocks()
+
+        if extract_mode == "local":
+
+            @task(pool=spec.pool, map_index_template="{{ block_label }}")
+            def extract_load(block: dict) -> dict:
+                """Extract one block from the source and land it in the lake; the manifest is the XCom."""
+                from airflow.exceptions import AirflowSkipException
+
+                from civic_pipelines.extract import run_block
+
+                context = get_current_context()
+                context["block_label"] = block["label"]
+                manifest = run_block(block["source"], block["month"], force=block.get("force", False))
+                print(manifest)
+                if manifest.get("skipped"):
+                    context["ti"].xcom_push(key="manifest", value=manifest)
+                    raise AirflowSkipException(f"{block['label']}: {manifest['reason']}")
+                return manifest
+
+            landed = extract_load.expand(block=blocks)
+        else:
+            from civic_pipelines.orchestration.docker_extract import CivicExtractDockerOperator, docker_kwargs
+
+            landed = CivicExtractDockerOperator.partial(
+                task_id="extract_load",
+                pool=spec.pool,
+                map_index_template="{{ task.block['label'] }}",
+                lake_host_path=settings.lake_url(),
+                conn_id=spec.conn_id,
+                **docker_kwargs(),
+            ).expand(block=blocks)
+
+        landed >> build_dbt_group(spec)
+    return dag

@@ -1,0 +1,35 @@
+"""Where things live: the project root, the lake and the warehouse.
+
+Every path is absolute so dbt (which Cosmos may run from a copied project folder) and containers
+agree on them. Environment variables override the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(os.environ.get("CIVIC_PROJECT_ROOT", Path(__file__).resolve().parents[2]))
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("CIVIC_DATA_DIR", PROJECT_ROOT / "data")).resolve()
+
+
+def lake_url() -> str:
+    """The lake root: a local folder (default ``./data/lake``) or an ``s3://`` URL."""
+    value = os.environ.get("CIVIC_LAKE")
+    if not value:
+        return str(data_dir() / "lake")
+    return value if "://" in value else str(Path(value).resolve())
+
+
+def warehouse_path() -> str:
+    value = os.environ.get("CIVIC_WAREHOUSE")
+    if not value:
+        return str(data_dir() / "warehouse.duckdb")
+    return value if value.startswith("md:") else str(Path(value).resolve())
+
+
+def dbt_project_dir() -> Path:
+    return Path(os.environ.get("CIVIC_DBT_DIR", PROJECT_ROOT / "dbt")).resolve()

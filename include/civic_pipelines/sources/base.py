@@ -1,0 +1,42 @@
+"""What every source declares, and the shape of what its extractor returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    name: str
+    title: str
+    publisher: str
+    cron: str  # publication cadence; the DAG's data intervals follow it
+    cadence: str
+    first_month: str
+    conn_id: str
+    default_base_url: str
+    natural_key: str
+    description: str
+    tags: tuple[str, ...] = ()
+    max_blocks_per_run: int = 240
+    pool_slots: int = 2  # parallel blocks against the API at once
+    dbt_tag: str | None = None
+
+    @property
+    def pool(self) -> str:
+        return f"civic_{self.name}_api"
+
+
+@dataclass
+class BlockData:
+    """One block's extracted content, ready for the lake."""
+
+    data: pa.Table
+    quarantine: pa.Table | None
+    stats: dict = field(default_factory=dict)  # source-specific manifest fields (drift, duplicates, ...)
+
+
+class SchemaDriftError(RuntimeError):
+    """A required field is gone from the source: the block fails rather than land wrong data."""

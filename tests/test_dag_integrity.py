@@ -1,0 +1,81 @@
+"""DagBag integrity (the Astro template's checks) plus the schedule's data intervals."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from civic_pipelines import sources
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    started = time.monotonic()
+    bag = DagBag(dag_folder="dags")
+    bag.parse_seconds = time.monotonic() - started
+    return bag
+
+
+def test_no_import_errors_and_one_dag_per_source(dagbag):
+    assert dagbag.import_errors == {}
+    assert set(sources.names()) <= set(dagbag.dag_ids)
+    print(f"DagBag parse: {dagbag.parse_seconds:.2f} s for {len(dagbag.dag_ids)} DAG(s)")
+    assert dagbag.parse_seconds < 30, "Airflow's DAG import timeout is 30 s"
+
+
+@pytest.mark.parametrize("dag_id", sources.names())
+def test_dag_conventions(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    assert dag.tags and "civic" in dag.tags
+    assert dag.doc_md and dag_id in dag.doc_md or sources.spec(dag_id).title in dag.doc_md
+    assert dag.catchup is True
+    assert dag.max_active_runs <= 4
+    for task in dag.tasks:
+        assert task.retries >= 2, f"{task.task_id} has retries={task.retries}"
+        assert task.retry_exponential_backoff, task.task_id
+    for name in ("start_month", "end_month", "force", "dry_run"):
+        param = dag.params.get_param(name)
+        assert param.schema.get("type"), f"param {name} has no JSON schema type"
+        assert param.schema.get("title") and param.description, name
+    extract = dag.get_task("extract_load")
+    assert extract.pool == sources.spec(dag_id).pool
+    dbt_tasks = [t for t in dag.tasks if t.task_id.startswith("dbt.")]
+    assert dbt_tasks and all(t.pool == "duckdb_writer" for t in dbt_tasks)
+    assert dag.get_task("plan_blocks").downstream_task_ids == {"extract_load"}
+
+
+def test_monthly_data_intervals_cover_the_previous_month(dagbag):
+    from airflow.timetables.base import DataInterval, TimeRestriction
+
+    from civic_pipelines.months import plan_months
+
+    dag = dagbag.dags["seattle_crime"]
+    september = DataInterval(datetime(2026, 9, 1, tzinfo=timezone.utc), datetime(2026, 10, 1, tzinfo=timezone.utc))
+    info = dag.timetable.next_dagrun_info(
+        last_automated_data_interval=september,
+        restriction=TimeRestriction(earliest=datetime(2008, 1, 1, tzinfo=timezone.utc), latest=None, catchup=True),
+    )
+    assert info.run_after == datetime(2026, 11, 1, tzinfo=timezone.utc)
+    assert info.data_interval.start == datetime(2026, 10, 1, tzinfo=timezone.utc)
+    assert info.data_interval.end == datetime(2026, 11, 1, tzinfo=timezone.utc)
+    months = plan_months(
+        None, None, info.data_interval.start, info.data_interval.end,
+        first_month="2008-01", max_blocks=12, now=datetime(2026, 11, 1, 0, 5, tzinfo=timezone.utc),
+    )
+    assert months == ["2026-10"]
+
+
+def test_first_catchup_run_is_the_first_month(dagbag):
+    from airflow.timetables.base import TimeRestriction
+
+    dag = dagbag.dags["seattle_crime"]
+    info = dag.timetable.next_dagrun_info(
+        last_automated_data_interval=None,
+        restriction=TimeRestriction(earliest=dag.start_date, latest=None, catchup=True),
+    )
+    assert info.data_interval.start == dag.start_date
+    assert info.data_interval.start.strftime("%Y-%m") == sources.spec("seattle_crime").first_month
