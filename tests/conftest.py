@@ -61,3 +61,14 @@ def seattle_conn(replay, monkeypatch):
 @pytest.fixture
 def lake(tmp_path) -> str:
     return str(tmp_path / "lake")
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """Airflow's metadata database (SQLite in the test folder), migrated once per session."""
+    import subprocess
+
+    bin_dir = Path(sys.executable).parent
+    result = subprocess.run([str(bin_dir / "airflow"), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy())
+    assert result.returncode == 0, result.stderr[-3000:]
+    return os.environ["AIRFLOW_HOME"]

@@ -5,22 +5,23 @@
   (an offense withdrawn, a request merged). A plain merge on the natural key would keep the rows
   that disappeared, so a fact built from blocks does two things on an incremental run:
 
-    1. pre_hook: `replace_landed_blocks(upstream)` deletes from {{ this }} every row of a block that
-       has been landed again since the last build (its rows in `upstream` carry a `_landed_at`
-       newer than the newest one in {{ this }}).
-    2. model body: `where {{ landed_since_last_build() }}` reads only rows landed after the newest
-       landing still in {{ this }}: the re-landed and the new blocks. The watermark is evaluated
-       after the delete, which is what re-inserts the deleted blocks in full.
+    1. pre_hook `replace_landed_blocks(upstream)`: deletes from {{ this }} every block whose
+       landing in the lake differs from the landing the fact holds (compared per block, on the
+       block's `_landed_at`). Comparing per block rather than against one global high-water mark
+       means a block that finished landing after a newer block was already built is never missed.
+    2. model body `where {{ blocks_missing_from_target() }}`: reads the blocks the fact does not
+       hold, which after the delete are exactly the new and the re-landed ones, in full.
 
   Both run in the same transaction as the delete+insert on the natural key, so a failure leaves
-  the fact as it was.
+  the fact as it was. (A block re-landed with zero rows leaves no rows to compare, so its old rows
+  stay until the next full refresh.)
 
   Usage in a model:
     {{ config(materialized='incremental', unique_key='offense_id',
               incremental_strategy='delete+insert',
               pre_hook="{{ replace_landed_blocks(ref('stg_x__y')) }}") }}
     select ... from {{ ref('stg_x__y') }}
-    {% if is_incremental() %} where {{ landed_since_last_build() }} {% endif %}
+    {% if is_incremental() %} where {{ blocks_missing_from_target() }} {% endif %}
 #}
 
 {% macro replace_landed_blocks(upstream, block_column='_block_month', landed_at_column='_landed_at') -%}
@@ -35,17 +36,22 @@
     {%- endif -%}
     delete from {{ this }}
     where {{ block_column }} in (
-        select distinct {{ block_column }}
-        from {{ upstream }}
-        where {{ landed_at_column }} > (select max({{ landed_at_column }}) from {{ this }})
+        select lake.{{ block_column }}
+        from (
+            select {{ block_column }}, max({{ landed_at_column }}) as landed_at
+            from {{ upstream }}
+            group by 1
+        ) as lake
+        join (
+            select {{ block_column }}, max({{ landed_at_column }}) as landed_at
+            from {{ this }}
+            group by 1
+        ) as fact using ({{ block_column }})
+        where lake.landed_at is distinct from fact.landed_at
     )
 {%- endmacro %}
 
 
-{% macro landed_since_last_build(landed_at_column='_landed_at') -%}
-    {#- An empty target (e.g. every block deleted) has no watermark: take everything. -#}
-    {{ landed_at_column }} > (
-        select coalesce(max({{ landed_at_column }}), timestamptz '1970-01-01 00:00:00+00')
-        from {{ this }}
-    )
+{% macro blocks_missing_from_target(block_column='_block_month') -%}
+    {{ block_column }} not in (select distinct {{ block_column }} from {{ this }})
 {%- endmacro %}

@@ -15,7 +15,7 @@ with offenses as (
 
     select * from {{ ref('stg_seattle_crime__offenses') }}
     {% if is_incremental() %}
-    where {{ landed_since_last_build() }}
+    where {{ blocks_missing_from_target() }}
     {% endif %}
 
 ),

@@ -100,17 +100,23 @@ def build_source_dag(name: str, extract_mode: str | None = None):
         @task
         def plan_blocks(params: dict | None = None, data_interval_start=None, data_interval_end=None) -> list[dict]:
             """Turn the trigger form's month range, or else the run's data interval, into blocks."""
-            from civic_pipelines.months import plan_months
+            from airflow.exceptions import AirflowFailException
+
+            from civic_pipelines.months import BlockPlanError, plan_months
 
             params = params or {}
-            months = plan_months(
-                params.get("start_month") or None,
-                params.get("end_month") or None,
-                data_interval_start,
-                data_interval_end,
-                first_month=spec.first_month,
-                max_blocks=spec.max_blocks_per_run,
-            )
+            try:
+                months = plan_months(
+                    params.get("start_month") or None,
+                    params.get("end_month") or None,
+                    data_interval_start,
+                    data_interval_end,
+                    first_month=spec.first_month,
+                    max_blocks=spec.max_blocks_per_run,
+                )
+            except BlockPlanError as error:
+                # A bad range will not get better on retry: fail now, with the reason, before any extraction.
+                raise AirflowFailException(f"cannot plan {name} blocks: {error}") from None
             force = bool(params.get("force"))
             blocks = [{"source": name, "month": month, "force": force, "label": f"{name} {month}"} for month in months]
             print(f"planned {len(blocks)} block(s) for {name}: {', '.join(months)}" + (" (force)" if force else ""))

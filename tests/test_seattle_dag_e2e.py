@@ -1,0 +1,150 @@
+"""The Seattle DAG end to end with dag.test(): replay server -> lake -> Cosmos dbt -> DuckDB.
+
+The tests in this module share one lake and one warehouse and run in order: first landing,
+unchanged re-run, forced re-landing, dry run, bad params.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+MONTHS = ["2024-01", "2024-02"]
+
+
+@pytest.fixture(scope="module")
+def environment(airflow_db, run_dir):
+    """A fresh lake and warehouse, and the replay server, for the whole module."""
+    from civic_pipelines.replay.server import make_server
+
+    data = run_dir / "e2e_seattle"
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
+    saved = {k: os.environ.get(k) for k in ("CIVIC_LAKE", "CIVIC_WAREHOUSE", "AIRFLOW_CONN_CIVIC_SEATTLE_CRIME")}
+    os.environ["CIVIC_LAKE"] = str(data / "lake")
+    os.environ["CIVIC_WAREHOUSE"] = str(data / "warehouse.duckdb")
+    server = make_server(host="127.0.0.1", port=0)
+    server.start()
+    host, port = server.url.split("://", 1)[1].split(":")
+    os.environ["AIRFLOW_CONN_CIVIC_SEATTLE_CRIME"] = json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"})
+    try:
+        yield {"server": server, "data": data}
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def dag(environment):
+    from civic_pipelines.orchestration.dag_factory import build_source_dag
+
+    return build_source_dag("seattle_crime", extract_mode="local")
+
+
+def warehouse_query(environment, sql):
+    # Same configuration as dbt's own connection in this process (a read-only open would conflict with it).
+    with duckdb.connect(str(environment["data"] / "warehouse.duckdb")) as con:
+        return con.sql(sql).fetchall()
+
+
+def expected_ids(environment, months):
+    dataset = environment["server"].dataset
+    return {int(row["offense_id"]) for month in months for row in dataset.rows_for_month(month)}
+
+
+def task_states(run):
+    return {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+
+
+def test_two_months_land_exactly_the_replay_rows(dag, environment):
+    run = dag.test(run_conf={"start_month": MONTHS[0], "end_month": MONTHS[1]})
+    assert run.state == "success", task_states(run)
+    want = expected_ids(environment, MONTHS)
+    got = {row[0] for row in warehouse_query(environment, "select offense_id from fct_crime_offenses")}
+    assert len(want) > 5000
+    assert got == want
+    (count,) = warehouse_query(environment, "select count(*) from fct_crime_offenses")[0]
+    assert count == len(want)
+    per_month = dict(warehouse_query(environment, "select _block_month, count(*) from fct_crime_offenses group by 1"))
+    for month in MONTHS:
+        assert per_month[month] == len(environment["server"].dataset.rows_for_month(month))
+    # The marts agree with the fact.
+    (mart_total,) = warehouse_query(environment, "select sum(offenses) from mart_crime_monthly")[0]
+    assert mart_total == len(want)
+    lake = Path(os.environ["CIVIC_LAKE"]) / "seattle_crime"
+    assert sorted(p.name for p in lake.iterdir()) == [f"month={m}" for m in MONTHS]
+
+
+def test_unchanged_source_skips_every_block_and_keeps_the_counts(dag, environment):
+    before = warehouse_query(environment, "select count(*), max(_landed_at) from fct_crime_offenses")[0]
+    run = dag.test(run_conf={"start_month": MONTHS[0], "end_month": MONTHS[1]})
+    states = task_states(run)
+    extract_states = [state for (task_id, _), state in states.items() if task_id == "extract_load"]
+    assert extract_states == ["skipped", "skipped"], states
+    after = warehouse_query(environment, "select count(*), max(_landed_at) from fct_crime_offenses")[0]
+    assert after == before
+
+
+def test_force_relands_and_late_edits_replace_rows(dag, environment):
+    dataset = environment["server"].dataset
+    edited = dataset.apply_late_edits(MONTHS[1], 5)
+    manifest_path = Path(os.environ["CIVIC_LAKE"]) / "seattle_crime" / f"month={MONTHS[0]}" / "_manifest.json"
+    landed_before = json.loads(manifest_path.read_text())["landed_at"]
+    run = dag.test(run_conf={"start_month": MONTHS[0], "end_month": MONTHS[1], "force": True})
+    assert run.state == "success", task_states(run)
+    assert json.loads(manifest_path.read_text())["landed_at"] != landed_before
+    want = expected_ids(environment, MONTHS)
+    rows = warehouse_query(environment, "select offense_id from fct_crime_offenses")
+    assert len(rows) == len(want) and {r[0] for r in rows} == want, "one row per offense after a re-landing"
+    new_values = {int(r["offense_id"]): r for r in dataset.rows_for_month(MONTHS[1]) if r["offense_id"] in set(edited)}
+    ids = ",".join(str(i) for i in new_values)
+    got = dict(warehouse_query(environment, f"select offense_id, offense from fct_crime_offenses where offense_id in ({ids})"))
+    for offense_id, row in new_values.items():
+        assert got[offense_id] == row.get("offense"), "the late edit replaced the old row"
+
+
+def test_dry_run_writes_nothing(dag, environment):
+    lake = Path(os.environ["CIVIC_LAKE"]) / "seattle_crime"
+    before = sorted(p.name for p in lake.iterdir())
+    requests_before = len(environment["server"].requests)
+    run = dag.test(run_conf={"start_month": "2023-05", "end_month": "2023-06", "dry_run": True})
+    assert run.state == "success"
+    assert sorted(p.name for p in lake.iterdir()) == before
+    assert len(environment["server"].requests) == requests_before, "a dry run fetches nothing"
+
+
+@pytest.mark.parametrize(
+    "conf,message",
+    [
+        ({"start_month": "2024-03", "end_month": "2024-01"}, "end_month 2024-01 is before start_month 2024-03"),
+        ({"start_month": "2024-01", "end_month": "2099-01"}, "is not complete yet"),
+        ({"start_month": "2008-01", "end_month": "2030-01"}, "is not complete yet"),
+        ({"start_month": "2008-01", "end_month": "2026-01"}, "the limit is 240 blocks per run"),
+    ],
+)
+def test_bad_params_fail_in_planning_with_the_message(dag, environment, conf, message, capfd):
+    requests_before = len(environment["server"].requests)
+    run = dag.test(run_conf=conf)
+    assert run.state == "failed"
+    states = task_states(run)
+    assert states[("plan_blocks", -1)] == "failed"
+    out, err = capfd.readouterr()
+    assert message in out + err
+    assert len(environment["server"].requests) == requests_before, "nothing was extracted"
+
+
+def test_malformed_month_is_refused_by_the_params_schema(dag):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        dag.test(run_conf={"start_month": "2024-1", "end_month": "2024-02"})
