@@ -48,6 +48,8 @@ def demo_environment(data: Path, replay_port: int, api_port: int) -> dict:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
+        # Task processes report to the API server's execution API: it must follow the port.
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
         "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
@@ -80,18 +82,39 @@ def start_group(command: list[str], env: dict, logfile: Path) -> subprocess.Pope
     return subprocess.Popen(command, env=env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def session_members(session_id: int) -> list[int]:
+    """Every process still in the session the child was started in (it is its own leader)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == session_id and fields[0] != "Z":
+                members.append(int(entry.name))
+    return members
+
+
 def stop_group(process: subprocess.Popen | None, name: str) -> None:
-    if process is None or process.poll() is not None:
+    """Stop a child and everything it started: Airflow's scheduler, workers and servers outlive
+    a signal to the parent alone, so the whole session gets SIGTERM, then SIGKILL if it lingers."""
+    if process is None:
         return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    except ProcessLookupError:
-        pass
-    log(f"stopped {name}")
+    for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        for pid in session_members(process.pid):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            process.poll()
+            if not session_members(process.pid):
+                log(f"stopped {name}")
+                return
+            time.sleep(0.5)
+    log(f"could not stop every process of {name}: {session_members(process.pid)}")
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 2.0):
@@ -113,24 +136,44 @@ def http_ok(url: str) -> bool:
         return False
 
 
-def dag_registered(env: dict, dag_id: str) -> bool:
-    result = airflow(env, "dags", "list", "-o", "json", check=False)
-    try:
-        return any(item.get("dag_id") == dag_id for item in json.loads(result.stdout or "[]"))
-    except json.JSONDecodeError:
-        return False
+class AirflowAPI:
+    """The Airflow REST API (v2). The demo's auth manager makes every user admin, so a token
+    from /auth/token needs no password; a real deployment would log in."""
 
+    def __init__(self, base_url: str):
+        import requests
 
-def run_state(env: dict, dag_id: str, run_id: str) -> str | None:
-    result = airflow(env, "dags", "list-runs", dag_id, "-o", "json", check=False)
-    try:
-        runs = json.loads(result.stdout or "[]")
-    except json.JSONDecodeError:
-        return None
-    for run in runs:
-        if run.get("run_id") == run_id:
-            return run.get("state")
-    return None
+        self.base_url = base_url
+        self.session = requests.Session()
+
+    def login(self) -> None:
+        token = self.session.get(f"{self.base_url}/auth/token", timeout=10).json()["access_token"]
+        self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def get(self, path: str) -> dict:
+        response = self.session.get(f"{self.base_url}/api/v2{path}", timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def send(self, method: str, path: str, body: dict) -> dict:
+        response = self.session.request(method, f"{self.base_url}/api/v2{path}", json=body, timeout=30)
+        if response.status_code >= 400:
+            raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:500]}")
+        return response.json()
+
+    def dag_registered(self, dag_id: str) -> bool:
+        try:
+            self.get(f"/dags/{dag_id}")
+            return True
+        except Exception:  # noqa: BLE001 - 404 until the DAG processor has parsed the file
+            return False
+
+    def run_state(self, dag_id: str, run_id: str) -> str | None:
+        return self.get(f"/dags/{dag_id}/dagRuns/{run_id}").get("state")
+
+    def task_summary(self, dag_id: str, run_id: str) -> list[tuple[str, str]]:
+        instances = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")["task_instances"]
+        return [(ti.get("rendered_map_index") or ti["task_id"], ti["state"]) for ti in instances]
 
 
 def print_results(data: Path) -> None:
@@ -179,34 +222,40 @@ def main() -> int:
         log(f"replay server on http://127.0.0.1:{replay_port}")
 
         airflow(env, "db", "migrate")
-        airflow(env, "pools", "set", "duckdb_writer", "1", "DuckDB allows one writer: every dbt task takes this slot")
         from civic_pipelines import sources
 
+        pools = {"duckdb_writer": {"slots": 1, "description": "DuckDB allows one writer: every dbt task takes this slot"}}
         for source in SOURCES:
             spec = sources.spec(source)
-            airflow(env, "pools", "set", spec.pool, str(spec.pool_slots), f"parallel blocks against the {source} API")
-        log("metadata database migrated, pools created")
+            pools[spec.pool] = {"slots": spec.pool_slots, "description": f"parallel blocks against the {source} API"}
+        (data / "pools.json").write_text(json.dumps(pools))
+        airflow(env, "pools", "import", str(data / "pools.json"))
+        log(f"metadata database migrated, pools created: {', '.join(pools)}")
 
         standalone = start_group([str(VENV_BIN / "airflow"), "standalone"], env, logs / "airflow.log")
         wait_for(lambda: http_ok(f"http://127.0.0.1:{api_port}/api/v2/monitor/health"), 180, "the Airflow API server")
         log(f"Airflow UI on http://127.0.0.1:{api_port} (logs in {logs})")
+        api = AirflowAPI(f"http://127.0.0.1:{api_port}")
+        api.login()
 
         run_ids = {}
         for source in SOURCES:
-            wait_for(lambda: dag_registered(env, source), 180, f"DAG {source} to be parsed", interval=3)
-            airflow(env, "dags", "unpause", source)
+            wait_for(lambda: api.dag_registered(source), 180, f"DAG {source} to be parsed", interval=2)
+            api.send("PATCH", f"/dags/{source}", {"is_paused": False})
             run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
-            airflow(env, "dags", "trigger", source, "--run-id", run_id, "--conf", json.dumps({**DEMO_RANGE, "force": True}))
+            api.send("POST", f"/dags/{source}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": {**DEMO_RANGE, "force": True}})
             run_ids[source] = run_id
-            log(f"triggered {source} for {DEMO_RANGE['start_month']}..{DEMO_RANGE['end_month']} (run {run_id})")
+            log(f"triggered {source} for {DEMO_RANGE['start_month']}..{DEMO_RANGE['end_month']} (run {run_id}) through the REST API")
 
         outcomes = {}
         for source, run_id in run_ids.items():
             state = wait_for(
-                lambda: (s := run_state(env, source, run_id)) in ("success", "failed") and s, RUN_TIMEOUT, f"run {run_id}", interval=5
+                lambda: (s := api.run_state(source, run_id)) in ("success", "failed") and s, RUN_TIMEOUT, f"run {run_id}", interval=3
             )
             outcomes[source] = state
             log(f"{source} run {run_id}: {state}")
+            for label, task_state in api.task_summary(source, run_id):
+                print(f"    {label:<48} {task_state}")
         seconds = time.monotonic() - started
         log(f"all runs finished in {seconds:.0f} s")
         print_results(data)

@@ -116,11 +116,11 @@ def test_force_relands_and_late_edits_replace_rows(dag, environment):
 def test_dry_run_writes_nothing(dag, environment):
     lake = Path(os.environ["CIVIC_LAKE"]) / "seattle_crime"
     before = sorted(p.name for p in lake.iterdir())
-    requests_before = len(environment["server"].requests)
+    requests_before = len(environment["server"].state.requests)
     run = dag.test(run_conf={"start_month": "2023-05", "end_month": "2023-06", "dry_run": True})
     assert run.state == "success"
     assert sorted(p.name for p in lake.iterdir()) == before
-    assert len(environment["server"].requests) == requests_before, "a dry run fetches nothing"
+    assert len(environment["server"].state.requests) == requests_before, "a dry run fetches nothing"
 
 
 @pytest.mark.parametrize(
@@ -129,18 +129,18 @@ def test_dry_run_writes_nothing(dag, environment):
         ({"start_month": "2024-03", "end_month": "2024-01"}, "end_month 2024-01 is before start_month 2024-03"),
         ({"start_month": "2024-01", "end_month": "2099-01"}, "is not complete yet"),
         ({"start_month": "2008-01", "end_month": "2030-01"}, "is not complete yet"),
-        ({"start_month": "2008-01", "end_month": "2026-01"}, "the limit is 240 blocks per run"),
+        ({"start_month": "2008-01", "end_month": "2026-01"}, "217 months requested (2008-01..2026-01); the limit is 120 blocks per run"),
     ],
 )
 def test_bad_params_fail_in_planning_with_the_message(dag, environment, conf, message, capfd):
-    requests_before = len(environment["server"].requests)
+    requests_before = len(environment["server"].state.requests)
     run = dag.test(run_conf=conf)
     assert run.state == "failed"
     states = task_states(run)
     assert states[("plan_blocks", -1)] == "failed"
     out, err = capfd.readouterr()
     assert message in out + err
-    assert len(environment["server"].requests) == requests_before, "nothing was extracted"
+    assert len(environment["server"].state.requests) == requests_before, "nothing was extracted"
 
 
 def test_malformed_month_is_refused_by_the_params_schema(dag):

@@ -100,7 +100,7 @@ def build_source_dag(name: str, extract_mode: str | None = None):
         @task
         def plan_blocks(params: dict | None = None, data_interval_start=None, data_interval_end=None) -> list[dict]:
             """Turn the trigger form's month range, or else the run's data interval, into blocks."""
-            from airflow.exceptions import AirflowFailException
+            from airflow.sdk.exceptions import AirflowFailException
 
             from civic_pipelines.months import BlockPlanError, plan_months
 
@@ -132,7 +132,7 @@ def build_source_dag(name: str, extract_mode: str | None = None):
             @task(pool=spec.pool, map_index_template="{{ block_label }}")
             def extract_load(block: dict) -> dict:
                 """Extract one block from the source and land it in the lake; the manifest is the XCom."""
-                from airflow.exceptions import AirflowSkipException
+                from airflow.sdk.exceptions import AirflowSkipException
 
                 from civic_pipelines.extract import run_block
 

@@ -43,6 +43,7 @@ def build_dbt_group(spec, group_id: str = "dbt"):
             dbt_project_path=project_dir,
             manifest_path=manifest_path(),
             env_vars=env,
+            install_dbt_deps=False,  # no dbt packages: the hub is not reachable offline
         ),
         profile_config=ProfileConfig(
             profile_name="civic",
@@ -58,7 +59,6 @@ def build_dbt_group(spec, group_id: str = "dbt"):
         ),
         operator_args={
             "pool": DUCKDB_WRITER_POOL,
-            "install_deps": False,
             # Blocks that were skipped (unchanged source) must not stop the rebuild of those that landed.
             "trigger_rule": "none_failed_min_one_success",
             "retries": 2,

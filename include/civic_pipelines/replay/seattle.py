@@ -22,6 +22,7 @@ floating timestamps ``YYYY-MM-DDTHH:MM:SS.000`` (Pacific wall time, no zone).
 from __future__ import annotations
 
 import calendar
+from base64 import b32encode as _b32encode
 import csv
 import datetime as _dt
 import random
@@ -161,7 +162,6 @@ _MIN_ROWS, _MAX_ROWS = 5000, 12000
 # generator draws from these empirically (with jitter). Filled by _load_sample().
 _MASK64 = (1 << 64) - 1
 _MASK60 = (1 << 60) - 1
-_ROW_ID_ALPHABET = "23456789abcdefghijkmnpqrstuvwxyz"
 _BLOCK_RE = re.compile(r"^(\d+)XX BLOCK OF (.+)$")
 _EPOCH_ORD = _dt.date(1970, 1, 1).toordinal()
 _DAY_CACHE: dict[int, str] = {}
@@ -215,8 +215,9 @@ def parse_floating(value: str) -> int:
 
 
 def fmt_fixed_utc(epoch: int) -> str:
-    """Socrata fixed timestamp (system fields): UTC with a Z."""
-    return _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    """Socrata fixed timestamp (system fields): UTC with a Z. (Epoch seconds count days the same way
+    as the naive wall-clock seconds used here, so the formatter is shared.)"""
+    return fmt_floating(int(epoch)) + "Z"
 
 
 def _spring_forward_days() -> set[int]:
@@ -270,18 +271,18 @@ def all_months() -> list[str]:
     return months_between(FIRST_MONTH, LAST_MONTH)
 
 
+_ROW_ID_KEYS: dict[int, int] = {}
+
+
 def row_id_for(offense_id: int, seed: int) -> str:
     """A Socrata-looking ``:id`` (``row-xxxx.xxxx~xxxx``); a bijection of the 60-bit offense_id, so unique."""
-    x = (offense_id ^ (_seed_for("row-id", seed) & _MASK60)) & _MASK60
+    key = _ROW_ID_KEYS.get(seed)
+    if key is None:
+        key = _ROW_ID_KEYS[seed] = _seed_for("row-id", seed) & _MASK60
+    x = (offense_id ^ key) & _MASK60
     x = (x * 0x5DEECE66D1F3B5) & _MASK60  # odd multiplier: bijective mod 2**60
     x ^= x >> 29
-    x = (x * 0x2545F4914F6CDD1D) & _MASK60
-    x ^= x >> 31
-    chars = []
-    for _ in range(12):
-        chars.append(_ROW_ID_ALPHABET[x & 31])
-        x >>= 5
-    s = "".join(chars)
+    s = _b32encode((x << 4).to_bytes(8, "big"))[:12].decode().lower()  # 12 chars = the 60 bits
     return f"row-{s[0:4]}.{s[4:8]}~{s[8:12]}"
 
 
@@ -413,6 +414,11 @@ class SeattleCrimeDataset:
             self._wire.clear()
             self._edit_counts.clear()
             self.version += 1
+
+    def cached_months(self) -> list[str]:
+        """Months generated so far (the server generates only the months a query touches)."""
+        with self._lock:
+            return sorted(self._canon)
 
     def columns(self) -> list[dict]:
         """Socrata view metadata columns of the current schema."""

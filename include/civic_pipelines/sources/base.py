@@ -20,7 +20,7 @@ class SourceSpec:
     natural_key: str
     description: str
     tags: tuple[str, ...] = ()
-    max_blocks_per_run: int = 240
+    max_blocks_per_run: int = 120  # ten years of months: wider backfills are split into several runs
     pool_slots: int = 2  # parallel blocks against the API at once
     dbt_tag: str | None = None
 

@@ -167,8 +167,10 @@ def page_params(schema: str, month: str, offset: int, limit: int = PAGE_SIZE) ->
     }
 
 
-def iter_pages(session, base_url: str, schema: str, month: str, page_size: int = PAGE_SIZE):
-    """Yield each page's raw JSON bytes; stop on a short page (SODA has no next link)."""
+def iter_pages(session, base_url: str, schema: str, month: str, page_size: int = PAGE_SIZE, sizes: list | None = None):
+    """Yield each page's rows; stop on a short page (SODA has no next link).
+
+    ``sizes``, if given, collects each page's response size in bytes."""
     url = f"{base_url}/resource/{DATASET_ID}.json"
     offset = 0
     while True:
@@ -176,6 +178,8 @@ def iter_pages(session, base_url: str, schema: str, month: str, page_size: int =
         rows = orjson.loads(body)
         if not isinstance(rows, list):
             raise SourceHTTPError(f"expected a JSON array from {url}, got {type(rows).__name__}")
+        if sizes is not None:
+            sizes.append(len(body))
         yield rows
         if len(rows) < page_size:
             return
@@ -204,8 +208,11 @@ def _parse_timestamps(values: pa.ChunkedArray) -> pa.ChunkedArray:
     except pa.ArrowInvalid:
         head = pc.utf8_slice_codeunits(values, 0, 19)
         parsed = pc.strptime(head, format="%Y-%m-%dT%H:%M:%S", unit="ms", error_is_null=True)
+        # strptime rolls impossible dates over (Feb 30 -> Mar 1): only a round trip proves a date real.
+        round_trip = pc.equal(pc.strftime(pc.cast(parsed, pa.timestamp("s")), format="%Y-%m-%dT%H:%M:%S"), head)
         tail_ok = pc.match_substring_regex(pc.utf8_slice_codeunits(values, 19, 40), r"^(\.[0-9]{1,9})?$")
-        return pc.if_else(pc.fill_null(tail_ok, False), parsed, pa.scalar(None, pa.timestamp("ms")))
+        valid = pc.fill_null(pc.and_(round_trip, tail_ok), False)
+        return pc.if_else(valid, parsed, pa.scalar(None, pa.timestamp("ms")))
 
 
 def _parse_coordinate(values: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -326,8 +333,8 @@ def probe(session, connection) -> dict:
 def extract_block(session, connection, month: str, probed: dict, landed_at: datetime | None = None) -> BlockData:
     landed_at = landed_at or datetime.now(timezone.utc)
     schema = probed["schema"]
-    goods, quarantines, reasons, withheld, fetched, pages = [], [], {}, 0, 0, 0
-    for rows in iter_pages(session, connection.base_url, schema, month):
+    goods, quarantines, reasons, withheld, fetched, pages, sizes = [], [], {}, 0, 0, 0, []
+    for rows in iter_pages(session, connection.base_url, schema, month, sizes=sizes):
         pages += 1
         fetched += len(rows)
         unknown = set(rows[0]) - wire_names(schema) - {":id", ":created_at", ":updated_at"} if rows else set()
@@ -351,6 +358,7 @@ def extract_block(session, connection, month: str, probed: dict, landed_at: date
             "schema": schema,
             "pages": pages,
             "fetched_rows": fetched,
+            "fetched_bytes": sum(sizes),
             "duplicates_collapsed": collapsed,
             "quarantine_reasons": reasons,
             "withheld_locations": withheld,
