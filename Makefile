@@ -13,7 +13,7 @@ setup: $(VENV)/.installed dbt/target/manifest.json
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip -q
+	$(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip
 	$(PY) -m pip install -q --disable-pip-version-check uv==0.13.9
 	$(UV) pip install -q --python $(PY) -r requirements.txt
 	$(UV) pip install -q --python $(PY) --no-deps -e .

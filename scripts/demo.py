@@ -183,9 +183,9 @@ def print_results(data: Path) -> None:
     for attempt in range(30):
         try:
             with duckdb.connect(str(warehouse), read_only=True) as con:
-                facts = con.sql("select count(*), min(_block_month), max(_block_month) from fct_crime_offenses").fetchone()
+                facts = con.execute("select count(*), min(_block_month), max(_block_month) from fct_crime_offenses").fetchone()
                 log(f"fct_crime_offenses: {facts[0]} offenses, months {facts[1]}..{facts[2]}")
-                rows = con.sql(
+                rows = con.execute(
                     "select strftime(report_month, '%Y-%m') as month, crime_against_category, offenses "
                     "from mart_crime_monthly order by month, offenses desc limit 12"
                 ).fetchall()
