@@ -24,7 +24,7 @@ def _extract(args) -> int:
 def _replay(args) -> int:
     from civic_pipelines.replay.server import serve_forever
 
-    serve_forever(args.host, args.port, data_dir=args.data)
+    serve_forever(args.host, args.port)
     return 0
 
 
@@ -67,7 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="serve the bundled data in each API's wire format (offline)")
     replay.add_argument("--host", default="127.0.0.1")
     replay.add_argument("--port", type=int, default=8765)
-    replay.add_argument("--data", help="folder of replay data (default: bundled)")
     replay.set_defaults(func=_replay)
 
     listing = commands.add_parser("sources", help="list sources, cadence, first month and connection id")

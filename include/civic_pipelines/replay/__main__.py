@@ -11,9 +11,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m civic_pipelines.replay")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--data", default=None, help="folder of replay data (reserved; bundled data is used)")
     args = parser.parse_args(argv)
-    serve_forever(args.host, args.port, data_dir=args.data)
+    serve_forever(args.host, args.port)
     return 0
 
 

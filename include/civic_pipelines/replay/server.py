@@ -421,14 +421,11 @@ def make_server(host: str = "127.0.0.1", port: int = 0, months: list[str] | None
     return server
 
 
-def serve_forever(host: str = "127.0.0.1", port: int = 8765, data_dir: str | None = None) -> None:
-    """Foreground server for ``civic replay``. ``data_dir`` is reserved for recorded data; the
-    bundled data is always used for now."""
+def serve_forever(host: str = "127.0.0.1", port: int = 8765) -> None:
+    """Foreground server for ``civic replay``, serving the bundled and generated data."""
     server = make_server(host, port)
     print(f"civic replay serving on {server.url} (Seattle crime: {server.url}/resource/tazs-3rd5.json)",
           flush=True)
-    if data_dir:
-        print(f"note: data_dir={data_dir!r} is not used yet; serving the bundled data", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
