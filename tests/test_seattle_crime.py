@@ -56,7 +56,7 @@ def test_paging_requests_exact_pages_and_stops_on_the_short_page(seattle_conn):
     total = len(server.dataset.rows_for_month(MONTH))
     page = 2000
     with make_session() as session:
-        pages = list(sc.iter_pages(session, connection.base_url, "A", MONTH, page_size=page))
+        pages = [p.to_table(sorted(sc.wire_names("A"))).to_pylist() for p in sc.iter_pages(session, connection.base_url, "A", MONTH, page_size=page)]
     assert sum(len(p) for p in pages) == total
     assert [len(p) for p in pages[:-1]] == [page] * (len(pages) - 1) and len(pages[-1]) < page
     offsets = [int(parse_qs(urlsplit(p).query)["$offset"][0]) for p in logged_requests(server)]

@@ -20,6 +20,7 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential,
 )
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
 from urllib3.util.retry import Retry
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ BODY_ERRORS = (
     requests.exceptions.ConnectionError,
     requests.exceptions.ContentDecodingError,
     requests.exceptions.ReadTimeout,
+    Urllib3HTTPError,  # IncompleteRead, ProtocolError, ReadTimeoutError while reading the raw body
     TransientBodyError,
 )
 
@@ -85,8 +87,15 @@ def get_bytes(session: requests.Session, url: str, params: dict | None = None, t
 
     @page_retry
     def _get() -> bytes:
-        response = session.get(url, params=params, timeout=timeout)
-        body = response.content
+        response = session.get(url, params=params, timeout=timeout, stream=True)
+        try:
+            # One read of the raw body: requests' .content assembles 10 kB chunks in Python, which
+            # costs a third of the transfer time on a 25 MB page.
+            body = response.raw.read(decode_content=True)
+        except BaseException:
+            response.close()
+            raise
+        response.raw.release_conn()
         expected = response.headers.get("Content-Length")
         if expected is not None and response.headers.get("Content-Encoding") is None and int(expected) != len(body):
             raise TransientBodyError(f"body cut short: {len(body)} of {expected} bytes")
