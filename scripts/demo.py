@@ -142,9 +142,16 @@ class AirflowAPI:
 
     def __init__(self, base_url: str):
         import requests
+        from requests.adapters import HTTPAdapter
+        from urllib3.util.retry import Retry
 
         self.base_url = base_url
         self.session = requests.Session()
+        # SQLite metadata allows one writer: the API answers 500 ("database is locked") while the
+        # scheduler writes. Every call here is safe to repeat (PATCH is idempotent and the
+        # trigger names its run id, so a repeat answers 409).
+        retry = Retry(total=8, backoff_factor=0.5, status_forcelist=(500, 502, 503), allowed_methods=None, raise_on_status=False)
+        self.session.mount("http://", HTTPAdapter(max_retries=retry))
 
     def login(self) -> None:
         token = self.session.get(f"{self.base_url}/auth/token", timeout=10).json()["access_token"]
@@ -157,6 +164,8 @@ class AirflowAPI:
 
     def send(self, method: str, path: str, body: dict) -> dict:
         response = self.session.request(method, f"{self.base_url}/api/v2{path}", json=body, timeout=30)
+        if response.status_code == 409 and method == "POST":
+            return {}  # a retried trigger whose first attempt went through
         if response.status_code >= 400:
             raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:500]}")
         return response.json()
