@@ -109,6 +109,11 @@ class ReplayState:
         self.faults = Faults()
         self._lock = threading.Lock()
         self._requests: list[dict] = []
+        self._reset_hooks: list[Callable[[], None]] = []
+
+    def add_reset_hook(self, hook: Callable[[], None]) -> None:
+        """An API's own switches, cleared with the core's by every reset."""
+        self._reset_hooks.append(hook)
 
     def log(self, entry: dict) -> None:
         with self._lock:
@@ -126,6 +131,8 @@ class ReplayState:
 
     def reset(self) -> None:
         self.faults.clear()
+        for hook in self._reset_hooks:
+            hook()
         with self._lock:
             self._requests.clear()
 
@@ -404,10 +411,12 @@ class ReplayServer:
 def make_server(host: str = "127.0.0.1", port: int = 0, months: list[str] | None = None, schema: str = "A",
                 seed: int = 20240101, rows_per_month: int | None = None,
                 rows_updated_at: int = 1767225600) -> ReplayServer:
-    """A replay server with every API installed (today: Seattle crime over SODA). Not started.
+    """A replay server with every API installed (Seattle crime over SODA, Minneapolis 311 over
+    ArcGIS REST). Not started.
 
     ``months``: what a query with no bounds on the report time may cover (default: every month
-    2008-01..2026-12, which is slow to generate). ``server.dataset`` is the SeattleCrimeDataset."""
+    2008-01..2026-12, which is slow to generate). ``server.dataset`` is the SeattleCrimeDataset,
+    ``server.minneapolis`` the Minneapolis311Dataset."""
     from civic_pipelines.replay.seattle import SeattleCrimeDataset
     from civic_pipelines.replay.soda import SodaApi
 
@@ -418,6 +427,9 @@ def make_server(host: str = "127.0.0.1", port: int = 0, months: list[str] | None
     soda.add_seattle(dataset, months=months)
     server.install(soda)
     server.dataset = dataset
+    from civic_pipelines.replay.arcgis import install_minneapolis
+
+    server.minneapolis = install_minneapolis(server)
     return server
 
 
