@@ -412,11 +412,11 @@ def make_server(host: str = "127.0.0.1", port: int = 0, months: list[str] | None
                 seed: int = 20240101, rows_per_month: int | None = None,
                 rows_updated_at: int = 1767225600) -> ReplayServer:
     """A replay server with every API installed (Seattle crime over SODA, Minneapolis 311 over
-    ArcGIS REST). Not started.
+    ArcGIS REST, Toronto 311 over CKAN). Not started.
 
     ``months``: what a query with no bounds on the report time may cover (default: every month
     2008-01..2026-12, which is slow to generate). ``server.dataset`` is the SeattleCrimeDataset,
-    ``server.minneapolis`` the Minneapolis311Dataset."""
+    ``server.minneapolis`` the Minneapolis311Dataset, ``server.toronto`` the Toronto311Dataset."""
     from civic_pipelines.replay.seattle import SeattleCrimeDataset
     from civic_pipelines.replay.soda import SodaApi
 
@@ -430,6 +430,9 @@ def make_server(host: str = "127.0.0.1", port: int = 0, months: list[str] | None
     from civic_pipelines.replay.arcgis import install_minneapolis
 
     server.minneapolis = install_minneapolis(server)
+    from civic_pipelines.replay.ckan import install_toronto
+
+    server.toronto = install_toronto(server)
     return server
 
 
