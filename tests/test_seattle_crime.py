@@ -194,3 +194,22 @@ def test_cli_prints_the_manifest_last_and_fails_in_one_line(seattle_conn, lake):
                          capture_output=True, text=True, env=env)
     assert json.loads(dry.stdout.strip().splitlines()[-1])["skipped"] is True
     assert not (Path(lake) / "seattle_crime" / "month=2023-03").exists()
+
+
+def test_a_moved_watermark_relands_changed_blocks_and_counts_the_changed_rows(seattle_conn, lake):
+    from civic_pipelines.lake import BlockLocation, read_manifest
+
+    server = seattle_conn
+    first = run_block("seattle_crime", MONTH, lake=lake)
+    assert first["rows_changed"] is None, "nothing to compare on a first landing"
+    server.dataset.apply_late_edits(MONTH, 4)
+    second = run_block("seattle_crime", MONTH, lake=lake)
+    assert second["skipped"] is False and second["sha256"] != first["sha256"]
+    assert second["rows_changed"] == {"added": 0, "removed": 0, "changed": 4}
+    # The dataset-wide watermark moves for an edit elsewhere; this block's content does not.
+    server.dataset.apply_late_edits("2024-03", 2)
+    third = run_block("seattle_crime", MONTH, lake=lake)
+    assert third["skipped"] is True and "content unchanged" in third["reason"]
+    manifest = read_manifest(BlockLocation(lake, "seattle_crime", MONTH))
+    assert manifest["watermark"] == str(server.dataset.rows_updated_at) and manifest["sha256"] == second["sha256"]
+    assert run_block("seattle_crime", MONTH, lake=lake)["reason"].startswith("source unchanged")

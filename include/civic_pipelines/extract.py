@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 from civic_pipelines import connections, settings, sources
 from civic_pipelines.http import make_session
-from civic_pipelines.lake import BlockLocation, content_sha256, read_manifest, write_block
+from civic_pipelines.lake import BlockLocation, content_sha256, read_manifest, rows_changed, write_block, write_manifest
 from civic_pipelines.months import parse_month
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,20 @@ def run_block(source: str, month: str, lake: str | None = None, force: bool = Fa
 
     quarantined = block.quarantine.num_rows if block.quarantine is not None else 0
     sha = content_sha256(block.data)
+    if previous and not force and previous.get("sha256") == sha:
+        # The source moved its watermark but this block's content is the same: keep the landed
+        # data (dbt has nothing to redo) and record the new watermark so the next run skips early.
+        write_manifest(location, {**previous, "watermark": probed["watermark"], "checked_at": landed_at.isoformat()})
+        return {
+            **manifest,
+            "skipped": True,
+            "reason": f"content unchanged (same sha256) although the watermark moved to {probed['watermark']}",
+            "watermark": probed["watermark"],
+            "rows": previous.get("rows"),
+            "quarantined": previous.get("quarantined"),
+            "sha256": sha,
+            "seconds": round(time.monotonic() - started, 3),
+        }
     manifest.update(
         {
             "rows": block.data.num_rows,
@@ -69,6 +83,7 @@ def run_block(source: str, month: str, lake: str | None = None, force: bool = Fa
             "landed_at": landed_at.isoformat(),
             "forced": force,
             "changed_since_previous": previous is None or previous.get("sha256") != sha,
+            "rows_changed": rows_changed(location, block.data, module.SPEC.natural_key) if previous else None,
             **block.stats,
         }
     )

@@ -103,6 +103,45 @@ def write_block(location: BlockLocation, data: pa.Table, quarantine: pa.Table | 
     return manifest
 
 
+def write_manifest(location: BlockLocation, manifest: dict) -> None:
+    """Replace only the manifest (the data stays as landed)."""
+    filesystem, _ = _filesystem(location.lake)
+    folder = _fs_path(location, "")[:-1]
+    tmp = f"{folder}/.{MANIFEST_FILE}.{uuid.uuid4().hex[:12]}.tmp"
+    with filesystem.open_output_stream(tmp) as handle:
+        handle.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
+    _rename(filesystem, tmp, f"{folder}/{MANIFEST_FILE}")
+
+
+def rows_changed(location: BlockLocation, new: pa.Table, key: str) -> dict:
+    """How the new landing differs from the block in place, by natural key: added, removed, and
+    kept keys whose row content changed (the landing time is not content)."""
+    import duckdb
+
+    filesystem, _ = _filesystem(location.lake)
+    try:
+        with filesystem.open_input_file(_fs_path(location, DATA_FILE)) as handle:
+            old = pq.read_table(handle)
+    except (FileNotFoundError, OSError):
+        return {"added": new.num_rows, "removed": 0, "changed": 0}
+    columns = [c for c in new.column_names if c not in HASH_EXCLUDED and c in old.column_names]
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    with duckdb.connect() as con:
+        con.register("old_rows", old.select(columns))
+        con.register("new_rows", new.select(columns))
+        added, removed, changed = con.execute(
+            f"""
+            with o as (select "{key}" as k, hash(struct_pack({quoted})) as h from old_rows),
+                 n as (select "{key}" as k, hash(struct_pack({quoted})) as h from new_rows)
+            select count(*) filter (where o.k is null),
+                   count(*) filter (where n.k is null),
+                   count(*) filter (where o.k is not null and n.k is not null and o.h <> n.h)
+            from o full outer join n on o.k = n.k
+            """
+        ).fetchone()
+    return {"added": added, "removed": removed, "changed": changed}
+
+
 def _rename(filesystem: pafs.FileSystem, source: str, destination: str) -> None:
     # A rename within one folder is atomic on POSIX file systems; an S3 put is atomic per object.
     filesystem.move(source, destination)
