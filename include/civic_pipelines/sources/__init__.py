@@ -1,7 +1,11 @@
-"""The source registry: every source module registers its spec and extractor here."""
+"""The source registry: hand-written source modules plus the dataset files of the generic adapters.
+
+Both kinds offer ``SPEC``, ``auth_headers``, ``probe`` and ``extract_block``.
+"""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from importlib import import_module
 
 from civic_pipelines.sources.base import SourceSpec
@@ -11,15 +15,30 @@ _MODULES = {
 }
 
 
+def _dataset_files() -> dict:
+    from civic_pipelines.adapters import dataset_files
+
+    return {name: path for name, path in dataset_files().items() if name not in _MODULES}
+
+
 def names() -> list[str]:
-    return list(_MODULES)
+    return list(_MODULES) + list(_dataset_files())
 
 
+@lru_cache(maxsize=None)
 def get(name: str):
-    """The source module (it has ``SPEC`` and ``extract_block``)."""
-    if name not in _MODULES:
-        raise KeyError(f"unknown source {name!r}; known sources: {', '.join(_MODULES)}")
-    return import_module(_MODULES[name])
+    """The source (a module or an adapter instance with ``SPEC`` and ``extract_block``)."""
+    if name in _MODULES:
+        return import_module(_MODULES[name])
+    files = _dataset_files()
+    if name in files:
+        from civic_pipelines.adapters import load_dataset
+
+        source = load_dataset(files[name])
+        if source.SPEC.name != name:
+            raise ValueError(f"{files[name].name}: [source] name {source.SPEC.name!r} must match the file name")
+        return source
+    raise KeyError(f"unknown source {name!r}; known sources: {', '.join(names())}")
 
 
 def spec(name: str) -> SourceSpec:
@@ -27,4 +46,4 @@ def spec(name: str) -> SourceSpec:
 
 
 def specs() -> list[SourceSpec]:
-    return [spec(name) for name in _MODULES]
+    return [spec(name) for name in names()]
