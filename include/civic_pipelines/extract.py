@@ -6,6 +6,7 @@ returns the block manifest, which the task pushes as its XCom.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from datetime import datetime, timezone
@@ -16,6 +17,13 @@ from civic_pipelines.lake import BlockLocation, content_sha256, read_manifest, r
 from civic_pipelines.months import parse_month
 
 log = logging.getLogger(__name__)
+
+
+def _probe(source, session, connection, month: str) -> dict:
+    """Sources whose watermark depends on the block (a layer or a file per year) take ``month``."""
+    if "month" in inspect.signature(source.probe).parameters:
+        return source.probe(session, connection, month=month)
+    return source.probe(session, connection)
 
 
 def run_block(source: str, month: str, lake: str | None = None, force: bool = False, dry_run: bool = False) -> dict:
@@ -41,7 +49,7 @@ def run_block(source: str, month: str, lake: str | None = None, force: bool = Fa
     connection = connections.resolve(spec.conn_id, spec.default_base_url)
     session = make_session(module.auth_headers(connection))
     with session:
-        probed = module.probe(session, connection)
+        probed = _probe(module, session, connection, month)
         previous = read_manifest(location)
         if previous and not force and previous.get("watermark") == probed["watermark"]:
             log.info("%s %s unchanged since %s (watermark %s): skipped", source, month, previous.get("landed_at"), probed["watermark"])
