@@ -1,0 +1,574 @@
+"""A generic ArcGIS REST feature-layer source, configured by a dataset file's ``[adapter]`` table.
+
+Owns: finding the block's layer, reading its metadata (watermark, page size, fields, schema drift),
+paging its ``query`` operation, ArcGIS's error envelope, and turning features into the lake's
+typed Arrow columns with quarantine and de-duplication. Nothing here knows a city: field names,
+types, renames, the date field, the key and the layer URL all come from the dataset file.
+
+**One layer per year.** Publishers that open a new hosted layer every January (Minneapolis 311)
+are described by a URL pattern with ``{year}``. The layer of a block's year is, in this order:
+the Airflow Variable named by ``layers_variable`` (a JSON object ``{"2024": "<layer url>"}``, read
+from ``AIRFLOW_VAR_<NAME>`` first, as Airflow itself does), the dataset file's ``[adapter.layers]``
+table, the ``layer_path`` pattern. A value without a scheme is a path joined to the connection's
+base URL, so tests and the demo only swap the connection.
+
+**Watermark.** The year's layer ``editingInfo.<watermark>`` (``lastEditDate`` by default: it moves
+on every data or schema edit), epoch ms as a string. It is per layer, so :meth:`probe` needs the
+block's month (``run_block`` passes it): an edit anywhere in a year re-checks that year's twelve
+blocks, and the extractor keeps the landed data of the months whose content did not change.
+
+**Block and time zone.** A block is the features whose ``date_field`` falls in the calendar month
+in **UTC**: ``<date_field> >= DATE 'YYYY-MM-01 00:00:00' AND <date_field> < DATE '<next month>-01
+00:00:00'``, so the month's first instant is in, the next month's first instant is out, and
+neighbouring blocks neither overlap nor leave a gap. Hosted layers store dates as UTC epoch
+milliseconds and read these literals as UTC; a layer that declares another
+``dateFieldsTimeReference`` is reported in the block's drift (its literals would be local time).
+
+**Paging.** ``outFields=*``, ``orderByFields=<object id> ASC``, ``resultOffset`` stepping by the
+layer's ``maxRecordCount`` (read from the metadata, never assumed) with ``resultRecordCount`` equal
+to it, continuing while the answer says ``exceededTransferLimit: true``.
+
+**Errors.** ArcGIS answers most errors with HTTP 200 and ``{"error": {"code", "message",
+"details"}}``. That is an error here (:class:`ArcGisServiceError`); one with a 5xx or 429 code
+(a busy or timed-out server) is retried ``error_retries`` times with backoff first. HTTP-level
+429/5xx are retried by the shared session (:mod:`civic_pipelines.http`).
+
+**Rows.** Attributes become typed columns (``string``, ``int64``, ``int32``, ``float64``,
+``timestamp``: epoch ms to ``timestamp[ms, tz=UTC]``); the point geometry's x/y become the
+configured columns (lon/lat with ``out_sr = 4326``). A row goes to quarantine, with the first
+broken rule as ``_reason``, when the key or another required field is missing or unparseable, or
+its date falls outside the block. An optional value of the wrong type lands as null and is counted
+(``nulled_values``). Duplicate keys within a block collapse to the row with the latest
+``latest_field`` (then the last seen); ``count_duplicates`` fields only have their repeats counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from civic_pipelines.http import SourceHTTPError, get_bytes
+from civic_pipelines.months import month_bounds, parse_month
+from civic_pipelines.sources.base import BlockData, SchemaDriftError, SourceSpec
+
+log = logging.getLogger(__name__)
+
+ARROW_TYPES = {
+    "string": pa.string(),
+    "int64": pa.int64(),
+    "int32": pa.int32(),
+    "float64": pa.float64(),
+    "timestamp": pa.timestamp("ms", tz="UTC"),
+}
+# The Esri field types each configured type reads without loss; another is reported as a type change.
+COMPATIBLE_ESRI_TYPES = {
+    "string": {"esriFieldTypeString", "esriFieldTypeGUID", "esriFieldTypeGlobalID"},
+    "int64": {"esriFieldTypeOID", "esriFieldTypeInteger", "esriFieldTypeSmallInteger", "esriFieldTypeBigInteger",
+              "esriFieldTypeDouble"},  # hosted layers often keep big integers (ids) as doubles
+    "int32": {"esriFieldTypeOID", "esriFieldTypeInteger", "esriFieldTypeSmallInteger"},
+    "float64": {"esriFieldTypeDouble", "esriFieldTypeSingle", "esriFieldTypeInteger", "esriFieldTypeSmallInteger",
+                "esriFieldTypeBigInteger"},
+    "timestamp": {"esriFieldTypeDate"},
+}
+INT32_RANGE = (-(2**31), 2**31 - 1)
+LANDED_TYPE = pa.timestamp("us", tz="UTC")
+_BAD = object()  # a present value that does not parse as the field's type
+
+
+class ArcGisServiceError(SourceHTTPError):
+    """ArcGIS's error envelope (``{"error": {...}}``, usually on HTTP 200), or an answer that is
+    not the JSON document asked for."""
+
+    def __init__(self, message: str, code: int | None = None, url: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.url = url
+
+
+def _config_error(path: Path, message: str):
+    from civic_pipelines.adapters import DatasetConfigError
+
+    return DatasetConfigError(f"{path.name}: [adapter] {message}")
+
+
+class Field:
+    """One configured attribute: wire name, canonical (lake) name, type, required."""
+
+    def __init__(self, table: dict, path: Path) -> None:
+        unknown = set(table) - {"source", "name", "type", "required", "description"}
+        if unknown:
+            raise _config_error(path, f"field {table.get('source')!r}: unknown key(s) {sorted(unknown)}")
+        try:
+            self.source = str(table["source"])
+            self.name = str(table["name"])
+            self.type = str(table["type"])
+        except KeyError as missing:
+            raise _config_error(path, f"every field needs source, name and type; {table} lacks {missing}") from None
+        if self.type not in ARROW_TYPES:
+            raise _config_error(path, f"field {self.source}: type must be one of {sorted(ARROW_TYPES)}, not {self.type!r}")
+        self.required = bool(table.get("required", False))
+        self.arrow_type = ARROW_TYPES[self.type]
+
+
+class ArcGisFeatureLayerSource:
+    """A source (``SPEC``, ``auth_headers``, ``probe``, ``extract_block``) over ArcGIS feature layers."""
+
+    def __init__(self, spec: SourceSpec, config: dict, path: Path) -> None:
+        self.SPEC = spec
+        self.path = Path(path)
+        known = {"layer_path", "layers", "layers_variable", "date_field", "key", "object_id_field", "latest_field",
+                 "out_sr", "geometry", "watermark", "date_literal", "error_retries", "count_duplicates", "fields"}
+        unknown = set(config) - known
+        if unknown:
+            raise _config_error(self.path, f"unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+        self.layer_path = config.get("layer_path")
+        if not self.layer_path or "{year}" not in self.layer_path:
+            raise _config_error(self.path, "layer_path must be a layer URL or path with a {year} placeholder")
+        self.layers = {str(year): str(url) for year, url in (config.get("layers") or {}).items()}
+        self.layers_variable = str(config.get("layers_variable") or f"civic_{spec.name}_layers")
+        self.fields = [Field(table, self.path) for table in config.get("fields") or []]
+        if not self.fields:
+            raise _config_error(self.path, "fields is empty")
+        self.by_source = {field.source: field for field in self.fields}
+        names = [field.name for field in self.fields]
+        if len(set(names)) != len(names) or len(self.by_source) != len(self.fields):
+            raise _config_error(self.path, "field sources and names must be unique")
+        self.key = self._field(config.get("key"), "key")
+        if spec.natural_key != self.key.name:
+            raise _config_error(self.path, f"[source] natural_key {spec.natural_key!r} must be the key's lake name {self.key.name!r}")
+        self.date_field = self._field(config.get("date_field"), "date_field")
+        if self.date_field.type != "timestamp":
+            raise _config_error(self.path, f"date_field {self.date_field.source} must have type timestamp")
+        self.latest_field = self._field(config["latest_field"], "latest_field") if config.get("latest_field") else None
+        self.object_id_field = str(config.get("object_id_field") or self.key.source)
+        self.count_duplicates = [self._field(name, "count_duplicates") for name in config.get("count_duplicates") or []]
+        self.required = [self.key] + [f for f in self.fields if f.required and f is not self.key]
+        geometry = config.get("geometry") or {}
+        if set(geometry) - {"x", "y"} or (geometry and not (geometry.get("x") and geometry.get("y"))):
+            raise _config_error(self.path, "geometry takes x and y (the lake names of the point's coordinates)")
+        self.geometry = (str(geometry["x"]), str(geometry["y"])) if geometry else None
+        self.out_sr = int(config.get("out_sr", 4326))
+        self.watermark_field = str(config.get("watermark") or "lastEditDate")
+        self.date_literal = str(config.get("date_literal") or "DATE").upper()
+        if self.date_literal not in ("DATE", "TIMESTAMP"):
+            raise _config_error(self.path, "date_literal must be DATE or TIMESTAMP")
+        self.error_retries = int(config.get("error_retries", 2))
+        lake_names = names + list(self.geometry or ())
+        if len(set(lake_names)) != len(lake_names) or {"_block_month", "_landed_at"} & set(lake_names):
+            raise _config_error(self.path, "geometry names must differ from the fields' names and the _ columns")
+        self.data_schema = pa.schema(
+            [(field.name, field.arrow_type) for field in self.fields]
+            + ([(name, pa.float64()) for name in self.geometry] if self.geometry else [])
+            + [("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)]
+        )
+        self.quarantine_schema = pa.schema(
+            [(name, pa.string()) for name in lake_names]
+            + [("_reason", pa.string()), ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)]
+        )
+
+    def _field(self, source, what: str) -> Field:
+        if source not in self.by_source:
+            raise _config_error(self.path, f"{what} {source!r} is not among the fields' sources")
+        return self.by_source[source]
+
+    def __repr__(self) -> str:
+        return f"ArcGisFeatureLayerSource({self.SPEC.name!r}, {self.path.name})"
+
+    # ------------------------------------------------------------ connection and layers
+
+    def auth_headers(self, connection) -> dict:
+        # Public layers need nothing; a token (the connection's password) goes in Esri's header,
+        # never in a URL that could be logged.
+        return {"X-Esri-Authorization": f"Bearer {connection.password}"} if connection.password else {}
+
+    def variable_layers(self) -> dict[str, str]:
+        """The Airflow Variable's year -> layer mapping (empty when it is not set)."""
+        key = self.layers_variable
+        raw = os.environ.get(f"AIRFLOW_VAR_{key.upper()}")
+        # Outside Airflow (the extractor image, the CLI) the environment is the only place; inside
+        # an Airflow worker (already imported) the Variable may live in the metadata DB.
+        if raw is None and "airflow" in sys.modules and os.environ.get("CIVIC_NO_AIRFLOW_LOOKUP") != "1":
+            from civic_pipelines.orchestration.variables import get_variable
+
+            raw = get_variable(key, "")
+        if not raw or not raw.strip():
+            return {}
+        try:
+            mapping = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            raise ValueError(f"Airflow Variable {key} is not JSON ({error}); expected {{\"2024\": \"<layer url>\"}}") from None
+        if not isinstance(mapping, dict) or not all(isinstance(v, str) and v.strip() for v in mapping.values()):
+            raise ValueError(f"Airflow Variable {key} must be a JSON object of year -> layer URL, got {raw[:200]!r}")
+        return {str(year).strip(): url.strip() for year, url in mapping.items()}
+
+    def layer_url(self, connection, year: int) -> str:
+        value = self.variable_layers().get(str(year)) or self.layers.get(str(year)) or self.layer_path.format(year=year)
+        if "://" in value:
+            return value.rstrip("/")
+        return f"{connection.base_url.rstrip('/')}/{value.strip('/')}"
+
+    # ------------------------------------------------------------ requests
+
+    def get_json(self, session, url: str, params: dict) -> tuple[dict, int]:
+        """GET a JSON document; the error envelope raises (after retries when the code is 5xx/429)."""
+        for attempt in range(self.error_retries + 1):
+            body = get_bytes(session, url, params=params)
+            retryable = False
+            try:
+                document = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                error = ArcGisServiceError(f"{url}: expected a JSON document, got {body[:120]!r}", url=url)
+                retryable = True  # an HTML error page from a proxy in front of the service
+            else:
+                if not isinstance(document, dict):
+                    raise ArcGisServiceError(f"{url}: expected a JSON object, got {body[:120]!r}", url=url)
+                if "error" not in document:
+                    return document, len(body)
+                envelope = document.get("error") or {}
+                code = envelope.get("code") if isinstance(envelope, dict) else None
+                message = envelope.get("message") if isinstance(envelope, dict) else str(envelope)
+                details = envelope.get("details") if isinstance(envelope, dict) else None
+                where = f" (where: {params['where']})" if params and params.get("where") else ""
+                error = ArcGisServiceError(
+                    f"ArcGIS error {code} from {url}{where}: {message}" + (f"; details: {'; '.join(map(str, details))}" if details else ""),
+                    code=code if isinstance(code, int) else None,
+                    url=url,
+                )
+                retryable = isinstance(code, int) and (code >= 500 or code == 429)
+            if not retryable or attempt == self.error_retries:
+                raise error
+            delay = float(os.environ.get("CIVIC_HTTP_BACKOFF", "0.5")) * 2**attempt
+            log.warning("%s; retrying in %.2f s (attempt %d of %d)", error, delay, attempt + 2, self.error_retries + 1)
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------ metadata, watermark, drift
+
+    def drift(self, layer_fields: list[dict]) -> dict:
+        """Layer fields versus the configured ones; a missing required field raises SchemaDriftError.
+
+        JSON keys are case-sensitive while ArcGIS names are not: a configured field found only in
+        another case is read under the layer's spelling and reported as ``renamed_case``."""
+        layer = {f.get("name"): f.get("type") for f in layer_fields if f.get("name")}
+        folded = {name.casefold(): name for name in layer}
+        wire, renamed, missing, changed = {}, {}, [], {}
+        for field in self.fields:
+            actual = field.source if field.source in layer else folded.get(field.source.casefold())
+            if actual is None:
+                missing.append(field.source)
+                continue
+            wire[field.source] = actual
+            if actual != field.source:
+                renamed[field.source] = actual
+            if layer[actual] and layer[actual] not in COMPATIBLE_ESRI_TYPES[field.type]:
+                changed[field.source] = {"expected": field.type, "layer": layer[actual]}
+        known = set(wire.values())
+        drift = {"new_fields": sorted(set(layer) - known), "missing_fields": sorted(missing)}
+        if renamed:
+            drift["renamed_case"] = renamed
+        if changed:
+            drift["changed_types"] = changed
+        gone = [f.source for f in self.required if f.source in missing]
+        if gone:
+            raise SchemaDriftError(f"{self.SPEC.name}: required field(s) gone from the layer: {', '.join(gone)}")
+        if drift["new_fields"] or drift["missing_fields"] or renamed or changed:
+            log.warning("%s schema drift: %s", self.SPEC.name, drift)
+        return {**drift, "wire_names": wire}
+
+    def probe(self, session, connection, month: str | None = None) -> dict:
+        """The block's layer metadata: watermark, page size, object id field and drift (one call).
+
+        Layers are per year, so the month is needed; ``run_block`` passes it."""
+        if month is None:
+            raise TypeError(f"{self.SPEC.name}: ArcGIS layers are per year, so probe() needs month='YYYY-MM'")
+        year = parse_month(month).year
+        url = self.layer_url(connection, year)
+        metadata, _size = self.get_json(session, url, {"f": "json"})
+        editing = metadata.get("editingInfo") or {}
+        watermark = editing.get(self.watermark_field)
+        if not isinstance(watermark, (int, float)) or isinstance(watermark, bool):
+            raise ArcGisServiceError(f"{url}: layer metadata has no editingInfo.{self.watermark_field}", url=url)
+        page_size = metadata.get("maxRecordCount")
+        if not isinstance(page_size, int) or isinstance(page_size, bool) or page_size < 1:
+            raise ArcGisServiceError(f"{url}: layer metadata has no usable maxRecordCount ({page_size!r})", url=url)
+        drift = self.drift(metadata.get("fields") or [])
+        wire = drift.pop("wire_names")
+        time_reference = metadata.get("dateFieldsTimeReference")
+        if time_reference and str(time_reference.get("timeZone", "UTC")).upper() not in ("UTC", "COORDINATED UNIVERSAL TIME"):
+            drift["date_fields_time_reference"] = time_reference
+            log.warning("%s: layer %s declares dates in %s, not UTC", self.SPEC.name, url, time_reference)
+        return {
+            "watermark": str(int(watermark)),
+            "drift": drift,
+            "year": year,
+            "layer_url": url,
+            "max_record_count": page_size,
+            "object_id_field": metadata.get("objectIdField") or self.object_id_field,
+            "wire_names": wire,
+        }
+
+    # ------------------------------------------------------------ the block
+
+    def where_clause(self, month: str) -> str:
+        start, end = (bound[:19].replace("T", " ") for bound in month_bounds(month))
+        name, literal = self.date_field.source, self.date_literal
+        return f"{name} >= {literal} '{start}' AND {name} < {literal} '{end}'"
+
+    def query_params(self, month: str, offset: int, page_size: int, object_id_field: str) -> dict:
+        params = {
+            "where": self.where_clause(month),
+            "outFields": "*",
+            "orderByFields": f"{object_id_field} ASC",
+            "resultOffset": str(offset),
+            "resultRecordCount": str(page_size),
+            "f": "json",
+        }
+        if self.geometry:
+            params.update(returnGeometry="true", outSR=str(self.out_sr))
+        else:
+            params["returnGeometry"] = "false"
+        return params
+
+    def iter_pages(self, session, probed: dict, month: str):
+        """Yield ``(features, bytes)`` for each page of the month, in object id order.
+
+        The next page is requested (in a background thread) as soon as the current answer says
+        ``exceededTransferLimit``, while the caller converts the current one, so the requests are
+        exactly the month's pages and the service's latency overlaps our parsing."""
+        url = f"{probed['layer_url']}/query"
+        page_size = probed["max_record_count"]
+
+        def fetch(offset: int) -> tuple[dict, int]:
+            return self.get_json(session, url, self.query_params(month, offset, page_size, probed["object_id_field"]))
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="arcgis-prefetch") as pool:
+            offset, pending = 0, pool.submit(fetch, 0)
+            while pending is not None:
+                document, size = pending.result()
+                features = document.get("features")
+                if not isinstance(features, list):
+                    raise ArcGisServiceError(f"{url} offset {offset}: the answer has no features list", url=url)
+                pending = None
+                if document.get("exceededTransferLimit") is True:
+                    if not features:
+                        raise ArcGisServiceError(f"{url} offset {offset}: exceededTransferLimit on an empty page", url=url)
+                    if len(features) < page_size:
+                        # A server capping pages below its own maxRecordCount: step by what came, or rows are skipped.
+                        log.warning("%s offset %d: %d features on a page of %d with more to come", url, offset,
+                                    len(features), page_size)
+                    offset += min(page_size, len(features))
+                    pending = pool.submit(fetch, offset)
+                yield features, size
+
+    def page_table(self, features: list, wire: dict, month: str, landed_at: datetime) -> tuple[pa.Table, pa.Table, dict]:
+        """One page of features to (typed good rows, quarantined rows, counts)."""
+        n = len(features)
+        attributes = [(f.get("attributes") if isinstance(f, dict) else None) or {} for f in features]
+        raw, columns, bad = {}, {}, {}
+        for field in self.fields:
+            name = wire.get(field.source, field.source)
+            values = [a.get(name) for a in attributes]
+            raw[field.name] = values
+            columns[field.name], bad[field.name] = typed_column(values, field.type)
+        if self.geometry:
+            geometries = [(f.get("geometry") if isinstance(f, dict) else None) or {} for f in features]
+            for axis, name in zip(("x", "y"), self.geometry):
+                values = [g.get(axis) if isinstance(g, dict) else None for g in geometries]
+                raw[name] = values
+                columns[name], bad[name] = typed_column(values, "float64")
+
+        # Quarantine: the first broken rule names the reason (built back to front).
+        rules = []
+        for field in self.required:
+            rules.append((pc.and_(pc.is_null(columns[field.name]), pc.invert(bad[field.name])), f"missing {field.name}"))
+            rules.append((bad[field.name], f"unparseable {field.name}"))
+        start, end = (datetime.fromisoformat(bound).replace(tzinfo=timezone.utc) for bound in month_bounds(month))
+        date = columns[self.date_field.name]
+        outside = pc.or_(pc.less(date, pa.scalar(start, date.type)), pc.greater_equal(date, pa.scalar(end, date.type)))
+        rules.append((pc.fill_null(outside, False), f"{self.date_field.name} outside block {month}"))
+        reason = pa.nulls(n, pa.string())
+        for mask, text in reversed(rules):
+            reason = pc.if_else(pc.fill_null(mask, False), pa.scalar(text), reason)
+        rejected = pc.is_valid(reason)
+        kept = pc.invert(rejected)
+
+        nulled = {}
+        required = {f.name for f in self.required}
+        for name, mask in bad.items():
+            if name in required:
+                continue
+            count = pc.sum(pc.and_(mask, kept)).as_py() or 0
+            if count:
+                nulled[name] = count
+
+        landed = pa.scalar(landed_at, LANDED_TYPE)
+        columns["_block_month"] = pa.array([month] * n, pa.string())
+        columns["_landed_at"] = pa.array([landed.as_py()] * n, LANDED_TYPE)
+        good = pa.table(columns, schema=self.data_schema).filter(kept)
+
+        indices = [i for i, flag in enumerate(rejected.to_pylist()) if flag]
+        quarantine = None
+        if indices:
+            quarantine = pa.table(
+                {name: pa.array([_raw_text(values[i]) for i in indices], pa.string()) for name, values in raw.items()}
+                | {
+                    "_reason": pc.filter(reason, rejected),
+                    "_block_month": pa.array([month] * len(indices), pa.string()),
+                    "_landed_at": pa.array([landed.as_py()] * len(indices), LANDED_TYPE),
+                },
+                schema=self.quarantine_schema,
+            )
+        return good, quarantine, {"nulled_values": nulled}
+
+    def collapse_duplicates(self, table: pa.Table) -> tuple[pa.Table, int]:
+        """One row per key (the latest ``latest_field``, then the last seen), in key order."""
+        key = self.key.name
+        if table.num_rows == 0:
+            return table, 0
+        unique = pc.count_distinct(table[key]).as_py() == table.num_rows
+        keys = table[key]
+        if unique and (table.num_rows < 2 or pc.all(pc.greater(keys[1:], keys[:-1])).as_py()):
+            return table, 0  # already one row per key, in key order (pages come in object id order)
+        ordered = table.append_column("_seen", pa.array(range(table.num_rows), pa.int64()))
+        sort_keys = [(key, "ascending", "at_end")]
+        if self.latest_field is not None:
+            sort_keys.append((self.latest_field.name, "descending", "at_end"))  # a null update time loses
+        sort_keys.append(("_seen", "descending", "at_end"))
+        ordered = ordered.sort_by(sort_keys).drop_columns(["_seen"])
+        if unique:
+            return ordered, 0
+        ids = ordered[key].combine_chunks()
+        first = pa.concat_arrays([pa.array([True]), pc.not_equal(ids[1:], ids[:-1])])
+        deduped = ordered.filter(first)
+        return deduped, table.num_rows - deduped.num_rows
+
+    def extract_block(self, session, connection, month: str, probed: dict, landed_at: datetime | None = None) -> BlockData:
+        landed_at = landed_at or datetime.now(timezone.utc)
+        if probed.get("year") != parse_month(month).year or "layer_url" not in probed:
+            probed = {**probed, **self.probe(session, connection, month=month)}
+        started = time.monotonic()
+        goods, quarantines, reasons, nulled = [], [], {}, {}
+        pages = fetched = fetched_bytes = 0
+        for features, size in self.iter_pages(session, probed, month):
+            pages += 1
+            fetched += len(features)
+            fetched_bytes += size
+            good, quarantine, stats = self.page_table(features, probed.get("wire_names") or {}, month, landed_at)
+            goods.append(good)
+            if quarantine is not None:
+                quarantines.append(quarantine)
+                for item in pc.value_counts(quarantine["_reason"]).to_pylist():
+                    reasons[item["values"]] = reasons.get(item["values"], 0) + item["counts"]
+            for name, count in stats["nulled_values"].items():
+                nulled[name] = nulled.get(name, 0) + count
+        data = pa.concat_tables(goods) if goods else self.data_schema.empty_table()
+        data, collapsed = self.collapse_duplicates(data)
+        data = data.combine_chunks()
+        repeats = {}
+        for field in self.count_duplicates:
+            column = data[field.name]
+            repeats[field.name] = (pc.count(column).as_py() or 0) - (pc.count_distinct(column, mode="only_valid").as_py() or 0)
+        seconds = time.monotonic() - started
+        return BlockData(
+            data=data,
+            quarantine=pa.concat_tables(quarantines) if quarantines else None,
+            stats={
+                "layer_url": probed["layer_url"],
+                "where": self.where_clause(month),
+                "page_size": probed["max_record_count"],
+                "pages": pages,
+                "fetched_rows": fetched,
+                "fetched_bytes": fetched_bytes,
+                "duplicates_collapsed": collapsed,
+                "duplicate_values": repeats,
+                "quarantine_reasons": reasons,
+                "nulled_values": nulled,
+                "drift": probed["drift"],
+                "rows_per_second": round(fetched / seconds) if seconds > 0 else None,
+            },
+        )
+
+
+# ---------------------------------------------------------------- values
+
+
+def typed_column(values: list, kind: str) -> tuple[pa.Array, pa.Array]:
+    """JSON values to an Arrow column of the kind, and the mask of present values that did not fit.
+
+    The common case (every value already of the JSON type) is one Arrow conversion; a column with
+    any odd value is converted value by value. Integers are checked in Python because Arrow would
+    silently truncate 1.5 to 1."""
+    arrow_type = ARROW_TYPES[kind]
+    if kind == "string":
+        clean = all(type(v) is str or v is None for v in values)
+    elif kind == "float64":
+        clean = all((type(v) is int or type(v) is float) and (type(v) is int or math.isfinite(v)) or v is None for v in values)
+    else:  # int64, int32, timestamp: integers (epoch ms for timestamps)
+        clean = all(type(v) is int or v is None for v in values)
+    if clean:
+        try:
+            fits = pa.array([False] * len(values), pa.bool_())
+            if kind == "timestamp":
+                return pa.array(values, pa.int64()).cast(arrow_type), fits
+            return pa.array(values, arrow_type), fits
+        except (pa.ArrowInvalid, OverflowError):
+            pass  # out of range (int32, int64): value by value below
+    parsed = [_coerce(v, kind) for v in values]
+    bad = pa.array([v is _BAD for v in parsed], pa.bool_())
+    parsed = [None if v is _BAD else v for v in parsed]
+    if kind == "timestamp":
+        return pa.array(parsed, pa.int64()).cast(arrow_type), bad
+    return pa.array(parsed, arrow_type), bad
+
+
+def _coerce(value, kind: str):
+    if value is None:
+        return None
+    if kind == "string":
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (bool, int, float)):
+            return str(value)
+        return orjson.dumps(value).decode()
+    if isinstance(value, bool):
+        return _BAD
+    if kind == "float64":
+        if isinstance(value, (int, float)):
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                return _BAD
+        else:
+            return _BAD
+        return number if math.isfinite(number) else _BAD
+    # integers: exact ints, integral floats, integer strings
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        number = int(value.strip())
+    else:
+        return _BAD
+    low, high = INT32_RANGE if kind == "int32" else (-(2**63), 2**63 - 1)
+    return number if low <= number <= high else _BAD
+
+
+def _raw_text(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()
