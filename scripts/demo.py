@@ -20,12 +20,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 DEMO_RANGE = {"start_month": os.environ.get("CIVIC_DEMO_START", "2024-01"), "end_month": os.environ.get("CIVIC_DEMO_END", "2024-03")}
-SOURCES = ["seattle_crime"]
 RUN_TIMEOUT = int(os.environ.get("CIVIC_DEMO_TIMEOUT", "900"))
 
 
 def log(message: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def demo_sources() -> list[str]:
+    """Every registered source: each has a DAG, so each must point at the replay server here
+    (an unconfigured one would reach for its live endpoint)."""
+    from civic_pipelines import sources
+
+    return sources.names()
 
 
 def demo_environment(data: Path, replay_port: int, api_port: int) -> dict:
@@ -63,7 +70,7 @@ def demo_environment(data: Path, replay_port: int, api_port: int) -> dict:
     }
     replay = json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": replay_port, "schema": "http"})
     previous = format_month(previous_month(parse_month(current_month())))
-    for source in SOURCES:
+    for source in demo_sources():
         env[f"AIRFLOW_CONN_CIVIC_{source.upper()}"] = replay
         # Catchup from last month only: the demo shows one scheduled block, not 18 years of them.
         env[f"AIRFLOW_VAR_CIVIC_{source.upper()}_START_MONTH"] = previous
@@ -192,8 +199,9 @@ def print_results(data: Path) -> None:
     for attempt in range(30):
         try:
             with duckdb.connect(str(warehouse), read_only=True) as con:
-                facts = con.execute("select count(*), min(_block_month), max(_block_month) from fct_crime_offenses").fetchone()
-                log(f"fct_crime_offenses: {facts[0]} offenses, months {facts[1]}..{facts[2]}")
+                for table in ("fct_crime_offenses", "stg_minneapolis_311__requests", "stg_toronto_311__requests"):
+                    facts = con.execute(f"select count(*), min(_block_month), max(_block_month) from {table}").fetchone()
+                    log(f"{table}: {facts[0]} rows, months {facts[1]}..{facts[2]}")
                 rows = con.execute(
                     "select strftime(report_month, '%Y-%m') as month, crime_against_category, offenses "
                     "from mart_crime_monthly order by month, offenses desc limit 12"
@@ -234,7 +242,7 @@ def main() -> int:
         from civic_pipelines import sources
 
         pools = {"duckdb_writer": {"slots": 1, "description": "DuckDB allows one writer: every dbt task takes this slot"}}
-        for source in SOURCES:
+        for source in demo_sources():
             spec = sources.spec(source)
             pools[spec.pool] = {"slots": spec.pool_slots, "description": f"parallel blocks against the {source} API"}
         (data / "pools.json").write_text(json.dumps(pools))
@@ -248,7 +256,7 @@ def main() -> int:
         api.login()
 
         run_ids = {}
-        for source in SOURCES:
+        for source in demo_sources():
             wait_for(lambda: api.dag_registered(source), 180, f"DAG {source} to be parsed", interval=2)
             api.send("PATCH", f"/dags/{source}", {"is_paused": False})
             run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"

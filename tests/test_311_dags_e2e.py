@@ -81,3 +81,34 @@ def test_minneapolis_lands_skips_and_takes_late_edits(environment):
     landed = {int(r[0].split("-")[1]): r for r in rows if r[0].startswith(MONTHS[1][:4]) and int(r[0].split("-")[1]) in new}
     for object_id, row in new.items():
         assert (landed[object_id][2] is None) == (row["CLOSEDDATETIME"] is None), object_id
+
+
+def test_toronto_lands_skips_and_takes_late_edits(environment):
+    from civic_pipelines.orchestration.dag_factory import build_source_dag
+
+    server = environment["server"]
+    # Small yearly files keep the test quick; the adapter reads them the same way.
+    server.toronto.set_rows_per_year(20_000)
+    dag = build_source_dag("toronto_311", extract_mode="local")
+    conf = {"start_month": MONTHS[0], "end_month": MONTHS[1]}
+
+    run = dag.test(run_conf=conf)
+    assert run.state == "success"
+    want = sum(len(server.toronto.rows_for_month(month)) for month in MONTHS)
+    per_month = dict(query(environment, "select _block_month, count(*) from stg_toronto_311__requests group by 1"))
+    for month in MONTHS:
+        assert per_month[month] == len(server.toronto.rows_for_month(month)), month
+    assert sum(per_month.values()) == want > 1000
+
+    again = dag.test(run_conf=conf)
+    assert states(again, "extract_load") == ["skipped", "skipped"]
+
+    edits = server.toronto.apply_late_edits(2024, MONTHS[1], 5)
+    run = dag.test(run_conf=conf)
+    assert run.state == "success"
+    # The year's file moved: February's content is unchanged (skipped), March re-landed.
+    assert states(run, "extract_load") == ["skipped", "success"]
+    rows = query(environment, "select request_id, status from stg_toronto_311__requests")
+    assert len(rows) == len({r[0] for r in rows}) == want, "one row per request after the re-landing"
+    statuses = {r[1] for r in rows}
+    assert {edit["new_status"] for edit in edits} <= statuses

@@ -52,7 +52,10 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
     output = result.stdout + result.stderr
     (run_dir / "demo-output.txt").write_text(output)
     assert result.returncode == 0, output[-5000:]
-    assert "Outcome    : seattle_crime=success" in output
+    from civic_pipelines import sources
+
+    for source in sources.names():
+        assert f"{source}=success" in output.split("Outcome    :", 1)[1].splitlines()[0], source
     assert f"Airflow UI : http://127.0.0.1:{api_port}" in output
 
     # Everything it started is gone.
@@ -72,7 +75,7 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
         ).fetchall()
         extract_pools = {row[0] for row in db.execute("select distinct pool from task_instance where task_id = 'extract_load'")}
     assert rows and {row[2] for row in rows} == {"duckdb_writer"}
-    assert extract_pools == {"civic_seattle_crime_api"}
+    assert extract_pools == {sources.spec(name).pool for name in sources.names()}
     ran = sorted((datetime.fromisoformat(r[4]), datetime.fromisoformat(r[5]), r[1], r[0]) for r in rows if r[3] == "success")
     assert len(ran) >= 4
     for (start_a, end_a, *a), (start_b, end_b, *b) in zip(ran, ran[1:]):

@@ -1,0 +1,1087 @@
+"""A generic CKAN resource source: one downloadable file (CSV, or a zip holding one CSV) per year.
+
+Owns: the CKAN action API (``package_show`` and its envelope), choosing the block's year's
+resource, the streaming download (with retries), streaming zip decompression, decoding, the
+column-wise CSV parse, month assignment, validation with quarantine, the derived columns and the
+derived key. Nothing here knows a city: the package, the resource naming, the file's encoding, the
+columns with their renames, types and cleaning rules, the date column and its format, the splits,
+the date bands and the key all come from the dataset file's ``[adapter]`` table (see
+``datasets/toronto_311.toml`` for a commented example).
+
+**The year's resource.** ``package_show?id=<package_id>`` lists every resource. The block's year
+picks one: active resources whose ``name`` equals ``resource_name`` with ``{year}`` filled in
+(compared case-insensitively with runs of spaces collapsed), else whose URL's last path segment
+matches the ``resource_url`` regex (``{year}`` filled in); among those, the first of
+``resource_formats`` wins (``format``, or the URL's extension when ``format`` is empty), then the
+most recently modified. The resource's ``url`` is followed as published (CKAN-hosted or external);
+a relative one is joined to the connection's base URL. The connection's password, if any, is sent
+as CKAN's ``Authorization`` API token to the CKAN host only, never to an external download host.
+
+**Watermark.** The chosen resource's ``last_modified`` (then ``metadata_modified`` when it is
+empty; configurable with ``watermark``). It is per resource, hence per year, so :meth:`probe`
+needs the block's month (``run_block`` passes it). A new yearly file re-checks that year's twelve
+blocks; the extractor keeps the landed data of the months whose content did not change.
+
+**Download and memory.** The response is read in 1 MiB pieces and never held whole, compressed or
+not. A zip (recognised by its ``PK\\x03\\x04`` magic, not by the resource's ``format``) is read
+*forward* through its local file headers, the way ``unzip`` reads a pipe: the central directory at
+the end is never needed, because a deflate stream marks its own end. The first member whose name
+matches ``member`` is inflated in pieces of at most 1 MiB and checked against its CRC-32 and size
+(from the local header, or from the data descriptor that follows the data when the writer streamed
+it); other members are inflated and discarded. Stored members need their size in the local header;
+encrypted members and other methods are refused. Nothing is written to disk. The decoded text is
+handed to Arrow's streaming CSV reader in ``read_block_bytes`` blocks (1 MiB by default), and each
+Arrow batch is cut down to the block's month straight away. Memory is therefore bounded by Arrow's
+read-ahead (at most ~35 blocks, ~35 MiB, measured), a few 1 MiB pieces in flight, and the block's
+own month of rows with its intermediate columns, whatever the size of the year file. A body cut short
+(connection reset, fewer bytes than ``Content-Length``, a zip member that ends early or fails its
+CRC) repeats the whole download and parse (tenacity, as for pages; nothing partial is kept).
+
+**Decoding.** The bytes are decoded with ``encoding`` (Open Data Toronto: ``latin-1``; every byte
+is a character, so nothing fails) and re-encoded as UTF-8 for Arrow; pure-ASCII pieces pass
+through untouched. A leading UTF-8 byte order mark is removed and then declares the file UTF-8
+(decoded with replacement characters for invalid bytes).
+
+**Parsing.** The header line is read here (its names trimmed, BOM-free) and matched to the
+configured fields by ``source`` name, then by ``aliases``, exactly first, then ignoring case and
+runs of spaces; what is new, missing or renamed is reported as ``drift``, and a required field that
+is gone raises :class:`SchemaDriftError`. Arrow then reads every column as a string (quoted commas
+are fields, not separators; ``newlines_in_values`` allows line breaks inside quotes). A line whose
+field count differs from the header's (an unquoted comma) is not a crash: Arrow hands it to a
+handler that keeps it for quarantine with its text. Values are trimmed (``trim``, default on) and
+``null_values`` (default ``[""]``) become null before typing with ``pyarrow.compute``.
+
+**Month assignment.** A row belongs to the month of its date field (parsed with the fixed-width
+``date_format``, an optional fraction of up to ``date_fraction_digits`` digits, kept to the
+microsecond; impossible dates such as 30 February are rejected by a round trip). A row dated in
+another year of a yearly file is quarantined in that file's January (earlier years) or December
+(later years) block. A row whose date is missing or unparseable cannot be dated: when the format
+starts with ``%Y-%m`` and the value starts with a valid month of the file's year it goes to that
+month (``2024-02-30`` to February), otherwise to the month of the last dated row before it in the
+file (yearly files are sorted by date), or January when there is none; it is quarantined there. A
+line with the wrong field count goes by its own date field in the same way, or to January when
+that cannot be read. So every line of the year lands or is quarantined in exactly one block.
+
+**Quarantine reasons** (the first broken rule): ``<n> fields where the header has <m>``,
+``missing <date>``, ``unparseable <date>``, ``<date> outside the file's year <YYYY>``,
+``missing <required field>``, ``unparseable <required field>``. An optional value that does not
+parse as its type lands as null and is counted (``nulled_values``).
+
+**Derived columns.** ``splits``: a regex with named groups (RE2 syntax) applied to a cleaned
+column, one lake column per group (``Name (12)`` to name and number); values that do not match
+keep the column as published and get nulls in the parts (counted as ``unmatched_splits``).
+``date_bands``: a column whose value depends on the row's date (``before`` bounds in order, the
+last band open-ended), e.g. which ward system applies.
+
+**Key.** ``key`` names a field that identifies a row, or, for files without one, a table
+``{name, hash_of}``: the key is then the first 16 hex digits of BLAKE2b over the canonical text of
+the listed typed, cleaned values plus an occurrence number that tells identical rows apart in file
+order. Leave mutable fields (a status) out of ``hash_of``, so a late edit changes a row instead of
+replacing its key. Rows are landed in date then key order, so the block's checksum only moves when
+its content does.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import io
+import logging
+import re
+import struct
+import time
+import zlib
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from civic_pipelines.http import (
+    DEFAULT_TIMEOUT,
+    RETRY_STATUSES,
+    SourceHTTPError,
+    TransientBodyError,
+    get_bytes,
+    page_retry,
+)
+from civic_pipelines.months import parse_month
+from civic_pipelines.sources.base import BlockData, SchemaDriftError, SourceSpec
+
+log = logging.getLogger(__name__)
+
+HTTP_CHUNK = 1 << 20  # bytes read from the socket at a time
+INFLATE_CHUNK = 1 << 20  # most bytes one inflate step may produce
+# Arrow's CSV block (one record batch per block). Arrow's streaming reader runs up to ~35 blocks
+# ahead of a slow consumer (measured with pyarrow 26), so this also sets the read-ahead memory.
+DEFAULT_BLOCK_BYTES = 1 << 20
+LANDED_TYPE = pa.timestamp("us", tz="UTC")
+TIMESTAMP_TYPE = pa.timestamp("us")  # naive: the publisher's wall time, as published
+ARROW_TYPES = {
+    "string": pa.string(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "timestamp": TIMESTAMP_TYPE,
+}
+_INT_RE = r"^[+-]?[0-9]{1,18}$"
+_FLOAT_RE = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+_INT32_RANGE = (-(2**31), 2**31 - 1)
+
+
+class CkanError(SourceHTTPError):
+    """CKAN's error envelope, a package without the year's resource, or a file that is not the
+    CSV (or zip of a CSV) the dataset file describes."""
+
+
+def _config_error(path: Path, message: str):
+    from civic_pipelines.adapters import DatasetConfigError
+
+    return DatasetConfigError(f"{path.name}: [adapter] {message}")
+
+
+def _normal(name: str) -> str:
+    return " ".join(str(name).replace("\ufeff", "").split()).casefold()
+
+
+def _fill_year(template: str, year: int) -> str:
+    # str.replace, not str.format: the templates are often regexes with {m,n} quantifiers.
+    return template.replace("{year}", f"{year:04d}")
+
+
+# ---------------------------------------------------------------- configuration
+
+
+class Field:
+    """One configured CSV column: header name (and aliases), lake name, type and cleaning rules."""
+
+    KEYS = {"source", "name", "type", "required", "aliases", "trim", "null_values", "format", "description"}
+
+    def __init__(self, table: dict, path: Path, date_format: str) -> None:
+        unknown = set(table) - self.KEYS
+        if unknown:
+            raise _config_error(path, f"field {table.get('source')!r}: unknown key(s) {sorted(unknown)}")
+        try:
+            self.source = str(table["source"])
+            self.name = str(table["name"])
+        except KeyError as missing:
+            raise _config_error(path, f"every field needs source and name; {table} lacks {missing}") from None
+        self.type = str(table.get("type", "string"))
+        if self.type not in ARROW_TYPES:
+            raise _config_error(path, f"field {self.source}: type must be one of {sorted(ARROW_TYPES)}, not {self.type!r}")
+        self.arrow_type = ARROW_TYPES[self.type]
+        self.required = bool(table.get("required", False))
+        self.aliases = [str(a) for a in table.get("aliases") or []]
+        self.trim = bool(table.get("trim", True))
+        self.null_values = [str(v) for v in table.get("null_values", [""])]
+        self.format = str(table.get("format") or date_format)
+        if self.type == "timestamp":
+            self.width = _fixed_width(self.format, path, self.source)
+
+
+def _fixed_width(fmt: str, path: Path, what: str) -> int:
+    samples = (datetime(2001, 5, 3, 4, 5, 6), datetime(2024, 9, 1, 0, 0, 0), datetime(2099, 12, 28, 23, 59, 58))
+    widths = {len(day.strftime(fmt)) for day in samples}
+    if len(widths) != 1:
+        raise _config_error(path, f"{what}: date format {fmt!r} must be fixed-width (no %b, %B, %-d ...)")
+    return widths.pop()
+
+
+class Split:
+    """A regex with named groups that splits a cleaned column into lake columns."""
+
+    def __init__(self, table: dict, path: Path, by_source: dict) -> None:
+        unknown = set(table) - {"field", "pattern", "types", "description"}
+        if unknown:
+            raise _config_error(path, f"split: unknown key(s) {sorted(unknown)}")
+        source = table.get("field")
+        if source not in by_source:
+            raise _config_error(path, f"split field {source!r} is not among the fields' sources")
+        self.field = by_source[source]
+        self.pattern = str(table.get("pattern") or "")
+        try:
+            groups = list(re.compile(self.pattern).groupindex)
+            pc.extract_regex(pa.array([], pa.string()), self.pattern)  # RE2 must accept it too
+        except (re.error, pa.ArrowInvalid) as error:
+            raise _config_error(path, f"split of {source}: bad pattern {self.pattern!r} ({error})") from None
+        if not groups:
+            raise _config_error(path, f"split of {source}: the pattern needs named groups (?P<name>...)")
+        types = dict(table.get("types") or {})
+        if set(types) - set(groups):
+            raise _config_error(path, f"split of {source}: types for unknown group(s) {sorted(set(types) - set(groups))}")
+        self.outputs = []
+        for group in groups:
+            kind = str(types.get(group, "string"))
+            if kind not in ("string", "int32", "int64", "float64"):
+                raise _config_error(path, f"split of {source}: group {group} type must be string, int32, int64 or float64")
+            self.outputs.append((group, kind))
+
+
+class DateBands:
+    """A lake column whose value depends on a timestamp field: the first band whose ``before``
+    is later than the value, else the open-ended last band."""
+
+    def __init__(self, table: dict, path: Path, by_source: dict) -> None:
+        unknown = set(table) - {"name", "field", "bands", "description"}
+        if unknown:
+            raise _config_error(path, f"date_bands: unknown key(s) {sorted(unknown)}")
+        self.name = str(table.get("name") or "")
+        source = table.get("field")
+        if not self.name or source not in by_source or by_source[source].type != "timestamp":
+            raise _config_error(path, "date_bands need a name and a field of type timestamp")
+        self.field = by_source[source]
+        bands = list(table.get("bands") or [])
+        if not bands or "before" in bands[-1] or any("before" not in band for band in bands[:-1]):
+            raise _config_error(path, f"date_bands {self.name}: every band but the last needs before; the last none")
+        self.bounds, self.values = [], []
+        for band in bands:
+            if "value" not in band:
+                raise _config_error(path, f"date_bands {self.name}: every band needs a value")
+            self.values.append(str(band["value"]))
+            if "before" in band:
+                try:
+                    self.bounds.append(datetime.fromisoformat(str(band["before"])))
+                except ValueError:
+                    raise _config_error(path, f"date_bands {self.name}: before {band['before']!r} is not ISO") from None
+        if self.bounds != sorted(self.bounds):
+            raise _config_error(path, f"date_bands {self.name}: before bounds must increase")
+
+    def column(self, values: pa.ChunkedArray | pa.Array) -> pa.Array:
+        result = pa.scalar(self.values[-1])
+        for bound, value in reversed(list(zip(self.bounds, self.values))):
+            result = pc.if_else(pc.less(values, pa.scalar(bound, TIMESTAMP_TYPE)), pa.scalar(value), result)
+        return pc.if_else(pc.is_null(values), pa.scalar(None, pa.string()), result)
+
+
+# ---------------------------------------------------------------- byte streams
+
+
+class _Pull:
+    """A pull buffer over an iterator of byte pieces (the zip reader's input)."""
+
+    def __init__(self, pieces: Iterable[bytes]) -> None:
+        self._pieces = iter(pieces)
+        self._buffer = b""
+
+    def _next(self) -> bytes:
+        for piece in self._pieces:
+            if piece:
+                return piece
+        return b""
+
+    def read_exact(self, n: int, what: str) -> bytes:
+        while len(self._buffer) < n:
+            piece = self._next()
+            if not piece:
+                raise TransientBodyError(f"zip cut short while reading {what}")
+            self._buffer += piece
+        out, self._buffer = self._buffer[:n], self._buffer[n:]
+        return out
+
+    def read_some(self) -> bytes:
+        if self._buffer:
+            out, self._buffer = self._buffer, b""
+            return out
+        return self._next()
+
+    def unread(self, data: bytes) -> None:
+        self._buffer = data + self._buffer
+
+
+_LOCAL_HEADER = b"PK\x03\x04"
+_DESCRIPTOR = b"PK\x07\x08"
+_ZIP_FLAG_ENCRYPTED = 0x1
+_ZIP_FLAG_DESCRIPTOR = 0x8
+_ZIP_FLAG_UTF8 = 0x800
+
+
+class ZipMemberStream:
+    """Iterate the inflated bytes of the first member whose name matches ``pattern``, reading a
+    zip strictly forward (local headers only; see the module docstring)."""
+
+    def __init__(self, pieces: Iterable[bytes], pattern: str) -> None:
+        self._src = _Pull(pieces)
+        self._pattern = re.compile(pattern)
+        self.name: str | None = None
+        self.skipped: list[str] = []
+        self.size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        src = self._src
+        while True:
+            signature = src.read_some()
+            src.unread(signature)
+            if not signature:
+                break
+            signature = src.read_exact(4, "a header signature")
+            if signature != _LOCAL_HEADER:
+                break  # the central directory (or anything else): no more members
+            header = src.read_exact(26, "a local file header")
+            _version, flags, method, _time, _date, crc, csize, usize, name_len, extra_len = struct.unpack("<HHHHHIIIHH", header)
+            raw_name = src.read_exact(name_len, "a member name")
+            extra = src.read_exact(extra_len, "a header's extra field")
+            name = raw_name.decode("utf-8" if flags & _ZIP_FLAG_UTF8 else "cp437")
+            zip64 = False
+            if csize == 0xFFFFFFFF or usize == 0xFFFFFFFF:
+                sizes = _zip64_sizes(extra)
+                if sizes is not None:
+                    usize, csize = sizes
+                    zip64 = True
+            if flags & _ZIP_FLAG_ENCRYPTED:
+                raise CkanError(f"zip member {name} is encrypted")
+            wanted = self.name is None and bool(self._pattern.search(name))
+            if wanted:
+                self.name = name
+            got_crc, got_size = 0, 0
+            if method == 8:
+                inflater = zlib.decompressobj(-15)
+                while not inflater.eof:
+                    data = inflater.unconsumed_tail or src.read_some()
+                    if not data:
+                        raise TransientBodyError(f"zip member {name} cut short after {got_size} bytes")
+                    out = inflater.decompress(data, INFLATE_CHUNK)
+                    if out:
+                        got_crc = zlib.crc32(out, got_crc)
+                        got_size += len(out)
+                        if wanted:
+                            yield out
+                if inflater.unused_data:
+                    src.unread(inflater.unused_data)
+            elif method == 0:
+                if flags & _ZIP_FLAG_DESCRIPTOR:
+                    raise CkanError(f"zip member {name} is stored with its size after the data: cannot be read forward")
+                left = csize
+                while left:
+                    data = src.read_some()
+                    if not data:
+                        raise TransientBodyError(f"zip member {name} cut short")
+                    if len(data) > left:
+                        src.unread(data[left:])
+                        data = data[:left]
+                    left -= len(data)
+                    got_crc = zlib.crc32(data, got_crc)
+                    got_size += len(data)
+                    if wanted:
+                        yield data
+            else:
+                raise CkanError(f"zip member {name} uses compression method {method}; only deflate and stored are read")
+            if flags & _ZIP_FLAG_DESCRIPTOR:
+                first = src.read_exact(4, "a data descriptor")
+                if first == _DESCRIPTOR:
+                    first = src.read_exact(4, "a data descriptor")
+                crc = struct.unpack("<I", first)[0]
+                size_bytes = src.read_exact(16 if zip64 else 8, "a data descriptor")
+                csize, usize = struct.unpack("<QQ" if zip64 else "<II", size_bytes)
+            if got_crc != crc or got_size != usize:
+                raise TransientBodyError(
+                    f"zip member {name}: CRC/size check failed ({got_size} bytes, crc {got_crc:08x}; expected {usize}, {crc:08x})"
+                )
+            if wanted:
+                self.size = got_size
+                return  # the rest of the archive is not needed
+            self.skipped.append(name)
+        if self.name is None:
+            raise CkanError(
+                f"no zip member matches {self._pattern.pattern!r} (members: {', '.join(self.skipped) or 'none'})"
+            )
+
+
+def _zip64_sizes(extra: bytes) -> tuple[int, int] | None:
+    at = 0
+    while at + 4 <= len(extra):
+        tag, size = struct.unpack("<HH", extra[at : at + 4])
+        if tag == 0x0001 and size >= 16:
+            return struct.unpack("<QQ", extra[at + 4 : at + 20])
+        at += 4 + size
+    return None
+
+
+class Utf8Stream:
+    """Decode byte pieces with ``encoding`` (a leading UTF-8 BOM switches to UTF-8 and is
+    dropped) and yield UTF-8; ASCII pieces pass through unchanged."""
+
+    def __init__(self, pieces: Iterable[bytes], encoding: str) -> None:
+        self._pieces = pieces
+        self.encoding = encoding
+        self.bytes_in = 0
+        self.bom = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        pieces = iter(self._pieces)
+        head = b""
+        for piece in pieces:
+            head += piece
+            if len(head) >= 3:
+                break
+        if head.startswith(codecs.BOM_UTF8):
+            head = head[3:]
+            self.encoding = "utf-8"
+            self.bom = True
+        decoder = codecs.getincrementaldecoder(self.encoding)(errors="replace")
+        for piece in _chain_one(head, pieces):
+            self.bytes_in += len(piece)
+            if piece.isascii() and not decoder.getstate()[0]:
+                yield piece
+            else:
+                yield decoder.decode(piece).encode("utf-8")
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            yield tail.encode("utf-8")
+
+
+def _chain_one(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    for piece in rest:
+        if piece:
+            yield piece
+
+
+class _Reader(io.RawIOBase):
+    """A readable file over byte pieces, for Arrow; the header line is taken off first."""
+
+    def __init__(self, pieces: Iterable[bytes]) -> None:
+        super().__init__()
+        self._pieces = iter(pieces)
+        self._buffer = b""
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _more(self) -> bool:
+        if self._done:
+            return False
+        for piece in self._pieces:
+            if piece:
+                self._buffer += piece
+                return True
+        self._done = True
+        return False
+
+    def header_line(self) -> bytes:
+        while b"\n" not in self._buffer:
+            if not self._more():
+                line, self._buffer = self._buffer, b""
+                return line
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line
+
+    def read(self, size: int = -1) -> bytes:
+        # Fill the request (up to Arrow's block size) from as many pieces as it takes.
+        while size < 0 or len(self._buffer) < size:
+            if not self._more():
+                break
+        if size < 0:
+            out, self._buffer = self._buffer, b""
+        else:
+            out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+    def readinto(self, target) -> int:
+        data = self.read(len(target))
+        target[: len(data)] = data
+        return len(data)
+
+
+# ---------------------------------------------------------------- values
+
+
+def clean_strings(values, field: Field):
+    """Trimmed (when configured) with the field's null values as nulls."""
+    if field.trim:
+        values = pc.utf8_trim_whitespace(values)
+    if field.null_values:
+        values = pc.if_else(pc.is_in(values, pa.array(field.null_values, pa.string())), pa.scalar(None, pa.string()), values)
+    return values
+
+
+def parse_timestamps(values, fmt: str, width: int, fraction_digits: int):
+    """Fixed-width strings to naive timestamp[us]; anything else (impossible dates included) is null."""
+    head = pc.utf8_slice_codeunits(values, 0, width)
+    parsed = pc.strptime(head, format=fmt, unit="us", error_is_null=True)
+    # strptime rolls impossible dates over (30 February -> 1 March): only a round trip proves a date real.
+    round_trip = pc.equal(pc.strftime(pc.cast(parsed, pa.timestamp("s")), format=fmt), head)
+    tail = pc.utf8_slice_codeunits(values, width, width + 64)
+    tail_re = rf"^(\.[0-9]{{1,{fraction_digits}}})?$" if fraction_digits else r"^$"
+    valid = pc.fill_null(pc.and_(round_trip, pc.match_substring_regex(tail, tail_re)), False)
+    if fraction_digits:
+        digits = pc.utf8_rpad(pc.utf8_slice_codeunits(values, width + 1, width + 7), width=6, padding="0")
+        digits = pc.if_else(valid, digits, "000000")
+        parsed = pc.add(parsed, pc.cast(pc.cast(digits, pa.int64()), pa.duration("us")))
+    return pc.if_else(valid, parsed, pa.scalar(None, TIMESTAMP_TYPE))
+
+
+def typed(values, kind: str, field: Field | None = None):
+    """Cleaned strings to the kind; returns (typed column, mask of present values that did not parse)."""
+    if kind == "string":
+        return values, pc.and_(pc.is_valid(values), pc.is_null(values))  # nothing fails to be a string
+    if kind == "timestamp":
+        parsed = parse_timestamps(values, field.format, field.width, 9)
+    else:
+        pattern = _FLOAT_RE if kind == "float64" else _INT_RE
+        ok = pc.fill_null(pc.match_substring_regex(values, pattern), False)
+        parsed = pc.cast(pc.if_else(ok, values, pa.scalar(None, pa.string())), pa.int64() if kind != "float64" else pa.float64())
+        if kind == "int32":
+            low, high = _INT32_RANGE
+            fits = pc.fill_null(pc.and_(pc.greater_equal(parsed, low), pc.less_equal(parsed, high)), False)
+            parsed = pc.cast(pc.if_else(fits, parsed, pa.scalar(None, pa.int64())), pa.int32())
+    bad = pc.and_(pc.is_valid(values), pc.is_null(parsed))
+    return parsed, bad
+
+
+def _count(mask) -> int:
+    return pc.sum(mask).as_py() or 0
+
+
+# ---------------------------------------------------------------- the source
+
+
+class CkanResourceSource:
+    """A source (``SPEC``, ``auth_headers``, ``probe``, ``extract_block``) over yearly CKAN files."""
+
+    KEYS = {
+        "package_id", "action_path", "resource_name", "resource_url", "resource_formats", "watermark", "member",
+        "encoding", "date_field", "date_format", "date_fraction_digits", "newlines_in_values", "read_block_bytes",
+        "key", "fields", "splits", "date_bands",
+    }
+
+    def __init__(self, spec: SourceSpec, config: dict, path: Path) -> None:
+        self.SPEC = spec
+        self.path = Path(path)
+        unknown = set(config) - self.KEYS
+        if unknown:
+            raise _config_error(self.path, f"unknown key(s) {sorted(unknown)}; known: {sorted(self.KEYS)}")
+        self.package_id = str(config.get("package_id") or "")
+        if not self.package_id:
+            raise _config_error(self.path, "package_id is required (the CKAN package name or id)")
+        self.action_path = "/" + str(config.get("action_path") or "/api/3/action/").strip("/") + "/"
+        self.resource_name = config.get("resource_name")
+        self.resource_url = config.get("resource_url")
+        if not self.resource_name and not self.resource_url:
+            raise _config_error(self.path, "resource_name or resource_url (with {year}) is required")
+        for key in ("resource_name", "resource_url"):
+            value = config.get(key)
+            if value and "{year}" not in value:
+                raise _config_error(self.path, f"{key} {value!r} needs a {{year}} placeholder")
+        if self.resource_url:
+            try:
+                re.compile(_fill_year(self.resource_url, 2000))
+            except re.error as error:
+                raise _config_error(self.path, f"resource_url is not a regex ({error})") from None
+        self.resource_formats = [str(f).upper() for f in config.get("resource_formats") or ["ZIP", "CSV"]]
+        watermark = config.get("watermark") or ["last_modified", "metadata_modified"]
+        self.watermark_keys = [watermark] if isinstance(watermark, str) else [str(w) for w in watermark]
+        self.member = str(config.get("member") or r"(?i)\.csv$")
+        try:
+            re.compile(_fill_year(self.member, 2000))
+        except re.error as error:
+            raise _config_error(self.path, f"member is not a regex ({error})") from None
+        self.encoding = str(config.get("encoding") or "utf-8")
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise _config_error(self.path, f"unknown encoding {self.encoding!r}") from None
+        self.date_format = str(config.get("date_format") or "%Y-%m-%d %H:%M:%S")
+        self.fraction_digits = int(config.get("date_fraction_digits", 9))
+        if not 0 <= self.fraction_digits <= 9:
+            raise _config_error(self.path, "date_fraction_digits must be 0..9")
+        self.newlines_in_values = bool(config.get("newlines_in_values", False))
+        self.block_bytes = int(config.get("read_block_bytes", DEFAULT_BLOCK_BYTES))
+
+        self.fields = [Field(table, self.path, self.date_format) for table in config.get("fields") or []]
+        if not self.fields:
+            raise _config_error(self.path, "fields is empty")
+        self.by_source = {field.source: field for field in self.fields}
+        names = [field.name for field in self.fields]
+        if len(set(names)) != len(names) or len(self.by_source) != len(self.fields):
+            raise _config_error(self.path, "field sources and names must be unique")
+        date_source = config.get("date_field")
+        if date_source not in self.by_source or self.by_source[date_source].type != "timestamp":
+            raise _config_error(self.path, f"date_field {date_source!r} must be one of the fields, with type timestamp")
+        self.date_field = self.by_source[date_source]
+        self.date_field.required = True
+        if self.date_field.format != self.date_format:
+            raise _config_error(self.path, "the date field's format is date_format")
+        fraction_ok = self.fraction_digits  # the date field honours date_fraction_digits
+        self._date_args = (self.date_format, self.date_field.width, fraction_ok)
+
+        key = config.get("key")
+        if isinstance(key, str):
+            if key not in self.by_source:
+                raise _config_error(self.path, f"key {key!r} is not among the fields' sources")
+            self.key_field, self.key_name, self.hash_of = self.by_source[key], self.by_source[key].name, []
+            self.key_field.required = True
+        elif isinstance(key, dict):
+            if set(key) - {"name", "hash_of"} or not key.get("name") or not key.get("hash_of"):
+                raise _config_error(self.path, "key as a table takes name and hash_of (field sources)")
+            missing = [s for s in key["hash_of"] if s not in self.by_source]
+            if missing:
+                raise _config_error(self.path, f"key hash_of: {missing} not among the fields' sources")
+            self.key_field, self.key_name = None, str(key["name"])
+            self.hash_of = [self.by_source[s] for s in key["hash_of"]]
+            if self.key_name in names:
+                raise _config_error(self.path, f"key name {self.key_name!r} is also a field's name")
+        else:
+            raise _config_error(self.path, "key is required: a field source, or {name, hash_of}")
+        if spec.natural_key != self.key_name:
+            raise _config_error(self.path, f"[source] natural_key {spec.natural_key!r} must be the key's lake name {self.key_name!r}")
+
+        self.splits = [Split(table, self.path, self.by_source) for table in config.get("splits") or []]
+        self.bands = [DateBands(table, self.path, self.by_source) for table in config.get("date_bands") or []]
+        self.required = [f for f in self.fields if f.required and f is not self.date_field]
+
+        columns: list[tuple[str, pa.DataType]] = [] if self.key_field else [(self.key_name, pa.string())]
+        for field in self.fields:
+            columns.append((field.name, field.arrow_type))
+            for split in self.splits:
+                if split.field is field:
+                    columns.extend((group, ARROW_TYPES[kind]) for group, kind in split.outputs)
+        columns.extend((band.name, pa.string()) for band in self.bands)
+        lake_names = [name for name, _ in columns]
+        if len(set(lake_names)) != len(lake_names):
+            raise _config_error(self.path, f"lake column names collide: {lake_names}")
+        self.data_schema = pa.schema(columns + [("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)])
+        self.quarantine_schema = pa.schema(
+            [(field.name, pa.string()) for field in self.fields]
+            + [("_raw_line", pa.string()), ("_reason", pa.string()), ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)]
+        )
+
+    def __repr__(self) -> str:
+        return f"CkanResourceSource({self.SPEC.name!r}, {self.path.name})"
+
+    # ------------------------------------------------------------ CKAN metadata
+
+    def auth_headers(self, connection) -> dict:
+        # Public portals need nothing; a CKAN API token goes in its Authorization header.
+        return {"Authorization": connection.password} if connection.password else {}
+
+    def action_url(self, connection, action: str) -> str:
+        return f"{connection.base_url.rstrip('/')}{self.action_path}{action}"
+
+    def package(self, session, connection) -> dict:
+        url = self.action_url(connection, "package_show")
+        body = get_bytes(session, url, params={"id": self.package_id})
+        try:
+            envelope = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise CkanError(f"{url}: expected CKAN's JSON envelope, got {body[:120]!r}") from None
+        if not isinstance(envelope, dict) or envelope.get("success") is not True or not isinstance(envelope.get("result"), dict):
+            error = envelope.get("error") if isinstance(envelope, dict) else None
+            raise CkanError(f"{url} id={self.package_id}: CKAN error {error or body[:200]!r}")
+        return envelope["result"]
+
+    @staticmethod
+    def _format_of(resource: dict) -> str:
+        fmt = str(resource.get("format") or "").strip().upper()
+        if fmt:
+            return fmt
+        tail = urlsplit(str(resource.get("url") or "")).path.rsplit(".", 1)
+        return tail[1].upper() if len(tail) == 2 else ""
+
+    def select_resource(self, resources: list[dict], year: int) -> dict:
+        """The year's resource (see the module docstring); :class:`CkanError` when there is none."""
+        active = [r for r in resources if isinstance(r, dict) and r.get("state", "active") == "active"]
+        candidates = []
+        if self.resource_name:
+            wanted = _normal(_fill_year(self.resource_name, year))
+            candidates = [r for r in active if _normal(r.get("name") or "") == wanted]
+        if not candidates and self.resource_url:
+            pattern = re.compile(_fill_year(self.resource_url, year))
+            candidates = [r for r in active if pattern.search(urlsplit(str(r.get("url") or "")).path.rsplit("/", 1)[-1])]
+        candidates = [r for r in candidates if self._format_of(r) in self.resource_formats]
+        if not candidates:
+            names = ", ".join(sorted(str(r.get("name")) for r in active))
+            raise CkanError(f"{self.package_id}: no {'/'.join(self.resource_formats)} resource for {year} (resources: {names})")
+        candidates.sort(key=lambda r: (self.resource_formats.index(self._format_of(r)), _negated(self.watermark_of(r))))
+        if len(candidates) > 1:
+            log.warning("%s: %d resources for %s; using %s", self.SPEC.name, len(candidates), year, candidates[0].get("name"))
+        return candidates[0]
+
+    def watermark_of(self, resource: dict) -> str:
+        for key in self.watermark_keys:
+            value = resource.get(key)
+            if value not in (None, ""):
+                return str(value)
+        return ""
+
+    def probe(self, session, connection, month: str | None = None) -> dict:
+        """The block's year's resource and its watermark (one ``package_show`` call).
+
+        Files are per year, so the month is needed; ``run_block`` passes it."""
+        if month is None:
+            raise TypeError(f"{self.SPEC.name}: CKAN files are per year, so probe() needs month='YYYY-MM'")
+        year = parse_month(month).year
+        package = self.package(session, connection)
+        resource = self.select_resource(package.get("resources") or [], year)
+        watermark = self.watermark_of(resource)
+        if not watermark:
+            raise CkanError(f"{self.package_id}: resource {resource.get('name')!r} has none of {self.watermark_keys}")
+        return {
+            "watermark": watermark,
+            "drift": {},  # the header is inside the file: extract_block fills this in
+            "year": year,
+            "resource": {
+                "id": resource.get("id"),
+                "name": resource.get("name"),
+                "url": resource.get("url"),
+                "format": self._format_of(resource),
+                "size": resource.get("size"),
+                "last_modified": resource.get("last_modified"),
+                "metadata_modified": resource.get("metadata_modified"),
+            },
+        }
+
+    # ------------------------------------------------------------ download
+
+    def download_url(self, connection, resource: dict) -> str:
+        url = str(resource.get("url") or "")
+        if not url:
+            raise CkanError(f"{self.package_id}: resource {resource.get('name')!r} has no url")
+        return url if "://" in url else urljoin(connection.base_url.rstrip("/") + "/", url.lstrip("/"))
+
+    def _stream(self, session, connection, url: str, consume):
+        """GET ``url`` streaming and hand the body's pieces to ``consume``; a body cut short
+        repeats the whole request and ``consume`` (it must keep no state between attempts)."""
+        same_host = urlsplit(url).netloc == urlsplit(connection.base_url).netloc
+        headers = None if same_host else {"Authorization": None}  # never send the CKAN token elsewhere
+
+        @page_retry
+        def attempt():
+            response = session.get(url, stream=True, timeout=DEFAULT_TIMEOUT, headers=headers)
+            with response:
+                if response.status_code >= 400 or response.status_code in RETRY_STATUSES and response.status_code != 200:
+                    snippet = response.raw.read(300, decode_content=True) or b""
+                    raise CkanError(f"{response.status_code} from {url}: {snippet.decode('utf-8', 'replace')}")
+                counter = {"bytes": 0}
+                return consume(_body_pieces(response, counter), counter)
+
+        return attempt()
+
+    # ------------------------------------------------------------ parse one year file
+
+    def read_file(self, pieces: Iterable[bytes], month: str, landed_at: datetime, counter: dict | None = None) -> BlockData:
+        """Read one year file (a zip of a CSV, or a CSV) from byte pieces and keep ``month``.
+
+        ``stats`` carry ``drift`` (from the header) and the file's counts; the block's
+        quarantine holds its month's share of the year's broken lines."""
+        started = time.monotonic()
+        year = parse_month(month).year
+        pieces = iter(pieces)
+        first = b""
+        for piece in pieces:
+            first += piece
+            if len(first) >= 4:
+                break
+        member = None
+        source: Iterable[bytes] = _chain_one(first, pieces)
+        if first.startswith(_LOCAL_HEADER):
+            member = ZipMemberStream(source, _fill_year(self.member, year))
+            source = member
+        text = Utf8Stream(source, self.encoding)
+        reader = _Reader(text)
+        header_bytes = reader.header_line()
+        if not header_bytes.strip():
+            raise CkanError(f"{self.SPEC.name}: the {year} file is empty (no header line)")
+        header = next(csv.reader([header_bytes.decode("utf-8").rstrip("\r")]))
+        header = [name.replace("\ufeff", "").strip() for name in header]
+        positions, drift = self.match_header(header)
+        state = _FileState(year, month)
+        malformed: list[tuple[int, int, str]] = []
+
+        def on_invalid(row) -> str:
+            malformed.append((row.expected_columns, row.actual_columns, row.text))
+            return "skip"
+
+        column_names = [f"c{i}" for i in range(len(header))]
+        batches = pacsv.open_csv(
+            reader,
+            read_options=pacsv.ReadOptions(column_names=column_names, block_size=self.block_bytes, use_threads=True),
+            parse_options=pacsv.ParseOptions(newlines_in_values=self.newlines_in_values, invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in column_names},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        kept: list[pa.Table] = []
+        file_rows = 0
+        for batch in batches:
+            file_rows += batch.num_rows
+            raw = self.raw_table(batch, positions)
+            keep = state.assign(raw[self.date_field.name], self)
+            if _count(keep):
+                kept.append(raw.filter(keep))
+        lines = [line for line in malformed if self.line_month(line[2], positions, year) == month]
+        raw = pa.concat_tables(kept) if kept else self.raw_schema().empty_table()
+        good, quarantine, stats = self.validate(raw, lines, month, year, landed_at)
+        seconds = time.monotonic() - started
+        stats.update(
+            {
+                "zip_member": member.name if member is not None else None,
+                "encoding": "utf-8 (BOM)" if text.bom else text.encoding,
+                "file_text_bytes": text.bytes_in,
+                "file_rows": file_rows,
+                "file_malformed_lines": len(malformed),
+                "drift": drift,
+                "parse_seconds": round(seconds, 3),
+                "rows_per_second": round((file_rows + len(malformed)) / seconds) if seconds > 0 else None,
+            }
+        )
+        if counter is not None:
+            stats["fetched_bytes"] = counter["bytes"]
+        return BlockData(data=good, quarantine=quarantine, stats=stats)
+
+    def match_header(self, header: list[str]) -> tuple[dict, dict]:
+        """Field lake name -> column position, and the drift against the configured fields."""
+        positions, renamed, missing = {}, {}, []
+        exact = {name: i for i, name in reversed(list(enumerate(header)))}
+        loose = {_normal(name): i for i, name in reversed(list(enumerate(header)))}
+        for field in self.fields:
+            candidates = [field.source] + field.aliases
+            found = next((exact[c] for c in candidates if c in exact), None)
+            if found is None:
+                found = next((loose[_normal(c)] for c in candidates if _normal(c) in loose), None)
+            if found is None:
+                missing.append(field.source)
+                continue
+            positions[field.name] = found
+            if header[found] != field.source:
+                renamed[field.source] = header[found]
+        used = set(positions.values())
+        drift = {"new_fields": [name for i, name in enumerate(header) if i not in used], "missing_fields": missing}
+        if renamed:
+            drift["renamed"] = renamed
+        gone = [f.source for f in [self.date_field] + self.required if f.source in missing]
+        if gone:
+            raise SchemaDriftError(f"{self.SPEC.name}: required field(s) gone from the file's header: {', '.join(gone)}")
+        if drift["new_fields"] or missing or renamed:
+            log.warning("%s schema drift: %s", self.SPEC.name, drift)
+        return positions, drift
+
+    def raw_schema(self) -> pa.Schema:
+        return pa.schema([(field.name, pa.string()) for field in self.fields])
+
+    def raw_table(self, batch: pa.RecordBatch, positions: dict) -> pa.Table:
+        """The configured fields as published strings (a missing optional field: nulls)."""
+        arrays = [
+            batch.column(positions[field.name]) if field.name in positions else pa.nulls(batch.num_rows, pa.string())
+            for field in self.fields
+        ]
+        return pa.Table.from_arrays(arrays, schema=self.raw_schema())
+
+    def line_month(self, text: str, positions: dict, year: int) -> str:
+        """The block of a line with the wrong field count: by its date field, else January."""
+        try:
+            fields = next(csv.reader([text]))
+        except (csv.Error, StopIteration):
+            fields = []
+        position = positions.get(self.date_field.name)
+        value = fields[position] if position is not None and position < len(fields) else None
+        values = clean_strings(pa.array([value], pa.string()), self.date_field)
+        state = _FileState(year, None)
+        return state.months(values, self)[0].as_py()
+
+    # ------------------------------------------------------------ validate one block
+
+    def validate(self, raw: pa.Table, lines: list, month: str, year: int, landed_at: datetime):
+        n = raw.num_rows
+        clean = {field.name: clean_strings(raw[field.name], field) for field in self.fields}
+        columns, bad = {}, {}
+        for field in self.fields:
+            if field is self.date_field:
+                columns[field.name] = parse_timestamps(clean[field.name], *self._date_args)
+                bad[field.name] = pc.and_(pc.is_valid(clean[field.name]), pc.is_null(columns[field.name]))
+            else:
+                columns[field.name], bad[field.name] = typed(clean[field.name], field.type, field)
+        date = columns[self.date_field.name]
+        name = self.date_field.name
+        rules = [
+            (pc.is_null(clean[name]), f"missing {name}"),
+            (bad[name], f"unparseable {name}"),
+            (pc.not_equal(pc.year(date), year), f"{name} outside the file's year {year}"),
+        ]
+        for field in self.required:
+            rules.append((pc.is_null(clean[field.name]), f"missing {field.name}"))
+            if field.type != "string":
+                rules.append((bad[field.name], f"unparseable {field.name}"))
+        reason = pa.nulls(n, pa.string())
+        for mask, text in reversed(rules):
+            reason = pc.if_else(pc.fill_null(mask, False), pa.scalar(text), reason)
+        rejected = pc.is_valid(reason)
+        kept = pc.invert(rejected)
+
+        nulled = {}
+        for field in self.fields:
+            if field.required or field is self.date_field or field.type == "string":
+                continue
+            count = _count(pc.and_(bad[field.name], kept))
+            if count:
+                nulled[field.name] = count
+
+        out, unmatched = {}, {}
+        for field in self.fields:
+            out[field.name] = columns[field.name]
+            for split in self.splits:
+                if split.field is not field:
+                    continue
+                values = clean[field.name]
+                parts = pc.extract_regex(values, split.pattern)
+                matched = pc.is_valid(parts)
+                misses = _count(pc.and_(pc.and_(pc.is_valid(values), pc.invert(matched)), kept))
+                if misses:
+                    unmatched[field.name] = misses
+                for group, kind in split.outputs:
+                    part = pc.if_else(matched, pc.struct_field(parts, group), pa.scalar(None, pa.string()))
+                    out[group] = typed(part, kind)[0]
+        for band in self.bands:
+            out[band.name] = band.column(columns[band.field.name])
+        landed = pa.scalar(landed_at, LANDED_TYPE)
+        out["_block_month"] = pa.array([month] * n, pa.string())
+        out["_landed_at"] = pa.array([landed.as_py()] * n, LANDED_TYPE)
+        good = pa.table({k: v for k, v in out.items()}).filter(kept)
+        identical = 0
+        if self.key_field is None:
+            ids, identical = self.hash_keys(good)
+            good = good.append_column(self.key_name, ids)
+        good = good.select(self.data_schema.names).cast(self.data_schema)
+        if good.num_rows > 1:
+            good = good.sort_by([(self.date_field.name, "ascending"), (self.key_name, "ascending")])
+        good = good.combine_chunks()
+
+        quarantine = pa.table({field.name: clean[field.name] for field in self.fields}).filter(rejected)
+        count = quarantine.num_rows
+        quarantine = quarantine.append_column("_raw_line", pa.nulls(count, pa.string()))
+        quarantine = quarantine.append_column("_reason", pc.filter(reason, rejected))
+        if lines:
+            quarantine = pa.concat_tables([quarantine, self.malformed_table(lines)])
+        count = quarantine.num_rows
+        quarantine = quarantine.append_column("_block_month", pa.array([month] * count, pa.string()))
+        quarantine = quarantine.append_column("_landed_at", pa.array([landed.as_py()] * count, LANDED_TYPE))
+        quarantine = quarantine.cast(self.quarantine_schema)
+        reasons = {}
+        for item in pc.value_counts(quarantine["_reason"]).to_pylist() if count else []:
+            reasons[item["values"]] = item["counts"]
+        stats = {
+            "block_lines": n + len(lines),
+            "quarantine_reasons": dict(sorted(reasons.items())),
+            "nulled_values": nulled,
+            "unmatched_splits": unmatched,
+            "identical_rows": identical,
+        }
+        return good, (quarantine if count else None), stats
+
+    def malformed_table(self, lines: list) -> pa.Table:
+        """Lines with the wrong field count: the leading fields under the field names (best
+        effort), the whole line in ``_raw_line``."""
+        rows = []
+        for expected, actual, text in lines:
+            try:
+                values = next(csv.reader([text]))
+            except (csv.Error, StopIteration):
+                values = []
+            rows.append((values, text, f"{actual} fields where the header has {expected}"))
+        table = {
+            field.name: pa.array([(v[i].strip() or None) if i < len(v) else None for v, _, _ in rows], pa.string())
+            for i, field in enumerate(self.fields)
+        }
+        table["_raw_line"] = pa.array([text for _, text, _ in rows], pa.string())
+        table["_reason"] = pa.array([reason for _, _, reason in rows], pa.string())
+        return pa.table(table)
+
+    def hash_keys(self, table: pa.Table) -> tuple[pa.Array, int]:
+        """BLAKE2b of the identity fields' canonical text plus an occurrence number (file order)."""
+        if table.num_rows == 0:
+            return pa.array([], pa.string()), 0
+        # One joined text per row, built column-wise (nulls as NUL), then hashed row by row.
+        parts = [pc.fill_null(pc.cast(table[field.name], pa.string()), "\x00") for field in self.hash_of]
+        texts = pc.binary_join_element_wise(*parts, "\x1f").to_pylist()
+        seen: dict[str, int] = {}
+        ids = []
+        for text in texts:
+            occurrence = seen.get(text, 0)
+            seen[text] = occurrence + 1
+            ids.append(hashlib.blake2b(f"{text}\x1e{occurrence}".encode(), digest_size=8).hexdigest())
+        identical = sum(count - 1 for count in seen.values())
+        return pa.array(ids, pa.string()), identical
+
+    # ------------------------------------------------------------ the block
+
+    def extract_block(self, session, connection, month: str, probed: dict, landed_at: datetime | None = None) -> BlockData:
+        landed_at = landed_at or datetime.now(timezone.utc)
+        if probed.get("year") != parse_month(month).year or "resource" not in probed:
+            probed = {**probed, **self.probe(session, connection, month=month)}
+        resource = probed["resource"]
+        url = self.download_url(connection, resource)
+        started = time.monotonic()
+        block = self._stream(session, connection, url, lambda pieces, counter: self.read_file(pieces, month, landed_at, counter))
+        seconds = time.monotonic() - started
+        probed["drift"] = block.stats.pop("drift")
+        block.stats = {
+            "resource_id": resource.get("id"),
+            "resource_name": resource.get("name"),
+            "resource_format": resource.get("format"),
+            "download_url": url,
+            **block.stats,
+            "download_parse_seconds": round(seconds, 3),
+            "drift": probed["drift"],
+        }
+        return block
+
+
+class _FileState:
+    """Month assignment across a file's batches (carries the last dated row's month)."""
+
+    def __init__(self, year: int, month: str | None) -> None:
+        self.year = year
+        self.month = month
+        self.last = f"{year:04d}-01"
+
+    def months(self, date_raw, source: CkanResourceSource) -> pa.Array:
+        """The block month of each row (see the module docstring)."""
+        values = clean_strings(date_raw, source.date_field)
+        parsed = parse_timestamps(values, *source._date_args)
+        years = pc.year(parsed)
+        own = pc.strftime(parsed, format="%Y-%m")
+        in_year = pc.fill_null(pc.equal(years, self.year), False)
+        first, last = f"{self.year:04d}-01", f"{self.year:04d}-12"
+        dated = pc.if_else(in_year, own, pc.if_else(pc.less(years, self.year), first, last))
+        # Undated rows: by the value's month prefix, else the last dated row before them.
+        in_year_month = pc.if_else(in_year, own, pa.scalar(None, pa.string()))
+        previous = pc.fill_null(pc.fill_null_forward(in_year_month), self.last)
+        tail = pc.drop_null(in_year_month)
+        if len(tail):
+            self.last = tail[-1].as_py()
+        undated = previous
+        if source.date_format.startswith("%Y-%m"):
+            prefix = pc.utf8_slice_codeunits(values, 0, 7)
+            prefix_ok = pc.fill_null(pc.match_substring_regex(prefix, rf"^{self.year:04d}-(0[1-9]|1[0-2])$"), False)
+            undated = pc.if_else(prefix_ok, prefix, previous)
+        return pc.if_else(pc.is_valid(parsed), dated, undated)
+
+    def assign(self, date_raw, source: CkanResourceSource) -> pa.Array:
+        return pc.fill_null(pc.equal(self.months(date_raw, source), self.month), False)
+
+
+def _negated(text: str) -> tuple:
+    # Sort key for "most recent first" on ISO timestamps without parsing them.
+    return tuple(-ord(c) for c in text)
+
+
+def _body_pieces(response, counter: dict) -> Iterator[bytes]:
+    """The response body in pieces; a body shorter than its Content-Length is an error."""
+    expected = response.headers.get("Content-Length")
+    encoded = response.headers.get("Content-Encoding") not in (None, "identity")
+    while True:
+        piece = response.raw.read(HTTP_CHUNK, decode_content=True)
+        if not piece:
+            break
+        counter["bytes"] += len(piece)
+        yield piece
+    if expected is not None and not encoded and int(expected) != counter["bytes"]:
+        raise TransientBodyError(f"body cut short: {counter['bytes']} of {expected} bytes")
