@@ -29,6 +29,8 @@ import re
 import threading
 from typing import Iterable
 
+from civic_pipelines.replay.seeds import seed_for
+
 NAME = "minneapolis_311"
 FIRST_YEAR = 2015  # Public_311_2015 .. Public_311_2026 (contract; a new layer every January)
 LAST_YEAR = 2026
@@ -254,26 +256,13 @@ _FAST_WORDS = ("Callback", "Inquiry", "Request", "Question", "Information")
 _WEST, _EAST, _SOUTH, _NORTH = -93.3290, -93.1937, 44.8902, 45.0512
 _DOWNTOWN = (-93.2650, 44.9778)
 _MERC_R = 6378137.0
-_MASK64 = (1 << 64) - 1
 
 
 # ---------------------------------------------------------------- helpers
 
 
-def _mix64(x: int) -> int:
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
 def _seed_for(*parts) -> int:
-    h = 0x6A09E667F3BCC908
-    for part in parts:
-        for ch in str(part).encode():
-            h = _mix64(h ^ ch)
-        h = _mix64(h ^ 0xFF)
-    return h
+    return seed_for(0x6A09E667F3BCC908, *parts)
 
 
 def parse_month(month: str) -> tuple[int, int]:

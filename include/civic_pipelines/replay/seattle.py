@@ -31,6 +31,8 @@ import threading
 from pathlib import Path
 from typing import Iterable
 
+from civic_pipelines.replay.seeds import mix64, seed_for
+
 DATASET_ID = "tazs-3rd5"
 DATASET_NAME = "SPD Crime Data: 2008-Present"
 FIRST_MONTH = "2008-01"
@@ -160,7 +162,6 @@ _MIN_ROWS, _MAX_ROWS = 5000, 12000
 
 # Offense start lag before the report (hours) and offense duration (minutes) of the real rows; the
 # generator draws from these empirically (with jitter). Filled by _load_sample().
-_MASK64 = (1 << 64) - 1
 _MASK60 = (1 << 60) - 1
 _BLOCK_RE = re.compile(r"^(\d+)XX BLOCK OF (.+)$")
 _EPOCH_ORD = _dt.date(1970, 1, 1).toordinal()
@@ -172,21 +173,8 @@ _GEN_ID_MONTH_STRIDE = 20_000_000
 # ---------------------------------------------------------------- small helpers
 
 
-def _mix64(x: int) -> int:
-    """splitmix64 finaliser: a fixed, well-spread 64-bit hash."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
 def _seed_for(*parts) -> int:
-    h = 0x243F6A8885A308D3
-    for part in parts:
-        for ch in str(part).encode():
-            h = _mix64(h ^ ch)
-        h = _mix64(h ^ 0xFF)
-    return h
+    return seed_for(0x243F6A8885A308D3, *parts)
 
 
 def _day_str(day: int) -> str:
@@ -633,7 +621,7 @@ class SeattleCrimeDataset:
             report_str = fmt_floating(report_secs)
             start_str = fmt_floating(start)
             end_str = fmt_floating(end) if end is not None else None
-            publish_lag = 6 + (_mix64(report_secs ^ seed) % 30)
+            publish_lag = 6 + (mix64(report_secs ^ seed) % 30)
             created = fmt_fixed_utc(report_secs + (8 + publish_lag) * 3600)
 
             for _ in range(size):
@@ -673,7 +661,7 @@ class SeattleCrimeDataset:
         for row in sample.by_month.get(month, ()):
             oid = int(row["offense_id"])
             report_secs = parse_floating(row["report_datetime"])
-            created = fmt_fixed_utc(report_secs + (8 + 6 + _mix64(report_secs ^ seed) % 30) * 3600)
+            created = fmt_fixed_utc(report_secs + (8 + 6 + mix64(report_secs ^ seed) % 30) * 3600)
             records.append(
                 {
                     "rn": row["report_number"],
