@@ -38,7 +38,8 @@ def phase_ceiling(base_url: str, months: list[str]) -> dict:
     import orjson
 
     from civic_pipelines.http import get_bytes, make_session
-    from civic_pipelines.sources import seattle_crime as sc
+    from civic_pipelines import sources
+    sc = sources.get("seattle_crime")
 
     rows = nbytes = 0
     started = time.perf_counter()
@@ -46,13 +47,13 @@ def phase_ceiling(base_url: str, months: list[str]) -> dict:
         for month in months:
             offset = 0
             while True:
-                body = get_bytes(session, f"{base_url}/resource/{sc.DATASET_ID}.json", params=sc.page_params("A", month, offset))
+                body = get_bytes(session, f"{base_url}/resource/{sc.dataset_id}.json", params=sc.page_params("A", month, offset))
                 page = orjson.loads(body)
                 rows += len(page)
                 nbytes += len(body)
-                if len(page) < sc.PAGE_SIZE:
+                if len(page) < sc.page_size:
                     break
-                offset += sc.PAGE_SIZE
+                offset += sc.page_size
     return {"rows": rows, "bytes": nbytes, "seconds": time.perf_counter() - started, "peak_rss_mb": peak_rss_mb()}
 
 

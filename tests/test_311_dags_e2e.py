@@ -24,7 +24,8 @@ def environment(airflow_db, run_dir):
     data = run_dir / "e2e_311"
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
-    keys = ("CIVIC_LAKE", "CIVIC_WAREHOUSE", "AIRFLOW_CONN_CIVIC_MINNEAPOLIS_311", "AIRFLOW_CONN_CIVIC_TORONTO_311")
+    keys = ("CIVIC_LAKE", "CIVIC_WAREHOUSE", "AIRFLOW_CONN_CIVIC_MINNEAPOLIS_311", "AIRFLOW_CONN_CIVIC_TORONTO_311",
+            "AIRFLOW_CONN_CIVIC_NYC_311")
     saved = {k: os.environ.get(k) for k in keys}
     os.environ["CIVIC_LAKE"] = str(data / "lake")
     os.environ["CIVIC_WAREHOUSE"] = str(data / "warehouse.duckdb")
@@ -112,3 +113,28 @@ def test_toronto_lands_skips_and_takes_late_edits(environment):
     assert len(rows) == len({r[0] for r in rows}) == want, "one row per request after the re-landing"
     statuses = {r[1] for r in rows}
     assert {edit["new_status"] for edit in edits} <= statuses
+
+
+def test_nyc_the_configured_city_runs_the_same_dag(environment):
+    """The DAG built from nothing but datasets/nyc_311.toml lands, skips and re-lands like the others."""
+    from civic_pipelines.orchestration.dag_factory import build_source_dag
+
+    dataset = environment["server"].generated["nyc_311"]
+    dag = build_source_dag("nyc_311", extract_mode="local")
+    conf = {"start_month": MONTHS[0], "end_month": MONTHS[1]}
+    run = dag.test(run_conf=conf)
+    assert run.state == "success"
+    want = {row["unique_key"] for month in MONTHS for row in dataset.rows_for_month(month)}
+    got = query(environment, "select request_id from fct_service_requests where city = 'nyc'")
+    assert len(got) == len(want) > 5000 and {r[0] for r in got} == want
+
+    assert states(dag.test(run_conf=conf), "extract_load") == ["skipped", "skipped"]
+
+    edited = dataset.apply_late_edits(MONTHS[1], 4)
+    run = dag.test(run_conf=conf)
+    assert states(run, "extract_load") == ["skipped", "success"]
+    keys = ", ".join(f"'{k}'" for k in edited)
+    rows = query(environment, f"select status from fct_service_requests where city = 'nyc' and request_id in ({keys})")
+    assert sorted(r[0] for r in rows) == ["Closed"] * 4
+    (total,) = query(environment, "select count(*) from fct_service_requests where city = 'nyc'")[0]
+    assert total == len(want), "one row per request after the re-landing"

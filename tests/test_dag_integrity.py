@@ -79,3 +79,22 @@ def test_first_catchup_run_is_the_first_month(dagbag):
     )
     assert info.data_interval.start == dag.start_date
     assert info.data_interval.start.strftime("%Y-%m") == sources.spec("seattle_crime").first_month
+
+
+def test_astro_settings_have_every_sources_connection_and_pool():
+    """`astro dev start` loads airflow_settings.yaml: each source needs its connection (pointing
+    at the real endpoint) and its API pool there, plus the dbt writer pool."""
+    from pathlib import Path
+    from urllib.parse import urlsplit
+
+    import yaml
+
+    settings = yaml.safe_load((Path(__file__).resolve().parent.parent / "airflow_settings.yaml").read_text())["airflow"]
+    connections = {c["conn_id"]: c for c in settings["connections"]}
+    pools = {p["pool_name"] for p in settings["pools"]}
+    assert "duckdb_writer" in pools
+    for spec in sources.specs():
+        assert spec.pool in pools, spec.name
+        connection = connections[spec.conn_id]
+        assert connection["conn_host"] == urlsplit(spec.default_base_url).hostname, spec.name
+        assert connection["conn_schema"] == "https" and not connection.get("conn_password"), spec.name

@@ -65,6 +65,9 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
     dataset = SeattleCrimeDataset()
     with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
         per_month = dict(con.sql("select _block_month, count(*) from fct_crime_offenses group by 1").fetchall())
+        cities = dict(con.sql("select city, count(distinct _block_month) from fct_service_requests "
+                              "where _block_month between '2024-01' and '2024-03' group by 1").fetchall())
+    assert cities == {"minneapolis": 3, "toronto": 3, "nyc": 3}
     for month in ("2024-01", "2024-02", "2024-03"):
         assert per_month[month] == len(dataset.rows_for_month(month)), month
 

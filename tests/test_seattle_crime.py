@@ -17,7 +17,9 @@ import requests
 from civic_pipelines.connections import resolve
 from civic_pipelines.extract import run_block
 from civic_pipelines.http import make_session
-from civic_pipelines.sources import seattle_crime as sc
+from civic_pipelines import sources
+
+sc = sources.get("seattle_crime")
 from civic_pipelines.sources.base import SchemaDriftError
 
 MONTH = "2024-02"

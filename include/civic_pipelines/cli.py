@@ -1,6 +1,6 @@
 """The ``civic`` command line: the extractor's contract, identical in the container and in-process.
 
-    civic extract --source seattle_crime --month 2023-01 [--lake PATH_OR_URL] [--force] [--dry-run]
+    civic extract --source seattle_crime --month 2023-01 [--part P] [--lake PATH_OR_URL] [--force] [--dry-run]
     civic replay [--host 127.0.0.1] [--port 8765]
     civic sources
 """
@@ -16,7 +16,7 @@ import sys
 def _extract(args) -> int:
     from civic_pipelines.extract import run_block
 
-    manifest = run_block(args.source, args.month, lake=args.lake, force=args.force, dry_run=args.dry_run)
+    manifest = run_block(args.source, args.month, lake=args.lake, force=args.force, dry_run=args.dry_run, part=args.part)
     print(json.dumps(manifest, sort_keys=True, default=str), flush=True)
     return 0
 
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract = commands.add_parser("extract", help="extract and land one source-month block; prints its JSON manifest last")
     extract.add_argument("--source", required=True)
     extract.add_argument("--month", required=True, help="YYYY-MM")
+    extract.add_argument("--part", help="the table, for a source that publishes several per month (e.g. permit)")
     extract.add_argument("--lake", help="lake root folder or URL (default $CIVIC_LAKE or ./data/lake)")
     extract.add_argument("--force", action="store_true", help="land even if the source's watermark is unchanged")
     extract.add_argument("--dry-run", action="store_true", help="plan only: fetch nothing, write nothing")

@@ -13,27 +13,52 @@ from datetime import datetime, timezone
 
 from civic_pipelines import connections, settings, sources
 from civic_pipelines.http import make_session
-from civic_pipelines.lake import BlockLocation, content_sha256, read_manifest, rows_changed, write_block, write_manifest
+from civic_pipelines.lake import (
+    BlockLocation,
+    BlockWriter,
+    content_sha256_all,
+    read_manifest,
+    rows_changed,
+    rows_changed_files,
+    write_block,
+    write_manifest,
+)
 from civic_pipelines.months import parse_month
+from civic_pipelines.sources.base import NotPublished
 
 log = logging.getLogger(__name__)
 
 
-def _probe(source, session, connection, month: str) -> dict:
-    """Sources whose watermark depends on the block (a layer or a file per year) take ``month``."""
-    if "month" in inspect.signature(source.probe).parameters:
-        return source.probe(session, connection, month=month)
-    return source.probe(session, connection)
+def _accepts(function, name: str) -> bool:
+    return name in inspect.signature(function).parameters
 
 
-def run_block(source: str, month: str, lake: str | None = None, force: bool = False, dry_run: bool = False) -> dict:
+def _probe(source, session, connection, month: str, part: str | None) -> dict:
+    """Sources whose watermark depends on the block (a layer, file or archive per period) take
+    ``month`` (and ``part``)."""
+    kwargs = {}
+    if _accepts(source.probe, "month"):
+        kwargs["month"] = month
+    if part is not None:
+        kwargs["part"] = part
+    return source.probe(session, connection, **kwargs)
+
+
+def run_block(source: str, month: str, lake: str | None = None, force: bool = False, dry_run: bool = False,
+              part: str | None = None) -> dict:
     started = time.monotonic()
     module = sources.get(source)
     spec = module.SPEC
     parse_month(month)
+    if spec.parts and part not in spec.parts:
+        raise ValueError(f"{source} has parts {', '.join(spec.parts)}: name one (--part), not {part!r}")
+    if not spec.parts and part is not None:
+        raise ValueError(f"{source} has no parts; drop --part {part}")
     lake = lake or settings.lake_url()
-    location = BlockLocation(lake=lake, source=source, month=month)
+    location = BlockLocation(lake=lake, source=source, month=month, part=part)
     manifest = {"source": source, "month": month, "lake": lake, "skipped": False, "reason": None}
+    if part is not None:
+        manifest["part"] = part
 
     if dry_run:
         previous = read_manifest(location)
@@ -48,8 +73,14 @@ def run_block(source: str, month: str, lake: str | None = None, force: bool = Fa
 
     connection = connections.resolve(spec.conn_id, spec.default_base_url)
     session = make_session(module.auth_headers(connection))
+    part_kwargs = {"part": part} if part is not None else {}
     with session:
-        probed = _probe(module, session, connection, month)
+        try:
+            probed = _probe(module, session, connection, month, part)
+        except NotPublished as reason:
+            log.info("%s %s: not published yet (%s): skipped", source, month, reason)
+            return {**manifest, "skipped": True, "reason": f"not published yet: {reason}",
+                    "seconds": round(time.monotonic() - started, 3)}
         previous = read_manifest(location)
         if previous and not force and previous.get("watermark") == probed["watermark"]:
             log.info("%s %s unchanged since %s (watermark %s): skipped", source, month, previous.get("landed_at"), probed["watermark"])
@@ -64,24 +95,15 @@ def run_block(source: str, month: str, lake: str | None = None, force: bool = Fa
                 "seconds": round(time.monotonic() - started, 3),
             }
         landed_at = datetime.now(timezone.utc)
-        block = module.extract_block(session, connection, month, probed, landed_at=landed_at)
+        if hasattr(module, "stream_block"):
+            return _run_streamed(module, session, connection, location, month, probed, landed_at, previous, force,
+                                 manifest, started, part_kwargs)
+        block = module.extract_block(session, connection, month, probed, landed_at=landed_at, **part_kwargs)
 
     quarantined = block.quarantine.num_rows if block.quarantine is not None else 0
-    sha = content_sha256(block.data)
+    sha = content_sha256_all(block.data, block.tables)
     if previous and not force and previous.get("sha256") == sha:
-        # The source moved its watermark but this block's content is the same: keep the landed
-        # data (dbt has nothing to redo) and record the new watermark so the next run skips early.
-        write_manifest(location, {**previous, "watermark": probed["watermark"], "checked_at": landed_at.isoformat()})
-        return {
-            **manifest,
-            "skipped": True,
-            "reason": f"content unchanged (same sha256) although the watermark moved to {probed['watermark']}",
-            "watermark": probed["watermark"],
-            "rows": previous.get("rows"),
-            "quarantined": previous.get("quarantined"),
-            "sha256": sha,
-            "seconds": round(time.monotonic() - started, 3),
-        }
+        return _unchanged(location, previous, probed, landed_at, manifest, sha, started)
     manifest.update(
         {
             "rows": block.data.num_rows,
@@ -95,7 +117,58 @@ def run_block(source: str, month: str, lake: str | None = None, force: bool = Fa
             **block.stats,
         }
     )
+    if block.tables:
+        manifest["tables"] = {name: table.num_rows for name, table in sorted(block.tables.items())}
     manifest["seconds"] = round(time.monotonic() - started, 3)
-    manifest = write_block(location, block.data, block.quarantine, manifest)
+    manifest = write_block(location, block.data, block.quarantine, manifest, tables=block.tables)
     log.info("%s %s landed: %s rows, %s quarantined", source, month, manifest["rows"], quarantined)
+    return manifest
+
+
+def _unchanged(location, previous, probed, landed_at, manifest, sha, started) -> dict:
+    # The source moved its watermark but this block's content is the same: keep the landed
+    # data (dbt has nothing to redo) and record the new watermark so the next run skips early.
+    write_manifest(location, {**previous, "watermark": probed["watermark"], "checked_at": landed_at.isoformat()})
+    return {
+        **manifest,
+        "skipped": True,
+        "reason": f"content unchanged (same sha256) although the watermark moved to {probed['watermark']}",
+        "watermark": probed["watermark"],
+        "rows": previous.get("rows"),
+        "quarantined": previous.get("quarantined"),
+        "sha256": sha,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def _run_streamed(module, session, connection, location, month, probed, landed_at, previous, force, manifest,
+                  started, part_kwargs) -> dict:
+    """A block the source writes batch by batch (``stream_block``): memory stays bounded by the
+    batch size, and the block is still replaced whole, or not at all."""
+    with BlockWriter(location) as writer:
+        stats = module.stream_block(session, connection, month, probed, landed_at=landed_at, writer=writer,
+                                    **part_kwargs)
+        sha = writer.sha256
+        if previous and not force and previous.get("sha256") == sha:
+            writer.abort()
+            return _unchanged(location, previous, probed, landed_at, manifest, sha, started)
+        writer.finish()
+        changed = rows_changed_files(location, writer.temp_path(), module.SPEC.natural_key) if previous else None
+        manifest.update(
+            {
+                "rows": writer.rows,
+                "quarantined": writer.quarantined,
+                "sha256": sha,
+                "watermark": probed["watermark"],
+                "landed_at": landed_at.isoformat(),
+                "forced": force,
+                "changed_since_previous": previous is None or previous.get("sha256") != sha,
+                "rows_changed": changed,
+                **stats,
+            }
+        )
+        manifest["seconds"] = round(time.monotonic() - started, 3)
+        manifest = writer.commit(manifest)
+    log.info("%s %s landed (streamed): %s rows, %s quarantined", location.source, month, manifest["rows"],
+             manifest["quarantined"])
     return manifest

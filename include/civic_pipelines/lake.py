@@ -1,7 +1,9 @@
 """The lake: one folder per block, replaced whole and atomically.
 
 Layout: ``<lake>/<source>/month=YYYY-MM/data.parquet`` with ``quarantine.parquet`` and
-``_manifest.json`` beside it. Files are written under temporary names that readers' globs
+``_manifest.json`` beside it; a source with several parts (tables published separately) has
+``<lake>/<source>/<part>/month=YYYY-MM/``, and a block that decodes several tables from one
+download lands each as ``<table>.parquet`` beside ``data.parquet``. Files are written under temporary names that readers' globs
 (``month=*/data.parquet``) never match, then renamed into place: a reader sees the old block or
 the new one, never a half-written file, and a crash before the rename leaves the old block intact.
 The manifest is renamed last, so it only ever describes data that is in place.
@@ -35,10 +37,12 @@ class BlockLocation:
     lake: str
     source: str
     month: str
+    part: str | None = None
 
     @property
     def folder(self) -> str:
-        return f"{self.lake.rstrip('/')}/{self.source}/month={self.month}"
+        part = f"/{self.part}" if self.part else ""
+        return f"{self.lake.rstrip('/')}/{self.source}{part}/month={self.month}"
 
     def path(self, name: str) -> str:
         return f"{self.folder}/{name}"
@@ -71,7 +75,18 @@ def content_sha256(table: pa.Table) -> str:
     return digest.hexdigest()
 
 
-def write_block(location: BlockLocation, data: pa.Table, quarantine: pa.Table | None, manifest: dict) -> dict:
+def content_sha256_all(data: pa.Table, tables: dict[str, pa.Table] | None) -> str:
+    """The block's checksum over data.parquet and every extra table, by name."""
+    if not tables:
+        return content_sha256(data)
+    digest = hashlib.sha256(content_sha256(data).encode())
+    for name in sorted(tables):
+        digest.update(f"|{name}:{content_sha256(tables[name])}".encode())
+    return digest.hexdigest()
+
+
+def write_block(location: BlockLocation, data: pa.Table, quarantine: pa.Table | None, manifest: dict,
+                tables: dict[str, pa.Table] | None = None) -> dict:
     """Write a block and return the manifest completed with bytes and path."""
     filesystem, _ = _filesystem(location.lake)
     folder = _fs_path(location, "")[:-1]
@@ -83,6 +98,12 @@ def write_block(location: BlockLocation, data: pa.Table, quarantine: pa.Table | 
         # zstd level 1: most of zstd's size gain at a fraction of the default level's CPU.
         pq.write_table(data, data_tmp, filesystem=filesystem, compression="zstd", compression_level=1, row_group_size=256_000)
         staged.append((data_tmp, f"{folder}/{DATA_FILE}"))
+        for name, table in sorted((tables or {}).items()):
+            if name in ("data", "quarantine") or "/" in name:
+                raise ValueError(f"extra table name {name!r} is reserved or not a file name")
+            table_tmp = f"{folder}/.{name}.parquet.{token}.tmp"
+            pq.write_table(table, table_tmp, filesystem=filesystem, compression="zstd", compression_level=1)
+            staged.append((table_tmp, f"{folder}/{name}.parquet"))
         if quarantine is not None and quarantine.num_rows:
             quarantine_tmp = f"{folder}/.{QUARANTINE_FILE}.{token}.tmp"
             pq.write_table(quarantine, quarantine_tmp, filesystem=filesystem, compression="zstd")
@@ -154,9 +175,9 @@ def _delete_if_exists(filesystem: pafs.FileSystem, path: str) -> None:
         pass
 
 
-def landed_months(lake: str, source: str) -> list[str]:
+def landed_months(lake: str, source: str, part: str | None = None) -> list[str]:
     filesystem, root = _filesystem(lake)
-    base = f"{root.rstrip('/')}/{source}"
+    base = f"{root.rstrip('/')}/{source}" + (f"/{part}" if part else "")
     selector = pafs.FileSelector(base, allow_not_found=True)
     months = []
     for info in filesystem.get_file_info(selector):
@@ -165,3 +186,177 @@ def landed_months(lake: str, source: str) -> list[str]:
             if filesystem.get_file_info(f"{base}/{name}/{DATA_FILE}").type == pafs.FileType.File:
                 months.append(name.split("=", 1)[1])
     return sorted(months)
+
+
+class _HashingSink:
+    """A write-only file object that only feeds a sha256 (for Arrow's IPC writer)."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self.closed = False
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class BlockWriter:
+    """A block written as it is extracted, for sources too big to hold a month in memory.
+
+    ``write(batch)`` appends record batches (the first fixes the schema: write an empty batch
+    for an empty block) to a temporary ``data.parquet``; ``write_quarantine(batch)`` likewise;
+    ``sha256`` is the content checksum so far (blind to ``_landed_at``, independent of how the
+    rows were batched); ``commit(manifest)`` renames everything into place, manifest last, and
+    ``abort()`` (or leaving the ``with`` block on an error) deletes the temporary files, so the
+    previous landing stays whole.
+    """
+
+    HASH_CHUNK = 65_536
+
+    def __init__(self, location: BlockLocation, row_group_size: int = 256_000) -> None:
+        self.location = location
+        self.filesystem, _ = _filesystem(location.lake)
+        self.folder = _fs_path(location, "")[:-1]
+        self.token = uuid.uuid4().hex[:12]
+        self.row_group_size = row_group_size
+        self.rows = 0
+        self.quarantined = 0
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        self._temps: dict[str, str] = {}
+        self._hash_sink = _HashingSink()
+        self._hash_writer = None
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._done = False
+
+    def __enter__(self) -> "BlockWriter":
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if not self._done:
+            self.abort()
+
+    def _writer(self, name: str, schema: pa.Schema) -> pq.ParquetWriter:
+        writer = self._writers.get(name)
+        if writer is None:
+            self.filesystem.create_dir(self.folder, recursive=True)
+            temp = f"{self.folder}/.{name}.{self.token}.tmp"
+            self._temps[name] = temp
+            writer = self._writers[name] = pq.ParquetWriter(
+                temp, schema, filesystem=self.filesystem, compression="zstd", compression_level=1)
+        return writer
+
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+        self._writer(DATA_FILE, table.schema).write_table(table, row_group_size=self.row_group_size)
+        self.rows += table.num_rows
+        hashed = table.select([c for c in table.column_names if c not in HASH_EXCLUDED])
+        if self._hash_writer is None:
+            self._hash_writer = pa.ipc.new_stream(pa.PythonFile(self._hash_sink, mode="w"), hashed.schema)
+        for piece in hashed.to_batches():
+            self._pending.append(piece)
+            self._pending_rows += piece.num_rows
+        while self._pending_rows >= self.HASH_CHUNK:
+            self._flush_hash(self.HASH_CHUNK)
+
+    def _flush_hash(self, rows: int) -> None:
+        combined = pa.Table.from_batches(self._pending).combine_chunks()
+        head, tail = combined.slice(0, rows), combined.slice(rows)
+        for batch in head.to_batches(max_chunksize=rows):
+            self._hash_writer.write_batch(batch)
+        self._pending = tail.to_batches()
+        self._pending_rows = tail.num_rows
+
+    def write_quarantine(self, batch: pa.RecordBatch | pa.Table) -> None:
+        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+        if table.num_rows:
+            self._writer(QUARANTINE_FILE, table.schema).write_table(table)
+            self.quarantined += table.num_rows
+
+    @property
+    def sha256(self) -> str:
+        """The content checksum; valid once every batch is written (it closes the hash stream)."""
+        if self._hash_writer is None:
+            raise ValueError("no batch written: write an empty batch with the schema for an empty block")
+        if not self._hash_sink.closed:
+            if self._pending_rows:
+                self._flush_hash(self._pending_rows)
+            self._hash_writer.close()
+            self._hash_sink.closed = True
+            self._sha = self._hash_sink.digest.hexdigest()
+        return self._sha
+
+    def temp_path(self, name: str = DATA_FILE) -> str:
+        return self._temps[name]
+
+    def finish(self) -> None:
+        """Close the parquet files (readable at ``temp_path``), still under their temporary names."""
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+
+    def commit(self, manifest: dict) -> dict:
+        if DATA_FILE not in self._temps:
+            raise ValueError("no batch written: write an empty batch with the schema for an empty block")
+        self.finish()
+        data_temp = self._temps[DATA_FILE]
+        manifest = {**manifest, "bytes": self.filesystem.get_file_info(data_temp).size,
+                    "path": self.location.path(DATA_FILE)}
+        manifest_temp = f"{self.folder}/.{MANIFEST_FILE}.{self.token}.tmp"
+        with self.filesystem.open_output_stream(manifest_temp) as handle:
+            handle.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
+        self._temps[MANIFEST_FILE] = manifest_temp
+        if QUARANTINE_FILE not in self._temps:
+            _delete_if_exists(self.filesystem, f"{self.folder}/{QUARANTINE_FILE}")
+        for name in (DATA_FILE, QUARANTINE_FILE, MANIFEST_FILE):
+            if name in self._temps:
+                _rename(self.filesystem, self._temps.pop(name), f"{self.folder}/{name}")
+        self._done = True
+        return manifest
+
+    def abort(self) -> None:
+        for writer in self._writers.values():
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001 - closing a half-written file may fail; it is deleted next
+                pass
+        self._writers.clear()
+        for temp in self._temps.values():
+            _delete_if_exists(self.filesystem, temp)
+        self._temps.clear()
+        self._done = True
+
+
+def rows_changed_files(location: BlockLocation, new_path: str, key: str) -> dict | None:
+    """:func:`rows_changed` for a streamed block: the old and new parquet files compared in DuckDB
+    without loading either into Python. Local lakes only (None elsewhere)."""
+    if "://" in location.lake:
+        return None
+    import duckdb
+
+    old_path = _fs_path(location, DATA_FILE)
+    filesystem, _ = _filesystem(location.lake)
+    if filesystem.get_file_info(old_path).type != pafs.FileType.File:
+        return None
+    with duckdb.connect() as con:
+        columns = [row[0] for row in con.execute("describe select * from read_parquet(?)", [new_path]).fetchall()]
+        old_columns = {row[0] for row in con.execute("describe select * from read_parquet(?)", [old_path]).fetchall()}
+        quoted = ", ".join(f'"{c}"' for c in columns if c not in HASH_EXCLUDED and c in old_columns)
+        added, removed, changed = con.execute(
+            f"""
+            with o as (select "{key}" as k, hash(struct_pack({quoted})) as h from read_parquet(?)),
+                 n as (select "{key}" as k, hash(struct_pack({quoted})) as h from read_parquet(?))
+            select count(*) filter (where o.k is null),
+                   count(*) filter (where n.k is null),
+                   count(*) filter (where o.k is not null and n.k is not null and o.h <> n.h)
+            from o full outer join n on o.k = n.k
+            """,
+            [old_path, new_path],
+        ).fetchone()
+    return {"added": added, "removed": removed, "changed": changed}

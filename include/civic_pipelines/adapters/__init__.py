@@ -22,6 +22,7 @@ DATASETS_DIR = Path(__file__).resolve().parent.parent / "datasets"
 ADAPTERS = {
     "arcgis": "civic_pipelines.adapters.arcgis:ArcGisFeatureLayerSource",
     "ckan": "civic_pipelines.adapters.ckan:CkanResourceSource",
+    "socrata": "civic_pipelines.adapters.socrata:SocrataDatasetSource",
 }
 
 

@@ -68,6 +68,21 @@ def dag_doc(spec) -> str:
 """
 
 
+def enabled_parts(spec) -> list[str]:
+    """The parts (tables) a multi-part source lands: all by default, or the JSON list in the
+    Airflow Variable ``civic_<name>_parts`` (e.g. ``["permit"]`` to skip activity and section_58)."""
+    import json
+
+    value = get_variable(f"civic_{spec.name}_parts", None)
+    if value in (None, ""):
+        return list(spec.parts)
+    chosen = json.loads(value) if isinstance(value, str) else list(value)
+    unknown = [part for part in chosen if part not in spec.parts]
+    if unknown or not chosen:
+        raise ValueError(f"civic_{spec.name}_parts must be a non-empty JSON list of {list(spec.parts)}, not {value!r}")
+    return [part for part in spec.parts if part in chosen]
+
+
 def build_source_dag(name: str, extract_mode: str | None = None):
     from airflow.sdk import DAG, get_current_context, task
     from airflow.timetables.interval import CronDataIntervalTimetable
@@ -118,7 +133,12 @@ def build_source_dag(name: str, extract_mode: str | None = None):
                 # A bad range will not get better on retry: fail now, with the reason, before any extraction.
                 raise AirflowFailException(f"cannot plan {name} blocks: {error}") from None
             force = bool(params.get("force"))
-            blocks = [{"source": name, "month": month, "force": force, "label": f"{name} {month}"} for month in months]
+            if spec.parts:
+                parts = enabled_parts(spec)
+                blocks = [{"source": name, "part": part, "month": month, "force": force, "label": f"{name} {part} {month}"}
+                          for month in months for part in parts]
+            else:
+                blocks = [{"source": name, "month": month, "force": force, "label": f"{name} {month}"} for month in months]
             print(f"planned {len(blocks)} block(s) for {name}: {', '.join(months)}" + (" (force)" if force else ""))
             if params.get("dry_run"):
                 print("dry run: nothing will be fetched or written")
@@ -138,7 +158,7 @@ def build_source_dag(name: str, extract_mode: str | None = None):
 
                 context = get_current_context()
                 context["block_label"] = block["label"]
-                manifest = run_block(block["source"], block["month"], force=block.get("force", False))
+                manifest = run_block(block["source"], block["month"], force=block.get("force", False), part=block.get("part"))
                 print(manifest)
                 if manifest.get("skipped"):
                     context["ti"].xcom_push(key="manifest", value=manifest)

@@ -26,6 +26,8 @@ class CivicExtractDockerOperator(DockerOperator):
         self.block = block
         self.conn_id = conn_id
         command = ["civic", "extract", "--source", block["source"], "--month", block["month"], "--lake", CONTAINER_LAKE]
+        if block.get("part"):
+            command[5:5] = ["--part", block["part"]]
         if block.get("force"):
             command.append("--force")
         kwargs.setdefault("auto_remove", "success")

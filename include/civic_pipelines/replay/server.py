@@ -416,7 +416,8 @@ def make_server(host: str = "127.0.0.1", port: int = 0, months: list[str] | None
 
     ``months``: what a query with no bounds on the report time may cover (default: every month
     2008-01..2026-12, which is slow to generate). ``server.dataset`` is the SeattleCrimeDataset,
-    ``server.minneapolis`` the Minneapolis311Dataset, ``server.toronto`` the Toronto311Dataset."""
+    ``server.minneapolis`` the Minneapolis311Dataset, ``server.toronto`` the Toronto311Dataset, ``server.generated[name]`` each dataset the replay
+    generates from its dataset file alone."""
     from civic_pipelines.replay.seattle import SeattleCrimeDataset
     from civic_pipelines.replay.soda import SodaApi
 
@@ -425,6 +426,12 @@ def make_server(host: str = "127.0.0.1", port: int = 0, months: list[str] | None
                                   rows_updated_at=rows_updated_at)
     soda = SodaApi()
     soda.add_seattle(dataset, months=months)
+    from civic_pipelines.replay.generated import generated_sources
+
+    server.generated = {}
+    for source in generated_sources():  # datasets added by configuration alone
+        soda.add_source(source)
+        server.generated[source.name] = source.dataset
     server.install(soda)
     server.dataset = dataset
     from civic_pipelines.replay.arcgis import install_minneapolis

@@ -23,6 +23,9 @@ class SourceSpec:
     max_blocks_per_run: int = 120  # ten years of months: wider backfills are split into several runs
     pool_slots: int = 2  # parallel blocks against the API at once
     dbt_tag: str | None = None
+    # A source that publishes several tables per month (Street Manager's permit, activity and
+    # section_58 archives) names them here: each (part, month) is its own block, in its own folder.
+    parts: tuple[str, ...] = ()
 
     @property
     def pool(self) -> str:
@@ -36,6 +39,14 @@ class BlockData:
     data: pa.Table
     quarantine: pa.Table | None
     stats: dict = field(default_factory=dict)  # source-specific manifest fields (drift, duplicates, ...)
+    # More tables decoded from the same download (SRWR's record types), landed as <name>.parquet
+    # beside data.parquet in the same atomic commit.
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+
+
+class NotPublished(Exception):
+    """The block's data is not published yet (e.g. a month's archive appears on the 1st of the
+    next month): the block is skipped with this reason, not failed."""
 
 
 class SchemaDriftError(RuntimeError):

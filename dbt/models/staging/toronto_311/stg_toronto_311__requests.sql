@@ -4,7 +4,8 @@
 
 with source as (
 
-    select * from {{ source('toronto_311', 'requests') }}
+    -- lake_source: source() that reads as empty while no block is landed (macros/lake_source.sql)
+    select * from {{ lake_source('toronto_311', 'requests') }}
 
 ),
 

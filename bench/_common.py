@@ -1,0 +1,160 @@
+"""Helpers shared by the per-source block benchmarks (not tests: nothing here asserts a speed).
+
+The pattern: the replay server runs in the bench's own process (``make_server`` on a free loopback
+port, no network), and each measured phase runs in a child process of its own, so the child's
+peak RSS is the extractor's and not the emulator's (the server caches whole months and files).
+
+Peak RSS is the child's ``VmHWM`` from ``/proc/self/status`` (the RSS high-water mark of its
+address space), not ``getrusage(RUSAGE_SELF).ru_maxrss``: on Linux ``ru_maxrss`` keeps the
+*parent's* peak across fork + exec, so a child of a bench process that holds the replay server's
+caches would report the server's memory. Between runs of one child the mark is reset by writing
+``5`` to ``/proc/self/clear_refs`` (Linux >= 4.0: it drops to the current RSS), so each run's
+figure is that run's own peak, interpreter, imports and whatever earlier runs left allocated
+included. Without ``/proc`` the figure falls back to ``ru_maxrss`` and the output says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "include") not in sys.path:
+    sys.path.insert(0, str(ROOT / "include"))
+
+
+# ---------------------------------------------------------------- memory
+
+
+def _status_mb(key: str) -> float | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MiB: VmHWM, else getrusage ru_maxrss (see the module docstring)."""
+    peak = _status_mb("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_rss_method() -> str:
+    return "VmHWM of /proc/self/status" if _status_mb("VmHWM") is not None else "getrusage ru_maxrss"
+
+
+def current_rss_mb() -> float | None:
+    return _status_mb("VmRSS")
+
+
+def reset_peak_rss() -> bool:
+    """Drop the RSS high-water mark to the current RSS; False where the kernel refuses."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------- replay server
+
+
+def start_replay():
+    """The replay server (every API installed), started in this process on 127.0.0.1:<free port>."""
+    from civic_pipelines.replay.server import make_server
+
+    return make_server(host="127.0.0.1", port=0).start()
+
+
+def configure(base_url: str, section: str, body: dict) -> dict:
+    import requests
+
+    response = requests.post(f"{base_url}/_replay/config", json={section: body}, timeout=600)
+    if response.status_code != 200:
+        raise SystemExit(f"replay config {section} {body}: {response.status_code} {response.text[:500]}")
+    return response.json()[section]
+
+
+def replay_log(base_url: str) -> list[dict]:
+    """The data requests the server saw since the last reset (method, path, query, status, ms)."""
+    import requests
+
+    return requests.get(f"{base_url}/_replay/requests", params={"detail": 1}, timeout=60).json()
+
+
+def clear_replay_log(base_url: str) -> None:
+    """Clear the request log (and fault switches); the data configuration is kept."""
+    import requests
+
+    requests.post(f"{base_url}/_replay/reset", json={}, timeout=60).raise_for_status()
+
+
+def point_connection(conn_id: str, base_url: str) -> None:
+    """Point an Airflow connection at the replay server through the environment, as tests do."""
+    host_port = base_url.split("://", 1)[1]
+    host, port = host_port.rsplit(":", 1)
+    os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(
+        {"conn_type": "http", "host": host, "port": int(port), "schema": "http"}
+    )
+    os.environ["CIVIC_NO_AIRFLOW_LOOKUP"] = "1"
+
+
+# ---------------------------------------------------------------- phases in child processes
+
+
+def run_child(script: str, args: list[str], timeout: float = 300) -> dict:
+    """Run ``script --phase ...`` in a fresh interpreter; its last stdout line is a JSON result."""
+    env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    result = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, check=False,
+                            timeout=timeout, env=env)
+    if result.returncode != 0:
+        raise SystemExit(f"{Path(script).name} {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def timed_block(source: str, month: str, lake: str, force: bool, base_url: str) -> dict:
+    """One ``run_block`` (the function behind ``civic extract`` and the Airflow task), measured:
+    wall seconds, the run's own peak RSS, and the data requests the replay server logged."""
+    from civic_pipelines.extract import run_block
+
+    clear_replay_log(base_url)
+    reset = reset_peak_rss()
+    before = current_rss_mb()
+    started = time.perf_counter()
+    manifest = run_block(source, month, lake=lake, force=force)
+    seconds = time.perf_counter() - started
+    peak = peak_rss_mb()
+    requests_seen = replay_log(base_url)
+    return {
+        "seconds": seconds,
+        "rss_before_mb": before,
+        "peak_rss_mb": peak,
+        "peak_is_per_run": reset,
+        "peak_method": peak_rss_method(),
+        "requests": [{"path": r["path"], "query": r["query"], "status": r["status"], "ms": r.get("ms")}
+                     for r in requests_seen],
+        "manifest": manifest,
+    }
+
+
+def arrow_pool() -> dict:
+    """What Arrow's default memory pool holds now and held at most (to tell it from the rest of RSS)."""
+    import pyarrow as pa
+
+    pool = pa.default_memory_pool()
+    return {"backend": pool.backend_name, "allocated_mb": pool.bytes_allocated() / 2**20,
+            "max_mb": (pool.max_memory() or 0) / 2**20}
+
+
+def mb(nbytes: float) -> float:
+    return nbytes / 1e6
