@@ -58,6 +58,8 @@ def test_a_streamed_block_lands_whole_in_its_part_folder_and_skips_when_unchange
     path = Path(lake) / "stand_in" / "big" / "month=2024-03"
     table = pq.read_table(path / "data.parquet")
     assert manifest["rows"] == table.num_rows == 150_000 and manifest["part"] == "big"
+    # 7,001-row batches are gathered into full row groups, not one group per batch
+    assert pq.ParquetFile(path / "data.parquet").metadata.num_row_groups == 2
     assert manifest["quarantined"] == 1 and pq.read_table(path / "quarantine.parquet").num_rows == 1
     assert manifest["events"] == 150_000 and manifest["part_seen"] == "big"
     # The streamed checksum is the content checksum of the same rows, however they were batched.

@@ -219,7 +219,7 @@ class BlockWriter:
 
     HASH_CHUNK = 65_536
 
-    def __init__(self, location: BlockLocation, row_group_size: int = 256_000) -> None:
+    def __init__(self, location: BlockLocation, row_group_size: int = 131_072) -> None:
         self.location = location
         self.filesystem, _ = _filesystem(location.lake)
         self.folder = _fs_path(location, "")[:-1]
@@ -233,7 +233,20 @@ class BlockWriter:
         self._hash_writer = None
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
+        self._rows_pending: list[pa.Table] = []
+        self._rows_pending_count = 0
         self._done = False
+
+    def _flush_rows(self, writer: pq.ParquetWriter, final: bool = False) -> None:
+        """Write whole row groups of the gathered rows (all of them when ``final``)."""
+        if not self._rows_pending:
+            return
+        gathered = pa.concat_tables(self._rows_pending)
+        cut = gathered.num_rows if final else gathered.num_rows - gathered.num_rows % self.row_group_size
+        if cut or final:
+            writer.write_table(gathered.slice(0, cut), row_group_size=self.row_group_size)
+        rest = gathered.slice(cut)
+        self._rows_pending, self._rows_pending_count = ([rest] if rest.num_rows else []), rest.num_rows
 
     def __enter__(self) -> "BlockWriter":
         return self
@@ -254,7 +267,13 @@ class BlockWriter:
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
-        self._writer(DATA_FILE, table.schema).write_table(table, row_group_size=self.row_group_size)
+        writer = self._writer(DATA_FILE, table.schema)
+        # Batches are usually far smaller than a good row group: gather them (bounded memory),
+        # so readers get row groups of row_group_size, not one per batch.
+        self._rows_pending.append(table)
+        self._rows_pending_count += table.num_rows
+        if self._rows_pending_count >= self.row_group_size:
+            self._flush_rows(writer)
         self.rows += table.num_rows
         hashed = table.select([c for c in table.column_names if c not in HASH_EXCLUDED])
         if self._hash_writer is None:
@@ -297,6 +316,8 @@ class BlockWriter:
 
     def finish(self) -> None:
         """Close the parquet files (readable at ``temp_path``), still under their temporary names."""
+        if DATA_FILE in self._writers:
+            self._flush_rows(self._writers[DATA_FILE], final=True)
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()

@@ -77,12 +77,21 @@ def plan_months(
     else:
         if interval_start is None or interval_end is None:
             raise BlockPlanError("the run has no data interval and no start_month/end_month params")
-        first = format_month(date(interval_start.year, interval_start.month, 1))
-        # The interval's end is exclusive: [2026-10-01, 2026-11-01) covers October only.
-        last_instant = interval_end if interval_end.day > 1 or interval_end.time() != datetime.min.time() else None
-        end_day = date(interval_end.year, interval_end.month, 1)
-        last = format_month(end_day) if last_instant else format_month(previous_month(end_day))
-        months = month_range(first, max(first, last))
+        # A run covers the months that END inside its interval (start, end]: a cron at 00:00 on the
+        # 1st gives [2026-10-01, 2026-11-01) -> October, and so does a later hour for a publisher
+        # that posts during the 1st ([2026-10-01 06:00, 2026-11-01 06:00) -> October).
+        months = []
+        month = previous_month(date(interval_start.year, interval_start.month, 1))
+        while True:
+            following = next_month(month)
+            month_end = datetime(following.year, following.month, 1, tzinfo=interval_end.tzinfo)
+            if month_end > interval_end:
+                break
+            if month_end > interval_start:
+                months.append(format_month(month))
+            month = following
+        if not months:
+            raise BlockPlanError(f"no month ends inside the run's data interval ({interval_start} .. {interval_end})")
     if months[-1] >= this_month:
         raise BlockPlanError(
             f"month {months[-1]} is not complete yet (current month is {this_month}); the latest month you can ask for is "

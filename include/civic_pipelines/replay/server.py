@@ -440,6 +440,13 @@ def make_server(host: str = "127.0.0.1", port: int = 0, months: list[str] | None
     from civic_pipelines.replay.ckan import install_toronto
 
     server.toronto = install_toronto(server)
+    from civic_pipelines.replay.srwr import install_srwr
+
+    server.srwr = install_srwr(server)  # SRWR export API (``server.srwr``: the SrwrDataset)
+    from civic_pipelines.replay.street_manager import install_street_manager
+
+    # Street Manager archives (``server.street_manager``: StreetManagerArchives; adds HEAD and streamed bodies)
+    server.street_manager = install_street_manager(server)
     return server
 
 

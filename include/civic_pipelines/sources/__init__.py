@@ -13,6 +13,8 @@ from civic_pipelines.sources.base import SourceSpec
 # name -> module, for a source no generic adapter can describe (every other source is a dataset
 # file under civic_pipelines/datasets/).
 _MODULES: dict[str, str] = {
+    "srwr": "civic_pipelines.sources.srwr",  # SRWR: one download decodes into several tables
+    "street_manager": "civic_pipelines.sources.street_manager",  # zips of JSON events, three parts
 }
 
 

@@ -1,0 +1,28 @@
+-- One row per landed SRWR activity (record type 001). The block month is the month of the
+-- activity's earliest undertaker-phase start (docs/lake_contract_srwr.md, Block): the only date
+-- the contract documents that places an activity in time.
+
+with source as (
+
+    -- lake_source: source() that reads as empty while no block is landed (macros/lake_source.sql)
+    select * from {{ lake_source('srwr', 'activities') }}
+
+),
+
+renamed as (
+
+    select
+        activity_id,
+        promoter_id,
+        latest_phase,
+        first_start_at,
+        field_count,
+        _block_month,
+        cast(_block_month || '-01' as date)                           as block_month,
+        _landed_at
+
+    from source
+
+)
+
+select * from renamed

@@ -1,0 +1,83 @@
+"""HEAD requests and streamed bodies for the replay server, added per server instance.
+
+The core (``server.py``) sends every body as one ``bytes`` and has no ``HEAD``. Archives of a
+gigabyte need both: :func:`enable_streaming` swaps the server's request handler class for a
+subclass that answers ``HEAD`` (the headers a ``GET`` would send, ``Content-Length`` included,
+and no body, for every route that lists ``"HEAD"`` among its methods) and sends a
+:class:`StreamedResponse` piece by piece. Everything else goes through the core unchanged, and
+the core's ``reset_mid_page`` fault still applies: half the announced length, then a TCP reset.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from civic_pipelines.replay.server import Response
+
+
+def _no_pieces() -> Iterable[bytes]:
+    return ()
+
+
+@dataclass
+class StreamedResponse(Response):
+    """A response whose body is ``length`` bytes produced by ``pieces()`` (called once per send)."""
+
+    length: int = 0
+    pieces: Callable[[], Iterable[bytes]] = field(default=_no_pieces)
+
+
+def enable_streaming(server) -> None:
+    """Give ``server`` (a :class:`~civic_pipelines.replay.server.ReplayServer`) HEAD and streamed bodies."""
+    httpd = server._httpd
+    base = httpd.RequestHandlerClass
+    if getattr(base, "streams_bodies", False):
+        return
+
+    class StreamingHandler(base):
+        streams_bodies = True
+
+        def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+            self._handle("HEAD")
+
+        def _send(self, response: Response) -> None:
+            head = self.command == "HEAD"
+            streamed = isinstance(response, StreamedResponse)
+            if not streamed and not head:
+                return super()._send(response)
+            length = response.length if streamed else len(response.body)
+            self.send_response(response.status)
+            self.send_header("Content-Type", response.content_type)
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(length))
+            self.end_headers()
+            if head:
+                return
+            if not streamed:
+                self.wfile.write(response.body)
+                return
+            budget = length // 2 if response.abort_half else length
+            try:
+                for piece in response.pieces():
+                    if len(piece) >= budget:
+                        self.wfile.write(piece[:budget])
+                        budget = 0
+                        break
+                    self.wfile.write(piece)
+                    budget -= len(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+                return
+            if response.abort_half:
+                self.close_connection = True
+                try:  # SO_LINGER 0: close sends a TCP reset, like a dropped upstream connection
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                except OSError:
+                    pass
+
+    httpd.RequestHandlerClass = StreamingHandler

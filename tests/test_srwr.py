@@ -1,0 +1,432 @@
+"""SRWR: the two-step export API client, the planner's identifiers, the record-type decoder and
+whole blocks against the replay server."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from collections import Counter
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import requests
+
+from civic_pipelines import sources
+from civic_pipelines.connections import SourceConnection, resolve
+from civic_pipelines.extract import run_block
+from civic_pipelines.http import make_session
+from civic_pipelines.sources import srwr
+from civic_pipelines.sources.base import NotPublished
+
+TODAY = "2026-11-23"
+ACTIVITIES = 40
+LANDED = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+TABLES = ("phase", "undertaker_phase", "site", "district", "unknown_records")
+TABLE_OF_TYPE = {"001": "data", "007": "phase", "008": "undertaker_phase", "010": "site", "099": "district"}
+
+
+def configure(server, body: dict) -> dict:
+    response = requests.post(f"{server.url}/_replay/config", json={"srwr": body}, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()["srwr"]
+
+
+def set_connection(monkeypatch, server, today: str = TODAY) -> None:
+    host, port = server.url.split("://", 1)[1].split(":")
+    monkeypatch.setenv("AIRFLOW_CONN_CIVIC_SRWR", json.dumps(
+        {"conn_type": "http", "host": host, "port": int(port), "schema": "http", "extra": {"today": today}}))
+
+
+@pytest.fixture
+def server(replay, monkeypatch):
+    requests.post(f"{replay.url}/_replay/reset", json={"data": True}, timeout=10).raise_for_status()
+    configure(replay, {"today": TODAY, "activities_per_month": ACTIVITIES})
+    set_connection(monkeypatch, replay)
+    return replay
+
+
+def connection():
+    return resolve(srwr.SPEC.conn_id, srwr.SPEC.default_base_url)
+
+
+def requests_log(server) -> list[dict]:
+    return requests.get(f"{server.url}/_replay/requests", params={"detail": 1}, timeout=10).json()
+
+
+def step1(entries, identifier=None):
+    return [e for e in entries if e["path"].startswith("/export/api/v1/file/")
+            and (identifier is None or e["path"].endswith(f"/{identifier}.zip"))]
+
+
+def step2(entries):
+    return [e for e in entries if e["path"].startswith("/srwr-exports/")]
+
+
+def landed(lake: str, month: str, name: str = "data"):
+    return pq.read_table(Path(lake) / "srwr" / f"month={month}" / f"{name}.parquet")
+
+
+def zipped(text: str, name: str = "2023.csv") -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(name, text.encode("utf-8"))
+    return buffer.getvalue()
+
+
+def pieces(data: bytes, size: int):
+    return (data[i:i + size] for i in range(0, len(data), size))
+
+
+def line(record_type: str, activity_id: str, values: dict[int, str], width: int) -> str:
+    fields = [""] * width
+    fields[0], fields[1], fields[2] = "1", record_type, activity_id
+    for position, value in values.items():
+        fields[position] = value
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(fields)
+    return buffer.getvalue()
+
+
+def undertaker(activity_id: str, start: str, time_of_day: str = "08:00", phase: str = "1", tm: str = "6") -> str:
+    return line("008", activity_id, {3: phase, 4: start, 6: time_of_day, 8: "", 9: "", 20: tm, 21: "N"}, 22)
+
+
+# ---------------------------------------------------------------- registry and spec
+
+
+def test_the_source_is_registered_with_its_contract():
+    source = sources.get("srwr")
+    assert source is srwr
+    spec = source.SPEC
+    assert (spec.name, spec.conn_id, spec.default_base_url, spec.dbt_tag) == (
+        "srwr", "civic_srwr", "https://downloads.srwr.scot", "srwr")
+    assert spec.natural_key == "activity_id" and spec.first_month == "2020-01" and not spec.parts
+    assert srwr.auth_headers(SourceConnection("civic_srwr", "https://downloads.srwr.scot", password="x")) == {}
+    for name, schema in srwr.SCHEMAS.items():
+        assert schema.names[-2:] == ["_block_month", "_landed_at"], name
+
+
+# ---------------------------------------------------------------- the planner
+
+
+@pytest.mark.parametrize("month, today, identifier", [
+    ("2023-05", "2026-11-23", "2023"),
+    ("2020-01", "2026-11-23", "2020"),
+    ("2025-12", "2026-11-23", "2025"),
+    ("2026-01", "2026-11-23", "JAN"),
+    ("2026-03", "2026-11-23", "MAR"),
+    ("2026-10", "2026-11-23", "OCT"),
+    ("2026-12", "2027-01-01", "2026"),  # the year turned: December is in last year's file
+])
+def test_year_vs_month_identifiers(month, today, identifier):
+    assert srwr.identifier_for(month, date.fromisoformat(today)) == identifier
+
+
+@pytest.mark.parametrize("month, words", [("2026-11", "current month"), ("2026-12", "future"), ("2027-03", "future")])
+def test_months_not_over_are_not_published(month, words):
+    with pytest.raises(NotPublished, match=words):
+        srwr.identifier_for(month, date(2026, 11, 23))
+
+
+def test_today_comes_from_the_connection_extra(server):
+    assert srwr.today_for(connection()) == date(2026, 11, 23)
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def test_record_types_decode_to_named_typed_columns():
+    padded = Counter()
+    cases = {
+        "001": ("1,001,A1,,,4420,,,,,,2,,", {"promoter_id": "4420", "latest_phase": 2}),
+        "007": ('2,007,A1,,,,"Leith Walk, Edinburgh",2,,1,5,,POINT (1 2),,',
+                {"location_text": "Leith Walk, Edinburgh", "phase_number": 2, "work_category_code": "01",
+                 "status_code": "05", "coordinates": "POINT (1 2)"}),
+        "008": ("3,008,A1,2,14/03/2024,,0930,,2024-03-20 17:45,,,,,,,,,,,,6,Y",
+                {"phase_number": 2, "start_date": "14/03/2024", "start_time": "0930", "end_date": "2024-03-20 17:45",
+                 "end_time": None, "traffic_management_type_code": "06", "footway": "Y",
+                 "start_at": datetime(2024, 3, 14, 9, 30), "end_at": datetime(2024, 3, 20, 17, 45)}),
+        "010": ("4,010,A1,,,,,,,1", {"location_code": "01"}),
+        "099": ("5,099,A1,9055,03,City of Edinburgh Council", {"district_key_1": "9055", "district_key_2": "03",
+                                                               "organisation_name": "City of Edinburgh Council"}),
+    }
+    for record_type, (text, want) in cases.items():
+        record = srwr.decode(text)
+        assert (record.error, record.record_type, record.activity_id) == (None, record_type, "A1")
+        values, reason = srwr.decode_row(record, padded)
+        assert reason is None and values == want, record_type
+    assert padded == {"phase.work_category_code": 1, "phase.status_code": 1,
+                      "undertaker_phase.traffic_management_type_code": 1, "site.location_code": 1}
+    assert srwr.SCHEMAS["undertaker_phase"].field("start_at").type == srwr.TIMESTAMP_TYPE
+    assert srwr.SCHEMAS["phase"].field("phase_number").type == srwr.ARROW["int"]
+
+
+@pytest.mark.parametrize("raw, want", [("6", "06"), ("06", "06"), ("0", "00"), (" 7 ", "07"), ("41", "41"),
+                                       ("", None), ("123", "123"), ("A", "A")])
+def test_one_digit_codes_are_zero_padded(raw, want):
+    assert srwr.normalise_code(raw)[0] == want
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("1,007", "2 field(s): a record needs at least 3"),
+    ("1,007,,x", "missing activity id"),
+    ("1,007,A1,,,,loc,1", "record type 007 needs at least 13 fields, got 8"),
+    ('1,007,A1,"a"b,c', "malformed CSV"),
+])
+def test_malformed_records_have_a_reason(text, reason):
+    assert srwr.decode(text).error.startswith(reason)
+
+
+def test_a_broken_line_keeps_its_activity_when_it_can():
+    record = srwr.decode('1,007,A1,"a"b,c')
+    assert (record.record_type, record.activity_id) == ("007", "A1")
+    record = srwr.broken('1,007,A1,"never closed', "unterminated quoted field")
+    assert (record.record_type, record.activity_id, record.error) == ("007", "A1", "unterminated quoted field")
+    assert srwr.broken('1,"0,07",A1', "x").activity_id is None
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("3,008,A1,1,,,08:00,,,,,,,,,,,,,,6,N", "missing start_date"),
+    ("3,008,A1,1,2024-02-30,,08:00,,,,,,,,,,,,,,6,N", "unparseable start_date/start_time '2024-02-30' '08:00'"),
+    ("3,008,A1,1,2024-02-03,,25:00,,,,,,,,,,,,,,6,N", "unparseable start_date/start_time"),
+    ("3,008,A1,1,2024-02-03,,08:00,,soon,,,,,,,,,,,,6,N", "unparseable end_date/end_time 'soon'"),
+    ("3,008,A1,x,2024-02-03,,08:00,,,,,,,,,,,,,,6,N", "unparseable phase_number 'x'"),
+])
+def test_unparseable_values_are_reasons(text, reason):
+    values, got = srwr.decode_row(srwr.decode(text), Counter())
+    assert values is None and got.startswith(reason)
+
+
+def test_records_split_lines_and_keep_quoted_line_breaks():
+    data = (b'1,001,A,x\r\n2,007,A,"two\r\nlines, one field",y\r\n\r\n3,099,A,"say ""hi"""\n'
+            b'4,555,A\n5,007,B,"never closed\n')
+    for size in (1, 3, 7, 1 << 20):
+        got = list(srwr.records(pieces(data, size)))
+        assert got == [
+            ("1,001,A,x", None),
+            ('2,007,A,"two\r\nlines, one field",y', None),
+            ('3,099,A,"say ""hi"""', None),
+            ("4,555,A", None),
+            ('5,007,B,"never closed', "unterminated quoted field"),
+        ], size
+    assert srwr.split_record('2,007,A,"two\r\nlines, one field",y') == ["2", "007", "A", "two\r\nlines, one field", "y"]
+
+
+def test_watermark_falls_back_to_the_download_date_without_validators():
+    today = date(2026, 11, 23)
+    assert srwr.watermark_of("2023", {"ETag": '"e"', "Last-Modified": "Mon"}, 10, today) == \
+        '2023|etag="e"|last-modified=Mon|length=10'
+    assert srwr.watermark_of("MAR", {}, 10, today) == "MAR|length=10|fetched=2026-11-23"
+
+
+# ---------------------------------------------------------------- month assignment (read_file)
+
+
+def test_a_year_file_feeds_each_month_its_own_activities_and_quarantines_the_rest():
+    text = "".join([
+        line("001", "JAN", {5: "1", 11: "2"}, 12),
+        undertaker("JAN", "2023-02-02", phase="2"),  # a later phase first in the file: the earliest start wins
+        undertaker("JAN", "2023-01-31", phase="1"),
+        line("555", "JAN", {3: "x"}, 4),
+        line("001", "FEB", {5: "1", 11: "1"}, 12),
+        undertaker("FEB", "2023-02-10"),
+        line("001", "UNDATED", {5: "1", 11: "1"}, 12),
+        line("099", "UNDATED", {3: "1", 4: "2", 5: "Fife Council"}, 6),
+        line("001", "EARLY", {5: "1", 11: "1"}, 12),
+        undertaker("EARLY", "2022-12-30"),
+        line("001", "LATE", {5: "1", 11: "1"}, 12),
+        undertaker("LATE", "2024-01-02"),
+        "1,007\r\n",  # no activity id: the file's first month
+    ])
+    body = zipped(text)
+    blocks = {m: srwr.read_file(pieces(body, 5), m, "2023", date(2026, 11, 23), LANDED) for m in ("2023-01", "2023-02", "2023-12")}
+    january, february, december = blocks["2023-01"], blocks["2023-02"], blocks["2023-12"]
+    assert january.data["activity_id"].to_pylist() == ["JAN"]
+    assert january.data["first_start_at"].to_pylist() == [datetime(2023, 1, 31, 8, 0)]
+    assert january.tables["undertaker_phase"]["phase_number"].to_pylist() == [2, 1]  # file order kept
+    assert january.tables["undertaker_phase"]["traffic_management_type_code"].to_pylist() == ["06", "06"]
+    assert january.tables["unknown_records"].select(["record_type", "activity_id", "raw_line"]).to_pylist() == [
+        {"record_type": "555", "activity_id": "JAN", "raw_line": "1,555,JAN,x"}]
+    assert february.data["activity_id"].to_pylist() == ["FEB"] and february.quarantine is None
+    reasons = {(r["activity_id"], r["_reason"]) for r in january.quarantine.to_pylist()}
+    assert reasons == {
+        ("UNDATED", "activity has no undertaker phase (008) with a readable start date"),
+        ("EARLY", "start 2022-12-30 outside the file's period 2023"),
+        (None, "2 field(s): a record needs at least 3 (row[1] record type, row[2] activity id)"),
+    }
+    assert january.quarantine.num_rows == 5  # both UNDATED lines, both EARLY lines, the short line
+    assert december.data.num_rows == 0
+    assert {r["_reason"] for r in december.quarantine.to_pylist()} == {"start 2024-01-02 outside the file's period 2023"}
+    for month, block in blocks.items():
+        for table in [block.data, *block.tables.values()] + ([block.quarantine] if block.quarantine else []):
+            assert set(table["_block_month"].to_pylist()) <= {month}
+    # Every line of the file lands or is quarantined in exactly one of the twelve blocks.
+    total = 0
+    for month in [f"2023-{m:02d}" for m in range(1, 13)]:
+        block = srwr.read_file(pieces(body, 1 << 20), month, "2023", date(2026, 11, 23), LANDED)
+        total += block.data.num_rows + sum(t.num_rows for t in block.tables.values())
+        total += block.quarantine.num_rows if block.quarantine is not None else 0
+    assert total == text.count("\r\n")
+
+
+def test_the_parse_does_not_depend_on_how_the_bytes_arrive():
+    text = "".join(line("001", f"A{i}", {5: "1", 11: "1"}, 12) + undertaker(f"A{i}", f"2023-03-{i + 1:02d}", tm=str(i % 10))
+                   for i in range(20))
+    body = zipped(text)
+    whole = srwr.read_file([body], "2023-03", "2023", date(2026, 11, 23), LANDED)
+    for size in (1, 13, 4096):
+        again = srwr.read_file(pieces(body, size), "2023-03", "2023", date(2026, 11, 23), LANDED)
+        assert again.data.equals(whole.data)
+        assert all(again.tables[name].equals(whole.tables[name]) for name in TABLES)
+
+
+# ---------------------------------------------------------------- against the replay server
+
+
+def test_two_step_fetch(server):
+    conn = connection()
+    with make_session(srwr.auth_headers(conn)) as session:
+        signed = srwr.presigned_url(session, conn, "2023")
+        assert signed.startswith(f"{server.url}/srwr-exports/2023.zip?") and "X-Amz-Signature=" in signed
+        probed = srwr.probe(session, conn, month="2023-04")
+    entries = requests_log(server)
+    assert [e["path"] for e in entries] == ["/export/api/v1/file/2023.zip", "/export/api/v1/file/2023.zip",
+                                            "/srwr-exports/2023.zip"]
+    assert entries[-1]["status"] == 206  # the probe reads one byte
+    body, etag, _ = server.srwr.file("2023")
+    assert probed["identifier"] == "2023" and probed["etag"] == etag and probed["size"] == len(body)
+    assert probed["watermark"].startswith(f"2023|etag={etag}|last-modified=Mon, 01 Jan 2024 03:00:00 GMT")
+
+
+def test_run_block_lands_exactly_the_generated_rows_per_table(server, lake):
+    configure(server, {"undated_share": 0.1})  # enough activities without an 008 in every month
+    dataset = server.srwr
+    for month, identifier in (("2023-01", "2023"), ("2023-07", "2023"), ("2026-03", "MAR")):
+        manifest = run_block("srwr", month, lake=lake)
+        assert not manifest["skipped"] and manifest["identifier"] == identifier
+        want = dataset.expected_month(month)
+        unknown = [f for t, rows in want.items() if t not in TABLE_OF_TYPE for f in rows]
+        for record_type, name in TABLE_OF_TYPE.items():
+            table = landed(lake, month, name)
+            rows = sorted(want.get(record_type, []), key=lambda f: f[2])  # stable: file order per activity
+            assert table["raw_fields"].to_pylist() == rows, (month, name)
+            assert set(table["_block_month"].to_pylist()) <= {month}
+        table = landed(lake, month, "unknown_records")
+        assert table["raw_fields"].to_pylist() == sorted(unknown, key=lambda f: f[2])
+        assert set(table["record_type"].to_pylist()) <= {"002", "036", "041", "555"} and table.num_rows
+        assert manifest["rows"] == len(want["001"]) and manifest["tables"] == {
+            name: landed(lake, month, name).num_rows for name in TABLES}
+
+        phase = landed(lake, month, "phase").to_pylist()
+        for row in phase:
+            assert row["work_category_code"] == row["raw_fields"][9].zfill(2)
+            assert row["status_code"] == row["raw_fields"][10].zfill(2)
+            assert row["phase_number"] == int(row["raw_fields"][7])
+        assert any(len(row["raw_fields"][10]) == 1 for row in phase)  # the quirk was there, and is gone
+        undertaker_rows = landed(lake, month, "undertaker_phase").to_pylist()
+        for row in undertaker_rows:
+            assert row["start_at"] == datetime.strptime(f"{row['start_date']} {row['start_time']}", "%Y-%m-%d %H:%M")
+            assert row["traffic_management_type_code"] == row["raw_fields"][20].zfill(2)
+        firsts = landed(lake, month, "data")["first_start_at"].to_pylist()
+        assert {f"{d:%Y-%m}" for d in firsts} == {month}
+
+        undated = dataset.undated(int(month[:4]), int(month[5:]))
+        quarantine_file = Path(lake) / "srwr" / f"month={month}" / "quarantine.parquet"
+        if month == "2023-07":
+            # undated activities of a year file are quarantined in January, not in their own month
+            assert undated and not quarantine_file.exists() and manifest["quarantined"] == 0
+    january = pq.read_table(Path(lake) / "srwr" / "month=2023-01" / "quarantine.parquet")
+    undated_year = [a["id"] for m in range(1, 13) for a in dataset.undated(2023, m)]
+    assert set(january["activity_id"].to_pylist()) == set(undated_year)
+    assert set(january["_reason"].to_pylist()) == {"activity has no undertaker phase (008) with a readable start date"}
+    assert january.num_rows == sum(len(dataset.lines(a)) for m in range(1, 13) for a in dataset.undated(2023, m))
+
+
+def test_the_right_identifier_is_requested(server, lake):
+    for month in ("2021-06", "2026-02", "2026-10"):
+        run_block("srwr", month, lake=lake)
+    files = [e["path"].rsplit("/", 1)[1] for e in step1(requests_log(server))]
+    assert sorted(set(files)) == ["2021.zip", "FEB.zip", "OCT.zip"]
+
+
+def test_an_expired_url_is_requested_again(server, lake):
+    configure(server, {"expire_next_urls": 2})
+    manifest = run_block("srwr", "2023-02", lake=lake)
+    assert not manifest["skipped"] and manifest["rows"] > 0
+    entries = requests_log(server)
+    statuses = [e["status"] for e in step2(entries)]
+    assert statuses == [403, 403, 206, 200]  # two refused URLs, then the probe's byte, then the download
+    assert len(step1(entries)) == 4  # a fresh pre-signed URL before every download attempt
+
+    conn = connection()
+    with make_session() as session:
+        probed = srwr.probe(session, conn, month="2023-03")
+        configure(server, {"expire_next_urls": 1})  # the download's first URL, after the probe
+        block = srwr.extract_block(session, conn, "2023-03", probed, landed_at=LANDED)
+    assert block.stats["url_attempts"] == 2 and block.data.num_rows > 0
+
+
+def test_a_url_that_never_works_fails_the_block_and_lands_nothing(server, lake):
+    configure(server, {"expire_next_urls": 50})
+    with pytest.raises(srwr.SrwrError, match="no usable download after 4 pre-signed URLs.*403 AccessDenied"):
+        run_block("srwr", "2023-02", lake=lake)
+    assert not (Path(lake) / "srwr").exists()
+    configure(server, {"expire_next_urls": 0})
+
+
+def test_unchanged_watermark_skips_and_a_late_edit_relands(server, lake):
+    first = run_block("srwr", "2023-05", lake=lake)
+    again = run_block("srwr", "2023-05", lake=lake)
+    assert again["skipped"] and "source unchanged" in again["reason"] and again["watermark"] == first["watermark"]
+    assert len(step2(requests_log(server))) == 3  # the second run only probed
+
+    edited = configure(server, {"late_edits": {"month": "2023-05", "n": 2}})["late_edits"][0]["activity_ids"]
+    relanded = run_block("srwr", "2023-05", lake=lake)
+    assert not relanded["skipped"] and relanded["watermark"] != first["watermark"]
+    assert relanded["rows_changed"] == {"added": 0, "removed": 0, "changed": 0}  # the 001 rows did not change...
+    phase = landed(lake, "2023-05", "phase").to_pylist()
+    want = {tuple(f) for f in server.srwr.expected_month("2023-05")["007"]}
+    assert {tuple(r["raw_fields"]) for r in phase} == want  # ...their phases did
+    assert {r["activity_id"] for r in phase} >= set(edited)
+
+    configure(server, {"late_edits": {"month": "2023-09", "n": 1}})  # the same year file, another month
+    other = run_block("srwr", "2023-05", lake=lake)
+    assert other["skipped"] and "content unchanged" in other["reason"]
+    assert run_block("srwr", "2023-05", lake=lake)["reason"].startswith("source unchanged")
+
+
+def test_not_yet_published_is_skipped_with_the_reason(server, lake, monkeypatch):
+    current = run_block("srwr", "2026-11", lake=lake)
+    assert current["skipped"] and current["reason"].startswith("not published yet: 2026-11 is the current month")
+    assert requests_log(server) == []  # decided without asking
+    # The API has no file yet (the replay's today is earlier than the client's): a 404 is a skip too.
+    configure(server, {"today": "2026-10-02"})
+    missing = run_block("srwr", "2026-10", lake=lake)
+    assert missing["skipped"] and "404" in missing["reason"] and "'OCT'" in missing["reason"]
+    assert not (Path(lake) / "srwr").exists()
+
+
+def test_malformed_lines_are_quarantined_with_a_reason(server, lake):
+    requests.post(f"{server.url}/_replay/faults", json={"malformed_row": 1}, timeout=10).raise_for_status()
+    manifest = run_block("srwr", "2023-01", lake=lake)
+    quarantine = pq.read_table(Path(lake) / "srwr" / "month=2023-01" / "quarantine.parquet").to_pylist()
+    reasons = {r["_reason"] for r in quarantine}
+    assert "record type 007 needs at least 13 fields, got 6" in reasons
+    assert any(r.startswith("unparseable start_date/start_time 'not-a-date'") for r in reasons)
+    assert len(quarantine) == 2 + sum(len(server.srwr.lines(a)) for m in range(1, 13) for a in server.srwr.undated(2023, m))
+    assert manifest["quarantine_reasons"]["record type 007 needs at least 13 fields, got 6"] == 1
+    # The broken lines' activity still lands: its good lines date it.
+    first = next(a for a in server.srwr.activities(2023, 1) if a["dated"])
+    assert first["id"] in landed(lake, "2023-01")["activity_id"].to_pylist()
+
+
+def test_a_download_cut_short_starts_again_with_a_new_url(server, lake):
+    requests.post(f"{server.url}/_replay/faults", json={"reset_mid_page": 1, "status_503": 1}, timeout=10).raise_for_status()
+    manifest = run_block("srwr", "2024-02", lake=lake)
+    assert not manifest["skipped"] and manifest["url_attempts"] == 2
+    assert manifest["rows"] == len(server.srwr.expected_month("2024-02")["001"])
+    assert [e["status"] for e in step2(requests_log(server))] == [503, 206, 200, 200]
