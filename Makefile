@@ -34,7 +34,7 @@ test: setup
 # Every bench/extract_*.py in turn (each prints its own figures; none asserts a speed); a failing
 # script does not stop the others, but fails the target. Needs the venv only, not the dbt manifest.
 bench: $(VENV)/.installed
-	@status=0; for script in bench/extract_*.py; do echo "== $$script"; $(PY) $$script || status=1; echo; done; exit $$status
+	@status=0; for script in bench/extract_*.py bench/street_manager.py; do echo "== $$script"; $(PY) $$script || status=1; echo; done; exit $$status
 
 # Regenerate the pinned lock from requirements.in (needs the package registry).
 lock:
