@@ -2,7 +2,8 @@
 
 Starts the replay server on loopback and `airflow standalone` (SQLite metadata, LocalExecutor),
 creates the pools, triggers each source's DAG for a three-month range, waits for the runs under
-the real scheduler and prints where everything is. Keeps serving until Ctrl-C; with
+the real scheduler and prints where everything is, ending with the dashboard's address (the
+plugin's page on the API server). Keeps serving until Ctrl-C; with
 CIVIC_DEMO_EXIT=1 it stops by itself after the runs. Every process it starts runs in its own
 process group and is stopped on the way out.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 CATCHUP_SOURCE = "seattle_crime"
+DEMO_MDS_PROVIDERS = ["dott", "voi"]
 DEMO_RANGE = {"start_month": os.environ.get("CIVIC_DEMO_START", "2024-01"), "end_month": os.environ.get("CIVIC_DEMO_END", "2024-03")}
 RUN_TIMEOUT = int(os.environ.get("CIVIC_DEMO_TIMEOUT", "900"))
 
@@ -84,6 +86,15 @@ def demo_environment(data: Path, replay_port: int, api_port: int) -> dict:
         # their dbt tasks do not queue twice behind the one DuckDB writer slot.
         start = previous if source == CATCHUP_SOURCE else current
         env[f"AIRFLOW_VAR_CIVIC_{source.upper()}_START_MONTH"] = start
+    # MDS: one connection per provider (its version and auth), all pointing at the replay server.
+    from civic_pipelines.replay.mds import connections_for
+
+    # Two providers, two MDS versions and auth modes (voi: 2.0 + OAuth2; dott: 0.4 + OAuth2); add
+    # lyft and bolt to the Variable to see 2.0 bearer and 1.2.
+    providers = connections_for(f"http://127.0.0.1:{replay_port}")
+    for provider, connection in providers.items():
+        env[f"AIRFLOW_CONN_CIVIC_MDS_{provider.upper()}"] = json.dumps(connection)
+    env["AIRFLOW_VAR_CIVIC_MDS_PROVIDERS"] = json.dumps(DEMO_MDS_PROVIDERS)
     return env
 
 
@@ -300,9 +311,14 @@ def main() -> int:
         log(f"all runs finished in {seconds:.0f} s")
         print_results(data)
         print(f"Airflow UI : http://127.0.0.1:{api_port}")
+        dashboard = f"http://127.0.0.1:{api_port}/civic/"
+        if not http_ok(dashboard):
+            log(f"the dashboard did not answer at {dashboard} (see {logs / 'airflow.log'})")
         print(f"Lake       : {data / 'lake'}")
         print(f"Warehouse  : {data / 'warehouse.duckdb'}")
         print(f"Outcome    : {', '.join(f'{s}={o}' for s, o in outcomes.items())} in {seconds:.0f} s", flush=True)
+        # last line of the run: the dashboard (the plugin's page; "Civic data" in the Airflow menu)
+        print(f"Dashboard  : {dashboard}", flush=True)
         exit_code = 0 if all(state == "success" for state in outcomes.values()) else 1
         if os.environ.get("CIVIC_DEMO_EXIT") != "1":
             log("serving; press Ctrl-C to stop")

@@ -95,6 +95,14 @@ def test_astro_settings_have_every_sources_connection_and_pool():
     assert "duckdb_writer" in pools
     for spec in sources.specs():
         assert spec.pool in pools, spec.name
+        if spec.parts_param:  # one connection per part (MDS providers): those listed must be complete
+            listed = [c for c in connections if c.startswith(f"{spec.conn_id}_")]
+            assert listed, spec.name
+            for conn_id in listed:
+                assert connections[conn_id]["conn_schema"] == "https" and not connections[conn_id].get("conn_password")
+                assert connections[conn_id]["conn_extra"]["mds_version"], conn_id
+            continue
         connection = connections[spec.conn_id]
         assert connection["conn_host"] == urlsplit(spec.default_base_url).hostname, spec.name
         assert connection["conn_schema"] == "https" and not connection.get("conn_password"), spec.name
+    assert "conn_password" not in connections["civic_postgres"] or not connections["civic_postgres"]["conn_password"]

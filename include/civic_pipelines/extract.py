@@ -33,7 +33,7 @@ def _accepts(function, name: str) -> bool:
     return name in inspect.signature(function).parameters
 
 
-def _probe(source, session, connection, month: str, part: str | None) -> dict:
+def _probe(source, session, connection, month: str, part: str | None, previous: dict | None = None) -> dict:
     """Sources whose watermark depends on the block (a layer, file or archive per period) take
     ``month`` (and ``part``)."""
     kwargs = {}
@@ -41,6 +41,8 @@ def _probe(source, session, connection, month: str, part: str | None) -> dict:
         kwargs["month"] = month
     if part is not None:
         kwargs["part"] = part
+    if _accepts(source.probe, "previous"):
+        kwargs["previous"] = previous
     return source.probe(session, connection, **kwargs)
 
 
@@ -50,9 +52,10 @@ def run_block(source: str, month: str, lake: str | None = None, force: bool = Fa
     module = sources.get(source)
     spec = module.SPEC
     parse_month(month)
-    if spec.parts and part not in spec.parts:
-        raise ValueError(f"{source} has parts {', '.join(spec.parts)}: name one (--part), not {part!r}")
-    if not spec.parts and part is not None:
+    known_parts = sources.parts(source)
+    if known_parts and part not in known_parts:
+        raise ValueError(f"{source} has parts {', '.join(known_parts)}: name one (--part), not {part!r}")
+    if not known_parts and part is not None:
         raise ValueError(f"{source} has no parts; drop --part {part}")
     lake = lake or settings.lake_url()
     location = BlockLocation(lake=lake, source=source, month=month, part=part)
@@ -75,13 +78,13 @@ def run_block(source: str, month: str, lake: str | None = None, force: bool = Fa
     session = make_session(module.auth_headers(connection))
     part_kwargs = {"part": part} if part is not None else {}
     with session:
+        previous = read_manifest(location)
         try:
-            probed = _probe(module, session, connection, month, part)
+            probed = _probe(module, session, connection, month, part, previous)
         except NotPublished as reason:
             log.info("%s %s: not published yet (%s): skipped", source, month, reason)
             return {**manifest, "skipped": True, "reason": f"not published yet: {reason}",
                     "seconds": round(time.monotonic() - started, 3)}
-        previous = read_manifest(location)
         if previous and not force and previous.get("watermark") == probed["watermark"]:
             log.info("%s %s unchanged since %s (watermark %s): skipped", source, month, previous.get("landed_at"), probed["watermark"])
             return {
@@ -95,6 +98,12 @@ def run_block(source: str, month: str, lake: str | None = None, force: bool = Fa
                 "seconds": round(time.monotonic() - started, 3),
             }
         landed_at = datetime.now(timezone.utc)
+        # A source that completes a block over several runs (MDS hours not yet published) reads
+        # what the previous landing holds.
+        for name, value in (("previous", previous), ("location", location)):
+            function = module.stream_block if hasattr(module, "stream_block") else module.extract_block
+            if _accepts(function, name):
+                part_kwargs[name] = value
         if hasattr(module, "stream_block"):
             return _run_streamed(module, session, connection, location, month, probed, landed_at, previous, force,
                                  manifest, started, part_kwargs)

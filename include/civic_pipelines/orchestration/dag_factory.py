@@ -46,7 +46,29 @@ def build_params(spec) -> dict:
         ),
         "force": Param(False, type="boolean", title="Force", description="Land every block even if the source is unchanged."),
         "dry_run": Param(False, type="boolean", title="Dry run", description="Plan and print the blocks; fetch and write nothing."),
+        **(
+            {"incomplete_only": Param(False, type="boolean", title="Incomplete only",
+                                      description="Plan only blocks never landed or landed incomplete (missing hours).")}
+            if spec.parts_param else {}
+        ),
+        **(
+            {spec.parts_param: Param(None, type=["null", "array"], items={"type": "string"}, title=spec.parts_param.capitalize(),
+                                     description=f"Which {spec.parts_param} to land (names); empty: all of them.")}
+            if spec.parts_param else {}
+        ),
+        **(
+            {"sync_postgres": Param(True, type="boolean", title="Sync PostgreSQL",
+                                    description="After the blocks land, mirror every planned block that is in the lake into "
+                                                "PostgreSQL (connection civic_postgres; skipped when it is not set). "
+                                                "Force also re-syncs blocks unchanged since their last sync.")}
+            if has_postgres_sink(spec.name) else {}
+        ),
     }
+
+
+def has_postgres_sink(name: str) -> bool:
+    """A source with ``POSTGRES_TABLES`` gets the ``sync_postgres`` param and task."""
+    return bool(getattr(sources.get(name), "POSTGRES_TABLES", None))
 
 
 def dag_doc(spec) -> str:
@@ -65,22 +87,32 @@ def dag_doc(spec) -> str:
   `dry_run` only plans.
 * Connection: `{spec.conn_id}` (default endpoint `{spec.default_base_url}`); API pool `{spec.pool}`.
 * After the blocks, dbt builds the `{spec.dbt_tag or spec.name}` models and the marts downstream of them.
-"""
+""" + ("""* Beside dbt, `sync_postgres` mirrors the planned blocks into PostgreSQL (connection `civic_postgres`;
+  trigger param `sync_postgres`).
+""" if has_postgres_sink(spec.name) else "")
 
 
-def enabled_parts(spec) -> list[str]:
-    """The parts (tables) a multi-part source lands: all by default, or the JSON list in the
-    Airflow Variable ``civic_<name>_parts`` (e.g. ``["permit"]`` to skip activity and section_58)."""
+def enabled_parts(spec, chosen: list[str] | None = None) -> list[str]:
+    """The parts (tables, providers) a multi-part source lands: all of ``sources.parts()`` by
+    default, or those in the Airflow Variable ``civic_<name>_parts`` (a JSON list, e.g.
+    ``["permit"]``), narrowed to ``chosen`` (the trigger form's list) when given."""
     import json
 
+    universe = sources.parts(spec.name)
     value = get_variable(f"civic_{spec.name}_parts", None)
-    if value in (None, ""):
-        return list(spec.parts)
-    chosen = json.loads(value) if isinstance(value, str) else list(value)
-    unknown = [part for part in chosen if part not in spec.parts]
-    if unknown or not chosen:
-        raise ValueError(f"civic_{spec.name}_parts must be a non-empty JSON list of {list(spec.parts)}, not {value!r}")
-    return [part for part in spec.parts if part in chosen]
+    enabled = list(universe)
+    if value not in (None, ""):
+        listed = json.loads(value) if isinstance(value, str) else list(value)
+        unknown = [part for part in listed if part not in universe]
+        if unknown or not listed:
+            raise ValueError(f"civic_{spec.name}_parts must be a non-empty JSON list of {universe}, not {value!r}")
+        enabled = [part for part in universe if part in listed]
+    if chosen:
+        unknown = [part for part in chosen if part not in universe]
+        if unknown:
+            raise ValueError(f"unknown {spec.parts_param or 'parts'} {unknown}; known: {universe}")
+        enabled = [part for part in enabled if part in chosen]
+    return enabled
 
 
 def build_source_dag(name: str, extract_mode: str | None = None):
@@ -133,13 +165,28 @@ def build_source_dag(name: str, extract_mode: str | None = None):
                 # A bad range will not get better on retry: fail now, with the reason, before any extraction.
                 raise AirflowFailException(f"cannot plan {name} blocks: {error}") from None
             force = bool(params.get("force"))
-            if spec.parts:
-                parts = enabled_parts(spec)
+            if spec.parts or hasattr(sources.get(name), "parts"):
+                try:
+                    parts = enabled_parts(spec, params.get(spec.parts_param) if spec.parts_param else None)
+                except ValueError as error:
+                    raise AirflowFailException(f"cannot plan {name} blocks: {error}") from None
                 blocks = [{"source": name, "part": part, "month": month, "force": force, "label": f"{name} {part} {month}"}
                           for month in months for part in parts]
             else:
                 blocks = [{"source": name, "month": month, "force": force, "label": f"{name} {month}"} for month in months]
-            print(f"planned {len(blocks)} block(s) for {name}: {', '.join(months)}" + (" (force)" if force else ""))
+            if params.get("incomplete_only"):
+                # The Austin run tool's --incomplete-only: only blocks landed incomplete (hours the
+                # provider had not published yet) or never landed, from the lake's manifests.
+                from civic_pipelines.lake import BlockLocation, read_manifest
+
+                def incomplete(block: dict) -> bool:
+                    location = BlockLocation(settings.lake_url(), name, block["month"], block.get("part"))
+                    manifest = read_manifest(location)
+                    return manifest is None or manifest.get("complete") is False
+
+                blocks = [block for block in blocks if incomplete(block)]
+            print(f"planned {len(blocks)} block(s) for {name}: {', '.join(months)}" + (" (force)" if force else "")
+                  + (" (incomplete only)" if params.get("incomplete_only") else ""))
             if params.get("dry_run"):
                 print("dry run: nothing will be fetched or written")
                 return []
@@ -179,4 +226,19 @@ def build_source_dag(name: str, extract_mode: str | None = None):
             ).expand(block=blocks)
 
         landed >> build_dbt_group(spec)
+
+        if has_postgres_sink(name):
+            # Beside dbt, not before it: PostgreSQL mirrors the lake, dbt reads the lake. all_done: a
+            # block that failed this run still has its previous landing whole in the lake, so the
+            # sync mirrors whatever is landed, and it runs when every block was skipped (converges).
+            @task(trigger_rule="all_done")
+            def sync_postgres(params: dict | None = None) -> dict:
+                """Upsert every planned block that is in the lake into PostgreSQL, one transaction per block."""
+                from civic_pipelines.sinks.postgres import sync_task
+
+                # The plan from XCom, not as an argument: plan_blocks keeps extract_load as its only downstream.
+                planned = get_current_context()["ti"].xcom_pull(task_ids="plan_blocks")
+                return sync_task(name, planned, params or {})
+
+            landed >> sync_postgres()
     return dag

@@ -13,6 +13,7 @@ from civic_pipelines.sources.base import SourceSpec
 # name -> module, for a source no generic adapter can describe (every other source is a dataset
 # file under civic_pipelines/datasets/).
 _MODULES: dict[str, str] = {
+    "mds": "civic_pipelines.sources.mds",  # MDS provider APIs: one part per provider, hourly walk, several tables
     "srwr": "civic_pipelines.sources.srwr",  # SRWR: one download decodes into several tables
     "street_manager": "civic_pipelines.sources.street_manager",  # zips of JSON events, three parts
 }
@@ -50,3 +51,12 @@ def spec(name: str) -> SourceSpec:
 
 def specs() -> list[SourceSpec]:
     return [spec(name) for name in names()]
+
+
+def parts(name: str) -> list[str]:
+    """The parts a source has now: ``parts()`` of its module when the list is configuration (MDS
+    providers come from an Airflow Variable), else ``SPEC.parts``."""
+    source = get(name)
+    if hasattr(source, "parts") and callable(source.parts):
+        return list(source.parts())
+    return list(source.SPEC.parts)

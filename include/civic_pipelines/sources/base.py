@@ -26,6 +26,8 @@ class SourceSpec:
     # A source that publishes several tables per month (Street Manager's permit, activity and
     # section_58 archives) names them here: each (part, month) is its own block, in its own folder.
     parts: tuple[str, ...] = ()
+    # The trigger-form param (an array) that picks parts for a run, e.g. "providers" for MDS.
+    parts_param: str | None = None
 
     @property
     def pool(self) -> str:

@@ -1,0 +1,601 @@
+"""MDS provider APIs for the replay server: several operators, each with its own MDS version,
+auth mode and generated hourly data (contract ``shared/contracts/austin_mds.md``; no real MDS
+record is public, so every record is generated, from the contract's field lists only).
+
+Routes (one base URL per provider, ``{server}/mds/{provider}``)::
+
+    POST {server}/mds-auth/{provider}/token           OAuth2 client credentials (HTTP Basic,
+                                                      form grant_type=client_credentials)
+    GET  {base}/trips?end_time=YYYY-MM-DDTHH          every version
+    GET  {base}/status_changes?event_time=...         0.4 and 1.x
+    GET  {base}/events/historical?event_time=...      2.0
+
+**Versions.** ``0.4``: ``{"version": "0.4.1", "data": {"trips"|"status_changes": [...]}}``, not
+paged (the 0.4 spec forbids paging these two endpoints), media type
+``application/vnd.mds.provider+json;version=0.4``. ``1.2``: the same envelope with ``links``
+(``first``/``last``/``prev``/``next``; ``next`` null on the last page), paged by ``page_size``
+(the replay's choice: the contract does not say whether 1.x pages), media type
+``application/vnd.mds+json;version=1.2``. ``2.0``: no ``data`` wrapper; trips unpaged (Voi's
+example has no ``links``), events paged with ``links.next`` and ``"links": {}`` on the last page;
+``last_updated``/``ttl`` are nested objects for a provider with ``voi_quirks`` (Voi's deviation).
+An ``Accept`` header naming another version (or another media type) is a 406 (the replay's
+choice); a missing or malformed hour parameter a 400; an hour that has not ended by the replay's
+``now``, or is listed in ``late_hours``, a 404 (0.4 spec: "the requested hour has not finished
+yet"). Error bodies are ``{"error", "error_description", "error_details"}``.
+
+**Auth.** ``bearer``: a static token per provider. ``oauth2``: the token endpoint issues random
+tokens that live ``token_ttl_seconds`` (``expires_in``) and, with ``token_max_uses``, serve only
+that many data requests. A missing, unknown, foreign (another provider's) or expired token is a
+401 with ``WWW-Authenticate: Bearer``. ``expire_tokens`` expires every token issued so far.
+
+**Data.** Per provider and hour, from ``(seed, provider, hour)`` alone: a number of trips (ending
+in the hour) and of status changes / events (in the hour) around ``trips_per_hour`` /
+``events_per_hour``, by a fleet of ``fleet_size`` devices, in and around Austin (about 3 % of
+points fall outside the district grid). A share ``invalid_share`` of the records is generated
+schema-invalid, one way per version and endpoint (:data:`INVALID_KINDS`); ``records()`` says which.
+The core's ``malformed_row`` fault adds two invalid records to the next n data pages (one without
+its key field, one with an ISO text timestamp); ``status_429``/``status_503``/``reset_mid_page``
+fire on the data routes, not on the token endpoints (a route of their own, ``/mds-auth/``).
+
+Configuration (``POST /_replay/config``), section ``mds``::
+
+    {"now": "2024-03-01T00:00:00Z"}        the replay's clock (null: the real time)
+    {"trips_per_hour": 3, "events_per_hour": 4, "page_size": 50, "fleet_size": 25}
+    {"invalid_share": 0.05}                 share of generated records that break their schema
+    {"late_hours": ["2024-02-10T05"]}       hours that answer 404 whatever the clock (all providers),
+                                            or {"voi": [...], "bolt:events": [...]} per provider
+                                            (and endpoint: trips or events)
+    {"providers": {"name": {"version": "1.2", "auth": "bearer", "token": "...",
+                            "client_id": "...", "client_secret": "...", "voi_quirks": false,
+                            "trips_per_hour": 2}}}   add or replace providers (null removes one)
+    {"token_ttl_seconds": 900, "token_max_uses": null, "expire_tokens": true}
+
+``server.mds`` is the :class:`MdsReplay`: ``base_url(p)``, ``connection(p)`` (the
+``AIRFLOW_CONN_CIVIC_MDS_<P>`` JSON for a client), ``records(p, hour)``, ``issued_tokens()``.
+"""
+
+from __future__ import annotations
+
+import base64
+import calendar
+import datetime as _dt
+import random
+import re
+import secrets
+import threading
+import time
+import uuid
+from urllib.parse import parse_qsl, urlencode
+
+from civic_pipelines.replay.seeds import seed_for
+from civic_pipelines.replay.server import Request, Response, json_response
+
+PREFIX = "/mds/"
+AUTH_PREFIX = "/mds-auth/"  # token endpoints: off the data routes (as Voi's token URL is), so no data fault hits them
+SALT = 0x4D445321  # "MDS!"
+DEFAULT_SEED = 20240101
+MEDIA = {"0.4": "application/vnd.mds.provider+json", "1.2": "application/vnd.mds+json", "2.0": "application/vnd.mds+json"}
+PAYLOAD_VERSION = {"0.4": "0.4.1", "1.2": "1.2.0", "2.0": "2.0.0"}
+HOUR_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}$")
+
+# Four operators the contract names; their versions and auth modes here are the replay's choice
+# (the contract documents Voi's OAuth2 and 2.0 / 0.4 / 1.2 endpoints, Lyft's 2.0 Accept header).
+DEFAULT_PROVIDERS = {
+    "voi": {"version": "2.0", "auth": "oauth2", "client_id": "replay-voi-client", "client_secret": "replay-voi-secret",
+            "voi_quirks": True},
+    "lyft": {"version": "2.0", "auth": "bearer", "token": "replay-lyft-token"},
+    "bolt": {"version": "1.2", "auth": "bearer", "token": "replay-bolt-token"},
+    "dott": {"version": "0.4", "auth": "oauth2", "client_id": "replay-dott-client", "client_secret": "replay-dott-secret"},
+}
+DEFAULTS = {"trips_per_hour": 3, "events_per_hour": 4, "page_size": 50, "fleet_size": 25, "invalid_share": 0.0,
+            "token_ttl_seconds": 900, "token_max_uses": None}
+
+# Austin: most points inside the generated district grid (lon -97.94..-97.56, lat 30.10..30.52).
+AUSTIN = (-97.93, -97.57, 30.11, 30.51)
+OUTSIDE = (-98.10, -97.96, 30.55, 30.65)
+VEHICLE_TYPES = ("scooter", "scooter", "scooter", "bicycle", "moped")
+STATUS_CHANGES = (  # (event_type, event_type_reason): the contract's enums
+    ("available", "user_drop_off"), ("reserved", "user_pick_up"), ("available", "service_start"),
+    ("removed", "service_end"), ("unavailable", "low_battery"), ("unavailable", "maintenance"),
+    ("removed", "rebalance_pick_up"), ("available", "rebalance_drop_off"), ("removed", "maintenance_pick_up"),
+    ("available", "maintenance_drop_off"), ("removed", "agency_pick_up"), ("available", "agency_drop_off"),
+)
+EVENTS_20 = ((["trip_start"], "on_trip"), (["trip_end"], "available"))  # the contract's (Voi's) examples
+# How a generated record breaks its schema, per version and endpoint.
+INVALID_KINDS = {
+    ("0.4", "trips"): "trip_duration as text",
+    ("1.2", "trips"): "the 0.4 name propulsion_type beside propulsion_types (1.x forbids extra keys)",
+    ("2.0", "trips"): "start_location without lng",
+    ("0.4", "events"): "battery_pct 1.7 (a percentage in a 0-1 field)",
+    ("1.2", "events"): "battery_pct 1.7 (a percentage in a 0-1 field)",
+    ("2.0", "events"): "battery_percent 140",
+}
+
+
+def _uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _parse_now(value) -> _dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, _dt.datetime):
+        moment = value
+    else:
+        try:
+            moment = _dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"now must be an ISO date-time or null, not {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=_dt.timezone.utc)
+
+
+def _hour_start(text: str) -> _dt.datetime:
+    return _dt.datetime.strptime(text, "%Y-%m-%dT%H").replace(tzinfo=_dt.timezone.utc)
+
+
+def _ms(moment: _dt.datetime) -> int:
+    return calendar.timegm(moment.utctimetuple()) * 1000
+
+
+def _error(status: int, error: str, description: str, headers: dict | None = None, **kwargs) -> Response:
+    return json_response(status, {"error": error, "error_description": description, "error_details": []},
+                         headers, **kwargs)
+
+
+class MdsProvider:
+    """One operator: name, MDS version, auth and volumes."""
+
+    def __init__(self, name: str, config: dict) -> None:
+        version = str(config.get("version", "2.0"))
+        if version not in MEDIA:
+            raise ValueError(f"provider {name}: version must be one of {sorted(MEDIA)}, not {version!r}")
+        auth = config.get("auth", "bearer")
+        if auth not in ("bearer", "oauth2", "none"):
+            raise ValueError(f"provider {name}: auth must be bearer, oauth2 or none")
+        self.name = name
+        self.version = version
+        self.auth = auth
+        self.token = config.get("token") or f"replay-{name}-token"
+        self.client_id = config.get("client_id") or f"replay-{name}-client"
+        self.client_secret = config.get("client_secret") or f"replay-{name}-secret"
+        self.voi_quirks = bool(config.get("voi_quirks", False))
+        self.trips_per_hour = config.get("trips_per_hour")
+        self.events_per_hour = config.get("events_per_hour")
+        rng = random.Random(seed_for(SALT, "provider", name))
+        self.provider_id = _uuid(rng)
+
+    def describe(self) -> dict:
+        return {"version": self.version, "auth": self.auth, "voi_quirks": self.voi_quirks,
+                "trips_per_hour": self.trips_per_hour, "events_per_hour": self.events_per_hour}
+
+
+class MdsReplay:
+    """The providers' APIs and their generated data."""
+
+    name = "mds"
+
+    def __init__(self, seed: int = DEFAULT_SEED, providers: dict | None = None, **settings) -> None:
+        self.seed = seed
+        self._lock = threading.RLock()
+        self._initial = {"providers": providers or DEFAULT_PROVIDERS, **DEFAULTS, **settings}
+        self._server_url = ""
+        self.reset_data()
+
+    # ------------------------------------------------------------ state
+
+    def reset_data(self) -> None:
+        with self._lock:
+            initial = self._initial
+            self.providers = {name: MdsProvider(name, config) for name, config in initial["providers"].items()}
+            self.now = _parse_now(initial.get("now"))
+            for key in DEFAULTS:
+                setattr(self, key, initial[key])
+            self.late_hours: dict[str, set[str]] = {}
+            self._tokens: dict[str, dict] = {}
+            self._cache: dict[tuple, dict] = {}
+            self.token_requests = 0
+
+    def reset_switches(self) -> None:
+        with self._lock:
+            self.token_max_uses = self._initial["token_max_uses"]
+
+    def install(self, server) -> None:
+        self._server_url = server.url
+        server.add_route(PREFIX, self.handle, faultable=True, processing_body=b"{}")
+        server.add_route(AUTH_PREFIX, self.handle_token, methods=("GET", "POST"))
+        server.add_config_handler(self.name, self.configure, self.describe)
+        server.add_data_reset_hook(self.reset_data)
+        server.state.add_reset_hook(self.reset_switches)
+
+    # ------------------------------------------------------------ helpers for clients and tests
+
+    def base_url(self, provider: str) -> str:
+        return f"{self._server_url}{PREFIX}{provider}"
+
+    def token_url(self, provider: str) -> str:
+        return f"{self._server_url}{AUTH_PREFIX}{provider}/token"
+
+    def connection(self, provider: str) -> dict:
+        """The Airflow connection (JSON form) a client needs for ``provider``."""
+        p = self.providers[provider]
+        conn = {"conn_type": "http", "host": self.base_url(provider),
+                "extra": {"mds_version": p.version, "auth": p.auth}}
+        if p.auth == "bearer":
+            conn["password"] = p.token
+        elif p.auth == "oauth2":
+            conn["login"], conn["password"] = p.client_id, p.client_secret
+            conn["extra"]["token_url"] = self.token_url(provider)
+        return conn
+
+    def issued_tokens(self) -> list[str]:
+        with self._lock:
+            return list(self._tokens)
+
+    def clock(self) -> _dt.datetime:
+        return self.now or _dt.datetime.now(_dt.timezone.utc)
+
+    def available(self, provider: str, hour: str, kind: str | None = None) -> bool:
+        """Whether the hour answers (it has ended by the replay's clock and is not held back, for
+        every provider, this provider, or this provider's ``trips`` or ``events`` endpoint)."""
+        groups = ("*", provider) + ((f"{provider}:{kind}",) if kind else ())
+        if any(hour in self.late_hours.get(group, set()) for group in groups):
+            return False
+        return _hour_start(hour) + _dt.timedelta(hours=1) <= self.clock()
+
+    # ------------------------------------------------------------ generation
+
+    def records(self, provider: str, hour: str) -> dict:
+        """``{"trips": [...], "events": [...], "invalid": {"trips": [i, ...], "events": [...]}}``:
+        the hour's records as served (whatever the clock), and which of them are invalid."""
+        with self._lock:
+            key = (provider, hour, self.trips_per_hour, self.events_per_hour, self.fleet_size, self.invalid_share)
+            cached = self._cache.get(key)
+            if cached is None:
+                if len(self._cache) > 4096:
+                    self._cache.clear()
+                cached = self._cache[key] = self._generate(self.providers[provider], hour)
+            return cached
+
+    def _point(self, rng: random.Random) -> tuple[float, float]:
+        west, east, south, north = OUTSIDE if rng.random() < 0.03 else AUSTIN
+        return round(rng.uniform(west, east), 6), round(rng.uniform(south, north), 6)
+
+    def _generate(self, p: MdsProvider, hour: str) -> dict:
+        start = _ms(_hour_start(hour))
+        fleet_rng = random.Random(seed_for(SALT, self.seed, p.name, "fleet"))
+        fleet = [(_uuid(fleet_rng), f"{p.name[:1].upper()}{fleet_rng.randrange(16 ** 4):04X}",
+                  fleet_rng.choice(VEHICLE_TYPES)) for _ in range(max(1, self.fleet_size))]
+        rng = random.Random(seed_for(SALT, self.seed, p.name, hour, "trips"))
+        tph = p.trips_per_hour if p.trips_per_hour is not None else self.trips_per_hour
+        trips, invalid_trips = [], []
+        for index in range(rng.randint(max(0, tph - tph // 2), tph + tph // 2) if tph else 0):
+            device_id, vehicle_id, vehicle_type = rng.choice(fleet)
+            end_time = start + rng.randrange(3_600_000)
+            duration = rng.randint(60, 2400)
+            start_time = end_time - duration * 1000 - rng.randrange(1000)
+            (lon0, lat0), (lon1, lat1) = self._point(rng), self._point(rng)
+            distance = int(duration * rng.uniform(2.0, 5.5))
+            trip_id = _uuid(rng)
+            if p.version == "2.0":
+                trip = {"accessibility_attributes": [], "device_id": device_id, "distance": distance,
+                        "duration": duration, "end_location": {"lat": lat1, "lng": lon1}, "end_time": end_time,
+                        "provider_id": p.provider_id, "start_location": {"lat": lat0, "lng": lon0},
+                        "start_time": start_time, "trip_id": trip_id, "trip_type": ["rider"]}
+            else:
+                middle = [(round((lon0 + lon1) / 2 + rng.uniform(-0.002, 0.002), 6),
+                           round((lat0 + lat1) / 2 + rng.uniform(-0.002, 0.002), 6))
+                          for _ in range(rng.randint(0, 3))]
+                points = [(lon0, lat0), *middle, (lon1, lat1)]
+                stamps = sorted(start_time + rng.randrange(max(1, end_time - start_time)) for _ in middle)
+                stamps = [start_time, *stamps, end_time]
+                route = {"type": "FeatureCollection", "features": [
+                    {"type": "Feature", "properties": {"timestamp": t},
+                     "geometry": {"type": "Point", "coordinates": [x, y]}} for (x, y), t in zip(points, stamps)]}
+                propulsion = ["human", "electric_assist"] if vehicle_type == "bicycle" and rng.random() < 0.5 else ["electric"]
+                cost = rng.choice((100, 150, 200)) + duration // 60 * rng.choice((15, 25, 39))
+                trip = {"provider_id": p.provider_id, "provider_name": p.name, "device_id": device_id,
+                        "vehicle_id": vehicle_id, "vehicle_type": vehicle_type,
+                        ("propulsion_types" if p.version == "1.2" else "propulsion_type"): propulsion,
+                        "trip_id": trip_id, "trip_duration": duration, "trip_distance": distance, "route": route,
+                        "accuracy": rng.randint(3, 30), "start_time": start_time, "end_time": end_time,
+                        "publication_time": end_time + rng.randint(1000, 600_000),
+                        "standard_cost": cost, "actual_cost": cost if rng.random() < 0.8 else 0}
+                if rng.random() < 0.3:
+                    trip["currency"] = "USD" if rng.random() < 0.7 else None
+                if rng.random() < 0.2:
+                    trip["parking_verification_url"] = f"https://photos.example.com/{p.name}/{trip_id}.jpg"
+            if rng.random() < self.invalid_share:
+                self._break(trip, p.version, "trips")
+                invalid_trips.append(index)
+            trips.append(trip)
+
+        rng = random.Random(seed_for(SALT, self.seed, p.name, hour, "events"))
+        eph = p.events_per_hour if p.events_per_hour is not None else self.events_per_hour
+        events, invalid_events = [], []
+        for index in range(rng.randint(max(0, eph - eph // 2), eph + eph // 2) if eph else 0):
+            device_id, _, _ = rng.choice(fleet)
+            event_time = start + rng.randrange(3_600_000)
+            lon, lat = self._point(rng)
+            if p.version == "2.0":
+                event_types, state = rng.choice(EVENTS_20)
+                event = {"battery_percent": rng.randint(5, 100), "device_id": device_id, "event_id": _uuid(rng),
+                         "event_types": list(event_types), "location": {"lat": lat, "lng": lon},
+                         "provider_id": p.provider_id, "timestamp": event_time,
+                         "trip_ids": [_uuid(rng)] if rng.random() < 0.8 else None, "vehicle_state": state}
+            else:
+                event_type, reason = rng.choice(STATUS_CHANGES)
+                event = {"event_type": event_type, "event_type_reason": reason, "event_time": event_time,
+                         "event_location": {"type": "Feature", "properties": {},
+                                            "geometry": {"type": "Point", "coordinates": [lon, lat]}},
+                         "battery_pct": round(rng.uniform(0.05, 1.0), 2)}
+                if reason in ("user_pick_up", "user_drop_off"):
+                    event["associated_trip"] = _uuid(rng)
+                if reason == "maintenance" and rng.random() < 0.5:
+                    event["associated_ticket"] = f"TICKET-{rng.randrange(10 ** 6):06d}"
+            if rng.random() < self.invalid_share:
+                self._break(event, p.version, "events")
+                invalid_events.append(index)
+            events.append(event)
+        return {"trips": trips, "events": events, "invalid": {"trips": invalid_trips, "events": invalid_events}}
+
+    @staticmethod
+    def _break(record: dict, version: str, endpoint: str) -> None:
+        if endpoint == "trips":
+            if version == "0.4":
+                record["trip_duration"] = str(record["trip_duration"])
+            elif version == "1.2":
+                record["propulsion_type"] = list(record["propulsion_types"])
+            else:
+                record["start_location"] = {"lat": record["start_location"]["lat"]}
+        elif version == "2.0":
+            record["battery_percent"] = 140
+        else:
+            record["battery_pct"] = 1.7
+
+    def malformed(self, p: MdsProvider, endpoint: str, hour: str) -> list[dict]:
+        """Two contract-breaking records (the core's ``malformed_row`` fault), made from the hour's
+        first record (or a minimal one): one without its key field (``trip_id``, 2.0 ``event_id``,
+        0.4 / 1.x ``event_time``), one whose time is ISO text instead of epoch milliseconds."""
+        moment = _ms(_hour_start(hour)) + 1234
+        served = self.records(p.name, hour)[endpoint]
+        if endpoint == "trips":
+            key, time_field = "trip_id", "end_time"
+            base = dict(served[0]) if served else {"trip_id": "11111111-2222-4333-8444-555555555555",
+                                                   "start_time": moment - 60_000, "end_time": moment}
+        elif p.version == "2.0":
+            key, time_field = "event_id", "timestamp"
+            base = dict(served[0]) if served else {"event_id": "11111111-2222-4333-8444-666666666666",
+                                                   "timestamp": moment, "event_types": ["trip_end"],
+                                                   "vehicle_state": "available"}
+        else:
+            key, time_field = "event_time", "event_time"
+            base = dict(served[0]) if served else {"event_type": "available", "event_type_reason": "user_drop_off",
+                                                   "event_time": moment}
+        without_key = {k: v for k, v in base.items() if k != key}
+        text_time = {**base, time_field: f"{hour}:00:01Z"}
+        return [without_key, text_time]
+
+    # ------------------------------------------------------------ HTTP
+
+    def _base(self, request: Request) -> str:
+        host = request.headers.get("host")
+        return f"http://{host}" if host else self._server_url
+
+    def handle(self, request: Request) -> Response:
+        rest = request.path[len(PREFIX):]
+        name, _, endpoint = rest.partition("/")
+        with self._lock:
+            provider = self.providers.get(name)
+        if provider is None:
+            return _error(404, "not_found", f"no MDS provider {name!r} on this replay server")
+        denied = self._authorise(provider, request)
+        if denied is not None:
+            return denied
+        if not self._accepts(provider, request.headers.get("accept", "")):
+            return _error(406, "not_acceptable",
+                          f"this provider serves MDS {provider.version} only "
+                          f"({MEDIA[provider.version]};version={provider.version})")
+        events_path = "events/historical" if provider.version == "2.0" else "status_changes"
+        if endpoint == "trips":
+            kind, parameter = "trips", "end_time"
+        elif endpoint == events_path:
+            kind, parameter = "events", "event_time"
+        else:
+            return _error(404, "not_found", f"no endpoint {endpoint!r} in MDS {provider.version}")
+        hour = request.param(parameter)
+        if not hour:
+            return _error(400, "bad_param", f"{parameter} is required", )
+        if not HOUR_RE.match(hour):
+            return _error(400, "bad_param", f"{parameter} must be YYYY-MM-DDTHH, not {hour!r}")
+        try:
+            _hour_start(hour)
+        except ValueError:
+            return _error(400, "bad_param", f"{parameter} {hour!r} is not a valid hour")
+        if not self.available(provider.name, hour, kind):
+            return _error(404, "not_found", "the requested hour has not finished yet, or the data does not exist")
+        records = list(self.records(provider.name, hour)[kind])
+        return self._page(provider, request, kind, endpoint, parameter, hour, records)
+
+    @staticmethod
+    def _accepts(provider: MdsProvider, accept: str) -> bool:
+        wanted = (MEDIA[provider.version], provider.version)
+        for item in accept.split(","):
+            parts = [part.strip() for part in item.split(";")]
+            params = dict(part.split("=", 1) for part in parts[1:] if "=" in part)
+            if parts[0] == wanted[0] and params.get("version", "").strip() == wanted[1]:
+                return True
+        return False
+
+    def _page(self, p: MdsProvider, request: Request, kind: str, endpoint: str, parameter: str, hour: str,
+              records: list) -> Response:
+        pages = p.version == "1.2" or (p.version == "2.0" and kind == "events")
+        size = max(1, int(self.page_size))
+        page_count = max(1, -(-len(records) // size)) if pages else 1
+        number = 1
+        if pages:
+            try:
+                number = int(request.param("page", "1"))
+            except ValueError:
+                return _error(400, "bad_param", "page must be an integer")
+            if not 1 <= number <= page_count:
+                return _error(400, "bad_param", f"page {number} out of range 1..{page_count}")
+            records = records[(number - 1) * size:number * size]
+        if request.state.faults.take("malformed_row"):
+            records = records + self.malformed(p, kind, hour)
+        key = {"trips": "trips", "events": "events" if p.version == "2.0" else "status_changes"}[kind]
+        payload: dict = {"version": PAYLOAD_VERSION[p.version]}
+        url = f"{self._base(request)}{PREFIX}{p.name}/{endpoint}"
+
+        def link(n: int | None) -> str | None:
+            return None if n is None else f"{url}?{urlencode({parameter: hour, 'page': n})}"
+
+        if p.version == "2.0":
+            payload[key] = records
+            updated = _ms(self.clock())
+            payload["last_updated"] = {"last_updated": updated} if p.voi_quirks else updated
+            payload["ttl"] = {"ttl": 0} if p.voi_quirks else 0
+            if kind == "events":
+                payload["links"] = {"next": link(number + 1)} if number < page_count else {}
+        else:
+            payload["data"] = {key: records}
+            if p.version == "1.2":
+                payload["links"] = {"first": link(1), "last": link(page_count),
+                                    "prev": link(number - 1 if number > 1 else None),
+                                    "next": link(number + 1 if number < page_count else None)}
+        response = json_response(200, payload, data_page=True)
+        response.content_type = f"{MEDIA[p.version]};version={p.version}"
+        return response
+
+    # ------------------------------------------------------------ auth
+
+    def handle_token(self, request: Request) -> Response:
+        name, _, rest = request.path[len(AUTH_PREFIX):].partition("/")
+        with self._lock:
+            provider = self.providers.get(name)
+        if provider is None or rest != "token":
+            return _error(404, "not_found", f"no token endpoint at {request.path}")
+        if request.method != "POST":
+            return _error(405, "method_not_allowed", "the token endpoint takes POST")
+        return self._token(provider, request)
+
+    def _token(self, p: MdsProvider, request: Request) -> Response:
+        with self._lock:
+            self.token_requests += 1
+        if p.auth != "oauth2":
+            return _error(404, "not_found", f"provider {p.name} does not issue tokens")
+        header = request.headers.get("authorization", "")
+        client_id = secret = None
+        if header.lower().startswith("basic "):
+            try:
+                client_id, _, secret = base64.b64decode(header[6:]).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                pass
+        form = dict(parse_qsl(request.body.decode("utf-8", "replace")))
+        if form.get("grant_type") != "client_credentials":
+            return _error(400, "unsupported_grant_type", "grant_type must be client_credentials")
+        if client_id != p.client_id or secret != p.client_secret:
+            return _error(401, "invalid_client", "client authentication failed", {"WWW-Authenticate": "Basic"})
+        token = "rpl_" + secrets.token_hex(16)
+        with self._lock:
+            self._tokens[token] = {"provider": p.name, "expires_at": time.time() + self.token_ttl_seconds, "uses": 0}
+        return json_response(200, {"access_token": token, "expires_in": self.token_ttl_seconds,
+                                   "token_type": "bearer"})
+
+    def _authorise(self, p: MdsProvider, request: Request) -> Response | None:
+        if p.auth == "none":
+            return None
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else None
+        unauthorised = _error(401, "unauthorized", "missing, unknown or expired access token",
+                              {"WWW-Authenticate": 'Bearer realm="mds"'})
+        if not token:
+            return unauthorised
+        if p.auth == "bearer":
+            return None if secrets.compare_digest(token, p.token) else unauthorised
+        with self._lock:
+            issued = self._tokens.get(token)
+            if issued is None or issued["provider"] != p.name or time.time() >= issued["expires_at"]:
+                return unauthorised
+            if self.token_max_uses is not None and issued["uses"] >= self.token_max_uses:
+                return unauthorised
+            issued["uses"] += 1
+        return None
+
+    # ------------------------------------------------------------ configuration
+
+    def configure(self, config: dict) -> dict:
+        known = {"now", "trips_per_hour", "events_per_hour", "page_size", "fleet_size", "invalid_share", "late_hours",
+                 "providers", "token_ttl_seconds", "token_max_uses", "expire_tokens"}
+        unknown = set(config) - known
+        if unknown:
+            raise ValueError(f"unknown mds config key(s) {sorted(unknown)}; known: {sorted(known)}")
+        with self._lock:
+            if "now" in config:
+                self.now = _parse_now(config["now"])
+            for name in ("trips_per_hour", "events_per_hour", "page_size", "fleet_size", "token_ttl_seconds"):
+                if name in config:
+                    value = config[name]
+                    if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "page_size" else 0):
+                        raise ValueError(f"{name} must be an integer >= {1 if name == 'page_size' else 0}")
+                    setattr(self, name, value)
+            if "token_max_uses" in config:
+                value = config["token_max_uses"]
+                if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                    raise ValueError("token_max_uses must be an integer >= 0 or null")
+                self.token_max_uses = value
+            if "invalid_share" in config:
+                value = config["invalid_share"]
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+                    raise ValueError("invalid_share must be a number between 0 and 1")
+                self.invalid_share = float(value)
+            if "late_hours" in config:
+                value = config["late_hours"]
+                groups = {"*": value} if isinstance(value, list) else value
+                if not isinstance(groups, dict):
+                    raise ValueError('late_hours is a list of "YYYY-MM-DDTHH" or {provider: [...]}')
+                for hours in groups.values():
+                    if not isinstance(hours, list) or not all(isinstance(h, str) and HOUR_RE.match(h) for h in hours):
+                        raise ValueError('late_hours lists hours as "YYYY-MM-DDTHH"')
+                self.late_hours = {name: set(hours) for name, hours in groups.items()}
+            if "providers" in config:
+                for name, settings in (config["providers"] or {}).items():
+                    if not re.match(r"^[a-z][a-z0-9_]*$", str(name)):
+                        raise ValueError(f"provider names are lower-case letters, digits and _: {name!r}")
+                    if settings is None:
+                        self.providers.pop(name, None)
+                    else:
+                        self.providers[name] = MdsProvider(name, settings)
+            if config.get("expire_tokens"):
+                for issued in self._tokens.values():
+                    issued["expires_at"] = 0
+            self._cache.clear()
+        return self.describe()
+
+    def describe(self) -> dict:
+        with self._lock:
+            return {
+                "seed": self.seed,
+                "now": self.clock().isoformat(),
+                "now_configured": self.now is not None,
+                "trips_per_hour": self.trips_per_hour, "events_per_hour": self.events_per_hour,
+                "page_size": self.page_size, "fleet_size": self.fleet_size, "invalid_share": self.invalid_share,
+                "late_hours": {k: sorted(v) for k, v in self.late_hours.items()},
+                "token_ttl_seconds": self.token_ttl_seconds, "token_max_uses": self.token_max_uses,
+                "tokens_issued": len(self._tokens), "token_requests": self.token_requests,
+                "providers": {name: {**p.describe(), "base_url": self.base_url(name)} for name, p in self.providers.items()},
+            }
+
+
+def install_mds(server, replay: MdsReplay | None = None, **kwargs) -> MdsReplay:
+    """Serve the MDS provider APIs on ``server``; returns the :class:`MdsReplay` (``server.mds``)."""
+    replay = replay if replay is not None else MdsReplay(**kwargs)
+    server.install(replay)
+    return replay
+
+
+def connections_for(server_url: str, seed: int = DEFAULT_SEED) -> dict[str, dict]:
+    """Provider name -> Airflow connection (JSON form) for a replay server already serving at
+    ``server_url`` in another process (what ``make demo`` sets as ``AIRFLOW_CONN_CIVIC_MDS_<P>``)."""
+    replay = MdsReplay(seed=seed)
+    replay._server_url = server_url.rstrip("/")
+    return {provider: replay.connection(provider) for provider in replay.providers}

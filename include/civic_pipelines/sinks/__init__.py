@@ -1,0 +1,1 @@
+"""Sinks: where landed blocks go besides the lake and DuckDB (PostgreSQL, for MDS)."""
