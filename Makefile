@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export DO_NOT_TRACK := 1
 
-.PHONY: setup demo test bench manifest lock clean
+.PHONY: setup demo test bench containers manifest lock clean
 
 setup: $(VENV)/.installed dbt/target/manifest.json
 
@@ -35,6 +35,12 @@ test: setup
 # script does not stop the others, but fails the target. Needs the venv only, not the dbt manifest.
 bench: $(VENV)/.installed
 	@status=0; for script in bench/extract_*.py bench/street_manager.py; do echo "== $$script"; $(PY) $$script || status=1; echo; done; exit $$status
+
+# The container engine and the extractor image the container tests use (podman's Docker API; each
+# step cached: a few minutes the first time, under a second after). The tests do this themselves;
+# this target does it ahead of them.
+containers: $(VENV)/.installed
+	$(PY) scripts/container_setup.py build
 
 # Regenerate the pinned lock from requirements.in (needs the package registry).
 lock:

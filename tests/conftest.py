@@ -207,3 +207,4 @@ def postgres(postgres_server, monkeypatch):
     finally:
         with psycopg.connect(dbname="postgres", **admin) as conn:
             conn.execute(f'drop database if exists "{name}" with (force)')
+

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,6 +32,7 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+@pytest.mark.timeout(1200)  # the whole demo: every source, every dbt model, under the real scheduler
 def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
     from civic_pipelines.replay.seattle import SeattleCrimeDataset
 
@@ -47,8 +49,20 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
         "CIVIC_AIRFLOW_PORT": str(api_port),
         "CIVIC_REPLAY_PORT": str(replay_port),
     })
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py")], env=env, cwd=ROOT,
-                            capture_output=True, text=True, timeout=1500)
+    demo = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "demo.py")], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        stdout, _ = demo.communicate(timeout=1500)
+    finally:
+        if demo.poll() is None:
+            # A timeout (ours or pytest's) must not leave Airflow running: the demo stops every
+            # process it started on SIGTERM.
+            demo.terminate()
+            try:
+                demo.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                demo.kill()
+    result = subprocess.CompletedProcess(demo.args, demo.returncode, stdout, "")
     output = result.stdout + result.stderr
     (run_dir / "demo-output.txt").write_text(output)
     assert result.returncode == 0, output[-5000:]
@@ -57,6 +71,9 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
     for source in sources.names():
         assert f"{source}=success" in output.split("Outcome    :", 1)[1].splitlines()[0], source
     assert f"Airflow UI : http://127.0.0.1:{api_port}" in output
+    # the run ends by printing the dashboard's address, which answered
+    assert f"Dashboard  : http://127.0.0.1:{api_port}/civic/" in output.split("Outcome    :", 1)[1]
+    assert "the dashboard did not answer" not in output
 
     # Everything it started is gone.
     assert not port_open(api_port) and not port_open(replay_port)

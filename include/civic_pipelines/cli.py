@@ -3,6 +3,7 @@
     civic extract --source seattle_crime --month 2023-01 [--part P] [--lake PATH_OR_URL] [--force] [--dry-run]
     civic replay [--host 127.0.0.1] [--port 8765]
     civic sources
+    civic dashboard [--host 127.0.0.1] [--port 8050]
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ def _replay(args) -> int:
     from civic_pipelines.replay.server import serve_forever
 
     serve_forever(args.host, args.port)
+    return 0
+
+
+def _dashboard(args) -> int:
+    from civic_pipelines.dashboard.app import serve
+
+    serve(args.host, args.port)
     return 0
 
 
@@ -69,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--host", default="127.0.0.1")
     replay.add_argument("--port", type=int, default=8765)
     replay.set_defaults(func=_replay)
+
+    dashboard = commands.add_parser("dashboard", help="serve the dashboard alone (the Airflow plugin's app) at /civic/")
+    dashboard.add_argument("--host", default="127.0.0.1")
+    dashboard.add_argument("--port", type=int, default=8050)
+    dashboard.set_defaults(func=_dashboard)
 
     listing = commands.add_parser("sources", help="list sources, cadence, first month and connection id")
     listing.add_argument("--json", action="store_true")

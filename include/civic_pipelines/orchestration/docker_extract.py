@@ -69,4 +69,7 @@ def docker_kwargs() -> dict:
         "image": get_variable("civic_extractor_image", "civic-extractor:latest"),
         "docker_url": get_variable("civic_docker_url", os.environ.get("DOCKER_HOST", "unix://var/run/docker.sock")),
         "network_mode": get_variable("civic_docker_network", "bridge"),
+        # uid[:gid] the extractor runs as (empty: the image's root), e.g. "50000:0" so the blocks it
+        # lands belong to Astro's `astro` user like the local mode's do.
+        "user": get_variable("civic_docker_user", "") or None,
     }

@@ -1,0 +1,38 @@
+"""Where the dashboard reads from: every path from the project's settings or an environment variable.
+
+| variable | default | what |
+|---|---|---|
+| `CIVIC_WAREHOUSE` | `<data>/warehouse.duckdb` | the DuckDB warehouse (read through snapshots, see warehouse.py) |
+| `CIVIC_LAKE` | `<data>/lake` | the lake, for the block manifests on the overview |
+| `CIVIC_DBT_MANIFEST` | `dbt/target/manifest.json` | model descriptions for the "which model feeds this chart" links, test-to-source mapping |
+| `CIVIC_DBT_RUN_RESULTS` | `dbt/target/run_results.json` | a dbt `run_results.json`, or a folder searched for them (newest result per test wins) |
+| `CIVIC_BOUNDARIES` | `<data>/boundaries` | drop-in boundary GeoJSON files, `<city>.geojson` (see boundaries.py) |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from civic_pipelines import settings
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    warehouse: str
+    lake: str
+    dbt_manifest: Path
+    dbt_run_results: Path
+    boundaries: Path
+
+    @classmethod
+    def from_env(cls) -> "DashboardConfig":
+        target = settings.dbt_project_dir() / "target"
+        return cls(
+            warehouse=settings.warehouse_path(),
+            lake=settings.lake_url(),
+            dbt_manifest=Path(os.environ.get("CIVIC_DBT_MANIFEST", target / "manifest.json")),
+            dbt_run_results=Path(os.environ.get("CIVIC_DBT_RUN_RESULTS", target / "run_results.json")),
+            boundaries=Path(os.environ.get("CIVIC_BOUNDARIES", settings.data_dir() / "boundaries")),
+        )
