@@ -26,10 +26,11 @@ from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from dbt_helpers import dbt_build, query
 
 ROOT = Path(__file__).resolve().parents[1]
 DBT_DIR = ROOT / "dbt"
@@ -84,29 +85,6 @@ def land(lake: Path, provider: str, force: bool = False) -> dict:
     manifest = run_block("mds", MONTH, part=provider, lake=str(lake), force=force)
     assert not manifest["skipped"] and manifest["complete"] and manifest["rows"] > 0, manifest
     return manifest
-
-
-def dbt_build(work: Path, select: list[str]) -> dict:
-    """`dbt build --select ...` in-process against $CIVIC_LAKE / $CIVIC_WAREHOUSE, with its own target
-    and log folders (never dbt/target, the manifest Cosmos reads). Returns {node name: (status, failures)}."""
-    from dbt.cli.main import dbtRunner
-
-    args = [
-        "build", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR),
-        "--target-path", str(work / "dbt_target"), "--log-path", str(work / "dbt_logs"),
-        "--select", *select,
-    ]
-    result = dbtRunner().invoke(args)
-    assert result.exception is None, result.exception
-    nodes = {r.node.name: (str(r.status), r.failures) for r in result.result.results}
-    assert result.success, {name: state for name, state in nodes.items() if state[0] not in ("success", "pass", "warn")}
-    return nodes
-
-
-def query(warehouse: Path, sql: str) -> list[tuple]:
-    # read-write, like dbt's own connection in this process (a read-only open would conflict with it)
-    with duckdb.connect(str(warehouse)) as con:
-        return con.sql(sql).fetchall()
 
 
 def block_file(lake: Path, provider: str, table: str = "data") -> Path:

@@ -25,10 +25,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from dbt_helpers import dbt_build, query
 
 ROOT = Path(__file__).resolve().parents[1]
 DBT_DIR = ROOT / "dbt"
@@ -94,30 +95,6 @@ def land_all(lake: Path) -> dict:
     for key, manifest in manifests.items():
         assert not manifest["skipped"] and manifest["rows"] > 0, (key, manifest)
     return manifests
-
-
-def dbt_build(work: Path, select: list[str]) -> dict:
-    """`dbt build --select ...` in-process against $CIVIC_LAKE / $CIVIC_WAREHOUSE. Its own target and
-    log folders, so it never touches dbt/target (the manifest Cosmos reads). Returns
-    {node name: (status, failures)}."""
-    from dbt.cli.main import dbtRunner
-
-    args = [
-        "build", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR),
-        "--target-path", str(work / "dbt_target"), "--log-path", str(work / "dbt_logs"),
-        "--select", *select,
-    ]
-    result = dbtRunner().invoke(args)
-    assert result.exception is None, result.exception
-    nodes = {r.node.name: (str(r.status), r.failures) for r in result.result.results}
-    assert result.success, {name: state for name, state in nodes.items() if state[0] not in ("success", "pass", "warn")}
-    return nodes
-
-
-def query(warehouse: Path, sql: str) -> list[tuple]:
-    # read-write, like dbt's own connection in this process (a read-only open would conflict with it)
-    with duckdb.connect(str(warehouse)) as con:
-        return con.sql(sql).fetchall()
 
 
 def permit_file(lake: Path, month: str, part: str = "permit") -> Path:

@@ -134,33 +134,47 @@ def write_manifest(location: BlockLocation, manifest: dict) -> None:
     _rename(filesystem, tmp, f"{folder}/{MANIFEST_FILE}")
 
 
+def read_block_table(location: BlockLocation, name: str = DATA_FILE) -> pa.Table | None:
+    """One landed file of the block (``data.parquet``, ``events.parquet``, ...); None if absent."""
+    filesystem, _ = _filesystem(location.lake)
+    try:
+        with filesystem.open_input_file(_fs_path(location, name)) as handle:
+            return pq.read_table(handle)
+    except (FileNotFoundError, OSError):
+        return None
+
+
+_CHANGED_SQL = """
+    with o as (select "{key}" as k, hash(struct_pack({columns})) as h from {old}),
+         n as (select "{key}" as k, hash(struct_pack({columns})) as h from {new})
+    select count(*) filter (where o.k is null),
+           count(*) filter (where n.k is null),
+           count(*) filter (where o.k is not null and n.k is not null and o.h <> n.h)
+    from o full outer join n on o.k = n.k
+"""
+
+
+def _compare(con, old: str, new: str, columns: list[str], key: str, params: list | None = None) -> dict:
+    """Added, removed and changed keys between two relations (the landing time is not content)."""
+    quoted = ", ".join(f'"{c}"' for c in columns if c not in HASH_EXCLUDED)
+    added, removed, changed = con.execute(
+        _CHANGED_SQL.format(key=key, columns=quoted, old=old, new=new), params or []).fetchone()
+    return {"added": added, "removed": removed, "changed": changed}
+
+
 def rows_changed(location: BlockLocation, new: pa.Table, key: str) -> dict:
     """How the new landing differs from the block in place, by natural key: added, removed, and
     kept keys whose row content changed (the landing time is not content)."""
     import duckdb
 
-    filesystem, _ = _filesystem(location.lake)
-    try:
-        with filesystem.open_input_file(_fs_path(location, DATA_FILE)) as handle:
-            old = pq.read_table(handle)
-    except (FileNotFoundError, OSError):
+    old = read_block_table(location)
+    if old is None:
         return {"added": new.num_rows, "removed": 0, "changed": 0}
-    columns = [c for c in new.column_names if c not in HASH_EXCLUDED and c in old.column_names]
-    quoted = ", ".join(f'"{c}"' for c in columns)
+    columns = [c for c in new.column_names if c in old.column_names]
     with duckdb.connect() as con:
         con.register("old_rows", old.select(columns))
         con.register("new_rows", new.select(columns))
-        added, removed, changed = con.execute(
-            f"""
-            with o as (select "{key}" as k, hash(struct_pack({quoted})) as h from old_rows),
-                 n as (select "{key}" as k, hash(struct_pack({quoted})) as h from new_rows)
-            select count(*) filter (where o.k is null),
-                   count(*) filter (where n.k is null),
-                   count(*) filter (where o.k is not null and n.k is not null and o.h <> n.h)
-            from o full outer join n on o.k = n.k
-            """
-        ).fetchone()
-    return {"added": added, "removed": removed, "changed": changed}
+        return _compare(con, "old_rows", "new_rows", columns, key)
 
 
 def _rename(filesystem: pafs.FileSystem, source: str, destination: str) -> None:
@@ -368,16 +382,5 @@ def rows_changed_files(location: BlockLocation, new_path: str, key: str) -> dict
     with duckdb.connect() as con:
         columns = [row[0] for row in con.execute("describe select * from read_parquet(?)", [new_path]).fetchall()]
         old_columns = {row[0] for row in con.execute("describe select * from read_parquet(?)", [old_path]).fetchall()}
-        quoted = ", ".join(f'"{c}"' for c in columns if c not in HASH_EXCLUDED and c in old_columns)
-        added, removed, changed = con.execute(
-            f"""
-            with o as (select "{key}" as k, hash(struct_pack({quoted})) as h from read_parquet(?)),
-                 n as (select "{key}" as k, hash(struct_pack({quoted})) as h from read_parquet(?))
-            select count(*) filter (where o.k is null),
-                   count(*) filter (where n.k is null),
-                   count(*) filter (where o.k is not null and n.k is not null and o.h <> n.h)
-            from o full outer join n on o.k = n.k
-            """,
-            [old_path, new_path],
-        ).fetchone()
-    return {"added": added, "removed": removed, "changed": changed}
+        return _compare(con, "read_parquet(?)", "read_parquet(?)", [c for c in columns if c in old_columns], key,
+                        [old_path, new_path])

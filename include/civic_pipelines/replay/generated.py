@@ -36,20 +36,11 @@ import tomllib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from civic_pipelines.months import month_range
 from civic_pipelines.replay.seeds import seed_for
 
 _SALT = 0x5EED_50DA
 _KINDS = {"sequence", "within", "after", "values", "range", "table"}
-
-
-def _months_between(first: str, last: str) -> list[str]:
-    y, m = int(first[:4]), int(first[5:7])
-    ly, lm = int(last[:4]), int(last[5:7])
-    out = []
-    while (y, m) <= (ly, lm):
-        out.append(f"{y:04d}-{m:02d}")
-        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
-    return out
 
 
 def _floating(moment: datetime) -> str:
@@ -128,7 +119,7 @@ class GeneratedSodaDataset:
                 for name in self.wire if name in self.generators]
 
     def months(self) -> list[str]:
-        return _months_between(self.first_month, self.last_month)
+        return month_range(self.first_month, self.last_month)
 
     def month_count(self, month: str) -> int:
         if self.rows_per_month is not None:
@@ -291,15 +282,9 @@ class GeneratedSodaSource:
 
     def months_in(self, low: str | None, low_strict: bool, high: str | None, high_strict: bool) -> list[str]:
         """Months a date-field interval touches, clipped to the dataset's range."""
-        first, last = self.dataset.first_month, self.dataset.last_month
-        lo_month = max(first, low[:7]) if low is not None else first
-        hi_month = min(last, high[:7]) if high is not None else last
-        if high is not None and high_strict and high[7:] == "-01T00:00:00.000":
-            y, m = int(high[:4]), int(high[5:7])
-            hi_month = min(last, f"{y - (m == 1):04d}-{(m - 2) % 12 + 1:02d}")
-        if lo_month > hi_month:
-            return []
-        return _months_between(lo_month, hi_month)
+        from civic_pipelines.replay.soda import months_touched
+
+        return months_touched(self.dataset.first_month, self.dataset.last_month, low, high, high_strict)
 
     def records(self, month: str) -> list[tuple[dict, dict]]:
         return self.dataset.records(month)

@@ -32,6 +32,21 @@ _SODA2_TYPE = {"calendar_date": "floating_timestamp", "number": "number", "text"
 _MALFORMED = "query.compiler.malformed"
 
 
+def months_touched(first: str, last: str, low: str | None, high: str | None, high_strict: bool) -> list[str]:
+    """The months (within first..last) that a partition-field interval from ``field_bounds`` can
+    touch; a strict upper bound at a month's first instant excludes that month."""
+    from civic_pipelines.months import month_range
+
+    lo_month = max(first, low[:7]) if low is not None else first
+    hi_month = min(last, high[:7]) if high is not None else last
+    if high is not None and high_strict and high[7:] == "-01T00:00:00.000":
+        y, m = int(high[:4]), int(high[5:7])
+        hi_month = min(last, f"{y - (m == 1):04d}-{(m - 2) % 12 + 1:02d}")
+    if lo_month > hi_month:
+        return []
+    return month_range(lo_month, hi_month)
+
+
 class SeattleSodaSource:
     """Adapts a :class:`~civic_pipelines.replay.seattle.SeattleCrimeDataset` to the SODA service."""
 
@@ -74,15 +89,7 @@ class SeattleSodaSource:
 
     def months_in(self, low: str | None, low_strict: bool, high: str | None, high_strict: bool) -> list[str]:
         """Months a report-time interval touches, clipped to the dataset's range."""
-        first, last = self._seattle.FIRST_MONTH, self._seattle.LAST_MONTH
-        lo_month = max(first, low[:7]) if low is not None else first
-        hi_month = min(last, high[:7]) if high is not None else last
-        if high is not None and high_strict and high[7:] == "-01T00:00:00.000":
-            y, m = int(high[:4]), int(high[5:7])
-            hi_month = min(last, f"{y - (m == 1):04d}-{(m - 2) % 12 + 1:02d}")
-        if lo_month > hi_month:
-            return []
-        return self._seattle.months_between(lo_month, hi_month)
+        return months_touched(self._seattle.FIRST_MONTH, self._seattle.LAST_MONTH, low, high, high_strict)
 
     def records(self, month: str) -> list[tuple[dict, dict]]:
         return self.dataset.records_for_month(month)

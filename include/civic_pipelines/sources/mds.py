@@ -834,15 +834,10 @@ def _incomplete_watermark(marker: str) -> str:
 
 def _read_previous_table(location, name: str, schema_: pa.Schema) -> pa.Table | None:
     """One of the block's landed tables, cast to the current schema; None when unreadable."""
-    import pyarrow.parquet as pq
+    from civic_pipelines.lake import read_block_table
 
-    from civic_pipelines import lake
-
-    filesystem, _ = lake._filesystem(location.lake)
-    try:
-        with filesystem.open_input_file(lake._fs_path(location, f"{name}.parquet")) as handle:
-            table = pq.read_table(handle)
-    except (FileNotFoundError, OSError):
+    table = read_block_table(location, f"{name}.parquet")
+    if table is None:
         return None
     try:
         return table.select(schema_.names).cast(schema_)
