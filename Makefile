@@ -28,8 +28,10 @@ manifest: dbt/target/manifest.json
 demo: setup
 	$(PY) scripts/demo.py
 
+# Two lanes (the machine's two cores): the demo, which waits on the scheduler most of its time,
+# runs in one while the rest of the suite shares the other.
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 # Every bench/extract_*.py in turn (each prints its own figures; none asserts a speed); a failing
 # script does not stop the others, but fails the target. Needs the venv only, not the dbt manifest.

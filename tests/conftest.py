@@ -8,11 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from reliability_plugin import pytest_configure, pytest_runtest_makereport, reliability  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))
 
 # Isolate everything a test run writes, before Airflow or the package read their settings.
 _RUN_DIR = Path(os.environ.get("CIVIC_TEST_DIR", ROOT / "test-output")).resolve()
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One folder per pytest-xdist lane: its own Airflow metadata DB (two `airflow db migrate` on one
+    # SQLite file race), lake and warehouse (DuckDB allows one writing process per file).
+    _RUN_DIR = _RUN_DIR / os.environ["PYTEST_XDIST_WORKER"]
 _RUN_DIR.mkdir(parents=True, exist_ok=True)
 os.environ.setdefault("CIVIC_DATA_DIR", str(_RUN_DIR / "data"))
 os.environ["CIVIC_LAKE"] = str(_RUN_DIR / "data" / "lake")

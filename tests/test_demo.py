@@ -32,6 +32,7 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+@pytest.mark.xdist_group("demo")
 @pytest.mark.timeout(1200)  # the whole demo: every source, every dbt model, under the real scheduler
 def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
     from civic_pipelines.replay.seattle import SeattleCrimeDataset

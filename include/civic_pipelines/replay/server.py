@@ -23,6 +23,25 @@ the data endpoints such as ``/resource/``):
     malformed_row   the next n data pages each get two contract-breaking rows (one without the
                     key, one with an unparsable timestamp; the API module makes them)
     duplicate_row   the page's first row repeated with a later timestamp (API module applies it)
+    status_500      500 (a burst of n)
+    status_502      502 with an HTML body, as a load balancer sends it (a burst of n)
+    status_401      401 ``invalid_token``: an expired or revoked credential (API modules whose
+                    real service answers otherwise, e.g. ArcGIS's 498, replace the body)
+    delay           the next n data requests wait ``delay_seconds`` before answering, so a client
+                    with a shorter read timeout times out
+
+Fault switches an API module implements where its API has the notion (the module's docstring says
+which; ``fired`` shows whether one did):
+
+    empty_month     the next n block queries find no records (or an archive with none)
+    page_overlap    the next n pages start with the last rows of the previous page, as offset
+                    paging does when rows are inserted ahead of the cursor while it walks
+    drop_field      the next n pages lose one contract field entirely
+    new_field       the next n pages carry a field the contract lacks
+    retype_field    the next n pages carry one field as another JSON type (a number as text)
+    truncate_archive  the next n archive downloads end early (a complete HTTP response of a
+                    truncated file)
+    corrupt_archive   the next n archive downloads have garbage bytes in the middle
 """
 
 from __future__ import annotations
@@ -40,7 +59,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-FAULTS = ("status_429", "status_503", "status_202", "reset_mid_page", "malformed_row", "duplicate_row")
+FAULTS = ("status_429", "status_503", "status_202", "reset_mid_page", "malformed_row", "duplicate_row",
+          "status_500", "status_502", "status_401", "delay",
+          "empty_month", "page_overlap", "drop_field", "new_field", "retype_field",
+          "truncate_archive", "corrupt_archive")
 CONTROL_PREFIX = "/_replay/"
 
 
@@ -56,6 +78,7 @@ class Faults:
         self._counts = {name: 0 for name in FAULTS}
         self.fired = {name: 0 for name in FAULTS}
         self.retry_after: float = 1
+        self.delay_seconds: float = 2
 
     def set(self, **values) -> None:
         self.update(values)
@@ -63,13 +86,13 @@ class Faults:
     def update(self, values: dict) -> None:
         with self._lock:
             for name, value in values.items():
-                if name == "retry_after":
+                if name in ("retry_after", "delay_seconds"):
                     if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                        raise ValueError("retry_after must be a number of seconds >= 0")
-                    self.retry_after = value
+                        raise ValueError(f"{name} must be a number of seconds >= 0")
+                    setattr(self, name, value)
                     continue
                 if name not in self._counts:
-                    raise ValueError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}, retry_after")
+                    raise ValueError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}, retry_after, delay_seconds")
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                     raise ValueError(f"fault {name} needs a count >= 0")
                 self._counts[name] = value
@@ -96,10 +119,12 @@ class Faults:
                 self._counts[name] = 0
                 self.fired[name] = 0
             self.retry_after = 1
+            self.delay_seconds = 2
 
     def snapshot(self) -> dict:
         with self._lock:
-            return {**self._counts, "retry_after": self.retry_after, "fired": dict(self.fired)}
+            return {**self._counts, "retry_after": self.retry_after, "delay_seconds": self.delay_seconds,
+                    "fired": dict(self.fired)}
 
 
 class ReplayState:
@@ -373,6 +398,17 @@ class ReplayServer:
                                        "message": "Service temporarily unavailable"})
         if faults.take("status_202"):
             return Response(202, route.processing_body, {"X-SODA2-Warning": "processing; retry the same request"})
+        if faults.take("status_500"):
+            return json_response(500, {"code": "internal_error", "error": True, "message": "Internal server error"})
+        if faults.take("status_502"):
+            return Response(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", {},
+                            content_type="text/html")
+        if faults.take("status_401"):
+            return json_response(401, {"code": "invalid_token", "error": True,
+                                       "message": "The access token expired or was revoked"},
+                                 {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        if faults.take("delay"):
+            time.sleep(faults.delay_seconds)
         return None
 
     def _control(self, request: Request) -> Response:
