@@ -29,6 +29,13 @@ RETRY_STATUSES = (202, 429, 500, 502, 503, 504)
 DEFAULT_TIMEOUT = (10, 120)  # connect, read (seconds)
 
 
+def request_timeout() -> tuple[float, float]:
+    """(connect, read) seconds; ``CIVIC_HTTP_READ_TIMEOUT`` shortens the read side (the fault
+    tests use it to make a stalled answer time out quickly)."""
+    read = os.environ.get("CIVIC_HTTP_READ_TIMEOUT")
+    return (DEFAULT_TIMEOUT[0], float(read)) if read else DEFAULT_TIMEOUT
+
+
 def _backoff_factor() -> float:
     return float(os.environ.get("CIVIC_HTTP_BACKOFF", "0.5"))
 
@@ -82,12 +89,12 @@ class SourceHTTPError(RuntimeError):
     """A non-retryable answer from the source (after retries), with the API's own message."""
 
 
-def get_bytes(session: requests.Session, url: str, params: dict | None = None, timeout=DEFAULT_TIMEOUT) -> bytes:
+def get_bytes(session: requests.Session, url: str, params: dict | None = None, timeout=None) -> bytes:
     """GET a whole body, retried as a unit if the body is cut short; raises on a final HTTP error."""
 
     @page_retry
     def _get() -> bytes:
-        response = session.get(url, params=params, timeout=timeout, stream=True)
+        response = session.get(url, params=params, timeout=timeout or request_timeout(), stream=True)
         try:
             # One read of the raw body: requests' .content assembles 10 kB chunks in Python, which
             # costs a third of the transfer time on a 25 MB page.

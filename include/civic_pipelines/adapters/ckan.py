@@ -103,7 +103,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from civic_pipelines.http import (
-    DEFAULT_TIMEOUT,
+    request_timeout,
     RETRY_STATUSES,
     SourceHTTPError,
     TransientBodyError,
@@ -753,7 +753,7 @@ class CkanResourceSource:
 
         @page_retry
         def attempt():
-            response = session.get(url, stream=True, timeout=DEFAULT_TIMEOUT, headers=headers)
+            response = session.get(url, stream=True, timeout=request_timeout(), headers=headers)
             with response:
                 if response.status_code >= 400 or response.status_code in RETRY_STATUSES and response.status_code != 200:
                     snippet = response.raw.read(300, decode_content=True) or b""

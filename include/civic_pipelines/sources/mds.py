@@ -77,7 +77,7 @@ import requests
 
 from civic_pipelines import connections
 from civic_pipelines.http import (
-    DEFAULT_TIMEOUT,
+    request_timeout,
     RETRY_STATUSES,
     SourceHTTPError,
     TransientBodyError,
@@ -403,7 +403,7 @@ class Auth:
             response = self.session.post(
                 provider.token_url, data={"grant_type": "client_credentials"},
                 auth=(provider.client_id, provider.secret), headers={"Accept": "application/json"},
-                timeout=DEFAULT_TIMEOUT, **self.settings(provider.token_url))
+                timeout=request_timeout(), **self.settings(provider.token_url))
             if response.status_code in RETRY_STATUSES and response.status_code != 200 and attempt < TOKEN_ATTEMPTS - 1:
                 wait = _retry_after(response.headers.get("Retry-After"), 0.5 * 2 ** attempt)
                 response.close()
@@ -492,7 +492,7 @@ class Client:
         def attempt() -> tuple[int, bytes, dict]:
             headers = {"Accept": self.provider.accept, **self.auth.headers()}
             self.counters["requests"] += 1
-            response = self.session.get(url, params=params, headers=headers, timeout=DEFAULT_TIMEOUT, stream=True,
+            response = self.session.get(url, params=params, headers=headers, timeout=request_timeout(), stream=True,
                                         **self.settings(url))
             try:
                 body = response.raw.read(decode_content=True)

@@ -83,7 +83,7 @@ import pyarrow as pa
 from civic_pipelines.adapters.ckan import Utf8Stream, ZipMemberStream
 from civic_pipelines.http import (
     BODY_ERRORS,
-    DEFAULT_TIMEOUT,
+    request_timeout,
     RETRY_STATUSES,
     SourceHTTPError,
     TransientBodyError,
@@ -397,7 +397,7 @@ def presigned_url(session, connection, identifier: str) -> str:
 
     @page_retry
     def attempt() -> tuple[int, bytes]:
-        response = session.get(url, timeout=DEFAULT_TIMEOUT)
+        response = session.get(url, timeout=request_timeout())
         return response.status_code, response.content
 
     status, body = attempt()
@@ -433,7 +433,7 @@ def with_fresh_url(session, connection, identifier: str, consume, headers: dict 
     for attempt in range(1, URL_ATTEMPTS + 1):
         signed = presigned_url(session, connection, identifier)
         try:
-            response = session.get(signed, stream=True, timeout=DEFAULT_TIMEOUT, headers=headers)
+            response = session.get(signed, stream=True, timeout=request_timeout(), headers=headers)
         except BODY_ERRORS as error:
             last = f"{type(error).__name__}: {error}"
             log.warning("srwr %s: download attempt %d failed (%s); asking for a new URL", identifier, attempt, last)

@@ -73,7 +73,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from civic_pipelines.http import BODY_ERRORS, DEFAULT_TIMEOUT, SourceHTTPError, TransientBodyError
+from civic_pipelines.http import BODY_ERRORS, request_timeout, SourceHTTPError, TransientBodyError
 from civic_pipelines.months import current_month, next_month, parse_month
 from civic_pipelines.sources.base import NotPublished, SchemaDriftError, SourceSpec
 
@@ -252,7 +252,7 @@ def probe(session, connection, month: str, part: str) -> dict:
         due = next_month(parse_month(month))
         raise NotPublished(f"the {part} archive for {month} is published on {due.isoformat()}, after the month ends")
     url = archive_url(connection, part, month)
-    response = session.head(url, timeout=DEFAULT_TIMEOUT, allow_redirects=True)
+    response = session.head(url, timeout=request_timeout(), allow_redirects=True)
     response.close()
     if response.status_code == 404:
         raise NotPublished(f"no {part} archive for {month} at {url} (HTTP 404): DfT publishes a month on the 1st "
@@ -330,7 +330,7 @@ class Download:
                 if self.etag:
                     headers["If-Range"] = self.etag
             try:
-                with self.session.get(self.url, stream=True, timeout=DEFAULT_TIMEOUT, headers=headers) as response:
+                with self.session.get(self.url, stream=True, timeout=request_timeout(), headers=headers) as response:
                     self._response = response
                     self._check(response)
                     for piece in response.iter_content(chunk_size=HTTP_PIECE):
