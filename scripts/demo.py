@@ -155,11 +155,11 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 2.0):
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def http_ok(url: str) -> bool:
+def http_ok(url: str, timeout: float = 2) -> bool:
     import requests
 
     try:
-        return requests.get(url, timeout=2).status_code < 500
+        return requests.get(url, timeout=timeout).status_code < 500
     except requests.RequestException:
         return False
 
@@ -312,7 +312,9 @@ def main() -> int:
         print_results(data)
         print(f"Airflow UI : http://127.0.0.1:{api_port}")
         dashboard = f"http://127.0.0.1:{api_port}/civic/"
-        if not http_ok(dashboard):
+        try:  # its first page opens a snapshot of the warehouse: seconds on a loaded machine
+            wait_for(lambda: http_ok(dashboard, timeout=30), 120, "the dashboard", interval=3)
+        except TimeoutError:
             log(f"the dashboard did not answer at {dashboard} (see {logs / 'airflow.log'})")
         print(f"Lake       : {data / 'lake'}")
         print(f"Warehouse  : {data / 'warehouse.duckdb'}")
