@@ -99,8 +99,9 @@ def run_block(source: str, month: str, lake: str | None = None, force: bool = Fa
             }
         landed_at = datetime.now(timezone.utc)
         # A source that completes a block over several runs (MDS hours not yet published) reads
-        # what the previous landing holds.
-        for name, value in (("previous", previous), ("location", location)):
+        # what the previous landing holds; one that guards a landing (refusing to empty it) is told
+        # whether the run is forced.
+        for name, value in (("previous", previous), ("location", location), ("force", force)):
             function = module.stream_block if hasattr(module, "stream_block") else module.extract_block
             if _accepts(function, name):
                 part_kwargs[name] = value
