@@ -32,8 +32,8 @@ GET does not accept HEAD either). The download route is ``faultable``: the core'
 and ``reset_mid_page`` apply to it (step 1 is not faultable).
 
 **Fault switches this module implements** (``POST /_replay/faults``), each taken by the next n
-*full* downloads (not the probe's ranged ``GET``, and not while a ``reset_mid_page`` is pending,
-so the download that a reset cuts is not the faulted one)::
+*full* downloads (not while a ``reset_mid_page`` is pending, so the download that a reset cuts
+is not the faulted one)::
 
     malformed_row     two broken lines for the file's first activity: a ``007`` cut to six
                       fields and an ``008`` whose start date is ``not-a-date``
@@ -49,9 +49,12 @@ so the download that a reset cuts is not the faulted one)::
     truncate_archive  the zip ends at 60 % of its bytes, inside the CSV member (a complete HTTP
                       response of a truncated file)
     corrupt_archive   16 bytes in the middle of the zip (the CSV's deflate data) overwritten
-    status_401        the export API needs no credential (contract); its one credential-like
-                      thing is the pre-signed URL, so this switch makes step 1 issue an already
-                      expired URL, which step 2 refuses with S3's 403 ``AccessDenied``
+
+While one is pending, a ranged ``GET`` (the probe's first byte) already describes the faulted file
+(its bytes, ``ETag`` and length) without taking it, as it would if SRWR had published that file.
+The export API needs no credential (contract), so the core's ``status_401`` has no SRWR meaning
+(it answers the core's 401 on step 2); the credential-like thing here is the pre-signed URL, whose
+expiry is ``expire_next_urls`` (S3's 403 ``AccessDenied``, "Request has expired").
 
 **The file.** One CSV member named ``{identifier}.csv``, UTF-8, CRLF, no header, record type in
 ``row[1]`` and the activity id in ``row[2]`` on every line (contract). An activity is written as
@@ -542,10 +545,10 @@ class SrwrApi:
 
     # ------------------------------------------------------------ step 1
 
-    def presign(self, base: str, identifier: str, expired: bool = False) -> str:
+    def presign(self, base: str, identifier: str) -> str:
         with self._lock:
-            if not expired and self.expire_next_urls > 0:
-                expired = True
+            expired = self.expire_next_urls > 0
+            if expired:
                 self.expire_next_urls -= 1
             self.issued += 1
             ttl = self.url_ttl_seconds
@@ -575,8 +578,7 @@ class SrwrApi:
         identifier = rest[len("file/"):-len(".zip")]
         if self.dataset.resolve(identifier) is None:
             return _not_found(identifier)
-        expired = bool(request.state.faults.take("status_401"))  # see the docstring
-        return json_response(200, {"url": self.presign(base, identifier, expired=expired)})
+        return json_response(200, {"url": self.presign(base, identifier)})
 
     # ------------------------------------------------------------ step 2
 
@@ -616,10 +618,14 @@ class SrwrApi:
         range_header = request.headers.get("range")
         data = None
         faults = request.state.faults
-        if not range_header and faults.get("reset_mid_page") == 0:
-            taken = tuple(name for name in MODULE_FAULTS if faults.take(name))
-            if taken:
-                data, etag, modified = self.dataset.faulted_file(identifier, taken, self.fault_options.get("drop_field"))
+        if range_header:  # the probe: the file the next full download gets, not taking the faults
+            pending = tuple(name for name in MODULE_FAULTS if faults.get(name))
+        elif faults.get("reset_mid_page") == 0:
+            pending = tuple(name for name in MODULE_FAULTS if faults.take(name))
+        else:
+            pending = ()
+        if pending:
+            data, etag, modified = self.dataset.faulted_file(identifier, pending, self.fault_options.get("drop_field"))
         if data is None:
             data, etag, modified = self.dataset.file(identifier)
         headers = {"ETag": etag, "Last-Modified": http_date(modified), "Accept-Ranges": "bytes"}
