@@ -189,3 +189,35 @@ def test_a_standalone_server_is_deterministic():
         with srv:
             bodies.append(download(srv, "2021").content)
     assert bodies[0] == bodies[1]
+
+
+def test_data_faults_publish_a_changed_file_for_the_next_download(server):
+    clean = rows_of(download(server, "JAN").content)
+
+    def faulted(name: str, **config) -> requests.Response:
+        if config:
+            configure(server, config)
+        requests.post(f"{server.url}/_replay/faults", json={name: 1}, timeout=10).raise_for_status()
+        url = signed(server, "JAN")
+        probe = requests.get(url, headers={"Range": "bytes=0-0"}, timeout=10)  # looks, does not take
+        response = requests.get(url, timeout=30)
+        assert probe.status_code == 206 and probe.headers["ETag"] == response.headers["ETag"]
+        assert probe.headers["Content-Range"].endswith(f"/{len(response.content)}")
+        assert rows_of(download(server, "JAN").content) == clean  # the next download is clean again
+        return response
+
+    assert rows_of(faulted("empty_month").content) == []
+    dropped = rows_of(faulted("drop_field").content)
+    assert [r for r in dropped if r[1] == "001"] == [r[:5] + r[6:] for r in clean if r[1] == "001"]
+    assert [r for r in dropped if r[1] != "001"] == [r for r in clean if r[1] != "001"]
+    moved = rows_of(faulted("drop_field", fault_options={"drop_field": {"record_type": "008", "position": 20}}).content)
+    assert all(len(r) == RECORD_WIDTHS["008"] - 1 for r in moved if r[1] == "008")
+    assert rows_of(faulted("new_field").content) == [[*r, "replay-new-field"] for r in clean]
+    retyped = [r for r in rows_of(faulted("retype_field").content) if r[1] == "008"]
+    assert retyped and all(re.fullmatch(r"\d{2}/\d{2}/\d{4}", r[4]) and re.fullmatch(r"\d{4}", r[6]) for r in retyped)
+    whole = download(server, "JAN").content
+    cut = faulted("truncate_archive").content
+    assert cut == whole[: len(whole) * 6 // 10]
+    corrupt = faulted("corrupt_archive").content
+    assert len(corrupt) == len(whole) and corrupt != whole
+    configure(server, {"fault_options": {"drop_field": {"record_type": "001", "position": 1}}}, status=400)

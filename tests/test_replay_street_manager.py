@@ -287,3 +287,52 @@ def test_a_dropped_connection_sends_half_then_resets(sm):
     with pytest.raises(requests.exceptions.RequestException):
         requests.get(f"{sm.url}/permit/2024/03.zip", timeout=30).content  # noqa: B018
     assert requests.get(f"{sm.url}/permit/2024/03.zip", timeout=30).status_code == 200
+
+
+def test_data_faults_change_the_events_as_their_names_say():
+    from dataclasses import replace
+
+    base = ArchiveSpec("permit", "2024-03", 40)
+    events = list(archive_events(base))
+
+    def faulted(*faults, **options):
+        return replace(base, faults=faults, fault_options=tuple(options.items()))
+
+    assert build_archive(faulted("empty_month"))[:4] == b"PK\x05\x06"  # no member: the end record alone
+    dropped = members_of(build_archive(faulted("drop_field")))
+    assert all("permit_reference_number" not in e["object_data"] for e in dropped) and len(dropped) == 40
+    assert all("street_name" not in e["object_data"]
+               for e in members_of(build_archive(faulted("drop_field", drop_field="street_name"))))
+    assert all(e["object_data"]["replay_new_field"] for e in members_of(build_archive(faulted("new_field"))))
+    retyped = members_of(build_archive(faulted("retype_field")))
+    assert [e["object_data"]["usrn"] for e in retyped] == [int(e["object_data"]["usrn"]) for e in events]
+    # malformed_row: three more members after the 40 good ones' references (one of them is not JSON)
+    archive = build_archive(faulted("malformed_row"))
+    with pytest.raises(orjson.JSONDecodeError):
+        members_of(archive)
+    assert archive.count(b"PK\x03\x04") == 43 and archive.count(b"_no_key.json") == 2  # local + central
+    # truncate and corrupt: the same members up to the damage, no usable end
+    assert b"PK\x05\x06" not in build_archive(faulted("truncate_archive"))
+    whole, corrupt = build_archive(base), build_archive(faulted("corrupt_archive"))
+    assert len(corrupt) == len(whole) and corrupt != whole
+    between = build_archive(faulted("corrupt_archive", corrupt="between"))
+    assert len(between) == len(whole) + 64
+    assert base.key == ArchiveSpec("permit", "2024-03", 40).key != faulted("new_field").key
+
+
+def test_a_data_fault_is_the_published_object_until_a_download_takes_it(sm):
+    url = f"{sm.url}/permit/2024/03.zip"
+    normal = requests.head(url, timeout=30).headers
+    requests.post(f"{sm.url}/_replay/faults", json={"truncate_archive": 1}, timeout=10).raise_for_status()
+    head = requests.head(url, timeout=30).headers  # looks, does not take
+    assert head["ETag"] != normal["ETag"] and int(head["Content-Length"]) < int(normal["Content-Length"])
+    assert requests.head(url, timeout=30).headers["ETag"] == head["ETag"]
+    cut = requests.get(url, timeout=30)  # the download takes it: HEAD and GET agree
+    assert cut.headers["ETag"] == head["ETag"] and len(cut.content) == int(head["Content-Length"])
+    assert requests.head(url, timeout=30).headers["ETag"] == normal["ETag"]
+    fired = requests.get(f"{sm.url}/_replay/faults", timeout=10).json()["fired"]
+    assert fired["truncate_archive"] == 1
+    for bad in ({"fault_options": {"corrupt": "everywhere"}}, {"fault_options": {"nonsense": 1}},
+                {"fault_options": {"drop_field": 3}}):
+        response = requests.post(f"{sm.url}/_replay/config", json={"street_manager": bad}, timeout=30)
+        assert response.status_code == 400, bad

@@ -430,3 +430,33 @@ def test_a_download_cut_short_starts_again_with_a_new_url(server, lake):
     assert not manifest["skipped"] and manifest["url_attempts"] == 2
     assert manifest["rows"] == len(server.srwr.expected_month("2024-02")["001"])
     assert [e["status"] for e in step2(requests_log(server))] == [503, 206, 200, 200]
+
+
+def test_a_moved_column_fails_the_layout_check_and_a_trailing_one_does_not():
+    from civic_pipelines.sources.base import SchemaDriftError
+
+    def file(shift: bool, extra: bool = False) -> bytes:
+        text = ""
+        for i in range(6):
+            values = {4: "1", 10: "1"} if shift else {5: "1", 11: "1"}  # promoter id and latest phase, one left
+            text += line("001", f"A{i}", values, 13 if extra else 12)
+            text += undertaker(f"A{i}", f"2023-03-{i + 1:02d}")
+        return zipped(text)
+
+    fine = srwr.read_file([file(False)], "2023-03", "2023", date(2026, 11, 23), LANDED)
+    assert fine.data.num_rows == 6 and fine.stats["file_field_counts"]["001"] == {"12": 6}
+    trailing = srwr.read_file([file(False, extra=True)], "2023-03", "2023", date(2026, 11, 23), LANDED)
+    assert trailing.data.drop(["raw_fields", "field_count"]).equals(fine.data.drop(["raw_fields", "field_count"]))
+    with pytest.raises(SchemaDriftError, match=r"001 promoter_id \(row\[5\]\) is empty in all 6 records"):
+        srwr.read_file([file(True)], "2023-03", "2023", date(2026, 11, 23), LANDED)
+
+
+def test_deflate_data_that_does_not_inflate_is_a_damaged_download():
+    from civic_pipelines.http import TransientBodyError
+
+    text = "".join(line("001", f"A{i}", {5: "1", 11: "1"}, 12) + undertaker(f"A{i}", "2023-03-02") for i in range(50))
+    body = bytearray(zipped(text))
+    start = 30 + len("2023.csv")
+    body[start:start + 3] = b"\x07\xff\xff"  # a deflate block of the reserved type 3
+    with pytest.raises(TransientBodyError, match="does not inflate"):
+        srwr.read_file([bytes(body)], "2023-03", "2023", date(2026, 11, 23), LANDED)

@@ -99,8 +99,9 @@ def run_block(source: str, month: str, lake: str | None = None, force: bool = Fa
             }
         landed_at = datetime.now(timezone.utc)
         # A source that completes a block over several runs (MDS hours not yet published) reads
-        # what the previous landing holds.
-        for name, value in (("previous", previous), ("location", location)):
+        # what the previous landing holds; one that guards a landing (refusing to empty it) is told
+        # whether the run is forced.
+        for name, value in (("previous", previous), ("location", location), ("force", force)):
             function = module.stream_block if hasattr(module, "stream_block") else module.extract_block
             if _accepts(function, name):
                 part_kwargs[name] = value
@@ -111,7 +112,9 @@ def run_block(source: str, month: str, lake: str | None = None, force: bool = Fa
 
     quarantined = block.quarantine.num_rows if block.quarantine is not None else 0
     sha = content_sha256_all(block.data, block.tables)
-    if previous and not force and previous.get("sha256") == sha:
+    # Unchanged means the same rows and the same rejects: a source that fixed its bad records
+    # re-lands, so the quarantine does not keep rejects the source no longer has.
+    if previous and not force and previous.get("sha256") == sha and (previous.get("quarantined") or 0) == quarantined:
         return _unchanged(location, previous, probed, landed_at, manifest, sha, started)
     manifest.update(
         {
@@ -158,7 +161,8 @@ def _run_streamed(module, session, connection, location, month, probed, landed_a
         stats = module.stream_block(session, connection, month, probed, landed_at=landed_at, writer=writer,
                                     **part_kwargs)
         sha = writer.sha256
-        if previous and not force and previous.get("sha256") == sha:
+        if previous and not force and previous.get("sha256") == sha and \
+                (previous.get("quarantined") or 0) == writer.quarantined:
             writer.abort()
             return _unchanged(location, previous, probed, landed_at, manifest, sha, started)
         writer.finish()

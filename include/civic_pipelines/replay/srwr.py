@@ -28,10 +28,33 @@ tampered or missing signature is a 403 ``SignatureDoesNotMatch``, an expired one
 documented (contract: fetch it right away, never cache it); here it is ``url_ttl_seconds``. The
 download answers ``ETag`` (MD5 of the body, S3 style), ``Last-Modified``, ``Content-Length``,
 ``Accept-Ranges`` and one byte range (206/416); ``HEAD`` is not offered (an S3 URL pre-signed for
-GET does not accept HEAD either). The download route is ``faultable``: the core's 429/503/
-``reset_mid_page`` apply, ``malformed_row`` adds two broken lines to the next n full downloads (a
-``007`` cut to six fields and an ``008`` whose start date is ``not-a-date``, both for the file's
-first activity).
+GET does not accept HEAD either). The download route is ``faultable``: the core's ``status_*``, ``delay``
+and ``reset_mid_page`` apply to it (step 1 is not faultable).
+
+**Fault switches this module implements** (``POST /_replay/faults``), each taken by the next n
+*full* downloads (not while a ``reset_mid_page`` is pending, so the download that a reset cuts
+is not the faulted one)::
+
+    malformed_row     two broken lines for the file's first activity: a ``007`` cut to six
+                      fields and an ``008`` whose start date is ``not-a-date``
+    empty_month       the zip holds the CSV with no line at all
+    drop_field        one column is gone from every record of one type: the fields after it move
+                      left, as in a headerless CSV they would (``fault_options.drop_field``
+                      ``{"record_type": "001", "position": 5}`` by default: the activity's
+                      promoter id)
+    new_field         every record gains a trailing field the contract lacks
+    retype_field      the ``008`` dates and times change format: ``DD/MM/YYYY`` and ``HHMM``
+                      instead of ``YYYY-MM-DD`` and ``HH:MM`` (in a CSV every value is text; a
+                      type change shows as a new format)
+    truncate_archive  the zip ends at 60 % of its bytes, inside the CSV member (a complete HTTP
+                      response of a truncated file)
+    corrupt_archive   16 bytes in the middle of the zip (the CSV's deflate data) overwritten
+
+While one is pending, a ranged ``GET`` (the probe's first byte) already describes the faulted file
+(its bytes, ``ETag`` and length) without taking it, as it would if SRWR had published that file.
+The export API needs no credential (contract), so the core's ``status_401`` has no SRWR meaning
+(it answers the core's 401 on step 2); the credential-like thing here is the pre-signed URL, whose
+expiry is ``expire_next_urls`` (S3's 403 ``AccessDenied``, "Request has expired").
 
 **The file.** One CSV member named ``{identifier}.csv``, UTF-8, CRLF, no header, record type in
 ``row[1]`` and the activity id in ``row[2]`` on every line (contract). An activity is written as
@@ -63,6 +86,7 @@ Configuration (``POST /_replay/config``), section ``srwr``::
     {"url_ttl_seconds": 300}          lifetime of a pre-signed URL
     {"expire_next_urls": 2}           the next n pre-signed URLs are issued already expired
     {"one_digit_share": 0.25, "undated_share": 0.03, "unknown_share": 0.15}
+    {"fault_options": {"drop_field": {"record_type": "008", "position": 20}}}
 """
 
 from __future__ import annotations
@@ -118,6 +142,11 @@ STREETS = [
     'Outside "The Auld Hoose", St Leonard\'s Street, Edinburgh', "A9 Dunkeld to Pitlochry",
 ]
 PROMOTERS = [f"{n:04d}" for n in (1001, 1002, 1003, 2101, 2102, 3050, 4000, 4001, 5200, 7700)]
+# The data faults this module implements on full downloads (see the docstring).
+MODULE_FAULTS = ("malformed_row", "empty_month", "drop_field", "new_field", "retype_field", "truncate_archive",
+                 "corrupt_archive")
+DEFAULT_DROP = {"record_type": "001", "position": 5}
+NEW_FIELD_VALUE = "replay-new-field"
 
 
 def _month_key(year: int, month: int) -> str:
@@ -386,19 +415,36 @@ class SrwrDataset:
                 self._files[key] = (body, etag_for(body), modified)
             return self._files[key]
 
-    def faulted_file(self, identifier: str) -> tuple[bytes, str, _dt.datetime]:
-        """The file with two broken lines for its first activity (not cached)."""
+    def faulted_file(self, identifier: str, faults=("malformed_row",), drop: dict | None = None
+                     ) -> tuple[bytes, str, _dt.datetime]:
+        """The file as the data faults (``MODULE_FAULTS``) publish it (not cached)."""
         activities = self.file_activities(identifier)
-        extra = []
-        first = next((a for a in activities if a["dated"]), None)
-        if first is not None:
-            lines = self.lines(first)
-            phase = next(line for line in lines if line[1] == "007")
-            undertaker = list(next(line for line in lines if line[1] == "008"))
-            undertaker[4] = "not-a-date"
-            extra = [phase[:6], undertaker]
+        records = [] if "empty_month" in faults else [fields for a in activities for fields in self.lines(a)]
+        if "malformed_row" in faults:
+            first = next((a for a in activities if a["dated"]), None)
+            if first is not None:
+                lines = self.lines(first)
+                phase = next(line for line in lines if line[1] == "007")
+                undertaker = list(next(line for line in lines if line[1] == "008"))
+                undertaker[4] = "not-a-date"
+                records += [phase[:6], undertaker]
+        if "drop_field" in faults:
+            drop = {**DEFAULT_DROP, **(drop or {})}
+            records = [fields[:drop["position"]] + fields[drop["position"] + 1:] if fields[1] == drop["record_type"]
+                       else fields for fields in records]
+        if "new_field" in faults:
+            records = [[*fields, NEW_FIELD_VALUE] for fields in records]
+        if "retype_field" in faults:
+            records = [_retyped_dates(fields) if fields[1] == "008" else fields for fields in records]
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\r\n").writerows(records)
         modified = self.last_modified(identifier)
-        body = build_zip(f"{identifier}.csv", self.csv_bytes(identifier, extra), modified)
+        body = build_zip(f"{identifier}.csv", buffer.getvalue().encode("utf-8"), modified)
+        if "truncate_archive" in faults:
+            body = body[: len(body) * 6 // 10]
+        if "corrupt_archive" in faults and len(body) > 200:
+            at = len(body) // 2
+            body = body[:at] + bytes((i * 73 + 41) & 0xFF for i in range(16)) + body[at + 16:]
         return body, etag_for(body), modified
 
     # ------------------------------------------------------------ what a client should land
@@ -430,6 +476,17 @@ class SrwrDataset:
             "identifiers": self.identifiers(),
             "edited_months": self.late_edits(),
         }
+
+
+def _retyped_dates(fields: list[str]) -> list[str]:
+    """An ``008`` record with its dates as ``DD/MM/YYYY`` and its times as ``HHMM``."""
+    out = list(fields)
+    for position in (4, 8):
+        if out[position]:
+            out[position] = _dt.datetime.strptime(out[position], "%Y-%m-%d").strftime("%d/%m/%Y")
+    for position in (6, 9):
+        out[position] = out[position].replace(":", "")
+    return out
 
 
 # ---------------------------------------------------------------- the export API
@@ -465,6 +522,7 @@ class SrwrApi:
         self.url_ttl_seconds = url_ttl_seconds
         self.expire_next_urls = 0
         self.issued = 0
+        self.fault_options: dict = {}
         self._lock = threading.Lock()
         self._server_url = ""
 
@@ -559,8 +617,15 @@ class SrwrApi:
             return Response(404, body, {}, content_type="application/xml")
         range_header = request.headers.get("range")
         data = None
-        if not range_header and request.state.faults.get("reset_mid_page") == 0 and request.state.faults.take("malformed_row"):
-            data, etag, modified = self.dataset.faulted_file(identifier)
+        faults = request.state.faults
+        if range_header:  # the probe: the file the next full download gets, not taking the faults
+            pending = tuple(name for name in MODULE_FAULTS if faults.get(name))
+        elif faults.get("reset_mid_page") == 0:
+            pending = tuple(name for name in MODULE_FAULTS if faults.take(name))
+        else:
+            pending = ()
+        if pending:
+            data, etag, modified = self.dataset.faulted_file(identifier, pending, self.fault_options.get("drop_field"))
         if data is None:
             data, etag, modified = self.dataset.file(identifier)
         headers = {"ETag": etag, "Last-Modified": http_date(modified), "Accept-Ranges": "bytes"}
@@ -579,7 +644,7 @@ class SrwrApi:
 
     def configure(self, config: dict) -> dict:
         known = {"activities_per_month", "today", "late_edits", "url_ttl_seconds", "expire_next_urls",
-                 "one_digit_share", "undated_share", "unknown_share"}
+                 "one_digit_share", "undated_share", "unknown_share", "fault_options"}
         unknown = set(config) - known
         if unknown:
             raise ValueError(f"unknown srwr config key(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -599,6 +664,18 @@ class SrwrApi:
                     raise ValueError(f"{name} must be an integer >= 0")
                 with self._lock:
                     setattr(self, name, value)
+        if "fault_options" in config:
+            options = dict(config["fault_options"] or {})
+            if set(options) - {"drop_field"}:
+                raise ValueError("fault_options knows drop_field only")
+            drop = options.get("drop_field")
+            if drop is not None:
+                drop = {**DEFAULT_DROP, **drop}
+                if set(drop) != set(DEFAULT_DROP) or not isinstance(drop["position"], int) or drop["position"] < 3:
+                    raise ValueError('fault_options.drop_field is {"record_type": "001", "position": n >= 3}')
+                options["drop_field"] = drop
+            with self._lock:
+                self.fault_options = options
         if "late_edits" in config:
             edits = config["late_edits"]
             done = []
@@ -613,13 +690,15 @@ class SrwrApi:
 
     def describe(self) -> dict:
         return {**self.dataset.describe(), "url_ttl_seconds": self.url_ttl_seconds,
-                "expire_next_urls": self.expire_next_urls, "urls_issued": self.issued}
+                "expire_next_urls": self.expire_next_urls, "urls_issued": self.issued,
+                "fault_options": self.fault_options}
 
     def reset_data(self) -> None:
         with self._lock:
             self.url_ttl_seconds = self._initial_ttl
             self.expire_next_urls = 0
             self.issued = 0
+            self.fault_options = {}
         self.dataset.reset()
 
 

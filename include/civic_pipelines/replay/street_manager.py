@@ -51,6 +51,32 @@ generated in bounded memory; a permit month of the real size (about 1.1 million 
 roughly 1 GB. The server keeps small archives in memory and writes large ones once to its cache
 folder (``cache_dir``, default a temporary folder), then serves them from there, with ranges.
 
+**Fault switches** (``POST /_replay/faults``; the core's ``status_*``, ``delay`` and
+``reset_mid_page`` apply to the route as to any other). This module implements the data faults
+as changes of the *published object*: while one is pending, a ``HEAD`` (or a ranged ``GET``)
+describes the faulted archive, and a full ``GET`` serves it and takes one from the count, so the
+``ETag`` and ``Content-Length`` of the probe and the download agree, as they would if DfT had
+published the faulted file::
+
+    empty_month       an archive with no members (a valid, empty zip)
+    malformed_row     three more members that break the contract: one without
+                      ``event_reference`` (the natural key), one whose ``event_time`` does not
+                      parse (the two the core names) and one that is not JSON (cut mid-document)
+    drop_field        every event loses one field (``fault_options.drop_field``; default the
+                      part's reference number, the field a reader needs most)
+    new_field         every event's ``object_data`` gains a field the contract lacks
+                      (``fault_options.new_field``, default ``replay_new_field``); DfT adds
+                      fields without notice (contract, *Quirks*)
+    retype_field      one field changes JSON type in every event (``fault_options.retype_field``,
+                      default ``usrn``: a string of digits published as a number, as the SNS
+                      attributes type it); a number becomes text
+    truncate_archive  the archive ends inside a member, with no central directory (a complete
+                      HTTP response of a truncated file; the contract reports a truncated month)
+    corrupt_archive   garbage in the middle: ``fault_options.corrupt`` ``"member"`` (default)
+                      overwrites 16 bytes of the compressed data of the middle member (its CRC-32
+                      then fails, or it does not inflate); ``"between"`` inserts 64 bytes that
+                      are neither a member nor the central directory after it
+
 Configuration (``POST /_replay/config``), section ``street_manager``::
 
     {"events_per_month": 500}                       every type (or {"permit": 500, "activity": 50})
@@ -62,6 +88,8 @@ Configuration (``POST /_replay/config``), section ``street_manager``::
                                                     events, adds n*5, moves Last-Modified and ETag
     {"quirks": {"bare_time_rate": 0.5, ...}}        see Quirks
     {"central_directory": "valid"}                  a readable central directory ("corrupt": DfT's)
+    {"fault_options": {"drop_field": "street_name"}} details of the data faults (see above):
+                                                    drop_field, new_field, retype_field, corrupt
     {"seed": 7}, {"cache_dir": "/path"}
 """
 
@@ -214,6 +242,12 @@ SECTION_58_FIELDS = [
 OBJECT_FIELDS = {"permit": PERMIT_FIELDS, "activity": ACTIVITY_FIELDS, "section_58": SECTION_58_FIELDS}
 ENVELOPE_FIELDS = ["event_reference", "event_type", "object_data", "event_time", "object_type", "object_reference",
                    "version"]
+REFERENCE_FIELDS = {"permit": "permit_reference_number", "activity": "activity_reference_number",
+                    "section_58": "section_58_reference_number"}
+# The data faults this module implements (server.py's docstring lists them), in the order applied.
+MODULE_FAULTS = ("empty_month", "malformed_row", "drop_field", "new_field", "retype_field", "truncate_archive",
+                 "corrupt_archive")
+FAULT_OPTIONS = {"drop_field": None, "new_field": "replay_new_field", "retype_field": "usrn", "corrupt": "member"}
 
 
 @dataclass(frozen=True)
@@ -273,6 +307,8 @@ class ArchiveSpec:
     quirks: Quirks = field(default_factory=Quirks)
     central_directory: str = "corrupt"  # "corrupt" (DfT's defect) or "valid"
     truncate: bool = False  # cut the archive short, inside a member, with no central directory
+    faults: tuple = ()  # data faults (MODULE_FAULTS) applied to this archive
+    fault_options: tuple = ()  # (name, value) pairs overriding FAULT_OPTIONS
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:
@@ -281,11 +317,26 @@ class ArchiveSpec:
             raise ValueError("central_directory is 'corrupt' or 'valid'")
         if self.events < 0:
             raise ValueError("events must be >= 0")
+        unknown = set(self.faults) - set(MODULE_FAULTS)
+        if unknown:
+            raise ValueError(f"unknown archive fault(s) {sorted(unknown)}; known: {', '.join(MODULE_FAULTS)}")
+
+    @property
+    def total(self) -> int:
+        """How many events the archive carries (before malformed_row's extra members)."""
+        return 0 if "empty_month" in self.faults else self.events + 5 * self.revision
+
+    def option(self, name: str):
+        return dict(self.fault_options).get(name, FAULT_OPTIONS[name])
 
     @property
     def key(self) -> str:
-        """A digest of the spec: the archive's cache name."""
-        payload = orjson.dumps({**asdict(self), "v": GENERATOR_VERSION}, option=orjson.OPT_SORT_KEYS)
+        """A digest of the spec: the archive's cache name (unfaulted archives keep their old names)."""
+        values = asdict(self)
+        if not self.faults:
+            values.pop("faults")
+            values.pop("fault_options")
+        payload = orjson.dumps({**values, "v": GENERATOR_VERSION}, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(payload).hexdigest()[:20]
 
 
@@ -650,7 +701,7 @@ class _EventMaker:
         """The archive's events in member order (``events`` of them, plus ``revision``'s additions)."""
         make = {"permit": self.permit_events, "activity": self.activity_events,
                 "section_58": self.section_58_events}[self.spec.type]
-        total = self.spec.events + 5 * self.spec.revision
+        total = self.spec.total
         serial = 0
         while self.emitted < total:
             for event in make(serial):
@@ -690,28 +741,66 @@ def _bad_member(kind: int, event: dict) -> bytes:
     return orjson.dumps({**event, "event_reference": event["event_reference"] - 1})  # a repeated reference
 
 
+def _fault_event(event: dict, spec: ArchiveSpec) -> None:
+    """The event as the faulted archive publishes it (drop_field, new_field, retype_field)."""
+    data = event["object_data"]
+    if "drop_field" in spec.faults:
+        name = spec.option("drop_field") or REFERENCE_FIELDS[spec.type]
+        (event if name in ENVELOPE_FIELDS else data).pop(name, None)
+    if "new_field" in spec.faults:
+        data[spec.option("new_field")] = "a field the contract lacks"
+    if "retype_field" in spec.faults:
+        name = spec.option("retype_field")
+        holder = event if name in ENVELOPE_FIELDS else data
+        value = holder.get(name)
+        if isinstance(value, str) and value.isdigit():
+            holder[name] = int(value)  # "34409447" -> 34409447
+        elif isinstance(value, int) and not isinstance(value, bool):
+            holder[name] = str(value)  # a number as text
+        elif isinstance(value, str):
+            holder[name] = {"value": value}  # text as an object
+
+
+def _malformed_member(kind: int, event: dict, reference: int) -> tuple[str, bytes]:
+    """malformed_row's extra members: no natural key, an unreadable event_time, not JSON."""
+    stem = f"{event['object_reference']}_{reference}"
+    if kind == 0:
+        return f"{stem}_no_key.json", orjson.dumps({k: v for k, v in event.items() if k != "event_reference"})
+    if kind == 1:
+        return f"{stem}_bad_time.json", orjson.dumps({**event, "event_reference": reference,
+                                                      "event_time": "31/13/2024 25:61"})
+    return f"{stem}_not_json.json", orjson.dumps({**event, "event_reference": reference})[:-40]
+
+
 def iter_members(spec: ArchiveSpec) -> Iterator[tuple[str, bytes, int]]:
     """``(name, json bytes, event_time epoch seconds)`` per member, in archive order."""
     maker = _EventMaker(spec)
     q = spec.quirks
-    total = spec.events + 5 * spec.revision
+    total = spec.total
     bad_at = {}
     if q.bad_members and total:
         step = max(1, total // (q.bad_members + 1))
         bad_at = {min(total - 1, max(1, step * (i + 1))): i % 5 for i in range(q.bad_members)}
     pretty = q.pretty_rate
     rng = random.Random(seed_for(SALT, spec.seed, spec.type, spec.month, "format"))
+    malformed: dict[int, list[int]] = {}  # event index -> the broken members that follow it
+    if "malformed_row" in spec.faults and total:
+        for k in range(3):
+            malformed.setdefault(min(total - 1, total * (k + 1) // 4), []).append(k)
     for index, event in enumerate(maker.events()):
         name = f"{event['object_reference']}_{event['event_reference']}.json"
         when = _iso_epoch(event["event_time"])
+        original = orjson.loads(orjson.dumps(event)) if index in malformed else None
+        if spec.faults:
+            _fault_event(event, spec)
         if index in bad_at:
             yield name, _bad_member(bad_at[index], event), when
-            continue
-        if pretty and rng.random() < pretty:
-            body = orjson.dumps(event, option=orjson.OPT_INDENT_2)
+        elif pretty and rng.random() < pretty:
+            yield name, orjson.dumps(event, option=orjson.OPT_INDENT_2), when
         else:
-            body = orjson.dumps(event)
-        yield name, body, when
+            yield name, orjson.dumps(event), when
+        for k in malformed.get(index, ()):
+            yield (*_malformed_member(k, original, maker.ref_base + total + k), when)
 
 
 def _iso_epoch(text: str) -> int:
@@ -741,16 +830,23 @@ def iter_archive(spec: ArchiveSpec, piece_size: int = _PIECE) -> Iterator[bytes]
     offset = 0
     out: list[bytes] = []
     out_size = 0
-    total = spec.events + 5 * spec.revision
+    total = spec.total
     cut_after = None
-    if spec.truncate:
+    if spec.truncate or "truncate_archive" in spec.faults:
         cut_after = max(0, int(total * 0.6))  # stop inside this member
+    corrupt_at = total // 2 if "corrupt_archive" in spec.faults and total else None
+    corrupt_mode = spec.option("corrupt")
     try:
         for name, body, when in iter_members(spec):
             raw_name = name.encode()
             dtime, ddate = _dos_time(when)
             crc = zlib.crc32(body)
             data = zlib.compress(body, level, wbits=-15)
+            if entries == corrupt_at and corrupt_mode == "member":
+                # Bytes damaged at rest or in transit: the headers keep the true CRC and sizes.
+                at = len(data) // 3
+                garbage = bytes((i * 73 + 41) & 0xFF for i in range(min(16, len(data) - at)))
+                data = data[:at] + garbage + data[at + len(garbage):]
             if descriptors:
                 header = _LOCAL.pack(0x04034B50, 20, flags, 8, dtime, ddate, 0, 0, 0, len(raw_name), 0)
                 record = header + raw_name + data + _DESCRIPTOR.pack(0x08074B50, crc, len(data), len(body))
@@ -774,6 +870,11 @@ def iter_archive(spec: ArchiveSpec, piece_size: int = _PIECE) -> Iterator[bytes]
             central.write(raw_name)
             central.write(extra)
             offset += len(record)
+            if entries == corrupt_at and corrupt_mode == "between":
+                garbage = bytes((i * 151 + 7) & 0xFF for i in range(64))  # neither a member nor the directory
+                out.append(garbage)
+                out_size += len(garbage)
+                offset += len(garbage)
             entries += 1
             if out_size >= piece_size:
                 yield b"".join(out)
@@ -863,7 +964,7 @@ class StreetManagerArchives:
     name = "street_manager"
     _DEFAULTS = {"events_per_month": None, "today": None, "latest_month": None, "truncate": False,
                  "late_edit": {}, "quirks": {}, "central_directory": "corrupt", "seed": 20240101,
-                 "cache_dir": None}
+                 "cache_dir": None, "fault_options": {}}
 
     def __init__(self, cache_dir: str | None = None) -> None:
         self._lock = threading.Lock()
@@ -876,7 +977,8 @@ class StreetManagerArchives:
     # ------------------------------------------------------------ configuration
 
     def reset(self) -> None:
-        self.config = {**self._DEFAULTS, "late_edit": {}, "quirks": {}, "cache_dir": self._default_cache_dir}
+        self.config = {**self._DEFAULTS, "late_edit": {}, "quirks": {}, "cache_dir": self._default_cache_dir,
+                       "fault_options": {}}
         self.quirks = Quirks()
 
     def configure(self, section: dict) -> dict:
@@ -930,6 +1032,17 @@ class StreetManagerArchives:
             config["seed"] = int(section["seed"])
         if "cache_dir" in section:
             config["cache_dir"] = section["cache_dir"]
+        if "fault_options" in section:
+            options = dict(section["fault_options"] or {})
+            unknown = set(options) - set(FAULT_OPTIONS)
+            if unknown:
+                raise ValueError(f"fault_options: unknown key(s) {sorted(unknown)}; known: {sorted(FAULT_OPTIONS)}")
+            if options.get("corrupt", "member") not in ("member", "between"):
+                raise ValueError("fault_options.corrupt is 'member' or 'between'")
+            for name in ("drop_field", "new_field", "retype_field"):
+                if name in options and options[name] is not None and not isinstance(options[name], str):
+                    raise ValueError(f"fault_options.{name} is a field name")
+            config["fault_options"] = options
         self.config = config
         return self.describe()
 
@@ -965,12 +1078,16 @@ class StreetManagerArchives:
             return value.get(kind, DEFAULT_EVENTS[kind])
         return DEFAULT_EVENTS[kind] if value is None else value
 
-    def spec(self, kind: str, month: str) -> ArchiveSpec:
+    def spec(self, kind: str, month: str, faults: tuple = ()) -> ArchiveSpec:
+        """The archive published for (kind, month); ``faults``: the data faults it carries."""
         truncate = self.config.get("truncate")
         truncated = truncate is True or (isinstance(truncate, list) and f"{kind}/{month}" in truncate)
-        return ArchiveSpec(type=kind, month=month, events=self.events_for(kind), seed=self.config["seed"],
-                           revision=self.config["late_edit"].get(f"{kind}/{month}", 0), quirks=self.quirks,
-                           central_directory=self.config["central_directory"], truncate=truncated)
+        events = self.events_for(kind)
+        revision = self.config["late_edit"].get(f"{kind}/{month}", 0)
+        options = tuple(sorted(self.config.get("fault_options", {}).items())) if faults else ()
+        return ArchiveSpec(type=kind, month=month, events=events, seed=self.config["seed"], revision=revision,
+                           quirks=self.quirks, central_directory=self.config["central_directory"],
+                           truncate=truncated, faults=tuple(faults), fault_options=options)
 
     def last_modified(self, spec: ArchiveSpec) -> _dt.datetime:
         """Published on the 1st of the next month, 03:00 UTC; a late edit a day later per revision."""
@@ -1052,9 +1169,18 @@ class StreetManagerArchives:
             if os.path.exists(temp):
                 os.unlink(temp)
 
-    def archive(self, kind: str, month: str) -> tuple[ArchiveSpec, _Stored]:
-        spec = self.spec(kind, month)
+    def archive(self, kind: str, month: str, faults: tuple = ()) -> tuple[ArchiveSpec, _Stored]:
+        spec = self.spec(kind, month, faults)
         return spec, self.materialize(spec)
+
+    @staticmethod
+    def pending_faults(request) -> tuple:
+        """The data faults the answer carries: a full GET takes one of each pending fault (a
+        download); a HEAD or a ranged GET only looks, so it describes the object the next
+        download gets."""
+        faults = request.state.faults
+        takes = request.method == "GET" and not request.headers.get("range")
+        return tuple(name for name in MODULE_FAULTS if (faults.take(name) if takes else faults.get(name)))
 
     # ------------------------------------------------------------ HTTP
 
@@ -1080,7 +1206,7 @@ class StreetManagerArchives:
         kind, month = parts[0], f"{parts[1]}-{parts[2][:2]}"
         if not self.published(month):
             return _no_such_key(request.path)
-        spec, stored = self.archive(kind, month)
+        spec, stored = self.archive(kind, month, self.pending_faults(request))
         body = request.method == "GET"
         modified = self.last_modified(spec)
         headers = {"ETag": stored.etag, "Last-Modified": _http_date(modified), "Accept-Ranges": "bytes"}

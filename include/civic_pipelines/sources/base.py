@@ -53,3 +53,17 @@ class NotPublished(Exception):
 
 class SchemaDriftError(RuntimeError):
     """A required field is gone from the source: the block fails rather than land wrong data."""
+
+
+class BlockEmptied(RuntimeError):
+    """A re-landing would replace a block that has rows with an empty one (an archive or export
+    published empty by mistake, most likely): refused unless forced, so the landed rows stay."""
+
+
+def refuse_emptying(previous: dict | None, rows: int, force: bool, what: str) -> None:
+    """Raise :class:`BlockEmptied` when ``rows`` is 0, the previous landing had rows and the run
+    is not forced; ``what`` says what was read (e.g. "the permit archive for 2024-03 holds no events")."""
+    landed = (previous or {}).get("rows") or 0
+    if rows == 0 and landed > 0 and not force:
+        raise BlockEmptied(f"{what}, but {landed} rows were landed at {previous.get('landed_at')}: refusing to "
+                           "replace them with an empty block (re-run with force to accept an empty month)")

@@ -48,6 +48,21 @@ text as published) combined into naive timestamps (Scottish wall time, assumed) 
 ``unknown_records`` (record type, activity id, the raw line and its fields). Named text values
 are trimmed, empty ones are null; ``raw_fields`` and ``raw_line`` are verbatim.
 
+**Layout check.** The CSV has no header, so a column removed, added or moved inside a record
+shifts every later value without any error. A file with at least ``LAYOUT_CHECK_MIN`` records of
+a type fails the block (:class:`SchemaDriftError`, nothing landed) when a documented column that
+such a record cannot lack (``filled``: the activity's promoter and latest phase, the phase's
+number, work category and status, the undertaker phase's number and start date, the site's code
+and the district's keys and name; an inference, the contract states no nullability) is empty in
+every record, or a code column (two digits, contract) holds no code in any. Widths per record
+type are reported in ``file_field_counts``; a trailing field the contract lacks changes nothing
+else (it stays in ``raw_fields``).
+
+**Damaged or cut files.** A zip cut short, a CRC-32 that fails or deflate data that does not
+inflate are retried with a fresh pre-signed URL (``URL_ATTEMPTS`` in all), then fail the block.
+An export with no activity for a month whose previous landing had some is refused unless forced
+(:class:`BlockEmptied`): a file published empty by mistake does not wipe a landed month.
+
 **Quarantine** (``quarantine.parquet``, one row per line, the first broken rule):
 ``unterminated quoted field``, ``malformed CSV: ...``, ``<n> field(s): a record needs at least 3``,
 ``missing activity id``, ``record type <t> needs at least <m> fields, got <n>``, ``missing
@@ -70,6 +85,7 @@ import logging
 import os
 import re
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from datetime import date, datetime, timezone
@@ -90,7 +106,7 @@ from civic_pipelines.http import (
     page_retry,
 )
 from civic_pipelines.months import format_month, parse_month
-from civic_pipelines.sources.base import BlockData, NotPublished, SourceSpec
+from civic_pipelines.sources.base import BlockData, NotPublished, SchemaDriftError, SourceSpec, refuse_emptying
 
 log = logging.getLogger(__name__)
 
@@ -137,26 +153,30 @@ class SrwrError(SourceHTTPError):
 
 class Column:
     """A named column at a documented 0-based position: ``text`` (trimmed), ``code`` (two digits,
-    zero-padded), ``int``."""
+    zero-padded), ``int``; ``filled``: a record of its type without it makes no sense (see
+    *Layout check* in the module docstring)."""
 
-    def __init__(self, name: str, position: int, kind: str = "text") -> None:
-        self.name, self.position, self.kind = name, position, kind
+    def __init__(self, name: str, position: int, kind: str = "text", filled: bool = False) -> None:
+        self.name, self.position, self.kind, self.filled = name, position, kind, filled
 
 
 ARROW = {"text": pa.string(), "code": pa.string(), "int": pa.int32()}
 
 # record type -> (table, named columns). Positions: contract *SRWR CSV record types*.
 LAYOUTS: dict[str, tuple[str, list[Column]]] = {
-    "001": (ACTIVITY, [Column("promoter_id", 5), Column("latest_phase", 11, "int")]),
-    "007": (PHASE, [Column("location_text", 6), Column("phase_number", 7, "int"),
-                    Column("work_category_code", 9, "code"), Column("status_code", 10, "code"),
-                    Column("coordinates", 12)]),
-    "008": (UNDERTAKER_PHASE, [Column("phase_number", 3, "int"), Column("start_date", 4), Column("start_time", 6),
-                               Column("end_date", 8), Column("end_time", 9),
+    "001": (ACTIVITY, [Column("promoter_id", 5, filled=True), Column("latest_phase", 11, "int", filled=True)]),
+    "007": (PHASE, [Column("location_text", 6), Column("phase_number", 7, "int", filled=True),
+                    Column("work_category_code", 9, "code", filled=True),
+                    Column("status_code", 10, "code", filled=True), Column("coordinates", 12)]),
+    "008": (UNDERTAKER_PHASE, [Column("phase_number", 3, "int", filled=True), Column("start_date", 4, filled=True),
+                               Column("start_time", 6), Column("end_date", 8), Column("end_time", 9),
                                Column("traffic_management_type_code", 20, "code"), Column("footway", 21)]),
-    "010": (SITE, [Column("location_code", 9, "code")]),
-    "099": (DISTRICT, [Column("district_key_1", 3), Column("district_key_2", 4), Column("organisation_name", 5)]),
+    "010": (SITE, [Column("location_code", 9, "code", filled=True)]),
+    "099": (DISTRICT, [Column("district_key_1", 3, filled=True), Column("district_key_2", 4, filled=True),
+                       Column("organisation_name", 5, filled=True)]),
 }
+LAYOUT_CHECK_MIN = 5  # records of a type a file needs before its layout is judged
+_CODE_RE = re.compile(r"^\s*\d{1,2}\s*$")  # contract: codes are two digits, sometimes one
 MIN_FIELDS = {rt: max(c.position for c in columns) + 1 for rt, (_, columns) in LAYOUTS.items()}
 TABLE_OF = {rt: table for rt, (table, _) in LAYOUTS.items()}
 # Listed by the contract's consumer but not decoded here: they land in unknown_records.
@@ -626,7 +646,8 @@ def read_file(pieces, month: str, identifier: str, today: date, landed_at: datet
         yield from pieces
 
     member = ZipMemberStream(chained(), r"(?i)\.csv$")
-    text = Utf8Stream(member, "utf-8")
+    text = Utf8Stream(_inflated(member, identifier), "utf-8")
+    layout = _LayoutCheck()
 
     earliest: dict[str, datetime] = {}  # activity id -> earliest readable 008 start
     activity_ids: set[str] = set()
@@ -641,6 +662,8 @@ def read_file(pieces, month: str, identifier: str, today: date, landed_at: datet
         if activity_id is not None:
             activity_ids.add(activity_id)
         file_types[record.record_type or "?"] += 1
+        if record.error is None and record.record_type in LAYOUTS:
+            layout.add(record.record_type, record.fields)
         if record.error is None and record.record_type == "008":
             start, _, reason = undertaker_times(record.fields)
             if reason is None:
@@ -652,6 +675,7 @@ def read_file(pieces, month: str, identifier: str, today: date, landed_at: datet
             dropped += 1  # dated earlier in the file's period than the block: never this block's
             continue
         held.add(number, activity_id, record_text, record.error)
+    layout.check(identifier)
 
     # Each activity's block month and, when it cannot land, why.
     def placement(activity_id: str | None) -> tuple[str, str | None]:
@@ -724,6 +748,7 @@ def read_file(pieces, month: str, identifier: str, today: date, landed_at: datet
         "file_activities": len(activity_ids),
         "file_dated_activities": len(earliest),
         "file_dated_activities_by_month": dict(sorted(dated_months.items())),
+        "file_field_counts": layout.widths(),
         "block_lines": activity_lines,
         "lines_dropped_early": dropped,
         "unknown_record_types": dict(sorted(Counter(tables[UNKNOWN]["record_type"].to_pylist()).items())),
@@ -735,6 +760,63 @@ def read_file(pieces, month: str, identifier: str, today: date, landed_at: datet
     if counter is not None:
         stats["fetched_bytes"] = counter["bytes"]
     return BlockData(data=activity_table, quarantine=q if q.num_rows else None, stats=stats, tables=tables)
+
+
+def _inflated(member, identifier: str):
+    """The member's bytes; a deflate stream that breaks is damaged bytes, like a failed CRC-32
+    (which ``ZipMemberStream`` reports as a body cut short): worth a fresh download."""
+    try:
+        yield from member
+    except zlib.error as error:
+        raise TransientBodyError(f"zip member of {identifier} does not inflate ({error}): the file's bytes are "
+                                 "damaged") from error
+
+
+class _LayoutCheck:
+    """Per record type: how many records, their widths, and how many fill each documented
+    column (with a value of its kind), to tell a moved column from bad rows."""
+
+    def __init__(self) -> None:
+        self.records: Counter = Counter()
+        self.width: dict[str, Counter] = {}
+        self.valid: Counter = Counter()
+        self.given: Counter = Counter()
+
+    def add(self, record_type: str, fields: list[str]) -> None:
+        self.records[record_type] += 1
+        self.width.setdefault(record_type, Counter())[len(fields)] += 1
+        for column in LAYOUTS[record_type][1]:
+            if not (column.filled or column.kind == "code"):
+                continue
+            value = fields[column.position].strip()
+            if not value:
+                continue
+            self.given[(record_type, column.name)] += 1
+            if column.kind == "code" and not _CODE_RE.match(value):
+                continue
+            if column.kind == "int" and not _INT_RE.match(value):
+                continue
+            self.valid[(record_type, column.name)] += 1
+
+    def widths(self) -> dict:
+        return {rt: {str(w): n for w, n in sorted(c.items())} for rt, c in sorted(self.width.items())}
+
+    def check(self, identifier: str) -> None:
+        problems = []
+        for record_type, count in sorted(self.records.items()):
+            if count < LAYOUT_CHECK_MIN:
+                continue
+            for column in LAYOUTS[record_type][1]:
+                key = (record_type, column.name)
+                if column.filled and not self.given[key]:
+                    problems.append(f"{record_type} {column.name} (row[{column.position}]) is empty in all {count} records")
+                elif column.kind == "code" and self.given[key] and not self.valid[key]:
+                    problems.append(f"{record_type} {column.name} (row[{column.position}]) holds no code in any of "
+                                    f"{count} records")
+        if problems:
+            raise SchemaDriftError(f"srwr {identifier}: the record layout changed ({'; '.join(problems)}; widths "
+                                   f"{self.widths()}): a column was removed, added or moved, so the documented "
+                                   "positions cannot be trusted; nothing is landed")
 
 
 def _reason_kind(reason: str) -> str:
@@ -767,7 +849,8 @@ def _build(name: str, items: list, month: str, landed: datetime) -> pa.Table:
     return pa.table(columns, schema=schema)
 
 
-def extract_block(session, connection, month: str, probed: dict, landed_at: datetime | None = None) -> BlockData:
+def extract_block(session, connection, month: str, probed: dict, landed_at: datetime | None = None,
+                  previous: dict | None = None, force: bool = False) -> BlockData:
     landed_at = landed_at or datetime.now(timezone.utc)
     today = date.fromisoformat(probed["today"]) if probed.get("today") else today_for(connection)
     identifier = probed.get("identifier") or identifier_for(month, today)
@@ -784,6 +867,8 @@ def extract_block(session, connection, month: str, probed: dict, landed_at: date
         # The file changed between the probe and the download: record what was actually read.
         log.warning("srwr %s: the file changed since the probe (%s -> %s)", month, probed.get("watermark"), downloaded)
         probed["watermark"] = downloaded
+    refuse_emptying(previous, block.data.num_rows, force,
+                    f"the {identifier} export holds no activity for {month} ({block.stats['file_lines']} lines)")
     block.stats = {"download_url": info["url"], "url_attempts": info["attempts"], **block.stats,
                    "download_parse_seconds": round(time.monotonic() - started, 3)}
     return block

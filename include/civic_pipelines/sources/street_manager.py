@@ -18,8 +18,10 @@ its local file headers as the bytes arrive (never written to disk): each member 
 checked against its CRC-32 and size, members that give their sizes in a data descriptor are read
 with a streaming inflater, and the archive is complete only when the central directory's first
 record follows the last member. A stream that ends before that is a truncated archive
-(:class:`ArchiveTruncated`); bytes that are neither a member nor the directory are a corrupt one
-(:class:`ArchiveCorrupt`). Either fails the block and, the writer being aborted, the previous
+(:class:`ArchiveTruncated`); bytes that are neither a member nor the directory, and a member that
+does not inflate or fails its CRC-32 or size check (damaged bytes: its event is lost, unlike a bad
+record, whose text is kept in quarantine), are a corrupt one (:class:`ArchiveCorrupt`). Either
+fails the block, so a partial month never lands, and, the writer being aborted, the previous
 landing stays. Members are joined into newline-delimited JSON in chunks of ``CHUNK_BYTES``
 (their own line breaks, which JSON allows only as whitespace, become spaces) and parsed by
 ``pyarrow.json`` against the part's explicit schema, each chunk into one typed record batch that
@@ -43,8 +45,8 @@ the manifest's ``drift``; a known field that arrives with another JSON type is c
 column's type and reported too.
 
 **Quarantine** (``quarantine.parquet``: ``member``, ``raw``, ``_reason``, ``_block_month``,
-``_landed_at``): a member that is not JSON or not an object, that fails its CRC or does not
-inflate, an event without ``event_reference``, ``event_type``, a readable ``event_time`` or its
+``_landed_at``): a member that is not JSON or not an object, encrypted or compressed with a
+method other than deflate, an event without ``event_reference``, ``event_type``, a readable ``event_time`` or its
 part's reference number, one of another object type than the archive's, and a repeated
 ``event_reference`` (the natural key; the first one stays). A required field missing from every
 event of a non-empty archive is a schema change, not bad rows: the block fails
@@ -73,9 +75,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from civic_pipelines.http import BODY_ERRORS, request_timeout, SourceHTTPError, TransientBodyError
+from civic_pipelines.http import BODY_ERRORS, _backoff_factor, request_timeout, SourceHTTPError, TransientBodyError
 from civic_pipelines.months import current_month, next_month, parse_month
-from civic_pipelines.sources.base import NotPublished, SchemaDriftError, SourceSpec
+from civic_pipelines.sources.base import NotPublished, SchemaDriftError, SourceSpec, refuse_emptying
 
 log = logging.getLogger(__name__)
 
@@ -268,9 +270,11 @@ def probe(session, connection, month: str, part: str) -> dict:
             "last_modified": modified, "length": int(length) if length and length.isdigit() else None}
 
 
-def stream_block(session, connection, month: str, probed: dict, landed_at: datetime, writer, part: str) -> dict:
+def stream_block(session, connection, month: str, probed: dict, landed_at: datetime, writer, part: str,
+                 previous: dict | None = None, force: bool = False) -> dict:
     """Download, unzip, parse, flatten, validate and write one archive; returns the manifest's
-    source-specific fields. Raises (and lands nothing) on a truncated or corrupt archive."""
+    source-specific fields. Raises (and lands nothing) on a truncated or corrupt archive, and on
+    an archive with nothing to land where the previous landing had rows (unless ``force``)."""
     url = probed.get("url") or archive_url(connection, part, month)
     reader = ArchiveReader(part, month, landed_at)
     download = Download(session, url, probed)
@@ -285,6 +289,8 @@ def stream_block(session, connection, month: str, probed: dict, landed_at: datet
     finally:
         download.close()  # the central directory that follows the members is not needed
     stats = reader.finish()
+    refuse_emptying(previous, reader.rows_written, force,
+                    f"the {part} archive for {month} holds {reader.events} events and no row to land")
     stats["archive_size"] = download.expected  # Content-Length
     stats["archive_bytes"] = download.received  # read: up to the central directory, which is not needed
     stats["download_resumes"] = download.resumes
@@ -347,7 +353,7 @@ class Download:
                     raise ArchiveTruncated(f"download of {self.url} kept failing after {self.received} bytes: {error}") from error
                 self.resumes += 1
                 log.warning("download of %s cut after %d bytes (%s): resuming with Range", self.url, self.received, error)
-                time.sleep(min(10.0, 0.2 * 2 ** (attempt - 1)))
+                time.sleep(min(10.0, 0.4 * _backoff_factor() * 2 ** (attempt - 1)))
 
     def _check(self, response) -> None:
         status = response.status_code
@@ -458,10 +464,10 @@ class ZipWalker:
                 try:
                     body = decompress(buf[start:end], -15, usize or 1)
                 except zlib.error as error:
-                    body, reason = b"", f"member does not inflate: {error}"
-                else:
-                    reason = None if len(body) == usize and crc32(body) == crc else \
-                        f"member fails its CRC-32/size check ({len(body)} bytes, expected {usize})"
+                    raise self._damaged(name, f"does not inflate ({error})") from error
+                if len(body) != usize or crc32(body) != crc:
+                    raise self._damaged(name, f"fails its CRC-32/size check ({len(body)} bytes, expected {usize})")
+                reason = None
             elif sig != _LOCAL_SIG:
                 head = buf[pos:pos + 4]
                 if head == _CENTRAL_SIG or head in _END_SIGS:
@@ -507,13 +513,13 @@ class ZipWalker:
                     try:
                         body = decompress(buf[start:end], -15, usize or 1)
                     except zlib.error as error:
-                        reason = f"member does not inflate: {error}"
+                        raise self._damaged(name, f"does not inflate ({error})") from error
                 elif method == 0:
                     body = buf[start:end]
                 else:
                     reason = f"member uses compression method {method}"
                 if reason is None and (len(body) != usize or crc32(body) != crc):
-                    reason = f"member fails its CRC-32/size check ({len(body)} bytes, expected {usize})"
+                    raise self._damaged(name, f"fails its CRC-32/size check ({len(body)} bytes, expected {usize})")
                 pos = end
             if name[-1:] == b"/":  # a folder entry, not an event
                 self.skipped_entries += 1
@@ -539,6 +545,12 @@ class ZipWalker:
                 names, lines, offsets, bad, size = [], [], [0], [], 0
         if names or bad:
             yield self._chunk(names, lines, offsets, bad)
+
+    def _damaged(self, name: bytes, what: str) -> ArchiveCorrupt:
+        # Damaged bytes are not a bad record: the event is lost, so landing the rest would land a
+        # partial month that looks whole. The block fails; the previous landing stays.
+        return ArchiveCorrupt(f"member {self.members + 1} ({_member_name(name)}) {what}: the archive's bytes are "
+                              f"damaged (after {self.pulled} bytes); the month is not landed")
 
     def _cut(self) -> ArchiveTruncated:
         return ArchiveTruncated(f"the archive ends inside member {self.members + 1} (after {self.members} whole "
@@ -583,10 +595,10 @@ class ZipWalker:
         usize = struct.unpack_from("<Q" if zip64 else "<I", rest, 4 + (8 if zip64 else 4))[0]
         rest = rest[4 + (16 if zip64 else 8):]
         body = b"".join(out)
-        reason = None
         if len(body) != usize or zlib.crc32(body) != crc:
-            reason = f"member fails its CRC-32/size check ({len(body)} bytes, expected {usize})"
-        return body, rest, 0, reason
+            raise ArchiveCorrupt(f"member {name} fails its CRC-32/size check ({len(body)} bytes, expected {usize}): "
+                                 "the archive's bytes are damaged; the month is not landed")
+        return body, rest, 0, None
 
 
 def _member_name(raw: bytes) -> str:
@@ -711,7 +723,7 @@ class ArchiveReader:
         never = [name for name in self.fields if name not in self.present_fields]
         drift = {"new_fields": dict(sorted(self.new_fields.items())), "missing_fields": never,
                  "type_changes": dict(sorted(self.type_changes.items()))}
-        if drift["new_fields"] or drift["type_changes"]:
+        if drift["new_fields"] or drift["type_changes"] or (never and self.events):
             log.warning("street_manager %s %s schema drift: %s", self.part, self.month, drift)
         return {
             "events": self.events,
