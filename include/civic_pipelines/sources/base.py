@@ -53,3 +53,9 @@ class NotPublished(Exception):
 
 class SchemaDriftError(RuntimeError):
     """A required field is gone from the source: the block fails rather than land wrong data."""
+
+
+class EmptyAnswerError(RuntimeError):
+    """The source answered no rows for a block that was landed with rows: the landing is kept
+    (a month does not lose every row in one edit; an empty answer is a fault until proven
+    otherwise). ``force`` lands the empty block."""
