@@ -24,7 +24,7 @@ from civic_pipelines.lake import (
     write_manifest,
 )
 from civic_pipelines.months import parse_month
-from civic_pipelines.sources.base import NotPublished
+from civic_pipelines.sources.base import EmptyAnswerError, NotPublished
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,17 @@ def _probe(source, session, connection, month: str, part: str | None, previous: 
     if _accepts(source.probe, "previous"):
         kwargs["previous"] = previous
     return source.probe(session, connection, **kwargs)
+
+
+def _landed_empty(previous: dict | None) -> bool:
+    """The previous landing holds nothing at all (no row, no quarantined row, no table rows)."""
+    return bool(previous) and previous.get("rows") == 0 and not previous.get("quarantined") \
+        and not any((previous.get("tables") or {}).values())
+
+
+def _is_empty(block) -> bool:
+    return (block.data.num_rows == 0 and (block.quarantine is None or block.quarantine.num_rows == 0)
+            and all(table.num_rows == 0 for table in block.tables.values()))
 
 
 def run_block(source: str, month: str, lake: str | None = None, force: bool = False, dry_run: bool = False,
@@ -85,7 +96,10 @@ def run_block(source: str, month: str, lake: str | None = None, force: bool = Fa
             log.info("%s %s: not published yet (%s): skipped", source, month, reason)
             return {**manifest, "skipped": True, "reason": f"not published yet: {reason}",
                     "seconds": round(time.monotonic() - started, 3)}
-        if previous and not force and previous.get("watermark") == probed["watermark"]:
+        # An empty landing is asked again whatever the watermark (one query): a month that came
+        # back empty because the source was late or glitched fills in on the next run.
+        recheck = _landed_empty(previous) and not hasattr(module, "stream_block")  # not a 1 GB archive each run
+        if previous and not force and previous.get("watermark") == probed["watermark"] and not recheck:
             log.info("%s %s unchanged since %s (watermark %s): skipped", source, month, previous.get("landed_at"), probed["watermark"])
             return {
                 **manifest,
@@ -111,6 +125,11 @@ def run_block(source: str, month: str, lake: str | None = None, force: bool = Fa
         block = module.extract_block(session, connection, month, probed, landed_at=landed_at, **part_kwargs)
 
     quarantined = block.quarantine.num_rows if block.quarantine is not None else 0
+    if _is_empty(block) and previous and previous.get("rows") and not force:
+        raise EmptyAnswerError(
+            f"{source} {month}{f' ({part})' if part else ''}: the source answered no rows, but the landed block "
+            f"holds {previous['rows']} (landed {previous.get('landed_at')}): kept it; if the month really is empty "
+            "now, run the block with force")
     sha = content_sha256_all(block.data, block.tables)
     # Unchanged means the same rows and the same rejects: a source that fixed its bad records
     # re-lands, so the quarantine does not keep rejects the source no longer has.

@@ -86,11 +86,20 @@ page_retry = retry(
 
 
 class SourceHTTPError(RuntimeError):
-    """A non-retryable answer from the source (after retries), with the API's own message."""
+    """A non-retryable answer from the source (after retries), with the API's own message;
+    ``status`` is the HTTP status when there was one (adapters turn 401/403 into a message that
+    names the connection)."""
+
+    def __init__(self, message: str, status: int | None = None, body: bytes = b"") -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
 
 
-def get_bytes(session: requests.Session, url: str, params: dict | None = None, timeout=None) -> bytes:
-    """GET a whole body, retried as a unit if the body is cut short; raises on a final HTTP error."""
+def get_bytes(session: requests.Session, url: str, params: dict | None = None, timeout=None,
+              headers_out: dict | None = None) -> bytes:
+    """GET a whole body, retried as a unit if the body is cut short; raises on a final HTTP error.
+    ``headers_out``, when given, receives the answer's headers (names lower-cased)."""
 
     @page_retry
     def _get() -> bytes:
@@ -106,10 +115,15 @@ def get_bytes(session: requests.Session, url: str, params: dict | None = None, t
         expected = response.headers.get("Content-Length")
         if expected is not None and response.headers.get("Content-Encoding") is None and int(expected) != len(body):
             raise TransientBodyError(f"body cut short: {len(body)} of {expected} bytes")
-        if response.status_code in RETRY_STATUSES and response.status_code != 200:
-            raise SourceHTTPError(f"{response.status_code} from {response.url} after retries: {body[:300]!r}")
-        if response.status_code >= 400:
-            raise SourceHTTPError(f"{response.status_code} from {response.url}: {body[:500].decode('utf-8', 'replace')}")
+        status = response.status_code
+        if status in RETRY_STATUSES and status != 200:
+            raise SourceHTTPError(f"{status} from {response.url} after retries: {body[:300]!r}", status, body[:2000])
+        if status >= 400:
+            raise SourceHTTPError(f"{status} from {response.url}: {body[:500].decode('utf-8', 'replace')}", status,
+                                  body[:2000])
+        if headers_out is not None:
+            headers_out.clear()
+            headers_out.update({name.lower(): value for name, value in response.headers.items()})
         return body
 
     return _get()

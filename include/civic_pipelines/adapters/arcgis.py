@@ -31,7 +31,16 @@ to it, continuing while the answer says ``exceededTransferLimit: true``.
 **Errors.** ArcGIS answers most errors with HTTP 200 and ``{"error": {"code", "message",
 "details"}}``. That is an error here (:class:`ArcGisServiceError`); one with a 5xx or 429 code
 (a busy or timed-out server) is retried ``error_retries`` times with backoff first. HTTP-level
-429/5xx are retried by the shared session (:mod:`civic_pipelines.http`).
+429/5xx are retried by the shared session (:mod:`civic_pipelines.http`). A token error (498
+``Invalid token.``, 499 ``Token Required.``) fails with a message naming the connection whose
+password holds the token (never the token).
+
+**Each page's own fields.** A query answer lists its ``fields``. A required attribute missing
+from a page's fields fails the block (:class:`SchemaDriftError`; the previous landing stays)
+rather than quarantining every feature as "missing"; an optional one missing is added to the
+drift's ``missing_fields`` (with ``pages_without``) and lands as null; attributes the dataset file
+lacks go to ``new_fields`` and a declared type the configured type cannot read losslessly to
+``changed_types`` (values are still coerced value by value: ``"123"`` for an integer is 123).
 
 **Rows.** Attributes become typed columns (``string``, ``int64``, ``int32``, ``float64``,
 ``timestamp``: epoch ms to ``timestamp[ms, tz=UTC]``); the point geometry's x/y become the
@@ -245,12 +254,22 @@ class ArcGisFeatureLayerSource:
                     url=url,
                 )
                 retryable = isinstance(code, int) and (code >= 500 or code == 429)
+                if code in (498, 499):
+                    has = "the token in" if params is not None and self._has_token(session) else "no token in"
+                    raise ArcGisServiceError(
+                        f"{self.SPEC.name}: ArcGIS refused the request with {code} ({message}) from {url}: "
+                        f"check {has} connection {self.SPEC.conn_id} (its password; tokens expire)",
+                        code=code, url=url)
             if not retryable or attempt == self.error_retries:
                 raise error
             delay = float(os.environ.get("CIVIC_HTTP_BACKOFF", "0.5")) * 2**attempt
             log.warning("%s; retrying in %.2f s (attempt %d of %d)", error, delay, attempt + 2, self.error_retries + 1)
             time.sleep(delay)
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _has_token(session) -> bool:
+        return bool(getattr(session, "headers", {}).get("X-Esri-Authorization"))
 
     # ------------------------------------------------------------ metadata, watermark, drift
 
@@ -340,7 +359,8 @@ class ArcGisFeatureLayerSource:
         return params
 
     def iter_pages(self, session, probed: dict, month: str):
-        """Yield ``(features, bytes)`` for each page of the month, in object id order.
+        """Yield ``(features, bytes, fields)`` for each page of the month, in object id order
+        (``fields``: the answer's own field list, or None).
 
         The next page is requested (in a background thread) as soon as the current answer says
         ``exceededTransferLimit``, while the caller converts the current one, so the requests are
@@ -368,7 +388,37 @@ class ArcGisFeatureLayerSource:
                                     len(features), page_size)
                     offset += min(page_size, len(features))
                     pending = pool.submit(fetch, offset)
-                yield features, size
+                yield features, size, document.get("fields")
+
+    def page_schema(self, page_fields, wire: dict, month: str, offset: int, drift: dict, missing_pages: dict) -> None:
+        """One answer's ``fields`` against the dataset file (see the module docstring)."""
+        if not isinstance(page_fields, list):
+            return
+        declared = {f.get("name"): f.get("type") for f in page_fields if isinstance(f, dict) and f.get("name")}
+        folded = {name.casefold(): name for name in declared}
+        known = set()
+        gone = []
+        for field in self.fields:
+            name = wire.get(field.source, field.source)
+            actual = name if name in declared else folded.get(name.casefold())
+            if actual is None:
+                if field in self.required:
+                    gone.append(field.source)
+                else:
+                    missing_pages[field.source] = missing_pages.get(field.source, 0) + 1
+                continue
+            known.add(actual)
+            kind = declared[actual]
+            if kind and kind not in COMPATIBLE_ESRI_TYPES[field.type]:
+                drift.setdefault("changed_types", {})[field.source] = {"expected": field.type, "declared": kind}
+        if gone:
+            raise SchemaDriftError(
+                f"{self.SPEC.name} {month}: required attribute(s) {', '.join(gone)} gone from the query answer at "
+                f"resultOffset {offset} although the layer's metadata lists them: the schema changed while the "
+                "block was read; nothing landed, the previous landing stays")
+        unknown = set(declared) - known
+        if unknown - set(drift["new_fields"]):
+            drift["new_fields"] = sorted(set(drift["new_fields"]) | unknown)
 
     def page_table(self, features: list, wire: dict, month: str, landed_at: datetime) -> tuple[pa.Table, pa.Table, dict]:
         """One page of features to (typed good rows, quarantined rows, counts)."""
@@ -459,7 +509,11 @@ class ArcGisFeatureLayerSource:
         started = time.monotonic()
         goods, quarantines, reasons, nulled = [], [], {}, {}
         pages = fetched = fetched_bytes = 0
-        for features, size in self.iter_pages(session, probed, month):
+        drift = probed["drift"]
+        missing_pages: dict[str, int] = {}
+        for features, size, page_fields in self.iter_pages(session, probed, month):
+            self.page_schema(page_fields, probed.get("wire_names") or {}, month, pages * probed["max_record_count"],
+                             drift, missing_pages)
             pages += 1
             fetched += len(features)
             fetched_bytes += size
@@ -471,6 +525,11 @@ class ArcGisFeatureLayerSource:
                     reasons[item["values"]] = reasons.get(item["values"], 0) + item["counts"]
             for name, count in stats["nulled_values"].items():
                 nulled[name] = nulled.get(name, 0) + count
+        if missing_pages:
+            drift["missing_fields"] = sorted(set(drift["missing_fields"]) | set(missing_pages))
+            drift["pages_without"] = dict(sorted(missing_pages.items()))
+            log.warning("%s %s: attribute(s) missing from pages (they land as null): %s", self.SPEC.name, month,
+                        missing_pages)
         data = pa.concat_tables(goods) if goods else self.data_schema.empty_table()
         data, collapsed = self.collapse_duplicates(data)
         data = data.combine_chunks()

@@ -45,7 +45,10 @@ through untouched. A leading UTF-8 byte order mark is removed and then declares 
 **Parsing.** The header line is read here (its names trimmed, BOM-free) and matched to the
 configured fields by ``source`` name, then by ``aliases``, exactly first, then ignoring case and
 runs of spaces; what is new, missing or renamed is reported as ``drift``, and a required field that
-is gone raises :class:`SchemaDriftError`. Arrow then reads every column as a string (quoted commas
+is gone, or one the derived key hashes (without it every row would get a new key, and the
+warehouse would count each request twice), raises :class:`SchemaDriftError`. So does a date
+column none of whose values in the whole file parses with ``date_format`` (the column's format
+changed: that is drift, not a file of bad rows, and landing it would empty the block). Arrow then reads every column as a string (quoted commas
 are fields, not separators; ``newlines_in_values`` allows line breaks inside quotes). A line whose
 field count differs from the header's (an unquoted comma) is not a crash: Arrow hands it to a
 handler that keeps it for quarantine with its text. Values are trimmed (``trim``, default on) and
@@ -344,7 +347,10 @@ class ZipMemberStream:
                     data = inflater.unconsumed_tail or src.read_some()
                     if not data:
                         raise TransientBodyError(f"zip member {name} cut short after {got_size} bytes")
-                    out = inflater.decompress(data, INFLATE_CHUNK)
+                    try:
+                        out = inflater.decompress(data, INFLATE_CHUNK)
+                    except zlib.error as error:  # damaged bytes in transit or in the file: fetch it again
+                        raise TransientBodyError(f"zip member {name} is corrupt after {got_size} bytes ({error})") from None
                     if out:
                         got_crc = zlib.crc32(out, got_crc)
                         got_size += len(out)
@@ -463,6 +469,10 @@ class _Reader(io.RawIOBase):
                 return True
         self._done = True
         return False
+
+    def at_end(self) -> bool:
+        """Nothing left after what was read (a file that is only its header line)."""
+        return not self._buffer and not self._more()
 
     def header_line(self) -> bytes:
         while b"\n" not in self._buffer:
@@ -799,7 +809,9 @@ class CkanResourceSource:
             return "skip"
 
         column_names = [f"c{i}" for i in range(len(header))]
-        batches = pacsv.open_csv(
+        # A header and no line (a year file published before its first row): Arrow refuses an
+        # empty stream, so there are simply no batches.
+        batches = [] if reader.at_end() else pacsv.open_csv(
             reader,
             read_options=pacsv.ReadOptions(column_names=column_names, block_size=self.block_bytes, use_threads=True),
             parse_options=pacsv.ParseOptions(newlines_in_values=self.newlines_in_values, invalid_row_handler=on_invalid),
@@ -817,6 +829,10 @@ class CkanResourceSource:
             keep = state.assign(raw[self.date_field.name], self)
             if _count(keep):
                 kept.append(raw.filter(keep))
+        if state.unparsed and not state.parsed:
+            raise SchemaDriftError(
+                f"{self.SPEC.name}: none of the {state.unparsed} {self.date_field.source} values of the {year} file "
+                f"parses as {self.date_format} (first: {state.example!r}): the column's format changed; nothing landed")
         lines = [line for line in malformed if self.line_month(line[2], positions, year) == month]
         raw = pa.concat_tables(kept) if kept else self.raw_schema().empty_table()
         good, quarantine, stats = self.validate(raw, lines, month, year, landed_at)
@@ -860,6 +876,11 @@ class CkanResourceSource:
         gone = [f.source for f in [self.date_field] + self.required if f.source in missing]
         if gone:
             raise SchemaDriftError(f"{self.SPEC.name}: required field(s) gone from the file's header: {', '.join(gone)}")
+        keyed = [f.source for f in self.hash_of if f.source in missing]
+        if keyed:
+            raise SchemaDriftError(
+                f"{self.SPEC.name}: field(s) {', '.join(keyed)} that the key {self.key_name} hashes are gone from the "
+                "file's header: every row would get a new key; nothing landed (map the new header with aliases)")
         if drift["new_fields"] or missing or renamed:
             log.warning("%s schema drift: %s", self.SPEC.name, drift)
         return positions, drift
@@ -1041,11 +1062,21 @@ class _FileState:
         self.year = year
         self.month = month
         self.last = f"{year:04d}-01"
+        self.parsed = 0  # date values that parse (file-wide), and present ones that do not
+        self.unparsed = 0
+        self.example: str | None = None
 
     def months(self, date_raw, source: CkanResourceSource) -> pa.Array:
         """The block month of each row (see the module docstring)."""
         values = clean_strings(date_raw, source.date_field)
         parsed = parse_timestamps(values, *source._date_args)
+        self.parsed += pc.count(parsed).as_py() or 0
+        failed = pc.and_(pc.is_valid(values), pc.is_null(parsed))
+        failures = _count(failed)
+        if failures:
+            self.unparsed += failures
+            if self.example is None:
+                self.example = pc.filter(values, failed)[0].as_py()
         years = pc.year(parsed)
         own = pc.strftime(parsed, format="%Y-%m")
         in_year = pc.fill_null(pc.equal(years, self.year), False)

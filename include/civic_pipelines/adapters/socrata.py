@@ -27,7 +27,19 @@ The dataset file's ``[adapter]`` table::
 Rules, in order (the first failing rule names the quarantine reason): a required field missing
 (``missing <f>``), a required field that does not parse (``<f> is not an integer`` /
 ``unparseable <f>``), the date field outside the block (``<f> outside block YYYY-MM``). Optional
-fields that do not parse land as null.
+fields that do not parse land as null and are counted (``nulled_values``).
+
+**Each page's own schema.** SODA names every page's columns and their types in ``X-SODA2-Fields`` /
+``X-SODA2-Types``. A JSON row omits its null fields, so only these headers tell "null on every
+row" from "gone": a required field missing from a page's fields fails the block
+(:class:`SchemaDriftError`, the previous landing stays), an optional one is added to the drift's
+``missing_fields`` (it lands as null); columns the contract lacks go to ``new_fields`` and a
+declared type other than the contract's to ``changed_types`` (values are still parsed, and
+coerced: SODA sends every value as text), whichever page they appear on.
+
+**Credentials.** A 401/403 from SODA (an app token it does not accept: ``permission_denied``,
+``Invalid app_token specified``) fails the block with a message that names the connection; the
+token is never retried without, nor printed.
 """
 
 from __future__ import annotations
@@ -60,6 +72,9 @@ ARROW_TYPES = {
 }
 # What the dataset's column metadata calls each lake type (for the replay server's /api/views).
 SODA_TYPES = {"string": "text", "int64": "number", "int32": "number", "float64": "number", "timestamp": "calendar_date"}
+# What X-SODA2-Types calls each lake type on a data page.
+SODA2_TYPES = {"string": "text", "int64": "number", "int32": "number", "float64": "number",
+               "timestamp": "floating_timestamp"}
 _INT_RE = r"^-?[0-9]{1,18}$"
 _FLOAT_RE = r"^\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
 DEFAULT_VARIANT = "default"
@@ -210,6 +225,10 @@ class SocrataDatasetSource:
         url = f"{connection.base_url}/api/views/{self.dataset_id}.json"
         try:
             metadata = orjson.loads(get_bytes(session, url))
+        except SourceHTTPError as error:
+            if error.status in (401, 403):
+                raise self._refused(error, connection) from None
+            raise
         except orjson.JSONDecodeError as error:
             raise SourceHTTPError(f"{url}: metadata is not JSON ({error})") from None
         column_names = {c.get("fieldName") for c in metadata.get("columns", []) if c.get("fieldName")}
@@ -242,16 +261,21 @@ class SocrataDatasetSource:
         page_size = page_size or self.page_size
         url = f"{base_url}/resource/{self.dataset_id}.json"
 
-        def fetch(offset: int) -> bytes:
-            return get_bytes(session, url, params=self.page_params(schema, month, offset, page_size))
+        def fetch(offset: int) -> tuple[bytes, dict]:
+            headers: dict = {}
+            body = get_bytes(session, url, params=self.page_params(schema, month, offset, page_size), headers_out=headers)
+            return body, headers
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="soda-prefetch") as pool:
             offset, pending = 0, pool.submit(fetch, 0)
             while pending is not None:
+                body, headers = pending.result()
                 try:
-                    page = JsonPage(pending.result())
+                    page = JsonPage(body)
                 except ValueError as error:
                     raise SourceHTTPError(f"{url} offset {offset}: {error}") from None
+                page.headers = headers
+                page.offset = offset
                 if sizes is not None:
                     sizes.append(len(page.body))
                 pending = pool.submit(fetch, offset + page_size) if page.rows >= page_size else None
@@ -295,9 +319,11 @@ class SocrataDatasetSource:
     def validate(self, raw: pa.Table, schema: str, month: str, landed_at: datetime) -> tuple[pa.Table, pa.Table, dict]:
         """Split raw string columns into typed good rows and quarantined rows (with the reason)."""
         n_raw = raw.num_rows
-        typed, rules = {}, []
+        typed, rules, optional_bad = {}, [], {}
         for field in self.fields:
             typed[field.name], bad = self._parsed(raw[field.name], field)
+            if bad is not None and not field.required:
+                optional_bad[field.name] = bad
             if field.required:
                 rules.append((pc.is_null(raw[field.name]), f"missing {field.name}"))
                 if bad is not None:
@@ -315,6 +341,12 @@ class SocrataDatasetSource:
         bad = pc.is_valid(reason)
 
         stats: dict = {}
+        nulled = {}
+        for name, mask in optional_bad.items():
+            count = pc.sum(pc.and_(mask, pc.invert(bad))).as_py() or 0
+            if count:
+                nulled[name] = count
+        stats["nulled_values"] = nulled
         if self.withheld_point:
             x_name, y_name = self.withheld_point
             # 0/0 is how publishers withhold a location: missing, not a point in the Atlantic.
@@ -373,25 +405,86 @@ class SocrataDatasetSource:
 
     # ------------------------------------------------------------ the block
 
+    def page_schema(self, page: JsonPage, schema: str, month: str, drift: dict, missing_pages: dict) -> None:
+        """Check one page's declared columns (``X-SODA2-Fields``/``-Types``) against the contract:
+        a required field gone raises, the rest is recorded in ``drift`` (see the module docstring)."""
+        headers = getattr(page, "headers", None) or {}
+        try:
+            names = orjson.loads(headers["x-soda2-fields"]) if headers.get("x-soda2-fields") else None
+            types = orjson.loads(headers["x-soda2-types"]) if headers.get("x-soda2-types") else None
+        except orjson.JSONDecodeError:
+            names = types = None
+        if not isinstance(names, list):
+            if page.rows:  # no header (not SODA 2.0?): the first row's keys tell new fields at least
+                unknown = page.first_keys() - self.wire_names(schema) - SYSTEM_FIELDS
+                drift["new_fields"] = sorted(set(drift["new_fields"]) | unknown)
+            return
+        present = set(names)
+        declared = dict(zip(names, types)) if isinstance(types, list) and len(types) == len(names) else {}
+        gone = [f.wire[schema] for f in self.fields if f.required and f.wire[schema] not in present]
+        if gone:
+            raise SchemaDriftError(
+                f"{self.SPEC.name} {month}: required field(s) {', '.join(gone)} gone from the page at offset "
+                f"{getattr(page, 'offset', '?')} (X-SODA2-Fields) although the dataset's metadata lists them: "
+                "the schema changed while the block was read; nothing landed, the previous landing stays")
+        for field in self.fields:
+            wire = field.wire[schema]
+            if not wire:
+                continue
+            if wire not in present:
+                missing_pages[wire] = missing_pages.get(wire, 0) + 1
+                continue
+            kind = declared.get(wire)
+            if kind and kind != SODA2_TYPES[field.type]:
+                drift.setdefault("changed_types", {})[wire] = {"expected": field.type, "declared": kind}
+        unknown = present - self.wire_names(schema) - SYSTEM_FIELDS
+        if unknown - set(drift["new_fields"]):
+            drift["new_fields"] = sorted(set(drift["new_fields"]) | unknown)
+
+    def _refused(self, error: SourceHTTPError, connection) -> SourceHTTPError:
+        """A 401/403 as a message that names the connection (never the token)."""
+        try:
+            message = orjson.loads(error.body).get("message") or ""
+        except (orjson.JSONDecodeError, AttributeError, TypeError):
+            message = ""
+        token = "the app token of" if connection.password else "no app token in"
+        return SourceHTTPError(
+            f"{self.SPEC.name}: SODA refused the request with {error.status}"
+            + (f" ({message})" if message else "")
+            + f": check {token} connection {self.SPEC.conn_id} (an app token is optional; a wrong one is refused)",
+            error.status)
+
     def extract_block(self, session, connection, month: str, probed: dict, landed_at: datetime | None = None) -> BlockData:
         landed_at = landed_at or datetime.now(timezone.utc)
         schema = probed["schema"]
+        drift = probed["drift"]
         goods, quarantines, reasons, withheld, fetched, pages, sizes = [], [], {}, 0, 0, 0, []
-        for page in self.iter_pages(session, connection.base_url, schema, month, sizes=sizes):
-            raw = self.page_to_columns(page, schema)
-            pages += 1
-            fetched += raw.num_rows
-            if pages == 1:
-                unknown = page.first_keys() - self.wire_names(schema) - SYSTEM_FIELDS
-                if unknown:
-                    probed["drift"]["new_fields"] = sorted(set(probed["drift"]["new_fields"]) | unknown)
-            good, quarantine, stats = self.validate(raw, schema, month, landed_at)
-            goods.append(good)
-            if quarantine.num_rows:
-                quarantines.append(quarantine)
-            for reason, count in stats["quarantine_reasons"].items():
-                reasons[reason] = reasons.get(reason, 0) + count
-            withheld += stats.get("withheld_locations", 0)
+        nulled: dict[str, int] = {}
+        missing_pages: dict[str, int] = {}
+        try:
+            for page in self.iter_pages(session, connection.base_url, schema, month, sizes=sizes):
+                self.page_schema(page, schema, month, drift, missing_pages)
+                raw = self.page_to_columns(page, schema)
+                pages += 1
+                fetched += raw.num_rows
+                good, quarantine, stats = self.validate(raw, schema, month, landed_at)
+                goods.append(good)
+                if quarantine.num_rows:
+                    quarantines.append(quarantine)
+                for reason, count in stats["quarantine_reasons"].items():
+                    reasons[reason] = reasons.get(reason, 0) + count
+                for name, count in stats["nulled_values"].items():
+                    nulled[name] = nulled.get(name, 0) + count
+                withheld += stats.get("withheld_locations", 0)
+        except SourceHTTPError as error:
+            if error.status in (401, 403):
+                raise self._refused(error, connection) from None
+            raise
+        if missing_pages:
+            drift["missing_fields"] = sorted(set(drift["missing_fields"]) | set(missing_pages))
+            drift["pages_without"] = dict(sorted(missing_pages.items()))
+            log.warning("%s %s: field(s) missing from pages (they land as null): %s", self.SPEC.name, month,
+                        missing_pages)
         data = pa.concat_tables(goods) if goods else self.DATA_SCHEMA.empty_table()
         data, collapsed = self.collapse_duplicates(data)
         data = self.sort_by_key(data)
@@ -401,7 +494,8 @@ class SocrataDatasetSource:
             "fetched_bytes": sum(sizes),
             "duplicates_collapsed": collapsed,
             "quarantine_reasons": reasons,
-            "drift": probed["drift"],
+            "nulled_values": nulled,
+            "drift": drift,
         }
         if self.detectors:
             stats = {"schema": schema, **stats}

@@ -116,7 +116,8 @@ class LakeManifests:
                 landed_at=manifest.get("landed_at"),
                 checked_at=manifest.get("checked_at"),
                 complete=manifest.get("complete", True) is not False,
-                drift=bool(drift.get("missing_fields") or drift.get("new_fields") or drift.get("type_changes")),
+                drift=bool(drift.get("missing_fields") or drift.get("new_fields") or drift.get("type_changes")
+                            or drift.get("changed_types")),  # Street Manager says type_changes, SODA/ArcGIS changed_types
             ))
         return sorted(blocks, key=lambda b: (b.month, b.part or ""))
 

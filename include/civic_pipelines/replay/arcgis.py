@@ -22,9 +22,19 @@ the replay rejected a request is also in the ``X-Replay-Error`` header (the body
 
 Faults. The core's ``Faults`` has a fixed list, so the query endpoint applies the generic ones
 itself, and only to ``/query`` requests (layer metadata is never faulted): ``status_429``
-(``Retry-After``), ``status_503``, ``reset_mid_page``, ``malformed_row`` (a feature without
-OBJECTID and one whose OPENEDDATETIME is ``"not-a-date"``), ``duplicate_row`` (the page's first
-feature again with a LastUpdateDate one hour later). ``status_202`` does not apply to ArcGIS. The
+(``Retry-After``, ArcGIS's error envelope), ``status_503``, ``status_500``, ``status_502`` (a
+proxy's HTML page), ``status_401`` (as ArcGIS answers a bad or expired token: HTTP 200 with the
+envelope code 498 ``Invalid token.``), ``delay``, ``reset_mid_page``, ``malformed_row`` (a
+feature without OBJECTID and one whose OPENEDDATETIME is ``"not-a-date"``), ``duplicate_row``
+(the page's first feature again with a LastUpdateDate one hour later), and on feature pages:
+``empty_month`` (no features, no ``exceededTransferLimit``), ``page_overlap`` (offset paging
+while features are inserted ahead of the cursor: the page at a non-zero ``resultOffset`` and every
+later page of the same query start :data:`OVERLAP_ROWS` features early, until the query starts
+again at offset 0), ``drop_field`` (the attribute ``field``, default the layer's date field, gone
+from the features and the answer's ``fields``), ``new_field`` (an editor-tracking ``EditDate``
+date attribute, as when a publisher turns editor tracking on) and ``retype_field`` (the attribute
+``field``, default the first numeric attribute that is not the object id, sent as a JSON string
+and declared ``esriFieldTypeString``). ``status_202`` does not apply to ArcGIS. The
 ArcGIS-specific ``arcgis_error`` (the next n queries answer the error envelope on HTTP 200) is set
 with ``POST /_replay/config {"arcgis": {"arcgis_error": n}}`` and cleared by ``/_replay/reset``.
 
@@ -52,8 +62,10 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from civic_pipelines.replay.server import Request, Response, json_response
+from civic_pipelines.replay.server import Request, Response, fault_response, json_response
 
+OVERLAP_ROWS = 3  # features an overlapped page repeats from the previous one
+NEW_FIELD = ("EditDate", "esriFieldTypeDate")  # what editor tracking adds to a hosted layer
 DEFAULT_MAX_RECORD_COUNT = 2000  # not ArcGIS Online's 1000 or 16000 default: clients must read it
 MINNEAPOLIS_PATH = "/afSMGVsC7QlRK1kZ/arcgis/rest/services/Public_311_{year}/FeatureServer/0"
 CURRENT_VERSION = 11.5
@@ -633,6 +645,8 @@ class LayerFamily:
         self.max_record_count = _positive_int("max_record_count", max_record_count)
         self.accept_epoch_dates = bool(accept_epoch_dates)
         self._initial = (self.max_record_count, self.accept_epoch_dates)
+        self._shifts: dict[tuple, int] = {}  # page_overlap: query -> features every later page starts early
+        self._shift_lock = threading.Lock()
         service, _, layer = path_pattern.rstrip("/").rpartition("/")
         if not layer.isdigit():
             raise ValueError("path_pattern must end in the layer id, e.g. .../FeatureServer/0")
@@ -700,6 +714,19 @@ class LayerFamily:
     def reset_data(self) -> None:
         self.max_record_count, self.accept_epoch_dates = self._initial
         self.dataset.reset()
+
+    def clear_shifts(self) -> None:
+        with self._shift_lock:
+            self._shifts.clear()
+
+    def _effective_offset(self, key: tuple, offset: int, faults) -> int:
+        """``resultOffset`` as served: earlier by the features inserted ahead of the cursor."""
+        with self._shift_lock:
+            if offset == 0:
+                self._shifts.pop(key, None)
+            elif faults.get("reset_mid_page") == 0 and faults.take("page_overlap"):
+                self._shifts[key] = self._shifts.get(key, 0) + OVERLAP_ROWS
+            return max(0, offset - self._shifts.get(key, 0))
 
     # ------------------------------------------------------------ documents
 
@@ -811,6 +838,9 @@ class LayerFamily:
 
         months = self._months(year, where, id_filter)
         default_order = not order or order == [(oid, False)]
+        if not (count_only or ids_only):
+            offset = self._effective_offset((year, where_text, object_ids, params.get("orderbyfields", "")),
+                                            offset, faults)
 
         def matching(records):
             if where is not None and where.constant is False:
@@ -867,13 +897,17 @@ class LayerFamily:
         if features and faults.get("reset_mid_page") == 0:
             features = _data_faults(features, faults, ds)
         fields_by_name = {f["name"]: f for f in ds.fields()}
+        doc_fields = [_query_field(fields_by_name[f]) for f in out_fields]
+        if faults.get("reset_mid_page") == 0:
+            features, doc_fields, emptied = _field_faults(features, doc_fields, faults, ds)
+            more = more and not emptied
         document = {
             "objectIdFieldName": oid,
             "uniqueIdField": {"name": oid, "isSystemMaintained": True},
             "globalIdFieldName": "",
             "geometryType": "esriGeometryPoint",
             "spatialReference": dict(_WGS84 if out_sr == 4326 else _WEB_MERCATOR),
-            "fields": [_query_field(fields_by_name[f]) for f in out_fields],
+            "fields": doc_fields,
             "features": features,
         }
         if more:
@@ -1037,6 +1071,66 @@ def _data_faults(features: list[dict], faults, dataset) -> list[dict]:
     return features
 
 
+def _field_faults(features: list[dict], fields: list[dict], faults, dataset) -> tuple[list, list, bool]:
+    """``empty_month``, ``drop_field``, ``new_field``, ``retype_field`` on a feature page; the
+    features' attribute dicts are copied before any change (the dataset's are shared)."""
+    emptied = False
+    if faults.take("empty_month"):
+        features, emptied = [], True
+    if faults.take("drop_field"):
+        name = faults.field or dataset.date_field
+        fields = [f for f in fields if f["name"] != name]
+        features = [{**f, "attributes": {k: v for k, v in f["attributes"].items() if k != name}} for f in features]
+    if faults.take("new_field"):
+        name, kind = NEW_FIELD
+        fields = fields + [{"name": name, "type": kind, "alias": name, "sqlType": "sqlTypeOther", "length": 8,
+                            "domain": None, "defaultValue": None}]
+        features = [{**f, "attributes": {**f["attributes"],
+                                         name: f["attributes"].get("LastUpdateDate") or f["attributes"].get(dataset.date_field)}}
+                    for f in features]
+    if faults.take("retype_field"):
+        numeric = ("esriFieldTypeDouble", "esriFieldTypeInteger", "esriFieldTypeSmallInteger", "esriFieldTypeBigInteger",
+                   "esriFieldTypeSingle")
+        name = faults.field or next((f["name"] for f in fields if f["type"] in numeric), None)
+        fields = [{**f, "type": "esriFieldTypeString", "length": 256} if f["name"] == name else f for f in fields]
+
+        def as_text(value):
+            if isinstance(value, float) and value.is_integer():
+                return str(int(value))
+            return None if value is None else str(value)
+
+        features = [{**f, "attributes": {**f["attributes"], name: as_text(f["attributes"].get(name))}}
+                    if name in f["attributes"] else f for f in features]
+    return features, fields, emptied
+
+
+class _NoProcessing:
+    """The core's faults without ``status_202``: ArcGIS has no "still processing" answer."""
+
+    def __init__(self, faults) -> None:
+        self._faults = faults
+
+    def take(self, name: str, n: int = 1) -> int:
+        return 0 if name == "status_202" else self._faults.take(name, n)
+
+    def __getattr__(self, name):
+        return getattr(self._faults, name)
+
+
+def _arcgis_fault_answer(name: str, response: Response) -> Response:
+    """The core's HTTP faults in the shapes ArcGIS Online answers them."""
+    if name == "status_429":
+        return json_response(429, error_envelope(429, "Too many requests. Please try again later."),
+                             {"Retry-After": response.headers["Retry-After"]})
+    if name == "status_503":
+        return json_response(503, error_envelope(503, "Service Unavailable"))
+    if name == "status_500":
+        return json_response(500, error_envelope(500, ARCGIS_FAULT_MESSAGES[500]))
+    if name == "status_401":  # an expired or revoked token: HTTP 200 and code 498, as ArcGIS sends it
+        return json_response(200, error_envelope(498, "Invalid token.", ["Invalid token."]))
+    return response  # 502: the proxy's HTML page
+
+
 # ---------------------------------------------------------------- the service
 
 
@@ -1122,6 +1216,8 @@ class ArcGisApi:
             server.add_data_reset_hook(family.reset_data)
         server.add_config_handler("arcgis", self.faults.configure, self.faults.describe)
         server.state.add_reset_hook(self.faults.clear)
+        for family in self.families:
+            server.state.add_reset_hook(family.clear_shifts)
         self._installed = True
 
     # ------------------------------------------------------------ handler
@@ -1154,13 +1250,9 @@ class ArcGisApi:
 
     def _query(self, family: LayerFamily, year: int, params: dict, fmt: str, request: Request) -> Response:
         faults = request.state.faults
-        if faults.take("status_429"):
-            retry_after = faults.retry_after
-            value = str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)
-            return json_response(429, error_envelope(429, "Too many requests. Please try again later."),
-                                 {"Retry-After": value})
-        if faults.take("status_503"):
-            return json_response(503, error_envelope(503, "Service Unavailable"))
+        answer = fault_response(_NoProcessing(faults), on_fault=_arcgis_fault_answer)
+        if answer is not None:
+            return answer
         if fmt not in ("json", "pjson"):
             return _format_response(fmt)
         if self.faults.take("arcgis_error"):

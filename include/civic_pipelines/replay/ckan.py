@@ -20,11 +20,24 @@ ranges (206 / 416, ``If-Range``) and ``If-None-Match`` / ``If-Modified-Since`` (
 sent in one piece with its full length, so streaming clients (``stream=True``,
 ``iter_content``) read it as it arrives.
 
-Faults: the download routes are ``faultable`` (``status_429``/``503``/``202`` and
-``reset_mid_page`` come from the core); ``malformed_row`` adds two contract-breaking lines to the
-next n full downloads (one with an extra field, one whose Creation Date is ``not-a-date``) and
-``duplicate_row`` repeats the first data row an hour later, at its sorted place. The action API
-is not faultable (as SODA's metadata route is not).
+Faults: the download routes are ``faultable`` (``status_429``/``500``/``502``/``503``/``202``,
+``delay`` and ``reset_mid_page`` come from the core); ``malformed_row`` adds two contract-breaking
+lines to the next n full downloads (one with an extra field, one whose Creation Date is
+``not-a-date``) and ``duplicate_row`` repeats the first data row an hour later, at its sorted
+place. On the next n full downloads, the file itself changes (a new body with its own ETag,
+under the same resource metadata):
+
+* ``empty_month``: the header line only (a file with no rows);
+* ``drop_field``: the column ``field`` (default ``Ward``) gone from the header and every line;
+* ``new_field``: a column the contract's possible newer schema names, ``Service Request
+  Location`` (the row's postal prefix), added at the end of the header and every line;
+* ``retype_field``: the column ``field`` (default ``Creation Date``) written another way, ISO
+  8601 with a ``T`` and milliseconds (``2024-02-01T10:00:00.000``), as a DataStore export does;
+* ``truncate_archive``: the download ends at 60 % of the file, as a complete HTTP answer (its
+  ``Content-Length`` is the cut length);
+* ``corrupt_archive``: 64 bytes in the middle of the file are garbage (same length).
+
+The action API is not faultable (as SODA's metadata route is not).
 
 Configuration (``POST /_replay/config``), section ``toronto_311``::
 
@@ -251,8 +264,11 @@ class TorontoCkanPackage:
     def file(self, year: int, kind: str) -> tuple[bytes, str]:
         return self.dataset.file(year, kind)
 
-    def faulted_file(self, year: int, kind: str, malformed: int, duplicate: int) -> tuple[bytes, str]:
-        """The file with fault lines added (a fresh body; its ETag is its own)."""
+    def faulted_file(self, year: int, kind: str, malformed: int, duplicate: int, changes: dict | None = None,
+                     field: str | None = None) -> tuple[bytes, str]:
+        """The file with fault lines added or its columns changed (a fresh body; its ETag is its own).
+        ``changes``: which of empty_month, drop_field, new_field, retype_field fired."""
+        changes = changes or {}
         text = self.dataset.csv_bytes(year)
         lines = text.split(b"\r\n")
         trailer = lines.pop() if lines and lines[-1] == b"" else None
@@ -265,6 +281,10 @@ class TorontoCkanPackage:
             bad_date = b"not-a-date" + data[(2 * len(data)) // 3][27:]
             data.insert(len(data) // 3 + 1, extra)
             data.insert((2 * len(data)) // 3 + 1, bad_date)
+        if changes.get("empty_month"):
+            data = []
+        if changes.get("drop_field") or changes.get("new_field") or changes.get("retype_field"):
+            header, data = _column_faults(header, data, changes, field)
         body = b"\r\n".join(header + data) + (b"\r\n" if trailer is not None else b"")
         if kind == "zip":
             body = build_zip(f"SR{year}.csv", body, self.dataset.last_modified_dt(year))
@@ -332,6 +352,55 @@ class TorontoCkanPackage:
     def reset_data(self) -> None:
         self.resource_format, self.size_policy = self._initial
         self.dataset.reset()
+
+
+NEW_COLUMN = "Service Request Location"  # the contract's possible newer schema names it
+
+
+def _column_faults(header: list[bytes], data: list[bytes], changes: dict, field: str | None):
+    """drop_field / new_field / retype_field over the CSV lines (latin-1, CRLF, minimal quoting)."""
+    import csv
+    import io
+
+    def split(line: bytes) -> list[str]:
+        return next(csv.reader([line.decode("latin-1")]), [])
+
+    def join(values: list[str]) -> bytes:
+        out = io.StringIO()
+        csv.writer(out, lineterminator="").writerow(values)
+        return out.getvalue().encode("latin-1")
+
+    names = split(header[0])
+    rows = [split(line) for line in data]
+    if changes.get("retype_field"):
+        name = field or names[0]
+        if name in names:
+            at = names.index(name)
+            for row in rows:
+                value = row[at] if at < len(row) else ""
+                if len(value) >= 19 and value[10] == " ":
+                    row[at] = value[:10] + "T" + value[11:19] + "." + (value[20:23] or "000").ljust(3, "0")
+    if changes.get("new_field"):
+        postal = names.index("First 3 Chars of Postal Code") if "First 3 Chars of Postal Code" in names else None
+        names = names + [NEW_COLUMN]
+        rows = [row + [row[postal] if postal is not None and postal < len(row) else ""] for row in rows]
+    if changes.get("drop_field"):
+        name = field or "Ward"
+        if name in names:
+            at = names.index(name)
+            names = names[:at] + names[at + 1:]
+            rows = [row[:at] + row[at + 1:] for row in rows]
+    return [join(names)], [join(row) for row in rows]
+
+
+def _damaged(data: bytes, truncate: int, corrupt: int) -> bytes:
+    """truncate_archive (the first 60 %) and corrupt_archive (64 garbage bytes in the middle)."""
+    if corrupt:
+        middle = len(data) // 2
+        data = data[:middle] + bytes((0xA5 ^ i) & 0xFF for i in range(64)) + data[middle + 64:]
+    if truncate:
+        data = data[: len(data) * 3 // 5]
+    return data
 
 
 def _with_duplicate(data: list[bytes]) -> list[bytes]:
@@ -461,8 +530,15 @@ class CkanApi:
         conditional = any(request.headers.get(h) for h in ("if-none-match", "if-modified-since"))
         if not range_header and not conditional and faults.get("reset_mid_page") == 0:
             malformed, duplicate = faults.take("malformed_row"), faults.take("duplicate_row")
-            if malformed or duplicate:
-                data, etag = package.faulted_file(year, kind, malformed, duplicate)
+            changes = {name: faults.take(name) for name in ("empty_month", "drop_field", "new_field", "retype_field")}
+            if malformed or duplicate or any(changes.values()):
+                data, etag = package.faulted_file(year, kind, malformed, duplicate, changes, faults.field)
+            truncate, corrupt = faults.take("truncate_archive"), faults.take("corrupt_archive")
+            if truncate or corrupt:
+                if data is None:
+                    data, etag = package.file(year, kind)
+                data = _damaged(data, truncate, corrupt)
+                etag = etag_for(data)
         if data is None:
             data, etag = package.file(year, kind)
         headers = {"ETag": etag, "Last-Modified": http_date(modified), "Accept-Ranges": "bytes"}

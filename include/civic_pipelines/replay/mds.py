@@ -34,8 +34,16 @@ in the hour) and of status changes / events (in the hour) around ``trips_per_hou
 points fall outside the district grid). A share ``invalid_share`` of the records is generated
 schema-invalid, one way per version and endpoint (:data:`INVALID_KINDS`); ``records()`` says which.
 The core's ``malformed_row`` fault adds two invalid records to the next n data pages (one without
-its key field, one with an ISO text timestamp); ``status_429``/``status_503``/``reset_mid_page``
-fire on the data routes, not on the token endpoints (a route of their own, ``/mds-auth/``).
+its key field, one with an ISO text timestamp); ``status_429``/``status_5xx``/``status_401`` (a
+401 ``invalid_token`` with ``WWW-Authenticate: Bearer``)/``delay``/``reset_mid_page`` fire on the
+data routes, not on the token endpoints (a route of their own, ``/mds-auth/``). On the next n
+data requests: ``empty_month`` answers the hour with no records (200, one page: MDS's "no data"
+answer); ``page_overlap`` starts a second or later page with the previous page's last record
+(a provider paging by offset while records arrive); ``drop_field`` removes ``field`` (default
+the record's time: ``end_time`` for trips, ``timestamp`` / ``event_time`` for events) from every
+record; ``new_field`` adds ``journey_id`` (a 2.0 telemetry field) to every record;
+``retype_field`` sends ``field`` (default the trip duration, or the event battery level) as a
+JSON string.
 
 Configuration (``POST /_replay/config``), section ``mds``::
 
@@ -428,6 +436,9 @@ class MdsReplay:
 
     def _page(self, p: MdsProvider, request: Request, kind: str, endpoint: str, parameter: str, hour: str,
               records: list) -> Response:
+        faults = request.state.faults
+        if faults.take("empty_month"):
+            records = []
         pages = p.version == "1.2" or (p.version == "2.0" and kind == "events")
         size = max(1, int(self.page_size))
         page_count = max(1, -(-len(records) // size)) if pages else 1
@@ -439,8 +450,12 @@ class MdsReplay:
                 return _error(400, "bad_param", "page must be an integer")
             if not 1 <= number <= page_count:
                 return _error(400, "bad_param", f"page {number} out of range 1..{page_count}")
+            previous = records[(number - 2) * size:(number - 1) * size] if number > 1 else []
             records = records[(number - 1) * size:number * size]
-        if request.state.faults.take("malformed_row"):
+            if previous and faults.take("page_overlap"):
+                records = previous[-1:] + records
+        records = self._field_faults(p, kind, records, faults)
+        if faults.take("malformed_row"):
             records = records + self.malformed(p, kind, hour)
         key = {"trips": "trips", "events": "events" if p.version == "2.0" else "status_changes"}[kind]
         payload: dict = {"version": PAYLOAD_VERSION[p.version]}
@@ -465,6 +480,22 @@ class MdsReplay:
         response = json_response(200, payload, data_page=True)
         response.content_type = f"{MEDIA[p.version]};version={p.version}"
         return response
+
+    @staticmethod
+    def _field_faults(p: MdsProvider, kind: str, records: list, faults) -> list:
+        """drop_field / new_field / retype_field on one page (records are copied first)."""
+        if faults.take("drop_field"):
+            name = faults.field or ("end_time" if kind == "trips" else "timestamp" if p.version == "2.0" else "event_time")
+            records = [{k: v for k, v in r.items() if k != name} for r in records]
+        if faults.take("new_field"):
+            records = [{**r, "journey_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"journey:{_canonical_id(r)}"))}
+                       for r in records]
+        if faults.take("retype_field"):
+            default = ("duration" if p.version == "2.0" else "trip_duration") if kind == "trips" else (
+                "battery_percent" if p.version == "2.0" else "battery_pct")
+            name = faults.field or default
+            records = [{**r, name: str(r[name])} if r.get(name) is not None else r for r in records]
+        return records
 
     # ------------------------------------------------------------ auth
 
@@ -584,6 +615,10 @@ class MdsReplay:
                 "tokens_issued": len(self._tokens), "token_requests": self.token_requests,
                 "providers": {name: {**p.describe(), "base_url": self.base_url(name)} for name, p in self.providers.items()},
             }
+
+
+def _canonical_id(record: dict) -> str:
+    return str(record.get("trip_id") or record.get("event_id") or sorted(record.items()))
 
 
 def install_mds(server, replay: MdsReplay | None = None, **kwargs) -> MdsReplay:

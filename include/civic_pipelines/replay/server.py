@@ -11,7 +11,8 @@ Control endpoints (JSON in, JSON out)::
                                                                       (+ data config when "data")
     GET  /_replay/config                  each API's current configuration
     POST /_replay/config   {"seattle_crime": {"schema": "B"}}         per-API configuration
-    GET  /_replay/requests [?detail=1]    the requests received (path + raw query), in order
+    GET  /_replay/requests [?detail=1]    the requests received (path + raw query), in order; with
+                                          detail, each with its status and arrival time ("at", epoch s)
 
 Fault switches (each a count, decremented as it fires, only on routes marked ``faultable``, i.e.
 the data endpoints such as ``/resource/``):
@@ -42,6 +43,12 @@ which; ``fired`` shows whether one did):
     truncate_archive  the next n archive downloads end early (a complete HTTP response of a
                     truncated file)
     corrupt_archive   the next n archive downloads have garbage bytes in the middle
+
+``field`` (``POST /_replay/faults {"drop_field": 1, "field": "beat"}``) names the wire field that
+``drop_field`` / ``retype_field`` act on; unset (null), each API module picks its own default
+(its docstring says which). An API whose real service answers a core fault in another shape
+(ArcGIS's 498 for a bad token, Socrata's 403 ``permission_denied`` for a bad app token) passes
+``on_fault`` to ``add_route``, or calls :func:`fault_response` itself with one.
 """
 
 from __future__ import annotations
@@ -79,6 +86,7 @@ class Faults:
         self.fired = {name: 0 for name in FAULTS}
         self.retry_after: float = 1
         self.delay_seconds: float = 2
+        self.field: str | None = None  # the wire field drop_field / retype_field act on (None: the API's choice)
 
     def set(self, **values) -> None:
         self.update(values)
@@ -91,8 +99,13 @@ class Faults:
                         raise ValueError(f"{name} must be a number of seconds >= 0")
                     setattr(self, name, value)
                     continue
+                if name == "field":
+                    if value is not None and (not isinstance(value, str) or not value):
+                        raise ValueError("field must be a wire field name or null")
+                    self.field = value
+                    continue
                 if name not in self._counts:
-                    raise ValueError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}, retry_after, delay_seconds")
+                    raise ValueError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}, retry_after, delay_seconds, field")
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                     raise ValueError(f"fault {name} needs a count >= 0")
                 self._counts[name] = value
@@ -120,11 +133,12 @@ class Faults:
                 self.fired[name] = 0
             self.retry_after = 1
             self.delay_seconds = 2
+            self.field = None
 
     def snapshot(self) -> dict:
         with self._lock:
             return {**self._counts, "retry_after": self.retry_after, "delay_seconds": self.delay_seconds,
-                    "fired": dict(self.fired)}
+                    "field": self.field, "fired": dict(self.fired)}
 
 
 class ReplayState:
@@ -208,6 +222,45 @@ class Route:
     methods: tuple = ("GET",)
     faultable: bool = False
     processing_body: bytes = b"[]"  # the body of a 202 "still processing" reply
+    on_fault: Callable[[str, Response], Response] | None = None  # the API's own shape of a core fault
+
+
+def fault_response(faults: "Faults", processing_body: bytes = b"[]",
+                   on_fault: Callable[[str, Response], Response] | None = None) -> Response | None:
+    """The core's HTTP-level faults (429, 503, 202, 500, 502, 401, then ``delay``), in that order:
+    the answer of the first that fires, or None (after any delay) to answer normally.
+    ``on_fault(name, response)`` lets an API reshape the answer the way its real service sends it."""
+    name, response = None, None
+    if faults.take("status_429"):
+        retry_after = faults.retry_after
+        value = str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)
+        name, response = "status_429", json_response(
+            429,
+            {"code": "too_many_requests", "error": True,
+             "message": "Too many requests; throttled. Retry later or use an app token."},
+            {"Retry-After": value},
+        )
+    elif faults.take("status_503"):
+        name, response = "status_503", json_response(503, {"code": "service_unavailable", "error": True,
+                                                           "message": "Service temporarily unavailable"})
+    elif faults.take("status_202"):
+        name, response = "status_202", Response(202, processing_body,
+                                                {"X-SODA2-Warning": "processing; retry the same request"})
+    elif faults.take("status_500"):
+        name, response = "status_500", json_response(500, {"code": "internal_error", "error": True,
+                                                           "message": "Internal server error"})
+    elif faults.take("status_502"):
+        name, response = "status_502", Response(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", {},
+                                                content_type="text/html")
+    elif faults.take("status_401"):
+        name, response = "status_401", json_response(
+            401, {"code": "invalid_token", "error": True, "message": "The access token expired or was revoked"},
+            {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    elif faults.take("delay"):
+        time.sleep(faults.delay_seconds)
+    if response is not None and on_fault is not None:
+        response = on_fault(name, response)
+    return response
 
 
 # ---------------------------------------------------------------- the server
@@ -314,8 +367,9 @@ class ReplayServer:
     # ------------------------------------------------------------ extension points
 
     def add_route(self, prefix: str, handler: Callable[[Request], Response], methods=("GET",),
-                  faultable: bool = False, processing_body: bytes = b"[]") -> None:
-        self._routes.append(Route(prefix, handler, tuple(methods), faultable, processing_body))
+                  faultable: bool = False, processing_body: bytes = b"[]",
+                  on_fault: Callable[[str, Response], Response] | None = None) -> None:
+        self._routes.append(Route(prefix, handler, tuple(methods), faultable, processing_body, on_fault))
         self._routes.sort(key=lambda r: len(r.prefix), reverse=True)  # longest prefix wins
 
     def add_config_handler(self, name: str, apply: Callable[[dict], dict], describe: Callable[[], dict]) -> None:
@@ -363,7 +417,7 @@ class ReplayServer:
             return self._control(request)
         started = time.perf_counter()
         entry = {"method": request.method, "path": request.path, "query": request.query,
-                 "params": request.params, "status": None,
+                 "params": request.params, "status": None, "at": round(time.time(), 4),
                  "client_port": request.client[1] if len(request.client) > 1 else None}
         self.state.log(entry)
         route = next((r for r in self._routes if request.path.startswith(r.prefix)), None)
@@ -383,33 +437,7 @@ class ReplayServer:
         return response
 
     def _fault_response(self, route: Route) -> Response | None:
-        faults = self.faults
-        if faults.take("status_429"):
-            retry_after = faults.retry_after
-            value = str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)
-            return json_response(
-                429,
-                {"code": "too_many_requests", "error": True,
-                 "message": "Too many requests; throttled. Retry later or use an app token."},
-                {"Retry-After": value},
-            )
-        if faults.take("status_503"):
-            return json_response(503, {"code": "service_unavailable", "error": True,
-                                       "message": "Service temporarily unavailable"})
-        if faults.take("status_202"):
-            return Response(202, route.processing_body, {"X-SODA2-Warning": "processing; retry the same request"})
-        if faults.take("status_500"):
-            return json_response(500, {"code": "internal_error", "error": True, "message": "Internal server error"})
-        if faults.take("status_502"):
-            return Response(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", {},
-                            content_type="text/html")
-        if faults.take("status_401"):
-            return json_response(401, {"code": "invalid_token", "error": True,
-                                       "message": "The access token expired or was revoked"},
-                                 {"WWW-Authenticate": 'Bearer error="invalid_token"'})
-        if faults.take("delay"):
-            time.sleep(faults.delay_seconds)
-        return None
+        return fault_response(self.faults, route.processing_body, route.on_fault)
 
     def _control(self, request: Request) -> Response:
         action = request.path[len(CONTROL_PREFIX):].strip("/")

@@ -1,7 +1,22 @@
 """Socrata SODA 2.0 endpoints for the replay server.
 
 Owns ``GET /resource/<id>.json`` (and ``.csv``), ``GET /api/views/<id>.json`` and the SODA side of
-the fault switches (``malformed_row``, ``duplicate_row``). Datasets plug in as *sources*
+the fault switches: ``malformed_row``, ``duplicate_row``, and, each on the next n data pages,
+
+* ``empty_month``: the page finds no records (``[]``), as a month query does before its rows load;
+* ``page_overlap``: offset paging while rows are inserted ahead of the cursor. The page at a
+  non-zero ``$offset`` starts :data:`OVERLAP_ROWS` rows earlier, and so does every later page of
+  the same query (the insertion stays), until the query starts again at offset 0: the rows at the
+  seam come twice, none is lost (the inserted rows themselves are not modelled);
+* ``drop_field``: the field (``field``, default the dataset's partition field, i.e. its date)
+  is gone from the rows and from ``X-SODA2-Fields`` / ``X-SODA2-Types``;
+* ``new_field``: a Socrata computed-region column (:data:`NEW_FIELD`, type ``number``) appears in
+  the rows and the headers, as when a publisher turns on georegion computation;
+* ``retype_field``: the field (``field``, default the first ``number`` column) is declared
+  ``text`` in ``X-SODA2-Types``; its values are the same strings (SODA sends every value as text).
+
+``status_401`` answers as Socrata does for an app token it does not accept: 403
+``{"code": "permission_denied", "error": true, "message": "Invalid app_token specified"}``. Datasets plug in as *sources*
 (:class:`SeattleSodaSource` today); a source serves records month by month, and the month is taken
 from a partition field (the report time), so a query only generates the months its ``$where``
 can touch.
@@ -30,6 +45,14 @@ MAX_LIMIT = 50000
 _SODA2_TYPE = {"calendar_date": "floating_timestamp", "number": "number", "text": "text",
                "fixed_timestamp": "fixed_timestamp"}
 _MALFORMED = "query.compiler.malformed"
+OVERLAP_ROWS = 3  # rows an overlapped page repeats from the previous one
+NEW_FIELD = ":@computed_region_replay_2fw8"  # the shape of Socrata's computed region columns
+
+
+def _soda_fault_answer(name: str, response: Response) -> Response:
+    if name == "status_401":  # Socrata refuses an unknown or revoked app token with a 403
+        return socrata_error(403, "permission_denied", "Invalid app_token specified")
+    return response
 
 
 def months_touched(first: str, last: str, low: str | None, high: str | None, high_strict: bool) -> list[str]:
@@ -178,6 +201,7 @@ class SodaApi:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._request_counter = 0
+        self._shifts: dict[tuple, int] = {}  # page_overlap: query -> rows every later page starts early
 
     def add_source(self, source) -> None:
         self.sources[source.dataset_id] = source
@@ -188,11 +212,26 @@ class SodaApi:
         return source
 
     def install(self, server) -> None:
-        server.add_route("/resource/", self.handle_resource, faultable=True, processing_body=b"[]")
+        server.add_route("/resource/", self.handle_resource, faultable=True, processing_body=b"[]",
+                         on_fault=_soda_fault_answer)
         server.add_route("/api/views/", self.handle_view)
+        server.state.add_reset_hook(self._clear_shifts)
         for source in self.sources.values():
             server.add_config_handler(source.name, source.configure, source.describe)
             server.add_data_reset_hook(source.reset_data)
+
+    def _clear_shifts(self) -> None:
+        with self._lock:
+            self._shifts.clear()
+
+    def _effective_offset(self, key: tuple, offset: int, faults) -> int:
+        """``$offset`` as served: earlier by the rows inserted ahead of this query's cursor."""
+        with self._lock:
+            if offset == 0:
+                self._shifts.pop(key, None)
+            elif faults.get("reset_mid_page") == 0 and faults.take("page_overlap"):
+                self._shifts[key] = self._shifts.get(key, 0) + OVERLAP_ROWS
+            return max(0, offset - self._shifts.get(key, 0))
 
     # ------------------------------------------------------------ /api/views/<id>.json
 
@@ -282,6 +321,10 @@ class SodaApi:
         is_count = select is not None and select[0] == "count"
         key = (source.dataset_id, source.version, tuple(months), where_text, tuple(simple), order_text)
         headers = self._common_headers(source)
+        faults = request.state.faults
+        if not is_count:
+            offset = self._effective_offset((source.dataset_id, where_text, tuple(simple), order_text, select_text),
+                                            offset, faults)
         if not order and not is_count and len(months) > 1 and not self._is_cached(key):
             # Unordered page over many months: generate months only until the page is full.
             page_records = self._lazy_page(source, months, where, fields, offset, limit)
@@ -311,9 +354,10 @@ class SodaApi:
                         projected[out] = value
                 rows.append(projected)
 
-        if rows and request.state.faults.get("reset_mid_page") == 0:
+        if faults.get("reset_mid_page") == 0:
+            rows, out_fields, types = self._field_faults(source, faults, rows, list(out_fields), list(types))
+        if rows and faults.get("reset_mid_page") == 0:
             # page-level data faults (skipped when this page is about to be cut anyway)
-            faults = request.state.faults
             if faults.take("malformed_row"):
                 rows = list(rows)
                 bad = source.malformed_rows(rows)
@@ -326,6 +370,27 @@ class SodaApi:
         headers["X-SODA2-Fields"] = orjson.dumps(out_fields).decode()
         headers["X-SODA2-Types"] = orjson.dumps([_SODA2_TYPE.get(t, t) for t in types]).decode()
         return self._render(rows, out_fields, extension, headers, data_page=True)
+
+    @staticmethod
+    def _field_faults(source, faults, rows: list[dict], out_fields: list[str], types: list[str]):
+        """``empty_month``, ``drop_field``, ``new_field``, ``retype_field`` on one data page."""
+        if faults.take("empty_month"):
+            rows = []
+        if faults.take("drop_field"):
+            name = faults.field or source.partition_field()
+            if name in out_fields:
+                index = out_fields.index(name)
+                del out_fields[index], types[index]
+            rows = [{k: v for k, v in row.items() if k != name} for row in rows]
+        if faults.take("new_field"):
+            out_fields.append(NEW_FIELD)
+            types.append("number")
+            rows = [{**row, NEW_FIELD: str(1 + i % 7)} for i, row in enumerate(rows)]
+        if faults.take("retype_field"):
+            name = faults.field or next((f for f, t in zip(out_fields, types) if t == "number"), None)
+            if name in out_fields:
+                types[out_fields.index(name)] = "text"
+        return rows, out_fields, types
 
     def _is_cached(self, key) -> bool:
         with self._lock:

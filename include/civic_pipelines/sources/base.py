@@ -55,9 +55,14 @@ class SchemaDriftError(RuntimeError):
     """A required field is gone from the source: the block fails rather than land wrong data."""
 
 
-class BlockEmptied(RuntimeError):
-    """A re-landing would replace a block that has rows with an empty one (an archive or export
-    published empty by mistake, most likely): refused unless forced, so the landed rows stay."""
+class EmptyAnswerError(RuntimeError):
+    """The source answered no rows for a block that was landed with rows: the landing is kept
+    (a month does not lose every row in one edit; an empty answer is a fault until proven
+    otherwise). ``force`` lands the empty block."""
+
+
+# The archive sources' name for it (they check inside their streamed writers, before extract.py sees the block).
+BlockEmptied = EmptyAnswerError
 
 
 def refuse_emptying(previous: dict | None, rows: int, force: bool, what: str) -> None:

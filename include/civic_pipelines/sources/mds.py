@@ -37,8 +37,11 @@ XCom; inside an Airflow task each token is also registered with Airflow's secret
 
 **Completion.** The manifest lists the missing hours per endpoint. :func:`probe` returns the same
 watermark as a complete block's manifest (the block is skipped), and a fresh one otherwise (the
-block runs). A run after an incomplete landing asks only for the missing endpoint-hours, reads the
-rows already landed (``data``, ``events``, ``quarantine`` and ``hours`` parquet of the block) and
+block runs). A landing that holds no record at all (every hour answered "no data") is walked
+again whole, complete or not: a provider-month without a single trip or event is more likely a
+provider answering empty by mistake than a quiet month, and one walk costs ~1,400 requests. A
+forced run walks every hour again. A run after an incomplete landing asks only for the missing
+endpoint-hours, reads the rows already landed (``data``, ``events``, ``quarantine`` and ``hours`` parquet of the block) and
 lands the union, one row per key (the new row wins), sorted, so the content checksum equals that
 of a block fetched in one go. ``hours.parquet`` records each hour's answers, so an hour that turns
 complete changes the content even when it holds no records.
@@ -817,11 +820,18 @@ def probe(session, connection, month: str, part: str | None = None, previous: di
     start = parse_month(month)
     if datetime(start.year, start.month, 1, tzinfo=timezone.utc) > _now():
         raise NotPublished(f"{month} has not started yet")
-    if previous and previous.get("complete") is True and previous.get("watermark"):
+    if previous and previous.get("complete") is True and previous.get("watermark") and _holds_records(previous):
         return {"watermark": previous["watermark"], "provider": provider.name}
     missing = len(previous.get("missing_hours") or []) if previous else None
     marker = f"missing={missing}" if missing is not None else "never landed"
     return {"watermark": _incomplete_watermark(marker), "provider": provider.name}
+
+
+def _holds_records(previous: dict) -> bool:
+    """Whether a landing holds any record (trip, event or quarantined). One that holds none is
+    walked again whole by the next run: a provider answering "no data" (200, empty) for every
+    hour of a month is more likely broken or late than a month without a single trip."""
+    return bool(previous.get("rows") or (previous.get("tables") or {}).get("events") or previous.get("quarantined"))
 
 
 def _incomplete_watermark(marker: str) -> str:
@@ -858,8 +868,8 @@ class _Plan:
 
 def _plan(hours: list[datetime], previous: dict | None, location) -> _Plan:
     everything = _Plan(fetch={endpoint: list(hours) for endpoint in ENDPOINT_NAMES})
-    if not previous or previous.get("complete") is not False or location is None:
-        return everything  # nothing landed, or a complete block run again (force): every hour
+    if not previous or previous.get("complete") is not False or location is None or not _holds_records(previous):
+        return everything  # nothing landed (or nothing at all), or a complete block run again (force): every hour
     missing = previous.get("missing")
     if not isinstance(missing, dict) or not all(isinstance(missing.get(e), list) for e in ENDPOINT_NAMES):
         return everything
@@ -927,9 +937,12 @@ def _dedupe_sort(table: pa.Table, key: str, time_column: str, counter: Counter, 
 
 
 def extract_block(session, connection, month: str, probed: dict, landed_at: datetime | None = None,
-                  part: str | None = None, previous: dict | None = None, location=None) -> BlockData:
+                  part: str | None = None, previous: dict | None = None, location=None,
+                  force: bool = False) -> BlockData:
     landed_at = landed_at or _now()
     provider = provider_config(part)
+    if force:
+        previous = None  # forced: every hour again, nothing carried over from the landing
     # A session of this block's own: the Client stops it re-reading the environment per request.
     with make_session() as own:
         return _extract(Client(own, provider), month, probed, landed_at, previous, location)

@@ -1,0 +1,603 @@
+"""The fault matrix of the HTTP / paged sources: Socrata SODA (seattle_crime, nyc_311), ArcGIS REST
+(minneapolis_311), CKAN yearly files (toronto_311) and the MDS provider APIs (mds).
+
+Every test runs one block in-process (``run_block``) against the replay server with one fault
+switched on, asserts what the run did (landed, retried, failed with which message), then runs the
+block again with the fault gone and checks, with ``fault_checks``, that the lake holds exactly the
+source's rows for the block (count and key set), no duplicate, nothing half-written where dbt or
+the dashboard read. Each test publishes its row of ``docs/reliability.md`` through the
+``reliability`` fixture, with what it measured.
+
+Blocks are small (1,200 rows a month over pages of 500; 6,000 rows a year for Toronto; twelve
+MDS hours), so each case takes a fraction of a second plus the waits the fault itself imposes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import pyarrow.parquet as pq
+import pytest
+import requests
+
+from civic_pipelines import sources
+from civic_pipelines.extract import run_block
+from civic_pipelines.http import SourceHTTPError
+from civic_pipelines.lake import BlockLocation, read_manifest
+from civic_pipelines.sources import mds
+from civic_pipelines.sources.base import SchemaDriftError
+from fault_checks import assert_exactly, assert_no_partial, landed_keys
+
+HTTP_SOURCES = ["seattle_crime", "nyc_311", "minneapolis_311", "toronto_311", "mds"]
+SODA = ["seattle_crime", "nyc_311"]
+MDS_NOW = "2023-03-01T00:00:00Z"  # the replay's clock: every hour of 2023-02 has ended
+MDS_CLOCK = datetime(2023, 2, 1, 12, tzinfo=timezone.utc)  # the client's: twelve hours are walked
+FAKE_TOKEN = "fake-token-for-tests-0000"
+
+
+# ---------------------------------------------------------------- the replay, driven over HTTP
+
+
+def control(server, path: str, body: dict) -> dict:
+    response = requests.post(f"{server.url}/_replay/{path}", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def set_faults(server, **body) -> None:
+    control(server, "faults", body)
+
+
+def fired(server) -> dict:
+    return requests.get(f"{server.url}/_replay/faults", timeout=30).json()["fired"]
+
+
+def log(server) -> list[dict]:
+    return requests.get(f"{server.url}/_replay/requests", params={"detail": 1}, timeout=30).json()
+
+
+def set_connection(monkeypatch, conn_id: str, server, password: str | None = None) -> None:
+    host, port = server.url.split("://", 1)[1].split(":")
+    conn = {"conn_type": "http", "host": host, "port": int(port), "schema": "http"}
+    if password:
+        conn["password"] = password
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+
+
+# ---------------------------------------------------------------- one case per source
+
+
+@dataclass
+class Case:
+    """One source's block on the replay: how to run it and what it must hold."""
+
+    source: str
+    month: str
+    lake: str
+    server: object
+    data_path: str  # path prefix (or suffix for ArcGIS) of the data requests, to read the log
+    keys: Callable[[], list]
+    part: str | None = None
+    notes: dict = field(default_factory=dict)
+
+    def run(self, force: bool = False) -> dict:
+        return run_block(self.source, self.month, lake=self.lake, force=force, part=self.part)
+
+    def location(self) -> BlockLocation:
+        return BlockLocation(lake=self.lake, source=self.source, month=self.month, part=self.part)
+
+    def manifest(self) -> dict | None:
+        return read_manifest(self.location())
+
+    def table(self, name: str = "data.parquet"):
+        return pq.read_table(f"{self.location().folder}/{name}")
+
+    def is_data(self, entry: dict) -> bool:
+        path = entry["path"]
+        return path.endswith(self.data_path) if self.data_path == "/query" else path.startswith(self.data_path)
+
+    def data_log(self) -> list[dict]:
+        return [e for e in log(self.server) if self.is_data(e)]
+
+    def exactly(self) -> int:
+        """The follow-up check: exactly the source's keys, once each, nothing partial."""
+        return assert_exactly(self.lake, self.source, self.month, self.keys(), part=self.part)
+
+
+def _seattle(server, monkeypatch, lake, tmp_path) -> Case:
+    set_connection(monkeypatch, "civic_seattle_crime", server)
+    control(server, "config", {"seattle_crime": {"rows_per_month": 1200}})
+    monkeypatch.setattr(sources.get("seattle_crime"), "page_size", 500)  # three pages a month
+    month = "2024-02"
+    return Case("seattle_crime", month, lake, server, "/resource/",
+                lambda: [int(r["offense_id"]) for r in server.dataset.rows_for_month(month)],
+                notes={"key": "offense_id", "conn_id": "civic_seattle_crime"})
+
+
+def _nyc(server, monkeypatch, lake, tmp_path) -> Case:
+    set_connection(monkeypatch, "civic_nyc_311", server)
+    control(server, "config", {"nyc_311": {"rows_per_month": 1200}})
+    monkeypatch.setattr(sources.get("nyc_311"), "page_size", 500)
+    month = "2024-03"
+    dataset = server.generated["nyc_311"]
+    return Case("nyc_311", month, lake, server, "/resource/",
+                lambda: [int(r["unique_key"]) for r in dataset.rows_for_month(month)],
+                notes={"key": "unique_key", "conn_id": "civic_nyc_311"})
+
+
+def _minneapolis(server, monkeypatch, lake, tmp_path) -> Case:
+    set_connection(monkeypatch, "civic_minneapolis_311", server)
+    monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
+    monkeypatch.delenv("AIRFLOW_VAR_CIVIC_MINNEAPOLIS_311_LAYERS", raising=False)
+    control(server, "config", {"minneapolis_311": {"rows_per_month": 1200, "max_record_count": 500}})
+    month = "2024-02"
+    return Case("minneapolis_311", month, lake, server, "/query",
+                lambda: [a["OBJECTID"] for a in server.minneapolis.rows_for_month(month)],
+                notes={"key": "OBJECTID", "conn_id": "civic_minneapolis_311"})
+
+
+def _toronto(server, monkeypatch, lake, tmp_path) -> Case:
+    set_connection(monkeypatch, "civic_toronto_311", server)
+    monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
+    # lazy sizes: package_show must not build all seventeen year files to fill their sizes
+    control(server, "config", {"toronto_311": {"rows_per_year": 6000, "size_policy": "lazy"}})
+    month = "2024-02"
+    # The files carry no id: the key is derived (a hash of the row's identity fields), so the
+    # expected key set is a clean run's, and its count must be the replay's own count of the
+    # month's rows (from its view of the file, not from the adapter).
+    baseline = str(tmp_path / "baseline-lake")
+    run_block("toronto_311", month, lake=baseline)
+    clean = landed_keys(baseline, "toronto_311", month)
+    assert len(clean) == len(server.toronto.rows_for_month(month)) > 300
+    quarantined = read_manifest(BlockLocation(baseline, "toronto_311", month))["quarantined"]
+    control(server, "reset", {})  # the baseline's requests out of the log
+    return Case("toronto_311", month, lake, server, "/dataset/", lambda: clean,
+                notes={"key": "request_id (derived)", "conn_id": "civic_toronto_311",
+                       "quarantined": quarantined})
+
+
+def _mds(provider: str):
+    def setup(server, monkeypatch, lake, tmp_path) -> Case:
+        monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
+        monkeypatch.setenv("AIRFLOW_VAR_CIVIC_MDS_PROVIDERS", '["voi", "lyft", "bolt", "dott"]')
+        monkeypatch.setenv("AIRFLOW_VAR_CIVIC_MDS_DISTRICTS_PATH", "")
+        monkeypatch.setenv("AIRFLOW_VAR_CIVIC_MDS_DISTRICT_PROPERTY", "")
+        mds.clear_token_cache()
+        control(server, "config", {"mds": {"now": MDS_NOW, "trips_per_hour": 3, "events_per_hour": 2,
+                                           "page_size": 2}})
+        for name in server.mds.providers:
+            monkeypatch.setenv(f"AIRFLOW_CONN_CIVIC_MDS_{name.upper()}", json.dumps(server.mds.connection(name)))
+        monkeypatch.setattr(mds, "_now", lambda: MDS_CLOCK)  # hours after it are not asked: a twelve-hour walk
+        hours = [h for h in mds.month_hours("2023-02") if h < MDS_CLOCK]
+
+        def keys() -> list:
+            return [t["trip_id"] for h in hours for t in server.mds.records(provider, mds.hour_text(h))["trips"]]
+
+        return Case("mds", "2023-02", lake, server, f"/mds/{provider}/", keys, part=provider,
+                    notes={"key": "trip_id", "conn_id": f"civic_mds_{provider}", "provider": provider})
+
+    return setup
+
+
+SETUPS = {"seattle_crime": _seattle, "nyc_311": _nyc, "minneapolis_311": _minneapolis, "toronto_311": _toronto,
+          "mds": _mds("lyft"), "mds:lyft": _mds("lyft"), "mds:voi": _mds("voi"), "mds:bolt": _mds("bolt")}
+
+
+@pytest.fixture
+def case(request, replay, monkeypatch, lake, tmp_path) -> Case:
+    built = SETUPS[request.param](replay, monkeypatch, lake, tmp_path)
+    yield built
+    mds.clear_token_cache()
+
+
+def fails_keeping_the_landing(case: Case, faults: dict, error_type, match: str) -> str:
+    """Land the block cleanly, run it again (forced) under ``faults``: it must fail with ``match``
+    and leave the landing exactly as it was. Returns the error's text."""
+    first = case.run()
+    assert not first["skipped"]
+    set_faults(case.server, **faults)
+    with pytest.raises(error_type, match=match) as error:
+        case.run(force=True)
+    after = case.manifest()
+    assert after["sha256"] == first["sha256"] and after["landed_at"] == first["landed_at"], "the landing changed"
+    assert_no_partial(case.lake, case.source, case.month, case.part)
+    case.exactly()
+    return str(error.value)
+
+
+def follow_up(case: Case, force: bool = False) -> tuple[dict, int]:
+    """The normal run after the fault: what it did and the exact row count it leaves."""
+    manifest = case.run(force=force)
+    return manifest, case.exactly()
+
+
+def gap_after(entries: list[dict], index: int) -> float:
+    """Seconds from entry ``index`` to the next request for the same URL (its repeat)."""
+    first = entries[index]
+    again = next(e for e in entries[index + 1:] if e["path"] == first["path"] and e["query"] == first["query"])
+    return again["at"] - first["at"]
+
+
+# ---------------------------------------------------------------- transient HTTP faults (every source)
+
+
+@pytest.mark.parametrize("case", HTTP_SOURCES, indirect=True)
+def test_429_with_retry_after_is_honoured(case, reliability):
+    reliability.row(fault="429 + Retry-After", source=case.source,
+                    expected="waits the Retry-After (1 s) before asking again, then lands every row once")
+    set_faults(case.server, status_429=1, retry_after=1)
+    started = time.monotonic()
+    manifest = case.run()
+    took = time.monotonic() - started
+    entries = case.data_log()
+    index = next(i for i, e in enumerate(entries) if e["status"] == 429)
+    waited = gap_after(entries, index)
+    assert 1.0 <= waited < 3.0, f"asked again after {waited:.2f} s, Retry-After said 1 s"
+    assert not manifest["skipped"] and fired(case.server)["status_429"] == 1
+    _, rows = follow_up(case)
+    reliability.observed(f"waited {waited:.2f} s before the repeat (block {took:.2f} s); {rows:,} rows, key set equal, "
+                         "0 duplicates")
+
+
+@pytest.mark.parametrize("case", HTTP_SOURCES, indirect=True)
+def test_a_burst_of_500_502_503_is_retried(case, reliability):
+    reliability.row(fault="burst of 500/502/503", source=case.source,
+                    expected="three 5xx answers in a row (503, 500, a proxy's 502 HTML page) are retried with "
+                             "backoff; the block lands whole")
+    set_faults(case.server, status_500=1, status_502=1, status_503=1)
+    started = time.monotonic()
+    manifest = case.run()
+    took = time.monotonic() - started
+    statuses = [e["status"] for e in case.data_log()]
+    assert statuses[:4] == [503, 500, 502, 200]
+    assert not manifest["skipped"]
+    _, rows = follow_up(case)
+    reliability.observed(f"answers {statuses[:4]}, block {took:.2f} s; {rows:,} rows, key set equal, 0 duplicates")
+
+
+def test_a_burst_longer_than_the_retry_budget_fails_and_keeps_the_landing(replay, monkeypatch, lake, tmp_path,
+                                                                          reliability):
+    monkeypatch.setenv("CIVIC_HTTP_BACKOFF", "0.01")  # the budget is the point, not the waits
+    case = _seattle(replay, monkeypatch, lake, tmp_path)
+    reliability.row(fault="503 burst beyond the retry budget", source=case.source,
+                    expected="after 6 retries the block fails naming the status; the previous landing stays "
+                             "readable and complete; the next run lands nothing new (unchanged source)")
+    first = case.run()
+    set_faults(case.server, status_503=20)
+    with pytest.raises(SourceHTTPError, match="503") as error:
+        case.run(force=True)
+    assert case.manifest()["sha256"] == first["sha256"]
+    assert_no_partial(case.lake, case.source, case.month)
+    tried = sum(1 for e in case.data_log() if e["status"] == 503)
+    control(case.server, "reset", {})
+    again, rows = follow_up(case)
+    assert again["skipped"]
+    reliability.observed(f"{tried} answers of 503, then: {str(error.value)[:70]}...; landing kept, {rows:,} rows")
+
+
+@pytest.mark.parametrize("case", HTTP_SOURCES, indirect=True)
+def test_a_stalled_answer_times_out_and_is_asked_again(case, reliability, monkeypatch):
+    monkeypatch.setenv("CIVIC_HTTP_READ_TIMEOUT", "1")
+    reliability.row(fault="timeout (answer stalls)", source=case.source,
+                    expected="with a 1 s read timeout, a request whose answer stalls 2.5 s times out after ~1 s and "
+                             "is asked again; the block lands whole")
+    set_faults(case.server, delay=1, delay_seconds=2.5)
+    manifest = case.run()
+    entries = case.data_log()
+    waited = gap_after(entries, 0)
+    assert 0.9 <= waited < 2.4, f"repeated after {waited:.2f} s"
+    assert not manifest["skipped"] and fired(case.server)["delay"] == 1
+    _, rows = follow_up(case)
+    reliability.observed(f"timed out and repeated after {waited:.2f} s; {rows:,} rows, key set equal")
+
+
+@pytest.mark.parametrize("case", HTTP_SOURCES, indirect=True)
+def test_a_connection_reset_mid_body_repeats_the_request(case, reliability):
+    what = "mid-download (the yearly zip)" if case.source == "toronto_311" else "mid-page"
+    reliability.row(fault=f"connection reset {what}", source=case.source,
+                    expected="the answer cut after half its Content-Length (TCP reset) is asked again whole; "
+                             "nothing of the cut body is kept")
+    set_faults(case.server, reset_mid_page=1)
+    manifest = case.run()
+    entries = case.data_log()
+    assert fired(case.server)["reset_mid_page"] == 1
+    repeated = sum(1 for e in entries if (e["path"], e["query"]) == (entries[0]["path"], entries[0]["query"]))
+    assert repeated == 2 and not manifest["skipped"]
+    _, rows = follow_up(case)
+    reliability.observed(f"first request sent twice; {rows:,} rows, key set equal, 0 duplicates")
+
+
+# ---------------------------------------------------------------- data faults
+
+
+@pytest.mark.parametrize("case", HTTP_SOURCES, indirect=True)
+def test_a_malformed_record_is_quarantined_with_the_reason(case, reliability):
+    reliability.row(fault="malformed record", source=case.source,
+                    expected="each broken record (no key / unreadable time, or a CSV line with an extra field) goes "
+                             "to quarantine with its reason; every good row lands")
+    if case.source == "toronto_311":
+        # The fault lines sit a third and two thirds into the year file: the block is the month of the first.
+        lines = case.server.toronto.csv_bytes(2024).split(b"\r\n")[1:-1]
+        case.month = lines[len(lines) // 3][:7].decode()
+        clean = str(Path(case.lake).parent / "baseline-malformed")
+        run_block("toronto_311", case.month, lake=clean)
+        baseline = landed_keys(clean, "toronto_311", case.month)
+        clean_quarantine = read_manifest(BlockLocation(clean, "toronto_311", case.month))["quarantined"]
+        case.keys = lambda: baseline
+    set_faults(case.server, malformed_row=1)
+    manifest = case.run()
+    reasons = manifest["quarantine_reasons"]
+    if case.source == "toronto_311":
+        assert manifest["quarantined"] == clean_quarantine + 1
+        assert reasons["10 fields where the header has 9"] >= 1
+    elif case.source == "mds":
+        assert manifest["quarantined"] == 2
+        assert reasons == {"schema: (record): required": 1, "schema: end_time: type": 1}
+    else:
+        assert manifest["quarantined"] == 2
+        key = {"seattle_crime": "offense_id", "nyc_311": "unique_key", "minneapolis_311": "object_id"}[case.source]
+        date = {"seattle_crime": "report_datetime", "nyc_311": "created_date", "minneapolis_311": "opened_at"}[case.source]
+        assert reasons == {f"missing {key}": 1, f"unparseable {date}": 1}
+    _, rows = follow_up(case)
+    reliability.observed(f"quarantined {manifest['quarantined']} ({', '.join(sorted(reasons))}); {rows:,} rows, "
+                         "key set equal")
+
+
+@pytest.mark.parametrize("case", HTTP_SOURCES, indirect=True)
+def test_an_empty_answer_for_the_month(case, reliability):
+    reliability.row(fault="empty month", source=case.source,
+                    expected="a month the source answers empty lands as an empty block (0 rows), which the next run "
+                             "asks again whatever the watermark; the follow-up lands the month's rows")
+    # MDS: every hour of the walk answers "no data"; the others: the month's query (or file) has no rows.
+    set_faults(case.server, empty_month=1000 if case.source == "mds" else 1)
+    manifest = case.run()
+    assert not manifest["skipped"] and manifest["rows"] == 0 and manifest["quarantined"] == 0
+    assert_no_partial(case.lake, case.source, case.month, case.part)
+    control(case.server, "reset", {})
+    again, rows = follow_up(case)
+    assert not again["skipped"] and rows > 0
+    reliability.observed(f"landed 0 rows; the next run asked again and landed {rows:,} rows, key set equal")
+
+
+def test_an_empty_answer_never_replaces_a_landed_month(replay, monkeypatch, lake, tmp_path, reliability):
+    case = _seattle(replay, monkeypatch, lake, tmp_path)
+    reliability.row(fault="empty month over a landed one", source=case.source,
+                    expected="the watermark moves and the month answers empty: the block fails (EmptyAnswerError) "
+                             "and keeps the 1,200 landed rows; force would land the empty month")
+    from civic_pipelines.sources.base import EmptyAnswerError
+
+    first = case.run()
+    control(case.server, "config", {"seattle_crime": {"rows_updated_at": 1767229200}})  # the dataset moved on
+    set_faults(case.server, empty_month=1)
+    with pytest.raises(EmptyAnswerError, match="holds 1200") as error:
+        case.run()
+    assert case.manifest()["sha256"] == first["sha256"]
+    again, rows = follow_up(case)
+    assert again["skipped"] and "content unchanged" in again["reason"]
+    reliability.observed(f"failed: {str(error.value)[:80]}...; landing kept, {rows:,} rows")
+
+
+@pytest.mark.parametrize("case", ["seattle_crime", "nyc_311", "minneapolis_311", "mds:bolt"], indirect=True)
+def test_a_page_repeating_rows_of_the_previous_page(case, reliability):
+    reliability.row(fault="page overlap (offset drift)", source=case.source,
+                    expected="rows repeated at a page seam (rows inserted ahead of the offset cursor) are "
+                             "collapsed by the natural key, the latest copy kept; each key lands once")
+    overlaps = 3 if case.source == "mds" else 1
+    set_faults(case.server, page_overlap=overlaps)
+    manifest = case.run()
+    assert fired(case.server)["page_overlap"] == overlaps
+    if case.source == "mds":
+        collapsed = manifest["duplicates_dropped"]["trips"] + manifest["duplicates_dropped"]["events"]
+        assert collapsed == overlaps
+    else:
+        collapsed = manifest["duplicates_collapsed"]
+        assert collapsed == 3 and manifest["fetched_rows"] == len(case.keys()) + 3
+    _, rows = follow_up(case)
+    reliability.observed(f"{collapsed} repeated rows collapsed; {rows:,} rows, key set equal, 0 duplicates")
+
+
+@pytest.mark.parametrize("case", HTTP_SOURCES, indirect=True)
+def test_a_required_field_disappears(case, reliability):
+    if case.source == "mds":
+        reliability.row(fault="required field disappears", source=case.source,
+                        expected="MDS declares no schema per page: each trip without end_time breaks the MDS schema "
+                                 "and is quarantined with the reason (nothing lands with a null time); a forced "
+                                 "re-run after the fix lands them")
+        set_faults(case.server, drop_field=1)
+        manifest = case.run()
+        assert manifest["quarantine_reasons"] == {"schema: (record): required": manifest["quarantined"]}
+        assert manifest["quarantined"] >= 1 and manifest["rows"] == len(case.keys()) - manifest["quarantined"]
+        reasons = {r["_reason"] for r in case.table("quarantine.parquet").to_pylist()}
+        assert reasons == {"schema: (record): 'end_time' is a required property"}
+        _, rows = follow_up(case, force=True)
+        reliability.observed(f"{manifest['quarantined']} trip(s) quarantined ('end_time' is a required property), "
+                             f"{manifest['rows']} landed; forced re-run: {rows:,} rows, key set equal")
+        return
+    name, where = {"seattle_crime": ("report_datetime", "a page's X-SODA2-Fields and rows"),
+                   "nyc_311": ("created_date", "a page's X-SODA2-Fields and rows"),
+                   "minneapolis_311": ("OPENEDDATETIME", "a query answer's fields and features"),
+                   "toronto_311": ("Ward", "the yearly file's header and lines")}[case.source]
+    reliability.row(fault="required field disappears", source=case.source,
+                    expected=f"{name} gone from {where} fails the block with SchemaDriftError naming it (no row "
+                             "lands with a null, none is quarantined for it); the previous landing stays whole")
+    message = fails_keeping_the_landing(case, {"drop_field": 1}, SchemaDriftError, name)
+    _, rows = follow_up(case)
+    reliability.observed(f"failed: {message[:90]}...; landing kept, {rows:,} rows, key set equal")
+
+
+@pytest.mark.parametrize("case", ["seattle_crime", "minneapolis_311", "toronto_311"], indirect=True)
+def test_an_optional_field_disappears(case, reliability):
+    wire, column = {"seattle_crime": ("beat", "beat"), "minneapolis_311": ("TITLE", "title"),
+                    "toronto_311": ("Status", "status")}[case.source]
+    reliability.row(fault="optional field disappears", source=case.source,
+                    expected=f"every row lands with {column} null and the manifest's drift names {wire} as a missing "
+                             "field; no row is lost or quarantined. The follow-up (same watermark) is skipped, so the "
+                             "nulls stay until the source changes; a forced run restores the values")
+    set_faults(case.server, drop_field=100, field=wire)
+    manifest = case.run()
+    assert wire in manifest["drift"]["missing_fields"] and manifest["quarantined"] == case.notes.get("quarantined", 0)
+    if case.source != "toronto_311":
+        assert manifest["drift"]["pages_without"] == {wire: manifest["pages"]}
+    table = case.table()
+    assert table[column].null_count == table.num_rows
+    control(case.server, "reset", {})
+    again, rows = follow_up(case)
+    assert again["skipped"] and case.table()[column].null_count == rows
+    forced, rows = follow_up(case, force=True)
+    restored = case.table()[column]
+    assert forced["drift"]["missing_fields"] == [] and restored.null_count < restored.length() // 2
+    reliability.observed(f"drift missing_fields={manifest['drift']['missing_fields']}, {column} null on all "
+                         f"{rows:,} rows; follow-up skipped; forced run: {restored.length() - restored.null_count:,} "
+                         f"values back, key set equal")
+
+
+@pytest.mark.parametrize("case", ["seattle_crime", "nyc_311", "minneapolis_311", "toronto_311", "mds"], indirect=True)
+def test_a_new_field_appears(case, reliability):
+    new = {"seattle_crime": ":@computed_region_replay_2fw8", "nyc_311": ":@computed_region_replay_2fw8",
+           "minneapolis_311": "EditDate", "toronto_311": "Service Request Location", "mds": "journey_id"}[case.source]
+    reliability.row(fault="new field", source=case.source,
+                    expected=f"a field the contract lacks ({new}) does not break the block: it lands whole, the "
+                             "new field is reported in the manifest" + (" (kept in extras)" if case.source == "mds"
+                                                                           else " drift"))
+    set_faults(case.server, new_field=100)
+    manifest = case.run()
+    if case.source == "mds":
+        extras = [json.loads(e) for e in case.table()["extras"].to_pylist()]
+        assert extras and all(set(e) == {"journey_id"} for e in extras)
+        seen = f"extras holds journey_id on {len(extras)} rows"
+    else:
+        assert new in manifest["drift"]["new_fields"]
+        seen = f"drift new_fields={manifest['drift']['new_fields']}"
+    assert manifest["quarantined"] == case.notes.get("quarantined", 0)  # Toronto's file has a few broken lines
+    control(case.server, "reset", {})
+    _, rows = follow_up(case)
+    reliability.observed(f"{seen}; {rows:,} rows, key set equal")
+
+
+@pytest.mark.parametrize("case", HTTP_SOURCES, indirect=True)
+def test_a_field_changes_type(case, reliability):
+    if case.source in SODA:
+        key = case.notes["key"]
+        reliability.row(fault="changed type", source=case.source,
+                        expected=f"{key} declared text instead of number (X-SODA2-Types): values are cast as the "
+                                 "contract says, the block lands whole, the change is reported in drift")
+        set_faults(case.server, retype_field=100)
+        manifest = case.run()
+        assert manifest["drift"]["changed_types"] == {key: {"expected": "int64", "declared": "text"}}
+        assert manifest["quarantined"] == 0
+        control(case.server, "reset", {})
+        _, rows = follow_up(case)
+        reliability.observed(f"drift changed_types={manifest['drift']['changed_types']}; {rows:,} rows, key set equal")
+    elif case.source == "minneapolis_311":
+        reliability.row(fault="changed type", source=case.source,
+                        expected="CASEID sent as a JSON string and declared esriFieldTypeString: coerced to int64, "
+                                 "same values as the source, change reported in drift")
+        set_faults(case.server, retype_field=100)
+        manifest = case.run()
+        assert manifest["drift"]["changed_types"] == {"CASEID": {"expected": "int64", "declared": "esriFieldTypeString"}}
+        assert manifest["quarantined"] == 0 and manifest["nulled_values"] == {}
+        want = {a["OBJECTID"]: None if a.get("CASEID") is None else int(a["CASEID"])
+                for a in case.server.minneapolis.rows_for_month(case.month)}
+        table = case.table()
+        assert dict(zip(table["object_id"].to_pylist(), table["case_id"].to_pylist())) == want
+        control(case.server, "reset", {})
+        _, rows = follow_up(case)
+        reliability.observed(f"case_id equal to the source on all {rows:,} rows; drift changed_types reported")
+    elif case.source == "toronto_311":
+        reliability.row(fault="changed type", source=case.source,
+                        expected="Creation Date written as ISO 8601 (2024-02-01T10:00:00.000) in the whole file: "
+                                 "format drift fails the block naming the column, instead of quarantining every "
+                                 "row over the landed month")
+        message = fails_keeping_the_landing(case, {"retype_field": 1}, SchemaDriftError, "Creation Date")
+        _, rows = follow_up(case)
+        reliability.observed(f"failed: {message[:90]}...; landing kept, {rows:,} rows")
+    else:
+        reliability.row(fault="changed type", source=case.source,
+                        expected="a trip duration sent as text breaks the MDS schema (integer): those trips are "
+                                 "quarantined with the schema error, the rest land; a forced re-run after the fix "
+                                 "lands them")
+        set_faults(case.server, retype_field=1)
+        manifest = case.run()
+        assert manifest["quarantine_reasons"] == {"schema: duration: type": manifest["quarantined"]}
+        assert manifest["quarantined"] >= 1 and manifest["rows"] == len(case.keys()) - manifest["quarantined"]
+        _, rows = follow_up(case, force=True)
+        reliability.observed(f"{manifest['quarantined']} trip(s) quarantined ('is not of type integer'); forced "
+                             f"re-run: {rows:,} rows, key set equal")
+
+
+# ---------------------------------------------------------------- credentials
+
+
+@pytest.mark.parametrize("case", ["seattle_crime", "nyc_311", "minneapolis_311"], indirect=True)
+def test_a_refused_token_fails_naming_the_connection(case, reliability, monkeypatch):
+    conn_id = case.notes["conn_id"]
+    answer = "403 permission_denied 'Invalid app_token specified'" if case.source in SODA \
+        else "HTTP 200 with ArcGIS error 498 'Invalid token.'"
+    reliability.row(fault="expired/refused token", source=case.source,
+                    expected=f"the API's own answer ({answer}) fails the block at once, without retries, naming "
+                             f"connection {conn_id} and never the token")
+    set_connection(monkeypatch, conn_id, case.server, password=FAKE_TOKEN)
+    set_faults(case.server, status_401=1)
+    with pytest.raises(SourceHTTPError) as error:
+        case.run()
+    text = str(error.value)
+    assert conn_id in text and FAKE_TOKEN not in text
+    assert ("Invalid app_token specified" if case.source in SODA else "498") in text
+    assert [e["status"] for e in case.data_log()] == [403 if case.source in SODA else 200]
+    assert_no_partial(case.lake, case.source, case.month)
+    _, rows = follow_up(case)
+    reliability.observed(f"failed after 1 request: {text[:110]}...; next run {rows:,} rows")
+
+
+@pytest.mark.parametrize("case", ["mds:lyft"], indirect=True)
+def test_an_expired_bearer_token_fails_naming_the_connection(case, reliability):
+    reliability.row(fault="expired token (MDS bearer)", source=case.source,
+                    expected="a 401 on a static bearer token fails the block at once naming connection "
+                             "civic_mds_lyft (a bearer token cannot be renewed by the client), never the token")
+    set_faults(case.server, status_401=1)
+    with pytest.raises(mds.MdsAuthError) as error:
+        case.run()
+    text = str(error.value)
+    assert "civic_mds_lyft" in text and case.server.mds.providers["lyft"].token not in text
+    assert_no_partial(case.lake, case.source, case.month, case.part)
+    _, rows = follow_up(case)
+    reliability.observed(f"failed: {text[:100]}...; next run {rows:,} rows")
+
+
+@pytest.mark.parametrize("case", ["mds:voi"], indirect=True)
+def test_an_expired_oauth2_token_is_renewed_and_the_block_continues(case, reliability):
+    reliability.row(fault="expired token (MDS OAuth2)", source=case.source,
+                    expected="a 401 mid-block fetches a new client-credentials token once and asks the same hour "
+                             "again; the block lands whole")
+    set_faults(case.server, status_401=1)
+    manifest = case.run()
+    assert manifest["unauthorized_retries"] == 1 and manifest["token_requests"] == 2
+    assert len(case.server.mds.issued_tokens()) == 2
+    statuses = [e["status"] for e in case.data_log()]
+    assert statuses[0] == 401 and statuses[1] == 200
+    _, rows = follow_up(case)
+    reliability.observed(f"1 × 401, 2 tokens issued, the hour asked again; {rows:,} rows, key set equal")
+
+
+# ---------------------------------------------------------------- archives (CKAN yearly zip)
+
+
+@pytest.mark.parametrize("case", ["toronto_311"], indirect=True)
+@pytest.mark.parametrize("fault", ["truncate_archive", "corrupt_archive"])
+def test_a_damaged_zip_is_downloaded_again(case, fault, reliability):
+    what = {"truncate_archive": "truncated download (a complete answer of 60 % of the zip)",
+            "corrupt_archive": "corrupt download (64 garbage bytes mid-zip)"}[fault]
+    reliability.row(fault=what.split(" (")[0], source=case.source,
+                    expected=f"{what}: the zip reader notices (member cut short / inflate error / CRC) and the "
+                             "whole download is repeated; nothing of the damaged file lands")
+    set_faults(case.server, **{fault: 1})
+    manifest = case.run()
+    downloads = case.data_log()
+    assert len(downloads) == 2 and fired(case.server)[fault] == 1 and not manifest["skipped"]
+    _, rows = follow_up(case)
+    reliability.observed(f"downloaded twice; {rows:,} rows, key set equal, 0 duplicates")
