@@ -12,12 +12,14 @@ import time
 from datetime import datetime, timezone
 
 from civic_pipelines import connections, settings, sources
+from civic_pipelines.block_lock import block_lock
 from civic_pipelines.http import make_session
 from civic_pipelines.lake import (
     BlockLocation,
     BlockWriter,
     content_sha256_all,
     read_manifest,
+    remove_stale_temps,
     rows_changed,
     rows_changed_files,
     write_block,
@@ -27,6 +29,9 @@ from civic_pipelines.months import parse_month
 from civic_pipelines.sources.base import EmptyAnswerError, NotPublished
 
 log = logging.getLogger(__name__)
+
+# Where no block lock exists (object-store lakes), temporary files this old are a dead writer's.
+STALE_TEMP_SECONDS = 6 * 3600
 
 
 def _accepts(function, name: str) -> bool:
@@ -85,6 +90,24 @@ def run_block(source: str, month: str, lake: str | None = None, force: bool = Fa
             "seconds": round(time.monotonic() - started, 3),
         }
 
+    # One writer per block (a scheduled run and a manual trigger of the same month): the second
+    # waits, then finds the first one's manifest and skips; see civic_pipelines.block_lock.
+    asked = time.monotonic()
+    with block_lock(lake, source, month, part) as locked:
+        waited = round(time.monotonic() - asked, 3)
+        stale = remove_stale_temps(location, older_than=None if locked else STALE_TEMP_SECONDS)
+        if stale:
+            log.warning("%s %s: removed %d temporary file(s) left by a run that died mid-write: %s",
+                        source, month, len(stale), ", ".join(stale))
+        result = _run_locked(module, spec, source, month, location, manifest, force, part, started)
+    if stale:
+        result["stale_temps_removed"] = len(stale)
+    if waited >= 1:
+        result["lock_waited_seconds"] = waited
+    return result
+
+
+def _run_locked(module, spec, source, month, location, manifest, force, part, started) -> dict:
     connection = connections.resolve(spec.conn_id, spec.default_base_url)
     session = make_session(module.auth_headers(connection))
     part_kwargs = {"part": part} if part is not None else {}

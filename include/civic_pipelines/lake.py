@@ -7,12 +7,18 @@ download lands each as ``<table>.parquet`` beside ``data.parquet``. Files are wr
 (``month=*/data.parquet``) never match, then renamed into place: a reader sees the old block or
 the new one, never a half-written file, and a crash before the rename leaves the old block intact.
 The manifest is renamed last, so it only ever describes data that is in place.
+
+A writer killed before its rename (SIGKILL, OOM, a lost node) leaves its dot-prefixed temporary
+files behind; the next run of the block removes them (:func:`remove_stale_temps`, called by
+``run_block`` while it holds the block's lock, so no live writer's files are touched).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -24,6 +30,24 @@ DATA_FILE = "data.parquet"
 QUARANTINE_FILE = "quarantine.parquet"
 MANIFEST_FILE = "_manifest.json"
 HASH_EXCLUDED = ("_landed_at",)
+ROW_GROUP_SIZE = 256_000
+# Test-only failpoint (tests/test_crash_safety.py): when set to a file path, a writer that has put
+# its first row group into a temporary data file writes that temporary file's path to this file and
+# stops there (until it is killed), so a test can SIGKILL it mid-write deterministically.
+TEST_PAUSE_MID_WRITE = "CIVIC_TEST_PAUSE_MID_WRITE"
+
+
+def _test_pause_mid_write(temp_path: str) -> None:
+    marker = os.environ.get(TEST_PAUSE_MID_WRITE)
+    if not marker:
+        return
+    with open(f"{marker}.part", "w", encoding="utf-8") as handle:
+        handle.write(temp_path)
+    os.replace(f"{marker}.part", marker)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    raise RuntimeError("test failpoint: paused mid-write for 120 s and nobody killed the process")
 
 
 def _filesystem(lake: str) -> tuple[pafs.FileSystem, str]:
@@ -95,9 +119,16 @@ def write_block(location: BlockLocation, data: pa.Table, quarantine: pa.Table | 
     staged: list[tuple[str, str]] = []
     try:
         data_tmp = f"{folder}/.{DATA_FILE}.{token}.tmp"
-        # zstd level 1: most of zstd's size gain at a fraction of the default level's CPU.
-        pq.write_table(data, data_tmp, filesystem=filesystem, compression="zstd", compression_level=1, row_group_size=256_000)
         staged.append((data_tmp, f"{folder}/{DATA_FILE}"))
+        # zstd level 1: most of zstd's size gain at a fraction of the default level's CPU. Written as
+        # pq.write_table does, in two calls so a test can stop the writer after its first row group.
+        with pq.ParquetWriter(data_tmp, data.schema, filesystem=filesystem, compression="zstd",
+                              compression_level=1) as writer:
+            first = min(data.num_rows, ROW_GROUP_SIZE)
+            writer.write_table(data.slice(0, first), row_group_size=ROW_GROUP_SIZE)
+            _test_pause_mid_write(data_tmp)
+            if data.num_rows > first:
+                writer.write_table(data.slice(first), row_group_size=ROW_GROUP_SIZE)
         for name, table in sorted((tables or {}).items()):
             if name in ("data", "quarantine") or "/" in name:
                 raise ValueError(f"extra table name {name!r} is reserved or not a file name")
@@ -122,6 +153,32 @@ def write_block(location: BlockLocation, data: pa.Table, quarantine: pa.Table | 
         for tmp, _ in staged:
             _delete_if_exists(filesystem, tmp)
     return manifest
+
+
+def is_temp_name(name: str) -> bool:
+    """A staged file of an unfinished write (``.<name>.<token>.tmp``), never a landed file."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def remove_stale_temps(location: BlockLocation, older_than: float | None = None) -> list[str]:
+    """Delete the temporary files a killed writer left in the block's folder; returns their names.
+
+    Call it only while no other writer can be at work on the block: under the block lock
+    (``older_than=None``: every temporary file goes), or, where there is no lock (object stores),
+    with ``older_than`` seconds so a live writer's recent files stay.
+    """
+    filesystem, _ = _filesystem(location.lake)
+    folder = _fs_path(location, "")[:-1]
+    removed = []
+    now = time.time()
+    for info in filesystem.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
+        if info.type != pafs.FileType.File or not is_temp_name(info.base_name):
+            continue
+        if older_than is not None and info.mtime is not None and now - info.mtime.timestamp() < older_than:
+            continue
+        _delete_if_exists(filesystem, info.path)
+        removed.append(info.base_name)
+    return sorted(removed)
 
 
 def write_manifest(location: BlockLocation, manifest: dict) -> None:
@@ -288,6 +345,9 @@ class BlockWriter:
         self._rows_pending_count += table.num_rows
         if self._rows_pending_count >= self.row_group_size:
             self._flush_rows(writer)
+        if os.environ.get(TEST_PAUSE_MID_WRITE) and table.num_rows:
+            self._flush_rows(writer, final=True)  # put the rows so far into the file, then stop
+            _test_pause_mid_write(self._temps[DATA_FILE])
         self.rows += table.num_rows
         hashed = table.select([c for c in table.column_names if c not in HASH_EXCLUDED])
         if self._hash_writer is None:

@@ -1,0 +1,174 @@
+"""A block writer killed with SIGKILL in the middle of writing: the previous landing stays readable
+and complete, and the next run removes the dead writer's temporary files and lands the new block whole.
+
+The kill lands mid-write deterministically: ``CIVIC_TEST_PAUSE_MID_WRITE`` (a test-only failpoint in
+``lake.py``) makes the writer stop right after its first row group went into the temporary data file
+(no parquet footer yet) and say so in a marker file; the test waits for that file, checks the
+half-written temporary file is really there, then sends SIGKILL. Both writers are covered: the
+in-memory ``write_block`` (Seattle, a SODA source) and the streamed ``BlockWriter`` (Street Manager's
+archives). The writer is a real ``civic extract`` process against the replay server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+import requests
+
+from civic_pipelines.extract import run_block
+from civic_pipelines.lake import BlockLocation
+from civic_pipelines.replay.street_manager import archive_events
+from fault_checks import assert_exactly, assert_no_partial, landed_keys
+
+CIVIC = str(Path(sys.executable).with_name("civic"))
+
+
+def connection_env(replay, conn_id: str) -> dict:
+    host, port = replay.url.split("://", 1)[1].split(":")
+    return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps({"conn_type": "http", "host": host, "port": int(port),
+                                                           "schema": "http"})}
+
+
+def snapshot(folder: Path) -> dict:
+    """Every landed file of the block (temporary files excluded) by name -> sha256 of its bytes."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
+            if not p.name.startswith(".")}
+
+
+def glob_keys(lake: str, pattern: str, key: str) -> list:
+    """What a reader sees through the glob dbt and the dashboard use."""
+    with duckdb.connect() as con:
+        return sorted(r[0] for r in con.execute(f"select {key} from read_parquet(?)", [f"{lake}/{pattern}"]).fetchall())
+
+
+def kill_mid_write(args: list[str], env: dict, marker: Path) -> tuple[Path, int, float]:
+    """Run ``civic extract`` with the failpoint, wait until it has half-written its temporary data file,
+    SIGKILL it; returns the temporary file's path and size, and the seconds until the kill."""
+    started = time.monotonic()
+    process = subprocess.Popen([CIVIC, *args], env={**env, "CIVIC_TEST_PAUSE_MID_WRITE": str(marker)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            if process.poll() is not None:
+                out, err = process.communicate()
+                pytest.fail(f"the writer ended before the failpoint (exit {process.returncode}): {err[-2000:]}")
+            assert time.monotonic() < deadline, "the writer never reached the failpoint"
+            time.sleep(0.02)
+        temp = Path(marker.read_text())
+        # Mid-write for real: the temporary file holds the first row group, but no footer.
+        assert temp.is_file() and temp.stat().st_size > 1000, temp
+        assert temp.name.startswith(".") and temp.name.endswith(".tmp")
+        with pytest.raises(Exception, match="magic bytes|footer|Parquet"):
+            pq.read_metadata(temp)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        assert process.returncode == -signal.SIGKILL
+        return temp, temp.stat().st_size, time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def env(monkeypatch):
+    monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
+    return {**os.environ, "CIVIC_NO_AIRFLOW_LOOKUP": "1"}
+
+
+def test_sigkill_mid_write_block_keeps_the_previous_landing_and_the_rerun_lands_whole(
+        replay, lake, env, tmp_path, monkeypatch, reliability):
+    reliability.row(fault="SIGKILL mid-write (in-memory write_block)", source="seattle_crime",
+                    expected="previous landing unchanged and readable (same files, manifest, sha256); the rerun "
+                             "removes the dead writer's temp file and lands the new month whole")
+    month = "2024-01"
+    conn = connection_env(replay, "civic_seattle_crime")
+    for key, value in conn.items():
+        monkeypatch.setenv(key, value)
+    first = run_block("seattle_crime", month, lake=lake)
+    folder = Path(BlockLocation(lake, "seattle_crime", month).folder)
+    before = snapshot(folder)
+    keys_before = landed_keys(lake, "seattle_crime", month)
+
+    # The source changes (late edits move the watermark), and the run that would land it is killed.
+    replay.dataset.apply_late_edits(month, 25)
+    temp, size, seconds = kill_mid_write(["extract", "--source", "seattle_crime", "--month", month, "--lake", lake],
+                                   {**env, **conn}, tmp_path / "paused")
+
+    # The previous landing: the same files byte for byte, the same manifest and checksum, readable by
+    # the readers' glob, which does not see the dead writer's temporary file.
+    assert snapshot(folder) == before
+    manifest = json.loads((folder / "_manifest.json").read_text())
+    assert manifest["sha256"] == first["sha256"] and manifest["rows"] == len(keys_before)
+    assert glob_keys(lake, "seattle_crime/month=*/data.parquet", "offense_id") == keys_before
+    assert temp.exists(), "the killed writer's temporary file is left behind (what the next run must clean)"
+
+    # The rerun lands the changed month whole and removes the leftover.
+    rerun = run_block("seattle_crime", month, lake=lake)
+    assert not rerun["skipped"] and rerun["stale_temps_removed"] == 1
+    assert "lock_waited_seconds" not in rerun, "the dead writer's lock went with it"
+    assert rerun["sha256"] != first["sha256"] and rerun["rows_changed"]["changed"] > 0
+    want = [int(r["offense_id"]) for r in replay.dataset.rows_for_month(month)]
+    rows = assert_exactly(lake, "seattle_crime", month, want)
+    assert_no_partial(lake, "seattle_crime", month)
+    assert glob_keys(lake, "seattle_crime/month=*/data.parquet", "offense_id") == sorted(want)
+    reliability.observed(f"killed {seconds:.1f} s after start with a {size:,}-byte footerless temp file; old block "
+                         f"byte-identical ({len(keys_before):,} rows); rerun landed {rows:,} rows, {rerun['rows_changed']['changed']} changed, key set equal, "
+                         "0 duplicates, 1 stale temp removed")
+
+
+def test_sigkill_mid_stream_keeps_the_previous_landing_and_the_rerun_lands_whole(
+        replay, lake, env, tmp_path, monkeypatch, reliability):
+    reliability.row(fault="SIGKILL mid-write (streamed BlockWriter)", source="street_manager",
+                    expected="previous landing unchanged and readable (same files, manifest, sha256); the rerun "
+                             "removes the dead writer's temp file and lands the republished month whole")
+    month, part = "2024-03", "permit"
+
+    def configure(body):
+        requests.post(f"{replay.url}/_replay/config", json={"street_manager": body}, timeout=60).raise_for_status()
+
+    configure({"latest_month": "2024-06", "events_per_month": {"permit": 400, "activity": 0, "section_58": 0}})
+    conn = connection_env(replay, "civic_street_manager")
+    for key, value in conn.items():
+        monkeypatch.setenv(key, value)
+    first = run_block("street_manager", month, lake=lake, part=part)
+    folder = Path(BlockLocation(lake, "street_manager", month, part).folder)
+    before = snapshot(folder)
+    keys_before = landed_keys(lake, "street_manager", month, part)
+    assert first["rows"] == 400
+
+    configure({"late_edit": {f"{part}/{month}": 1}})  # the month is republished (new and changed events)
+    temp, size, seconds = kill_mid_write(["extract", "--source", "street_manager", "--part", part, "--month", month,
+                                    "--lake", lake], {**env, **conn}, tmp_path / "paused")
+
+    assert snapshot(folder) == before
+    manifest = json.loads((folder / "_manifest.json").read_text())
+    assert manifest["sha256"] == first["sha256"] and manifest["rows"] == len(keys_before)
+    key = "event_reference"
+    assert glob_keys(lake, f"street_manager/{part}/month=*/data.parquet", key) == keys_before
+    assert temp.exists()
+
+    rerun = run_block("street_manager", month, lake=lake, part=part)
+    assert not rerun["skipped"] and rerun["stale_temps_removed"] == 1
+    assert "lock_waited_seconds" not in rerun, "the dead writer's lock went with it"
+    assert rerun["sha256"] != first["sha256"] and rerun["rows"] == 405
+    want = [e[key] for e in archive_events(replay.street_manager.spec(part, month))]
+    landed = landed_keys(lake, "street_manager", month, part)
+    assert landed == sorted(want)
+    assert rerun["rows_changed"]["added"] == 5 and set(keys_before) <= set(landed)
+    assert_no_partial(lake, "street_manager", month, part)
+    assert glob_keys(lake, f"street_manager/{part}/month=*/data.parquet", key) == landed
+    reliability.observed(f"killed {seconds:.1f} s after start mid-stream ({size:,}-byte footerless temp file); old block byte-identical "
+                         f"({len(keys_before):,} events); rerun landed {len(landed):,} events (5 added), "
+                         "0 duplicates, 1 stale temp removed")
