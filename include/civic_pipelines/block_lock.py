@@ -30,6 +30,7 @@ import os
 import socket
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -41,6 +42,15 @@ POLL_SECONDS = 0.2
 # Test-only failpoint (tests/test_concurrent_blocks.py): a folder where the lock records "held-<pid>"
 # and "waiting-<pid>", and where the holder waits for a "release" file before going on.
 TEST_HOLD_DIR = "CIVIC_TEST_BLOCK_LOCK_DIR"
+
+
+@dataclass
+class Held:
+    """What ``block_lock`` yields: whether a real lock is held, and how long it took to get it when
+    another run had it (``waited_seconds`` is None when the lock was free)."""
+
+    locked: bool
+    waited_seconds: float | None = None
 
 
 class BlockLockTimeout(RuntimeError):
@@ -99,13 +109,13 @@ def _test_wait_for_release() -> None:
 def block_lock(lake: str, source: str, month: str, part: str | None = None, timeout: float | None = None):
     """Hold the block's lock for the ``with`` body; wait up to ``timeout`` seconds for it.
 
-    Yields True when a real lock is held (local lake), False where none exists (object stores).
+    Yields :class:`Held`: ``locked`` is False where no lock exists (object stores).
     """
     path = lock_path(lake, source, month, part)
     if path is None:
         log.debug("%s: %s is not a local folder; no block lock (see civic_pipelines.block_lock)",
                   block_name(source, month, part), lake.split("://", 1)[0] + "://")
-        yield False
+        yield Held(locked=False)
         return
     import fcntl
 
@@ -116,11 +126,13 @@ def block_lock(lake: str, source: str, month: str, part: str | None = None, time
     with open(path, "a+", encoding="utf-8") as handle:
         started = time.monotonic()
         next_note = started
+        contended = False
         while True:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                contended = True
                 waited = time.monotonic() - started
                 holder = _holder(handle)
                 if waited >= timeout:
@@ -143,11 +155,11 @@ def block_lock(lake: str, source: str, month: str, part: str | None = None, time
             handle.truncate()
             handle.write(json.dumps(record))
             handle.flush()
-            if waited >= POLL_SECONDS:
+            if contended:
                 log.info("block %s: lock acquired after waiting %.1f s", name, waited)
             _test_marker("held")
             _test_wait_for_release()
-            yield True
+            yield Held(locked=True, waited_seconds=round(waited, 3) if contended else None)
         finally:
             handle.seek(0)
             handle.truncate()

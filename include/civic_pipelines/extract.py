@@ -92,18 +92,16 @@ def run_block(source: str, month: str, lake: str | None = None, force: bool = Fa
 
     # One writer per block (a scheduled run and a manual trigger of the same month): the second
     # waits, then finds the first one's manifest and skips; see civic_pipelines.block_lock.
-    asked = time.monotonic()
-    with block_lock(lake, source, month, part) as locked:
-        waited = round(time.monotonic() - asked, 3)
-        stale = remove_stale_temps(location, older_than=None if locked else STALE_TEMP_SECONDS)
+    with block_lock(lake, source, month, part) as lock:
+        stale = remove_stale_temps(location, older_than=None if lock.locked else STALE_TEMP_SECONDS)
         if stale:
             log.warning("%s %s: removed %d temporary file(s) left by a run that died mid-write: %s",
                         source, month, len(stale), ", ".join(stale))
         result = _run_locked(module, spec, source, month, location, manifest, force, part, started)
     if stale:
         result["stale_temps_removed"] = len(stale)
-    if waited >= 1:
-        result["lock_waited_seconds"] = waited
+    if lock.waited_seconds is not None:
+        result["lock_waited_seconds"] = lock.waited_seconds
     return result
 
 

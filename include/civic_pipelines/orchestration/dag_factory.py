@@ -92,6 +92,16 @@ def dag_doc(spec) -> str:
 """ if has_postgres_sink(spec.name) else "")
 
 
+def max_map_length() -> int:
+    """Airflow's ``[core] max_map_length``: how many mapped task instances one task may expand to."""
+    try:
+        from airflow.configuration import conf
+
+        return conf.getint("core", "max_map_length", fallback=1024)
+    except ImportError:  # pragma: no cover - the planner runs inside Airflow
+        return 1024
+
+
 def enabled_parts(spec, chosen: list[str] | None = None) -> list[str]:
     """The parts (tables, providers) a multi-part source lands: all of ``sources.parts()`` by
     default, or those in the Airflow Variable ``civic_<name>_parts`` (a JSON list, e.g.
@@ -165,6 +175,7 @@ def build_source_dag(name: str, extract_mode: str | None = None):
                 # A bad range will not get better on retry: fail now, with the reason, before any extraction.
                 raise AirflowFailException(f"cannot plan {name} blocks: {error}") from None
             force = bool(params.get("force"))
+            parts = [None]
             if spec.parts or hasattr(sources.get(name), "parts"):
                 try:
                     parts = enabled_parts(spec, params.get(spec.parts_param) if spec.parts_param else None)
@@ -185,6 +196,14 @@ def build_source_dag(name: str, extract_mode: str | None = None):
                     return manifest is None or manifest.get("complete") is False
 
                 blocks = [block for block in blocks if incomplete(block)]
+            limit = max_map_length()
+            if len(blocks) > limit:
+                # Airflow would refuse to expand extract_load anyway, with a message about XCom lengths.
+                per = f" ({len(months)} months x {len(parts)} {spec.parts_param or 'parts'})" \
+                    if len(blocks) == len(months) * len(parts) > len(months) else ""
+                raise AirflowFailException(
+                    f"cannot plan {name} blocks: {len(blocks)} blocks{per} exceed Airflow's limit of {limit} mapped "
+                    "tasks per run ([core] max_map_length): split the range into several runs")
             print(f"planned {len(blocks)} block(s) for {name}: {', '.join(months)}" + (" (force)" if force else "")
                   + (" (incomplete only)" if params.get("incomplete_only") else ""))
             if params.get("dry_run"):
