@@ -6,6 +6,8 @@ time), and helpers to read what a run left in the metadata database."""
 from __future__ import annotations
 
 import json
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ONE_DAG = '''"""The Airflow DAGs named in $CIVIC_TEST_DAGS, built by the project's factory (a test's DAG folder)."""
@@ -49,3 +51,66 @@ def run_rows(run_id: str, dag_id: str) -> dict:
         "xcom": {f"{t}[{m}].{k}": json.dumps(v, default=str) for t, m, k, v in xcoms},
         "rendered": {f"{t}[{m}]": json.dumps(v, default=str) for t, m, v in rendered},
     }
+
+
+@contextmanager
+def execution_api():
+    """Airflow's Execution API (what every task process reports to) on a free loopback port, served
+    from this process, so ``dag.test(use_executor=True)`` runs each task the way the LocalExecutor
+    does under the scheduler: a forked supervisor and task process that write the task's log file
+    under ``$AIRFLOW_HOME/logs``. Yields the URL to set as ``[core] execution_api_server_url``."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from airflow.api_fastapi.app import create_app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app("execution"), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="execution-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the execution API did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/execution/"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def task_log_files(dag_id: str, run_id: str) -> list[Path]:
+    """The task log files of one run, as Airflow's default log template lays them out."""
+    import os
+
+    folder = Path(os.environ["AIRFLOW_HOME"]) / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def sync_dags() -> None:
+    """What ``dag.test()`` does first (write the bundle's DAGs to the metadata DB), done once up front
+    so runs started together do not race to write the same new DAG version."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+
+    manager = DagBundlesManager()
+    manager.sync_bundles_to_db()
+    for bundle in manager.get_all_dag_bundles():
+        bundle.initialize()
+        sync_bag_to_db(BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name),
+                       bundle.name, bundle.version)
+
+
+def extract_side(dag_id: str, dags_file: Path):
+    """The source's DAG cut to ``plan_blocks`` and ``extract_load`` (the tasks that fetch and land),
+    built fresh (a DAG object run in-process keeps the last run's param values), with the file the
+    task processes parse (the same factory builds the same DAG there)."""
+    from civic_pipelines.orchestration.dag_factory import build_source_dag
+
+    dag = build_source_dag(dag_id, extract_mode="local").partial_subset(["extract_load"], include_upstream=True)
+    dag.fileloc = str(dags_file)
+    return dag

@@ -6,8 +6,9 @@ The overlap is made deterministic with the lock's test-only failpoint (``CIVIC_T
 the holder records ``held-<pid>`` and waits for a ``release`` file; a waiter records ``waiting-<pid>``
 as soon as it finds the lock taken. The test releases the holder only once the other run is seen
 waiting. Proved with two ``civic extract`` processes, and with two real Airflow DAG runs of the same
-source and month (``dag.test()`` in two processes sharing the session's metadata database: an
-interval-driven run for January, as the schedule makes it, and a manual trigger for 2024-01).
+source and month at once (an interval-driven run for January, as the schedule makes it, and a manual
+trigger for 2024-01), each driven by ``dag.test(use_executor=True)``, so the LocalExecutor runs every
+task in a process of its own, on the session's metadata database.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import os
 import socket
 import subprocess
 import sys
-import textwrap
+import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -142,98 +144,114 @@ def test_a_run_that_waits_past_the_timeout_fails_naming_the_block_and_the_holder
                          "once, 0 duplicates")
 
 
+def test_the_lock_file_of_another_user_still_locks_and_a_timeout_names_the_holder(tmp_path, monkeypatch):
+    """A lock file made by another user (read-only to us) still locks (flock needs only a read handle);
+    a second holder in the same process times out with the block, the holder and the lock file."""
+    import builtins
+
+    from civic_pipelines.block_lock import BlockLockTimeout, block_lock, lock_path
+
+    lake = str(tmp_path / "lake")
+    with block_lock(lake, "street_manager", "2024-03", "permit") as first:
+        assert first.locked and first.waited_seconds is None
+    path = lock_path(lake, "street_manager", "2024-03", "permit")
+    assert path == tmp_path / "lake" / ".locks" / "street_manager" / "permit" / "2024-03.lock"
+    real_open = builtins.open
+
+    def no_write(file, mode="r", *args, **kwargs):
+        if str(file) == str(path) and mode != "r":
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    with block_lock(lake, "street_manager", "2024-03", "permit") as held:
+        assert held.locked
+        monkeypatch.setattr(builtins, "open", no_write)
+        with pytest.raises(BlockLockTimeout) as timed_out:
+            with block_lock(lake, "street_manager", "2024-03", "permit", timeout=0.3):
+                pytest.fail("two holders of one block")
+        monkeypatch.setattr(builtins, "open", real_open)
+    message = str(timed_out.value)
+    assert message.startswith(f"block street_manager permit 2024-03 is being written by another run (pid {os.getpid()} "
+                              f"on {socket.gethostname()} since 20")
+    assert f"lock file {path}" in message and "\n" not in message
+
+
 # ---------------------------------------------------------------- through Airflow
 
-ONE_DAG = textwrap.dedent('''
-    """One source's Airflow DAG, built by the project's factory (the test's DAG folder: parses in a second)."""
-    import os
-    from civic_pipelines.orchestration.dag_factory import build_source_dag
 
-    dag = build_source_dag(os.environ["CIVIC_TEST_DAG"], extract_mode="local")
-''')
-
-RUN_DAG = textwrap.dedent('''
-    import json, sys
-    from datetime import datetime, timezone
-    from civic_pipelines.orchestration.dag_factory import build_source_dag
-
-    kind, synced = sys.argv[1], sys.argv[2]
-    dag = build_source_dag("seattle_crime", extract_mode="local")
-    # What dag.test() does first, done here so the test can start the second run once the DAG is in
-    # the metadata DB (two processes writing the same new DAG version at once is a dag.test() race).
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
-
-    manager = DagBundlesManager()
-    manager.sync_bundles_to_db()
-    for bundle in manager.get_all_dag_bundles():
-        bundle.initialize()
-        sync_bag_to_db(BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name),
-                       bundle.name, bundle.version)
-    open(synced, "w").close()
-    if kind == "interval":  # the run the schedule makes for January: its data interval, no params
-        run = dag.test(logical_date=datetime(2024, 2, 1, tzinfo=timezone.utc), mark_success_pattern=r"dbt\\..*")
-    else:  # a manual trigger for the same month
-        run = dag.test(run_conf={"start_month": "2024-01", "end_month": "2024-01"}, mark_success_pattern=r"dbt\\..*")
-    states = {f"{ti.task_id}[{ti.map_index}]": ti.state for ti in run.get_task_instances()}
-    print("RESULT " + json.dumps({"run_id": run.run_id, "state": run.state, "states": states}))
-''')
-
-
-def test_two_dag_runs_of_one_block_at_once_land_it_once(replay, lake, tmp_path, airflow_db, reliability):
-    reliability.row(fault="two DAG runs of one block at once (the schedule's run for the month and a manual "
-                          "trigger)", source="seattle_crime",
+def test_two_dag_runs_of_one_block_at_once_land_it_once(replay, lake, tmp_path, airflow_db, monkeypatch,
+                                                        reliability):
+    reliability.row(fault="two DAG runs of one block at once (a data-interval run for the month, as the schedule "
+                          "makes it, and a manual trigger)", source="seattle_crime",
                     expected="both runs succeed: one extract_load lands the block, the other waits for the block "
                              "lock and is skipped (unchanged); rows land once, fetched once")
-    dags = tmp_path / "dags"
-    dags.mkdir()
-    (dags / "one_dag.py").write_text(ONE_DAG)
-    script = tmp_path / "run_dag.py"
-    script.write_text(RUN_DAG)
+    from airflow_runs import execution_api, extract_side, small_dags_folder, sync_dags, task_states
+
     hold = tmp_path / "hold"
     hold.mkdir()
-    # dbt tasks are marked success, not run: they are not under test here (and dag.test ignores the
-    # one-slot DuckDB pool that keeps two dbt tasks apart under the scheduler).
-    env = seattle_env(replay, lake, hold, AIRFLOW__CORE__DAGS_FOLDER=str(dags), CIVIC_TEST_DAG="seattle_crime",
-                      CIVIC_NO_AIRFLOW_LOOKUP="0", CIVIC_WAREHOUSE=str(tmp_path / "warehouse.duckdb"))
+    env = seattle_env(replay, lake, hold, CIVIC_WAREHOUSE=str(tmp_path / "warehouse.duckdb"),
+                      AIRFLOW__CORE__PARALLELISM="2",
+                      **small_dags_folder(tmp_path / "dags", ["seattle_crime"]))
+    env.pop("CIVIC_NO_AIRFLOW_LOOKUP")
+    for key, value in env.items():
+        if os.environ.get(key) != value:
+            monkeypatch.setenv(key, value)
+    monkeypatch.delenv("CIVIC_NO_AIRFLOW_LOOKUP", raising=False)
+    dags_file = tmp_path / "dags" / "civic_test_dags.py"
+    results, errors = {}, {}
 
-    def start(kind):
-        return subprocess.Popen([sys.executable, str(script), kind, str(tmp_path / f"synced-{kind}")], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Built here, not in the threads: a DAG's "with" block uses a process-wide context stack.
+    dags = {kind: extract_side("seattle_crime", dags_file) for kind in ("interval", "manual")}
+
+    def run(kind):
+        try:
+            dag = dags[kind]
+            if kind == "interval":  # the run the schedule makes for January: its data interval, no params
+                results[kind] = dag.test(logical_date=datetime(2024, 2, 1, tzinfo=timezone.utc), use_executor=True)
+            else:  # a manual trigger for the same month
+                results[kind] = dag.test(run_conf={"start_month": MONTH, "end_month": MONTH}, use_executor=True)
+        except BaseException as error:  # noqa: BLE001 - reported by the test thread
+            errors[kind] = error
 
     started = time.monotonic()
-    runs = {"interval": start("interval")}
-    try:
-        wait_for(lambda: (tmp_path / "synced-interval").exists(), "the first run to sync the DAG", runs.values())
-        runs["manual"] = start("manual")
-        wait_for(lambda: markers(hold, "held"), "the first DAG run to hold the block", runs.values())
-        wait_for(lambda: markers(hold, "waiting"), "the second DAG run to wait for the block", runs.values())
-        assert markers(hold, "held") == [runs["interval"].pid] and markers(hold, "waiting") == [runs["manual"].pid]
-        assert data_pages(replay) == 0
-        (hold / "release").touch()
-        outputs = {kind: finish(p, timeout=180) for kind, p in runs.items()}
-    finally:
-        (hold / "release").touch()
-        for p in runs.values():
-            finish(p)
+    with execution_api() as url:
+        monkeypatch.setenv("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", url)
+        sync_dags()
+        # Each run is driven as dag.test(use_executor=True) drives it: the LocalExecutor runs every task
+        # in its own process (the block lock's failpoint works across them), two runs at once.
+        threads = [threading.Thread(target=run, args=(kind,), name=kind) for kind in ("interval", "manual")]
+        for thread in threads:
+            thread.start()
+        try:
+            deadline = time.monotonic() + 120
+            while not (markers(hold, "held") and markers(hold, "waiting")):
+                assert not errors and time.monotonic() < deadline, f"no run waited for the other: {errors}"
+                assert any(t.is_alive() for t in threads), f"both runs ended before overlapping: {results}"
+                time.sleep(0.05)
+            assert len(markers(hold, "held")) == 1 and len(markers(hold, "waiting")) == 1
+            assert data_pages(replay) == 0, "the holder is stopped at the failpoint before any request"
+        finally:
+            (hold / "release").touch()
+            for thread in threads:
+                thread.join(timeout=180)
     seconds = time.monotonic() - started
-    results = {}
-    for kind, (out, err) in outputs.items():
-        line = next((l for l in out.splitlines() if l.startswith("RESULT ")), None)
-        assert line, f"{kind}: {out[-2000:]} {err[-3000:]}"
-        results[kind] = json.loads(line[len("RESULT "):])
+    assert not errors, errors
     first, second = results["interval"], results["manual"]
-    assert first["run_id"] != second["run_id"]
-    assert first["state"] == second["state"] == "success", results
-    assert first["states"]["plan_blocks[-1]"] == second["states"]["plan_blocks[-1]"] == "success"
-    assert first["states"]["extract_load[0]"] == "success"
-    assert second["states"]["extract_load[0]"] == "skipped"
-    assert "extract_load[1]" not in first["states"] and "extract_load[1]" not in second["states"], "one block each"
-    manual_log = outputs["manual"][0] + outputs["manual"][1]
-    assert "block seattle_crime 2024-01 is being written by pid" in manual_log
-    assert "source unchanged since last landing" in manual_log
+    states = {kind: task_states(run) for kind, run in results.items()}
+    assert first.run_id != second.run_id
+    assert first.state == second.state == "success", states
+    extract = {kind: {k: v for k, v in s.items() if k[0] == "extract_load"} for kind, s in states.items()}
+    assert all(list(e) == [("extract_load", 0)] for e in extract.values()), extract  # one block each
+    assert sorted(e[("extract_load", 0)] for e in extract.values()) == ["skipped", "success"], extract
+    loser = next(kind for kind, e in extract.items() if e[("extract_load", 0)] == "skipped")
+    from airflow_runs import run_rows, task_log_files
+
+    log = "".join(p.read_text() for p in task_log_files("seattle_crime", results[loser].run_id) if "extract_load" in str(p))
+    assert "block seattle_crime 2024-01 is being written by pid" in log and "lock acquired after waiting" in log
+    assert "source unchanged since last landing" in log
+    skipped = json.loads(run_rows(results[loser].run_id, "seattle_crime")["xcom"]["extract_load[0].manifest"])
     rows = assert_exactly(lake, "seattle_crime", MONTH, expected_keys(replay))
     assert data_pages(replay) == 1
-    reliability.observed(f"runs {first['run_id']} and {second['run_id']}: the manual run's extract waited for the "
-                         f"lock then skipped; {rows:,} rows landed once, key set equal, 0 duplicates, 1 data page "
-                         f"fetched ({seconds:.0f} s for both runs)")
+    reliability.observed(f"the {loser} run's extract_load waited {skipped['lock_waited_seconds']:.2f} s for the lock, "
+                         f"then skipped (unchanged); {rows:,} rows landed once, key set equal, 0 duplicates, "
+                         f"1 data page fetched ({seconds:.0f} s for both runs)")

@@ -148,4 +148,4 @@ def test_a_malformed_month_is_refused_at_trigger_before_any_run(environment, rel
     with pytest.raises(BlockPlanError, match=r"^month '2024-1' is not in YYYY-MM form \(for example 2024-03\)$"):
         plan_months("2024-1", "2024-02", None, None, first_month="2008-01", max_blocks=120,
                     now=datetime(2026, 1, 1, tzinfo=timezone.utc))
-    reliability.observed(f'refused at trigger: "{first_line[:110]}..."; 0 runs created, 0 requests')
+    reliability.observed(f'refused at trigger: "{first_line}"; 0 runs created, 0 requests')

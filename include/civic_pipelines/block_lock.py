@@ -105,6 +105,20 @@ def _test_wait_for_release() -> None:
         time.sleep(0.05)
 
 
+def _open(path: Path, name: str):
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # "a+": create if missing, never truncate a holder's record before we hold the lock.
+        return open(path, "a+", encoding="utf-8")
+    except PermissionError:
+        pass
+    try:  # made by another user (a container's root, say): flock needs only a read handle
+        return open(path, encoding="utf-8")
+    except OSError as error:
+        log.warning("block %s: cannot open the lock file %s (%s); running without the block lock", name, path, error)
+        return None
+
+
 @contextmanager
 def block_lock(lake: str, source: str, month: str, part: str | None = None, timeout: float | None = None):
     """Hold the block's lock for the ``with`` body; wait up to ``timeout`` seconds for it.
@@ -121,9 +135,11 @@ def block_lock(lake: str, source: str, month: str, part: str | None = None, time
 
     timeout = timeout_seconds() if timeout is None else timeout
     name = block_name(source, month, part)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # "a+": create if missing, never truncate a holder's record before we hold the lock.
-    with open(path, "a+", encoding="utf-8") as handle:
+    handle = _open(path, name)
+    if handle is None:
+        yield Held(locked=False)
+        return
+    with handle:
         started = time.monotonic()
         next_note = started
         contended = False
@@ -148,20 +164,23 @@ def block_lock(lake: str, source: str, month: str, part: str | None = None, time
                     next_note = time.monotonic() + 60
                 time.sleep(POLL_SECONDS)
         waited = time.monotonic() - started
+        writable = handle.writable()
         try:
-            record = {"pid": os.getpid(), "host": socket.gethostname(),
-                      "since": datetime.now(timezone.utc).isoformat(timespec="seconds"), "block": name}
-            handle.seek(0)
-            handle.truncate()
-            handle.write(json.dumps(record))
-            handle.flush()
+            if writable:
+                record = {"pid": os.getpid(), "host": socket.gethostname(),
+                          "since": datetime.now(timezone.utc).isoformat(timespec="seconds"), "block": name}
+                handle.seek(0)
+                handle.truncate()
+                handle.write(json.dumps(record))
+                handle.flush()
             if contended:
                 log.info("block %s: lock acquired after waiting %.1f s", name, waited)
             _test_marker("held")
             _test_wait_for_release()
             yield Held(locked=True, waited_seconds=round(waited, 3) if contended else None)
         finally:
-            handle.seek(0)
-            handle.truncate()
-            handle.flush()
+            if writable:
+                handle.seek(0)
+                handle.truncate()
+                handle.flush()
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
