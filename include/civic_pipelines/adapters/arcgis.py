@@ -60,6 +60,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from itertools import repeat
 from pathlib import Path
 
 import orjson
@@ -427,7 +428,7 @@ class ArcGisFeatureLayerSource:
         raw, columns, bad = {}, {}, {}
         for field in self.fields:
             name = wire.get(field.source, field.source)
-            values = [a.get(name) for a in attributes]
+            values = list(map(dict.get, attributes, repeat(name)))
             raw[field.name] = values
             columns[field.name], bad[field.name] = typed_column(values, field.type)
         if self.geometry:
@@ -570,6 +571,10 @@ class ArcGisFeatureLayerSource:
 # ---------------------------------------------------------------- values
 
 
+_CLEAN_TYPES = {"string": {str, type(None)}, "float64": {int, float, type(None)}}
+_INTEGER_TYPES = {int, type(None)}  # int64, int32, timestamp (epoch ms)
+
+
 def typed_column(values: list, kind: str) -> tuple[pa.Array, pa.Array]:
     """JSON values to an Arrow column of the kind, and the mask of present values that did not fit.
 
@@ -577,18 +582,17 @@ def typed_column(values: list, kind: str) -> tuple[pa.Array, pa.Array]:
     any odd value is converted value by value. Integers are checked in Python because Arrow would
     silently truncate 1.5 to 1."""
     arrow_type = ARROW_TYPES[kind]
-    if kind == "string":
-        clean = all(type(v) is str or v is None for v in values)
-    elif kind == "float64":
-        clean = all((type(v) is int or type(v) is float) and (type(v) is int or math.isfinite(v)) or v is None for v in values)
-    else:  # int64, int32, timestamp: integers (epoch ms for timestamps)
-        clean = all(type(v) is int or v is None for v in values)
+    # The exact JSON types present (bool is not int here), found by one pass in C.
+    clean = set(map(type, values)) <= _CLEAN_TYPES.get(kind, _INTEGER_TYPES)
     if clean:
         try:
-            fits = pa.array([False] * len(values), pa.bool_())
+            fits = pa.repeat(False, len(values))
             if kind == "timestamp":
                 return pa.array(values, pa.int64()).cast(arrow_type), fits
-            return pa.array(values, arrow_type), fits
+            column = pa.array(values, arrow_type)
+            if kind != "float64" or not pc.any(pc.invert(pc.is_finite(column))).as_py():
+                return column, fits
+            # a NaN or an infinity: not a value here (value by value below)
         except (pa.ArrowInvalid, OverflowError):
             pass  # out of range (int32, int64): value by value below
     parsed = [_coerce(v, kind) for v in values]
