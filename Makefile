@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export DO_NOT_TRACK := 1
 
-.PHONY: setup demo test bench containers manifest lock clean
+.PHONY: setup demo test bench bench-dlt containers manifest lock clean
 
 setup: $(VENV)/.installed dbt/target/manifest.json
 
@@ -37,6 +37,11 @@ test: setup
 # script does not stop the others, but fails the target. Needs the venv only, not the dbt manifest.
 bench: $(VENV)/.installed
 	@status=0; for script in bench/extract_*.py bench/street_manager.py; do echo "== $$script"; $(PY) $$script || status=1; echo; done; exit $$status
+
+# The head-to-head with dlt's rest_api source (bench/vs_dlt.py): not in `make bench`, it is slow
+# (dlt's default configuration loads about 1,400 rows/s: some 15 minutes for the two months).
+bench-dlt: $(VENV)/.installed
+	$(PY) bench/vs_dlt.py
 
 # The container engine and the extractor image the container tests use (podman's Docker API; each
 # step cached: a few minutes the first time, under a second after). The tests do this themselves;

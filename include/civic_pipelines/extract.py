@@ -11,6 +11,8 @@ import logging
 import time
 from datetime import datetime, timezone
 
+import pyarrow as pa
+
 from civic_pipelines import connections, settings, sources
 from civic_pipelines.block_lock import block_lock
 from civic_pipelines.http import make_session
@@ -174,6 +176,10 @@ def _run_locked(module, spec, source, month, location, manifest, force, part, st
     manifest["seconds"] = round(time.monotonic() - started, 3)
     manifest = write_block(location, block.data, block.quarantine, manifest, tables=block.tables)
     log.info("%s %s landed: %s rows, %s quarantined", source, month, manifest["rows"], quarantined)
+    del block
+    # The block was held whole in Arrow's memory pool, which keeps freed pages for reuse; give
+    # them back, so whatever this process does next (another block, a DuckDB load) starts low.
+    pa.default_memory_pool().release_unused()
     return manifest
 
 

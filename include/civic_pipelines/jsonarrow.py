@@ -16,10 +16,13 @@ import pyarrow.json as pajson
 
 
 class JsonPage:
-    """One response body: its row count known before parsing, so the next page can be fetched early."""
+    """One response body: its row count known before parsing, so the next page can be fetched early.
+
+    Only the rewritten text is kept (``size`` is the body's length): the body itself, a second
+    copy of the page, is rebuilt from it in the rare case the exact path needs it (``body``)."""
 
     def __init__(self, body: bytes):
-        self.body = body
+        self.size = len(body)
         start, end = body.find(b"["), body.rfind(b"]")
         if start < 0 or end < start or body[:start].strip() or body[end + 1 :].strip():
             raise ValueError(f"expected a JSON array, got {body[:80]!r}")
@@ -28,12 +31,20 @@ class JsonPage:
         text = body.replace(b"},{", b"}\n{")
         if text.find(b"}\n,{", 0, 1 << 16) >= 0:  # Socrata's style shows within the first rows
             text = text.replace(b"}\n,{", b"}\n{")
+        del body
+        self._text = text
         start, end = text.find(b"["), text.rfind(b"]")
         self.ndjson = pa.py_buffer(text)[start + 1 : end]
         # A hint (exact for compact and Socrata-style arrays) that lets the next page be requested
         # before this one is parsed; `parsed_rows` is the truth once to_table() has run.
         self.rows = 0 if not text[start + 1 : min(end, start + 64)].strip() else text.count(b"\n", start, end) + 1
         self.parsed_rows: int | None = None
+
+    @property
+    def body(self) -> bytes:
+        """The page as a JSON array again: equal in content to the body received (a raw newline
+        cannot occur inside a JSON string, so every "}\\n{" here was written by ``__init__``)."""
+        return self._text.replace(b"}\n{", b"},{")
 
     def first_keys(self) -> set[str]:
         if not self.rows:

@@ -91,12 +91,12 @@ def content_sha256(table: pa.Table) -> str:
     """A checksum of the block's content, blind to when it was landed (so re-landing the same
     source data yields the same checksum and a changed month shows as a changed checksum)."""
     columns = [name for name in table.column_names if name not in HASH_EXCLUDED]
-    digest = hashlib.sha256()
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.select(columns).schema) as writer:
+    # The IPC stream goes straight into the digest: the same bytes as before, without holding
+    # the serialised block (and a Python copy of it) in memory, two more copies of the block.
+    sink = _HashingSink()
+    with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), table.select(columns).schema) as writer:
         writer.write_table(table.select(columns), max_chunksize=65536)
-    digest.update(sink.getvalue().to_pybytes())
-    return digest.hexdigest()
+    return sink.digest.hexdigest()
 
 
 def content_sha256_all(data: pa.Table, tables: dict[str, pa.Table] | None) -> str:

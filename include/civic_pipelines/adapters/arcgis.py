@@ -60,6 +60,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from itertools import repeat
 from pathlib import Path
 
 import orjson
@@ -427,7 +428,7 @@ class ArcGisFeatureLayerSource:
         raw, columns, bad = {}, {}, {}
         for field in self.fields:
             name = wire.get(field.source, field.source)
-            values = [a.get(name) for a in attributes]
+            values = list(map(dict.get, attributes, repeat(name)))
             raw[field.name] = values
             columns[field.name], bad[field.name] = typed_column(values, field.type)
         if self.geometry:
@@ -485,10 +486,12 @@ class ArcGisFeatureLayerSource:
         key = self.key.name
         if table.num_rows == 0:
             return table, 0
-        unique = pc.count_distinct(table[key]).as_py() == table.num_rows
         keys = table[key]
-        if unique and (table.num_rows < 2 or pc.all(pc.greater(keys[1:], keys[:-1])).as_py()):
+        # Strictly increasing keys are unique: checked first, as it is cheap, while a distinct
+        # count of a large block costs a hash table of about 200 bytes a row.
+        if keys.null_count == 0 and (table.num_rows < 2 or pc.all(pc.greater(keys[1:], keys[:-1])).as_py()):
             return table, 0  # already one row per key, in key order (pages come in object id order)
+        unique = pc.count_distinct(keys).as_py() == table.num_rows
         ordered = table.append_column("_seen", pa.array(range(table.num_rows), pa.int64()))
         sort_keys = [(key, "ascending", "at_end")]
         if self.latest_field is not None:
@@ -531,12 +534,19 @@ class ArcGisFeatureLayerSource:
             log.warning("%s %s: attribute(s) missing from pages (they land as null): %s", self.SPEC.name, month,
                         missing_pages)
         data = pa.concat_tables(goods) if goods else self.data_schema.empty_table()
+        goods.clear()
         data, collapsed = self.collapse_duplicates(data)
-        data = data.combine_chunks()
+        # combine_chunks() column by column: `columns` holds the block's only references, so each
+        # column's pages are freed as its single chunk replaces them (one column extra, not a block).
+        table_schema, columns = data.schema, data.columns
+        del data
+        for i in range(len(columns)):
+            columns[i] = columns[i].combine_chunks()
+        data = pa.Table.from_arrays(columns, schema=table_schema)
         repeats = {}
         for field in self.count_duplicates:
-            column = data[field.name]
-            repeats[field.name] = (pc.count(column).as_py() or 0) - (pc.count_distinct(column, mode="only_valid").as_py() or 0)
+            present = pc.drop_null(data[field.name])  # distinct values by unique(): half count_distinct's memory
+            repeats[field.name] = len(present) - len(pc.unique(present))
         seconds = time.monotonic() - started
         return BlockData(
             data=data,
@@ -561,6 +571,10 @@ class ArcGisFeatureLayerSource:
 # ---------------------------------------------------------------- values
 
 
+_CLEAN_TYPES = {"string": {str, type(None)}, "float64": {int, float, type(None)}}
+_INTEGER_TYPES = {int, type(None)}  # int64, int32, timestamp (epoch ms)
+
+
 def typed_column(values: list, kind: str) -> tuple[pa.Array, pa.Array]:
     """JSON values to an Arrow column of the kind, and the mask of present values that did not fit.
 
@@ -568,18 +582,17 @@ def typed_column(values: list, kind: str) -> tuple[pa.Array, pa.Array]:
     any odd value is converted value by value. Integers are checked in Python because Arrow would
     silently truncate 1.5 to 1."""
     arrow_type = ARROW_TYPES[kind]
-    if kind == "string":
-        clean = all(type(v) is str or v is None for v in values)
-    elif kind == "float64":
-        clean = all((type(v) is int or type(v) is float) and (type(v) is int or math.isfinite(v)) or v is None for v in values)
-    else:  # int64, int32, timestamp: integers (epoch ms for timestamps)
-        clean = all(type(v) is int or v is None for v in values)
+    # The exact JSON types present (bool is not int here), found by one pass in C.
+    clean = set(map(type, values)) <= _CLEAN_TYPES.get(kind, _INTEGER_TYPES)
     if clean:
         try:
-            fits = pa.array([False] * len(values), pa.bool_())
+            fits = pa.repeat(False, len(values))
             if kind == "timestamp":
                 return pa.array(values, pa.int64()).cast(arrow_type), fits
-            return pa.array(values, arrow_type), fits
+            column = pa.array(values, arrow_type)
+            if kind != "float64" or not pc.any(pc.invert(pc.is_finite(column))).as_py():
+                return column, fits
+            # a NaN or an infinity: not a value here (value by value below)
         except (pa.ArrowInvalid, OverflowError):
             pass  # out of range (int32, int64): value by value below
     parsed = [_coerce(v, kind) for v in values]

@@ -277,7 +277,7 @@ class SocrataDatasetSource:
                 page.headers = headers
                 page.offset = offset
                 if sizes is not None:
-                    sizes.append(len(page.body))
+                    sizes.append(page.size)
                 pending = pool.submit(fetch, offset + page_size) if page.rows >= page_size else None
                 yield page
                 if pending is None and (page.parsed_rows or 0) >= page_size:
@@ -382,7 +382,9 @@ class SocrataDatasetSource:
     def collapse_duplicates(self, table: pa.Table) -> tuple[pa.Table, int]:
         """One row per key: the one with the latest ``latest_field`` (then the last seen)."""
         key = self.key.name
-        if table.num_rows == 0 or pc.count_distinct(table[key]).as_py() == table.num_rows:
+        keys = table[key]
+        # unique() where count_distinct() was: the same answer without nulls, half the memory, faster.
+        if table.num_rows == 0 or (keys.null_count == 0 and len(pc.unique(keys)) == table.num_rows):
             return table, 0
         import duckdb
 
@@ -398,10 +400,15 @@ class SocrataDatasetSource:
     def sort_by_key(self, table: pa.Table) -> pa.Table:
         """Rows in key order, so the same content always gives the same checksum (pages usually
         arrive in that order already, and checking is cheaper than sorting)."""
+        order = self.key_order(table)
+        return table if order is None else table.take(order)
+
+    def key_order(self, table: pa.Table) -> pa.Array | None:
+        """The row indices that put the table in key order (stable), or None when it already is."""
         keys = table[self.key.name]
         if table.num_rows < 2 or pc.all(pc.greater_equal(keys[1:], keys[:-1])).as_py():
-            return table
-        return table.sort_by(self.key.name)
+            return None
+        return pc.sort_indices(table, sort_keys=[(self.key.name, "ascending")])
 
     # ------------------------------------------------------------ the block
 
@@ -486,8 +493,17 @@ class SocrataDatasetSource:
             log.warning("%s %s: field(s) missing from pages (they land as null): %s", self.SPEC.name, month,
                         missing_pages)
         data = pa.concat_tables(goods) if goods else self.DATA_SCHEMA.empty_table()
+        goods.clear()
         data, collapsed = self.collapse_duplicates(data)
-        data = self.sort_by_key(data)
+        order = self.key_order(data)
+        if order is not None:
+            # sort_by_key() column by column: `columns` holds the block's only references, so each
+            # unsorted column is freed as its sorted copy replaces it (one column extra, not a block).
+            table_schema, columns = data.schema, data.columns
+            del data
+            for i in range(len(columns)):
+                columns[i] = columns[i].take(order)
+            data = pa.Table.from_arrays(columns, schema=table_schema)
         stats = {
             "pages": pages,
             "fetched_rows": fetched,

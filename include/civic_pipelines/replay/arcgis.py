@@ -58,6 +58,7 @@ import operator
 import re
 import threading
 import time
+from collections import OrderedDict
 from urllib.parse import parse_qsl
 
 import orjson
@@ -658,6 +659,24 @@ class LayerFamily:
         )
         prefix = head[: head.rfind("/") + 1]
         self.prefixes = sorted({prefix, prefix.replace("/arcgis/", "/ArcGIS/"), prefix.replace("/ArcGIS/", "/arcgis/")})
+        # A month's records filtered by a where clause, per (data version, month, where): a client
+        # paging a month asks the same where once per page, and filtering a large month for every
+        # page would make the emulator, not the client, the measured cost.
+        self._matched: OrderedDict = OrderedDict()
+        self._matched_lock = threading.Lock()
+
+    def _matched_month(self, month: str, where_text: str, compute) -> list:
+        key = (self.dataset.version, month, where_text, self.accept_epoch_dates)
+        with self._matched_lock:
+            if key in self._matched:
+                self._matched.move_to_end(key)
+                return self._matched[key]
+        rows = compute()
+        with self._matched_lock:
+            self._matched[key] = rows
+            while len(self._matched) > 16:
+                self._matched.popitem(last=False)
+        return rows
 
     def match(self, path: str):
         """``(year, rest segments)`` when the path is under one of this family's services."""
@@ -876,12 +895,16 @@ class LayerFamily:
                     if skipped + n <= offset:
                         skipped += n
                         continue
-                rows = matching(ds.records_for_month(month))
+                if id_filter is None and where is not None and where.constant is None:
+                    rows = self._matched_month(month, where_text,
+                                               lambda month=month: matching(ds.records_for_month(month)))
+                else:
+                    rows = matching(ds.records_for_month(month))
+                k = 0
                 if skipped < offset:
                     k = min(offset - skipped, len(rows))
                     skipped += k
-                    rows = rows[k:]
-                collected.extend(rows[: limit + 1 - len(collected)])
+                collected.extend(rows[k:k + limit + 1 - len(collected)])  # one slice: no copy of the month
                 if len(collected) > limit:
                     break
             page = collected[:limit]

@@ -38,8 +38,12 @@ DEFAULT_SEED = 20240101
 DEFAULT_LAST_EDIT_DATE = 1_767_225_600_000  # 2026-01-01T00:00:00Z, epoch ms (the data's "as of")
 DATE_FIELD = "OPENEDDATETIME"  # the open/creation date: partitions rows into months and layers
 OBJECTID_FIELD = "OBJECTID"
-MAX_ROWS_PER_MONTH = 80_000
+MAX_ROWS_PER_MONTH = 80_000  # the modelled months stay below this
+# A configured month may be larger (benchmarks need months of 500,000+ rows); the OBJECTID stride
+# then widens so a year's ids still fit within it (and within int32, as an OID field is).
+MAX_CONFIGURED_ROWS_PER_MONTH = 800_000
 _OBJECTID_YEAR_STRIDE = 1_000_000  # OBJECTIDs of year Y: (Y - 2000) * 1,000,000 + 1, +2, ...
+_LARGE_OBJECTID_YEAR_STRIDE = 10_000_000  # the same with rows_per_month above MAX_ROWS_PER_MONTH
 _CASEID_YEAR_STRIDE = 100_000_000  # CASEIDs of year Y: Y * 100,000,000 + a rising sequence
 
 # (name, ArcGIS type, length) in the contract's order. CASEID is an int64 in the contract (values
@@ -364,8 +368,8 @@ class Minneapolis311Dataset:
         if isinstance(rows_per_month, bool) or int(rows_per_month) != rows_per_month:
             raise ValueError("rows_per_month must be an integer or null")
         n = int(rows_per_month)
-        if not 0 <= n <= MAX_ROWS_PER_MONTH:
-            raise ValueError(f"rows_per_month must be 0..{MAX_ROWS_PER_MONTH}")
+        if not 0 <= n <= MAX_CONFIGURED_ROWS_PER_MONTH:
+            raise ValueError(f"rows_per_month must be 0..{MAX_CONFIGURED_ROWS_PER_MONTH}")
         return n
 
     @staticmethod
@@ -470,7 +474,14 @@ class Minneapolis311Dataset:
         """The OBJECTID of the month's first row (ids run on through the layer's year)."""
         y, m = parse_month(month)
         before = sum(self.month_count(f"{y:04d}-{k:02d}") for k in range(1, m))
-        return (y - 2000) * _OBJECTID_YEAR_STRIDE + before + 1
+        return (y - 2000) * self.object_id_stride() + before + 1
+
+    def object_id_stride(self) -> int:
+        """OBJECTIDs of year Y start at (Y - 2000) * stride + 1 (1,000,000 unless a configured
+        month is larger than any modelled one)."""
+        if self.rows_per_month is not None and self.rows_per_month > MAX_ROWS_PER_MONTH:
+            return _LARGE_OBJECTID_YEAR_STRIDE
+        return _OBJECTID_YEAR_STRIDE
 
     @staticmethod
     def date_range(month: str) -> tuple[int, int]:
@@ -578,7 +589,7 @@ class Minneapolis311Dataset:
         )
         categories = rng.choices(CATEGORIES, cum_weights=_TYPE_CUM[m], k=n)
         object_id = self.first_object_id(month)
-        before = object_id - 1 - (y - 2000) * _OBJECTID_YEAR_STRIDE
+        before = object_id - 1 - (y - 2000) * self.object_id_stride()
         case_seq = 2 * before  # about two case numbers per request: CASEIDs rise through the year
         case_base = y * _CASEID_YEAR_STRIDE
         records: list[tuple[dict, tuple]] = []
