@@ -20,10 +20,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # SQLite file race), lake and warehouse (DuckDB allows one writing process per file).
     _RUN_DIR = _RUN_DIR / os.environ["PYTEST_XDIST_WORKER"]
 _RUN_DIR.mkdir(parents=True, exist_ok=True)
-os.environ.setdefault("CIVIC_DATA_DIR", str(_RUN_DIR / "data"))
+# Set, not defaulted: pytest-xdist's workers inherit the controller's environment, which already
+# holds the controller's paths.
+os.environ["CIVIC_DATA_DIR"] = str(_RUN_DIR / "data")
 os.environ["CIVIC_LAKE"] = str(_RUN_DIR / "data" / "lake")
 os.environ["CIVIC_WAREHOUSE"] = str(_RUN_DIR / "data" / "warehouse.duckdb")
-os.environ.setdefault("AIRFLOW_HOME", str(_RUN_DIR / "airflow"))
+os.environ["AIRFLOW_HOME"] = str(_RUN_DIR / "airflow")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
 os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
