@@ -37,8 +37,8 @@ def _filesystem(lake: str) -> tuple[pafs.FileSystem, str]:
 def _s3_filesystem() -> pafs.S3FileSystem:
     """S3 from the lake's Airflow connection (``settings.lake_conn_id()``, type ``aws``), read as the
     Amazon provider defines its fields: login = access key id, password = secret access key, extra
-    ``region_name``, ``endpoint_url`` (an S3-compatible store: MinIO, moto, ...) and
-    ``aws_session_token``. With no such connection, pyarrow's default AWS chain (environment,
+    ``region_name``, ``endpoint_url`` (or ``service_config.s3.endpoint_url``: an S3-compatible
+    store, MinIO, moto, ...) and ``aws_session_token``. With no such connection, pyarrow's default AWS chain (environment,
     profile, instance or pod role)."""
     from urllib.parse import urlsplit
 
@@ -55,7 +55,8 @@ def _s3_filesystem() -> pafs.S3FileSystem:
             options["session_token"] = extra["aws_session_token"]
     if extra.get("region_name"):
         options["region"] = extra["region_name"]
-    endpoint = extra.get("endpoint_url") or ((extra.get("service_config") or {}).get("s3") or {}).get("endpoint_url")
+    # As the provider resolves it: the S3 service's own endpoint first, else the connection's.
+    endpoint = ((extra.get("service_config") or {}).get("s3") or {}).get("endpoint_url") or extra.get("endpoint_url")
     if endpoint:
         parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
         options.update(endpoint_override=parts.netloc, scheme=parts.scheme)
