@@ -85,113 +85,16 @@ def airflow_db():
 # --- a throwaway PostgreSQL server ------------------------------------------------------------------
 
 
-def _postgres_bin_dir() -> Path | None:
-    """The server binaries: $PG_BIN, Debian's newest /usr/lib/postgresql/<v>/bin, or initdb on PATH."""
-    import glob
-    import shutil
-
-    candidates = [os.environ.get("PG_BIN", "")]
-    versions = [p for p in glob.glob("/usr/lib/postgresql/*/bin") if Path(p).parent.name.isdigit()]
-    candidates += sorted(versions, key=lambda p: int(Path(p).parent.name), reverse=True)
-    found = shutil.which("initdb")
-    candidates.append(str(Path(found).resolve().parent) if found else "")
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "initdb").is_file() and (Path(candidate) / "pg_ctl").is_file():
-            return Path(candidate)
-    return None
-
-
-def _install_postgres() -> None:
-    """Debian's server package, when the machine has none (a fresh CI machine)."""
-    import subprocess
-
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    command = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"]
-    if subprocess.run(command, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, check=True, capture_output=True)
-        subprocess.run(command, env=env, check=True, capture_output=True)
-
-
-def _server_user() -> tuple[int, int] | None:
-    """initdb refuses to run as root: as root, run the server as the unprivileged ``postgres``
-    user (Debian's package creates it), or a dedicated ``civic-pg`` user made here."""
-    import pwd
-    import subprocess
-
-    if os.geteuid() != 0:
-        return None
-    for name in ("postgres", "civic-pg"):
-        try:
-            entry = pwd.getpwnam(name)
-            return entry.pw_uid, entry.pw_gid
-        except KeyError:
-            continue
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "civic-pg"], check=True)
-    entry = pwd.getpwnam("civic-pg")
-    return entry.pw_uid, entry.pw_gid
-
-
 @pytest.fixture(scope="session")
 def postgres_server():
     """A PostgreSQL cluster of its own (initdb + pg_ctl) on a free loopback port, with password
     (SCRAM) auth and pg_stat_statements; yields its details and the superuser's connection JSON
-    for ``AIRFLOW_CONN_CIVIC_POSTGRES``; stopped and deleted at the end of the session."""
-    import json
-    import secrets
-    import shutil
-    import socket
-    import subprocess
-    import tempfile
+    for ``AIRFLOW_CONN_CIVIC_POSTGRES``; stopped and deleted at the end of the session
+    (``civic_pipelines.devtools.postgres_cluster``, which bench/scale.py uses too)."""
+    from civic_pipelines.devtools.postgres_cluster import postgres_cluster
 
-    bin_dir = _postgres_bin_dir()
-    if bin_dir is None:
-        _install_postgres()
-        bin_dir = _postgres_bin_dir()
-    assert bin_dir is not None, "no PostgreSQL server binaries (initdb, pg_ctl) even after apt-get install postgresql"
-    owner = _server_user()
-    root = Path(tempfile.mkdtemp(prefix="civic-pg-"))  # in /tmp, which any user can traverse
-    password = "pw-" + secrets.token_urlsafe(18)
-    (root / "pwfile").write_text(password + "\n")
-    if owner:
-        for path in (root, root / "pwfile"):
-            os.chown(path, *owner)
-    run_as = {"user": owner[0], "group": owner[1], "extra_groups": []} if owner else {}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")} | {"LC_ALL": "C", "LANG": "C"}
-
-    def run(*args, **kwargs):
-        result = subprocess.run([str(bin_dir / args[0]), *args[1:]], cwd=root, env=env, capture_output=True, text=True,
-                                timeout=120, **run_as, **kwargs)
-        assert result.returncode == 0, f"{args[0]} failed: {result.stdout[-2000:]} {result.stderr[-2000:]}"
-        return result
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    data = root / "data"
-    run("initdb", "-D", str(data), "-U", "civic", "--auth=scram-sha-256", f"--pwfile={root / 'pwfile'}",
-        "-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions")
-    (root / "pwfile").unlink()
-    options = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c shared_preload_libraries=pg_stat_statements "
-               "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
-    run("pg_ctl", "-D", str(data), "-l", str(root / "server.log"), "-o", options, "-w", "-t", "60", "start")
-    try:
-        import psycopg
-
-        with psycopg.connect(host="127.0.0.1", port=port, user="civic", password=password, dbname="postgres",
-                             autocommit=True) as conn:
-            # Every database created from template1 (one per test) can read pg_stat_statements.
-            with psycopg.connect(host="127.0.0.1", port=port, user="civic", password=password, dbname="template1",
-                                 autocommit=True) as template:
-                template.execute("create extension if not exists pg_stat_statements")
-            conn.execute("create database civic")
-        conn_json = json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": "civic",
-                                "password": password, "schema": "civic"})
-        yield {"host": "127.0.0.1", "port": port, "user": "civic", "password": password, "dbname": "civic",
-               "conn_json": conn_json, "root": root}
-    finally:
-        subprocess.run([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], cwd=root, env=env,
-                       capture_output=True, timeout=60, **run_as)
-        shutil.rmtree(root, ignore_errors=True)
+    with postgres_cluster() as server:
+        yield server
 
 
 @pytest.fixture

@@ -32,3 +32,16 @@ def test_no_connection_means_the_live_default(monkeypatch):
 def test_environment_variable_wins(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_CIVIC_SEATTLE_CRIME", "http://127.0.0.1:1234/http")
     assert resolve("civic_seattle_crime", "https://data.seattle.gov").base_url == "http://127.0.0.1:1234"
+
+
+def test_lookup_says_when_there_is_no_connection(monkeypatch):
+    from civic_pipelines.connections import lookup
+
+    monkeypatch.delenv("AIRFLOW_CONN_CIVIC_LAKE_S3", raising=False)
+    monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
+    assert lookup("civic_lake_s3") is None
+    monkeypatch.setenv("AIRFLOW_CONN_CIVIC_LAKE_S3", json.dumps(
+        {"conn_type": "aws", "login": "AKIAFAKE", "password": "fake-secret", "extra": {"region_name": "eu-west-2"}}))
+    found = lookup("civic_lake_s3")
+    assert (found.login, found.password, found.extra) == ("AKIAFAKE", "fake-secret", {"region_name": "eu-west-2"})
+    assert "fake-secret" not in repr(found)

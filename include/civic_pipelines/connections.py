@@ -90,12 +90,17 @@ def _from_airflow(conn_id: str) -> SourceConnection | None:
     )
 
 
-def resolve(conn_id: str, default_base_url: str) -> SourceConnection:
+def lookup(conn_id: str) -> SourceConnection | None:
+    """The connection from ``AIRFLOW_CONN_<ID>``, else from Airflow (unless ``CIVIC_NO_AIRFLOW_LOOKUP=1``);
+    None when neither has it."""
     value = os.environ.get(env_var_name(conn_id))
     if value:
         return parse_connection(conn_id, value)
     if os.environ.get("CIVIC_NO_AIRFLOW_LOOKUP") != "1":
-        found = _from_airflow(conn_id)
-        if found is not None:
-            return found
-    return SourceConnection(conn_id=conn_id, base_url=default_base_url)
+        return _from_airflow(conn_id)
+    return None
+
+
+def resolve(conn_id: str, default_base_url: str) -> SourceConnection:
+    found = lookup(conn_id)
+    return found if found is not None else SourceConnection(conn_id=conn_id, base_url=default_base_url)

@@ -51,9 +51,40 @@ def _test_pause_mid_write(temp_path: str) -> None:
 
 
 def _filesystem(lake: str) -> tuple[pafs.FileSystem, str]:
+    if lake.startswith("s3://"):
+        return _s3_filesystem(), lake[len("s3://"):]
     if "://" in lake:
         return pafs.FileSystem.from_uri(lake)
     return pafs.LocalFileSystem(), lake
+
+
+def _s3_filesystem() -> pafs.S3FileSystem:
+    """S3 from the lake's Airflow connection (``settings.lake_conn_id()``, type ``aws``), read as the
+    Amazon provider defines its fields: login = access key id, password = secret access key, extra
+    ``region_name``, ``endpoint_url`` (or ``service_config.s3.endpoint_url``: an S3-compatible
+    store, MinIO, moto, ...) and ``aws_session_token``. With no such connection, pyarrow's default AWS chain (environment,
+    profile, instance or pod role)."""
+    from urllib.parse import urlsplit
+
+    from civic_pipelines import connections, settings
+
+    connection = connections.lookup(settings.lake_conn_id())
+    if connection is None:
+        return pafs.S3FileSystem()
+    extra = connection.extra or {}
+    options: dict = {}
+    if connection.login:
+        options.update(access_key=connection.login, secret_key=connection.password or "")
+        if extra.get("aws_session_token"):
+            options["session_token"] = extra["aws_session_token"]
+    if extra.get("region_name"):
+        options["region"] = extra["region_name"]
+    # As the provider resolves it: the S3 service's own endpoint first, else the connection's.
+    endpoint = ((extra.get("service_config") or {}).get("s3") or {}).get("endpoint_url") or extra.get("endpoint_url")
+    if endpoint:
+        parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+        options.update(endpoint_override=parts.netloc, scheme=parts.scheme)
+    return pafs.S3FileSystem(**options)
 
 
 @dataclass(frozen=True)

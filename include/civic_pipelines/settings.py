@@ -24,6 +24,12 @@ def lake_url() -> str:
     return value if "://" in value else str(Path(value).resolve())
 
 
+def lake_conn_id() -> str:
+    """The Airflow connection (type ``aws``) of an ``s3://`` lake: ``CIVIC_LAKE_CONN_ID``, default
+    ``civic_lake_s3`` (``AIRFLOW_CONN_CIVIC_LAKE_S3`` in a container)."""
+    return os.environ.get("CIVIC_LAKE_CONN_ID", "civic_lake_s3")
+
+
 def warehouse_path() -> str:
     value = os.environ.get("CIVIC_WAREHOUSE")
     if not value:

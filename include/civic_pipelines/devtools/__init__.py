@@ -1,0 +1,1 @@
+"""Tools for tests and benchmarks (throwaway servers); nothing in the pipeline imports them."""
