@@ -30,7 +30,10 @@ against the sum of task durations, and CPU seconds per component, the rest of th
     .venv/bin/python bench/scale.py --years 1 --sources seattle_crime # a quick run
 
 Options: ``--parallelism`` (Airflow's [core] parallelism, default 4), ``--end-month`` (default the
-last complete month), ``--dir`` (work folder, default ``data/scale``, wiped first), ``--timeout``.
+last complete month), ``--dir`` (work folder, default ``data/scale``, wiped first), ``--timeout``,
+``--parse-interval``, ``--dag-file-per-source`` (one DAG file per source instead of the project's
+one file for all), ``--report DIR/scale-result.json`` (reprint a saved run; the raw figures are
+saved there after every run). The figures of a full run are in docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -371,8 +374,10 @@ def task_log_phases(airflow_home: Path, ti: dict) -> dict:
     """From a task's own log (JSON lines): the DAG file parse the task process did before running
     (``dag_file_parse_ms`` of "Worker startup parse complete") and the seconds from "Post Execute"
     to the log's last line (XCom push, state report)."""
-    path = (airflow_home / "logs" / f"dag_id={ti['dag_id']}" / f"run_id={ti['run_id']}" / f"task_id={ti['task_id']}"
-            / f"map_index={ti['map_index']}" / f"attempt={ti['try_number']}.log")
+    folder = airflow_home / "logs" / f"dag_id={ti['dag_id']}" / f"run_id={ti['run_id']}" / f"task_id={ti['task_id']}"
+    if ti["map_index"] >= 0:  # an unmapped task's log has no map_index folder
+        folder = folder / f"map_index={ti['map_index']}"
+    path = folder / f"attempt={ti['try_number']}.log"
     found: dict = {}
     try:
         lines = path.read_text().splitlines()
@@ -459,6 +464,20 @@ def report(data: dict, meta: dict) -> None:
         print(f"  {source:<16}{len(runs):>5}{len(items):>8}{span:>9.1f}{(len(items) / span * 60 if span else 0):>12.1f}"
               f"{(statistics.median(durations) if durations else 0):>17.2f}"
               f"{(statistics.median(extract) if extract else 0):>22.2f}")
+    ends = {}
+    for t in done:
+        ends[t["dag_id"]] = max(ends.get(t["dag_id"], t["end"]), t["end"])
+    starts = [r["queued_at"] for r in data["runs"] if r["queued_at"]]
+    if len(ends) > 1 and starts:
+        last_source, last_end = max(ends.items(), key=lambda item: item[1])
+        others_end = max(end for source, end in ends.items() if source != last_source)
+        before = [t for t in done if t["end"] <= others_end]
+        after = [t for t in done if t["end"] > others_end]
+        head, tail = seconds(min(starts), others_end) or 0, seconds(others_end, last_end) or 0
+        print(f"  while every source had blocks left: {len(before)} blocks in {head:.0f} s = "
+              f"{len(before) / head * 60 if head else 0:.1f} blocks/min;")
+        print(f"  then {last_source} alone (its API pool's slots cap it): {len(after)} blocks in {tail:.0f} s = "
+              f"{len(after) / tail * 60 if tail else 0:.1f} blocks/min")
     print()
     print("the planner (plan_blocks, one per run):")
     print(f"  run queued -> plan_blocks start    {summary([seconds(next(r['queued_at'] for r in data['runs'] if r['run_id'] == p['run_id']), p['start']) for p in plans])}")
@@ -471,10 +490,10 @@ def report(data: dict, meta: dict) -> None:
             first_mapped[key] = min(first_mapped.get(key, t["scheduled"]), t["scheduled"])
     print(f"  plan end -> first block scheduled  {summary([seconds(p['end'], first_mapped.get(p['run_id'])) for p in plans])}")
     print()
-    print("per mapped task (seconds; scheduled -> queued includes waiting for a free slot, pool or parallelism):")
+    print("per mapped task (seconds; the two waits are mostly queueing behind the pools and the 4 slots, not overhead):")
     phases = {
-        "scheduled -> queued (scheduler)": [seconds(t["scheduled"], t["queued"]) for t in ran],
-        "queued -> running (executor start)": [seconds(t["queued"], t["start"]) for t in ran],
+        "scheduled -> queued (pool, parallelism)": [seconds(t["scheduled"], t["queued"]) for t in ran],
+        "queued -> running (free worker, start)": [seconds(t["queued"], t["start"]) for t in ran],
         "running (task duration)": [seconds(t["start"], t["end"]) for t in ran],
         "  of which run_block (extract)": [t["manifest"].get("seconds") for t in ran],
         "  of which task overhead": [seconds(t["start"], t["end"]) - t["manifest"]["seconds"]
@@ -483,7 +502,7 @@ def report(data: dict, meta: dict) -> None:
         "    post execute: XCom, state (log)": [t["log"].get("post") for t in ran],
     }
     for name, values in phases.items():
-        print(f"  {name:<38}{summary(values)}")
+        print(f"  {name:<42}{summary(values)}")
     task_sum = sum(seconds(t["start"], t["end"]) or 0 for t in ran)
     extract_sum = sum(t["manifest"].get("seconds") or 0 for t in ran)
     queued_sum = sum(seconds(t["queued"], t["start"]) or 0 for t in ran)
@@ -498,9 +517,12 @@ def report(data: dict, meta: dict) -> None:
           f"task overhead {task_sum - extract_sum:9.1f} ({100 * (task_sum - extract_sum) / task_sum if task_sum else 0:.0f} %)")
     print(f"  of the task overhead: parsing the DAG file {parse_sum:9.1f} ({100 * parse_sum / task_sum if task_sum else 0:.0f} % "
           f"of the task-seconds), post execute {post_sum:9.1f} ({100 * post_sum / task_sum if task_sum else 0:.0f} %)")
-    print(f"  executor start (queued -> running), summed: {queued_sum:.1f} s; per block {queued_sum / len(ran) if ran else 0:.2f} s")
+    print(f"  queued -> running, summed: {queued_sum:.1f} s; per block {queued_sum / len(ran) if ran else 0:.2f} s "
+          "(LocalExecutor queues ahead of its free workers: mostly waiting for one)")
     if ran and wall:
         per_block = wall * meta["parallelism"] / len(ran)
+        print("  the scheduler's own overhead per block is the slot time no task held: between one task's end and the")
+        print("  next one's start in that slot, and the slots the pools left empty (the tail of a source limited by its pool)")
         print(f"  slot-seconds per block: {per_block:.2f} (wall x parallelism / blocks) = run_block "
               f"{extract_sum / len(ran):.2f} + task overhead {(task_sum - extract_sum) / len(ran):.2f} + slot idle or "
               f"starting {per_block - task_sum / len(ran):.2f}")
@@ -512,6 +534,11 @@ def report(data: dict, meta: dict) -> None:
         print(f"  {name:<44}{value:9.1f}")
     print(f"  {'other processes on the machine (not ours)':<44}{max(meta['machine_busy'] - total_ours, 0):9.1f}")
     print(f"  {'machine busy in all':<44}{meta['machine_busy']:9.1f}")
+    if ran:
+        print(f"  ours per block: {total_ours / len(ran):.2f} CPU-s (task processes {cpu.get('executor workers + task processes', 0) / len(ran):.2f}, "
+              f"scheduler {cpu.get('scheduler (its own process)', 0) / len(ran):.2f}, API server "
+              f"{cpu.get('api-server (execution + core API)', 0) / len(ran):.2f}, PostgreSQL {cpu.get('PostgreSQL (metadata)', 0) / len(ran):.2f}); "
+              f"we had {100 * total_ours / meta['machine_busy'] if meta['machine_busy'] else 0:.0f} % of the machine's busy CPU")
     print()
     print(f"replay server: {meta['replay_requests']:,} requests, handlers {meta['replay_ms'] / 1000:.1f} s in all")
     statements = data["statements"]
@@ -561,7 +588,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="one DAG file per source instead of the project's one file for every source")
     args = parser.parse_args(argv)
     if args.report:
-        report(*load(Path(args.report)))
+        data, meta = load(Path(args.report))
+        airflow_home = Path(args.report).resolve().parent / "airflow"
+        if (airflow_home / "logs").is_dir():  # the run's folder is still there: read the task logs again
+            for ti in data["tis"]:
+                ti["log"] = task_log_phases(airflow_home, ti)
+        report(data, meta)
         return 0
     chosen = [s.strip() for s in args.sources.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in sources.names()]

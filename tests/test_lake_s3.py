@@ -48,12 +48,15 @@ def moto_endpoint():
 
 
 @pytest.fixture
-def s3_lake(moto_endpoint, monkeypatch):
+def s3_lake(moto_endpoint, monkeypatch, tmp_path):
     """An empty store with one bucket, and the lake's connection (``civic_lake_s3``) pointing at it."""
     import boto3
     import requests
+    from moto.moto_api import recorder
 
     endpoint = moto_endpoint
+    # moto's request recorder writes ./moto_recording by default: keep it in the test's folder.
+    monkeypatch.setattr(recorder, "_location", str(tmp_path / "moto_recording"))
     # moto keeps its buckets in the process: every test starts from an empty store.
     requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
@@ -143,6 +146,7 @@ def test_blocks_land_on_s3_with_the_connection_rerun_without_duplicates_and_read
     # The credentials were the connection's (every signed request carried its access key id), and the
     # secret key appeared nowhere: logs, printed output, manifests.
     assert recorded_access_keys(endpoint) == {ACCESS_KEY}
+    requests.post(f"{endpoint}/moto-api/recorder/stop-recording", timeout=10).raise_for_status()
     printed = capsys.readouterr()
     everything = caplog.text + printed.out + printed.err + json.dumps([first, again, forced], default=str)
     assert SECRET_KEY not in everything
