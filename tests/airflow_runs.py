@@ -59,6 +59,7 @@ def execution_api():
     from this process, so ``dag.test(use_executor=True)`` runs each task the way the LocalExecutor
     does under the scheduler: a forked supervisor and task process that write the task's log file
     under ``$AIRFLOW_HOME/logs``. Yields the URL to set as ``[core] execution_api_server_url``."""
+    import multiprocessing
     import socket
     import threading
 
@@ -76,9 +77,15 @@ def execution_api():
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the execution API did not start"
         time.sleep(0.05)
+    # The LocalExecutor's workers start as fresh interpreters, not forks of this test process: a
+    # fork inherits the DuckDB instances earlier tests left here (dbt-duckdb keeps its connection),
+    # and a forked task process then hangs at exit joining DuckDB threads it does not have.
+    start_method = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method("spawn", force=True)
     try:
         yield f"http://127.0.0.1:{port}/execution/"
     finally:
+        multiprocessing.set_start_method(start_method, force=True)
         server.should_exit = True
         thread.join(timeout=30)
 

@@ -273,6 +273,13 @@ class _HTTPServer(ThreadingHTTPServer):
     request_queue_size = 128
     replay: "ReplayServer"
 
+    def handle_error(self, request, client_address) -> None:
+        # A client that gave up (its read timeout during a ``delay`` fault, a retry after a reset)
+        # is what the faults are for, not a server error worth a traceback.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive; every response carries Content-Length
