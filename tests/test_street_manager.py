@@ -25,7 +25,7 @@ from civic_pipelines.sources import street_manager as sm
 from civic_pipelines.sources.base import SchemaDriftError
 
 LANDED = datetime(2026, 1, 1, tzinfo=timezone.utc)
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "street_manager"
+SAMPLES = Path(__file__).resolve().parent / "data" / "street_manager"  # copies of shared/samples/street_manager
 
 
 @pytest.fixture(scope="module")
