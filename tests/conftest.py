@@ -40,9 +40,7 @@ def run_dir() -> Path:
     return _RUN_DIR
 
 
-@pytest.fixture
-def replay():
-    """A fresh replay server on a free loopback port, stopped after the test."""
+def _running_replay():
     from civic_pipelines.replay.server import make_server
 
     server = make_server(host="127.0.0.1", port=0)
@@ -51,6 +49,18 @@ def replay():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def replay():
+    """A fresh replay server on a free loopback port, stopped after the test."""
+    yield from _running_replay()
+
+
+@pytest.fixture(scope="module")
+def module_replay():
+    """One replay server for a module (building one costs a second or two); its tests reset it."""
+    yield from _running_replay()
 
 
 @pytest.fixture

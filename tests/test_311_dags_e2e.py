@@ -8,7 +8,6 @@ the warehouse still holds one row per request.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import duckdb
@@ -24,26 +23,19 @@ def environment(airflow_db, run_dir):
     data = run_dir / "e2e_311"
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
-    keys = ("CIVIC_LAKE", "CIVIC_WAREHOUSE", "AIRFLOW_CONN_CIVIC_MINNEAPOLIS_311", "AIRFLOW_CONN_CIVIC_TORONTO_311",
-            "AIRFLOW_CONN_CIVIC_NYC_311")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ["CIVIC_LAKE"] = str(data / "lake")
-    os.environ["CIVIC_WAREHOUSE"] = str(data / "warehouse.duckdb")
     server = make_server(host="127.0.0.1", port=0)
     server.start()
     host, port = server.url.split("://", 1)[1].split(":")
     conn = json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"})
-    for key in keys[2:]:
-        os.environ[key] = conn
-    try:
-        yield {"server": server, "data": data}
-    finally:
-        server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CIVIC_LAKE", str(data / "lake"))
+        patch.setenv("CIVIC_WAREHOUSE", str(data / "warehouse.duckdb"))
+        for key in ("AIRFLOW_CONN_CIVIC_MINNEAPOLIS_311", "AIRFLOW_CONN_CIVIC_TORONTO_311", "AIRFLOW_CONN_CIVIC_NYC_311"):
+            patch.setenv(key, conn)
+        try:
+            yield {"server": server, "data": data}
+        finally:
+            server.stop()
 
 
 def query(environment, sql):

@@ -86,17 +86,14 @@ def environment(engine, airflow_db, run_dir):
         "AIRFLOW_VAR_CIVIC_DOCKER_USER": f"{os.geteuid()}:{os.getegid()}",  # the lake's files stay the test user's
         **{variable: conn for variable in CONNECTIONS.values()},
     }
-    saved = {key: os.environ.get(key) for key in settings}
-    os.environ.update(settings)
-    try:
-        yield {"server": server, "tokens": tokens, "data": data, "lake": data / "lake", "local_lake": data / "local_lake", **engine}
-    finally:
-        server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in settings.items():
+            patch.setenv(key, value)
+        try:
+            yield {"server": server, "tokens": tokens, "data": data, "lake": data / "lake",
+                   "local_lake": data / "local_lake", **engine}
+        finally:
+            server.stop()
 
 
 @pytest.fixture

@@ -49,11 +49,9 @@ def free_port() -> int:
 
 def _install_chromium() -> None:
     """Debian's chromium, when the machine has none (a fresh CI machine)."""
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    command = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"]
-    if subprocess.run(command, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, check=True, capture_output=True)
-        subprocess.run(command, env=env, check=True, capture_output=True)
+    from civic_pipelines.devtools.apt import apt_install
+
+    apt_install("chromium")
 
 
 @pytest.fixture(scope="session")

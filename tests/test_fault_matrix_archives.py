@@ -46,16 +46,9 @@ SRWR_TABLES = {"007": "phase", "008": "undertaker_phase", "010": "site", "099": 
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(module_replay):
     """One replay server for the module (starting one costs about 1.5 s); each test resets it."""
-    from civic_pipelines.replay.server import make_server
-
-    replay = make_server(host="127.0.0.1", port=0)
-    replay.start()
-    try:
-        yield replay
-    finally:
-        replay.stop()
+    return module_replay
 
 
 def _connection(server, extra: dict | None = None) -> str:

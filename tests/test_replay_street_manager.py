@@ -18,16 +18,9 @@ from civic_pipelines.replay.street_manager import ArchiveSpec, Quirks, archive_e
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(module_replay):
     """One replay server for the module (building one takes a second or two); reset per test."""
-    from civic_pipelines.replay.server import make_server
-
-    replay = make_server(host="127.0.0.1", port=0)
-    replay.start()
-    try:
-        yield replay
-    finally:
-        replay.stop()
+    return module_replay
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 
 import duckdb
-import pyarrow.parquet as pq
 import pytest
 
 MONTHS = ["2024-01", "2024-02"]
@@ -26,22 +25,18 @@ def environment(airflow_db, run_dir):
     data = run_dir / "e2e_seattle"
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
-    saved = {k: os.environ.get(k) for k in ("CIVIC_LAKE", "CIVIC_WAREHOUSE", "AIRFLOW_CONN_CIVIC_SEATTLE_CRIME")}
-    os.environ["CIVIC_LAKE"] = str(data / "lake")
-    os.environ["CIVIC_WAREHOUSE"] = str(data / "warehouse.duckdb")
     server = make_server(host="127.0.0.1", port=0)
     server.start()
     host, port = server.url.split("://", 1)[1].split(":")
-    os.environ["AIRFLOW_CONN_CIVIC_SEATTLE_CRIME"] = json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"})
-    try:
-        yield {"server": server, "data": data}
-    finally:
-        server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CIVIC_LAKE", str(data / "lake"))
+        patch.setenv("CIVIC_WAREHOUSE", str(data / "warehouse.duckdb"))
+        patch.setenv("AIRFLOW_CONN_CIVIC_SEATTLE_CRIME",
+                     json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"}))
+        try:
+            yield {"server": server, "data": data}
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -29,16 +29,9 @@ SAMPLES = Path(__file__).resolve().parent / "data" / "street_manager"  # copies 
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(module_replay):
     """One replay server for the module; each test resets it (see ``street``)."""
-    from civic_pipelines.replay.server import make_server
-
-    replay = make_server(host="127.0.0.1", port=0)
-    replay.start()
-    try:
-        yield replay
-    finally:
-        replay.stop()
+    return module_replay
 
 
 @pytest.fixture

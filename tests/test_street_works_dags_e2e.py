@@ -8,7 +8,6 @@ second run with unchanged archives skips every block.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import duckdb
@@ -29,10 +28,6 @@ def environment(airflow_db, run_dir):
     data = run_dir / "e2e_street_works"
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
-    keys = ("CIVIC_LAKE", "CIVIC_WAREHOUSE", "AIRFLOW_CONN_CIVIC_STREET_MANAGER", "AIRFLOW_CONN_CIVIC_SRWR")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ["CIVIC_LAKE"] = str(data / "lake")
-    os.environ["CIVIC_WAREHOUSE"] = str(data / "warehouse.duckdb")
     server = make_server(host="127.0.0.1", port=0)
     server.start()
     server.street_manager.configure({"latest_month": "2024-06", "events_per_month": EVENTS})
@@ -40,17 +35,15 @@ def environment(airflow_db, run_dir):
     server.srwr.set_activities_per_month(SRWR_ACTIVITIES)
     host, port = server.url.split("://", 1)[1].split(":")
     conn = {"conn_type": "http", "host": host, "port": int(port), "schema": "http"}
-    os.environ["AIRFLOW_CONN_CIVIC_STREET_MANAGER"] = json.dumps(conn)
-    os.environ["AIRFLOW_CONN_CIVIC_SRWR"] = json.dumps({**conn, "extra": {"today": TODAY}})
-    try:
-        yield {"server": server, "data": data}
-    finally:
-        server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CIVIC_LAKE", str(data / "lake"))
+        patch.setenv("CIVIC_WAREHOUSE", str(data / "warehouse.duckdb"))
+        patch.setenv("AIRFLOW_CONN_CIVIC_STREET_MANAGER", json.dumps(conn))
+        patch.setenv("AIRFLOW_CONN_CIVIC_SRWR", json.dumps({**conn, "extra": {"today": TODAY}}))
+        try:
+            yield {"server": server, "data": data}
+        finally:
+            server.stop()
 
 
 def query(environment, sql):

@@ -138,8 +138,8 @@ def _run_locked(module, spec, source, month, location, manifest, force, part, st
         # A source that completes a block over several runs (MDS hours not yet published) reads
         # what the previous landing holds; one that guards a landing (refusing to empty it) is told
         # whether the run is forced.
+        function = module.stream_block if hasattr(module, "stream_block") else module.extract_block
         for name, value in (("previous", previous), ("location", location), ("force", force)):
-            function = module.stream_block if hasattr(module, "stream_block") else module.extract_block
             if _accepts(function, name):
                 part_kwargs[name] = value
         if hasattr(module, "stream_block"):

@@ -172,6 +172,17 @@ def _missing(reading, *tables: str) -> str | None:
     return None
 
 
+def _point_map(chart_id: str, title: str, model: str, points: list[tuple], empty: str, data: dict | None = None,
+               note: str | None = None) -> Chart:
+    """A wide map of ``(group, lon, lat, hover text)`` rows, one colour per group."""
+    groups: dict[str, list] = {}
+    for group, lon, lat, text in points:
+        groups.setdefault(group, []).append((lon, lat, text))
+    return Chart(chart_id, title, model, data={"points_drawn": len(points), **(data or {})},
+                 figure=figures.point_map(groups) if points else None,
+                 empty=None if points else empty, note=note if points else None, wide=True)
+
+
 def _empty_page(page: Page, message: str) -> Page:
     page.empty = message
     return page
@@ -248,17 +259,12 @@ def crime(reading, filters: Filters) -> Page:
         where {where} and longitude is not null and latitude is not null
         order by hash(offense_id) limit {MAP_POINTS}""", **p)
     with_point = _one(reading, f"select count(*) filter (where longitude is not null), count(*) from fct_crime_offenses where {where}", **p)
-    groups: dict[str, list] = {}
-    for category, lon, lat, text in points:
-        groups.setdefault(category, []).append((lon, lat, text))
-    page.charts.append(Chart(
-        "crime-map", "Where offenses were reported", "fct_crime_offenses",
-        data={"points_drawn": len(points), "offenses_with_point": with_point[0], "offenses": with_point[1]},
-        figure=figures.point_map(groups) if points else None,
-        empty=None if points else "No offense in this range has a location.",
+    page.charts.append(_point_map(
+        "crime-map", "Where offenses were reported", "fct_crime_offenses", points,
+        "No offense in this range has a location.",
+        data={"offenses_with_point": with_point[0], "offenses": with_point[1]},
         note=f"{len(points):,} of {with_point[0]:,} located offenses drawn (a fixed sample); "
-             f"{with_point[1] - with_point[0]:,} have no published location." if points else None,
-        wide=True))
+             f"{with_point[1] - with_point[0]:,} have no published location."))
     return page
 
 
@@ -587,14 +593,9 @@ def _england(reading, page: Page, p: dict, where: str) -> None:
             where not is_test_data and work_status_ref in ('in_progress', 'completed')
               and block_month between $start and $end and longitude is not null and latitude is not null
             order by hash(permit_reference_number, _block_month) limit {MAP_POINTS}""", **p)
-        groups: dict[str, list] = {}
-        for category, lon, lat, text in points:
-            groups.setdefault(category, []).append((lon, lat, text))
-        page.charts.append(Chart(
-            "works-map", "England: where works were in progress or completed", "int_permit_months",
-            data={"points_drawn": len(points)},
-            figure=figures.point_map(groups) if points else None,
-            empty=None if points else "No located works in this range.", wide=True))
+        page.charts.append(_point_map(
+            "works-map", "England: where works were in progress or completed", "int_permit_months", points,
+            "No located works in this range."))
 
 
 def _scotland(reading, page: Page, p: dict, where: str) -> None:
@@ -744,14 +745,8 @@ def mobility(reading, filters: Filters) -> Page:
                strftime(start_time_local, '%Y-%m-%d %H:%M') || ' · ' || coalesce(round(distance_miles, 2)::varchar, '?') || ' mi'
         from fct_mobility_trips where {where} and start_lon is not null and start_lat is not null
         order by hash(provider, trip_id) limit {MAP_POINTS}""", **p)
-    groups = {}
-    for provider, lon, lat, text in points:
-        groups.setdefault(provider, []).append((lon, lat, text))
-    page.charts.append(Chart(
-        "mobility-map", "Where trips started", "fct_mobility_trips",
-        data={"points_drawn": len(points)},
-        figure=figures.point_map(groups) if points else None,
-        empty=None if points else "No located trips in this range.", wide=True))
+    page.charts.append(_point_map("mobility-map", "Where trips started", "fct_mobility_trips", points,
+                                  "No located trips in this range."))
     return page
 
 

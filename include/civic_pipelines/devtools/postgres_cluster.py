@@ -25,6 +25,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from civic_pipelines.devtools.apt import apt_install
+
 
 def postgres_bin_dir() -> Path | None:
     """The server binaries: $PG_BIN, Debian's newest /usr/lib/postgresql/<v>/bin, or initdb on PATH."""
@@ -41,11 +43,7 @@ def postgres_bin_dir() -> Path | None:
 
 def install_postgres() -> None:
     """Debian's server package, when the machine has none (a fresh CI machine)."""
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    command = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"]
-    if subprocess.run(command, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, check=True, capture_output=True)
-        subprocess.run(command, env=env, check=True, capture_output=True)
+    apt_install("postgresql")
 
 
 def server_user() -> tuple[int, int] | None:
