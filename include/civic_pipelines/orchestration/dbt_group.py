@@ -1,4 +1,5 @@
-"""The Cosmos task group that builds a source's dbt models after its blocks land."""
+"""The Cosmos task group that builds a source's dbt models after its blocks land, and the task
+that runs ``dbt source freshness`` for the source after them."""
 
 from __future__ import annotations
 
@@ -64,6 +65,61 @@ def build_dbt_group(spec, group_id: str = "dbt"):
             "retries": 2,
         },
     )
+
+
+def run_source_freshness(source: str, out: Path | None = None) -> dict:
+    """``dbt source freshness --select source:<source>``, in-process as the Cosmos nodes run dbt,
+    its sources.json artifact kept at ``<freshness_dir>/<source>.json`` (replaced atomically) for
+    the dashboard. Returns ``{table: status}``.
+
+    A stale or unreadable table is a result to show, not a task failure: dbt's own errors (a
+    project that does not parse, a warehouse that cannot be opened) raise.
+    """
+    import json
+    import tempfile
+
+    from dbt.cli.main import dbtRunner
+
+    out = out or settings.freshness_dir() / f"{source}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    project_dir = settings.dbt_project_dir()
+    os.environ.update(dbt_env())  # this task's own process: dbt reads the paths with env_var()
+    with tempfile.TemporaryDirectory(prefix=f"freshness-{source}-") as scratch:
+        # target/ and logs/ in a scratch folder: the project folder is shared with concurrent runs.
+        result = dbtRunner().invoke([
+            "source", "freshness", "--select", f"source:{source}",
+            "--project-dir", str(project_dir), "--profiles-dir", str(project_dir),
+            "--target-path", f"{scratch}/target", "--log-path", f"{scratch}/logs",
+            "--output", f"{scratch}/sources.json", "--quiet",
+        ])
+        artifact = Path(scratch) / "sources.json"
+        if not artifact.is_file():
+            raise RuntimeError(f"dbt source freshness for {source} wrote no result: {result.exception or 'see the log'}")
+        payload = json.loads(artifact.read_text())
+        partial = out.with_name(f".{out.name}.tmp")
+        partial.write_text(json.dumps(payload))
+        partial.replace(out)
+    statuses = {r["unique_id"].split(".")[-1]: r.get("status") for r in payload.get("results", [])}
+    print(f"dbt source freshness {source}: " + ", ".join(f"{t} {s}" for t, s in sorted(statuses.items())))
+    return statuses
+
+
+def build_freshness_task(spec, task_id: str = "source_freshness"):
+    """The task after the source's dbt models: ``dbt source freshness`` of the source, whatever the
+    models did (all_done: a failed model does not make the source's landings any less stale), on the
+    DuckDB writer slot (dbt opens the warehouse). Skipped on a dry run, which writes nothing."""
+    from airflow.sdk import task
+
+    @task(task_id=task_id, pool=DUCKDB_WRITER_POOL, trigger_rule="all_done")
+    def source_freshness(params: dict | None = None) -> dict:
+        """dbt source freshness of the source's lake tables, kept for the dashboard's health card."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if (params or {}).get("dry_run"):
+            raise AirflowSkipException("dry run: nothing to check")
+        return run_source_freshness(spec.name)
+
+    return source_freshness()
 
 
 def cosmos_environment_defaults() -> None:
