@@ -77,8 +77,10 @@ def failure_message(context) -> tuple[str, str]:
     lines.append(f"Error: {clean_error(detail)}")
     if ti is not None and getattr(ti, "log_url", None):
         lines.append(f"Log: {ti.log_url}")
-    first_line = clean_error(detail).splitlines()[0] if detail else ""
-    subject = f"[civic-pipelines] failed: {what}: {first_line}"[:250]
+    first_line = (clean_error(detail).splitlines() or [""])[0]
+    if len(first_line) > 100:
+        first_line = first_line[:100] + " …"
+    subject = f"[civic-pipelines] failed: {what}: {first_line}"
     return subject, "\n".join(lines) + "\n"
 
 
@@ -100,6 +102,11 @@ class FailureNotifier(BaseNotifier):
     def __init__(self, smtp_conn_id: str = SMTP_CONN_ID):
         super().__init__()
         self.smtp_conn_id = smtp_conn_id
+
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        # Nothing to render, and no Jinja environment to build: Airflow's in-process DAG callbacks
+        # (dag.test) hand the notifier a serialized DAG, which cannot make one.
+        return None
 
     def _connection(self):
         from airflow.sdk import BaseHook
