@@ -180,8 +180,8 @@ def human_age(seconds: float | None) -> str | None:
         return None
     for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
         if seconds >= size:
-            value = seconds / size
-            text = f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
+            value = round(seconds / size, 0 if seconds >= 10 * size else 1)
+            text = f"{value:.0f}" if value == int(value) else f"{value:.1f}"
             return f"{text} {unit}{'' if text == '1' else 's'}"
     return f"{seconds:.0f} seconds"
 
