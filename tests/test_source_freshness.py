@@ -58,7 +58,10 @@ def test_dbt_source_freshness_grades_each_lake_table(freshness):
     assert "No files found" in nyc["message"] and str(freshness["root"]) not in nyc["message"], nyc["message"]
 
 
-def test_the_health_card_shows_status_and_age(freshness):
+def test_the_health_card_shows_status_and_age(freshness, reliability):
+    reliability.row(fault="stale source (no landing for 50 / 100 days, or none)", source="seattle_crime, toronto_311, nyc_311",
+                    expected="dbt source freshness grades each lake table warn / error / runtime error and the "
+                             "health card shows the status and the age of the newest landing")
     from civic_pipelines.dashboard.app import standalone_app
     from civic_pipelines.dashboard.config import DashboardConfig
 
@@ -79,6 +82,8 @@ def test_the_health_card_shows_status_and_age(freshness):
         assert f"dbt source freshness: <b class=" in section and f">{status}</b>" in section, section
         if age:
             assert f"newest landing {age} ago" in section, section
+    reliability.observed("cards: seattle_crime warn 50 days, toronto_311 error 100 days, minneapolis_311 pass 1 hour, "
+                         "nyc_311 runtime error (no block)")
     assert cards["street_manager"]["dbt_freshness_status"] == "not run"
     assert "dbt source freshness: not run yet" in re.search(
         r'data-source-card="street_manager".*?data-field="source_freshness"[^>]*>(.*?)</div>', html, re.S).group(1)
