@@ -111,6 +111,7 @@ def test_unchanged_source_skips_every_block_and_keeps_the_counts(dag, environmen
     states = task_states(run)
     extract_states = [state for (task_id, _), state in states.items() if task_id == "extract_load"]
     assert extract_states == ["skipped", "skipped"], states
+    assert states[("source_freshness", -1)] == "success", "an unchanged source is still checked for freshness"
     after = warehouse_query(environment, "select count(*), max(_landed_at) from fct_crime_offenses")[0]
     assert after == before
 
@@ -159,6 +160,7 @@ def test_bad_params_fail_in_planning_with_the_message(dag, environment, conf, me
     assert run.state == "failed"
     states = task_states(run)
     assert states[("plan_blocks", -1)] == "failed"
+    assert states[("source_freshness", -1)] == "upstream_failed", "the last task does not hide the failure"
     out, err = capfd.readouterr()
     assert message in out + err
     assert len(environment["server"].state.requests) == requests_before, "nothing was extracted"

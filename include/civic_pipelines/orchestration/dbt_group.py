@@ -152,12 +152,15 @@ def _period(value) -> str | None:
 
 
 def build_freshness_task(spec, task_id: str = "source_freshness"):
-    """The task after the source's dbt models: ``dbt source freshness`` of the source, whatever the
-    models did (all_done: a failed model does not make the source's landings any less stale), on the
-    DuckDB writer slot (dbt opens the warehouse). Skipped on a dry run, which writes nothing."""
+    """The task after the source's dbt models: ``dbt source freshness`` of the source, on the DuckDB
+    writer slot (dbt opens the warehouse). Skipped on a dry run, which writes nothing.
+
+    ``none_failed``: it also runs when every block was skipped (an unchanged source is exactly when
+    staleness shows), but not after a failure: as the DAG's last task it decides the run's state,
+    and a run whose blocks or models failed must stay failed (the failure has mailed already)."""
     from airflow.sdk import task
 
-    @task(task_id=task_id, pool=DUCKDB_WRITER_POOL, trigger_rule="all_done")
+    @task(task_id=task_id, pool=DUCKDB_WRITER_POOL, trigger_rule="none_failed")
     def source_freshness(params: dict | None = None) -> dict:
         """dbt source freshness of the source's lake tables, kept for the dashboard's health card."""
         from airflow.sdk.exceptions import AirflowSkipException
