@@ -184,6 +184,41 @@ def test_a_failed_block_emails_the_dag_the_block_and_the_error(environment, reli
     print(f"mail received {seconds:.2f} s after the task failed: {mail['subject']}")
 
 
+def test_a_hung_block_hits_its_execution_timeout_and_mails(environment, reliability):
+    reliability.row(fault="a block hangs (the API answers after 30 s; execution_timeout 6 s)", source="seattle_crime",
+                    expected="extract_load fails at its execution_timeout (Variable civic_<source>_extract_timeout_minutes) "
+                             "and the failure mail names the block and the timeout")
+    server, inbox = environment["server"], environment["inbox"]
+    requests.post(f"{server.url}/_replay/faults", timeout=10, json={"delay": 100, "delay_seconds": 30}).raise_for_status()
+    with pytest.MonkeyPatch.context() as patch:
+        # Read when the DAG is built, here and in the task process that parses the DAG file.
+        patch.setenv("AIRFLOW_VAR_CIVIC_SEATTLE_CRIME_EXTRACT_TIMEOUT_MINUTES", "0.1")
+        dag = failing_extract_dag(environment)
+        assert dag.get_task("extract_load").execution_timeout.total_seconds() == 6
+        started = time.monotonic()
+        run = dag.test(run_conf={"start_month": "2024-02", "end_month": "2024-02"}, use_executor=True)
+    states = task_states(run)
+    assert run.state == "failed" and states[("extract_load", 0)] == "failed", states
+    assert inbox.arrived.wait(30), "no e-mail arrived"
+    (mail,) = inbox.messages
+    assert "seattle_crime 2024-02" in mail["subject"] and "Block: seattle_crime 2024-02" in mail["body"]
+    assert "Error: AirflowTaskTimeout" in mail["body"], mail["body"]
+    logs = [p for p in task_log_files(run.dag_id, run.run_id) if "task_id=extract_load" in str(p)]
+    events = [json.loads(line) for line in logs[0].read_text().splitlines() if line.startswith("{")]
+    first = min(e["timestamp"] for e in events)
+    failed = next(e["timestamp"] for e in events if e.get("event") == "Task failed with exception")
+    from datetime import datetime
+
+    def at(stamp):
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+    ran = at(failed) - at(first)
+    assert 6 <= ran < 20, ran  # the task process's first log line to the timeout, not to the 30 s answer
+    reliability.observed(f"failed {ran:.1f} s into the task (timeout 6 s); mail {mail['received'] - at(failed):.2f} s "
+                         "later naming seattle_crime 2024-02 and AirflowTaskTimeout; whole run "
+                         f"{time.monotonic() - started:.0f} s")
+
+
 def test_without_a_connection_the_failure_is_logged_in_one_line(airflow_db, monkeypatch, notifier_log, smtp_server,
                                                                 reliability):
     """No ``civic_smtp``: one warning line, nothing sent, the callback itself does not fail."""

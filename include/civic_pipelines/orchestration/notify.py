@@ -58,7 +58,7 @@ def failure_message(context) -> tuple[str, str]:
     what = dag_id
     if ti is not None and reason is None:
         task_id = ti.task_id
-        label = getattr(ti, "rendered_map_index", None)
+        label = getattr(ti, "rendered_map_index", None) or _block_label(context.get("task") or getattr(ti, "task", None))
         map_index = getattr(ti, "map_index", -1)
         block = label or (f"map index {map_index}" if map_index not in (None, -1) else None)
         lines.append(f"Task: {task_id}" + (f" [{map_index}]" if map_index not in (None, -1) else ""))
@@ -82,6 +82,15 @@ def failure_message(context) -> tuple[str, str]:
         first_line = first_line[:100] + " …"
     subject = f"[civic-pipelines] failed: {what}: {first_line}"
     return subject, "\n".join(lines) + "\n"
+
+
+def _block_label(task) -> str | None:
+    """The block a mapped extract task was given, from its expanded input: the map index label is
+    rendered only once the task body has run, so a block killed by its ``execution_timeout`` has none."""
+    for block in (getattr(task, "block", None), (getattr(task, "op_kwargs", None) or {}).get("block")):
+        if isinstance(block, dict) and block.get("label"):
+            return str(block["label"])
+    return None
 
 
 def recipients(connection) -> list[str]:
