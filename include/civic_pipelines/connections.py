@@ -105,8 +105,8 @@ def airflow_fields_from_uri(uri: str) -> dict:
         "conn_type": _normalize_conn_type(conn_type),
         "host": host or None,
         "schema": schema or None,
-        "login": unquote(parts.username) if parts.username else None,
-        "password": unquote(parts.password) if parts.password else None,
+        "login": unquote(parts.username) if parts.username else parts.username,
+        "password": unquote(parts.password) if parts.password else parts.password,
         "port": parts.port,
         "extra": extra,
     }
