@@ -137,7 +137,7 @@ class CivicSession(requests.Session):
             if why is None:
                 raise
             parts = urlsplit(url)
-            where = f"{parts.scheme}://{parts.netloc}"
+            where = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")  # never userinfo
             named = f" (connection {self.conn_id})" if self.conn_id else ""
             raise SourceUnreachable(f"cannot reach {where}{named}: {why}; check the connection's host, port "
                                     "and schema") from None
