@@ -13,7 +13,6 @@ from datetime import datetime, timedelta, timezone
 from civic_pipelines import settings, sources
 from civic_pipelines.months import MONTH_PATTERN, parse_month
 from civic_pipelines.orchestration.variables import get_variable
-from civic_pipelines.planning import enabled_parts  # noqa: F401 - the planner's rules live in planning
 
 EXTRACT_MODES = ("local", "docker")
 OPTIONAL_MONTH = {"type": ["null", "string"], "pattern": f"({MONTH_PATTERN})|(^$)"}
