@@ -944,7 +944,7 @@ def extract_block(session, connection, month: str, probed: dict, landed_at: date
     if force:
         previous = None  # forced: every hour again, nothing carried over from the landing
     # A session of this block's own: the Client stops it re-reading the environment per request.
-    with make_session() as own:
+    with make_session(conn_id=provider_conn_id(provider.name)) as own:
         return _extract(Client(own, provider), month, probed, landed_at, previous, location)
 
 
