@@ -54,7 +54,7 @@ def client(built, boundaries):
     from civic_pipelines.dashboard.app import standalone_app
 
     app = standalone_app(dw.dashboard_config(built, boundaries[0]))
-    with TestClient(app) as test_client:
+    with dw.signed_in(TestClient(app)) as test_client:
         yield test_client
 
 
@@ -264,7 +264,8 @@ def test_311_choropleth_from_a_drop_in_boundary_file(client, warehouse, boundari
     # NYC has areas but no boundary file: the page says where to drop one
     payload = api(client, "311", source="nyc_311")
     assert not [c for c in payload["charts"] if c["id"].startswith("311-choropleth")]
-    assert any(str(folder / "nyc.geojson") in n for n in payload["notes"])
+    assert any("(nyc.geojson) in the boundaries folder" in n for n in payload["notes"])
+    assert not any(str(folder) in n for n in payload["notes"])  # the server's folder is not shown
 
 
 def test_a_broken_boundary_file_is_a_note_not_an_error(built, tmp_path, warehouse):
@@ -272,7 +273,7 @@ def test_a_broken_boundary_file_is_a_note_not_an_error(built, tmp_path, warehous
 
     dw.write_boundaries(warehouse, tmp_path, "toronto")
     (tmp_path / "nyc.geojson").write_text('{"type": "FeatureCollection", "features": [{"properties": {}}]}')
-    with TestClient(standalone_app(dw.dashboard_config(built, tmp_path))) as client:
+    with dw.signed_in(TestClient(standalone_app(dw.dashboard_config(built, tmp_path)))) as client:
         payload = api(client, "311", source="nyc_311")
         nyc = chart(payload, "311-choropleth-nyc")
         assert nyc["empty"] and "feature 0" in nyc["note"]
@@ -453,7 +454,7 @@ def test_a_warehouse_without_data_gives_empty_states(tmp_path):
         config = DashboardConfig(warehouse=str(warehouse), lake=str(tmp_path / "lake"),
                                  dbt_manifest=tmp_path / "none.json", dbt_run_results=tmp_path / "none",
                                  boundaries=tmp_path / "boundaries")
-        with TestClient(standalone_app(config)) as client:
+        with dw.signed_in(TestClient(standalone_app(config))) as client:
             for page in PAGES:
                 response = client.get(f"/civic/{page}")
                 assert response.status_code == 200 and 'data-empty="page"' in response.text, page
@@ -474,7 +475,7 @@ def test_a_model_with_unexpected_columns_is_a_panel_not_a_crash(tmp_path):
     config = DashboardConfig(warehouse=str(tmp_path / "odd.duckdb"), lake=str(tmp_path / "lake"),
                              dbt_manifest=tmp_path / "none.json", dbt_run_results=tmp_path / "none",
                              boundaries=tmp_path / "boundaries")
-    with TestClient(standalone_app(config)) as client:
+    with dw.signed_in(TestClient(standalone_app(config))) as client:
         html = client.get("/civic/crime")
         assert html.status_code == 200 and "could not read the warehouse" in html.text
         assert client.get("/civic/api/crime").status_code == 500
@@ -512,7 +513,7 @@ def test_busy_warehouse_without_a_snapshot_says_so(built, private_warehouse, bou
 
     holder = LockHolder(private_warehouse)
     try:
-        with TestClient(standalone_app(dw.dashboard_config(built, boundaries[0], private_warehouse))) as client:
+        with dw.signed_in(TestClient(standalone_app(dw.dashboard_config(built, boundaries[0], private_warehouse)))) as client:
             for page in PAGES:
                 response = client.get(f"/civic/{page}")
                 assert response.status_code == 200
@@ -534,7 +535,7 @@ def test_busy_warehouse_without_a_snapshot_says_so(built, private_warehouse, bou
 def test_busy_warehouse_serves_the_last_snapshot(built, private_warehouse, boundaries):
     from civic_pipelines.dashboard.app import standalone_app
 
-    with TestClient(standalone_app(dw.dashboard_config(built, boundaries[0], private_warehouse))) as client:
+    with dw.signed_in(TestClient(standalone_app(dw.dashboard_config(built, boundaries[0], private_warehouse)))) as client:
         before = api(client, "crime")
         assert before["warehouse"]["stale"] is False
         holder = LockHolder(private_warehouse)
@@ -568,7 +569,7 @@ print("ok", flush=True)
     stop = threading.Event()
     errors, reads = [], []
 
-    with TestClient(standalone_app(dw.dashboard_config(built, boundaries[0], private_warehouse))) as client:
+    with dw.signed_in(TestClient(standalone_app(dw.dashboard_config(built, boundaries[0], private_warehouse)))) as client:
         def read_loop():
             while not stop.is_set():
                 response = client.get("/civic/api/crime")
@@ -614,14 +615,19 @@ def test_civic_dashboard_command_serves_the_same_app(built, boundaries):
         deadline = time.monotonic() + 30
         while True:
             try:
-                response = requests.get(f"http://127.0.0.1:{port}/", timeout=5)
+                anonymous = requests.get(f"http://127.0.0.1:{port}/", timeout=5)
                 break
             except requests.ConnectionError:
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
+        # alone too, the app answers only a user Airflow's auth manager signed in (the same
+        # AIRFLOW_HOME, so the same [api_auth] jwt_secret as an API server there)
+        assert anonymous.status_code == 401 and "data-source-card" not in anonymous.text
+        cookies = {"_token": dw.token()}
+        response = requests.get(f"http://127.0.0.1:{port}/", cookies=cookies, timeout=10)
         assert response.status_code == 200 and response.url.endswith("/civic/")
         assert "data-source-card" in response.text
-        crime = requests.get(f"http://127.0.0.1:{port}/civic/api/crime", timeout=10).json()
+        crime = requests.get(f"http://127.0.0.1:{port}/civic/api/crime", cookies=cookies, timeout=10).json()
         assert crime["figures"]["offenses"] == dw.query(built / "warehouse.duckdb",
                                                         "select count(*) from fct_crime_offenses")[0][0]
     finally:
