@@ -33,6 +33,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["crime", "311", "street-works", "mobility"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _metadata_db(airflow_db):
+    """Every request is authenticated through Airflow's auth manager, which checks a token against
+    the metadata database's revoked tokens."""
+    return airflow_db
+
+
 @pytest.fixture(scope="module")
 def built(run_dir) -> Path:
     return dw.ensure_built(run_dir / "dashboard")
@@ -640,3 +647,102 @@ def test_health_expected_month_follows_the_cadence():
 
     assert expected_month("monthly", date(2026, 11, 23)) == "2026-10"
     assert expected_month("monthly", date(2026, 1, 1)) == "2025-12"
+
+
+# ---------------------------------------------------------------- who may see it
+
+
+def every_route(app, plotly_version: str) -> list[str]:
+    """A URL for every route the app declares (path parameters filled with real values)."""
+    from fastapi.routing import APIRoute
+
+    urls = []
+    for route in app.routes:
+        assert isinstance(route, APIRoute), f"{route!r}: a mount or raw route would skip the auth dependency"
+        urls.append(route.path.replace("{version}", plotly_version).replace("{name}", "fct_crime_offenses")
+                    if "{version}" in route.path or route.path.startswith("/models/")
+                    else route.path.replace("{name}", "icon.svg"))
+    return urls
+
+
+def test_every_route_refuses_anonymous_and_invalid_tokens_and_serves_a_viewer(built, boundaries):
+    """The app alone, with the auth manager Airflow's configuration names (SimpleAuthManager, its
+    login on: not all-admins): no token 401, a forged or expired token 403, a signed-in user
+    without a role 403, all with no data; a viewer (cookie as the UI holds it, or Bearer) 200."""
+    import jwt
+
+    from civic_pipelines.dashboard.app import create_app
+
+    app = create_app(dw.dashboard_config(built, boundaries[0]))
+    with TestClient(app) as client:
+        version = app.state.dashboard().plotly_version
+        urls = every_route(app, version)
+        assert {"/", "/api/overview", "/crime", "/api/crime", "/api/status", "/models/fct_crime_offenses",
+                "/static/icon.svg", f"/static/plotly-{version}.min.js"} <= set(urls)
+        secret_rows = str(q(built / "warehouse.duckdb", "select count(*) from fct_crime_offenses")[0][0])
+        forged = jwt.encode({"sub": "mallory", "role": "admin", "aud": "apache-airflow", "exp": 4102444800},
+                            "not-the-secret", algorithm="HS512")
+        refusals = {"anonymous": ({}, {}, 401), "forged bearer": ({"Authorization": f"Bearer {forged}"}, {}, 403),
+                    "forged cookie": ({}, {"_token": forged}, 403),
+                    "garbage cookie": ({}, {"_token": "not-a-jwt"}, 403),
+                    "user without a role": ({}, {"_token": dw.token("nobody", role=None)}, 403)}
+        for who, (headers, cookies, expected) in refusals.items():
+            client.cookies.clear()
+            client.cookies.update(cookies)
+            for url in urls:
+                response = client.get(url, headers=headers)
+                assert response.status_code == expected, (who, url, response.status_code, response.text[:200])
+                assert "data-source-card" not in response.text and secret_rows not in response.text, (who, url)
+                assert len(response.content) < 100, (who, url)  # Airflow's one-line refusal, nothing else
+        dw.signed_in(client)
+        for url in urls:
+            assert client.get(url).status_code == 200, url
+        client.cookies.clear()
+        bearer = {"Authorization": f"Bearer {dw.token('bob', 'viewer')}"}
+        crime = client.get("/api/crime", headers=bearer)
+        assert crime.status_code == 200 and crime.json()["figures"]["offenses"] == int(secret_rows)
+
+
+def test_viewers_see_no_server_paths_or_raw_errors(built, boundaries, tmp_path, monkeypatch, caplog):
+    """The footer, the overview, the JSON twins and the failure states name no lake, warehouse or
+    dbt path and carry no exception text; the log does."""
+    from civic_pipelines import sources
+    from civic_pipelines.dashboard.app import standalone_app
+    from civic_pipelines.dashboard.config import DashboardConfig
+
+    config = dw.dashboard_config(built, boundaries[0])
+    hidden = [str(built), str(boundaries[0]), config.warehouse, config.lake]
+    real_spec = sources.spec
+
+    def broken_spec(name):  # one source whose module fails, with a path in its error
+        if name == "toronto_311":
+            raise FileNotFoundError(f"[Errno 2] No such file: '{built}/secret-settings.yml'")
+        return real_spec(name)
+
+    monkeypatch.setattr(sources, "spec", broken_spec)
+    with dw.signed_in(TestClient(standalone_app(config))) as client:
+        shown = [client.get(f"/civic/{page}").text for page in ["", *PAGES, "models/nope"]]
+        shown += [client.get(f"/civic/api/{page}").text for page in ["overview", "status", *PAGES]]
+        cards = {c["source"]: c for c in client.get("/civic/api/overview").json()["cards"]}
+    assert "failed to load" in cards["toronto_311"]["error"] and "secret-settings" not in cards["toronto_311"]["error"]
+    assert 'data-card-error' in shown[0]
+    for text in shown:
+        for path in hidden:
+            assert path not in text
+        assert "secret-settings" not in text and "Errno" not in text
+    assert "secret-settings.yml" in caplog.text  # the operator still finds it in the log
+
+    # a missing warehouse and a failing query: a plain sentence, the details in the log
+    missing = tmp_path / "missing.duckdb"
+    with duckdb.connect(str(tmp_path / "odd.duckdb")) as con:
+        con.execute("create table fct_crime_offenses (x integer)")
+        con.execute("create table mart_crime_monthly (x integer)")
+    for warehouse in (missing, tmp_path / "odd.duckdb"):
+        config = DashboardConfig(warehouse=str(warehouse), lake=str(tmp_path / "lake"),
+                                 dbt_manifest=tmp_path / "none.json", dbt_run_results=tmp_path / "none",
+                                 boundaries=tmp_path / "boundaries")
+        with dw.signed_in(TestClient(standalone_app(config))) as client:
+            texts = [client.get("/civic/crime").text, client.get("/civic/api/crime").text,
+                     client.get("/civic/").text, client.get("/civic/api/status").text]
+        for text in texts:
+            assert str(tmp_path) not in text and "Binder Error" not in text and "Catalog Error" not in text
