@@ -408,5 +408,12 @@ def standalone_app(config: DashboardConfig | None = None) -> FastAPI:
 def serve(host: str = "127.0.0.1", port: int = 8050) -> None:
     import uvicorn
 
+    from civic_pipelines.dashboard.auth import auth_manager
+
+    # Every request is authenticated through Airflow's configured auth manager: set it up (and
+    # import Airflow) before the first request rather than during it.
+    auth_manager()
+    import airflow.api_fastapi.core_api.security  # noqa: F401
+
     print(f"civic dashboard on http://{host}:{port}/civic/", flush=True)
     uvicorn.run(standalone_app(), host=host, port=port, log_level="warning")
