@@ -216,13 +216,15 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 2.0):
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def http_ok(url: str, timeout: float = 2) -> bool:
+def http_ok(url: str, timeout: float = 2, expect: int | None = None) -> bool:
+    """The URL answers (below 500, or exactly ``expect``)."""
     import requests
 
     try:
-        return requests.get(url, timeout=timeout).status_code < 500
+        status = requests.get(url, timeout=timeout).status_code
     except requests.RequestException:
         return False
+    return status == expect if expect else status < 500
 
 
 class AirflowAPI:
@@ -381,7 +383,9 @@ def main() -> int:
         print(f"Airflow UI : http://127.0.0.1:{api_port}")
         dashboard = f"http://127.0.0.1:{api_port}/civic/"
         try:  # its first page opens a snapshot of the warehouse: seconds on a loaded machine
-            wait_for(lambda: http_ok(dashboard, timeout=30), 120, "the dashboard", interval=3)
+            # 200, not just an answer: the dashboard refuses (401) a request Airflow did not sign
+            # in; in the demo's all-admins mode the API server signs in every caller
+            wait_for(lambda: http_ok(dashboard, timeout=30, expect=200), 120, "the dashboard", interval=3)
         except TimeoutError:
             log(f"the dashboard did not answer at {dashboard} (see {logs / 'api-server.log'})")
         print(f"Lake       : {data / 'lake'}")
