@@ -702,6 +702,10 @@ def test_every_route_refuses_anonymous_and_invalid_tokens_and_serves_a_viewer(bu
                 assert response.status_code == expected, (who, url, response.status_code, response.text[:200])
                 assert "data-source-card" not in response.text and secret_rows not in response.text, (who, url)
                 assert len(response.content) < 100, (who, url)  # Airflow's one-line refusal, nothing else
+        # a browser without a token: still 401 and no data, with a link to Airflow's login page
+        page = client.get("/", headers={"Accept": "text/html"})
+        assert page.status_code == 401 and "data-login" in page.text and "/auth/login" in page.text
+        assert "data-source-card" not in page.text and len(page.content) < 400
         dw.signed_in(client)
         for url in urls:
             assert client.get(url).status_code == 200, url

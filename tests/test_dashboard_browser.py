@@ -299,6 +299,7 @@ def test_the_plugin_loads_in_a_real_airflow_api_server(airflow_server, browser, 
     ui = context.new_page()
     refused_page = ui.goto(base + "/civic/")
     assert refused_page.status == 401 and ui.locator("[data-source-card]").count() == 0
+    assert "/auth/login" in ui.get_attribute("a[data-login]", "href")  # a way to sign in, and nothing else
     assert str(offenses) not in ui.content()
     # bob signs in through Airflow's login page; the menu entry then opens the dashboard inside the UI
     ui.goto(base + "/")

@@ -38,7 +38,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from civic_pipelines.dashboard import health, pages
-from civic_pipelines.dashboard.auth import require_dashboard_access
+from civic_pipelines.dashboard.auth import refusal, require_dashboard_access
 from civic_pipelines.dashboard.boundaries import BoundaryFiles
 from civic_pipelines.dashboard.catalog import Catalog
 from civic_pipelines.dashboard.config import DashboardConfig
@@ -188,6 +188,7 @@ def create_app(config: DashboardConfig | None = None) -> FastAPI:
     # The dependency runs before every route (a mounted plugin app gets none of Airflow's).
     app = FastAPI(title="Civic data dashboard", docs_url=None, redoc_url=None, openapi_url=None,
                   dependencies=[Depends(require_dashboard_access)])
+    app.add_exception_handler(HTTPException, refusal)
     lazy: dict[str, Dashboard] = {}
     lock = threading.Lock()
 

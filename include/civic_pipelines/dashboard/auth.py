@@ -21,7 +21,11 @@ from __future__ import annotations
 
 import threading
 
+from html import escape
+
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
@@ -62,3 +66,17 @@ async def require_dashboard_access(request: Request,
     if not allowed:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden")
     return user
+
+
+async def refusal(request: Request, error: HTTPException):
+    """Airflow's JSON refusal, except that a browser asking for a page without a token gets a
+    sentence and a link to the auth manager's login page (still 401, still no data)."""
+    if error.status_code != status.HTTP_401_UNAUTHORIZED or "text/html" not in request.headers.get("accept", ""):
+        return await http_exception_handler(request, error)
+    try:
+        login = auth_manager().get_url_login(next_url=str(request.url))
+    except Exception:  # noqa: BLE001 - no login page to offer: say so without a link
+        login = None
+    link = f' <a href="{escape(login)}" data-login>Sign in</a>' if login else ""
+    return HTMLResponse(f"<!doctype html><title>Civic data: sign in</title><p>The Civic data dashboard is "
+                        f"for signed-in Airflow users.{link}</p>", status_code=401, headers=error.headers)
