@@ -703,6 +703,7 @@ def test_every_route_refuses_anonymous_and_invalid_tokens_and_serves_a_viewer(bu
                 assert "data-source-card" not in response.text and secret_rows not in response.text, (who, url)
                 assert len(response.content) < 100, (who, url)  # Airflow's one-line refusal, nothing else
         # a browser without a token: still 401 and no data, with a link to Airflow's login page
+        client.cookies.clear()
         page = client.get("/", headers={"Accept": "text/html"})
         assert page.status_code == 401 and "data-login" in page.text and "/auth/login" in page.text
         assert "data-source-card" not in page.text and len(page.content) < 400
