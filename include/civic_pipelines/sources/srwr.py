@@ -28,13 +28,19 @@ month file to its year file the identifier (hence the watermark) changes; the co
 **Which month a record belongs to.** Every record type carries the activity id in ``row[2]``
 (contract), so records are grouped by activity. The only dates the contract documents are the
 undertaker phase's (``008``) start and end, so an activity belongs to the month of its **earliest
-undertaker-phase start** (a later phase added by a late edit does not move it). A year file feeds
-twelve blocks: each keeps its own month's activities. An activity that cannot be dated (no
-``008`` with a readable start) is quarantined, all its lines, in the file's first month (January
-for a year file); one dated outside the file's period is quarantined in the file's first or last
-month (reason ``start ... outside the file's period``). So every line of a file lands or is
-quarantined in exactly one block. This rule is an inference (the contract does not say what a
-file's period means): see the lake contract.
+undertaker-phase start, clamped into the file's period** (a later phase added by a late edit does
+not move it): one starting before the period lands in its first month, one starting after it in
+its last month, one that cannot be dated (no ``008`` with a readable start) in its first month;
+the activity's ``placement`` says which (``start``, ``before_period``, ``after_period``,
+``undated``). So a month file's block is every activity the file lists (real month files list many
+whose works start after the month, and no later file lists them again: issue 14), and a year file
+feeds twelve blocks, each its own months' activities. Every activity lands; every line of a file
+lands or is quarantined in exactly one block. This rule is an inference (the contract does not say
+what a file's period means): see the lake contract.
+
+**Districts.** A ``099`` record needs no activity id. Every one lands in ``district_directory``,
+one row per district key (``row[3]`` + ``row[4]``, contract), in every block read from the file;
+one that belongs to an activity of the file also lands in ``district`` with it.
 
 **Decoding.** Record types ``001`` activity (``data.parquet``), ``007`` phase, ``008`` undertaker
 phase, ``010`` site and ``099`` district have named columns at the contract's positions (and only
@@ -66,9 +72,8 @@ An export with no activity for a month whose previous landing had some is refuse
 **Quarantine** (``quarantine.parquet``, one row per line, the first broken rule):
 ``unterminated quoted field``, ``malformed CSV: ...``, ``<n> field(s): a record needs at least 3``,
 ``missing activity id``, ``record type <t> needs at least <m> fields, got <n>``, ``missing
-<column>`` (an ``008`` start date), ``unparseable <column> <value>``, and for whole activities
-``activity has no undertaker phase (008) with a readable start date`` and ``start <date> outside
-the file's period <identifier>``.
+<column>`` (an ``008`` start date), ``unparseable <column> <value>``. No activity is quarantined
+as a whole (its dates only choose its block).
 
 **Memory.** The body is read in 1 MiB pieces, inflated forward by the CKAN adapter's
 ``ZipMemberStream`` (no central directory, nothing on disk), decoded by ``Utf8Stream`` and split
@@ -887,8 +892,6 @@ def _reason_kind(reason: str) -> str:
     """The reason without the values it quotes, for the manifest's counts."""
     if reason.startswith("malformed CSV"):
         return "malformed CSV"
-    if reason.startswith("start ") and "outside the file's period" in reason:
-        return "start outside the file's period"
     return re.sub(r""" ['"].*$""", "", reason)
 
 
