@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 CATCHUP_SOURCE = "seattle_crime"
-DEMO_MDS_PROVIDERS = ["dott", "voi"]
+DEMO_MDS_PROVIDERS = ["dott", "bolt", "voi"]  # MDS 0.4, 1.2 and 2.0: one provider per version family
 DEMO_RANGE = {"start_month": os.environ.get("CIVIC_DEMO_START", "2024-01"), "end_month": os.environ.get("CIVIC_DEMO_END", "2024-03")}
 RUN_TIMEOUT = int(os.environ.get("CIVIC_DEMO_TIMEOUT", "900"))
 LOOPBACK = "127.0.0.1"
@@ -109,8 +109,9 @@ def demo_environment(data: Path, replay_port: int, api_port: int) -> dict:
     # MDS: one connection per provider (its version and auth), all pointing at the replay server.
     from civic_pipelines.replay.mds import connections_for
 
-    # Two providers, two MDS versions and auth modes (voi: 2.0 + OAuth2; dott: 0.4 + OAuth2); add
-    # lyft and bolt to the Variable to see 2.0 bearer and 1.2.
+    # Three providers, one per MDS version family (dott: 0.4 + OAuth2; bolt: 1.2 + bearer; voi: 2.0 +
+    # OAuth2), so each version's schema and normalisation runs (issue 14: no 1.2 provider ran, and
+    # nothing showed that every 1.2 status change was quarantined); add lyft for 2.0 with a bearer.
     providers = connections_for(f"http://127.0.0.1:{replay_port}")
     for provider, connection in providers.items():
         env[f"AIRFLOW_CONN_CIVIC_MDS_{provider.upper()}"] = json.dumps(connection)
