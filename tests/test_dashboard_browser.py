@@ -1,6 +1,6 @@
 """The dashboard in a real browser, and inside a real Airflow API server.
 
-Headless Chromium from Debian's packages (installed here with apt-get when the machine has none),
+Headless Chromium from Debian's packages (installed by `make setup`, never by a test),
 driven by Playwright with that browser (``executable_path``; Playwright's own browser download is
 never used). Each page must draw every chart it announces with no console error and no request
 leaving the machine; the month and source filters must change what is drawn; a full-page
@@ -52,21 +52,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _install_chromium() -> None:
-    """Debian's chromium, when the machine has none (a fresh CI machine)."""
-    from civic_pipelines.devtools.apt import apt_install
-
-    apt_install("chromium")
-
-
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        _install_chromium()
-        found = shutil.which("chromium")
-    assert found, "no chromium even after apt-get install chromium"
-    return found
+    """Debian's chromium, which `make setup` installs (a test never installs a system package)."""
+    from civic_pipelines.devtools.apt import require
+
+    require("chromium")
+    return shutil.which("chromium")
 
 
 @pytest.fixture(scope="module", autouse=True)
