@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 AGES = {"seattle_crime": timedelta(days=50), "toronto_311": timedelta(days=100),
         "minneapolis_311": timedelta(hours=1)}
 WANT = {"seattle_crime": ("warn", "50 days"), "toronto_311": ("error", "100 days"),
-        "minneapolis_311": ("pass", "1 hour"), "nyc_311": ("runtime error", None)}
+        "minneapolis_311": ("pass", "1 hour"), "nyc_311": ("runtime error", None)}  # no block landed: dbt cannot read the table
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +58,12 @@ def test_dbt_source_freshness_grades_each_lake_table(freshness):
     assert "No files found" in nyc["message"] and str(freshness["root"]) not in nyc["message"], nyc["message"]
 
 
-def test_the_health_card_shows_status_and_age(freshness, reliability):
+def test_the_health_card_shows_status_and_age(airflow_db, freshness, reliability):
     reliability.row(fault="stale source (no landing for 50 / 100 days, or none)", source="seattle_crime, toronto_311, nyc_311",
                     expected="dbt source freshness grades each lake table warn / error / runtime error and the "
                              "health card shows the status and the age of the newest landing")
+    import dashboard_warehouse as dw
+
     from civic_pipelines.dashboard.app import standalone_app
     from civic_pipelines.dashboard.config import DashboardConfig
 
@@ -69,7 +71,7 @@ def test_the_health_card_shows_status_and_age(freshness, reliability):
     config = DashboardConfig(warehouse=str(root / "none.duckdb"), lake=str(root / "lake"),
                              dbt_manifest=root / "none.json", dbt_run_results=root / "none",
                              boundaries=root / "boundaries", dbt_freshness=root / "freshness")
-    with TestClient(standalone_app(config)) as client:
+    with dw.signed_in(TestClient(standalone_app(config))) as client:  # a viewer, as the Airflow UI's cookie says
         cards = {c["source"]: c for c in client.get("/civic/api/overview").json()["cards"]}
         html = client.get("/civic/").text
     for source, (status, age) in WANT.items():
@@ -82,6 +84,7 @@ def test_the_health_card_shows_status_and_age(freshness, reliability):
         assert f"dbt source freshness: <b class=" in section and f">{status}</b>" in section, section
         if age:
             assert f"newest landing {age} ago" in section, section
+        assert "No files found" not in section and str(root) not in section, "a viewer sees no raw error or path"
     reliability.observed("cards: seattle_crime warn 50 days, toronto_311 error 100 days, minneapolis_311 pass 1 hour, "
                          "nyc_311 runtime error (no block)")
     assert cards["street_manager"]["dbt_freshness_status"] == "not run"

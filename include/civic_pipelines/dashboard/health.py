@@ -58,8 +58,8 @@ class SourceHealth:
     expected_month: str | None = None
     months_behind: int | None = None
     freshness: str = "no data"  # fresh / behind / no data
-    # dbt source freshness, per table: {table, status, age, max_loaded_at, warn_after, error_after,
-    # message}; dbt_freshness_status is the worst of them ("not run" when there is no result yet).
+    # dbt source freshness, per table: {table, status, age, max_loaded_at, warn_after, error_after};
+    # dbt_freshness_status is the worst of them ("not run" when there is no result yet).
     dbt_freshness: list[dict] = field(default_factory=list)
     dbt_freshness_status: str = "not run"
     dbt_freshness_at: str | None = None
@@ -145,6 +145,9 @@ class LakeManifests:
         return manifest
 
 
+SOURCE_LOAD_FAILED = "The source's module failed to load (the error is in the server's log)."
+
+
 @dataclass(frozen=True)
 class RegisteredSource:
     name: str
@@ -164,9 +167,11 @@ def registry_sources() -> list[RegisteredSource]:
         try:
             spec = sources.spec(name)
             rows.append(RegisteredSource(name, spec.title, spec.cadence, spec.dbt_tag or name))
-        except Exception as error:  # noqa: BLE001 - one broken source must not hide the others
-            log.warning("source %s: %s", name, error)
-            rows.append(RegisteredSource(name, name, "monthly", name, f"{type(error).__name__}: {error}"))
+        except Exception:  # noqa: BLE001 - one broken source must not hide the others
+            # The card says that it failed; the error text (paths, settings) goes to the log only:
+            # a viewer of the dashboard cannot act on it, the operator reading the log can.
+            log.exception("source %s failed to load", name)
+            rows.append(RegisteredSource(name, name, "monthly", name, SOURCE_LOAD_FAILED))
     return rows
 
 
@@ -210,8 +215,8 @@ def apply_freshness(health: SourceHealth, result: dict | None) -> None:
     for entry in result.get("results") or []:
         tables.append({"table": entry.get("table"), "status": entry.get("status"),
                        "age": human_age(entry.get("age_seconds")), "max_loaded_at": entry.get("max_loaded_at"),
-                       "warn_after": entry.get("warn_after"), "error_after": entry.get("error_after"),
-                       "message": entry.get("message")})
+                       "warn_after": entry.get("warn_after"), "error_after": entry.get("error_after")})
+        # dbt's error text (the table's lake path) stays in the file and the task log: a viewer gets no raw error.
     health.dbt_freshness = tables
     health.dbt_freshness_at = result.get("generated_at")
     statuses = [t["status"] for t in tables]
