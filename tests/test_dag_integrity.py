@@ -48,6 +48,47 @@ def test_dag_conventions(dagbag, dag_id):
     assert dag.get_task("plan_blocks").downstream_task_ids == {"extract_load"}
 
 
+@pytest.mark.parametrize("dag_id", sources.names())
+def test_failures_notify_and_nothing_runs_forever(dagbag, dag_id):
+    """Issue 14 item 8: every task mails its failure, so does a run that fails without one (timed
+    out); a run and each extract block have a time limit; source freshness runs after the models."""
+    from datetime import timedelta
+
+    from civic_pipelines.orchestration.notify import FailureNotifier, RunFailureNotifier
+
+    dag = dagbag.dags[dag_id]
+    run_callbacks = dag.on_failure_callback if isinstance(dag.on_failure_callback, list) else [dag.on_failure_callback]
+    assert any(isinstance(c, RunFailureNotifier) for c in run_callbacks), dag.on_failure_callback
+    assert dag.dagrun_timeout and dag.dagrun_timeout <= timedelta(days=2)
+    for task in dag.tasks:
+        callbacks = task.on_failure_callback if isinstance(task.on_failure_callback, list) else [task.on_failure_callback]
+        assert any(type(c) is FailureNotifier for c in callbacks), f"{task.task_id} does not notify on failure"
+    extract = dag.get_task("extract_load")
+    assert extract.execution_timeout and extract.execution_timeout <= dag.dagrun_timeout
+    freshness = dag.get_task("source_freshness")
+    assert freshness.pool == "duckdb_writer" and freshness.trigger_rule == "none_failed"
+    dbt_tasks = {t.task_id for t in dag.tasks if t.task_id.startswith("dbt.")}
+    assert freshness.upstream_task_ids and freshness.upstream_task_ids <= dbt_tasks
+
+
+def test_timeouts_are_configurable_per_source(monkeypatch):
+    from datetime import timedelta
+
+    from civic_pipelines.orchestration.dag_factory import dagrun_timeout, extract_timeout
+
+    assert extract_timeout("seattle_crime") == timedelta(minutes=120)
+    assert dagrun_timeout("seattle_crime") == timedelta(hours=24)
+    monkeypatch.setenv("AIRFLOW_VAR_CIVIC_EXTRACT_TIMEOUT_MINUTES", "30")
+    monkeypatch.setenv("AIRFLOW_VAR_CIVIC_NYC_311_EXTRACT_TIMEOUT_MINUTES", "90")
+    monkeypatch.setenv("AIRFLOW_VAR_CIVIC_DAGRUN_TIMEOUT_HOURS", "6")
+    assert extract_timeout("seattle_crime") == timedelta(minutes=30)
+    assert extract_timeout("nyc_311") == timedelta(minutes=90)
+    assert dagrun_timeout("toronto_311") == timedelta(hours=6)
+    monkeypatch.setenv("AIRFLOW_VAR_CIVIC_EXTRACT_TIMEOUT_MINUTES", "soon")
+    with pytest.raises(ValueError, match="civic_extract_timeout_minutes must be a number of minutes"):
+        extract_timeout("seattle_crime")
+
+
 def test_monthly_data_intervals_cover_the_previous_month(dagbag):
     from airflow.timetables.base import DataInterval, TimeRestriction
 

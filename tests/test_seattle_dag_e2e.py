@@ -31,6 +31,7 @@ def environment(airflow_db, run_dir):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CIVIC_LAKE", str(data / "lake"))
         patch.setenv("CIVIC_WAREHOUSE", str(data / "warehouse.duckdb"))
+        patch.setenv("CIVIC_DBT_FRESHNESS", str(data / "dbt_freshness"))
         patch.setenv("AIRFLOW_CONN_CIVIC_SEATTLE_CRIME",
                      json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"}))
         try:
@@ -64,6 +65,7 @@ def task_states(run):
 def test_two_months_land_exactly_the_replay_rows(dag, environment):
     run = dag.test(run_conf={"start_month": MONTHS[0], "end_month": MONTHS[1]})
     assert run.state == "success", task_states(run)
+    assert task_states(run)[("source_freshness", -1)] == "success"
     want = expected_ids(environment, MONTHS)
     got = {row[0] for row in warehouse_query(environment, "select offense_id from fct_crime_offenses")}
     assert len(want) > 5000
@@ -80,12 +82,38 @@ def test_two_months_land_exactly_the_replay_rows(dag, environment):
     assert sorted(p.name for p in lake.iterdir()) == [f"month={m}" for m in MONTHS]
 
 
+def test_source_freshness_ran_after_the_models_and_shows_on_the_card(dag, environment):
+    import dashboard_warehouse as dw
+
+    """The first run's source_freshness task (after the dbt models) graded the lake table: just
+    landed, so pass, with its age; the dashboard's Seattle card shows it."""
+    from fastapi.testclient import TestClient
+
+    from civic_pipelines.dashboard.app import standalone_app
+    from civic_pipelines.dashboard.config import DashboardConfig
+
+    kept = json.loads((environment["data"] / "dbt_freshness" / "seattle_crime.json").read_text())
+    (offenses,) = kept["results"]
+    assert offenses["table"] == "offenses" and offenses["status"] == "pass", offenses
+    assert 0 <= offenses["age_seconds"] < 3600
+    data = environment["data"]
+    config = DashboardConfig(warehouse=str(data / "none.duckdb"), lake=str(data / "lake"),
+                             dbt_manifest=data / "none.json", dbt_run_results=data / "none",
+                             boundaries=data / "boundaries", dbt_freshness=data / "dbt_freshness")
+    with dw.signed_in(TestClient(standalone_app(config))) as client:
+        cards = {c["source"]: c for c in client.get("/civic/api/overview").json()["cards"]}
+    card = cards["seattle_crime"]
+    assert card["dbt_freshness_status"] == "pass" and card["dbt_freshness"][0]["age"], card["dbt_freshness"]
+    assert card["months"] == MONTHS
+
+
 def test_unchanged_source_skips_every_block_and_keeps_the_counts(dag, environment):
     before = warehouse_query(environment, "select count(*), max(_landed_at) from fct_crime_offenses")[0]
     run = dag.test(run_conf={"start_month": MONTHS[0], "end_month": MONTHS[1]})
     states = task_states(run)
     extract_states = [state for (task_id, _), state in states.items() if task_id == "extract_load"]
     assert extract_states == ["skipped", "skipped"], states
+    assert states[("source_freshness", -1)] == "success", "an unchanged source is still checked for freshness"
     after = warehouse_query(environment, "select count(*), max(_landed_at) from fct_crime_offenses")[0]
     assert after == before
 
@@ -114,6 +142,7 @@ def test_dry_run_writes_nothing(dag, environment):
     requests_before = len(environment["server"].state.requests)
     run = dag.test(run_conf={"start_month": "2023-05", "end_month": "2023-06", "dry_run": True})
     assert run.state == "success"
+    assert task_states(run)[("source_freshness", -1)] == "skipped"
     assert sorted(p.name for p in lake.iterdir()) == before
     assert len(environment["server"].state.requests) == requests_before, "a dry run fetches nothing"
 
@@ -133,6 +162,7 @@ def test_bad_params_fail_in_planning_with_the_message(dag, environment, conf, me
     assert run.state == "failed"
     states = task_states(run)
     assert states[("plan_blocks", -1)] == "failed"
+    assert states[("source_freshness", -1)] == "upstream_failed", "the last task does not hide the failure"
     out, err = capfd.readouterr()
     assert message in out + err
     assert len(environment["server"].state.requests) == requests_before, "nothing was extracted"

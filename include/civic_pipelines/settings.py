@@ -39,3 +39,11 @@ def warehouse_path() -> str:
 
 def dbt_project_dir() -> Path:
     return Path(os.environ.get("CIVIC_DBT_DIR", PROJECT_ROOT / "dbt")).resolve()
+
+
+def freshness_dir() -> Path:
+    """Where each source's latest ``dbt source freshness`` result is kept (``<source>.json``, dbt's
+    sources.json artifact): written by the DAG's ``source_freshness`` task, read by the dashboard's
+    health cards. ``CIVIC_DBT_FRESHNESS``, default ``<data>/dbt_freshness`` (beside the warehouse,
+    which both sides already share)."""
+    return Path(os.environ.get("CIVIC_DBT_FRESHNESS", data_dir() / "dbt_freshness")).resolve()

@@ -71,7 +71,6 @@ import math
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from itertools import repeat
 from pathlib import Path
@@ -82,6 +81,7 @@ import pyarrow.compute as pc
 
 from civic_pipelines.http import SourceHTTPError, get_bytes
 from civic_pipelines.months import month_bounds, parse_month
+from civic_pipelines.prefetch import prefetch_pool
 from civic_pipelines.sources.base import BlockData, SchemaDriftError, SourceSpec
 
 log = logging.getLogger(__name__)
@@ -433,7 +433,7 @@ class ArcGisFeatureLayerSource:
         def fetch(offset: int) -> tuple[dict, int]:
             return self.get_json(session, url, self.query_params(month, offset, page_size, probed["object_id_field"]))
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="arcgis-prefetch") as pool:
+        with prefetch_pool("arcgis-prefetch") as pool:
             offset, pending = 0, pool.submit(fetch, 0)
             while pending is not None:
                 document, size = pending.result()

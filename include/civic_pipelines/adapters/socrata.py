@@ -45,7 +45,6 @@ token is never retried without, nor printed.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -56,6 +55,7 @@ import pyarrow.compute as pc
 from civic_pipelines.http import SourceHTTPError, get_bytes
 from civic_pipelines.jsonarrow import JsonPage, exact_table
 from civic_pipelines.months import month_bounds
+from civic_pipelines.prefetch import prefetch_pool
 from civic_pipelines.sources.base import BlockData, SchemaDriftError, SourceSpec
 
 log = logging.getLogger(__name__)
@@ -266,7 +266,7 @@ class SocrataDatasetSource:
             body = get_bytes(session, url, params=self.page_params(schema, month, offset, page_size), headers_out=headers)
             return body, headers
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="soda-prefetch") as pool:
+        with prefetch_pool("soda-prefetch") as pool:
             offset, pending = 0, pool.submit(fetch, 0)
             while pending is not None:
                 body, headers = pending.result()

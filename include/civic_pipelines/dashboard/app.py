@@ -236,7 +236,9 @@ def create_app(config: DashboardConfig | None = None) -> FastAPI:
             if source.name not in selected:
                 continue
             blocks = d.manifests.blocks(source.name)
-            cards.append(health.source_health(source, pages.page_of(source.name), blocks, tests, start, end))
+            freshness = health.read_source_freshness(d.config.dbt_freshness, source.name)
+            cards.append(health.source_health(source, pages.page_of(source.name), blocks, tests, start, end,
+                                              freshness=freshness))
         order = list(pages.PAGES)
         cards.sort(key=lambda c: (order.index(c.page) if c.page in order else len(order), c.source))
         months = sorted({m for c in cards for m in c.months})

@@ -1,6 +1,8 @@
 """The overview's data-health cards: one per registered source, from the lake's block manifests
-(months landed, last block time and status, rows, quarantined rows, schema drift) and dbt's test
-results (failed and warned tests on the source's models), with freshness against the cadence.
+(months landed, last block time and status, rows, quarantined rows, schema drift), dbt's test
+results (failed and warned tests on the source's models) and dbt's source freshness (the
+``source_freshness`` task's ``<source>.json``: pass/warn/error and age per lake table), with
+freshness against the cadence.
 
 Manifests are read with pyarrow's file systems, so an ``s3://`` lake works like a folder; each
 file is parsed again only when its modification time changes.
@@ -56,6 +58,11 @@ class SourceHealth:
     expected_month: str | None = None
     months_behind: int | None = None
     freshness: str = "no data"  # fresh / behind / no data
+    # dbt source freshness, per table: {table, status, age, max_loaded_at, warn_after, error_after};
+    # dbt_freshness_status is the worst of them ("not run" when there is no result yet).
+    dbt_freshness: list[dict] = field(default_factory=list)
+    dbt_freshness_status: str = "not run"
+    dbt_freshness_at: str | None = None
     error: str | None = None
 
     def as_dict(self) -> dict:
@@ -168,12 +175,63 @@ def registry_sources() -> list[RegisteredSource]:
     return rows
 
 
+# Worst first: the card shows the worst table's status.
+FRESHNESS_ORDER = ("runtime error", "error", "warn", "pass")
+
+
+def human_age(seconds: float | None) -> str | None:
+    """4320081 -> "50 days"; 5400 -> "1.5 hours"."""
+    if seconds is None:
+        return None
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size:
+            value = round(seconds / size, 0 if seconds >= 10 * size else 1)
+            text = f"{value:.0f}" if value == int(value) else f"{value:.1f}"
+            return f"{text} {unit}{'' if text == '1' else 's'}"
+    return f"{seconds:.0f} seconds"
+
+
+def read_source_freshness(folder, source: str) -> dict | None:
+    """The latest ``dbt source freshness`` result the DAG's ``source_freshness`` task kept for the
+    source (``<folder>/<source>.json``), or None."""
+    if folder is None:
+        return None
+    from pathlib import Path
+
+    path = Path(folder) / f"{source}.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        log.warning("unreadable source freshness %s: %s", path, error)
+        return None
+
+
+def apply_freshness(health: SourceHealth, result: dict | None) -> None:
+    if not result:
+        return
+    tables = []
+    for entry in result.get("results") or []:
+        tables.append({"table": entry.get("table"), "status": entry.get("status"),
+                       "age": human_age(entry.get("age_seconds")), "max_loaded_at": entry.get("max_loaded_at"),
+                       "warn_after": entry.get("warn_after"), "error_after": entry.get("error_after")})
+        # dbt's error text (the table's lake path) stays in the file and the task log: a viewer gets no raw error.
+    health.dbt_freshness = tables
+    health.dbt_freshness_at = result.get("generated_at")
+    statuses = [t["status"] for t in tables]
+    health.dbt_freshness_status = next((s for s in FRESHNESS_ORDER if s in statuses), "not run")
+
+
 def source_health(source: RegisteredSource, page: str | None, all_blocks: list[Block], tests: dict,
-                  start: str | None = None, end: str | None = None, today: date | None = None) -> SourceHealth:
+                  start: str | None = None, end: str | None = None, today: date | None = None,
+                  freshness: dict | None = None) -> SourceHealth:
     """The card: counts over the blocks of the month range (``start``..``end``, YYYY-MM, either
-    open); the last block and freshness over every block."""
+    open); the last block and freshness over every block; ``freshness`` is the source's
+    ``read_source_freshness`` result."""
     health = SourceHealth(source=source.name, title=source.title, page=page, cadence=source.cadence,
                           error=source.error)
+    apply_freshness(health, freshness)
     cadence, tag = source.cadence, source.dbt_tag
     health.expected_month = expected_month(cadence, today)
     blocks = [b for b in all_blocks if (not start or b.month >= start) and (not end or b.month <= end)]

@@ -18,14 +18,49 @@ EXTRACT_MODES = ("local", "docker")
 OPTIONAL_MONTH = {"type": ["null", "string"], "pattern": f"({MONTH_PATTERN})|(^$)"}
 
 
+# A block that has not landed in this long is stuck (a hung socket, a server trickling bytes):
+# fail it so its retries and the failure mail happen, instead of holding a pool slot forever.
+EXTRACT_TIMEOUT_MINUTES = 120
+# A run (at most spec.max_blocks_per_run blocks, then dbt) that has not finished in this long fails.
+DAGRUN_TIMEOUT_HOURS = 24
+
+
 def default_args() -> dict:
+    from civic_pipelines.orchestration.notify import FailureNotifier
+
     return {
         "owner": "civic-pipelines",
         "retries": 2,
         "retry_delay": timedelta(seconds=20),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
+        # Every task (each block, each dbt node) e-mails when it fails for good (retries spent).
+        "on_failure_callback": [FailureNotifier()],
     }
+
+
+def _timeout(name: str, key: str, default: float, unit: str) -> timedelta:
+    """A timeout from ``civic_<name>_<key>``, else ``civic_<key>``, else ``default`` (in ``unit``)."""
+    raw = get_variable(f"civic_{name}_{key}", None) or get_variable(f"civic_{key}", None)
+    try:
+        value = float(raw) if raw not in (None, "") else default
+    except ValueError:
+        raise ValueError(f"civic_{key} must be a number of {unit}, not {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"civic_{key} must be positive, not {raw!r}")
+    return timedelta(**{unit: value})
+
+
+def extract_timeout(name: str) -> timedelta:
+    """``execution_timeout`` of one extract_load block: Variable ``civic_<source>_extract_timeout_minutes``
+    or ``civic_extract_timeout_minutes`` (default 120)."""
+    return _timeout(name, "extract_timeout_minutes", EXTRACT_TIMEOUT_MINUTES, "minutes")
+
+
+def dagrun_timeout(name: str) -> timedelta:
+    """The DAG's ``dagrun_timeout``: Variable ``civic_<source>_dagrun_timeout_hours`` or
+    ``civic_dagrun_timeout_hours`` (default 24)."""
+    return _timeout(name, "dagrun_timeout_hours", DAGRUN_TIMEOUT_HOURS, "hours")
 
 
 def build_params(spec) -> dict:
@@ -106,7 +141,8 @@ def build_source_dag(name: str, extract_mode: str | None = None):
     from airflow.sdk import DAG, get_current_context, task
     from airflow.timetables.interval import CronDataIntervalTimetable
 
-    from civic_pipelines.orchestration.dbt_group import build_dbt_group, cosmos_environment_defaults
+    from civic_pipelines.orchestration.dbt_group import build_dbt_group, build_freshness_task, cosmos_environment_defaults
+    from civic_pipelines.orchestration.notify import RunFailureNotifier
 
     cosmos_environment_defaults()
     spec = sources.spec(name)
@@ -127,6 +163,9 @@ def build_source_dag(name: str, extract_mode: str | None = None):
         max_active_runs=2,
         max_active_tasks=4,
         default_args=default_args(),
+        dagrun_timeout=dagrun_timeout(name),
+        # A run that fails with no task failing (timed out) mails from here; failed tasks mail themselves.
+        on_failure_callback=RunFailureNotifier(),
         params=build_params(spec),
         tags=["civic", name, *spec.tags],
     ) as dag:
@@ -157,7 +196,7 @@ def build_source_dag(name: str, extract_mode: str | None = None):
 
         if extract_mode == "local":
 
-            @task(pool=spec.pool, map_index_template="{{ block_label }}")
+            @task(pool=spec.pool, map_index_template="{{ block_label }}", execution_timeout=extract_timeout(name))
             def extract_load(block: dict) -> dict:
                 """Extract one block from the source and land it in the lake; the manifest is the XCom."""
                 from airflow.sdk.exceptions import AirflowSkipException
@@ -181,12 +220,14 @@ def build_source_dag(name: str, extract_mode: str | None = None):
                 task_id="extract_load",
                 pool=spec.pool,
                 map_index_template="{{ task.block['label'] }}",
+                execution_timeout=extract_timeout(name),
                 lake_host_path=settings.lake_url(),
                 conn_id=spec.conn_id,
                 **docker_kwargs(),
             ).expand(block=blocks)
 
-        landed >> build_dbt_group(spec)
+        dbt_models = build_dbt_group(spec)
+        landed >> dbt_models >> build_freshness_task(spec)
 
         if has_postgres_sink(name):
             # Beside dbt, not before it: PostgreSQL mirrors the lake, dbt reads the lake. all_done: a
