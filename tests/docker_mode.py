@@ -110,3 +110,10 @@ def overhead_figure(label: str, call: dict, manifest: dict) -> str:
     return (f"{label}: {manifest.get('rows')} rows; container create {call['started'] - call['created']:.2f} s, "
             f"start -> exit {container:.2f} s, of which extract {manifest['seconds']:.2f} s "
             f"(overhead {container - manifest['seconds']:.2f} s: runtime + interpreter + imports)")
+
+
+def assert_extract_mode(dag, mode: str) -> None:
+    """The DAG's extract_load really is the mode's operator (no silent fallback to in-process)."""
+    operator = dag.get_task("extract_load").operator_class
+    name = getattr(operator, "__name__", operator)
+    assert name == {"local": "_PythonDecoratedOperator", "docker": "CivicExtractDockerOperator"}[mode], name

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from docker_mode import MODES, container_engine, use_mode  # noqa: F401 - container_engine is a fixture
+from docker_mode import MODES, assert_extract_mode, container_engine, use_mode  # noqa: F401 - container_engine is a fixture
 
 MONTHS = ["2024-01", "2024-02"]
 
@@ -53,9 +53,7 @@ def dag(environment, mode):
     from civic_pipelines.orchestration.dag_factory import build_source_dag
 
     dag = build_source_dag("seattle_crime", extract_mode=mode)
-    operator = dag.get_task("extract_load").operator_class
-    assert getattr(operator, "__name__", operator) == {"local": "_PythonDecoratedOperator",
-                                                       "docker": "CivicExtractDockerOperator"}[mode]
+    assert_extract_mode(dag, mode)
     return dag
 
 
