@@ -22,7 +22,10 @@ if str(ROOT / "scripts") not in sys.path:
 
 import container_setup  # noqa: E402
 
-MODES = ["local", "docker"]
+# Every docker-mode test runs in one pytest-xdist lane ("containers"), in collection order: one
+# image build and one podman service at a time, and a module's ordered tests stay together.
+CONTAINERS = pytest.mark.xdist_group("containers")
+MODES = ["local", pytest.param("docker", marks=CONTAINERS)]
 # Setup and per-block figures, printed by test_containers_e2e's last test (and kept per process).
 FIGURES: list[str] = []
 
@@ -60,7 +63,7 @@ def docker_settings(engine) -> dict[str, str]:
 def use_mode(request, patch: pytest.MonkeyPatch, mode: str) -> dict | None:
     """Set up ``mode`` for a test or module: nothing for local; for docker, the engine (from the
     ``container_engine`` fixture, which the calling module imports) and its Variables."""
-    assert mode in MODES, mode
+    assert mode in ("local", "docker"), mode
     if mode == "local":
         return None
     engine = request.getfixturevalue("container_engine")

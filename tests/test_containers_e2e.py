@@ -30,7 +30,9 @@ import pytest
 
 from test_lake_s3 import ACCESS_KEY, BUCKET, SECRET_KEY, moto_endpoint, objects, recorded_access_keys, s3_lake  # noqa: F401
 
-from docker_mode import FIGURES, container_engine, docker_settings, overhead_figure, record_engine_calls  # noqa: F401
+from docker_mode import CONTAINERS, FIGURES, container_engine, docker_settings, overhead_figure, record_engine_calls  # noqa: F401
+
+pytestmark = CONTAINERS
 
 MONTHS = ["2024-01", "2024-02"]
 SECRET = "app-token-" + secrets.token_hex(12)
