@@ -319,12 +319,22 @@ class Setup:
 
 
 def setup(home: Path = HOME) -> Setup:
-    """Steps 1-4: packages, configuration, base image, extractor image (each skipped when done)."""
+    """Steps 1-4: packages, configuration, base image, extractor image (each skipped when done).
+    One process at a time per ``home`` (an exclusive lock on ``home/setup.lock``): two test lanes,
+    or two checkouts, building the same image at once would race on the tags and the caches."""
+    import fcntl
+
     started = time.monotonic()
-    seconds = {"packages": ensure_packages()}
-    env = write_config(home)
-    base, seconds["base"] = build_base(env, home)
-    image, seconds["extractor"] = build_extractor(env, base, home)
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "setup.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        waited = time.monotonic() - started
+        seconds = {"packages": ensure_packages()}
+        env = write_config(home)
+        base, seconds["base"] = build_base(env, home)
+        image, seconds["extractor"] = build_extractor(env, base, home)
+    if waited > 1:
+        seconds["lock_wait"] = waited
     seconds["total"] = time.monotonic() - started
     return Setup(env=env, base=base, image=image, seconds=seconds)
 

@@ -23,11 +23,6 @@ PROVIDERS = ["voi", "dott"]  # MDS 2.0 with OAuth2, MDS 0.4 with OAuth2
 LATE = ["2024-02-20T05", "2024-02-20T06"]
 
 
-@pytest.fixture(params=MODES)
-def mode(request) -> str:
-    return request.param
-
-
 @pytest.fixture
 def environment(airflow_db, run_dir, postgres, monkeypatch, mode, request):
     from civic_pipelines.replay.mds import connections_for
@@ -69,6 +64,7 @@ def lake_trips(data, provider):
     return pq.read_table(data / "lake" / "mds" / provider / f"month={MONTH}" / "data.parquet")
 
 
+@pytest.mark.parametrize("mode", MODES)
 def test_two_providers_land_sync_to_postgres_and_complete_late_hours(environment, caplog):
     from civic_pipelines.orchestration.dag_factory import build_source_dag
 

@@ -18,11 +18,8 @@ import pytest
 from docker_mode import MODES, assert_extract_mode, container_engine, use_mode  # noqa: F401 - container_engine is a fixture
 
 MONTHS = ["2024-01", "2024-02"]
-
-
-@pytest.fixture(scope="module", params=MODES)
-def mode(request) -> str:
-    return request.param
+# Every test, once per extract mode; module scope: one lake per mode, the tests in order.
+pytestmark = pytest.mark.parametrize("mode", MODES, scope="module")
 
 
 @pytest.fixture(scope="module")
