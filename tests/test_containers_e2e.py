@@ -197,6 +197,17 @@ def check_secret_absent(dag_id: str, run_id: str, output: str, secrets_: tuple[s
             assert secret not in json.dumps([x.value for x in xcoms], default=str)
 
 
+def skipped_manifests(dag_id: str, run_id: str) -> dict[str, bool]:
+    """Month -> ``skipped`` of the manifests extract_load pushed under the XCom key ``manifest``."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter_by(dag_id=dag_id, run_id=run_id, task_id="extract_load", key="manifest").all()
+        values = [row.value if isinstance(row.value, dict) else json.loads(row.value) for row in rows]
+    return {value["month"]: value["skipped"] for value in values}
+
+
 def record_figures(source: str, calls: list[dict], environment) -> None:
     for call in sorted(calls, key=lambda c: c["command"][5]):
         month = call["command"][5]
@@ -302,6 +313,8 @@ def test_an_s3_lake_in_docker_mode_lands_each_block_once(environment, engine_cal
     skipped = sorted(ti.state for ti in again.get_task_instances() if ti.task_id == "extract_load")
     assert skipped == ["skipped", "skipped"]
     assert [call["exit_code"] for call in engine_calls[len(MONTHS):]] == [99, 99]
+    assert skipped_manifests(dag.dag_id, again.run_id) == {month: True for month in MONTHS}, \
+        "each skipped block's manifest is its XCom (key manifest), as in local mode"
     assert {key: client.head_object(Bucket=BUCKET, Key=key)["ETag"] for key in landed} == before
     requests.post(f"{endpoint}/moto-api/recorder/stop-recording", timeout=10).raise_for_status()
 
