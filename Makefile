@@ -7,9 +7,15 @@ UV := $(VENV)/bin/uv
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export DO_NOT_TRACK := 1
 
-.PHONY: setup demo test bench bench-dlt containers manifest lock clean
+.PHONY: setup system-packages demo test bench bench-dlt containers manifest lock clean
 
-setup: $(VENV)/.installed dbt/target/manifest.json
+setup: system-packages $(VENV)/.installed dbt/target/manifest.json
+
+# The Debian packages the suite and the demo need (podman, chromium, PostgreSQL, ...), installed
+# here, once and serially, before any test lane starts (no test installs one); no apt call at all
+# when they are all present. Needs root only when something is missing.
+system-packages:
+	@$(PYTHON) include/civic_pipelines/devtools/apt.py
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

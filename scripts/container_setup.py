@@ -2,7 +2,9 @@
 
 What it owns, in order (each step cached, each timed):
 
-1. **podman, runc and debootstrap** from Debian's packages, installed when missing (root only).
+1. **podman, runc, conmon and debootstrap** from Debian's packages: ``make setup`` installs them
+   (``civic_pipelines.devtools.apt``, the one place that installs system packages); here they are
+   only checked, except that ``build`` run by hand installs what is missing (root only).
 2. **Its own containers configuration** (``containers.conf``, ``storage.conf``) under one folder,
    ``$CIVIC_CONTAINERS_HOME`` (default ``~/.cache/civic-pipelines/containers``), kept between runs
    and outside the work tree so a fresh clone on the same machine reuses the images. The settings
@@ -15,6 +17,8 @@ What it owns, in order (each step cached, each timed):
 3. **The base image**: a Debian root filesystem made with ``debootstrap --variant=minbase``
    from Debian's mirror with only Python and its venv module, trimmed (docs, man pages, locales,
    apt lists) and imported with ``podman import`` as ``localhost/civic-debian-base:<suite>-<hash>``.
+   The .debs stay in ``debs/`` under the same folder (``--cache-dir``: a rebuild validates them
+   and downloads only the suite's index); a failed download reruns debootstrap (3 tries).
 4. **The extractor image**: ``Dockerfile.extractor`` built on that base (build argument
    ``BASE_IMAGE``) as ``localhost/civic-extractor:<hash>``, the hash taken over every input
    (Dockerfile, .dockerignore, requirements, pyproject, the package's sources, the base image).
@@ -26,6 +30,9 @@ What it owns, in order (each step cached, each timed):
 5. **The API service**: ``podman system service`` on a unix socket in a folder the caller
    chooses (a test's temporary folder), stopped afterwards.
 
+Steps 2-4 run under a file lock (``setup.lock`` in the same folder): the test lanes may each
+ask for the images at once; the second waits and then finds them built.
+
 Command line::
 
     .venv/bin/python scripts/container_setup.py build          # steps 1-4, prints the timings
@@ -35,6 +42,7 @@ Command line::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -49,6 +57,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
+from civic_pipelines.devtools import apt
+
 ROOT = Path(__file__).resolve().parents[1]
 HOME = Path(os.environ.get("CIVIC_CONTAINERS_HOME")
             or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "civic-pipelines" / "containers")
@@ -62,7 +74,10 @@ BASE_REPO = "localhost/civic-debian-base"
 EXTRACTOR_REPO = "localhost/civic-extractor"
 KEEP_IMAGES = 4  # older extractor images kept besides the current one
 RECIPE = "1"  # bump when a step changes in a way the hashed inputs do not show
-APT_PACKAGES = {"podman": "podman", "runc": "runc", "debootstrap": "debootstrap", "conmon": "conmon"}
+SYSTEM_PACKAGES = ("podman", "runc", "conmon", "debootstrap")  # names in civic_pipelines.devtools.apt.PACKAGES
+DEBOOTSTRAP_TRIES = 3
+DEBOOTSTRAP_RETRY_PAUSE_S = 10
+SETUP_LOCK_TIMEOUT_S = 1800  # a fresh build (debootstrap + pip download + podman build) takes minutes
 
 
 def log(message: str) -> None:
@@ -72,22 +87,16 @@ def log(message: str) -> None:
 # ---------------------------------------------------------------- 1. packages
 
 
-def ensure_packages() -> float:
-    """podman, runc, conmon and debootstrap from Debian's packages; returns the seconds spent."""
-    missing = sorted({package for command, package in APT_PACKAGES.items()
-                      if not shutil.which(command, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")})
-    if not missing:
+def ensure_packages(install: bool = False) -> float:
+    """podman, runc, conmon and debootstrap: checked (a clear error saying to run ``make setup``
+    when one is missing), or, with ``install`` (``build`` run by hand), installed when missing;
+    returns the seconds spent."""
+    if not install:
+        apt.require(*SYSTEM_PACKAGES)
         return 0.0
-    if os.geteuid() != 0:
-        raise RuntimeError(f"podman's Docker API needs {missing} (apt-get install {' '.join(missing)}) and root")
     started = time.monotonic()
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    command = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "podman", "runc", "conmon", "debootstrap"]
-    if subprocess.run(command, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, check=True, capture_output=True)
-        subprocess.run(command, env=env, check=True, capture_output=True)
-    log(f"installed {', '.join(missing)} from Debian's packages in {time.monotonic() - started:.1f} s")
-    return time.monotonic() - started
+    installed = apt.install({name: apt.PACKAGES[name] for name in SYSTEM_PACKAGES}, log=log)
+    return time.monotonic() - started if installed else 0.0
 
 
 # ---------------------------------------------------------------- 2. configuration
@@ -184,20 +193,50 @@ def base_tag() -> str:
     return f"{BASE_REPO}:{SUITE}-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
 
 
+def debootstrap(home: Path = HOME, tries: int = DEBOOTSTRAP_TRIES, pause: float = DEBOOTSTRAP_RETRY_PAUSE_S) -> Path:
+    """A fresh minbase root filesystem in a new folder under ``home``; returns the folder.
+
+    The .debs go to ``home/debs`` (``--cache-dir``): debootstrap validates a cached .deb against the
+    suite's index and downloads only what is missing or corrupt, so a rerun after a failed download
+    (debootstrap itself does not retry a failed fetch: the package is left over and the run fails)
+    fetches only what failed, and a rebuild fetches no .deb at all. Each try starts from an empty
+    folder; after the last, the error names the packages debootstrap could not fetch."""
+    cache = (home / "debs").resolve()  # debootstrap takes an absolute --cache-dir only
+    cache.mkdir(parents=True, exist_ok=True)
+    cached = {path.name for path in cache.glob("*.deb")}
+    failures = []
+    for attempt in range(1, tries + 1):
+        rootfs = Path(tempfile.mkdtemp(prefix="rootfs-", dir=home))
+        command = ["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
+                   f"--cache-dir={cache}", SUITE, str(rootfs), debian_mirror()]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+        except subprocess.TimeoutExpired:
+            result = subprocess.CompletedProcess(command, -1, "", "timed out after 1800 s")
+        if result.returncode == 0:
+            fetched = {path.name for path in cache.glob("*.deb")} - cached
+            log(f"debootstrap: {len(cached)} .debs from the cache, {len(fetched)} fetched (try {attempt})")
+            return rootfs
+        shutil.rmtree(rootfs, ignore_errors=True)
+        output = (result.stdout + result.stderr).strip().splitlines()
+        reason = next((line for line in reversed(output) if line.startswith("E:")), output[-1] if output else "no output")
+        failures.append(f"try {attempt}: {reason}")
+        if attempt < tries:
+            log(f"debootstrap failed ({reason}); again in {pause:.0f} s, keeping the {len(list(cache.glob('*.deb')))} "
+                "cached .debs")
+            time.sleep(pause)
+    raise RuntimeError(f"debootstrap {SUITE} from {debian_mirror()} failed {tries} times ({'; '.join(failures)}); "
+                       f"the .debs fetched so far stay in {cache}")
+
+
 def build_base(env: dict[str, str], home: Path = HOME) -> tuple[str, float]:
     """The Debian base image, made with debootstrap once; returns (tag, seconds spent)."""
     tag = base_tag()
     if image_exists(env, tag):
         return tag, 0.0
     started = time.monotonic()
-    (home / "debs").mkdir(parents=True, exist_ok=True)
-    rootfs = Path(tempfile.mkdtemp(prefix="rootfs-", dir=home))
+    rootfs = debootstrap(home)
     try:
-        command = ["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
-                   f"--cache-dir={home / 'debs'}", SUITE, str(rootfs), debian_mirror()]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
-        if result.returncode != 0:
-            raise RuntimeError(f"debootstrap failed: {result.stdout[-2000:]} {result.stderr[-2000:]}")
         bootstrapped = time.monotonic()
         for relative in BASE_TRIM:
             target = rootfs / relative
@@ -318,23 +357,37 @@ class Setup:
         return self.seconds.get("base", 0) == 0 and self.seconds.get("extractor", 0) == 0
 
 
-def setup(home: Path = HOME) -> Setup:
-    """Steps 1-4: packages, configuration, base image, extractor image (each skipped when done).
-    One process at a time per ``home`` (an exclusive lock on ``home/setup.lock``): two test lanes,
-    or two checkouts, building the same image at once would race on the tags and the caches."""
-    import fcntl
-
-    started = time.monotonic()
+@contextlib.contextmanager
+def setup_lock(home: Path = HOME, timeout: float = SETUP_LOCK_TIMEOUT_S):
+    """One image-building setup at a time on this machine (per ``home``): both test lanes may call
+    :func:`setup`; the second waits here and then finds every image built."""
     home.mkdir(parents=True, exist_ok=True)
-    with open(home / "setup.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        waited = time.monotonic() - started
-        seconds = {"packages": ensure_packages()}
+    lock = FileLock(home / "setup.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log(f"another process is building the images ({home / 'setup.lock'}): waiting up to {timeout:.0f} s")
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout:
+            raise RuntimeError(f"waited {timeout:.0f} s for the image-building lock {home / 'setup.lock'}") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def setup(home: Path = HOME, install: bool = False) -> Setup:
+    """Steps 1-4: packages, configuration, base image, extractor image (each skipped when done).
+    The packages are only checked unless ``install`` (``build`` run by hand); steps 2-4 hold the
+    setup lock."""
+    started = time.monotonic()
+    seconds = {"packages": ensure_packages(install)}
+    with setup_lock(home):
+        seconds["lock_wait"] = time.monotonic() - started - seconds["packages"]
         env = write_config(home)
         base, seconds["base"] = build_base(env, home)
         image, seconds["extractor"] = build_extractor(env, base, home)
-    if waited > 1:
-        seconds["lock_wait"] = waited
     seconds["total"] = time.monotonic() - started
     return Setup(env=env, base=base, image=image, seconds=seconds)
 
@@ -420,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(HOME, ignore_errors=True)
         print(f"removed {HOME}")
         return 0
-    done = setup()
+    done = setup(install=True)
     print(json.dumps({"base": done.base, "image": done.image, "home": str(HOME),
                       "seconds": {k: round(v, 1) for k, v in done.seconds.items()}}, indent=2))
     if args.command == "serve":

@@ -1,11 +1,17 @@
 """The main job, offline: replay server + real Airflow (scheduler, DAG processor, API server) + dbt + DuckDB.
 
-Starts the replay server on loopback and `airflow standalone` (SQLite metadata, LocalExecutor),
-creates the pools, triggers each source's DAG for a three-month range, waits for the runs under
+Starts the replay server and Airflow's components (API server, scheduler, DAG processor, triggerer;
+SQLite metadata, LocalExecutor) on loopback, creates the pools, triggers each source's DAG for a three-month range, waits for the runs under
 the real scheduler and prints where everything is, ending with the dashboard's address (the
 plugin's page on the API server). Keeps serving until Ctrl-C; with
 CIVIC_DEMO_EXIT=1 it stops by itself after the runs. Every process it starts runs in its own
 process group and is stopped on the way out.
+
+Every user is an admin here (SimpleAuthManager's all-admins mode: no login), which is safe only
+because nobody else can reach the servers: the API server listens on 127.0.0.1, and the scheduler
+and triggerer serve no logs (Airflow binds its log servers, 8793/8794, to every interface, with
+no setting for the host; the API server reads the task logs from the local files instead). The
+demo checks the listening sockets of everything it started and stops if one is not on loopback.
 """
 
 from __future__ import annotations
@@ -21,9 +27,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 CATCHUP_SOURCE = "seattle_crime"
-DEMO_MDS_PROVIDERS = ["dott", "voi"]
+DEMO_MDS_PROVIDERS = ["dott", "bolt", "voi"]  # MDS 0.4, 1.2 and 2.0: one provider per version family
 DEMO_RANGE = {"start_month": os.environ.get("CIVIC_DEMO_START", "2024-01"), "end_month": os.environ.get("CIVIC_DEMO_END", "2024-03")}
 RUN_TIMEOUT = int(os.environ.get("CIVIC_DEMO_TIMEOUT", "900"))
+LOOPBACK = "127.0.0.1"
+
+
+def airflow_components(api_port: int) -> dict[str, list[str]]:
+    """What `airflow standalone` runs, minus the log servers it cannot bind to loopback."""
+    return {
+        "api-server": ["api-server", "--host", LOOPBACK, "--port", str(api_port)],
+        "scheduler": ["scheduler", "--skip-serve-logs"],
+        "dag-processor": ["dag-processor"],
+        "triggerer": ["triggerer", "--skip-serve-logs"],
+    }
 
 
 def log(message: str) -> None:
@@ -60,8 +77,11 @@ def demo_environment(data: Path, replay_port: int, api_port: int) -> dict:
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        # all-admins only because every server below listens on loopback (checked: loopback_only)
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__API__HOST": LOOPBACK,
         "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",  # its server binds 0.0.0.0 by default
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
         # Task processes report to the API server's execution API: it must follow the port.
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
@@ -89,8 +109,9 @@ def demo_environment(data: Path, replay_port: int, api_port: int) -> dict:
     # MDS: one connection per provider (its version and auth), all pointing at the replay server.
     from civic_pipelines.replay.mds import connections_for
 
-    # Two providers, two MDS versions and auth modes (voi: 2.0 + OAuth2; dott: 0.4 + OAuth2); add
-    # lyft and bolt to the Variable to see 2.0 bearer and 1.2.
+    # Three providers, one per MDS version family (dott: 0.4 + OAuth2; bolt: 1.2 + bearer; voi: 2.0 +
+    # OAuth2), so each version's schema and normalisation runs (issue 14: no 1.2 provider ran, and
+    # nothing showed that every 1.2 status change was quarantined); add lyft for 2.0 with a bearer.
     providers = connections_for(f"http://127.0.0.1:{replay_port}")
     for provider, connection in providers.items():
         env[f"AIRFLOW_CONN_CIVIC_MDS_{provider.upper()}"] = json.dumps(connection)
@@ -145,6 +166,47 @@ def stop_group(process: subprocess.Popen | None, name: str) -> None:
     log(f"could not stop every process of {name}: {session_members(process.pid)}")
 
 
+def start_airflow(env: dict, logs: Path, api_port: int) -> dict[str, subprocess.Popen]:
+    return {name: start_group([str(VENV_BIN / "airflow"), *args], env, logs / f"{name}.log")
+            for name, args in airflow_components(api_port).items()}
+
+
+def listening_sockets(processes: dict[str, subprocess.Popen]) -> list[tuple[str, str, int]]:
+    """(component, address, port) of every listening TCP socket held by any process of the
+    components' sessions (their workers and subprocesses included), as the kernel reports them."""
+    import psutil
+
+    found = set()
+    for name, process in processes.items():
+        for pid in session_members(process.pid):
+            try:
+                connections = psutil.Process(pid).net_connections(kind="inet")
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+            for connection in connections:
+                if connection.status == psutil.CONN_LISTEN:
+                    found.add((name, connection.laddr.ip, connection.laddr.port))
+    return sorted(found)
+
+
+def loopback_only(sockets: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """The sockets not bound to a loopback address (empty when the demo is safe to run as admin)."""
+    import ipaddress
+
+    return [s for s in sockets if not ipaddress.ip_address(s[1].split("%")[0]).is_loopback]
+
+
+def components_healthy(api_port: int) -> bool:
+    """The scheduler and the triggerer heartbeat (their log servers, if any, start before that)."""
+    import requests
+
+    try:
+        health = requests.get(f"http://{LOOPBACK}:{api_port}/api/v2/monitor/health", timeout=5).json()
+    except (requests.RequestException, ValueError):
+        return False
+    return all((health.get(part) or {}).get("status") == "healthy" for part in ("scheduler", "triggerer"))
+
+
 def wait_for(predicate, timeout: float, what: str, interval: float = 2.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -155,13 +217,15 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 2.0):
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def http_ok(url: str, timeout: float = 2) -> bool:
+def http_ok(url: str, timeout: float = 2, expect: int | None = None) -> bool:
+    """The URL answers (below 500, or exactly ``expect``)."""
     import requests
 
     try:
-        return requests.get(url, timeout=timeout).status_code < 500
+        status = requests.get(url, timeout=timeout).status_code
     except requests.RequestException:
         return False
+    return status == expect if expect else status < 500
 
 
 class AirflowAPI:
@@ -260,7 +324,8 @@ def main() -> int:
     logs = data / "demo-logs"
     logs.mkdir(exist_ok=True)
     started = time.monotonic()
-    replay = standalone = None
+    replay = None
+    components: dict[str, subprocess.Popen] = {}
     exit_code = 1
 
     def on_signal(signum, frame):
@@ -283,9 +348,15 @@ def main() -> int:
         airflow(env, "pools", "import", str(data / "pools.json"))
         log(f"metadata database migrated, pools created: {', '.join(pools)}")
 
-        standalone = start_group([str(VENV_BIN / "airflow"), "standalone"], env, logs / "airflow.log")
+        components = start_airflow(env, logs, api_port)
         wait_for(lambda: http_ok(f"http://127.0.0.1:{api_port}/api/v2/monitor/health"), 180, "the Airflow API server")
         log(f"Airflow UI on http://127.0.0.1:{api_port} (logs in {logs})")
+        wait_for(lambda: components_healthy(api_port), 180, "the scheduler, DAG processor and triggerer")
+        sockets = listening_sockets({"replay": replay, **components})
+        exposed = loopback_only(sockets)
+        if exposed:  # every user is an admin here: refuse to serve that to the network
+            raise RuntimeError(f"listening beyond loopback: {exposed}")
+        log("listening on loopback only: " + ", ".join(f"{name} {ip}:{port}" for name, ip, port in sockets))
         api = AirflowAPI(f"http://127.0.0.1:{api_port}")
         api.login()
 
@@ -313,9 +384,11 @@ def main() -> int:
         print(f"Airflow UI : http://127.0.0.1:{api_port}")
         dashboard = f"http://127.0.0.1:{api_port}/civic/"
         try:  # its first page opens a snapshot of the warehouse: seconds on a loaded machine
-            wait_for(lambda: http_ok(dashboard, timeout=30), 120, "the dashboard", interval=3)
+            # 200, not just an answer: the dashboard refuses (401) a request Airflow did not sign
+            # in; in the demo's all-admins mode the API server signs in every caller
+            wait_for(lambda: http_ok(dashboard, timeout=30, expect=200), 120, "the dashboard", interval=3)
         except TimeoutError:
-            log(f"the dashboard did not answer at {dashboard} (see {logs / 'airflow.log'})")
+            log(f"the dashboard did not answer at {dashboard} (see {logs / 'api-server.log'})")
         print(f"Lake       : {data / 'lake'}")
         print(f"Warehouse  : {data / 'warehouse.duckdb'}")
         print(f"Outcome    : {', '.join(f'{s}={o}' for s, o in outcomes.items())} in {seconds:.0f} s", flush=True)
@@ -331,7 +404,8 @@ def main() -> int:
     except Exception as error:  # noqa: BLE001 - say what failed in one line, then clean up
         log(f"demo failed: {error}")
     finally:
-        stop_group(standalone, "Airflow")
+        for name, process in reversed(components.items()):
+            stop_group(process, f"Airflow {name}")
         stop_group(replay, "replay server")
     return exit_code
 

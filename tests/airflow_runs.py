@@ -112,6 +112,51 @@ def sync_dags() -> None:
                        bundle.name, bundle.version)
 
 
+def parse_dag_bundle_once(monkeypatch) -> None:
+    """For ``dag.test()`` calls in several threads of this process: the DAG bundle is parsed once,
+    in the calling thread (``sync_dags()`` after this does it), and every later ``dag.test()``
+    gets that parse instead of parsing again in its own thread; writing it to the database
+    (``sync_bag_to_db``, a no-op for an unchanged DAG) takes turns.
+
+    Why: every ``dag.test()`` call re-parses its DAG bundle in-process (``BundleDagBag``) and
+    serializes what it found (``sync_bag_to_db``). Airflow's DAG parsing keeps its state
+    process-wide, not per thread: the ``with DAG(...)`` stack (``DagContext``, a class-level deque)
+    that decides which DAG a new task joins, the set of auto-registered DAGs and the module being
+    imported. Two threads parsing at once therefore build each other's DAGs: thread B pushes its
+    DAG on top of thread A's, A's next tasks join B's DAG, A's ``with`` exit pops B's DAG off the
+    stack, B's remaining tasks join A's DAG, and A then serializes its DAG while B is still adding
+    tasks to it: ``SerializationError: Failed to serialize DAG 'seattle_crime': dictionary changed
+    size during iteration`` (or, when the interleaving differs, an import error: "Tried to set
+    relationships between tasks in more than one Dag", "group_id 'dbt' has already been added to
+    the DAG"). Airflow's own DAG processor parses one file per process, so it never meets this.
+    Parsing once (rather than one thread after the other) also keeps several seconds of parsing
+    out of this process while the runs' task processes call the Execution API it serves. The runs
+    themselves (the scheduling loops and the executor's task processes) share nothing and still
+    overlap; their task processes parse the DAG file themselves, as under a scheduler."""
+    import threading
+
+    from airflow.dag_processing import dagbag
+
+    lock = threading.Lock()
+    parse, sync = dagbag.BundleDagBag, dagbag.sync_bag_to_db
+    parsed: dict[str, object] = {}
+
+    def parse_once(*args, **kwargs):
+        key = repr((args, sorted(kwargs.items())))
+        with lock:
+            if key not in parsed:
+                parsed[key] = parse(*args, **kwargs)
+            return parsed[key]
+
+    def sync_alone(*args, **kwargs):
+        with lock:
+            return sync(*args, **kwargs)
+
+    # dag.test() and sync_dags() import both names from the module at call time, so they get these.
+    monkeypatch.setattr(dagbag, "BundleDagBag", parse_once)
+    monkeypatch.setattr(dagbag, "sync_bag_to_db", sync_alone)
+
+
 def extract_side(dag_id: str, dags_file: Path):
     """The source's DAG cut to ``plan_blocks`` and ``extract_load`` (the tasks that fetch and land),
     built fresh (a DAG object run in-process keeps the last run's param values), with the file the

@@ -204,3 +204,27 @@ def write_boundaries(warehouse: Path, folder: Path, city: str = "toronto") -> di
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{city}.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
     return counts
+
+
+# ---------------------------------------------------------------- signing in (the dashboard requires it)
+
+VIEWER = "dashboard-viewer"
+
+
+def token(username: str = VIEWER, role: str | None = "viewer") -> str:
+    """A JWT signed by this process's configured Airflow auth manager (SimpleAuthManager, as
+    Airflow's default configuration has it; the key is the test AIRFLOW_HOME's
+    ``[api_auth] jwt_secret``), exactly what POST /auth/token returns to a user of that role."""
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    from civic_pipelines.dashboard.auth import auth_manager
+
+    return auth_manager().generate_jwt(SimpleAuthManagerUser(username=username, role=role))
+
+
+def signed_in(client, role: str | None = "viewer"):
+    """A TestClient (or requests.Session) carrying the Airflow UI's cookie for a user of ``role``."""
+    from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
+
+    client.cookies.set(COOKIE_NAME_JWT_TOKEN, token(role=role))
+    return client

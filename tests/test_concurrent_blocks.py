@@ -185,7 +185,7 @@ def test_two_dag_runs_of_one_block_at_once_land_it_once(replay, lake, tmp_path, 
                           "makes it, and a manual trigger)", source="seattle_crime",
                     expected="both runs succeed: one extract_load lands the block, the other waits for the block "
                              "lock and is skipped (unchanged); rows land once, fetched once")
-    from airflow_runs import execution_api, extract_side, small_dags_folder, sync_dags, task_states
+    from airflow_runs import execution_api, extract_side, parse_dag_bundle_once, small_dags_folder, sync_dags, task_states
 
     hold = tmp_path / "hold"
     hold.mkdir()
@@ -200,8 +200,11 @@ def test_two_dag_runs_of_one_block_at_once_land_it_once(replay, lake, tmp_path, 
     dags_file = tmp_path / "dags" / "civic_test_dags.py"
     results, errors = {}, {}
 
-    # Built here, not in the threads: a DAG's "with" block uses a process-wide context stack.
+    # Built here, not in the threads: a DAG's "with" block uses a process-wide context stack. For the
+    # same reason the bundle parse each dag.test() starts with is done once, here, by sync_dags()
+    # below, and reused by both threads (see parse_dag_bundle_once).
     dags = {kind: extract_side("seattle_crime", dags_file) for kind in ("interval", "manual")}
+    parse_dag_bundle_once(monkeypatch)
 
     def run(kind):
         try:
@@ -255,3 +258,54 @@ def test_two_dag_runs_of_one_block_at_once_land_it_once(replay, lake, tmp_path, 
     reliability.observed(f"the {loser} run's extract_load waited {skipped['lock_waited_seconds']:.2f} s for the lock, "
                          f"then skipped (unchanged); {rows:,} rows landed once, key set equal, 0 duplicates, "
                          f"1 data page fetched ({seconds:.0f} s for both runs)")
+
+
+def test_dag_bundle_parse_of_dag_test_in_two_threads_is_done_once(tmp_path, monkeypatch):
+    """What each dag.test() does first, in two threads at once as the test above runs them: parse the
+    DAG bundle and serialize what it found. Airflow keeps the parse's ``with DAG`` stack process-wide,
+    so two threads parsing at once build each other's DAGs (seen in 56 of 80 parses: "Tried to set
+    relationships between tasks in more than one Dag", "group_id 'dbt' has already been added"; in
+    the test above, the SerializationError "dictionary changed size during iteration"). With
+    parse_dag_bundle_once, the bundle is parsed once in this thread and both threads serialize
+    that whole DAG, three times over."""
+    from airflow.dag_processing import dagbag
+    from airflow.serialization.serialized_objects import LazyDeserializedDAG
+
+    from airflow_runs import parse_dag_bundle_once, small_dags_folder
+
+    folder = tmp_path / "dags"
+    for key, value in small_dags_folder(folder, ["seattle_crime"]).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
+    monkeypatch.setenv("CIVIC_LAKE", str(tmp_path / "lake"))
+    parses = []
+    real_parse = dagbag.BundleDagBag
+    monkeypatch.setattr(dagbag, "BundleDagBag", lambda *a, **k: parses.append(threading.current_thread().name)
+                        or real_parse(*a, **k))
+    parse_dag_bundle_once(monkeypatch)
+
+    def parse() -> tuple[dict, list[str], str]:
+        bag = dagbag.BundleDagBag(dag_folder=folder, bundle_path=folder, bundle_name="dags-folder")
+        serialized = [LazyDeserializedDAG.from_dag(dag) for dag in bag.dags.values()]
+        return bag.import_errors, sorted(bag.dags["seattle_crime"].task_dict), serialized[0].hash
+
+    alone_errors, alone_tasks, alone_serialized = parse()
+    assert alone_errors == {}
+    assert {"plan_blocks", "extract_load", "dbt.stg_seattle_crime__offenses_model_build"} <= set(alone_tasks)
+    results, barrier = [], threading.Barrier(2)
+
+    def both():
+        barrier.wait()
+        try:
+            results.append(parse())
+        except BaseException as error:  # noqa: BLE001 - asserted below
+            results.append((error, [], ""))
+
+    for _ in range(3):
+        threads = [threading.Thread(target=both) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    assert results == [({}, alone_tasks, alone_serialized)] * 6
+    assert parses == [threading.current_thread().name]  # parsed once, in this thread

@@ -287,3 +287,48 @@ def test_builds_with_only_minneapolis_landed_then_toronto_joins(tmp_path):
             "toronto": landed_rows(lake, "toronto_311"),
         }
         assert nodes["assert_service_request_types_mapped"] == ("pass", 0)
+
+
+# ---------------------------------------------------------------- year edges and requests without a location
+
+
+def test_year_edge_requests_and_requests_without_a_location_reach_the_fact(tmp_path):
+    """Issue 14: Minneapolis layers filed by the publisher's local year (America/Chicago) and
+    Toronto rows with an empty Ward or postal prefix: every such request is one fact row, the
+    staging and fact tests (unique request ids, not-null layer year) pass."""
+    lake, warehouse = tmp_path / "lake", tmp_path / "warehouse.duckdb"
+    months = ["2023-12", "2024-01"]
+    with replay_environment(lake, warehouse) as server:
+        mpls = server.minneapolis
+        mpls.set_rows_per_month(2000)
+        mpls.set_layer_time_zone("America/Chicago")
+        server.toronto.set_location_quirks(True)
+        empty = {}
+        for row in server.toronto.rows(2024):
+            if not (row["Ward"] and row["First 3 Chars of Postal Code"]) and row["Creation Date"][:4] == "2024":
+                empty[row["Creation Date"][:7]] = empty.get(row["Creation Date"][:7], 0) + 1
+        toronto_month = max(empty, key=empty.get)
+        land("minneapolis_311", months)
+        land("toronto_311", [toronto_month])
+        nodes = dbt_build(tmp_path, ["tag:minneapolis_311+", "tag:toronto_311+"])
+
+        # Minneapolis: every request of both months once, its id under the layer it is filed in.
+        want = {f"{mpls.layer_of(r['OPENEDDATETIME'])}-{r['OBJECTID']}" for m in months for r in mpls.rows_for_month(m)}
+        got = {r[0] for r in query(warehouse, "select request_id from fct_service_requests where city = 'minneapolis'")}
+        assert got == want and len(want) == 4000
+        edge = {i for i in want if i.startswith("2023-") and int(i.split("-")[1]) >= 24_000_000}
+        assert 0 < len(edge) < 100  # opened on 1 January UTC, filed in the 2023 layer
+        assert nodes["not_null_stg_minneapolis_311__requests_layer_year"] == ("pass", 0)
+        assert nodes["unique_stg_minneapolis_311__requests_request_id"] == ("pass", 0)
+        assert nodes["unique_combination_of_columns_fct_service_requests_city__request_id"] == ("pass", 0)
+
+        # Toronto: the rows without a location are in the fact, with no area.
+        month_rows = server.toronto.rows_for_month(toronto_month)
+        no_ward = sum(not r["Ward"] for r in month_rows)
+        no_postal = sum(not r["First 3 Chars of Postal Code"] for r in month_rows)
+        assert no_ward + no_postal == empty[toronto_month] > 0
+        assert fact_counts(warehouse)["toronto"] == landed_rows(lake, "toronto_311") == len(month_rows)
+        assert query(warehouse, "select count(*) filter (where ward is null), count(*) filter (where postal_prefix is null) "
+                                "from stg_toronto_311__requests") == [(no_ward, no_postal)]
+        (no_area,) = query(warehouse, "select count(*) from fct_service_requests where city = 'toronto' and area is null")[0]
+        assert no_area >= no_ward

@@ -33,6 +33,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["crime", "311", "street-works", "mobility"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _metadata_db(airflow_db):
+    """Every request is authenticated through Airflow's auth manager, which checks a token against
+    the metadata database's revoked tokens."""
+    return airflow_db
+
+
 @pytest.fixture(scope="module")
 def built(run_dir) -> Path:
     return dw.ensure_built(run_dir / "dashboard")
@@ -54,7 +61,7 @@ def client(built, boundaries):
     from civic_pipelines.dashboard.app import standalone_app
 
     app = standalone_app(dw.dashboard_config(built, boundaries[0]))
-    with TestClient(app) as test_client:
+    with dw.signed_in(TestClient(app)) as test_client:
         yield test_client
 
 
@@ -264,7 +271,8 @@ def test_311_choropleth_from_a_drop_in_boundary_file(client, warehouse, boundari
     # NYC has areas but no boundary file: the page says where to drop one
     payload = api(client, "311", source="nyc_311")
     assert not [c for c in payload["charts"] if c["id"].startswith("311-choropleth")]
-    assert any(str(folder / "nyc.geojson") in n for n in payload["notes"])
+    assert any("(nyc.geojson) in the boundaries folder" in n for n in payload["notes"])
+    assert not any(str(folder) in n for n in payload["notes"])  # the server's folder is not shown
 
 
 def test_a_broken_boundary_file_is_a_note_not_an_error(built, tmp_path, warehouse):
@@ -272,7 +280,7 @@ def test_a_broken_boundary_file_is_a_note_not_an_error(built, tmp_path, warehous
 
     dw.write_boundaries(warehouse, tmp_path, "toronto")
     (tmp_path / "nyc.geojson").write_text('{"type": "FeatureCollection", "features": [{"properties": {}}]}')
-    with TestClient(standalone_app(dw.dashboard_config(built, tmp_path))) as client:
+    with dw.signed_in(TestClient(standalone_app(dw.dashboard_config(built, tmp_path)))) as client:
         payload = api(client, "311", source="nyc_311")
         nyc = chart(payload, "311-choropleth-nyc")
         assert nyc["empty"] and "feature 0" in nyc["note"]
@@ -453,7 +461,7 @@ def test_a_warehouse_without_data_gives_empty_states(tmp_path):
         config = DashboardConfig(warehouse=str(warehouse), lake=str(tmp_path / "lake"),
                                  dbt_manifest=tmp_path / "none.json", dbt_run_results=tmp_path / "none",
                                  boundaries=tmp_path / "boundaries")
-        with TestClient(standalone_app(config)) as client:
+        with dw.signed_in(TestClient(standalone_app(config))) as client:
             for page in PAGES:
                 response = client.get(f"/civic/{page}")
                 assert response.status_code == 200 and 'data-empty="page"' in response.text, page
@@ -474,7 +482,7 @@ def test_a_model_with_unexpected_columns_is_a_panel_not_a_crash(tmp_path):
     config = DashboardConfig(warehouse=str(tmp_path / "odd.duckdb"), lake=str(tmp_path / "lake"),
                              dbt_manifest=tmp_path / "none.json", dbt_run_results=tmp_path / "none",
                              boundaries=tmp_path / "boundaries")
-    with TestClient(standalone_app(config)) as client:
+    with dw.signed_in(TestClient(standalone_app(config))) as client:
         html = client.get("/civic/crime")
         assert html.status_code == 200 and "could not read the warehouse" in html.text
         assert client.get("/civic/api/crime").status_code == 500
@@ -512,7 +520,7 @@ def test_busy_warehouse_without_a_snapshot_says_so(built, private_warehouse, bou
 
     holder = LockHolder(private_warehouse)
     try:
-        with TestClient(standalone_app(dw.dashboard_config(built, boundaries[0], private_warehouse))) as client:
+        with dw.signed_in(TestClient(standalone_app(dw.dashboard_config(built, boundaries[0], private_warehouse)))) as client:
             for page in PAGES:
                 response = client.get(f"/civic/{page}")
                 assert response.status_code == 200
@@ -534,7 +542,7 @@ def test_busy_warehouse_without_a_snapshot_says_so(built, private_warehouse, bou
 def test_busy_warehouse_serves_the_last_snapshot(built, private_warehouse, boundaries):
     from civic_pipelines.dashboard.app import standalone_app
 
-    with TestClient(standalone_app(dw.dashboard_config(built, boundaries[0], private_warehouse))) as client:
+    with dw.signed_in(TestClient(standalone_app(dw.dashboard_config(built, boundaries[0], private_warehouse)))) as client:
         before = api(client, "crime")
         assert before["warehouse"]["stale"] is False
         holder = LockHolder(private_warehouse)
@@ -568,7 +576,7 @@ print("ok", flush=True)
     stop = threading.Event()
     errors, reads = [], []
 
-    with TestClient(standalone_app(dw.dashboard_config(built, boundaries[0], private_warehouse))) as client:
+    with dw.signed_in(TestClient(standalone_app(dw.dashboard_config(built, boundaries[0], private_warehouse)))) as client:
         def read_loop():
             while not stop.is_set():
                 response = client.get("/civic/api/crime")
@@ -610,18 +618,27 @@ def test_civic_dashboard_command_serves_the_same_app(built, boundaries):
     process = subprocess.Popen([str(Path(sys.executable).parent / "civic"), "dashboard", "--port", str(port)],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        assert f"http://127.0.0.1:{port}/civic/" in process.stdout.readline()
-        deadline = time.monotonic() + 30
+        # its first lines may be Airflow's (the auth manager it sets up before serving)
+        address, lines = f"http://127.0.0.1:{port}/civic/", []
+        while not lines or (lines[-1] and address not in lines[-1] and len(lines) < 200):
+            lines.append(process.stdout.readline())
+        assert address in lines[-1], lines
+        deadline = time.monotonic() + 60
         while True:
             try:
-                response = requests.get(f"http://127.0.0.1:{port}/", timeout=5)
+                anonymous = requests.get(f"http://127.0.0.1:{port}/", timeout=30)
                 break
             except requests.ConnectionError:
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
+        # alone too, the app answers only a user Airflow's auth manager signed in (the same
+        # AIRFLOW_HOME, so the same [api_auth] jwt_secret as an API server there)
+        assert anonymous.status_code == 401 and "data-source-card" not in anonymous.text
+        cookies = {"_token": dw.token()}
+        response = requests.get(f"http://127.0.0.1:{port}/", cookies=cookies, timeout=10)
         assert response.status_code == 200 and response.url.endswith("/civic/")
         assert "data-source-card" in response.text
-        crime = requests.get(f"http://127.0.0.1:{port}/civic/api/crime", timeout=10).json()
+        crime = requests.get(f"http://127.0.0.1:{port}/civic/api/crime", cookies=cookies, timeout=10).json()
         assert crime["figures"]["offenses"] == dw.query(built / "warehouse.duckdb",
                                                         "select count(*) from fct_crime_offenses")[0][0]
     finally:
@@ -634,3 +651,113 @@ def test_health_expected_month_follows_the_cadence():
 
     assert expected_month("monthly", date(2026, 11, 23)) == "2026-10"
     assert expected_month("monthly", date(2026, 1, 1)) == "2025-12"
+
+
+# ---------------------------------------------------------------- who may see it
+
+
+def every_route(app, plotly_version: str) -> list[str]:
+    """A URL for every route the app declares (path parameters filled with real values)."""
+    from fastapi.routing import APIRoute
+
+    urls = []
+    for route in app.routes:
+        assert isinstance(route, APIRoute), f"{route!r}: a mount or raw route would skip the auth dependency"
+        urls.append(route.path.replace("{version}", plotly_version).replace("{name}", "fct_crime_offenses")
+                    if "{version}" in route.path or route.path.startswith("/models/")
+                    else route.path.replace("{name}", "icon.svg"))
+    return urls
+
+
+def test_every_route_refuses_anonymous_and_invalid_tokens_and_serves_a_viewer(built, boundaries, reliability):
+    """The app alone, with the auth manager Airflow's configuration names (SimpleAuthManager, its
+    login on: not all-admins): no token 401, a forged or expired token 403, a signed-in user
+    without a role 403, all with no data; a viewer (cookie as the UI holds it, or Bearer) 200."""
+    import jwt
+
+    from civic_pipelines.dashboard.app import create_app
+
+    reliability.row(fault="anonymous or invalid-token dashboard request", source="dashboard",
+                    expected="every route (pages, JSON, static) 401 without a token, 403 with a forged one or "
+                             "without access, no data; a viewer 200")
+
+    app = create_app(dw.dashboard_config(built, boundaries[0]))
+    with TestClient(app) as client:
+        version = app.state.dashboard().plotly_version
+        urls = every_route(app, version)
+        assert {"/", "/api/overview", "/crime", "/api/crime", "/api/status", "/models/fct_crime_offenses",
+                "/static/icon.svg", f"/static/plotly-{version}.min.js"} <= set(urls)
+        secret_rows = str(q(built / "warehouse.duckdb", "select count(*) from fct_crime_offenses")[0][0])
+        forged = jwt.encode({"sub": "mallory", "role": "admin", "aud": "apache-airflow", "exp": 4102444800},
+                            "not-the-secret", algorithm="HS512")
+        refusals = {"anonymous": ({}, {}, 401), "forged bearer": ({"Authorization": f"Bearer {forged}"}, {}, 403),
+                    "forged cookie": ({}, {"_token": forged}, 403),
+                    "garbage cookie": ({}, {"_token": "not-a-jwt"}, 403),
+                    "user without a role": ({}, {"_token": dw.token("nobody", role=None)}, 403)}
+        for who, (headers, cookies, expected) in refusals.items():
+            client.cookies.clear()
+            client.cookies.update(cookies)
+            for url in urls:
+                response = client.get(url, headers=headers)
+                assert response.status_code == expected, (who, url, response.status_code, response.text[:200])
+                assert "data-source-card" not in response.text and secret_rows not in response.text, (who, url)
+                assert len(response.content) < 100, (who, url)  # Airflow's one-line refusal, nothing else
+        # a browser without a token: still 401 and no data, with a link to Airflow's login page
+        client.cookies.clear()
+        page = client.get("/", headers={"Accept": "text/html"})
+        assert page.status_code == 401 and "data-login" in page.text and "/auth/login" in page.text
+        assert "data-source-card" not in page.text and len(page.content) < 400
+        dw.signed_in(client)
+        for url in urls:
+            assert client.get(url).status_code == 200, url
+        client.cookies.clear()
+        bearer = {"Authorization": f"Bearer {dw.token('bob', 'viewer')}"}
+        crime = client.get("/api/crime", headers=bearer)
+        assert crime.status_code == 200 and crime.json()["figures"]["offenses"] == int(secret_rows)
+    reliability.observed(f"{len(urls)} routes x {len(refusals)} refused callers: every answer 401/403 with no data; "
+                         f"a viewer 200 on all {len(urls)}")
+
+
+def test_viewers_see_no_server_paths_or_raw_errors(built, boundaries, tmp_path, monkeypatch, caplog):
+    """The footer, the overview, the JSON twins and the failure states name no lake, warehouse or
+    dbt path and carry no exception text; the log does."""
+    from civic_pipelines import sources
+    from civic_pipelines.dashboard.app import standalone_app
+    from civic_pipelines.dashboard.config import DashboardConfig
+
+    config = dw.dashboard_config(built, boundaries[0])
+    hidden = [str(built), str(boundaries[0]), config.warehouse, config.lake]
+    real_spec = sources.spec
+
+    def broken_spec(name):  # one source whose module fails, with a path in its error
+        if name == "toronto_311":
+            raise FileNotFoundError(f"[Errno 2] No such file: '{built}/secret-settings.yml'")
+        return real_spec(name)
+
+    monkeypatch.setattr(sources, "spec", broken_spec)
+    with dw.signed_in(TestClient(standalone_app(config))) as client:
+        shown = [client.get(f"/civic/{page}").text for page in ["", *PAGES, "models/nope"]]
+        shown += [client.get(f"/civic/api/{page}").text for page in ["overview", "status", *PAGES]]
+        cards = {c["source"]: c for c in client.get("/civic/api/overview").json()["cards"]}
+    assert "failed to load" in cards["toronto_311"]["error"] and "secret-settings" not in cards["toronto_311"]["error"]
+    assert 'data-card-error' in shown[0]
+    for text in shown:
+        for path in hidden:
+            assert path not in text
+        assert "secret-settings" not in text and "Errno" not in text
+    assert "secret-settings.yml" in caplog.text  # the operator still finds it in the log
+
+    # a missing warehouse and a failing query: a plain sentence, the details in the log
+    missing = tmp_path / "missing.duckdb"
+    with duckdb.connect(str(tmp_path / "odd.duckdb")) as con:
+        con.execute("create table fct_crime_offenses (x integer)")
+        con.execute("create table mart_crime_monthly (x integer)")
+    for warehouse in (missing, tmp_path / "odd.duckdb"):
+        config = DashboardConfig(warehouse=str(warehouse), lake=str(tmp_path / "lake"),
+                                 dbt_manifest=tmp_path / "none.json", dbt_run_results=tmp_path / "none",
+                                 boundaries=tmp_path / "boundaries")
+        with dw.signed_in(TestClient(standalone_app(config))) as client:
+            texts = [client.get("/civic/crime").text, client.get("/civic/api/crime").text,
+                     client.get("/civic/").text, client.get("/civic/api/status").text]
+        for text in texts:
+            assert str(tmp_path) not in text and "Binder Error" not in text and "Catalog Error" not in text

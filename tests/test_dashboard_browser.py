@@ -1,6 +1,6 @@
 """The dashboard in a real browser, and inside a real Airflow API server.
 
-Headless Chromium from Debian's packages (installed here with apt-get when the machine has none),
+Headless Chromium from Debian's packages (installed by `make setup`, never by a test),
 driven by Playwright with that browser (``executable_path``; Playwright's own browser download is
 never used). Each page must draw every chart it announces with no console error and no request
 leaving the machine; the month and source filters must change what is drawn; a full-page
@@ -8,15 +8,20 @@ screenshot of each page goes to test-output/screenshots/, with the measured load
 test-output/screenshots/load_times.json.
 
 The plugin test (first, so the browser timings after it run on an idle machine) starts
-`airflow api-server` on the session's metadata database with this project's plugins folder:
-/civic/ answers there, the plugin and its menu entry are listed by the REST API, and the
-"Civic data" link in the Airflow UI opens the dashboard inside the UI.
+`airflow api-server` on the session's metadata database with this project's plugins folder and
+SimpleAuthManager's login on (users alice:admin, bob:viewer and carol without a role; not
+all-admins): anonymous and invalid-token requests to /civic/ are refused with no data, carol is
+refused, bob's token (POST /auth/token) is served, the plugin and its menu entry are listed by the
+REST API, and in the browser an anonymous visit is refused while bob, signed in through Airflow's
+login page, opens the dashboard from the "Civic data" link inside the UI. The other browser tests
+read the app alone, signed in with the UI's cookie.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -47,21 +52,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _install_chromium() -> None:
-    """Debian's chromium, when the machine has none (a fresh CI machine)."""
-    from civic_pipelines.devtools.apt import apt_install
-
-    apt_install("chromium")
-
-
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        _install_chromium()
-        found = shutil.which("chromium")
-    assert found, "no chromium even after apt-get install chromium"
-    return found
+    """Debian's chromium, which `make setup` installs (a test never installs a system package)."""
+    from civic_pipelines.devtools.apt import require
+
+    require("chromium")
+    return shutil.which("chromium")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _metadata_db(airflow_db):
+    """Airflow's auth manager checks tokens against the metadata database's revoked tokens."""
+    return airflow_db
 
 
 @pytest.fixture(scope="module")
@@ -120,15 +123,24 @@ class AirflowApiServer:
                 self.process.wait(timeout=10)
 
 
+USERS = {"alice": "admin", "bob": "viewer", "carol": ""}  # carol signs in but has no role
+
+
 @pytest.fixture
 def airflow_server(airflow_db, built, boundaries, tmp_path):
     """The API server on the session's Airflow metadata database (conftest's airflow_db), with
-    this project's plugins folder; stopped as soon as its test ends (the browser timings that
-    follow are measured on an idle machine)."""
+    this project's plugins folder and SimpleAuthManager's login on (passwords drawn for this run);
+    stopped as soon as its test ends (the browser timings that follow are measured on an idle
+    machine)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__API")}
+    passwords = {user: secrets.token_urlsafe(12) for user in USERS}
+    (tmp_path / "passwords.json").write_text(json.dumps(passwords))
     env.update({
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in USERS.items()),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(tmp_path / "passwords.json"),
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "CIVIC_WAREHOUSE": str(built / "warehouse.duckdb"),
         "CIVIC_LAKE": str(built / "lake"),
@@ -138,6 +150,7 @@ def airflow_server(airflow_db, built, boundaries, tmp_path):
         "PYTHONPATH": str(ROOT / "include"),
     })
     server = AirflowApiServer(tmp_path, env)
+    server.passwords = passwords
     try:
         yield server
     finally:
@@ -152,6 +165,9 @@ def dashboard_url(built, boundaries):
     from civic_pipelines.dashboard.app import standalone_app
 
     port = free_port()
+    from civic_pipelines.dashboard.auth import auth_manager
+
+    auth_manager()  # set up before the first page, as `civic dashboard` does
     server = uvicorn.Server(uvicorn.Config(standalone_app(dw.dashboard_config(built, boundaries)),
                                            host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -174,6 +190,13 @@ def browser(chromium_path):
                                              args=["--no-sandbox", "--disable-dev-shm-usage"])
         yield browser
         browser.close()
+
+
+def new_context(browser, url: str):
+    """A browser context signed in as a viewer: the `_token` cookie the Airflow UI sets at login."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.add_cookies([{"name": "_token", "value": dw.token(), "url": url}])
+    return context
 
 
 @pytest.fixture(scope="module")
@@ -218,16 +241,44 @@ def charts_state(page) -> dict:
     })""")
 
 
-def test_the_plugin_loads_in_a_real_airflow_api_server(airflow_server, browser, built, screenshots):
+def login(base: str, user: str, password: str) -> str:
     import requests
 
+    response = requests.post(f"{base}/auth/token", json={"username": user, "password": password}, timeout=30)
+    assert response.status_code == 201, response.text
+    return response.json()["access_token"]
+
+
+def test_the_plugin_loads_in_a_real_airflow_api_server(airflow_server, browser, built, screenshots, reliability):
+    import requests
+
+    reliability.row(fault="anonymous dashboard request (Airflow login on)", source="dashboard",
+                    expected="the plugin's /civic/ pages, JSON and static files refuse anonymous (401), "
+                             "invalid-token (403) and role-less (403) callers with no data; a viewer's "
+                             "token and the UI's login cookie are served")
     airflow_server.wait()
     base = airflow_server.url
-    page = requests.get(f"{base}/civic/", timeout=30)
+    offenses = dw.query(built / "warehouse.duckdb", "select count(*) from fct_crime_offenses")[0][0]
+    routes = ["/civic/", "/civic/api/overview", "/civic/crime", "/civic/api/crime", "/civic/api/status",
+              "/civic/models/fct_crime_offenses", "/civic/static/icon.svg", "/civic/static/dashboard.js"]
+    # Airflow's login is on: its own API refuses an anonymous token request
+    assert requests.get(f"{base}/auth/token", timeout=30).status_code == 403
+    carol = login(base, "carol", airflow_server.passwords["carol"])
+    refused = {"anonymous": ({}, 401), "forged": ({"Authorization": "Bearer not-a-token"}, 403),
+               "carol, no role": ({"Authorization": f"Bearer {carol}"}, 403)}
+    for who, (headers, status) in refused.items():
+        for route in routes:
+            response = requests.get(base + route, headers=headers, timeout=30)
+            assert response.status_code == status, (who, route, response.status_code, response.text[:300])
+            assert "data-source-card" not in response.text and str(offenses) not in response.text, (who, route)
+    bob = login(base, "bob", airflow_server.passwords["bob"])
+    for route in routes:
+        assert requests.get(base + route, headers={"Authorization": f"Bearer {bob}"}, timeout=30).status_code == 200
+    page = requests.get(f"{base}/civic/", cookies={"_token": bob}, timeout=30)  # the cookie the UI holds
     assert page.status_code == 200 and "data-source-card" in page.text
-    crime = requests.get(f"{base}/civic/api/crime", timeout=30).json()
-    assert crime["figures"]["offenses"] == dw.query(built / "warehouse.duckdb", "select count(*) from fct_crime_offenses")[0][0]
-    token = requests.get(f"{base}/auth/token", timeout=30).json()["access_token"]
+    crime = requests.get(f"{base}/civic/api/crime", cookies={"_token": bob}, timeout=30).json()
+    assert crime["figures"]["offenses"] == offenses
+    token = login(base, "alice", airflow_server.passwords["alice"])
     plugins = requests.get(f"{base}/api/v2/plugins", headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
     ours = [p for p in plugins["plugins"] if p["name"] == "civic_dashboard"]
     assert ours, plugins
@@ -235,10 +286,19 @@ def test_the_plugin_loads_in_a_real_airflow_api_server(airflow_server, browser, 
     view = ours[0]["external_views"][0]
     assert view["name"] == "Civic data" and view["href"] == "civic/" and view["destination"] == "nav"
 
-    # the menu entry in the Airflow UI opens the dashboard inside the UI
+    # in the browser: an anonymous visit to the dashboard is refused, with no data
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     ui = context.new_page()
+    refused_page = ui.goto(base + "/civic/")
+    assert refused_page.status == 401 and ui.locator("[data-source-card]").count() == 0
+    assert "/auth/login" in ui.get_attribute("a[data-login]", "href")  # a way to sign in, and nothing else
+    assert str(offenses) not in ui.content()
+    # bob signs in through Airflow's login page; the menu entry then opens the dashboard inside the UI
     ui.goto(base + "/")
+    ui.wait_for_url("**/auth/login**", timeout=60_000)
+    ui.locator("input[name='username']").fill("bob")
+    ui.locator("input[name='password']").fill(airflow_server.passwords["bob"])
+    ui.locator("button[type='submit']").click()
     link = ui.get_by_role("link", name="Civic data")
     link.wait_for(timeout=30_000)
     link.click()
@@ -249,11 +309,14 @@ def test_the_plugin_loads_in_a_real_airflow_api_server(airflow_server, browser, 
     frame.locator("nav a[data-nav='crime']").click()
     frame.locator("body[data-all-drawn='1'] [data-chart='crime-trend']").wait_for(timeout=30_000)
     ui.screenshot(path=str(screenshots / "airflow-menu.png"))
+    assert any(c["name"] == "_token" for c in context.cookies())  # what the iframe sent
     context.close()
+    reliability.observed(f"{len(routes)} routes: anonymous 401, forged 403, role-less 403, none with data; "
+                         f"bob (viewer) 200 by token and cookie, and by the UI's menu after the login page")
 
 
 def test_every_page_draws_its_charts_with_no_console_error(browser, dashboard_url, screenshots, built):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context = new_context(browser, dashboard_url)
     watched = Watched(context)
     times = {}
     for name, path in PAGES.items():
@@ -286,7 +349,7 @@ def stat(page, label: str) -> int | None:
 
 def test_filters_change_what_is_shown(browser, dashboard_url, built, screenshots):
     warehouse = built / "warehouse.duckdb"
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context = new_context(browser, dashboard_url)
     watched = Watched(context)
     page = watched.page
     watched.open(dashboard_url + "311")
@@ -333,7 +396,7 @@ def test_filters_change_what_is_shown(browser, dashboard_url, built, screenshots
 
 
 def test_the_choropleth_draws_the_drop_in_boundaries(browser, dashboard_url, built, screenshots):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context = new_context(browser, dashboard_url)
     watched = Watched(context)
     watched.open(dashboard_url + "311?source=toronto_311")
     areas = dw.query(built / "warehouse.duckdb", "select count(distinct area) from fct_service_requests "

@@ -34,6 +34,27 @@ def port_open(port: int) -> bool:
 
 @pytest.mark.xdist_group("demo")
 @pytest.mark.timeout(1200)  # the whole demo: every source, every dbt model, under the real scheduler
+def test_the_demo_runs_one_mds_provider_per_version_family(tmp_path):
+    """Issue 14 item 4: the demo ran no 1.2 provider, so nothing showed its status changes were all
+    quarantined. Its providers cover 0.4, 1.x and 2.0, each with a connection to the replay."""
+    import importlib.util
+    import json
+
+    from civic_pipelines.sources import mds
+
+    spec = importlib.util.spec_from_file_location("civic_demo_script", ROOT / "scripts" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    env = demo.demo_environment(tmp_path, replay_port=18555, api_port=18556)
+    providers = json.loads(env["AIRFLOW_VAR_CIVIC_MDS_PROVIDERS"])
+    families = {}
+    for name in providers:
+        connection = json.loads(env[f"AIRFLOW_CONN_CIVIC_MDS_{name.upper()}"])
+        assert connection["host"].startswith("http://127.0.0.1:18555/mds/"), connection
+        families[name] = mds.parse_version(connection["extra"]["mds_version"])[1]
+    assert sorted(families.values()) == ["0.4", "1.x", "2.0"] and families["bolt"] == "1.x"
+
+
 def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
     from civic_pipelines.replay.seattle import SeattleCrimeDataset
 

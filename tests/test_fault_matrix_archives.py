@@ -27,6 +27,7 @@ import requests
 from fault_checks import assert_exactly, assert_no_partial, landed_keys
 
 from civic_pipelines.extract import run_block
+from civic_pipelines.lake import BlockLocation, read_manifest
 from civic_pipelines.http import SourceHTTPError
 from civic_pipelines.replay.street_manager import archive_events
 from civic_pipelines.sources import srwr as srwr_source
@@ -199,9 +200,12 @@ def srwr_run(lake: str, month: str = SRWR_MONTH, **kwargs) -> dict:
     return run_block("srwr", month, lake=lake, **kwargs)
 
 
-def srwr_exact(lake: str, server, month: str = SRWR_MONTH) -> int:
-    """Exactly the month's activities in data.parquet, and exactly their records in every other table."""
-    want = server.srwr.expected_month(month)
+def srwr_exact(lake: str, server, month: str = SRWR_MONTH, identifier: str | None = None) -> int:
+    """Exactly the month's activities in data.parquet, and exactly their records in every other table
+    (``identifier``: the file the block read; by default the one its manifest names)."""
+    if identifier is None:
+        identifier = read_manifest(BlockLocation(lake=lake, source="srwr", month=month))["identifier"]
+    want = server.srwr.expected_month(month, identifier)
     count = assert_exactly(lake, "srwr", month, [fields[2] for fields in want["001"]])
     for record_type, name in SRWR_TABLES.items():
         table = pq.read_table(srwr_folder(lake, month) / f"{name}.parquet")
@@ -217,7 +221,7 @@ def srwr_fails_and_keeps(scot, lake, error, match: str, month: str = SRWR_MONTH,
     """As ``sm_fails_and_keeps``: land, republish (late edits), fail with ``faults``, old landing
     intact, then the follow-up lands exactly the republished month."""
     first = srwr_run(lake, month)
-    assert first["rows"] == SRWR_ACTIVITIES - len(scot.srwr.undated(int(month[:4]), int(month[5:])))
+    assert first["rows"] == len(scot.srwr.expected_month(month)["001"])
     before = folder_bytes(srwr_folder(lake, month))
     post(scot, "config", {"srwr": {"late_edits": {"month": month, "n": 3}}})
     post(scot, "faults", faults)
@@ -567,18 +571,48 @@ def test_srwr_malformed_lines_are_quarantined(scot, lake, reliability):
     post(scot, "faults", {"malformed_row": 1})
     manifest = srwr_run(lake, month)
     quarantine = pq.read_table(srwr_folder(lake, month) / "quarantine.parquet")
-    undated = sum(len(scot.srwr.lines(a)) for m in range(1, 13) for a in scot.srwr.undated(2023, m))
-    assert quarantine.num_rows == manifest["quarantined"] == undated + 2
+    assert quarantine.num_rows == manifest["quarantined"] == 2  # undated activities land (January)
     reasons = set(quarantine["_reason"].to_pylist())
     assert "record type 007 needs at least 13 fields, got 6" in reasons
     assert any(r.startswith("unparseable start_date/start_time 'not-a-date'") for r in reasons)
     rows = srwr_exact(lake, scot, month)
     again = srwr_run(lake, month)
-    assert not again["skipped"] and again["quarantined"] == undated
-    assert pq.read_table(srwr_folder(lake, month) / "quarantine.parquet").num_rows == undated
+    assert not again["skipped"] and again["quarantined"] == 0
+    assert not (srwr_folder(lake, month) / "quarantine.parquet").exists()
     srwr_exact(lake, scot, month)
-    reliability.observed(f"{rows} activities landed, 2 malformed lines quarantined (+{undated} undated, as always "
-                         f"in January); follow-up {undated} quarantined, every table exact")
+    reliability.observed(f"{rows} activities landed, 2 malformed lines quarantined; follow-up 0 quarantined, "
+                         "every table exact")
+
+
+@pytest.mark.parametrize("month, identifier", [("2026-03", "MAR"), ("2023-12", "2023")])
+def test_srwr_activities_whose_works_start_after_the_file_land(scot, lake, reliability, month, identifier):
+    """Issue 14 item 3: a third of a month file's activities start after the month; they were
+    quarantined (``start outside the file's period``) and no later file lists them again."""
+    reliability.row(fault=f"activities whose works start after the file's period ({identifier} file)", source="srwr",
+                    expected="every activity the file lists lands: a month file's block is all of it, a year "
+                             "file's last month takes those starting after the year (placement after_period); "
+                             "nothing is quarantined for its start date; districts land in district_directory, "
+                             "one row per district key")
+    post(scot, "config", {"srwr": {"activities_per_month": 301, "late_start_share": 0.35, "undated_share": 0.0}})
+    manifest = srwr_run(lake, month)
+    want = scot.srwr.expected_month(month, identifier)
+    listed = scot.srwr.activities(int(month[:4]), int(month[5:]))
+    late = [a for a in listed if a["first_start"] and f"{a['first_start']:%Y-%m}" > month]
+    assert late and manifest["quarantined"] == 0
+    rows = srwr_exact(lake, scot, month, identifier)
+    data = pq.read_table(srwr_folder(lake, month) / "data.parquet")
+    after = [r for r in data.to_pylist() if r["placement"] == "after_period"]
+    if identifier == "MAR":
+        assert rows == len(listed) == 301 and len(after) == len(late)
+    else:  # December of a year file: those of every month of the year that start in the next year
+        assert {r["activity_id"] for r in after} >= {a["id"] for a in late if a["first_start"].year > 2023}
+    directory = pq.read_table(srwr_folder(lake, month) / "district_directory.parquet")
+    keys = sorted({f"{f[3]}-{f[4]}" for f in want["099"]})
+    assert set(keys) <= set(directory["district_key"].to_pylist())
+    assert directory.num_rows == len(set(directory["district_key"].to_pylist()))
+    reliability.observed(f"{rows} activities landed ({len(after)} starting after the period), 0 quarantined "
+                         f"(before: {len(after)} quarantined); {directory.num_rows} district keys in "
+                         "district_directory")
 
 
 def test_srwr_an_empty_export_lands_an_empty_month(scot, lake, reliability):

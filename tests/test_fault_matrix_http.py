@@ -601,3 +601,33 @@ def test_a_damaged_zip_is_downloaded_again(case, fault, reliability):
     assert len(downloads) == 2 and fired(case.server)[fault] == 1 and not manifest["skipped"]
     _, rows = follow_up(case)
     reliability.observed(f"downloaded twice; {rows:,} rows, key set equal, 0 duplicates")
+
+
+# ---------------------------------------------------------------- MDS versions
+
+
+@pytest.mark.parametrize("case", ["mds:bolt"], indirect=True)
+def test_an_mds_12_provider_s_status_changes_land(case, reliability):
+    """Issue 14 item 4: the 1.x schema required 0.4's event_type / event_type_reason, so every
+    status change of a 1.2 provider (vehicle_state, event_types, trip_id) was quarantined."""
+    reliability.row(fault="MDS 1.2 status changes (vehicle_state, event_types, trip_id)", source=case.source,
+                    expected="validated against the Open Mobility Foundation's published 1.x status_changes "
+                             "schema: every status change lands in events with vehicle_state, event_types and "
+                             "trip_ids (the 2.0 columns), none quarantined; trips land exactly")
+    control(case.server, "config", {"mds": {"events_per_hour": 6}})
+    manifest = case.run()
+    hours = [h for h in mds.month_hours(case.month) if h < MDS_CLOCK]
+    want = [e for h in hours for e in case.server.mds.records("bolt", mds.hour_text(h))["events"]]
+    events = case.table("events.parquet").to_pylist()
+    assert manifest["quarantined"] == 0 and len(events) == len(want) > 30
+    assert sorted(r["event_id"] for r in events) == sorted(mds.derived_event_id("bolt", e) for e in want)
+    by_id = {mds.derived_event_id("bolt", e): e for e in want}
+    for row in events:
+        record = by_id[row["event_id"]]
+        assert (row["vehicle_state"], row["event_types"]) == (record["vehicle_state"], record["event_types"])
+        assert row["trip_ids"] == ([record["trip_id"]] if "trip_id" in record else None)
+        assert row["mds_version"] == "1.2" and row["event_type"] is None
+    with_trip = sum(1 for r in events if r["trip_ids"])
+    rows = case.exactly()
+    reliability.observed(f"{len(events)} of {len(want)} status changes landed (before: 0, all quarantined), "
+                         f"{with_trip} with their trip_id; {rows} trips, key set equal; 0 quarantined")

@@ -168,13 +168,55 @@ def test_a_provider_without_a_connection_is_skipped_with_the_reason(lake, monkey
 # ---------------------------------------------------------------- schemas and normalisation
 
 
-def test_bundled_schemas_are_written_from_the_contract():
+def test_bundled_schemas_are_the_contract_s_or_the_publisher_s():
     for (family, endpoint), name in mds.SCHEMA_FILES.items():
         document = mds.schema(family, endpoint)
-        assert "shared/contracts/austin_mds.md" in document["description"], name
+        if family == "1.x":  # the Open Mobility Foundation's own text (mds_schemas/README.md)
+            assert document["$id"].startswith(
+                "https://raw.githubusercontent.com/openmobilityfoundation/mobility-data-specification/"), name
+        else:
+            assert "shared/contracts/austin_mds.md" in document["description"], name
         mds.validator(family, endpoint)  # a valid JSON schema
-    assert mds.schema("1.x", "trips")["additionalProperties"] is False
+    items = mds.schema("1.x", "events")["properties"]["data"]["properties"]["status_changes"]["items"]
+    assert {"vehicle_state", "event_types", "event_time", "event_location"} <= set(items["required"])
+    assert "event_type" not in items["properties"] and items["additionalProperties"] is False
+    assert mds.schema("1.x", "trips")["properties"]["data"]["properties"]["trips"]["items"]["additionalProperties"] is False
     assert "additionalProperties" not in mds.schema("0.4", "trips")
+
+
+STATUS_12 = {
+    "provider_name": "bolt", "provider_id": "3c9604d6-b5ee-11e8-96f8-529269fb1459",
+    "device_id": "b6a8f3f1-4a4e-4c59-9a36-8f1a6a2b1c11", "vehicle_id": "B0A1F", "vehicle_type": "scooter",
+    "propulsion_types": ["electric"], "vehicle_state": "on_trip", "event_types": ["trip_start"],
+    "event_time": 1675936800123, "publication_time": 1675936900000,
+    "event_location": {"type": "Feature", "properties": {"timestamp": 1675936800123},
+                       "geometry": {"type": "Point", "coordinates": [-97.7431, 30.2672]}},
+    "battery_pct": 0.84, "trip_id": "0c4a3f8e-5d3b-4f0e-9a51-2f6a2f2e7d10",
+}
+
+
+def test_a_12_status_change_validates_and_normalises_like_a_20_event():
+    """Issue 14 item 4: every status change of a 1.2 provider was quarantined (the 1.x schema asked
+    for 0.4's event_type / event_type_reason)."""
+    assert mds.schema_error(STATUS_12, "1.x", "events") is None
+    row = mds.event_row(STATUS_12, provider("1.x", "1.2"))
+    assert (row["vehicle_state"], row["event_types"], row["trip_ids"]) == ("on_trip", ["trip_start"], [STATUS_12["trip_id"]])
+    assert (row["provider_id"], row["device_id"], row["lon"], row["lat"]) == (
+        STATUS_12["provider_id"], STATUS_12["device_id"], -97.7431, 30.2672)
+    assert row["battery_fraction"] == 0.84 and row["event_time"] == STATUS_12["event_time"]
+    assert row.get("event_type") is None and row["event_id_derived"] is True
+    assert json.loads(row["extras"]) == {k: STATUS_12[k] for k in (
+        "provider_name", "vehicle_id", "vehicle_type", "propulsion_types", "publication_time")}
+    # the published rules still bite: a state with an event it does not allow, a trip event without
+    # its trip, the 0.4 names, a battery above 1
+    wrong = [({**STATUS_12, "vehicle_state": "removed"}, "schema: (record): oneOf"),
+             ({k: v for k, v in STATUS_12.items() if k != "trip_id"}, "schema: (record): anyOf"),
+             ({**STATUS_12, "event_type": "reserved"}, "schema: (record): additionalProperties"),
+             ({**STATUS_12, "battery_pct": 1.7}, "schema: battery_pct: maximum")]
+    for record, kind in wrong:
+        assert mds.schema_error(record, "1.x", "events")[1] == kind
+    reason, _ = mds.schema_error(wrong[0][0], "1.x", "events")
+    assert reason == "schema: (record): breaks the rule 'valid vehicle_state and vehicle_events combinations'"
 
 
 def test_the_samples_validate_against_their_versions():
@@ -351,6 +393,12 @@ def test_a_block_lands_exactly_the_replay_records(server, lake, name, monkeypatc
         if p.version == "2.0":
             assert row["battery_fraction"] == pytest.approx(record["battery_percent"] / 100)
             assert ms(row["event_time"]) == record["timestamp"] and not row["event_id_derived"]
+        elif p.version == "1.2":  # the 1.x state model (issue 14 item 4: all of them were quarantined)
+            assert row["battery_fraction"] == record["battery_pct"] and row["event_id_derived"]
+            assert ms(row["event_time"]) == record["event_time"] and row["event_type"] is None
+            assert (row["vehicle_state"], row["event_types"]) == (record["vehicle_state"], record["event_types"])
+            assert row["trip_ids"] == ([record["trip_id"]] if "trip_id" in record else None)
+            assert row["device_id"] == record["device_id"]
         else:
             assert row["battery_fraction"] == record["battery_pct"] and row["event_id_derived"]
             assert ms(row["event_time"]) == record["event_time"] and row["event_type"] == record["event_type"]

@@ -150,7 +150,7 @@ def test_block_lands_exactly_the_month_with_typed_columns(mpls, source, lake):
         "type_name": pa.string(), "title": pa.string(), "opened_at": utc_ms, "case_status": pa.int32(),
         "closed_at": utc_ms, "x_coord": pa.float64(), "y_coord": pa.float64(), "last_updated_at": utc_ms,
         "is_accessibility_related": pa.string(), "longitude": pa.float64(), "latitude": pa.float64(),
-        "_block_month": pa.string(), "_landed_at": pa.timestamp("us", tz="UTC"),
+        "layer_year": pa.int32(), "_block_month": pa.string(), "_landed_at": pa.timestamp("us", tz="UTC"),
     }
     assert {f.name: f.type for f in table.schema} == expected_types
 
@@ -163,7 +163,7 @@ def test_block_lands_exactly_the_month_with_typed_columns(mpls, source, lake):
         assert int(record["last_updated_at"].timestamp() * 1000) == wire["LastUpdateDate"]
         assert record["case_status"] == wire["CASESTATUS"] and record["x_coord"] == wire["XCOORD"]
         assert -93.33 <= record["longitude"] <= -93.19 and 44.89 <= record["latitude"] <= 45.06
-        assert record["_block_month"] == MONTH
+        assert record["_block_month"] == MONTH and record["layer_year"] == 2024
     opened = table["opened_at"].to_pylist()
     assert min(opened) >= datetime(2024, 2, 1, tzinfo=timezone.utc) and max(opened) < datetime(2024, 3, 1, tzinfo=timezone.utc)
     assert table["object_id"].to_pylist() == sorted(table["object_id"].to_pylist())
@@ -184,6 +184,7 @@ def test_late_edits_move_the_watermark_and_reland_the_block(mpls, lake):
     first = run_block(SOURCE, MONTH, lake=lake)
     january = run_block(SOURCE, "2024-01", lake=lake)
     december = run_block(SOURCE, "2023-12", lake=lake)
+    june = run_block(SOURCE, "2023-06", lake=lake)
     edit = configure(server, SOURCE, {"late_edits": {"month": MONTH, "n": 5}})["late_edits"][0]
     assert len(edit["object_ids"]) == 5
 
@@ -198,13 +199,17 @@ def test_late_edits_move_the_watermark_and_reland_the_block(mpls, lake):
     assert {int(t.timestamp() * 1000) for t in edited["last_updated_at"].to_pylist()} == {edit["lastEditDate"]}
 
     # The watermark is the layer's: another month of 2024 is fetched again but keeps its landing,
-    # and the 2023 layer did not move at all.
+    # and so is December 2023, which also reads the 2024 layer (its year edge); the 2023 layer
+    # did not move at all, so its other months are not even fetched.
     jan_again = run_block(SOURCE, "2024-01", lake=lake)
     assert jan_again["skipped"] is True and "same sha256" in jan_again["reason"]
     assert jan_again["sha256"] == january["sha256"]
     assert run_block(SOURCE, "2024-01", lake=lake)["reason"].startswith("source unchanged")
     dec_again = run_block(SOURCE, "2023-12", lake=lake)
-    assert dec_again["skipped"] is True and dec_again["watermark"] == december["watermark"]
+    assert dec_again["skipped"] is True and "same sha256" in dec_again["reason"]
+    assert dec_again["watermark"] == f"{june['watermark']}|2024={edit['lastEditDate']}" != december["watermark"]
+    june_again = run_block(SOURCE, "2023-06", lake=lake)
+    assert june_again["skipped"] is True and june_again["reason"].startswith("source unchanged")
 
 
 # ---------------------------------------------------------------- errors and retries
@@ -384,3 +389,82 @@ def test_an_empty_month_lands_an_empty_block(mpls, lake):
     manifest = run_block(SOURCE, MONTH, lake=lake)
     assert manifest["rows"] == 0 and manifest["pages"] == 1 and manifest["quarantined"] == 0
     assert landed(lake).num_rows == 0
+
+
+# ---------------------------------------------------------------- year edges (issue 14)
+
+
+@pytest.mark.parametrize("zone, month, neighbour, other", [
+    # west of UTC: the evening of 31 December local (1 January UTC) is in the previous year's layer
+    ("America/Chicago", "2024-01", 2023, "2023-12"),
+    # east of UTC: the morning of 1 January local (31 December UTC) is in the next year's layer
+    ("Pacific/Auckland", "2023-12", 2024, "2024-01"),
+])
+def test_a_month_at_a_year_edge_reads_the_neighbouring_years_layer(mpls, lake, reliability, zone, month, neighbour,
+                                                                   other):
+    from fault_checks import assert_exactly
+
+    reliability.row(fault=f"year layers split by the publisher's local year ({zone})", source=SOURCE,
+                    expected=f"the UTC month {month} spans two layers: the block also reads the {neighbour} layer "
+                             "with the same UTC-month where, so every request of the month lands once, in this "
+                             f"block only (the {other} block on the other side of the edge lands exactly its own)")
+    server = mpls
+    configure(server, SOURCE, {"layer_time_zone": zone, "rows_per_month": 2237, "max_record_count": 1000})
+    dataset = server.minneapolis
+    rows = dataset.rows_for_month(month)
+    own = int(month[:4])
+    filed = {own: 0, neighbour: 0}
+    for row in rows:
+        filed[dataset.layer_of(row["OPENEDDATETIME"])] += 1
+    assert 0 < filed[neighbour] < 100 and filed[own] + filed[neighbour] == len(rows) == 2237
+
+    manifest = run_block(SOURCE, month, lake=lake)
+    landed_rows = assert_exactly(lake, SOURCE, month, [r["OBJECTID"] for r in rows])
+    assert manifest["layer_rows"] == {str(own): filed[own], str(neighbour): filed[neighbour]}
+    assert manifest["quarantined"] == 0 and manifest["duplicates_collapsed"] == 0
+    assert manifest["watermark"] == (f"{dataset.layer_last_edit_date(own)}|"
+                                     f"{neighbour}={dataset.layer_last_edit_date(neighbour)}")
+    table = landed(lake, month)
+    layer_of = dict(zip(table["object_id"].to_pylist(), table["layer_year"].to_pylist()))
+    assert all(layer_of[r["OBJECTID"]] == dataset.layer_of(r["OPENEDDATETIME"]) for r in rows)
+    # Only the month's rows were asked of the neighbour: the same UTC-month where on both layers.
+    sent = query_requests(server)
+    assert {p["where"] for p in sent} == {sources.get(SOURCE).where_clause(month)}
+
+    # The month on the other side of the edge: exactly its own rows, none of this month's.
+    before = run_block(SOURCE, other, lake=lake)
+    other_rows = assert_exactly(lake, SOURCE, other, [r["OBJECTID"] for r in dataset.rows_for_month(other)])
+    assert before["rows"] == other_rows
+    reliability.observed(f"{month}: {landed_rows:,} of {len(rows):,} requests landed ({filed[neighbour]} from the "
+                         f"{neighbour} layer, layer_rows={manifest['layer_rows']}); {other}: {other_rows:,} of "
+                         f"{other_rows:,}, no key in both blocks")
+
+
+def test_a_neighbour_layer_that_does_not_exist_adds_nothing(mpls, lake):
+    configure(mpls, SOURCE, {"layer_time_zone": "America/Chicago", "rows_per_month": 300, "first_year": 2020,
+                             "last_year": 2024})
+    dataset = mpls.minneapolis
+    january = run_block(SOURCE, "2020-01", lake=lake)  # no 2019 layer
+    assert january["rows"] == len(dataset.rows_for_month("2020-01")) == 300
+    assert january["layer_rows"] == {"2020": 300, "2019": None}
+    assert january["watermark"] == f"{dataset.layer_last_edit_date(2020)}|2019=absent"
+    december = run_block(SOURCE, "2024-12", lake=lake)  # no 2025 layer yet
+    assert december["rows"] == 300 and december["layer_rows"] == {"2024": 300, "2025": None}
+    # The next year's layer appears: the December block is checked again (its watermark moved).
+    configure(mpls, SOURCE, {"last_year": 2025})
+    again = run_block(SOURCE, "2024-12", lake=lake)
+    assert again["watermark"].endswith(f"|2025={dataset.layer_last_edit_date(2025)}")
+    assert again["skipped"] is True and "same sha256" in again["reason"]
+
+
+def test_a_broken_neighbour_layer_fails_the_block(mpls, lake, monkeypatch):
+    """Only a layer the service does not have is skipped; any other error fails the block."""
+    configure(mpls, SOURCE, {"rows_per_month": 300})
+    # an unknown service path is "Invalid URL": absent, as for a year not yet published
+    monkeypatch.setenv(VARIABLE, json.dumps({"2023": "/no/such/path"}))
+    assert run_block(SOURCE, "2024-01", lake=lake)["layer_rows"] == {"2024": 300, "2023": None}
+    # a layer URL that answers another ArcGIS error (here a query without where) fails the block
+    monkeypatch.setenv(VARIABLE, json.dumps({"2023": MINNEAPOLIS_PATH.format(year=2024) + "/query"}))
+    with pytest.raises(ArcGisServiceError, match="Invalid query parameters"):
+        run_block(SOURCE, "2024-01", lake=lake, force=True)
+    assert landed(lake, "2024-01").num_rows == 300  # the previous landing stays

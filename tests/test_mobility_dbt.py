@@ -1,7 +1,7 @@
 """Dockless mobility (MDS) in dbt end to end: replay server -> real extractor -> lake -> dbt -> DuckDB.
 
-One month of two providers with different MDS versions (`dott` 0.4 with OAuth2, `voi` 2.0 with
-Voi's quirks; small hourly volumes) lands in a temporary lake with `run_block("mds", month,
+One month of three providers with different MDS versions (`dott` 0.4 with OAuth2, `bolt` 1.2 with
+a bearer token, `voi` 2.0 with Voi's quirks; small hourly volumes) lands in a temporary lake with `run_block("mds", month,
 part=provider)`. `dbt build --select tag:mds+` (what the mds DAG runs) must give a fact holding
 exactly the landed trips, one row per provider + trip_id, and marts whose figures are the ones
 Python computes from the same lake files: trips per Austin day and start district, median distance
@@ -35,7 +35,9 @@ from dbt_helpers import dbt_build, query
 ROOT = Path(__file__).resolve().parents[1]
 DBT_DIR = ROOT / "dbt"
 MONTH = "2024-02"
-PROVIDERS = {"dott": "0.4", "voi": "2.0"}  # the replay's default providers: name -> MDS version
+# the replay's default providers: name -> MDS version (bolt: issue 14 item 4, its 1.2 status changes
+# were all quarantined, so no 1.2 event ever reached the models)
+PROVIDERS = {"dott": "0.4", "bolt": "1.2", "voi": "2.0"}
 REPLAY_NOW = "2024-03-02T00:00:00Z"  # every hour of February has ended on the replay's clock
 VOLUME = {"trips_per_hour": 2, "events_per_hour": 2, "fleet_size": 40}
 SELECT = ["tag:mds+"]
@@ -198,9 +200,9 @@ def test_fact_holds_every_landed_trip_once(built):
     landed_ids = {(t["provider"], t["trip_id"]) for t in lake_rows(lake)}
     fact_ids = set(query(warehouse, "select provider, trip_id from fct_mobility_trips"))
     assert fact_ids == landed_ids
-    # 0.4 carries vehicle_type and propulsion, 2.0 has neither
+    # 0.4 and 1.x carry vehicle_type and propulsion, 2.0 has neither
     typed = dict(query(warehouse, "select provider, count(vehicle_type) from fct_mobility_trips group by 1"))
-    assert typed["dott"] == counts["dott"] and typed["voi"] == 0
+    assert typed["dott"] == counts["dott"] and typed["bolt"] == counts["bolt"] and typed["voi"] == 0
 
 
 def test_daily_mart_reconciles_with_the_fact_and_the_lake(built):
@@ -270,9 +272,9 @@ def test_sanity_counts_match_python(built):
     # the fact keeps them, flagged
     ids = ", ".join(f"'{i}'" for ids in touched.values() for i in ids)
     flagged = query(warehouse, f"select count(*), count(*) filter (where fails_sanity_rules) from fct_mobility_trips where trip_id in ({ids})")
-    assert flagged == [(16, 16)]
+    assert flagged == [(8 * len(PROVIDERS), 8 * len(PROVIDERS))]
     (all_failing,) = query(warehouse, "select count(*) from fct_mobility_trips where fails_sanity_rules")[0]
-    assert all_failing == 16
+    assert all_failing == 8 * len(PROVIDERS)
 
 
 def test_vehicles_deployed_per_hour_match_python(built):
@@ -309,6 +311,24 @@ def test_vehicles_deployed_per_hour_match_python(built):
     # are not among its trips), so dott's deployed-state events are all without a device
     assert totals["voi"][0] > 0 and totals["voi"][1] == 0
     assert totals["dott"][0] == 0 and totals["dott"][1] > 0
+    # 1.x status changes carry vehicle_state and their device, as 2.0 events do
+    assert totals["bolt"][0] > 0 and totals["bolt"][1] == 0
+
+
+def test_12_status_changes_reach_the_conformed_event_columns(built):
+    """Issue 14 item 4: a 1.2 provider's vehicle_state / event_types / trip_id land in
+    stg_mds__events' conformed columns, as 2.0's do (0.4's event_type is mapped)."""
+    lake, warehouse = built["lake"], built["warehouse"]
+    landed = [e for e in lake_rows(lake, "events") if e["provider"] == "bolt"]
+    assert landed and all(e["vehicle_state"] and e["event_types"] for e in landed)
+    staged = {r[0]: r[1:] for r in query(warehouse, """
+        select event_id, vehicle_state, vehicle_state_published, event_types, associated_trip_id, device_id
+        from stg_mds__events where provider = 'bolt'""")}
+    assert len(staged) == len(landed)
+    for event in landed:
+        state, published, types, trip, device = staged[event["event_id"]]
+        assert state == published == event["vehicle_state"] and list(types) == event["event_types"]
+        assert trip == (event["trip_ids"][0] if event["trip_ids"] else None) and device == event["device_id"]
 
 
 def test_relanding_a_block_leaves_one_row_per_trip(built):
@@ -336,7 +356,7 @@ def test_relanding_a_block_leaves_one_row_per_trip(built):
     assert after["voi"] == before["voi"], "the other provider's block is kept"
     assert after["dott"] > before["dott"], "the re-landed block is replaced"
     # the marts follow: the rewritten sanity failures are gone with the old landing
-    assert dict(query(warehouse, "select provider, trips_failing from mart_mobility_trip_sanity")) == {"dott": 0, "voi": 8}
+    assert dict(query(warehouse, "select provider, trips_failing from mart_mobility_trip_sanity")) == {"dott": 0, "bolt": 8, "voi": 8}
     fact_totals = dict(query(warehouse, "select provider, count(*) from fct_mobility_trips group by 1"))
     daily = dict(query(warehouse, "select provider, sum(trips)::bigint from mart_mobility_trips_daily group by 1"))
     assert daily == fact_totals and fact_totals["dott"] == len(landed)

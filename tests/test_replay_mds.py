@@ -185,6 +185,30 @@ def test_faults_hit_data_routes_not_the_token_endpoint(server):
     assert "event_time" not in changes[-2] and isinstance(changes[-1]["event_time"], str)
 
 
+def test_version_12_status_changes_have_the_1x_state_model_and_match_the_published_schema(server):
+    """Issue 14 item 4: a 1.2 provider sends vehicle_state / event_types / trip_id (the OMF 1.x
+    provider status_changes.json), not 0.4's event_type / event_type_reason; every record the
+    replay marks valid passes the published schema, every one it marks invalid fails it."""
+    from civic_pipelines.sources import mds
+
+    configure(server, {"invalid_share": 0.2, "events_per_hour": 12})
+    seen, states = 0, set()
+    for hour in ("2023-02-07T18", "2023-02-11T09", "2023-02-20T02"):
+        records = server.mds.records("bolt", hour)
+        for index, event in enumerate(records["events"]):
+            assert "event_type" not in event and "event_type_reason" not in event
+            assert {"provider_name", "device_id", "vehicle_id", "vehicle_type", "propulsion_types"} <= set(event)
+            problem = mds.schema_error(event, "1.x", "events")
+            if index in records["invalid"]["events"]:
+                assert problem == ("schema: battery_pct: 1.7 is greater than the maximum of 1", "schema: battery_pct: maximum")
+            else:
+                assert problem is None, (event, problem)
+                seen += 1
+            states.add(event["vehicle_state"])
+            assert ("trip_id" in event) == bool({"trip_start", "trip_end"} & set(event["event_types"]))
+    assert seen > 20 and {"available", "on_trip", "removed", "non_operational"} <= states
+
+
 def test_invalid_share_marks_which_records_break(server):
     configure(server, {"invalid_share": 0.5, "trips_per_hour": 10})
     for provider in ("voi", "bolt", "dott"):

@@ -419,3 +419,51 @@ def test_query_by_post_form(server, dataset):
     response = requests.post(layer(server) + "/query", timeout=60,
                              data={"where": FEB_WHERE, "returnCountOnly": "true", "f": "json"})
     assert response.json() == {"count": len(dataset.rows_for_month(FEB))}
+
+
+# ---------------------------------------------------------------- the publisher's year rule (issue 14)
+
+
+def _month_where(month: str) -> str:
+    start, end = month_bounds_ms(month)
+    from civic_pipelines.replay.minneapolis import fmt_ms
+
+    return f"OPENEDDATETIME >= DATE '{fmt_ms(start)}' AND OPENEDDATETIME < DATE '{fmt_ms(end)}'"
+
+
+@pytest.mark.parametrize("zone, month, neighbour", [
+    ("America/Chicago", "2024-01", 2023),  # west of UTC: the evening of 31 December local is 1 January UTC
+    ("Pacific/Auckland", "2023-12", 2024),  # east of UTC: 1 January local is still 31 December UTC
+])
+def test_layers_split_by_the_publishers_local_year(fresh, zone, month, neighbour):
+    srv, ds = fresh(rows_per_month=2237, first_year=2022, last_year=2025)
+    answer = requests.post(f"{srv.url}/_replay/config", json={"minneapolis_311": {"layer_time_zone": zone}},
+                           timeout=60).json()["minneapolis_311"]
+    assert answer["layer_time_zone"] == zone
+    own = int(month[:4])
+    where = _month_where(month)
+    got = {}
+    for year in (own, neighbour):
+        ids = query(srv, year, where=where, returnIdsOnly="true").json()["objectIds"]
+        assert query(srv, year, where=where, returnCountOnly="true").json() == {"count": len(ids)}
+        got[year] = ids
+    everything = [r["OBJECTID"] for r in ds.rows_for_month(month)]
+    # Every request of the UTC month is in exactly one of the two layers; a few are in the neighbour.
+    assert sorted(got[own] + got[neighbour]) == everything and not set(got[own]) & set(got[neighbour])
+    assert 0 < len(got[neighbour]) < len(everything) // 20
+    boundary = ds.layer_start_ms(max(own, neighbour))
+    opened = {r["OBJECTID"]: r["OPENEDDATETIME"] for r in ds.rows_for_month(month)}
+    early, late = (got[neighbour], got[own]) if neighbour < own else (got[own], got[neighbour])
+    assert max(opened[i] for i in early) < boundary <= min(opened[i] for i in late)
+    # The layer's own views agree with what it serves.
+    assert ds.layer_count(neighbour) == query(srv, neighbour, where="1=1", returnCountOnly="true").json()["count"]
+    # UTC again: the UTC month is one layer's.
+    requests.post(f"{srv.url}/_replay/config", json={"minneapolis_311": {"layer_time_zone": "UTC"}}, timeout=60)
+    assert query(srv, own, where=where, returnIdsOnly="true").json()["objectIds"] == everything
+    assert query(srv, neighbour, where=where, returnCountOnly="true").json() == {"count": 0}
+
+
+def test_a_bad_layer_time_zone_is_refused(server):
+    response = requests.post(f"{server.url}/_replay/config", json={"minneapolis_311": {"layer_time_zone": "Mars/Base"}},
+                             timeout=30)
+    assert response.status_code == 400 and "Mars/Base" in response.text

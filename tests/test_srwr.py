@@ -226,7 +226,9 @@ def test_watermark_falls_back_to_the_download_date_without_validators():
 # ---------------------------------------------------------------- month assignment (read_file)
 
 
-def test_a_year_file_feeds_each_month_its_own_activities_and_quarantines_the_rest():
+def test_a_year_file_feeds_each_month_its_own_activities_and_lands_every_activity():
+    """Issue 14 item 3: an activity dated before or after the file's period, or not dated at all,
+    lands (the file's first or last month) instead of being quarantined and lost."""
     text = "".join([
         line("001", "JAN", {5: "1", 11: "2"}, 12),
         undertaker("JAN", "2023-02-02", phase="2"),  # a later phase first in the file: the earliest start wins
@@ -240,37 +242,89 @@ def test_a_year_file_feeds_each_month_its_own_activities_and_quarantines_the_res
         undertaker("EARLY", "2022-12-30"),
         line("001", "LATE", {5: "1", 11: "1"}, 12),
         undertaker("LATE", "2024-01-02"),
-        "1,007\r\n",  # no activity id: the file's first month
+        "1,007\r\n",  # no activity id: quarantined in the file's first month
     ])
     body = zipped(text)
     blocks = {m: srwr.read_file(pieces(body, 5), m, "2023", date(2026, 11, 23), LANDED) for m in ("2023-01", "2023-02", "2023-12")}
     january, february, december = blocks["2023-01"], blocks["2023-02"], blocks["2023-12"]
-    assert january.data["activity_id"].to_pylist() == ["JAN"]
-    assert january.data["first_start_at"].to_pylist() == [datetime(2023, 1, 31, 8, 0)]
-    assert january.tables["undertaker_phase"]["phase_number"].to_pylist() == [2, 1]  # file order kept
-    assert january.tables["undertaker_phase"]["traffic_management_type_code"].to_pylist() == ["06", "06"]
+    assert january.data.select(["activity_id", "placement"]).to_pylist() == [
+        {"activity_id": "EARLY", "placement": "before_period"}, {"activity_id": "JAN", "placement": "start"},
+        {"activity_id": "UNDATED", "placement": "undated"}]
+    assert january.data["first_start_at"].to_pylist() == [datetime(2022, 12, 30, 8, 0), datetime(2023, 1, 31, 8, 0), None]
+    assert january.tables["undertaker_phase"]["phase_number"].to_pylist() == [1, 2, 1]  # file order kept per activity
+    assert january.tables["undertaker_phase"]["traffic_management_type_code"].to_pylist() == ["06", "06", "06"]
     assert january.tables["unknown_records"].select(["record_type", "activity_id", "raw_line"]).to_pylist() == [
         {"record_type": "555", "activity_id": "JAN", "raw_line": "1,555,JAN,x"}]
+    assert january.tables["district"].select(["activity_id", "district_key_1", "organisation_name"]).to_pylist() == [
+        {"activity_id": "UNDATED", "district_key_1": "1", "organisation_name": "Fife Council"}]
     assert february.data["activity_id"].to_pylist() == ["FEB"] and february.quarantine is None
-    reasons = {(r["activity_id"], r["_reason"]) for r in january.quarantine.to_pylist()}
-    assert reasons == {
-        ("UNDATED", "activity has no undertaker phase (008) with a readable start date"),
-        ("EARLY", "start 2022-12-30 outside the file's period 2023"),
-        (None, "2 field(s): a record needs at least 3 (row[1] record type, row[2] activity id)"),
-    }
-    assert january.quarantine.num_rows == 5  # both UNDATED lines, both EARLY lines, the short line
-    assert december.data.num_rows == 0
-    assert {r["_reason"] for r in december.quarantine.to_pylist()} == {"start 2024-01-02 outside the file's period 2023"}
+    assert {(r["activity_id"], r["_reason"]) for r in january.quarantine.to_pylist()} == {
+        (None, "2 field(s): a record needs at least 3 (row[1] record type, row[2] activity id)")}
+    assert december.data.select(["activity_id", "placement"]).to_pylist() == [{"activity_id": "LATE", "placement": "after_period"}]
+    assert december.quarantine is None
+    assert january.stats["file_activities_by_placement"] == {"after_period": 1, "before_period": 1, "start": 2, "undated": 1}
     for month, block in blocks.items():
         for table in [block.data, *block.tables.values()] + ([block.quarantine] if block.quarantine else []):
             assert set(table["_block_month"].to_pylist()) <= {month}
-    # Every line of the file lands or is quarantined in exactly one of the twelve blocks.
-    total = 0
+    # Every line of the file lands or is quarantined in exactly one of the twelve blocks, and every
+    # activity lands in one (the district directory is the file's, repeated in each block).
+    total, activities = 0, []
     for month in [f"2023-{m:02d}" for m in range(1, 13)]:
         block = srwr.read_file(pieces(body, 1 << 20), month, "2023", date(2026, 11, 23), LANDED)
-        total += block.data.num_rows + sum(t.num_rows for t in block.tables.values())
+        total += block.data.num_rows + sum(t.num_rows for n, t in block.tables.items() if n != "district_directory")
         total += block.quarantine.num_rows if block.quarantine is not None else 0
+        activities += block.data["activity_id"].to_pylist()
+        assert block.tables["district_directory"]["district_key"].to_pylist() == ["1-2"]
     assert total == text.count("\r\n")
+    assert sorted(activities) == ["EARLY", "FEB", "JAN", "LATE", "UNDATED"]
+
+
+def test_a_month_file_lands_activities_whose_works_start_after_it():
+    """Issue 14 item 3, the month-file case: an activity listed in MAR whose first phase starts in
+    May was quarantined (``start outside the file's period``) and never listed again; now the
+    month file's period is its block, so every activity it lists lands in it."""
+    text = "".join([
+        line("001", "IN", {5: "1", 11: "1"}, 12), undertaker("IN", "2026-03-04"),
+        line("001", "AHEAD", {5: "1", 11: "1"}, 12), undertaker("AHEAD", "2026-05-19"),
+        line("001", "PAST", {5: "1", 11: "1"}, 12), undertaker("PAST", "2026-02-27"),
+    ])
+    block = srwr.read_file([zipped(text, "MAR.csv")], "2026-03", "MAR", date(2026, 11, 23), LANDED)
+    assert block.quarantine is None
+    assert block.data.select(["activity_id", "placement"]).to_pylist() == [
+        {"activity_id": "AHEAD", "placement": "after_period"}, {"activity_id": "IN", "placement": "start"},
+        {"activity_id": "PAST", "placement": "before_period"}]
+    assert block.tables["undertaker_phase"]["start_at"].to_pylist() == [
+        datetime(2026, 5, 19, 8), datetime(2026, 3, 4, 8), datetime(2026, 2, 27, 8)]
+
+
+def test_district_records_land_in_a_directory_keyed_by_district():
+    """Issue 14 item 3: district records (``099``) land in ``district_directory``, one row per key,
+    whether an activity lists them or they stand alone (no activity id, or an id with no other
+    record), besides the per-activity ``district`` table."""
+    text = "".join([
+        line("001", "A1", {5: "1", 11: "1"}, 12), undertaker("A1", "2023-04-02"),
+        line("099", "A1", {3: "9005", 4: "01", 5: "City of Edinburgh Council"}, 6),
+        line("001", "A2", {5: "1", 11: "1"}, 12), undertaker("A2", "2023-09-12"),
+        line("099", "A2", {3: "9005", 4: "01", 5: "City of Edinburgh Council"}, 6),
+        line("099", "", {3: "9016", 4: "02", 5: "Glasgow City Council"}, 6),
+        line("099", "D9017", {3: "9017", 4: "01", 5: "Highland Council"}, 6),
+    ])
+    body = zipped(text)
+    april = srwr.read_file([body], "2023-04", "2023", date(2026, 11, 23), LANDED)
+    june = srwr.read_file([body], "2023-06", "2023", date(2026, 11, 23), LANDED)
+    for block in (april, june):
+        directory = block.tables["district_directory"]
+        assert directory.select(["district_key", "organisation_name", "record_count", "activity_count"]).to_pylist() == [
+            {"district_key": "9005-01", "organisation_name": "City of Edinburgh Council", "record_count": 2, "activity_count": 2},
+            {"district_key": "9016-02", "organisation_name": "Glasgow City Council", "record_count": 1, "activity_count": 0},
+            {"district_key": "9017-01", "organisation_name": "Highland Council", "record_count": 1, "activity_count": 1}]
+        assert block.quarantine is None
+    assert april.tables["district"]["activity_id"].to_pylist() == ["A1"]
+    assert april.data["activity_id"].to_pylist() == ["A1"]  # a lone district is not an activity
+    assert june.data.num_rows == 0
+    january = srwr.read_file([body], "2023-01", "2023", date(2026, 11, 23), LANDED)
+    assert january.data.num_rows == 0 and january.quarantine is None
+    assert january.stats["district_records_without_activity"] == 2
 
 
 def test_the_parse_does_not_depend_on_how_the_bytes_arrive():
@@ -303,12 +357,13 @@ def test_two_step_fetch(server):
 
 
 def test_run_block_lands_exactly_the_generated_rows_per_table(server, lake):
-    configure(server, {"undated_share": 0.1})  # enough activities without an 008 in every month
+    # enough activities without an 008, and whose works start after their month, in every month
+    configure(server, {"undated_share": 0.1, "late_start_share": 0.35})
     dataset = server.srwr
-    for month, identifier in (("2023-01", "2023"), ("2023-07", "2023"), ("2026-03", "MAR")):
+    for month, identifier in (("2023-01", "2023"), ("2023-07", "2023"), ("2023-12", "2023"), ("2026-03", "MAR")):
         manifest = run_block("srwr", month, lake=lake)
         assert not manifest["skipped"] and manifest["identifier"] == identifier
-        want = dataset.expected_month(month)
+        want = dataset.expected_month(month, identifier)
         unknown = [f for t, rows in want.items() if t not in TABLE_OF_TYPE for f in rows]
         for record_type, name in TABLE_OF_TYPE.items():
             table = landed(lake, month, name)
@@ -319,7 +374,10 @@ def test_run_block_lands_exactly_the_generated_rows_per_table(server, lake):
         assert table["raw_fields"].to_pylist() == sorted(unknown, key=lambda f: f[2])
         assert set(table["record_type"].to_pylist()) <= {"002", "036", "041", "555"} and table.num_rows
         assert manifest["rows"] == len(want["001"]) and manifest["tables"] == {
-            name: landed(lake, month, name).num_rows for name in TABLES}
+            name: landed(lake, month, name).num_rows for name in (*TABLES, "district_directory")}
+        # nothing is quarantined for when its works start: every listed activity lands
+        assert manifest["quarantined"] == 0
+        assert not (Path(lake) / "srwr" / f"month={month}" / "quarantine.parquet").exists()
 
         phase = landed(lake, month, "phase").to_pylist()
         for row in phase:
@@ -331,19 +389,23 @@ def test_run_block_lands_exactly_the_generated_rows_per_table(server, lake):
         for row in undertaker_rows:
             assert row["start_at"] == datetime.strptime(f"{row['start_date']} {row['start_time']}", "%Y-%m-%d %H:%M")
             assert row["traffic_management_type_code"] == row["raw_fields"][20].zfill(2)
-        firsts = landed(lake, month, "data")["first_start_at"].to_pylist()
-        assert {f"{d:%Y-%m}" for d in firsts} == {month}
-
-        undated = dataset.undated(int(month[:4]), int(month[5:]))
-        quarantine_file = Path(lake) / "srwr" / f"month={month}" / "quarantine.parquet"
-        if month == "2023-07":
-            # undated activities of a year file are quarantined in January, not in their own month
-            assert undated and not quarantine_file.exists() and manifest["quarantined"] == 0
-    january = pq.read_table(Path(lake) / "srwr" / "month=2023-01" / "quarantine.parquet")
-    undated_year = [a["id"] for m in range(1, 13) for a in dataset.undated(2023, m)]
-    assert set(january["activity_id"].to_pylist()) == set(undated_year)
-    assert set(january["_reason"].to_pylist()) == {"activity has no undertaker phase (008) with a readable start date"}
-    assert january.num_rows == sum(len(dataset.lines(a)) for m in range(1, 13) for a in dataset.undated(2023, m))
+        activities = landed(lake, month, "data").to_pylist()
+        placements = Counter(row["placement"] for row in activities)
+        if identifier == "MAR":
+            # the month file's own activities, whenever their works start
+            assert placements["after_period"] and placements["start"] and placements["undated"]
+            assert all(f"{r['first_start_at']:%Y-%m}" > month for r in activities if r["placement"] == "after_period")
+        elif month == "2023-01":
+            assert placements["undated"] and set(placements) <= {"start", "undated"}
+        elif month == "2023-07":
+            assert set(placements) == {"start"}
+            assert {f"{r['first_start_at']:%Y-%m}" for r in activities} == {month}
+        else:  # December: its own and those listed in the year whose works start in 2024
+            assert placements["after_period"] and placements["start"]
+        directory = landed(lake, month, "district_directory")
+        keys = {f"{f[3]}-{f[4]}" for f in want["099"]}
+        assert keys <= set(directory["district_key"].to_pylist())
+        assert directory["district_key"].to_pylist() == sorted(set(directory["district_key"].to_pylist()))
 
 
 def test_the_right_identifier_is_requested(server, lake):
@@ -417,7 +479,7 @@ def test_malformed_lines_are_quarantined_with_a_reason(server, lake):
     reasons = {r["_reason"] for r in quarantine}
     assert "record type 007 needs at least 13 fields, got 6" in reasons
     assert any(r.startswith("unparseable start_date/start_time 'not-a-date'") for r in reasons)
-    assert len(quarantine) == 2 + sum(len(server.srwr.lines(a)) for m in range(1, 13) for a in server.srwr.undated(2023, m))
+    assert len(quarantine) == 2  # only the broken lines: undated activities land (January)
     assert manifest["quarantine_reasons"]["record type 007 needs at least 13 fields, got 6"] == 1
     # The broken lines' activity still lands: its good lines date it.
     first = next(a for a in server.srwr.activities(2023, 1) if a["dated"])

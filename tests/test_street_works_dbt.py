@@ -242,6 +242,13 @@ def test_staging_holds_every_landed_row(built):
         assert count == len(srwr_rows(lake, table)) > 0, view
     (activities,) = query(warehouse, "select count(*) from stg_srwr__activities")[0]
     assert activities == sum(manifests[("srwr", m)]["rows"] for m in MONTHS)
+    # Issue 14 item 3: the districts by key, one row per key the landed files list (unique-tested)
+    keys = {row["district_key"] for row in srwr_rows(lake, "district_directory")}
+    got = dict(query(warehouse, "select district_key, organisation_name from stg_srwr__district_directory"))
+    assert set(got) == keys and len(keys) > 1
+    assert keys >= {f"{r['district_key_1']}-{r['district_key_2']}" for r in srwr_rows(lake, "district")}
+    from civic_pipelines.replay.srwr import COUNCILS
+    assert set(got.values()) <= set(COUNCILS)
 
 
 def test_int_permits_latest_is_one_row_per_permit_with_its_latest_event(built):
@@ -269,7 +276,9 @@ def test_singular_and_key_tests_ran_and_passed(built):
                  "assert_int_permits_latest_holds_latest_event",
                  "unique_int_permits_latest_permit_reference_number",
                  "not_null_int_permits_latest_permit_reference_number",
-                 "unique_stg_street_manager__permit_events_event_reference"):
+                 "unique_stg_street_manager__permit_events_event_reference",
+                 "unique_stg_srwr__district_directory_district_key",
+                 "not_null_stg_srwr__activities_placement"):
         assert nodes[name] == ("pass", 0), name
     accepted = [n for n in nodes if n.startswith("accepted_values_stg_street_manager__permit_events_work_")]
     assert len(accepted) == 4 and all(nodes[n] == ("pass", 0) for n in accepted), accepted

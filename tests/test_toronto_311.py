@@ -439,7 +439,12 @@ def test_csv_quirks_quoted_commas_bom_spaces_fractions_encodings(source, bom):
     data = (b"\xef\xbb\xbf" + text.encode("utf-8")) if bom else text.encode("latin-1")
     block = read(source, data)
     rows = {r["created_at"]: r for r in block.data.to_pylist()}
-    assert sorted(rows) == [datetime(2024, 2, 3, 4, 5, 6, 123456), datetime(2024, 2, 3, 5, 0)]
+    # the rows without a postal prefix / with a blank Ward are requests without a location: they land
+    assert sorted(rows) == [datetime(2024, 2, 3, 4, 5, 6, 123456), datetime(2024, 2, 3, 5, 0),
+                            datetime(2024, 2, 4, 6, 0), datetime(2024, 2, 4, 7, 0)]
+    assert rows[datetime(2024, 2, 4, 6, 0)]["postal_prefix"] is None
+    assert rows[datetime(2024, 2, 4, 7, 0)]["ward"] is None and rows[datetime(2024, 2, 4, 7, 0)]["ward_number"] is None
+    assert block.stats["empty_values"] == {"postal_prefix": 1, "ward": 1}
     quoted = rows[datetime(2024, 2, 3, 4, 5, 6, 123456)]
     assert quoted["service_request_type"] == "Sidewalk Icy, Needs Salt" and quoted["status"] == "Completed"
     assert quoted["postal_prefix"] == "M4C" and quoted["ward"] == "Beaches-East York (19)" and quoted["ward_number"] == 19
@@ -447,8 +452,6 @@ def test_csv_quirks_quoted_commas_bom_spaces_fractions_encodings(source, bom):
     assert block.stats["encoding"] == ("utf-8 (BOM)" if bom else "latin-1")
     assert block.stats["drift"] == {"new_fields": [], "missing_fields": []}  # "Creation Date " is trimmed
     assert block.stats["quarantine_reasons"] == {
-        "missing postal_prefix": 1,
-        "missing ward": 1,
         EXTRA_FIELD: 1,
         "unparseable created_at": 1,
     }
@@ -564,3 +567,55 @@ def test_lake_contract_doc_lists_every_column_with_its_type(source):
         assert re.search(rf"^\| {re.escape(field.name)} \| {re.escape(str(field.type))} ", doc, re.M), field.name
     for field in source.quarantine_schema:
         assert f"`{field.name}`" in doc, field.name
+
+
+# ---------------------------------------------------------------- requests without a location (issue 14)
+
+
+def test_requests_without_a_location_land_with_nulls_and_broken_lines_are_still_quarantined(toronto, lake,
+                                                                                              source, reliability):
+    reliability.row(fault="requests without a location (empty Ward / postal prefix)", source=SOURCE,
+                    expected="rows with an empty Ward or postal prefix are requests: they land with nulls there, "
+                             "counted in the manifest's empty_values; lines that cannot be parsed (extra field, "
+                             "impossible or out-of-year date) are still quarantined with their reason")
+    configure(toronto, {"location_quirks": True, "date_quirks": True})
+    counts = toronto.toronto.quirk_counts(YEAR)
+    assert counts["empty_wards"] >= 2 and counts["empty_postal_prefixes"] >= 6
+
+    # The whole year, block by block: every row lands (those without a location too), only the
+    # broken lines are quarantined, and the empty values are counted.
+    rows = quarantined = 0
+    empty: Counter = Counter()
+    reasons: Counter = Counter()
+    for m in range(1, 13):
+        month = f"{YEAR}-{m:02d}"
+        block = extract(source, month)
+        assert landed_rows(block.data) == expected_rows(toronto, month)
+        rows += block.data.num_rows
+        quarantined += block.quarantine.num_rows if block.quarantine is not None else 0
+        empty.update(block.stats["empty_values"])
+        reasons.update(block.stats["quarantine_reasons"])
+    assert empty == {"ward": counts["empty_wards"], "postal_prefix": counts["empty_postal_prefixes"]}
+    assert quarantined == counts["quarantine"] == counts["malformed_lines"] + 3 + 2
+    assert rows + quarantined == counts["data_lines"]
+    assert not {r for r in reasons if r.startswith("missing ")}, reasons
+
+    # The month with most of them, through run_block: the manifest counts them, the lake holds them.
+    located = Counter(r["Creation Date"][:7] for r in toronto.toronto.rows(YEAR)
+                      if is_valid_creation_date(r["Creation Date"]) and r["Creation Date"].startswith(str(YEAR))
+                      and not (r["Ward"].strip() and r["First 3 Chars of Postal Code"].strip()))
+    month, _n = located.most_common(1)[0]
+    month_rows = toronto.toronto.rows_for_month(month)
+    no_ward = sum(not r["Ward"].strip() for r in month_rows)
+    no_postal = sum(not r["First 3 Chars of Postal Code"].strip() for r in month_rows)
+    manifest = run_block(SOURCE, month, lake=lake)
+    table = landed(lake, month)
+    assert manifest["rows"] == table.num_rows == len(month_rows)
+    assert manifest["empty_values"] == {k: v for k, v in (("postal_prefix", no_postal), ("ward", no_ward)) if v}
+    assert manifest["quarantine_reasons"] == dict(expected_reasons(toronto, month))
+    assert table["ward"].null_count == no_ward and table["postal_prefix"].null_count == no_postal
+    assert pa.compute.count_distinct(table["request_id"]).as_py() == table.num_rows
+    reliability.observed(f"year {YEAR}: {rows:,} of {rows + quarantined:,} lines landed, {quarantined} quarantined "
+                         f"({', '.join(sorted(reasons))}); {counts['empty_wards']} empty wards and "
+                         f"{counts['empty_postal_prefixes']} empty postal prefixes landed with nulls; "
+                         f"{month}: {manifest['rows']:,} rows, empty_values={manifest['empty_values']}")

@@ -21,8 +21,15 @@ SKIPPED_EXIT_CODE = 99
 
 
 def _extract(args) -> int:
+    from civic_pipelines import sources
     from civic_pipelines.extract import run_block
+    from civic_pipelines.planning import validate_month, validate_part
 
+    # What the DAG's planner refuses (a month not complete yet, one before the source's first
+    # month, a malformed one, an unknown part) is refused here too, with the planner's own message.
+    spec = sources.spec(args.source)
+    validate_month(spec, args.month)
+    validate_part(spec, args.part)
     manifest = run_block(args.source, args.month, lake=args.lake, force=args.force, dry_run=args.dry_run, part=args.part)
     print(json.dumps(manifest, sort_keys=True, default=str), flush=True)
     # A skip is a success by default (scripts); the orchestrator asks for a distinct code.
@@ -67,13 +74,19 @@ def _sources(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from civic_pipelines import sources
+
     parser = argparse.ArgumentParser(prog="civic", description="civic-pipelines: civic open data, one source-month at a time")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level on stderr")
     commands = parser.add_subparsers(dest="command", required=True)
 
     extract = commands.add_parser("extract", help="extract and land one source-month block; prints its JSON manifest last")
-    extract.add_argument("--source", required=True)
-    extract.add_argument("--month", required=True, help="YYYY-MM")
+    names = sorted(sources.names())
+    # Not argparse's choices: an unknown source is refused by the registry in one line (the contract).
+    extract.add_argument("--source", required=True, metavar="SOURCE",
+                         help=f"one of: {', '.join(names)} (`civic sources` lists them with their first month)")
+    extract.add_argument("--month", required=True,
+                         help="YYYY-MM: a complete month (before the current one), not before the source's first month")
     extract.add_argument("--part", help="the table, for a source that publishes several per month (e.g. permit)")
     extract.add_argument("--lake", help="lake root folder or URL (default $CIVIC_LAKE or ./data/lake)")
     extract.add_argument("--force", action="store_true", help="land even if the source's watermark is unchanged")
@@ -108,7 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # noqa: BLE001 - the contract is one line on stderr and a non-zero exit
+        from civic_pipelines.planning import PlanError
+
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if isinstance(error, PlanError):  # the planner's line, exactly as plan_blocks fails with it
+            print(f"civic {args.command}: error: {message}", file=sys.stderr)
+            return 1
         print(f"civic {args.command}: error: {type(error).__name__}: {message}", file=sys.stderr)
         return 1
 

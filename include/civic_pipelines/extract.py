@@ -109,7 +109,7 @@ def run_block(source: str, month: str, lake: str | None = None, force: bool = Fa
 
 def _run_locked(module, spec, source, month, location, manifest, force, part, started) -> dict:
     connection = connections.resolve(spec.conn_id, spec.default_base_url)
-    session = make_session(module.auth_headers(connection))
+    session = make_session(module.auth_headers(connection), conn_id=connection.conn_id)
     part_kwargs = {"part": part} if part is not None else {}
     with session:
         previous = read_manifest(location)

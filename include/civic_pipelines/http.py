@@ -1,25 +1,37 @@
-"""One HTTP session per block: retries with exponential backoff, Retry-After, timeouts.
+"""One HTTP session per block: one retry policy, Retry-After, timeouts, fail-fast on dead hosts.
 
-urllib3's ``Retry`` covers failures up to the response headers (connect errors, 429/5xx with
-``Retry-After``, Socrata's 202 "still processing"). A connection that dies while the body streams
-(a reset mid-page) surfaces later, as ``ChunkedEncodingError``/``ProtocolError``; tenacity retries
-the whole page for those.
+Who retries what, once each (never a retry chain inside another):
+
+* urllib3's ``Retry`` (:class:`CivicRetry`) owns everything up to the response headers: 429/5xx
+  and Socrata's 202 "still processing" (honouring ``Retry-After``, fractional seconds included),
+  read timeouts before the headers, and connect *timeouts* while the connect deadline
+  (``CIVIC_HTTP_CONNECT_DEADLINE``, 30 s) lasts. A name that does not resolve or a refused
+  connection is an answer, not a glitch: it is not retried here; the request fails at once with
+  :class:`SourceUnreachable`, one line naming the connection (the DAG's task retries, minutes later,
+  are the retry).
+* tenacity (:data:`page_retry`) owns only what urllib3 cannot see: a body cut short *after* the
+  headers (a reset mid-page, ``ChunkedEncodingError``/``ProtocolError``, a stall mid-body). It never
+  repeats a request whose urllib3 budget is spent, nor an unreachable host.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import time
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from tenacity import (
     before_sleep_log,
     retry,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_exponential,
 )
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NameResolutionError, NewConnectionError
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 from urllib3.util.retry import Retry
 
@@ -27,21 +39,114 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUSES = (202, 429, 500, 502, 503, 504)
 DEFAULT_TIMEOUT = (10, 120)  # connect, read (seconds)
+DEFAULT_CONNECT_DEADLINE = 30.0  # seconds a request may spend failing to connect before it gives up
 
 
 def request_timeout() -> tuple[float, float]:
-    """(connect, read) seconds; ``CIVIC_HTTP_READ_TIMEOUT`` shortens the read side (the fault
-    tests use it to make a stalled answer time out quickly)."""
+    """(connect, read) seconds; ``CIVIC_HTTP_CONNECT_TIMEOUT`` and ``CIVIC_HTTP_READ_TIMEOUT`` override
+    them (the fault tests use the read one to make a stalled answer time out quickly)."""
+    connect = os.environ.get("CIVIC_HTTP_CONNECT_TIMEOUT")
     read = os.environ.get("CIVIC_HTTP_READ_TIMEOUT")
-    return (DEFAULT_TIMEOUT[0], float(read)) if read else DEFAULT_TIMEOUT
+    return (float(connect) if connect else DEFAULT_TIMEOUT[0], float(read) if read else DEFAULT_TIMEOUT[1])
+
+
+def connect_deadline() -> float:
+    """Seconds a request may spend on connect timeouts and their retries (``CIVIC_HTTP_CONNECT_DEADLINE``)."""
+    return float(os.environ.get("CIVIC_HTTP_CONNECT_DEADLINE", DEFAULT_CONNECT_DEADLINE))
 
 
 def _backoff_factor() -> float:
     return float(os.environ.get("CIVIC_HTTP_BACKOFF", "0.5"))
 
 
-def make_session(headers: dict | None = None, total_retries: int = 6) -> requests.Session:
-    retry_policy = Retry(
+class SourceUnreachable(RuntimeError):
+    """The source's host could not be connected to (no such name, refused, connect timed out past
+    the deadline). Not a ``requests`` exception on purpose: no body-retry loop catches it."""
+
+
+class CivicRetry(Retry):
+    """urllib3's ``Retry`` with a fractional ``Retry-After`` honoured (``"0.5"`` is 0.5 s; urllib3
+    accepts only whole seconds or a date, and fails the request on anything else), and connect
+    errors bounded: a name that does not resolve or a refused connection is not retried, a connect
+    timeout is retried only while the next attempt still ends within ``connect_deadline``."""
+
+    def __init__(self, *args, connect_deadline: float = DEFAULT_CONNECT_DEADLINE,
+                 connect_timeout: float = DEFAULT_TIMEOUT[0], first_connect_error: float | None = None,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.connect_deadline = connect_deadline
+        self.connect_timeout = connect_timeout
+        self.first_connect_error = first_connect_error
+
+    def new(self, **kw):
+        kw.setdefault("connect_deadline", self.connect_deadline)
+        kw.setdefault("connect_timeout", self.connect_timeout)
+        kw.setdefault("first_connect_error", self.first_connect_error)
+        return super().new(**kw)
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        try:
+            seconds = float(retry_after.strip())
+        except ValueError:
+            return super().parse_retry_after(retry_after)  # an HTTP date
+        if not math.isfinite(seconds):
+            return super().parse_retry_after(retry_after)  # "inf"/"nan": urllib3's InvalidHeader
+        return min(max(seconds, 0.0), self.retry_after_max)
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        if error is not None and isinstance(error, ConnectTimeoutError):
+            if isinstance(error, NewConnectionError):  # no such name, refused, unreachable: an answer
+                raise MaxRetryError(_pool, url, error).with_traceback(_stacktrace)
+            now = time.monotonic()
+            # The first attempt began a connect timeout before its error.
+            first = self.first_connect_error if self.first_connect_error is not None else now - self.connect_timeout
+            if now - first + self.get_backoff_time() + self.connect_timeout > self.connect_deadline:
+                raise MaxRetryError(_pool, url, error).with_traceback(_stacktrace)
+            following = super().increment(method, url, response, error, _pool, _stacktrace)
+            following.first_connect_error = first
+            return following
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+def _unreachable_reason(error: BaseException) -> str | None:
+    """Why a connect failed, in words, when ``error`` is one (else None)."""
+    reason = error.args[0] if getattr(error, "args", None) else None
+    reason = getattr(reason, "reason", reason)  # MaxRetryError -> its cause
+    if isinstance(reason, NameResolutionError):
+        return "the host name does not resolve"
+    if isinstance(reason, NewConnectionError):
+        text = str(reason)
+        if "refused" in text.lower():
+            return "connection refused"
+        return text.split(": ", 1)[-1]
+    if isinstance(reason, ConnectTimeoutError) or isinstance(error, requests.exceptions.ConnectTimeout):
+        return "connect timed out"
+    return None
+
+
+class CivicSession(requests.Session):
+    """A session that turns a failed connect into one line naming the connection."""
+
+    conn_id: str | None = None
+
+    def request(self, method, url, *args, **kwargs):
+        try:
+            return super().request(method, url, *args, **kwargs)
+        except (requests.exceptions.ConnectionError, requests.exceptions.ConnectTimeout) as error:
+            why = _unreachable_reason(error)
+            if why is None:
+                raise
+            parts = urlsplit(url)
+            where = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")  # never userinfo
+            named = f" (connection {self.conn_id})" if self.conn_id else ""
+            raise SourceUnreachable(f"cannot reach {where}{named}: {why}; check the connection's host, port "
+                                    "and schema") from None
+
+
+def make_session(headers: dict | None = None, total_retries: int = 6, conn_id: str | None = None) -> requests.Session:
+    """``conn_id`` names the Airflow connection the session talks to, for the message when the
+    host cannot be reached."""
+    retry_policy = CivicRetry(
         total=total_retries,
         connect=total_retries,
         read=total_retries,
@@ -52,8 +157,11 @@ def make_session(headers: dict | None = None, total_retries: int = 6) -> request
         allowed_methods=frozenset({"GET", "HEAD"}),
         respect_retry_after_header=True,
         raise_on_status=False,
+        connect_deadline=connect_deadline(),
+        connect_timeout=request_timeout()[0],
     )
-    session = requests.Session()
+    session = CivicSession()
+    session.conn_id = conn_id
     adapter = HTTPAdapter(max_retries=retry_policy, pool_connections=2, pool_maxsize=4)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -76,8 +184,19 @@ BODY_ERRORS = (
     TransientBodyError,
 )
 
+
+
+def _body_error(error: BaseException) -> bool:
+    """Worth repeating the request: the body broke after the headers. Not a request urllib3 already
+    retried until its budget ran out (its error wraps ``MaxRetryError``), nor an unreachable host."""
+    if not isinstance(error, BODY_ERRORS):
+        return False
+    cause = error.args[0] if error.args else None
+    return not isinstance(cause, MaxRetryError)
+
+
 page_retry = retry(
-    retry=retry_if_exception_type(BODY_ERRORS),
+    retry=retry_if_exception(_body_error),
     stop=stop_after_attempt(5),
     wait=wait_exponential(multiplier=0.2, max=10),
     before_sleep=before_sleep_log(log, logging.WARNING),

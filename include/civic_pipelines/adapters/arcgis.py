@@ -24,6 +24,19 @@ neighbouring blocks neither overlap nor leave a gap. Hosted layers store dates a
 milliseconds and read these literals as UTC; a layer that declares another
 ``dateFieldsTimeReference`` is reported in the block's drift (its literals would be local time).
 
+**Year edges.** Which layer a publisher files a request in is its own rule: by the request's year
+in its local time (Minneapolis: America/Chicago, so the evening of 31 December local, the first
+hours of 1 January UTC, sits in the previous year's layer), or another. So that no request falls
+between blocks whatever that rule, a January block also reads the previous year's layer and a
+December block the next year's (``year_edge_layers``, on by default), each with the same UTC-month
+``where``: the month's time range bounds what a neighbour can add, and a request the publisher
+files by the same date field lands in exactly one block. A neighbour layer that does not exist
+(ArcGIS's ``Invalid URL``: the first year, or a next year not yet published) adds nothing and is
+named in the watermark, which for an edge month lists every layer read (``<own>|2023=<ms>``), so
+an edit in either layer, or the neighbour appearing, re-checks the month. Object ids restart in
+each layer, so the rows keep their layer's year (``layer_column``) and a block is keyed by (layer
+year, object id): repeats collapse within a layer, never across two.
+
 **Paging.** ``outFields=*``, ``orderByFields=<object id> ASC``, ``resultOffset`` stepping by the
 layer's ``maxRecordCount`` (read from the metadata, never assumed) with ``resultRecordCount`` equal
 to it, continuing while the answer says ``exceededTransferLimit: true``.
@@ -137,7 +150,8 @@ class ArcGisFeatureLayerSource:
         self.SPEC = spec
         self.path = Path(path)
         known = {"layer_path", "layers", "layers_variable", "date_field", "key", "object_id_field", "latest_field",
-                 "out_sr", "geometry", "watermark", "date_literal", "error_retries", "count_duplicates", "fields"}
+                 "out_sr", "geometry", "watermark", "date_literal", "error_retries", "count_duplicates", "fields",
+                 "year_edge_layers", "layer_column"}
         unknown = set(config) - known
         if unknown:
             raise _config_error(self.path, f"unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -173,16 +187,23 @@ class ArcGisFeatureLayerSource:
         if self.date_literal not in ("DATE", "TIMESTAMP"):
             raise _config_error(self.path, "date_literal must be DATE or TIMESTAMP")
         self.error_retries = int(config.get("error_retries", 2))
-        lake_names = names + list(self.geometry or ())
+        self.year_edge_layers = config.get("year_edge_layers", True)
+        if not isinstance(self.year_edge_layers, bool):
+            raise _config_error(self.path, "year_edge_layers must be true or false")
+        self.layer_column = str(config["layer_column"]) if config.get("layer_column") else None
+        lake_names = names + list(self.geometry or ()) + ([self.layer_column] if self.layer_column else [])
         if len(set(lake_names)) != len(lake_names) or {"_block_month", "_landed_at"} & set(lake_names):
-            raise _config_error(self.path, "geometry names must differ from the fields' names and the _ columns")
+            raise _config_error(self.path, "geometry and layer_column names must differ from the fields' names and "
+                                           "the _ columns")
         self.data_schema = pa.schema(
             [(field.name, field.arrow_type) for field in self.fields]
             + ([(name, pa.float64()) for name in self.geometry] if self.geometry else [])
+            + ([(self.layer_column, pa.int32())] if self.layer_column else [])
             + [("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)]
         )
         self.quarantine_schema = pa.schema(
-            [(name, pa.string()) for name in lake_names]
+            [(name, pa.string()) for name in names + list(self.geometry or ())]
+            + ([(self.layer_column, pa.int32())] if self.layer_column else [])
             + [("_reason", pa.string()), ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)]
         )
 
@@ -305,15 +326,55 @@ class ArcGisFeatureLayerSource:
             log.warning("%s schema drift: %s", self.SPEC.name, drift)
         return {**drift, "wire_names": wire}
 
+    def layer_years(self, month: str) -> list[int]:
+        """The years whose layers a block reads: its own, then at a year edge the neighbour's."""
+        parsed = parse_month(month)
+        years = [parsed.year]
+        if self.year_edge_layers and parsed.month == 1:
+            years.append(parsed.year - 1)
+        if self.year_edge_layers and parsed.month == 12:
+            years.append(parsed.year + 1)
+        return years
+
     def probe(self, session, connection, month: str | None = None) -> dict:
-        """The block's layer metadata: watermark, page size, object id field and drift (one call).
+        """The block's layers' metadata: watermark, page size, object id field and drift (one call a
+        layer; two at a year edge, see the module docstring).
 
         Layers are per year, so the month is needed; ``run_block`` passes it."""
         if month is None:
             raise TypeError(f"{self.SPEC.name}: ArcGIS layers are per year, so probe() needs month='YYYY-MM'")
-        year = parse_month(month).year
+        own, *neighbours = self.layer_years(month)
+        probed = self.probe_layer(session, connection, own)
+        layers = [probed]
+        for year in neighbours:
+            layer = self.probe_layer(session, connection, year, neighbour=True)
+            layers.append(layer)
+            if layer.get("absent"):
+                continue
+            for name in ("new_fields", "missing_fields"):
+                probed["drift"][name] = sorted(set(probed["drift"][name]) | set(layer["drift"][name]))
+            for name in ("renamed_case", "changed_types", "date_fields_time_reference"):
+                if name in layer["drift"] and name not in probed["drift"]:
+                    probed["drift"][name] = layer["drift"][name]
+        if neighbours:
+            probed["watermark"] = probed["watermark"] + "|" + ",".join(
+                f"{layer['year']}={'absent' if layer.get('absent') else layer['watermark']}" for layer in layers[1:])
+        return {**probed, "layers": layers}
+
+    def probe_layer(self, session, connection, year: int, neighbour: bool = False) -> dict:
+        """One year's layer metadata. A neighbour layer the service does not have is ``absent``."""
         url = self.layer_url(connection, year)
-        metadata, _size = self.get_json(session, url, {"f": "json"})
+        try:
+            metadata, _size = self.get_json(session, url, {"f": "json"})
+        except SourceHTTPError as error:
+            # ArcGIS answers a service it does not have with 400 "Invalid URL" (on HTTP 200), some
+            # servers with HTTP 404; anything else (a busy or refusing server) fails the block.
+            missing = (getattr(error, "code", None) == 400 and "invalid url" in str(error).lower()) \
+                or getattr(error, "status", None) == 404
+            if neighbour and missing:
+                log.info("%s: no layer for %d at %s (%s): nothing to add from it", self.SPEC.name, year, url, error)
+                return {"year": year, "layer_url": url, "absent": True}
+            raise
         editing = metadata.get("editingInfo") or {}
         watermark = editing.get(self.watermark_field)
         if not isinstance(watermark, (int, float)) or isinstance(watermark, bool):
@@ -421,8 +482,9 @@ class ArcGisFeatureLayerSource:
         if unknown - set(drift["new_fields"]):
             drift["new_fields"] = sorted(set(drift["new_fields"]) | unknown)
 
-    def page_table(self, features: list, wire: dict, month: str, landed_at: datetime) -> tuple[pa.Table, pa.Table, dict]:
-        """One page of features to (typed good rows, quarantined rows, counts)."""
+    def page_table(self, features: list, wire: dict, month: str, landed_at: datetime,
+                   layer_year: int | None = None) -> tuple[pa.Table, pa.Table, dict]:
+        """One page of features (of ``layer_year``'s layer) to (typed good rows, quarantined rows, counts)."""
         n = len(features)
         attributes = [(f.get("attributes") if isinstance(f, dict) else None) or {} for f in features]
         raw, columns, bad = {}, {}, {}
@@ -463,6 +525,8 @@ class ArcGisFeatureLayerSource:
                 nulled[name] = count
 
         landed = pa.scalar(landed_at, LANDED_TYPE)
+        if self.layer_column:
+            columns[self.layer_column] = pa.array([layer_year] * n, pa.int32())
         columns["_block_month"] = pa.array([month] * n, pa.string())
         columns["_landed_at"] = pa.array([landed.as_py()] * n, LANDED_TYPE)
         good = pa.table(columns, schema=self.data_schema).filter(kept)
@@ -472,6 +536,7 @@ class ArcGisFeatureLayerSource:
         if indices:
             quarantine = pa.table(
                 {name: pa.array([_raw_text(values[i]) for i in indices], pa.string()) for name, values in raw.items()}
+                | ({self.layer_column: pa.array([layer_year] * len(indices), pa.int32())} if self.layer_column else {})
                 | {
                     "_reason": pc.filter(reason, rejected),
                     "_block_month": pa.array([month] * len(indices), pa.string()),
@@ -507,35 +572,48 @@ class ArcGisFeatureLayerSource:
 
     def extract_block(self, session, connection, month: str, probed: dict, landed_at: datetime | None = None) -> BlockData:
         landed_at = landed_at or datetime.now(timezone.utc)
-        if probed.get("year") != parse_month(month).year or "layer_url" not in probed:
+        if probed.get("year") != parse_month(month).year or "layer_url" not in probed or "layers" not in probed:
             probed = {**probed, **self.probe(session, connection, month=month)}
         started = time.monotonic()
-        goods, quarantines, reasons, nulled = [], [], {}, {}
-        pages = fetched = fetched_bytes = 0
+        quarantines, reasons, nulled = [], {}, {}
+        pages = fetched = fetched_bytes = collapsed = 0
         drift = probed["drift"]
         missing_pages: dict[str, int] = {}
-        for features, size, page_fields in self.iter_pages(session, probed, month):
-            self.page_schema(page_fields, probed.get("wire_names") or {}, month, pages * probed["max_record_count"],
-                             drift, missing_pages)
-            pages += 1
-            fetched += len(features)
-            fetched_bytes += size
-            good, quarantine, stats = self.page_table(features, probed.get("wire_names") or {}, month, landed_at)
-            goods.append(good)
-            if quarantine is not None:
-                quarantines.append(quarantine)
-                for item in pc.value_counts(quarantine["_reason"]).to_pylist():
-                    reasons[item["values"]] = reasons.get(item["values"], 0) + item["counts"]
-            for name, count in stats["nulled_values"].items():
-                nulled[name] = nulled.get(name, 0) + count
+        layer_tables, layer_rows = [], {}
+        for layer in probed["layers"]:
+            if layer.get("absent"):
+                layer_rows[str(layer["year"])] = None
+                continue
+            goods = []
+            wire = layer.get("wire_names") or {}
+            for features, size, page_fields in self.iter_pages(session, layer, month):
+                self.page_schema(page_fields, wire, month, pages * layer["max_record_count"], drift, missing_pages)
+                pages += 1
+                fetched += len(features)
+                fetched_bytes += size
+                good, quarantine, stats = self.page_table(features, wire, month, landed_at, layer["year"])
+                goods.append(good)
+                if quarantine is not None:
+                    quarantines.append(quarantine)
+                    for item in pc.value_counts(quarantine["_reason"]).to_pylist():
+                        reasons[item["values"]] = reasons.get(item["values"], 0) + item["counts"]
+                for name, count in stats["nulled_values"].items():
+                    nulled[name] = nulled.get(name, 0) + count
+            table = pa.concat_tables(goods) if goods else self.data_schema.empty_table()
+            goods.clear()
+            # Object ids are unique within a layer only: repeats collapse layer by layer.
+            table, repeated = self.collapse_duplicates(table)
+            collapsed += repeated
+            layer_rows[str(layer["year"])] = table.num_rows
+            layer_tables.append((layer["year"], table))
         if missing_pages:
             drift["missing_fields"] = sorted(set(drift["missing_fields"]) | set(missing_pages))
             drift["pages_without"] = dict(sorted(missing_pages.items()))
             log.warning("%s %s: attribute(s) missing from pages (they land as null): %s", self.SPEC.name, month,
                         missing_pages)
-        data = pa.concat_tables(goods) if goods else self.data_schema.empty_table()
-        goods.clear()
-        data, collapsed = self.collapse_duplicates(data)
+        # Layers in year order, each in object id order: the same content gives the same bytes.
+        data = pa.concat_tables([table for _year, table in sorted(layer_tables, key=lambda item: item[0])])
+        del layer_tables
         # combine_chunks() column by column: `columns` holds the block's only references, so each
         # column's pages are freed as its single chunk replaces them (one column extra, not a block).
         table_schema, columns = data.schema, data.columns
@@ -553,6 +631,8 @@ class ArcGisFeatureLayerSource:
             quarantine=pa.concat_tables(quarantines) if quarantines else None,
             stats={
                 "layer_url": probed["layer_url"],
+                # rows landed from each layer read (null: the neighbour layer does not exist)
+                "layer_rows": layer_rows,
                 "where": self.where_clause(month),
                 "page_size": probed["max_record_count"],
                 "pages": pages,

@@ -68,7 +68,9 @@ that cannot be read. So every line of the year lands or is quarantined in exactl
 **Quarantine reasons** (the first broken rule): ``<n> fields where the header has <m>``,
 ``missing <date>``, ``unparseable <date>``, ``<date> outside the file's year <YYYY>``,
 ``missing <required field>``, ``unparseable <required field>``. An optional value that does not
-parse as its type lands as null and is counted (``nulled_values``).
+parse as its type lands as null and is counted (``nulled_values``). ``required`` asks for the column
+in the header; a required field that is also ``nullable`` (a location that may be empty) lands
+its rows with a null there, counted per field in ``empty_values``, instead of quarantining them.
 
 **Derived columns.** ``splits``: a regex with named groups (RE2 syntax) applied to a cleaned
 column, one lake column per group (``Name (12)`` to name and number); values that do not match
@@ -163,7 +165,7 @@ def _fill_year(template: str, year: int) -> str:
 class Field:
     """One configured CSV column: header name (and aliases), lake name, type and cleaning rules."""
 
-    KEYS = {"source", "name", "type", "required", "aliases", "trim", "null_values", "format", "description"}
+    KEYS = {"source", "name", "type", "required", "nullable", "aliases", "trim", "null_values", "format", "description"}
 
     def __init__(self, table: dict, path: Path, date_format: str) -> None:
         unknown = set(table) - self.KEYS
@@ -179,6 +181,10 @@ class Field:
             raise _config_error(path, f"field {self.source}: type must be one of {sorted(ARROW_TYPES)}, not {self.type!r}")
         self.arrow_type = ARROW_TYPES[self.type]
         self.required = bool(table.get("required", False))
+        # required: the column must be in the file's header (gone = drift, the block fails).
+        # nullable: an empty value is still a row (it lands as null and is counted); without it an
+        # empty value of a required column sends the row to quarantine.
+        self.nullable = bool(table.get("nullable", False))
         self.aliases = [str(a) for a in table.get("aliases") or []]
         self.trim = bool(table.get("trim", True))
         self.null_values = [str(v) for v in table.get("null_values", [""])]
@@ -928,7 +934,8 @@ class CkanResourceSource:
             (pc.not_equal(pc.year(date), year), f"{name} outside the file's year {year}"),
         ]
         for field in self.required:
-            rules.append((pc.is_null(clean[field.name]), f"missing {field.name}"))
+            if not field.nullable:
+                rules.append((pc.is_null(clean[field.name]), f"missing {field.name}"))
             if field.type != "string":
                 rules.append((bad[field.name], f"unparseable {field.name}"))
         reason = pa.nulls(n, pa.string())
@@ -944,6 +951,13 @@ class CkanResourceSource:
             count = _count(pc.and_(bad[field.name], kept))
             if count:
                 nulled[field.name] = count
+        # Landed rows whose nullable field is empty (a request without a location is a request).
+        empty = {}
+        for field in self.fields:
+            if field.nullable:
+                count = _count(pc.and_(pc.is_null(clean[field.name]), kept))
+                if count:
+                    empty[field.name] = count
 
         out, unmatched = {}, {}
         for field in self.fields:
@@ -992,6 +1006,7 @@ class CkanResourceSource:
             "block_lines": n + len(lines),
             "quarantine_reasons": dict(sorted(reasons.items())),
             "nulled_values": nulled,
+            "empty_values": empty,
             "unmatched_splits": unmatched,
             "identical_rows": identical,
         }

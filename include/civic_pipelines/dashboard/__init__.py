@@ -5,6 +5,7 @@ server and ``civic dashboard`` serves alone.
 | module | owns |
 |---|---|
 | ``app`` | the FastAPI app: routes, HTML rendering, JSON endpoints, static assets |
+| ``auth`` | who may see it: every route through Airflow's configured auth manager |
 | ``pages`` | what each page shows: filters, headline numbers, charts with their data and dbt model |
 | ``figures`` | Plotly figure dicts (bars, lines, maps, choropleths) |
 | ``warehouse`` | lock-free reads of the DuckDB warehouse through private snapshots |

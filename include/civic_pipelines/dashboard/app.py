@@ -15,6 +15,11 @@ link is relative, so the app works under any prefix (and inside the Airflow UI's
 | `static/...` | CSS, JS, icon, and plotly.min.js from the installed plotly package (no CDN) |
 
 All query parameters: ``start``/``end`` (YYYY-MM) and ``source`` (repeated or comma-separated).
+
+Every route, the static files included, requires a user the configured Airflow auth manager
+authenticates and authorizes for the "Civic data" view (``auth.py``): 401/403 and no data
+otherwise. The pages name no server path and show no raw error text (a viewer needs neither);
+those go to the server's log, which is where an operator looks.
 """
 
 from __future__ import annotations
@@ -29,11 +34,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import orjson
-from fastapi import FastAPI, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from civic_pipelines.dashboard import health, pages
+from civic_pipelines.dashboard.auth import refusal, require_dashboard_access
 from civic_pipelines.dashboard.boundaries import BoundaryFiles
 from civic_pipelines.dashboard.catalog import Catalog
 from civic_pipelines.dashboard.config import DashboardConfig
@@ -41,6 +46,7 @@ from civic_pipelines.dashboard.warehouse import WarehouseBusy, WarehouseMissing,
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
+QUERY_FAILED = "This page could not read the warehouse (the error is in the server's log)."
 STATIC = HERE / "static"
 SOURCE_LABELS = {"overview": "Sources", "crime": "Source", "311": "Cities", "street-works": "Sources",
                  "mobility": "Providers"}
@@ -131,7 +137,6 @@ class Dashboard:
         html = self.templates.get_template(template).render(
             root=root, keep_range=("?" + "&".join(f"{k}={v}" for k, v in keep.items())) if keep else "",
             nav=list(pages.PAGES.items()), asset_version=self.asset_version, plotly_version=self.plotly_version,
-            warehouse=self.config.warehouse, lake=self.config.lake,
             filter_start=request.query_params.get("start") or context.get("range_start"),
             filter_end=request.query_params.get("end") or context.get("range_end"),
             render_ms="{render_ms}", models=self.catalog.models(), **context)
@@ -180,7 +185,10 @@ def _tojson_script(value) -> str:
 
 def create_app(config: DashboardConfig | None = None) -> FastAPI:
     """The app; cheap to create (nothing is read until the first request)."""
-    app = FastAPI(title="Civic data dashboard", docs_url=None, redoc_url=None, openapi_url=None)
+    # The dependency runs before every route (a mounted plugin app gets none of Airflow's).
+    app = FastAPI(title="Civic data dashboard", docs_url=None, redoc_url=None, openapi_url=None,
+                  dependencies=[Depends(require_dashboard_access)])
+    app.add_exception_handler(HTTPException, refusal)
     lazy: dict[str, Dashboard] = {}
     lock = threading.Lock()
 
@@ -204,7 +212,15 @@ def create_app(config: DashboardConfig | None = None) -> FastAPI:
                             headers={**headers, "Content-Encoding": "gzip"})
         return Response(d.plotly_path.read_bytes(), media_type="application/javascript", headers=headers)
 
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # A route rather than a StaticFiles mount: a mount would bypass the app's dependencies. The
+    # files are listed once, so no request path reaches the file system.
+    static_files = {p.name: p for p in STATIC.iterdir() if p.is_file()}
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str):
+        if name not in static_files:
+            raise HTTPException(404, "Not Found")
+        return FileResponse(static_files[name], headers={"Cache-Control": "no-cache"})
 
     # -- pages -------------------------------------------------------------------------------
 
@@ -231,7 +247,7 @@ def create_app(config: DashboardConfig | None = None) -> FastAPI:
         try:
             with d.reader.read() as reading:
                 return pages.table_counts(reading, WAREHOUSE_TABLES), None, _reading_meta(reading)
-        except (WarehouseBusy, WarehouseMissing) as error:
+        except (WarehouseBusy, WarehouseMissing) as error:  # their texts name no path
             return {}, str(error), {"busy": isinstance(error, WarehouseBusy)}
 
     @app.get("/", response_class=HTMLResponse)
@@ -244,7 +260,7 @@ def create_app(config: DashboardConfig | None = None) -> FastAPI:
         counts, error, meta = warehouse_panel(d)
         return d.render(
             "overview.html", request, started, title="Overview", page_id="overview", cards=data["cards"],
-            tests_total=data["tests_total"], run_results=d.catalog.run_results_path if data["tests_total"] else None,
+            tests_total=data["tests_total"],
             table_counts=counts, warehouse_error=error, source_options=data["names"], selected=data["selected"],
             source_label=SOURCE_LABELS["overview"], extent=data["extent"], notes=filters.notes,
             banner=_banner(meta), as_of=meta.get("as_of"), charts_on_page=False)
@@ -288,9 +304,9 @@ def create_app(config: DashboardConfig | None = None) -> FastAPI:
             except (WarehouseBusy, WarehouseMissing) as error:
                 page = pages.Page(page_id, title, [], [], empty=str(error))
                 meta = {"busy": isinstance(error, WarehouseBusy)}
-            except duckdb_error() as error:  # a model whose columns are not what the page reads
-                log.exception("dashboard page %s failed", page_id)
-                page = pages.Page(page_id, title, [], [], empty=f"This page could not read the warehouse: {error}")
+            except duckdb_error():  # a model whose columns are not what the page reads
+                log.exception("dashboard page %s failed", page_id)  # the error text: in the log only
+                page = pages.Page(page_id, title, [], [], empty=QUERY_FAILED)
                 meta = {}
             return d.render(
                 "page.html", request, started, title=title, page_id=page_id, page=page, extent=page.extent,
@@ -312,9 +328,9 @@ def create_app(config: DashboardConfig | None = None) -> FastAPI:
             except WarehouseMissing as error:
                 page = pages.Page(page_id, pages.PAGES[page_id], [], [], empty=str(error))
                 meta = {}
-            except duckdb_error() as error:
+            except duckdb_error():
                 log.exception("dashboard endpoint api/%s failed", page_id)
-                return json_response({"page": page_id, "error": "query failed", "detail": str(error)}, 500)
+                return json_response({"page": page_id, "error": "query failed", "detail": QUERY_FAILED}, 500)
             payload = page.as_json()
             payload["notes"] = filters.notes + payload["notes"]
             payload["warehouse"] = meta
@@ -333,7 +349,7 @@ def create_app(config: DashboardConfig | None = None) -> FastAPI:
         d = dash()
         found = d.catalog.model(name)
         response = d.render("model.html", request, started, title=f"dbt model {name}", page_id="model", name=name,
-                            model=found, manifest=d.catalog.manifest_path, banner=None, as_of=None,
+                            model=found, banner=None, as_of=None,
                             charts_on_page=False, source_label="")
         if found is None:
             response.status_code = 404
@@ -348,7 +364,7 @@ def create_app(config: DashboardConfig | None = None) -> FastAPI:
                 meta["tables"] = sorted(reading.tables)
         except (WarehouseBusy, WarehouseMissing) as error:
             meta = {"error": str(error), "busy": isinstance(error, WarehouseBusy)}
-        meta.update(warehouse=d.config.warehouse, snapshots_taken=d.reader.copies, plotly=d.plotly_version)
+        meta.update(snapshots_taken=d.reader.copies, plotly=d.plotly_version)
         return json_response(meta)
 
     return app
@@ -392,6 +408,13 @@ def standalone_app(config: DashboardConfig | None = None) -> FastAPI:
 
 def serve(host: str = "127.0.0.1", port: int = 8050) -> None:
     import uvicorn
+
+    from civic_pipelines.dashboard.auth import auth_manager
+
+    # Every request is authenticated through Airflow's configured auth manager: set it up (and
+    # import Airflow) before the first request rather than during it.
+    auth_manager()
+    import airflow.api_fastapi.core_api.security  # noqa: F401
 
     print(f"civic dashboard on http://{host}:{port}/civic/", flush=True)
     uvicorn.run(standalone_app(), host=host, port=port, log_level="warning")

@@ -94,7 +94,9 @@ class BoundaryFiles:
             boundaries = parse(city, path)
         except (OSError, ValueError, TypeError) as error:
             log.warning("boundary file %s unreadable: %s", path, error)
-            boundaries = Boundaries(city, path, (), (f"{path.name}: {error}",))
+            # an OSError's text names the whole path: the note names the file only (the log has it all)
+            why = f"unreadable ({type(error).__name__}, see the server's log)" if isinstance(error, OSError) else error
+            boundaries = Boundaries(city, path, (), (f"{path.name}: {why}",))
         with self._lock:
             self._cache[path] = (mtime, boundaries)
         return boundaries

@@ -405,9 +405,11 @@ def service_requests(reading, filters: Filters, registered: list[str], boundarie
     area_cities = [c for c, *_ in areas]
     unconfigured = [c for c in dict.fromkeys(area_cities) if boundaries.get(c) is None]
     if unconfigured:
-        page.notes.append("Choropleth: drop a boundary GeoJSON at "
-                          + ", ".join(str(boundaries.path(c)) for c in unconfigured)
-                          + " to map requests per area (README, Dashboard).")
+        # the file names, not the server's folder (viewers see this note; operators know CIVIC_BOUNDARIES)
+        page.notes.append("Choropleth: drop a boundary GeoJSON ("
+                          + ", ".join(boundaries.path(c).name for c in unconfigured)
+                          + ") in the boundaries folder (CIVIC_BOUNDARIES) to map requests per area "
+                            "(README, Dashboard).")
 
     closing = _all(reading, f"""
         select city, coalesce(major_category, '(unmapped type)') as category, count(*) as closed,

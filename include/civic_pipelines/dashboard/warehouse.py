@@ -239,7 +239,9 @@ class WarehouseReader:
         if key is None:
             if self._snapshot is not None:
                 return self._snapshot, True
-            raise WarehouseMissing(f"no warehouse at {source} yet: run a pipeline (or `make demo`) first")
+            # the path goes to the log, not to the page's viewers
+            log.info("no warehouse at %s yet", source)
+            raise WarehouseMissing("no warehouse yet: run a pipeline (or `make demo`) first")
         locked = writer_holds_lock(source)
         if self._snapshot is not None and self._snapshot.source_key == key:
             return self._snapshot, locked

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from civic_pipelines.devtools.apt import apt_install
+from civic_pipelines.devtools.apt import SETUP_HINT, MissingPackages
 
 
 def postgres_bin_dir() -> Path | None:
@@ -39,11 +39,6 @@ def postgres_bin_dir() -> Path | None:
         if candidate and (Path(candidate) / "initdb").is_file() and (Path(candidate) / "pg_ctl").is_file():
             return Path(candidate)
     return None
-
-
-def install_postgres() -> None:
-    """Debian's server package, when the machine has none (a fresh CI machine)."""
-    apt_install("postgresql")
 
 
 def server_user() -> tuple[int, int] | None:
@@ -72,10 +67,9 @@ def postgres_cluster(dbname: str = "civic", settings: dict[str, str] | None = No
     (the postmaster's process id)."""
     bin_dir = postgres_bin_dir()
     if bin_dir is None:
-        install_postgres()
-        bin_dir = postgres_bin_dir()
-    if bin_dir is None:
-        raise RuntimeError("no PostgreSQL server binaries (initdb, pg_ctl) even after apt-get install postgresql")
+        # Never installed from here: `make setup` installs Debian's postgresql before the tests start.
+        raise MissingPackages(f"no PostgreSQL server binaries (initdb, pg_ctl; $PG_BIN, /usr/lib/postgresql/<v>/bin "
+                              f"or PATH); {SETUP_HINT}")
     owner = server_user()
     root = Path(tempfile.mkdtemp(prefix="civic-pg-"))  # in /tmp, which any user can traverse
     password = "pw-" + secrets.token_urlsafe(18)

@@ -102,29 +102,6 @@ def max_map_length() -> int:
         return 1024
 
 
-def enabled_parts(spec, chosen: list[str] | None = None) -> list[str]:
-    """The parts (tables, providers) a multi-part source lands: all of ``sources.parts()`` by
-    default, or those in the Airflow Variable ``civic_<name>_parts`` (a JSON list, e.g.
-    ``["permit"]``), narrowed to ``chosen`` (the trigger form's list) when given."""
-    import json
-
-    universe = sources.parts(spec.name)
-    value = get_variable(f"civic_{spec.name}_parts", None)
-    enabled = list(universe)
-    if value not in (None, ""):
-        listed = json.loads(value) if isinstance(value, str) else list(value)
-        unknown = [part for part in listed if part not in universe]
-        if unknown or not listed:
-            raise ValueError(f"civic_{spec.name}_parts must be a non-empty JSON list of {universe}, not {value!r}")
-        enabled = [part for part in universe if part in listed]
-    if chosen:
-        unknown = [part for part in chosen if part not in universe]
-        if unknown:
-            raise ValueError(f"unknown {spec.parts_param or 'parts'} {unknown}; known: {universe}")
-        enabled = [part for part in enabled if part in chosen]
-    return enabled
-
-
 def build_source_dag(name: str, extract_mode: str | None = None):
     from airflow.sdk import DAG, get_current_context, task
     from airflow.timetables.interval import CronDataIntervalTimetable
@@ -159,51 +136,16 @@ def build_source_dag(name: str, extract_mode: str | None = None):
             """Turn the trigger form's month range, or else the run's data interval, into blocks."""
             from airflow.sdk.exceptions import AirflowFailException
 
-            from civic_pipelines.months import BlockPlanError, plan_months
+            from civic_pipelines.planning import PlanError, plan
 
             params = params or {}
             try:
-                months = plan_months(
-                    params.get("start_month") or None,
-                    params.get("end_month") or None,
-                    data_interval_start,
-                    data_interval_end,
-                    first_month=spec.first_month,
-                    max_blocks=spec.max_blocks_per_run,
-                )
-            except BlockPlanError as error:
+                blocks, months = plan(spec, params, data_interval_start, data_interval_end,
+                                      max_map_length=max_map_length(), lake=settings.lake_url())
+            except PlanError as error:
                 # A bad range will not get better on retry: fail now, with the reason, before any extraction.
-                raise AirflowFailException(f"cannot plan {name} blocks: {error}") from None
+                raise AirflowFailException(str(error)) from None
             force = bool(params.get("force"))
-            parts = [None]
-            if spec.parts or hasattr(sources.get(name), "parts"):
-                try:
-                    parts = enabled_parts(spec, params.get(spec.parts_param) if spec.parts_param else None)
-                except ValueError as error:
-                    raise AirflowFailException(f"cannot plan {name} blocks: {error}") from None
-                blocks = [{"source": name, "part": part, "month": month, "force": force, "label": f"{name} {part} {month}"}
-                          for month in months for part in parts]
-            else:
-                blocks = [{"source": name, "month": month, "force": force, "label": f"{name} {month}"} for month in months]
-            if params.get("incomplete_only"):
-                # The Austin run tool's --incomplete-only: only blocks landed incomplete (hours the
-                # provider had not published yet) or never landed, from the lake's manifests.
-                from civic_pipelines.lake import BlockLocation, read_manifest
-
-                def incomplete(block: dict) -> bool:
-                    location = BlockLocation(settings.lake_url(), name, block["month"], block.get("part"))
-                    manifest = read_manifest(location)
-                    return manifest is None or manifest.get("complete") is False
-
-                blocks = [block for block in blocks if incomplete(block)]
-            limit = max_map_length()
-            if len(blocks) > limit:
-                # Airflow would refuse to expand extract_load anyway, with a message about XCom lengths.
-                per = f" ({len(months)} months x {len(parts)} {spec.parts_param or 'parts'})" \
-                    if len(blocks) == len(months) * len(parts) > len(months) else ""
-                raise AirflowFailException(
-                    f"cannot plan {name} blocks: {len(blocks)} blocks{per} exceed Airflow's limit of {limit} mapped "
-                    "tasks per run ([core] max_map_length): split the range into several runs")
             print(f"planned {len(blocks)} block(s) for {name}: {', '.join(months)}" + (" (force)" if force else "")
                   + (" (incomplete only)" if params.get("incomplete_only") else ""))
             if params.get("dry_run"):

@@ -40,7 +40,9 @@ with ``POST /_replay/config {"arcgis": {"arcgis_error": n}}`` and cleared by ``/
 
 Configuration per family (``POST /_replay/config {"minneapolis_311": {...}}``): ``late_edits``
 (``{"month": "2024-02", "n": 5}`` or a list), ``rows_per_month``, ``max_record_count``,
-``accept_epoch_dates``, ``first_year``, ``last_year``.
+``accept_epoch_dates``, ``first_year``, ``last_year``, ``layer_time_zone`` (the publisher's rule
+for filing a request in a year's layer: ``UTC``, the default, by its UTC year; an IANA zone such as
+``America/Chicago`` by its local year, so a UTC month at a year edge spans two layers).
 
 ``where`` subset (field names case-insensitive): comparisons ``= <> != < <= > >=``, ``AND``,
 ``OR``, ``NOT``, parentheses, ``IS [NOT] NULL``, ``[NOT] BETWEEN .. AND ..``, ``[NOT] IN (..)``,
@@ -630,11 +632,13 @@ def _overlaps(ranges, low: float, high: float) -> bool:
 class LayerFamily:
     """One dataset served as one layer per year under ``path_pattern`` (with ``{year}``).
 
-    The dataset needs: ``name``, ``years``/``has_year(year)``, ``months_of(year)``,
-    ``month_count(month)``, ``records_for_month(month)`` (``(attributes, (x, y, lon, lat))``),
-    ``date_range(month)``, ``object_id_range(month)``, ``editing_info(year)``, ``fields()``, ``field_types()``,
-    ``layer_name(year)``, ``date_field``, ``object_id_field``, ``version``, ``reset()``,
-    ``set_rows_per_month()``, ``set_years()``, ``apply_late_edits()``."""
+    The dataset needs: ``name``, ``years``/``has_year(year)``, ``layer_months(year)`` (the UTC
+    months that may hold the layer's rows), ``layer_month_count(year, month)``,
+    ``layer_records(year, month)`` (``(attributes, (x, y, lon, lat))`` of the month filed in the
+    layer), ``date_range(month)``, ``object_id_range(month)``, ``editing_info(year)``, ``fields()``,
+    ``field_types()``, ``layer_name(year)``, ``date_field``, ``object_id_field``, ``version``,
+    ``reset()``, ``set_rows_per_month()``, ``set_years()``, ``set_layer_time_zone()``,
+    ``apply_late_edits()``."""
 
     def __init__(self, dataset, path_pattern: str = MINNEAPOLIS_PATH, name: str | None = None,
                  max_record_count: int = DEFAULT_MAX_RECORD_COUNT, accept_epoch_dates: bool = False) -> None:
@@ -665,8 +669,8 @@ class LayerFamily:
         self._matched: OrderedDict = OrderedDict()
         self._matched_lock = threading.Lock()
 
-    def _matched_month(self, month: str, where_text: str, compute) -> list:
-        key = (self.dataset.version, month, where_text, self.accept_epoch_dates)
+    def _matched_month(self, year: int, month: str, where_text: str, compute) -> list:
+        key = (self.dataset.version, year, month, where_text, self.accept_epoch_dates)
         with self._matched_lock:
             if key in self._matched:
                 self._matched.move_to_end(key)
@@ -688,7 +692,8 @@ class LayerFamily:
     # ------------------------------------------------------------ configuration
 
     def configure(self, config: dict) -> dict:
-        known = {"late_edits", "rows_per_month", "max_record_count", "accept_epoch_dates", "first_year", "last_year"}
+        known = {"late_edits", "rows_per_month", "max_record_count", "accept_epoch_dates", "first_year", "last_year",
+                 "layer_time_zone"}
         unknown = set(config) - known
         if unknown:
             raise ValueError(f"unknown {self.name} config key(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -701,6 +706,8 @@ class LayerFamily:
             self.accept_epoch_dates = config["accept_epoch_dates"]
         if "first_year" in config or "last_year" in config:
             self.dataset.set_years(config.get("first_year"), config.get("last_year"))
+        if "layer_time_zone" in config:
+            self.dataset.set_layer_time_zone(config["layer_time_zone"])
         if "rows_per_month" in config:
             self.dataset.set_rows_per_month(config["rows_per_month"])
         if "late_edits" in config:
@@ -727,6 +734,7 @@ class LayerFamily:
             "accept_epoch_dates": self.accept_epoch_dates,
             "first_year": ds.first_year,
             "last_year": ds.last_year,
+            "layer_time_zone": ds.layer_time_zone,
             "lastEditDate": {str(year): ds.layer_last_edit_date(year) for year in ds.years},
         }
 
@@ -873,13 +881,13 @@ class LayerFamily:
 
         if count_only:
             if id_filter is None and (where is None or where.constant is True):
-                return {"count": sum(ds.month_count(m) for m in months)}, False
-            return {"count": sum(len(matching(ds.records_for_month(m))) for m in months)}, False
+                return {"count": sum(ds.layer_month_count(year, m) for m in months)}, False
+            return {"count": sum(len(matching(ds.layer_records(year, m))) for m in months)}, False
 
         if ids_only or not default_order:
             matched = []
             for month in months:
-                matched.extend(matching(ds.records_for_month(month)))
+                matched.extend(matching(ds.layer_records(year, month)))
             if not default_order:
                 matched = _sort(matched, order)
             if ids_only:
@@ -891,15 +899,15 @@ class LayerFamily:
             skipped = 0
             for month in months:
                 if skipped < offset and id_filter is None and (where is None or where.constant is True):
-                    n = ds.month_count(month)
+                    n = ds.layer_month_count(year, month)
                     if skipped + n <= offset:
                         skipped += n
                         continue
                 if id_filter is None and where is not None and where.constant is None:
-                    rows = self._matched_month(month, where_text,
-                                               lambda month=month: matching(ds.records_for_month(month)))
+                    rows = self._matched_month(year, month, where_text,
+                                               lambda month=month: matching(ds.layer_records(year, month)))
                 else:
-                    rows = matching(ds.records_for_month(month))
+                    rows = matching(ds.layer_records(year, month))
                 k = 0
                 if skipped < offset:
                     k = min(offset - skipped, len(rows))
@@ -940,7 +948,7 @@ class LayerFamily:
     def _months(self, year: int, where: Where | None, id_filter) -> list[str]:
         """The layer's months a query can touch (by the date field and the object id)."""
         ds = self.dataset
-        months = [m for m in ds.months_of(year) if ds.month_count(m) > 0]
+        months = [m for m in ds.layer_months(year) if ds.layer_month_count(year, m) > 0]
         if where is not None and where.constant is False:
             return []
         if id_filter is not None:

@@ -46,6 +46,7 @@ Configuration (``POST /_replay/config``), section ``toronto_311``::
     {"current_through": "2026-09-07"} last day in the current year's file
     {"resource_format": "CSV"}        list plain CSV resources instead of ZIP
     {"date_quirks": true}             rows dated outside the year and impossible dates (not in the contract)
+    {"location_quirks": true}         rows with an empty Ward, or an empty postal prefix (requests without a location)
     {"size_policy": "eager"}          fill every resource's size in package_show ("auto", "eager", "lazy")
     {"prebuild": true}                build every year's file now (fills every size)
 """
@@ -294,7 +295,7 @@ class TorontoCkanPackage:
 
     def configure(self, config: dict) -> dict:
         known = {"rows_per_year", "late_edits", "resource_format", "current_through", "date_quirks", "prebuild",
-                 "size_policy"}
+                 "size_policy", "location_quirks"}
         unknown = set(config) - known
         if unknown:
             raise ValueError(f"unknown toronto_311 config key(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -310,6 +311,8 @@ class TorontoCkanPackage:
             ds.set_current_through(config["current_through"])
         if "date_quirks" in config:
             ds.set_date_quirks(bool(config["date_quirks"]))
+        if "location_quirks" in config:
+            ds.set_location_quirks(bool(config["location_quirks"]))
         if "late_edits" in config:
             edits = config["late_edits"]
             edits = edits if isinstance(edits, list) else [edits]
@@ -341,6 +344,7 @@ class TorontoCkanPackage:
             "rows_per_year": ds.rows_per_year,
             "current_through": ds.current_through,
             "date_quirks": ds.date_quirks,
+            "location_quirks": ds.location_quirks,
             "resource_format": self.resource_format,
             "size_policy": self.size_policy,
             "external_years": list(self.external_years),

@@ -15,7 +15,9 @@ paged (the 0.4 spec forbids paging these two endpoints), media type
 ``application/vnd.mds.provider+json;version=0.4``. ``1.2``: the same envelope with ``links``
 (``first``/``last``/``prev``/``next``; ``next`` null on the last page), paged by ``page_size``
 (the replay's choice: the contract does not say whether 1.x pages), media type
-``application/vnd.mds+json;version=1.2``. ``2.0``: no ``data`` wrapper; trips unpaged (Voi's
+``application/vnd.mds+json;version=1.2``; its status changes have the 1.0 state model of the OMF
+``provider/status_changes.json`` (``vehicle_state``, ``event_types``, ``trip_id``, with the
+vehicle fields), not 0.4's ``event_type`` / ``event_type_reason``. ``2.0``: no ``data`` wrapper; trips unpaged (Voi's
 example has no ``links``), events paged with ``links.next`` and ``"links": {}`` on the last page;
 ``last_updated``/``ttl`` are nested objects for a provider with ``voi_quirks`` (Voi's deviation).
 An ``Accept`` header naming another version (or another media type) is a 406 (the replay's
@@ -109,6 +111,17 @@ STATUS_CHANGES = (  # (event_type, event_type_reason): the contract's enums
     ("available", "maintenance_drop_off"), ("removed", "agency_pick_up"), ("available", "agency_drop_off"),
 )
 EVENTS_20 = ((["trip_start"], "on_trip"), (["trip_end"], "available"))  # the contract's (Voi's) examples
+# 1.x (1.0 and later) status changes: (vehicle_state, event_types) pairs the OMF provider
+# status_changes.json allows for the state, mostly the 0.4 -> 1.0 translations of STATUS_CHANGES
+# (OMF wiki "Upgrading to 1.0.0"); trip events carry a trip_id (required by the schema).
+STATUS_CHANGES_1X = (
+    ("available", ["trip_end"]), ("on_trip", ["trip_start"]), ("available", ["on_hours"]),
+    ("non_operational", ["off_hours"]), ("non_operational", ["battery_low"]), ("non_operational", ["maintenance"]),
+    ("removed", ["rebalance_pick_up"]), ("available", ["provider_drop_off"]), ("removed", ["maintenance_pick_up"]),
+    ("available", ["maintenance"]), ("removed", ["agency_pick_up"]), ("available", ["agency_drop_off"]),
+    ("reserved", ["reservation_start"]),
+)
+TRIP_EVENTS = {"trip_start", "trip_end", "trip_cancel", "trip_enter_jurisdiction", "trip_leave_jurisdiction"}
 # How a generated record breaks its schema, per version and endpoint.
 INVALID_KINDS = {
     ("0.4", "trips"): "trip_duration as text",
@@ -321,7 +334,7 @@ class MdsReplay:
         eph = p.events_per_hour if p.events_per_hour is not None else self.events_per_hour
         events, invalid_events = [], []
         for index in range(rng.randint(max(0, eph - eph // 2), eph + eph // 2) if eph else 0):
-            device_id, _, _ = rng.choice(fleet)
+            device_id, vehicle_id, vehicle_type = rng.choice(fleet)
             event_time = start + rng.randrange(3_600_000)
             lon, lat = self._point(rng)
             if p.version == "2.0":
@@ -330,6 +343,20 @@ class MdsReplay:
                          "event_types": list(event_types), "location": {"lat": lat, "lng": lon},
                          "provider_id": p.provider_id, "timestamp": event_time,
                          "trip_ids": [_uuid(rng)] if rng.random() < 0.8 else None, "vehicle_state": state}
+            elif p.version == "1.2":
+                state, event_types = rng.choice(STATUS_CHANGES_1X)
+                event = {"provider_name": p.name, "provider_id": p.provider_id, "device_id": device_id,
+                         "vehicle_id": vehicle_id, "vehicle_type": vehicle_type,
+                         "propulsion_types": ["human", "electric_assist"] if vehicle_type == "bicycle" else ["electric"],
+                         "vehicle_state": state, "event_types": list(event_types), "event_time": event_time,
+                         "publication_time": event_time + rng.randint(1000, 600_000),
+                         "event_location": {"type": "Feature", "properties": {"timestamp": event_time},
+                                            "geometry": {"type": "Point", "coordinates": [lon, lat]}},
+                         "battery_pct": round(rng.uniform(0.05, 1.0), 2)}
+                if TRIP_EVENTS & set(event_types):
+                    event["trip_id"] = _uuid(rng)
+                if "maintenance" in event_types and rng.random() < 0.5:
+                    event["associated_ticket"] = f"TICKET-{rng.randrange(10 ** 6):06d}"
             else:
                 event_type, reason = rng.choice(STATUS_CHANGES)
                 event = {"event_type": event_type, "event_type_reason": reason, "event_time": event_time,
@@ -377,8 +404,10 @@ class MdsReplay:
                                                    "vehicle_state": "available"}
         else:
             key, time_field = "event_time", "event_time"
-            base = dict(served[0]) if served else {"event_type": "available", "event_type_reason": "user_drop_off",
-                                                   "event_time": moment}
+            minimal = ({"vehicle_state": "available", "event_types": ["on_hours"], "event_time": moment}
+                       if p.version == "1.2" else
+                       {"event_type": "available", "event_type_reason": "user_drop_off", "event_time": moment})
+            base = dict(served[0]) if served else minimal
         without_key = {k: v for k, v in base.items() if k != key}
         text_time = {**base, time_field: f"{hour}:00:01Z"}
         return [without_key, text_time]

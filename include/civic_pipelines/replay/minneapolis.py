@@ -14,9 +14,13 @@ TYPENAME / TITLE) is the real one, from mikecolemn/mpls-311-data
 ``type_name`` in every row of that seed). Volumes, seasonality, close lags and locations are
 plausible inventions (no per-layer counts are public).
 
-Months and layers are UTC: a row belongs to the month (and the year's layer) of its
-``OPENEDDATETIME`` in UTC, so a client's ``DATE 'YYYY-MM-01 00:00:00'`` month window over a layer
-returns exactly :meth:`Minneapolis311Dataset.rows_for_month`.
+Months are UTC: a row belongs to the month of its ``OPENEDDATETIME`` in UTC. Which year's layer
+files it is the publisher's rule, configurable with ``layer_time_zone``: ``UTC`` (the default) files
+a row in the layer of its UTC year, so a client's ``DATE 'YYYY-MM-01 00:00:00'`` month window over
+that one layer returns exactly :meth:`Minneapolis311Dataset.rows_for_month`; a zone such as
+``America/Chicago`` files it by its local year, so the first hours of 1 January UTC (the evening
+of 31 December in Minneapolis) sit in the previous year's layer, and with a zone east of UTC the
+last hours of 31 December UTC sit in the next year's layer. OBJECTIDs do not depend on the rule.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ import math
 import random
 import re
 import threading
+from bisect import bisect_left
 from typing import Iterable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from civic_pipelines.replay.seeds import seed_for
 
@@ -265,6 +271,10 @@ _MERC_R = 6378137.0
 # ---------------------------------------------------------------- helpers
 
 
+def _opened(record: tuple) -> int:
+    return record[0]["OPENEDDATETIME"]
+
+
 def _seed_for(*parts) -> int:
     return seed_for(0x6A09E667F3BCC908, *parts)
 
@@ -347,12 +357,13 @@ class Minneapolis311Dataset:
 
     def __init__(self, seed: int = DEFAULT_SEED, rows_per_month: int | None = None,
                  last_edit_date: int = DEFAULT_LAST_EDIT_DATE, first_year: int = FIRST_YEAR,
-                 last_year: int = LAST_YEAR) -> None:
+                 last_year: int = LAST_YEAR, layer_time_zone: str = "UTC") -> None:
         self.seed = int(seed)
         self.rows_per_month = self._check_rows(rows_per_month)
         self.last_edit_date = int(last_edit_date)
         self.first_year, self.last_year = self._check_years(first_year, last_year)
-        self._initial = (self.rows_per_month, self.first_year, self.last_year)
+        self.layer_time_zone = self._check_zone(layer_time_zone)
+        self._initial = (self.rows_per_month, self.first_year, self.last_year, self.layer_time_zone)
         self.version = 0  # bumped on every change to served rows or layers (caches key on it)
         self._lock = threading.RLock()
         self._records: dict[str, list[tuple[dict, tuple]]] = {}
@@ -371,6 +382,16 @@ class Minneapolis311Dataset:
         if not 0 <= n <= MAX_CONFIGURED_ROWS_PER_MONTH:
             raise ValueError(f"rows_per_month must be 0..{MAX_CONFIGURED_ROWS_PER_MONTH}")
         return n
+
+    @staticmethod
+    def _check_zone(name) -> str:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError("layer_time_zone must be an IANA time zone name, e.g. America/Chicago")
+        try:
+            ZoneInfo(name.strip())
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"layer_time_zone {name!r} is not a known IANA time zone") from None
+        return name.strip()
 
     @staticmethod
     def _check_years(first: int, last: int) -> tuple[int, int]:
@@ -403,10 +424,17 @@ class Minneapolis311Dataset:
             self.first_year, self.last_year = first, last
             self.version += 1
 
+    def set_layer_time_zone(self, name: str) -> None:
+        """File requests into year layers by their year in this zone (``UTC``: the UTC year)."""
+        zone = self._check_zone(name)
+        with self._lock:
+            self.layer_time_zone = zone
+            self.version += 1
+
     def reset(self) -> None:
         """Back to the constructor's configuration: no late edits, initial watermarks."""
         with self._lock:
-            self.rows_per_month, self.first_year, self.last_year = self._initial
+            self.rows_per_month, self.first_year, self.last_year, self.layer_time_zone = self._initial
             self._records.clear()
             self._edit_counts.clear()
             self._layer_edits.clear()
@@ -428,6 +456,43 @@ class Minneapolis311Dataset:
 
     def layer_name(self, year: int) -> str:
         return f"Public_311_{year}"
+
+    def layer_start_ms(self, year: int) -> int:
+        """The first instant (epoch ms) the publisher files in ``year``'s layer: local midnight of
+        1 January in ``layer_time_zone``."""
+        start = _dt.datetime(year, 1, 1, tzinfo=ZoneInfo(self.layer_time_zone))
+        return int(start.timestamp()) * 1000
+
+    def layer_of(self, opened_ms: int) -> int:
+        """The year's layer a request opened at ``opened_ms`` is filed in. Requests before the
+        first layer's start (or after the last layer's end) are filed in that first (last) layer."""
+        year = _dt.datetime.fromtimestamp(opened_ms / 1000, ZoneInfo(self.layer_time_zone)).year
+        return min(self.last_year, max(self.first_year, year))
+
+    def layer_months(self, year: int) -> list[str]:
+        """The UTC months that may hold requests filed in ``year``'s layer: its own twelve, plus
+        the neighbouring years' edge months when layers follow a local year."""
+        months = months_of_year(year)
+        if self.layer_time_zone != "UTC":
+            months = [f"{year - 1:04d}-12"] + months + [f"{year + 1:04d}-01"]
+        return [m for m in months if self.has_year(self.year_of(m))]
+
+    def layer_records(self, year: int, month: str) -> list[tuple[dict, tuple]]:
+        """The records of ``month`` filed in ``year``'s layer, in OBJECTID order."""
+        records = self.records_for_month(month)
+        if self.layer_time_zone == "UTC" and self.first_year <= self.year_of(month) <= self.last_year:
+            return records if self.year_of(month) == year else []
+        # Records are in open-time order: the layer's share of a month is one slice.
+        low = 0 if year <= self.first_year else self.layer_start_ms(year)
+        high = None if year >= self.last_year else self.layer_start_ms(year + 1)
+        start = bisect_left(records, low, key=_opened)
+        end = len(records) if high is None else bisect_left(records, high, key=_opened)
+        return records[start:end] if start or end != len(records) else records
+
+    def layer_month_count(self, year: int, month: str) -> int:
+        if self.layer_time_zone == "UTC":
+            return self.month_count(month) if self.year_of(month) == year else 0
+        return len(self.layer_records(year, month))
 
     def layer_last_edit_date(self, year: int) -> int:
         with self._lock:
@@ -468,7 +533,7 @@ class Minneapolis311Dataset:
         return int(min(MAX_ROWS_PER_MONTH, max(0, n)))
 
     def layer_count(self, year: int) -> int:
-        return sum(self.month_count(month) for month in months_of_year(year))
+        return sum(self.layer_month_count(year, month) for month in self.layer_months(year))
 
     def first_object_id(self, month: str) -> int:
         """The OBJECTID of the month's first row (ids run on through the layer's year)."""
@@ -516,8 +581,8 @@ class Minneapolis311Dataset:
     def layer_rows(self, year: int) -> list[dict]:
         """Every row of a year's layer, in OBJECTID order."""
         out: list[dict] = []
-        for month in months_of_year(year):
-            out.extend(self.rows_for_month(month))
+        for month in self.layer_months(year):
+            out.extend(attrs for attrs, _geom in self.layer_records(year, month))
         return out
 
     def expected(self, months: str | Iterable[str]) -> list[dict]:
@@ -565,6 +630,7 @@ class Minneapolis311Dataset:
                 attrs["LastUpdateDate"] = edit_ms
                 records[i] = (attrs, geom)
                 edited.append(attrs["OBJECTID"])
+                self._layer_edits[self.layer_of(opened)] = edit_ms  # the layer the request is filed in
             self.version += 1
             return edited
 

@@ -69,10 +69,11 @@ written with one digit (``6`` for ``06``; contract quirk). Dates are ``YYYY-MM-D
 ``008`` (no undertaker phase: works by a roads authority, an assumption), so a client cannot date
 them.
 
-An activity belongs to the month of its first phase's start (which is when it is generated for);
-a year file is its twelve months in order, a month file one month, a day file the activities of
-the current month whose first phase starts that day (undated ones: the day they were generated
-for). Every month is generated from ``(seed, year, month)`` alone, so a late edit in one month
+An activity is listed in the month it is generated for; its first phase starts that month, except
+for a share ``late_start_share`` (default 0) whose works start 1 to 75 days after the month ends
+(the real files list such activities: about a third of a month file's, issue 14). A year file is
+its twelve months in order, a month file one month, a day file the activities of the current
+month listed that day. Every month is generated from ``(seed, year, month)`` alone, so a late edit in one month
 leaves every other month unchanged.
 
 **Watermarks.** A file's ``Last-Modified`` is 03:00 UTC on the day after its period (published
@@ -85,7 +86,7 @@ Configuration (``POST /_replay/config``), section ``srwr``::
     {"late_edits": {"month": "2023-05", "n": 3}}   (or a list) change n activities of a month
     {"url_ttl_seconds": 300}          lifetime of a pre-signed URL
     {"expire_next_urls": 2}           the next n pre-signed URLs are issued already expired
-    {"one_digit_share": 0.25, "undated_share": 0.03, "unknown_share": 0.15}
+    {"one_digit_share": 0.25, "undated_share": 0.03, "unknown_share": 0.15, "late_start_share": 0.0}
     {"fault_options": {"drop_field": {"record_type": "008", "position": 20}}}
 """
 
@@ -165,12 +166,13 @@ class SrwrDataset:
 
     def __init__(self, seed: int = DEFAULT_SEED, activities_per_month: int = DEFAULT_ACTIVITIES,
                  today: str | _dt.date | None = None, one_digit_share: float = 0.25, undated_share: float = 0.03,
-                 unknown_share: float = 0.15, first_year: int = FIRST_YEAR) -> None:
+                 unknown_share: float = 0.15, first_year: int = FIRST_YEAR, late_start_share: float = 0.0) -> None:
         self.seed = seed
         self.first_year = first_year
         self._lock = threading.RLock()
         self._initial = dict(activities_per_month=activities_per_month, today=today, one_digit_share=one_digit_share,
-                             undated_share=undated_share, unknown_share=unknown_share)
+                             undated_share=undated_share, unknown_share=unknown_share,
+                             late_start_share=late_start_share)
         self.reset()
 
     # ------------------------------------------------------------ state
@@ -183,6 +185,7 @@ class SrwrDataset:
             self.one_digit_share = float(initial["one_digit_share"])
             self.undated_share = float(initial["undated_share"])
             self.unknown_share = float(initial["unknown_share"])
+            self.late_start_share = float(initial["late_start_share"])
             self._clear()
 
     def _clear(self) -> None:
@@ -281,7 +284,28 @@ class SrwrDataset:
                 "unknown": unknown,
                 "edits": 0,
             })
+        self._start_late(out, year, month)
         return out
+
+    def _start_late(self, activities: list[dict], year: int, month: int) -> None:
+        """A share ``late_start_share`` of the month's dated activities is listed in the month but
+        has its works start after it (1 to 75 days after the month ends, e.g. works noticed ahead):
+        its phases move by the same offset. A random stream of its own, so the share changes no
+        other value of the month."""
+        if not self.late_start_share:
+            return
+        rng = random.Random(f"srwr-late:{self.seed}:{year}:{month}")
+        after = _dt.datetime(year + (month == 12), month % 12 + 1, 1)
+        for activity in activities:
+            if rng.random() >= self.late_start_share or not activity["dated"]:
+                continue
+            first = activity["first_start"]
+            target = after + _dt.timedelta(days=rng.randint(0, 74), hours=first.hour, minutes=first.minute)
+            shift = target - first
+            for phase in activity["phases"]:
+                phase["start"] = phase["start"] + shift
+                phase["end"] = phase["end"] + shift if phase["end"] else None
+            activity["first_start"] = target
 
     @staticmethod
     def lines(activity: dict) -> list[list[str]]:
@@ -449,16 +473,36 @@ class SrwrDataset:
 
     # ------------------------------------------------------------ what a client should land
 
-    def expected_month(self, month: str) -> dict[str, list[list[str]]]:
-        """The records of ``month``'s dated activities by record type (what a client lands for the
-        month's block, whichever file it reads): ``{"001": [fields, ...], ...}``."""
+    def expected_month(self, month: str, identifier: str | None = None) -> dict[str, list[list[str]]]:
+        """The records a client lands for ``month``'s block by record type
+        (``{"001": [fields, ...], ...}``), by the block rule of ``docs/lake_contract_srwr.md``: a
+        month file's block is every activity the file lists; a year file gives each activity the
+        month of its first phase's start, clamped into the year (before: January, after:
+        December), and an undated one January. ``identifier`` None: the month's year file."""
         year, number = int(month[:4]), int(month[5:7])
+        if identifier is not None and identifier in MONTH_CODES:
+            chosen = list(self.activities(year, number))
+        else:
+            chosen = []
+            for listed in range(1, 13):
+                for activity in self.activities(year, listed):
+                    if self.year_file_month(activity, year) == number:
+                        chosen.append(activity)
         out: dict[str, list[list[str]]] = {}
-        for activity in self.activities(year, number):
-            if activity["dated"]:
-                for fields in self.lines(activity):
-                    out.setdefault(fields[1], []).append(fields)
+        for activity in chosen:
+            for fields in self.lines(activity):
+                out.setdefault(fields[1], []).append(fields)
         return out
+
+    @staticmethod
+    def year_file_month(activity: dict, year: int) -> int:
+        """The month a year file's reader gives the activity (the block rule; see expected_month)."""
+        first = activity["first_start"]
+        if first is None or first.year < year:
+            return 1
+        if first.year > year:
+            return 12
+        return first.month
 
     def undated(self, year: int, month: int) -> list[dict]:
         return [a for a in self.activities(year, month) if not a["dated"]]
@@ -472,6 +516,7 @@ class SrwrDataset:
             "one_digit_share": self.one_digit_share,
             "undated_share": self.undated_share,
             "unknown_share": self.unknown_share,
+            "late_start_share": self.late_start_share,
             "first_year": self.first_year,
             "identifiers": self.identifiers(),
             "edited_months": self.late_edits(),
@@ -644,7 +689,7 @@ class SrwrApi:
 
     def configure(self, config: dict) -> dict:
         known = {"activities_per_month", "today", "late_edits", "url_ttl_seconds", "expire_next_urls",
-                 "one_digit_share", "undated_share", "unknown_share", "fault_options"}
+                 "one_digit_share", "undated_share", "unknown_share", "late_start_share", "fault_options"}
         unknown = set(config) - known
         if unknown:
             raise ValueError(f"unknown srwr config key(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -652,7 +697,7 @@ class SrwrApi:
         result: dict = {}
         if "activities_per_month" in config:
             ds.set_activities_per_month(config["activities_per_month"])
-        for name in ("one_digit_share", "undated_share", "unknown_share"):
+        for name in ("one_digit_share", "undated_share", "unknown_share", "late_start_share"):
             if name in config:
                 ds.set_share(name, config[name])
         if "today" in config:

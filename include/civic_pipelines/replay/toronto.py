@@ -243,6 +243,10 @@ STREETS = (
 _NBSP = "\u00a0"  # latin-1 byte 0xA0: not valid UTF-8 on its own
 
 QUIRK_KINDS = ("malformed", "latin1", "ward")
+# With location_quirks: requests published without a location, Ward empty ("no_ward") or the postal
+# prefix and intersection empty ("no_postal"). The contract marks Ward's nullability unknown and
+# has not seen an empty prefix; independent emulators of the same files have both.
+LOCATION_QUIRK_KINDS = ("no_ward", "no_postal")
 
 _TIME_TABLE: list[str] = []
 
@@ -346,21 +350,26 @@ class Toronto311Dataset:
     ``current_through`` (``YYYY-MM-DD``) is the last day in the current year's file; its year is
     the last year served. ``date_quirks`` (off by default: the contract does not report them) adds
     per year two rows dated the previous 31 December, one dated the next 1 January and two with
-    impossible dates (``YYYY-02-30``, ``YYYY-MM-31`` of a 30-day month).
+    impossible dates (``YYYY-02-30``, ``YYYY-MM-31`` of a 30-day month). ``location_quirks`` (off
+    by default) empties the Ward of some rows (one in 8,000, at least 2 a year) and the postal
+    prefix (with the intersection) of others (one in 3,000, at least 6 a year): requests without
+    a location; :meth:`quirk_counts` reports them as ``empty_wards`` and ``empty_postal_prefixes``.
     """
 
     cache_budget = 512 * 1024 * 1024  # bytes of rendered months and files kept in memory
 
     def __init__(self, seed: int = DEFAULT_SEED, rows_per_year: int | None = None,
-                 current_through: str = DEFAULT_CURRENT_THROUGH, date_quirks: bool = False) -> None:
+                 current_through: str = DEFAULT_CURRENT_THROUGH, date_quirks: bool = False,
+                 location_quirks: bool = False) -> None:
         self.seed = int(seed)
         self.rows_per_year = self._check_rows(rows_per_year)
         self.current_through = self._check_day(current_through)
         self.date_quirks = bool(date_quirks)
+        self.location_quirks = bool(location_quirks)
         self.package_name = PACKAGE_NAME
         self.package_id = PACKAGE_ID
         self.version = 0  # bumped on every change to any served byte
-        self._initial = (self.rows_per_year, self.current_through, self.date_quirks)
+        self._initial = (self.rows_per_year, self.current_through, self.date_quirks, self.location_quirks)
         self._lock = threading.RLock()
         self._sample = _Sample.get()
         self._wards = self._ward_tables()
@@ -439,10 +448,16 @@ class Toronto311Dataset:
                 self.date_quirks = bool(enabled)
                 self._invalidate()
 
+    def set_location_quirks(self, enabled: bool) -> None:
+        with self._lock:
+            if bool(enabled) != self.location_quirks:
+                self.location_quirks = bool(enabled)
+                self._invalidate()
+
     def reset(self) -> None:
         """Back to the constructor's configuration, without late edits."""
         with self._lock:
-            self.rows_per_year, self.current_through, self.date_quirks = self._initial
+            self.rows_per_year, self.current_through, self.date_quirks, self.location_quirks = self._initial
             self._reset_state()
             self.version += 1
 
@@ -520,7 +535,7 @@ class Toronto311Dataset:
         """Changes whenever the year's bytes may have changed (caches key on it)."""
         with self._lock:
             return (self._rev.get(year, 0), self.rows_per_year, self.current_through, self.date_quirks,
-                    self._bumps.get(year, 0))
+                    self.location_quirks, self._bumps.get(year, 0))
 
     # ------------------------------------------------------------ files
 
@@ -738,6 +753,11 @@ class Toronto311Dataset:
             for kind in QUIRK_KINDS:
                 for k in range(sizes[kind]):
                     plan.append((kind, rng.randint(1, 12), rng.random(), k))
+            if self.location_quirks:  # drawn after the others, so those keep their places
+                sizes = {"no_ward": max(2, round(total / 8000)), "no_postal": max(6, round(total / 3000))}
+                for kind in LOCATION_QUIRK_KINDS:
+                    for k in range(sizes[kind]):
+                        plan.append((kind, rng.randint(1, 12), rng.random(), k))
             self._plans[year] = plan
         return plan
 
@@ -837,8 +857,12 @@ class Toronto311Dataset:
                     counts["street2_empty"] += 1
             if _NBSP in fields[3]:
                 counts["latin1_rows"] += 1
-            if not fields[5].endswith(")"):
+            if not fields[5]:
+                counts["empty_wards"] += 1
+            elif not fields[5].endswith(")"):
                 counts["non_pattern_wards"] += 1
+            if not fields[2]:
+                counts["empty_postal_prefixes"] += 1
             if fields[1] == "Unknown":
                 counts["unknown_status"] += 1
             if fields[6] == UNKNOWN_TYPE[0]:
@@ -883,6 +907,10 @@ class Toronto311Dataset:
                 street = rng.choice([s for s in STREETS if " " in s])
                 other = rng.choice([s for s in STREETS if s != street])
                 row[2], row[3], row[4] = "Intersection", street.replace(" ", _NBSP, 1), other
+            elif kind == "no_ward":
+                row[5] = ""
+            elif kind == "no_postal":
+                row[2], row[3], row[4] = "", "", ""
             else:  # a Ward value that is not "Name (NN)": the bare name, or Unknown
                 name = row[5].rsplit(" (", 1)[0]
                 row[5] = name if variant % 2 == 0 else "Unknown"
@@ -914,7 +942,8 @@ class Toronto311Dataset:
 
 
 _COUNT_NAMES = ("rows", "malformed_lines", "sample_rows", "latin1_rows", "non_pattern_wards", "intersection_rows",
-                "street2_empty", "unknown_status", "unknown_type", "out_of_year_dates", "unparseable_dates")
+                "street2_empty", "unknown_status", "unknown_type", "out_of_year_dates", "unparseable_dates",
+                "empty_wards", "empty_postal_prefixes")
 
 
 def etag_for(data: bytes) -> str:

@@ -47,8 +47,10 @@ of a block fetched in one go. ``hours.parquet`` records each hour's answers, so 
 complete changes the content even when it holds no records.
 
 **Validation.** Every record is validated with ``jsonschema`` against the bundled schema of its
-version and endpoint (``mds_schemas/``, written from the contract's field lists); a failing record
-goes to quarantine with the most relevant error. Records are kept otherwise as published:
+version and endpoint (``mds_schemas/``: 0.4 and 2.0 written from the contract's field lists; 1.x
+the Open Mobility Foundation's published ``provider/status_changes.json`` and ``trips.json``,
+verbatim, checked record by record against their item schemas; see ``mds_schemas/README.md``); a
+failing record goes to quarantine with the most relevant error. Records are kept otherwise as published:
 contract fields become columns, other keys are kept as JSON in ``extras``.
 
 **Districts.** Trip start and end points and event points are assigned to council districts by
@@ -210,7 +212,11 @@ KNOWN_FIELDS = {
         "timestamp", "trip_ids"}),
 }
 KNOWN_FIELDS[("1.x", "trips")] = (KNOWN_FIELDS[("0.4", "trips")] - {"propulsion_type"}) | {"propulsion_types"}
-KNOWN_FIELDS[("1.x", "events")] = KNOWN_FIELDS[("0.4", "events")]
+# 1.x status changes (OMF provider/status_changes.json): the 1.0 state model (vehicle_state +
+# event_types, trip_id) in the 0.4 envelope. Fields without an events column stay in extras.
+KNOWN_FIELDS[("1.x", "events")] = frozenset({
+    "provider_id", "device_id", "vehicle_state", "event_types", "event_time", "event_location", "battery_pct",
+    "trip_id", "associated_ticket"})
 
 
 class MdsConfigError(ValueError):
@@ -608,9 +614,36 @@ def _now() -> datetime:
 # ---------------------------------------------------------------- validation
 
 
+# The published (OMF) schemas describe a whole payload; a record is checked against the payload's
+# item schema, resolved inside the published document (its ``$ref``s point at its definitions).
+ITEM_POINTERS = {
+    ("1.x", "trips"): ("properties", "data", "properties", "trips", "items"),
+    ("1.x", "events"): ("properties", "data", "properties", "status_changes", "items"),
+}
+
+
 @lru_cache(maxsize=None)
 def schema(family: str, endpoint: str) -> dict:
     return json.loads((SCHEMA_DIR / SCHEMA_FILES[(family, endpoint)]).read_text())
+
+
+def _contains_combinations(item: dict) -> dict:
+    """The published 1.x status-change item with its vehicle_state / event_types combination rule
+    read as the release schemas state it: each ``oneOf`` branch means "``event_types`` *contains*
+    one of the state's events" (OMF issue #690 quotes the released 1.0.0 / 1.1.0 files as
+    ``"event_types" -> "contains" -> "enum"``). The text at the commit shipped here writes it as
+    ``items: {not: {enum}}`` + ``additionalItems: {enum}``, which under its own draft-06 forbids
+    every listed event (``items`` as one schema applies to every element and ``additionalItems`` is
+    then ignored), so it would refuse ``on_trip`` + ``trip_start`` and accept ``removed`` +
+    ``trip_start``. The file stays verbatim; this copy is what records are checked against."""
+    item = json.loads(json.dumps(item))
+    for rule in item.get("allOf", []):
+        for branch in rule.get("oneOf", []):
+            events = branch.get("properties", {}).get("event_types", {})
+            listed = events.get("additionalItems", {}).get("enum")
+            if listed is not None and "items" in events:
+                branch["properties"]["event_types"] = {"contains": {"enum": listed}}
+    return item
 
 
 @lru_cache(maxsize=None)
@@ -620,7 +653,16 @@ def validator(family: str, endpoint: str):
     document = schema(family, endpoint)
     cls = jsonschema.validators.validator_for(document)
     cls.check_schema(document)
-    return cls(document)
+    pointer = ITEM_POINTERS.get((family, endpoint))
+    if pointer is None:
+        return cls(document)
+    item = document
+    for key in pointer:
+        item = item[key]
+    if endpoint == "events":
+        item = _contains_combinations(item)
+    # evolve keeps the whole document as the root its "#/definitions/..." references resolve in
+    return cls(document).evolve(schema=item)
 
 
 def schema_error(record, family: str, endpoint: str) -> tuple[str, str] | None:
@@ -635,7 +677,11 @@ def schema_error(record, family: str, endpoint: str) -> tuple[str, str] | None:
         return None
     error = jsonschema.exceptions.best_match(check.iter_errors(record))
     path = "/".join(str(p) for p in error.absolute_path) or "(record)"
-    message = error.message if len(error.message) <= 300 else error.message[:297] + "..."
+    message = error.message
+    if error.validator in ("oneOf", "anyOf") and isinstance(error.schema, dict) and error.schema.get("description"):
+        # the message would repeat the whole record: the rule's own description says more
+        message = f"breaks the rule {error.schema['description']!r}"
+    message = message if len(message) <= 300 else message[:297] + "..."
     kind_path = re.sub(r"/\d+(?=/|$)", "/*", path)
     return f"schema: {path}: {message}", f"schema: {kind_path}: {error.validator}"
 
@@ -702,7 +748,9 @@ def trip_row(record: dict, provider: Provider) -> dict:
 
 
 def event_row(record: dict, provider: Provider) -> dict:
-    """A valid status change (0.4 / 1.x) or event (2.0) as a lake row."""
+    """A valid status change (0.4 / 1.x) or event (2.0) as a lake row. A 1.x status change has the
+    2.0 state model (``vehicle_state``, ``event_types``; its one ``trip_id`` becomes ``trip_ids``),
+    a 0.4 one ``event_type`` / ``event_type_reason`` (``associated_trip`` becomes ``trip_ids``)."""
     family = provider.family
     row = {"provider": provider.name, "mds_version": provider.version, "extras": _extras(record, family, "events")}
     if family == "2.0":
@@ -719,6 +767,18 @@ def event_row(record: dict, provider: Provider) -> dict:
         })
         return row
     coordinates = record["event_location"]["geometry"]["coordinates"]
+    if family == "1.x":
+        trip_id = record.get("trip_id")
+        row.update({
+            "event_id": derived_event_id(provider.name, record), "event_id_derived": True,
+            "provider_id": record.get("provider_id"), "device_id": record.get("device_id"),
+            "event_time": record["event_time"], "event_types": record.get("event_types"),
+            "vehicle_state": record.get("vehicle_state"),
+            "lon": float(coordinates[0]), "lat": float(coordinates[1]),
+            "battery_fraction": float(record["battery_pct"]) if record.get("battery_pct") is not None else None,
+            "trip_ids": [trip_id] if trip_id else None, "associated_ticket": record.get("associated_ticket"),
+        })
+        return row
     associated = record.get("associated_trip")
     row.update({
         "event_id": derived_event_id(provider.name, record), "event_id_derived": True,
@@ -954,7 +1014,7 @@ def extract_block(session, connection, month: str, probed: dict, landed_at: date
     if force:
         previous = None  # forced: every hour again, nothing carried over from the landing
     # A session of this block's own: the Client stops it re-reading the environment per request.
-    with make_session() as own:
+    with make_session(conn_id=provider_conn_id(provider.name)) as own:
         return _extract(Client(own, provider), month, probed, landed_at, previous, location)
 
 

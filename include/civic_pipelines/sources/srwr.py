@@ -28,13 +28,19 @@ month file to its year file the identifier (hence the watermark) changes; the co
 **Which month a record belongs to.** Every record type carries the activity id in ``row[2]``
 (contract), so records are grouped by activity. The only dates the contract documents are the
 undertaker phase's (``008``) start and end, so an activity belongs to the month of its **earliest
-undertaker-phase start** (a later phase added by a late edit does not move it). A year file feeds
-twelve blocks: each keeps its own month's activities. An activity that cannot be dated (no
-``008`` with a readable start) is quarantined, all its lines, in the file's first month (January
-for a year file); one dated outside the file's period is quarantined in the file's first or last
-month (reason ``start ... outside the file's period``). So every line of a file lands or is
-quarantined in exactly one block. This rule is an inference (the contract does not say what a
-file's period means): see the lake contract.
+undertaker-phase start, clamped into the file's period** (a later phase added by a late edit does
+not move it): one starting before the period lands in its first month, one starting after it in
+its last month, one that cannot be dated (no ``008`` with a readable start) in its first month;
+the activity's ``placement`` says which (``start``, ``before_period``, ``after_period``,
+``undated``). So a month file's block is every activity the file lists (real month files list many
+whose works start after the month, and no later file lists them again: issue 14), and a year file
+feeds twelve blocks, each its own months' activities. Every activity lands; every line of a file
+lands or is quarantined in exactly one block. This rule is an inference (the contract does not say
+what a file's period means): see the lake contract.
+
+**Districts.** A ``099`` record needs no activity id. Every one lands in ``district_directory``,
+one row per district key (``row[3]`` + ``row[4]``, contract), in every block read from the file;
+one that belongs to an activity of the file also lands in ``district`` with it.
 
 **Decoding.** Record types ``001`` activity (``data.parquet``), ``007`` phase, ``008`` undertaker
 phase, ``010`` site and ``099`` district have named columns at the contract's positions (and only
@@ -66,9 +72,8 @@ An export with no activity for a month whose previous landing had some is refuse
 **Quarantine** (``quarantine.parquet``, one row per line, the first broken rule):
 ``unterminated quoted field``, ``malformed CSV: ...``, ``<n> field(s): a record needs at least 3``,
 ``missing activity id``, ``record type <t> needs at least <m> fields, got <n>``, ``missing
-<column>`` (an ``008`` start date), ``unparseable <column> <value>``, and for whole activities
-``activity has no undertaker phase (008) with a readable start date`` and ``start <date> outside
-the file's period <identifier>``.
+<column>`` (an ``008`` start date), ``unparseable <column> <value>``. No activity is quarantined
+as a whole (its dates only choose its block).
 
 **Memory.** The body is read in 1 MiB pieces, inflated forward by the CKAN adapter's
 ``ZipMemberStream`` (no central directory, nothing on disk), decoded by ``Utf8Stream`` and split
@@ -142,6 +147,10 @@ TIMESTAMP_TYPE = pa.timestamp("us")
 
 ACTIVITY, PHASE, UNDERTAKER_PHASE, SITE, DISTRICT, UNKNOWN = (
     "activity", "phase", "undertaker_phase", "site", "district", "unknown_records")
+DIRECTORY = "district_directory"  # one row per district key listed anywhere in the file (099)
+# How an activity got its block month (the activity table's ``placement``): see *Which month*.
+PLACED_BY_START, PLACED_BEFORE, PLACED_AFTER, PLACED_UNDATED = ("start", "before_period", "after_period",
+                                                                "undated")
 
 
 class SrwrError(SourceHTTPError):
@@ -197,7 +206,7 @@ def _schema(columns: list[tuple[str, pa.DataType]]) -> pa.Schema:
 def _table_columns(record_type: str) -> list[tuple[str, pa.DataType]]:
     columns = [(c.name, ARROW[c.kind]) for c in LAYOUTS[record_type][1]]
     if record_type == "001":
-        columns.append(("first_start_at", TIMESTAMP_TYPE))
+        columns += [("first_start_at", TIMESTAMP_TYPE), ("placement", pa.string())]
     if record_type == "008":
         columns += [("start_at", TIMESTAMP_TYPE), ("end_at", TIMESTAMP_TYPE)]
     return columns
@@ -207,6 +216,11 @@ SCHEMAS: dict[str, pa.Schema] = {TABLE_OF[rt]: _schema(_table_columns(rt)) for r
 SCHEMAS[UNKNOWN] = pa.schema([("record_type", pa.string()), ("activity_id", pa.string()), ("field_count", pa.int32()),
                               ("raw_line", pa.string()), ("raw_fields", pa.list_(pa.string())),
                               ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)])
+SCHEMAS[DIRECTORY] = pa.schema([
+    ("district_key", pa.string()), ("district_key_1", pa.string()), ("district_key_2", pa.string()),
+    ("organisation_name", pa.string()), ("organisation_names", pa.list_(pa.string())),
+    ("record_count", pa.int32()), ("activity_count", pa.int32()), ("field_count", pa.int32()),
+    ("raw_fields", pa.list_(pa.string())), ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)])
 QUARANTINE_SCHEMA = pa.schema([("record_type", pa.string()), ("activity_id", pa.string()), ("raw_line", pa.string()),
                                ("_reason", pa.string()), ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)])
 
@@ -311,8 +325,9 @@ def decode(text: str) -> Decoded:
         return Decoded(record_type=fields[1].strip() if len(fields) > 1 else None, fields=fields,
                        error=f"{len(fields)} field(s): a record needs at least 3 (row[1] record type, row[2] activity id)")
     record_type, activity_id = fields[1].strip(), fields[2].strip()
-    if not activity_id:
+    if not activity_id and record_type != "099":  # a district record may list a district on its own
         return Decoded(record_type, None, fields, "missing activity id")
+    activity_id = activity_id or None
     needed = MIN_FIELDS.get(record_type)
     if needed is not None and len(fields) < needed:
         return Decoded(record_type, activity_id, fields, f"record type {record_type} needs at least {needed} fields, got {len(fields)}")
@@ -622,6 +637,49 @@ class _Held:
                            chunk["error"].to_pylist())
 
 
+class _Directory:
+    """The file's districts (record type ``099``), one row per key (``row[3]`` + ``row[4]``,
+    contract), whichever activity (or none) lists them: the name of the key's last record in file
+    order, every name seen, how many records and distinct activities list it, the last record's
+    fields. A record with both key halves empty names no district and stays out."""
+
+    def __init__(self) -> None:
+        self.keys: dict[tuple[str, str], dict] = {}
+
+    def add(self, record: Decoded) -> None:
+        fields = record.fields
+        key = (fields[3].strip(), fields[4].strip())
+        if not any(key):
+            return
+        name = _text(fields[5])
+        entry = self.keys.setdefault(key, {"names": [], "records": 0, "activities": set()})
+        entry["records"] += 1
+        entry["name"] = name
+        entry["fields"] = fields
+        if name is not None and name not in entry["names"]:
+            entry["names"].append(name)
+        if record.activity_id is not None:
+            entry["activities"].add(record.activity_id)
+
+    def table(self, month: str, landed: datetime) -> pa.Table:
+        keys = sorted(self.keys)
+        entries = [self.keys[k] for k in keys]
+        n = len(keys)
+        return pa.table({
+            "district_key": pa.array([f"{a}-{b}" for a, b in keys], pa.string()),
+            "district_key_1": pa.array([a or None for a, _ in keys], pa.string()),
+            "district_key_2": pa.array([b or None for _, b in keys], pa.string()),
+            "organisation_name": pa.array([e["name"] for e in entries], pa.string()),
+            "organisation_names": pa.array([e["names"] for e in entries], pa.list_(pa.string())),
+            "record_count": pa.array([e["records"] for e in entries], pa.int32()),
+            "activity_count": pa.array([len(e["activities"]) for e in entries], pa.int32()),
+            "field_count": pa.array([len(e["fields"]) for e in entries], pa.int32()),
+            "raw_fields": pa.array([e["fields"] for e in entries], pa.list_(pa.string())),
+            "_block_month": pa.array([month] * n, pa.string()),
+            "_landed_at": pa.array([landed] * n, LANDED_TYPE),
+        }, schema=SCHEMAS[DIRECTORY])
+
+
 def read_file(pieces, month: str, identifier: str, today: date, landed_at: datetime, counter: dict | None = None) -> BlockData:
     """Read one export file (a zip of one CSV) from byte pieces and keep ``month``'s records."""
     started = time.monotonic()
@@ -650,7 +708,8 @@ def read_file(pieces, month: str, identifier: str, today: date, landed_at: datet
     layout = _LayoutCheck()
 
     earliest: dict[str, datetime] = {}  # activity id -> earliest readable 008 start
-    activity_ids: set[str] = set()
+    activity_ids: set[str] = set()  # ids with a record other than a district (099): the file's activities
+    directory = _Directory()
     held = _Held()
     file_types: Counter = Counter()
     file_lines = 0
@@ -659,11 +718,13 @@ def read_file(pieces, month: str, identifier: str, today: date, landed_at: datet
         file_lines += 1
         record = broken(record_text, error) if error else decode(record_text)
         activity_id = record.activity_id
-        if activity_id is not None:
+        if activity_id is not None and record.record_type != "099":
             activity_ids.add(activity_id)
         file_types[record.record_type or "?"] += 1
         if record.error is None and record.record_type in LAYOUTS:
             layout.add(record.record_type, record.fields)
+        if record.error is None and record.record_type == "099":
+            directory.add(record)
         if record.error is None and record.record_type == "008":
             start, _, reason = undertaker_times(record.fields)
             if reason is None:
@@ -677,38 +738,39 @@ def read_file(pieces, month: str, identifier: str, today: date, landed_at: datet
         held.add(number, activity_id, record_text, record.error)
     layout.check(identifier)
 
-    # Each activity's block month and, when it cannot land, why.
+    # Each activity's block month and how it was chosen (never a refusal: every activity lands).
     def placement(activity_id: str | None) -> tuple[str, str | None]:
         if activity_id is None:
             return first_month, None
         start = earliest.get(activity_id)
         if start is None:
-            return first_month, "activity has no undertaker phase (008) with a readable start date"
+            return first_month, PLACED_UNDATED
         own = format_month(start.date())
         if own < first_month:
-            return first_month, f"start {start:%Y-%m-%d} outside the file's period {identifier}"
+            return first_month, PLACED_BEFORE
         if own > last_month:
-            return last_month, f"start {start:%Y-%m-%d} outside the file's period {identifier}"
-        return own, None
+            return last_month, PLACED_AFTER
+        return own, PLACED_BY_START
 
-    rows: dict[str, list] = {name: [] for name in SCHEMAS}
+    rows: dict[str, list] = {name: [] for name in SCHEMAS if name != DIRECTORY}
     quarantine: list[tuple] = []
     padded: Counter = Counter()
     activity_lines = 0
+    directory_only = 0
     cache: dict = {}
     for line, activity_id, record_text, error in held.rows():
         if activity_id not in cache:
             cache[activity_id] = placement(activity_id)
-        target, activity_reason = cache[activity_id]
+        target, placed_by = cache[activity_id]
         if target != month:
             continue
-        activity_lines += 1
         record = broken(record_text, error) if error else decode(record_text)
+        if record.error is None and record.record_type == "099" and activity_id not in activity_ids:
+            directory_only += 1  # a district listed on its own: it lands in the district directory
+            continue
+        activity_lines += 1
         if record.error:
             quarantine.append((activity_id, line, record.record_type, record_text, record.error))
-            continue
-        if activity_reason:
-            quarantine.append((activity_id, line, record.record_type, record_text, activity_reason))
             continue
         record_type = record.record_type
         if record_type not in LAYOUTS:
@@ -721,11 +783,13 @@ def read_file(pieces, month: str, identifier: str, today: date, landed_at: datet
             continue
         if record_type == "001":
             values["first_start_at"] = earliest.get(activity_id)
+            values["placement"] = placed_by
         values["raw_fields"] = record.fields
         rows[TABLE_OF[record_type]].append((activity_id, line, values))
 
     landed = landed_at.astimezone(timezone.utc)
     tables = {name: _build(name, items, month, landed) for name, items in rows.items()}
+    tables[DIRECTORY] = directory.table(month, landed)
     quarantine.sort(key=lambda item: ((item[0] or ""), item[1]))
     q = pa.table({
         "record_type": pa.array([item[2] for item in quarantine], pa.string()),
@@ -737,6 +801,7 @@ def read_file(pieces, month: str, identifier: str, today: date, landed_at: datet
     }, schema=QUARANTINE_SCHEMA)
 
     dated_months = Counter(format_month(start.date()) for start in earliest.values())
+    file_placements = Counter(placement(a)[1] for a in activity_ids)
     activity_table = tables.pop(ACTIVITY)
     ids = activity_table["activity_id"].to_pylist()
     seconds = time.monotonic() - started
@@ -748,6 +813,10 @@ def read_file(pieces, month: str, identifier: str, today: date, landed_at: datet
         "file_activities": len(activity_ids),
         "file_dated_activities": len(earliest),
         "file_dated_activities_by_month": dict(sorted(dated_months.items())),
+        "file_activities_by_placement": dict(sorted(file_placements.items())),
+        "block_activities_by_placement": dict(sorted(Counter(activity_table["placement"].to_pylist()).items())),
+        "district_directory_rows": tables[DIRECTORY].num_rows,
+        "district_records_without_activity": directory_only,
         "file_field_counts": layout.widths(),
         "block_lines": activity_lines,
         "lines_dropped_early": dropped,
@@ -823,8 +892,6 @@ def _reason_kind(reason: str) -> str:
     """The reason without the values it quotes, for the manifest's counts."""
     if reason.startswith("malformed CSV"):
         return "malformed CSV"
-    if reason.startswith("start ") and "outside the file's period" in reason:
-        return "start outside the file's period"
     return re.sub(r""" ['"].*$""", "", reason)
 
 

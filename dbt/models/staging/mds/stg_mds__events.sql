@@ -1,8 +1,9 @@
 -- One row per landed MDS vehicle event (provider + event_id per block): 0.4 / 1.x status changes
 -- and 2.0 events in one shape. Battery stays on the lake's one scale (battery_fraction, 0-1: 0.4
 -- `battery_pct` as published, 2.0 `battery_percent` / 100). `vehicle_state` is conformed across
--- versions: 2.0 publishes it; a 0.4 / 1.x status change's event_type is the state it leaves the
--- vehicle in, mapped to the 1.0+ state names (`unavailable` became `non_operational` in MDS 1.0).
+-- versions: 1.x and 2.0 publish it (the extractor lands a 1.x status change's vehicle_state,
+-- event_types and trip_id in the 2.0 columns); a 0.4 status change's event_type is the state it
+-- leaves the vehicle in, mapped to the 1.0+ state names (`unavailable` became `non_operational`).
 
 with source as (
 
@@ -20,8 +21,8 @@ renamed as (
         event_id_derived,
         mds_version,
         provider_id,
-        -- 0.4 / 1.x status changes carry no device in the contract's field list: an operator that
-        -- sends one anyway has it in extras
+        -- 0.4 status changes carry no device in the contract's field list: an operator that sends
+        -- one anyway has it in extras (1.x and 2.0 carry it)
         coalesce(device_id, json_extract_string(extras, '$.device_id')) as device_id,
 
         -- what happened

@@ -1,10 +1,22 @@
 -- One row per landed Minneapolis 311 request. OBJECTID restarts in each year's layer, so the
 -- request id joins the layer year to it; CASEID repeats in practice and is kept as published.
+-- The layer year is the lake's layer_year: the publisher files a request by its local year, so
+-- a request opened on 1 January UTC can sit in the previous year's layer. Blocks landed before
+-- that column existed read one layer, that of the UTC year of opened_at.
 
-with source as (
+with landed as (
 
     -- lake_source: source() that reads as empty while no block is landed (macros/lake_source.sql)
     select * from {{ lake_source('minneapolis_311', 'requests') }}
+
+),
+
+source as (
+
+    -- UNION ALL BY NAME adds layer_year as null when no landed file has the column yet
+    select * from landed
+    union all by name
+    select cast(null as integer) as layer_year where false
 
 ),
 
@@ -12,8 +24,10 @@ renamed as (
 
     select
         -- ids
-        cast(strftime(opened_at, '%Y') || '-' || cast(object_id as varchar) as varchar) as request_id,
+        cast(coalesce(cast(layer_year as varchar), strftime(opened_at, '%Y')) || '-'
+             || cast(object_id as varchar) as varchar)                as request_id,
         cast(object_id as bigint)                                     as object_id,
+        cast(coalesce(layer_year, year(opened_at)) as integer)        as layer_year,
         cast(case_id as bigint)                                       as case_id,
 
         -- classification as published (channel-specific names are standardised downstream)

@@ -1,6 +1,7 @@
 -- One row per landed SRWR activity (record type 001). The block month is the month of the
--- activity's earliest undertaker-phase start (docs/lake_contract_srwr.md, Block): the only date
--- the contract documents that places an activity in time.
+-- activity's earliest undertaker-phase start (the only date the contract documents that places an
+-- activity in time) clamped into its export file's period, so that no activity a file lists is
+-- lost for when its works start (docs/lake_contract_srwr.md, Block; `placement` says how).
 
 with source as (
 
@@ -16,6 +17,7 @@ renamed as (
         promoter_id,
         latest_phase,
         first_start_at,
+        placement,
         field_count,
         _block_month,
         cast(_block_month || '-01' as date)                           as block_month,
