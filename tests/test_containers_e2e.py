@@ -9,7 +9,10 @@ is skipped. Per source: the DAG built with ``extract_mode="docker"`` runs two mo
 (local mode's ``run_block``) in a second lake, and the two landings must agree (manifests' sha256,
 rows, quarantine, watermark; the data tables row for row). The connection, with a secret app token, reaches each container only as its
 ``AIRFLOW_CONN_*`` variable: never in the command, the rendered fields, the XComs or the logs.
-No container is left behind; the landed files belong to the user running the tests.
+No container is left behind; the landed files belong to the user running the tests. Last, the
+lake on S3 (moto's server on loopback): the lake's AWS connection reaches each container privately,
+each block lands in the bucket once, and an unchanged re-run is two skipped tasks. The figures
+(per-block container overhead) print at the end of the module.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import json
 import os
 import secrets
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -26,37 +28,19 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+from test_lake_s3 import ACCESS_KEY, BUCKET, SECRET_KEY, moto_endpoint, objects, recorded_access_keys, s3_lake  # noqa: F401
 
-import container_setup  # noqa: E402
+from docker_mode import CONTAINERS, FIGURES, container_engine, docker_settings, overhead_figure, record_engine_calls  # noqa: F401
+
+pytestmark = CONTAINERS
 
 MONTHS = ["2024-01", "2024-02"]
 SECRET = "app-token-" + secrets.token_hex(12)
 CONNECTIONS = {"seattle_crime": "AIRFLOW_CONN_CIVIC_SEATTLE_CRIME", "nyc_311": "AIRFLOW_CONN_CIVIC_NYC_311"}
-FIGURES: list[str] = []
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    """The extractor image (built once, then cached) and the Docker API on a socket of this module."""
-    done = container_setup.setup()
-    FIGURES.append(
-        "setup: " + ("cached" if done.cached else "built") + ", "
-        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in done.seconds.items()) + f"; image {done.image}"
-    )
-    service = container_setup.Service(tmp_path_factory.mktemp("podman"), done.env)
-    started = time.monotonic()
-    service.start()
-    FIGURES.append(f"API service up in {time.monotonic() - started:.1f} s on {service.url}")
-    try:
-        yield {"setup": done, "service": service}
-    finally:
-        service.stop()
-
-
-@pytest.fixture(scope="module")
-def environment(engine, airflow_db, run_dir):
+def environment(container_engine, airflow_db, run_dir):
     """Two lakes (docker and local), a warehouse, the replay server, the connections with a secret
     token, and the Variables that send the docker mode to the API socket with host networking."""
     from civic_pipelines.replay.server import make_server
@@ -80,10 +64,7 @@ def environment(engine, airflow_db, run_dir):
     settings = {
         "CIVIC_LAKE": str(data / "lake"),
         "CIVIC_WAREHOUSE": str(data / "warehouse.duckdb"),
-        "AIRFLOW_VAR_CIVIC_EXTRACTOR_IMAGE": engine["setup"].image,
-        "AIRFLOW_VAR_CIVIC_DOCKER_URL": engine["service"].url,
-        "AIRFLOW_VAR_CIVIC_DOCKER_NETWORK": "host",  # the replay listens on the host's loopback
-        "AIRFLOW_VAR_CIVIC_DOCKER_USER": f"{os.geteuid()}:{os.getegid()}",  # the lake's files stay the test user's
+        **docker_settings(container_engine),
         **{variable: conn for variable in CONNECTIONS.values()},
     }
     with pytest.MonkeyPatch.context() as patch:
@@ -91,44 +72,14 @@ def environment(engine, airflow_db, run_dir):
             patch.setenv(key, value)
         try:
             yield {"server": server, "tokens": tokens, "data": data, "lake": data / "lake",
-                   "local_lake": data / "local_lake", **engine}
+                   "local_lake": data / "local_lake", **container_engine}
         finally:
             server.stop()
 
 
 @pytest.fixture
 def engine_calls(monkeypatch):
-    """What the operator asks the engine for (command, environment, host config) and when each
-    container starts and ends, recorded on the way through docker-py's APIClient."""
-    import docker
-
-    calls: list[dict] = []
-    create, start, wait = docker.APIClient.create_container, docker.APIClient.start, docker.APIClient.wait
-
-    def record_create(self, *args, **kwargs):
-        container = create(self, *args, **kwargs)
-        calls.append({"id": container["Id"], "command": kwargs.get("command"), "environment": kwargs.get("environment"),
-                      "host_config": kwargs.get("host_config"), "image": kwargs.get("image"), "user": kwargs.get("user"),
-                      "created": time.monotonic()})
-        return container
-
-    def record_start(self, container, *args, **kwargs):
-        for call in calls:
-            if call["id"] == container:
-                call["started"] = time.monotonic()
-        return start(self, container, *args, **kwargs)
-
-    def record_wait(self, container, *args, **kwargs):
-        result = wait(self, container, *args, **kwargs)
-        for call in calls:
-            if call["id"] == container:
-                call["ended"] = time.monotonic()
-        return result
-
-    monkeypatch.setattr(docker.APIClient, "create_container", record_create)
-    monkeypatch.setattr(docker.APIClient, "start", record_start)
-    monkeypatch.setattr(docker.APIClient, "wait", record_wait)
-    return calls
+    return record_engine_calls(monkeypatch)
 
 
 def block_folder(lake: Path, source: str, month: str) -> Path:
@@ -197,7 +148,7 @@ def check_engine_calls(calls: list[dict], source: str, image: str) -> None:
     assert sorted(call["command"][5] for call in calls) == MONTHS
     for call in calls:
         assert call["command"][:5] == ["civic", "extract", "--source", source, "--month"], call["command"]
-        assert call["command"][6:] == ["--lake", "/lake"]
+        assert call["command"][6:] == ["--lake", "/lake", "--skipped-exit-code", "99"]
         assert SECRET not in json.dumps(call["command"])
         assert call["image"] == image
         assert call["user"] == f"{os.geteuid()}:{os.getegid()}"
@@ -222,36 +173,46 @@ def check_no_container_left(environment, calls: list[dict]) -> None:
         client.close()
 
 
-def check_secret_absent(dag_id: str, run_id: str, output: str) -> None:
-    """Neither the task logs (console and files), the rendered fields nor the XComs hold the token."""
+def check_secret_absent(dag_id: str, run_id: str, output: str, secrets_: tuple[str, ...] = (SECRET,)) -> None:
+    """Neither the task logs (console and files), the rendered fields nor the XComs hold the token
+    (or any of ``secrets_``)."""
     from airflow.models.renderedtifields import RenderedTaskInstanceFields
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    assert SECRET not in output, "the secret was printed"
+    for secret in secrets_:
+        assert secret not in output, "the secret was printed"
     logs = Path(os.environ["AIRFLOW_HOME"]) / "logs"
     for path in logs.rglob("*") if logs.exists() else []:
         if path.is_file() and f"dag_id={dag_id}" in str(path):
-            assert SECRET not in path.read_text(errors="replace"), path
+            text = path.read_text(errors="replace")
+            assert not [secret for secret in secrets_ if secret in text], path
     with create_session() as session:
         rendered = session.query(RenderedTaskInstanceFields).filter_by(dag_id=dag_id, run_id=run_id).all()
         xcoms = session.query(XComModel).filter_by(dag_id=dag_id, run_id=run_id).all()
         commands = [r.rendered_fields.get("command") for r in rendered if r.task_id == "extract_load"]
         assert len(commands) == len(MONTHS) and all(c and c[:2] == ["civic", "extract"] for c in commands), commands
-        assert SECRET not in json.dumps([r.rendered_fields for r in rendered], default=str)
-        assert SECRET not in json.dumps([x.value for x in xcoms], default=str)
+        for secret in secrets_:
+            assert secret not in json.dumps([r.rendered_fields for r in rendered], default=str)
+            assert secret not in json.dumps([x.value for x in xcoms], default=str)
+
+
+def skipped_manifests(dag_id: str, run_id: str) -> dict[str, bool]:
+    """Month -> ``skipped`` of the manifests extract_load pushed under the XCom key ``manifest``."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter_by(dag_id=dag_id, run_id=run_id, task_id="extract_load", key="manifest").all()
+        values = [row.value if isinstance(row.value, dict) else json.loads(row.value) for row in rows]
+    return {value["month"]: value["skipped"] for value in values}
 
 
 def record_figures(source: str, calls: list[dict], environment) -> None:
     for call in sorted(calls, key=lambda c: c["command"][5]):
         month = call["command"][5]
         manifest = json.loads((block_folder(environment["lake"], source, month) / "_manifest.json").read_text())
-        container = call["ended"] - call["started"]
-        FIGURES.append(
-            f"{source} {month}: {manifest['rows']:,} rows; container create {call['started'] - call['created']:.2f} s, "
-            f"start -> exit {container:.2f} s, of which extract {manifest['seconds']:.2f} s "
-            f"(overhead {container - manifest['seconds']:.2f} s: runtime + interpreter + imports)"
-        )
+        FIGURES.append(overhead_figure(f"{source} {month}", call, manifest))
 
 
 def token_requests(environment) -> int:
@@ -304,6 +265,63 @@ def test_nyc_311_blocks_run_in_containers(environment, engine_calls, capfd):
 
     check_landing_matches_local(environment, "nyc_311")
     record_figures("nyc_311", engine_calls, environment)
+
+
+def test_an_s3_lake_in_docker_mode_lands_each_block_once(environment, engine_calls, s3_lake, monkeypatch, capfd):
+    """The lake on S3 (moto's server on the host's loopback, reached over host networking): each
+    container gets the lake's connection civic_lake_s3 privately, lands its block in the bucket
+    once (one data object, every replay row once), and an unchanged re-run is two skipped tasks
+    that rewrite nothing; neither the secret key nor the app token is printed anywhere."""
+    import requests
+
+    from civic_pipelines.lake import BlockLocation, read_block_table
+
+    lake = f"s3://{BUCKET}/docker-lake"
+    monkeypatch.setenv("CIVIC_LAKE", lake)
+    monkeypatch.delenv("CIVIC_NO_AIRFLOW_LOOKUP")  # the host side of this test reads like an Airflow worker
+    endpoint, client = s3_lake["endpoint"], s3_lake["client"]
+    requests.post(f"{endpoint}/moto-api/recorder/start-recording", timeout=10).raise_for_status()
+
+    dag, run = run_docker_dag("seattle_crime", ["extract_load"])
+    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+    assert run.state == "success", states
+    assert sorted(s for (task, _), s in states.items() if task == "extract_load") == ["success", "success"]
+    for call in engine_calls:
+        assert call["command"][6:8] == ["--lake", lake] and call["exit_code"] == 0
+        assert not call["host_config"].get("Mounts"), "nothing bind-mounted: the lake is the bucket"
+        handed = json.loads(call["environment"]["AIRFLOW_CONN_CIVIC_LAKE_S3"])
+        assert handed["login"] == ACCESS_KEY and handed["password"] == SECRET_KEY
+        others = {k: v for k, v in call["environment"].items() if k != "AIRFLOW_CONN_CIVIC_LAKE_S3"}
+        assert SECRET_KEY not in json.dumps(others)
+    assert recorded_access_keys(endpoint) == {ACCESS_KEY}, "the containers signed with the connection's key"
+
+    dataset = environment["server"].dataset
+    expected = sorted(f"docker-lake/seattle_crime/month={m}/{n}" for m in MONTHS for n in ("_manifest.json", "data.parquet"))
+    landed = [key for key in objects(client, "docker-lake/") if not key.endswith("/")]
+    assert landed == expected, "one data object and one manifest per block, no staged object left"
+    for month in MONTHS:
+        keys = read_block_table(BlockLocation(lake, "seattle_crime", month))["offense_id"].to_pylist()
+        want = {int(row["offense_id"]) for row in dataset.rows_for_month(month)}
+        assert len(keys) == len(set(keys)) == len(want) > 1000 and set(keys) == want, month
+    before = {key: client.head_object(Bucket=BUCKET, Key=key)["ETag"] for key in landed}
+    FIGURES.extend(overhead_figure(f"s3 seattle_crime {call['command'][5]}", call, {**json.loads(
+        client.get_object(Bucket=BUCKET, Key=f"docker-lake/seattle_crime/month={call['command'][5]}/_manifest.json")
+        ["Body"].read())}) for call in engine_calls)
+
+    # Unchanged: both containers exit with the skip code, the tasks are skipped, nothing is rewritten.
+    again = dag.test(run_conf={"start_month": MONTHS[0], "end_month": MONTHS[1]})
+    skipped = sorted(ti.state for ti in again.get_task_instances() if ti.task_id == "extract_load")
+    assert skipped == ["skipped", "skipped"]
+    assert [call["exit_code"] for call in engine_calls[len(MONTHS):]] == [99, 99]
+    assert skipped_manifests(dag.dag_id, again.run_id) == {month: True for month in MONTHS}, \
+        "each skipped block's manifest is its XCom (key manifest), as in local mode"
+    assert {key: client.head_object(Bucket=BUCKET, Key=key)["ETag"] for key in landed} == before
+    requests.post(f"{endpoint}/moto-api/recorder/stop-recording", timeout=10).raise_for_status()
+
+    output = "".join(capfd.readouterr())
+    check_no_container_left(environment, engine_calls)
+    check_secret_absent(dag.dag_id, run.run_id, output, (SECRET, SECRET_KEY))
+    check_secret_absent(dag.dag_id, again.run_id, output, (SECRET, SECRET_KEY))
 
 
 def test_print_container_figures(environment, capsys):

@@ -1,6 +1,9 @@
 """MDS end to end with dag.test(): two providers of different versions and auth modes for one month,
 replay -> lake -> PostgreSQL mirror and dbt; a month with hours not yet published lands incomplete
-and a later run completes it; no credential appears in any log line of the runs."""
+and a later run completes it; no credential appears in any log line of the runs. Runs in both extract
+modes: in-process (``local``) and with each provider's block in an extractor container
+(``docker``, ``tests/docker_mode.py``), where each container must get its own provider's
+connection ``civic_mds_<provider>``."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 import requests
+from docker_mode import MODES, assert_extract_mode, container_engine, record_engine_calls, use_mode  # noqa: F401
 
 MONTH = "2024-02"
 PROVIDERS = ["voi", "dott"]  # MDS 2.0 with OAuth2, MDS 0.4 with OAuth2
@@ -20,11 +24,13 @@ LATE = ["2024-02-20T05", "2024-02-20T06"]
 
 
 @pytest.fixture
-def environment(airflow_db, run_dir, postgres, monkeypatch):
+def environment(airflow_db, run_dir, postgres, monkeypatch, mode, request):
     from civic_pipelines.replay.mds import connections_for
     from civic_pipelines.replay.server import make_server
 
-    data = run_dir / "e2e_mds"
+    use_mode(request, monkeypatch, mode)
+    calls = record_engine_calls(monkeypatch) if mode == "docker" else None
+    data = run_dir / f"e2e_mds_{mode}"
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
     server = make_server(host="127.0.0.1", port=0)
@@ -40,7 +46,8 @@ def environment(airflow_db, run_dir, postgres, monkeypatch):
     requests.post(f"{server.url}/_replay/config", json={"mds": {"late_hours": LATE}}, timeout=10).raise_for_status()
     secrets = {c.get("password") for c in connections.values()} | {postgres["password"]}
     try:
-        yield {"server": server, "data": data, "postgres": postgres, "secrets": {s for s in secrets if s}}
+        yield {"server": server, "data": data, "postgres": postgres, "secrets": {s for s in secrets if s},
+               "connections": connections, "mode": mode, "engine_calls": calls}
     finally:
         server.stop()
 
@@ -57,6 +64,7 @@ def lake_trips(data, provider):
     return pq.read_table(data / "lake" / "mds" / provider / f"month={MONTH}" / "data.parquet")
 
 
+@pytest.mark.parametrize("mode", MODES)
 def test_two_providers_land_sync_to_postgres_and_complete_late_hours(environment, caplog):
     from civic_pipelines.orchestration.dag_factory import build_source_dag
 
@@ -64,7 +72,9 @@ def test_two_providers_land_sync_to_postgres_and_complete_late_hours(environment
     conf = {"start_month": MONTH, "end_month": MONTH}
     caplog.set_level(logging.DEBUG)
 
-    dag = build_source_dag("mds", extract_mode="local")
+    mode = environment["mode"]
+    dag = build_source_dag("mds", extract_mode=mode)
+    assert_extract_mode(dag, mode)
     run = dag.test(run_conf=conf)
     assert run.state == "success"
     assert extract_states(run) == ["success", "success"]
@@ -83,7 +93,7 @@ def test_two_providers_land_sync_to_postgres_and_complete_late_hours(environment
     # The late hours appear: an incomplete-only run plans the two incomplete blocks,
     # fetches only the missing hours, and the blocks end complete.
     requests.post(f"{server.url}/_replay/config", json={"mds": {"late_hours": []}}, timeout=10).raise_for_status()
-    run = build_source_dag("mds", extract_mode="local").test(
+    run = build_source_dag("mds", extract_mode=mode).test(
         run_conf={"start_month": MONTH, "end_month": MONTH, "incomplete_only": True})
     assert run.state == "success" and extract_states(run) == ["success", "success"]
     for provider in PROVIDERS:
@@ -97,7 +107,7 @@ def test_two_providers_land_sync_to_postgres_and_complete_late_hours(environment
     assert sorted(rows) == sorted((p, t) for p, table in trips.items() for t in table["trip_id"].to_pylist())
 
     # Complete now: the third run skips every block, and Postgres is unchanged.
-    run = build_source_dag("mds", extract_mode="local").test(run_conf=conf)
+    run = build_source_dag("mds", extract_mode=mode).test(run_conf=conf)
     assert extract_states(run) == ["skipped", "skipped"]
     with postgres["connect"]() as conn:
         (count,) = conn.execute("select count(*) from mds_trips").fetchone()
@@ -115,3 +125,25 @@ def test_two_providers_land_sync_to_postgres_and_complete_late_hours(environment
     assert logged and environment["secrets"] and tokens
     for secret in environment["secrets"] | tokens:
         assert secret not in logged
+
+    if mode == "docker":
+        check_each_container_got_its_provider(environment)
+
+
+def check_each_container_got_its_provider(environment):
+    """Docker mode: every container (2 providers x 3 runs) got its own provider's connection
+    ``civic_mds_<provider>`` (with its client secret) as AIRFLOW_CONN_*, no other provider's, and
+    the provider list; the third run's containers exited with the skip code."""
+    from civic_pipelines.cli import SKIPPED_EXIT_CODE
+
+    calls = environment["engine_calls"]
+    assert len(calls) == 3 * len(PROVIDERS), [c["command"] for c in calls]
+    for call in calls:
+        provider = call["command"][call["command"].index("--part") + 1]
+        assert provider in PROVIDERS
+        variables = {key for key in call["environment"] if key.startswith("AIRFLOW_CONN_CIVIC_MDS_")}
+        assert variables == {f"AIRFLOW_CONN_CIVIC_MDS_{provider.upper()}"}, variables
+        handed = json.loads(call["environment"][f"AIRFLOW_CONN_CIVIC_MDS_{provider.upper()}"])
+        assert handed["password"] == environment["connections"][provider]["password"]
+        assert json.loads(call["environment"]["AIRFLOW_VAR_CIVIC_MDS_PROVIDERS"]) == PROVIDERS
+    assert [c["exit_code"] for c in calls[-len(PROVIDERS):]] == [SKIPPED_EXIT_CODE] * len(PROVIDERS)

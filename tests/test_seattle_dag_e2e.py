@@ -1,7 +1,9 @@
 """The Seattle DAG end to end with dag.test(): replay server -> lake -> Cosmos dbt -> DuckDB.
 
 The tests in this module share one lake and one warehouse and run in order: first landing,
-unchanged re-run, forced re-landing, dry run, bad params.
+unchanged re-run, forced re-landing, dry run, bad params. They run twice, once per extract mode:
+in-process (``local``) and with each block in an extractor container (``docker``, through
+podman's Docker API: ``tests/docker_mode.py``); the assertions are the same.
 """
 
 from __future__ import annotations
@@ -13,22 +15,26 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from docker_mode import MODES, assert_extract_mode, container_engine, use_mode  # noqa: F401 - container_engine is a fixture
 
 MONTHS = ["2024-01", "2024-02"]
+# Every test, once per extract mode; module scope: one lake per mode, the tests in order.
+pytestmark = pytest.mark.parametrize("mode", MODES, scope="module")
 
 
 @pytest.fixture(scope="module")
-def environment(airflow_db, run_dir):
-    """A fresh lake and warehouse, and the replay server, for the whole module."""
+def environment(airflow_db, run_dir, mode, request):
+    """A fresh lake and warehouse, and the replay server, for the whole module (per mode)."""
     from civic_pipelines.replay.server import make_server
 
-    data = run_dir / "e2e_seattle"
+    data = run_dir / f"e2e_seattle_{mode}"
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
     server = make_server(host="127.0.0.1", port=0)
     server.start()
     host, port = server.url.split("://", 1)[1].split(":")
     with pytest.MonkeyPatch.context() as patch:
+        use_mode(request, patch, mode)
         patch.setenv("CIVIC_LAKE", str(data / "lake"))
         patch.setenv("CIVIC_WAREHOUSE", str(data / "warehouse.duckdb"))
         patch.setenv("CIVIC_DBT_FRESHNESS", str(data / "dbt_freshness"))
@@ -41,10 +47,12 @@ def environment(airflow_db, run_dir):
 
 
 @pytest.fixture(scope="module")
-def dag(environment):
+def dag(environment, mode):
     from civic_pipelines.orchestration.dag_factory import build_source_dag
 
-    return build_source_dag("seattle_crime", extract_mode="local")
+    dag = build_source_dag("seattle_crime", extract_mode=mode)
+    assert_extract_mode(dag, mode)
+    return dag
 
 
 def warehouse_query(environment, sql):

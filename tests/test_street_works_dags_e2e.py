@@ -2,7 +2,9 @@
 
 Per source: two months land exactly the replay's generated records (Street Manager: every event of
 each part's archive; SRWR: every dated activity of the month) and dbt builds the source's models; a
-second run with unchanged archives skips every block.
+second run with unchanged archives skips every block. Street Manager's test runs in both extract
+modes, in a lake and warehouse of each mode's own: in-process (``local``) and with each block in
+an extractor container (``docker``, ``tests/docker_mode.py``); the assertions are the same.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import shutil
 
 import duckdb
 import pytest
+from docker_mode import MODES, assert_extract_mode, container_engine, use_mode  # noqa: F401 - container_engine is a fixture
 
 MONTHS = ["2024-02", "2024-03"]
 EVENTS = {"permit": 150, "activity": 20, "section_58": 10}
@@ -59,12 +62,19 @@ def dbt_states(run):
     return {ti.task_id: ti.state for ti in run.get_task_instances() if ti.task_id.startswith("dbt.")}
 
 
-def test_street_manager_lands_every_generated_event_then_skips(environment):
+@pytest.mark.parametrize("mode", MODES)
+def test_street_manager_lands_every_generated_event_then_skips(environment, mode, request, monkeypatch):
     from civic_pipelines.orchestration.dag_factory import build_source_dag
     from civic_pipelines.replay.street_manager import archive_events
 
+    use_mode(request, monkeypatch, mode)
+    data = environment["data"] / f"street_manager_{mode}"
+    monkeypatch.setenv("CIVIC_LAKE", str(data / "lake"))
+    monkeypatch.setenv("CIVIC_WAREHOUSE", str(data / "warehouse.duckdb"))
+    environment = {**environment, "data": data}
     archives = environment["server"].street_manager
-    dag = build_source_dag("street_manager", extract_mode="local")
+    dag = build_source_dag("street_manager", extract_mode=mode)
+    assert_extract_mode(dag, mode)
     conf = {"start_month": MONTHS[0], "end_month": MONTHS[1]}
 
     run = dag.test(run_conf=conf)

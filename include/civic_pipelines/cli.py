@@ -1,6 +1,7 @@
 """The ``civic`` command line: the extractor's contract, identical in the container and in-process.
 
     civic extract --source seattle_crime --month 2023-01 [--part P] [--lake PATH_OR_URL] [--force] [--dry-run]
+                  [--skipped-exit-code N]
     civic replay [--host 127.0.0.1] [--port 8765]
     civic sources
     civic dashboard [--host 127.0.0.1] [--port 8050]
@@ -12,6 +13,11 @@ import argparse
 import json
 import logging
 import sys
+
+# The exit code docker mode asks for when the block was skipped (nothing landed: unchanged, not
+# published yet): DockerOperator's ``skip_on_exit_code`` turns it into a skipped task. Outside 1
+# (errors), 2 (usage) and the shells' 126-165.
+SKIPPED_EXIT_CODE = 99
 
 
 def _extract(args) -> int:
@@ -26,7 +32,8 @@ def _extract(args) -> int:
     validate_part(spec, args.part)
     manifest = run_block(args.source, args.month, lake=args.lake, force=args.force, dry_run=args.dry_run, part=args.part)
     print(json.dumps(manifest, sort_keys=True, default=str), flush=True)
-    return 0
+    # A skip is a success by default (scripts); the orchestrator asks for a distinct code.
+    return args.skipped_exit_code if manifest.get("skipped") else 0
 
 
 def _replay(args) -> int:
@@ -84,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--lake", help="lake root folder or URL (default $CIVIC_LAKE or ./data/lake)")
     extract.add_argument("--force", action="store_true", help="land even if the source's watermark is unchanged")
     extract.add_argument("--dry-run", action="store_true", help="plan only: fetch nothing, write nothing")
+    extract.add_argument("--skipped-exit-code", type=int, default=0, metavar="N",
+                         help=f"exit with N when the block was skipped (the manifest still prints); default 0. "
+                              f"Docker mode passes {SKIPPED_EXIT_CODE}, which its operator maps to a skipped task")
     extract.set_defaults(func=_extract)
 
     replay = commands.add_parser("replay", help="serve the bundled data in each API's wire format (offline)")

@@ -257,6 +257,16 @@ def provider_conn_id(provider: str) -> str:
     return f"civic_mds_{provider}"
 
 
+def connection_ids(part: str) -> list[str]:
+    """The connections a block of provider ``part`` reads (docker mode forwards them to the container)."""
+    return [provider_conn_id(part)]
+
+
+def variable_keys(part: str | None = None) -> list[str]:
+    """The Airflow Variables a block reads (docker mode forwards them to the container, which has no Airflow)."""
+    return [PROVIDERS_VARIABLE, DISTRICTS_PATH_VARIABLE, DISTRICT_PROPERTY_VARIABLE]
+
+
 @dataclass(frozen=True)
 class Provider:
     """One provider's resolved configuration. ``secret`` is the bearer token or the client secret."""
