@@ -32,8 +32,6 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-@pytest.mark.xdist_group("demo")
-@pytest.mark.timeout(1200)  # the whole demo: every source, every dbt model, under the real scheduler
 def test_the_demo_runs_one_mds_provider_per_version_family(tmp_path):
     """Issue 14 item 4: the demo ran no 1.2 provider, so nothing showed its status changes were all
     quarantined. Its providers cover 0.4, 1.x and 2.0, each with a connection to the replay."""
@@ -55,6 +53,8 @@ def test_the_demo_runs_one_mds_provider_per_version_family(tmp_path):
     assert sorted(families.values()) == ["0.4", "1.x", "2.0"] and families["bolt"] == "1.x"
 
 
+@pytest.mark.xdist_group("demo")
+@pytest.mark.timeout(1200)  # the whole demo: every source, every dbt model, under the real scheduler
 def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
     from civic_pipelines.replay.seattle import SeattleCrimeDataset
 
