@@ -141,7 +141,9 @@ def _digest(*parts: bytes | str) -> str:
 
 def _build(env: dict, tag: str, dockerfile: Path, context: Path, volumes: list[str], *args: str) -> float:
     started = time.monotonic()
-    container_setup.podman(env, "build", "--pull=never", "--network", "host", "--layers", "-f", str(dockerfile),
+    # --format docker: the OCI image format has no ONBUILD, and buildah drops the Runtime's
+    # build steps from an OCI image (Docker's images always keep them).
+    container_setup.podman(env, "build", "--format", "docker", "--pull=never", "--network", "host", "--layers", "-f", str(dockerfile),
                            *volumes, *args, "-t", tag, str(context), timeout=3600)
     return time.monotonic() - started
 
@@ -152,7 +154,7 @@ def build_runtime_standin(env: dict, base: str, wheels: Path, home: Path) -> tup
     if not airflow.startswith(airflow_line(tag_) + "."):
         raise RuntimeError(f"requirements-dev.txt pins apache-airflow=={airflow}, the Runtime tag {tag_} is Airflow {airflow_line(tag_)}")
     key = _digest(container_setup.image_id(env, base), airflow, tag_,
-                  *((STANDIN / name).read_bytes() for name in ("Dockerfile.runtime", "entrypoint")))
+                  *((STANDIN / name).read_bytes() for name in ("Dockerfile.runtime", "entrypoint")), "docker-format")
     tag = f"{RUNTIME_REPO}:{tag_}-{key}"
     if container_setup.image_exists(env, tag):
         return tag, 0.0
