@@ -32,7 +32,7 @@ this machine allows, and timed:
 Command line::
 
     .venv/bin/python scripts/astro_local.py run    # 1-5, then stop the stack (images kept); prints figures
-    .venv/bin/python scripts/astro_local.py up     # 1-3 and leave it running (Ctrl-C stops it)
+    .venv/bin/python scripts/astro_local.py build  # step 1 only
 """
 
 from __future__ import annotations
@@ -392,3 +392,258 @@ def import_settings(stack: Stack, settings_file: Path = ROOT / "airflow_settings
         stack.exec(service, command)
         done["connections"].append(conn_id)
     return done
+
+
+# ---------------------------------------------------------------- 4. a run through the REST API
+
+
+def network_gateway(env: dict, network: str) -> str:
+    """The compose network's gateway: the host as the containers on it see it (the replay
+    listens there; podman's host.containers.internal names the same host)."""
+    info = json.loads(container_setup.podman(env, "network", "inspect", network).stdout)[0]
+    return info["subnets"][0]["gateway"]
+
+
+def point_sources_at_replay(stack: Stack, host: str, port: int) -> None:
+    for conn_id in CONNECTIONS.values():
+        stack.exec("scheduler", f'airflow connections delete "{conn_id}"', check=False)
+        stack.exec("scheduler", f"airflow connections add '{conn_id}' --conn-type http --conn-host '{host}' "
+                                f"--conn-port {port} --conn-schema http")
+
+
+def set_variables(stack: Stack, variables: dict[str, str]) -> None:
+    for key, value in variables.items():
+        stack.exec("scheduler", f"airflow variables set {key} '{value}'")
+
+
+def wait_docker_mode(stack: Stack, dag_ids: list[str], timeout: float = 300) -> float:
+    """Until the dag-processor has re-parsed the DAGs with civic_extract_mode=docker (the mode is
+    read at parse time): extract_load is then the DockerOperator subclass."""
+    started = time.monotonic()
+    while True:
+        token = stack.token()
+        operators = {}
+        for dag_id in dag_ids:
+            try:
+                operators[dag_id] = stack.api("GET", f"/dags/{dag_id}/tasks/extract_load", token=token).get("operator_name")
+            except urllib.error.HTTPError:
+                operators[dag_id] = None
+        if all(name == "CivicExtractDockerOperator" for name in operators.values()):
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"the DAGs were not re-parsed in docker mode within {timeout:.0f} s: {operators}")
+        time.sleep(3)
+
+
+def trigger_and_wait(stack: Stack, runs: dict[str, dict], timeout: float = 1500) -> dict[str, dict]:
+    """Unpause and trigger each DAG (conf: its months), wait for every run to finish; returns
+    the runs with their task instances."""
+    token = stack.token()
+    started = {}
+    for dag_id, conf in runs.items():
+        stack.api("PATCH", f"/dags/{dag_id}", {"is_paused": False}, token=token)
+        run = stack.api("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf}, token=token)
+        started[dag_id] = run["dag_run_id"]
+        log(f"triggered {dag_id} {run['dag_run_id']} with {conf}")
+    deadline = time.monotonic() + timeout
+    finished: dict[str, dict] = {}
+    while len(finished) < len(started):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"runs not finished in {timeout:.0f} s: {set(started) - set(finished)}")
+        time.sleep(5)
+        token = stack.token()
+        for dag_id, run_id in started.items():
+            if dag_id in finished:
+                continue
+            run = stack.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}", token=token)
+            if run["state"] in ("success", "failed"):
+                instances = stack.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=500", token=token)
+                finished[dag_id] = {**run, "task_instances": instances["task_instances"]}
+                log(f"{dag_id} {run_id}: {run['state']}")
+    return finished
+
+
+def extractor_containers(env: dict, image: str, since: str) -> list[dict]:
+    """The extractor containers podman started since ``since`` (its event log)."""
+    result = container_setup.podman(env, "events", "--stream=false", "--since", since, "--filter", "event=start",
+                                    "--filter", f"image={image}", "--format", "json", check=False, timeout=120)
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.strip().startswith("{")]
+    return [event for event in events if event.get("Status") == "start"]
+
+
+# ---------------------------------------------------------------- 5. checks against the same blocks landed in-process
+
+
+def local_landing(server_url: str, lake: Path) -> dict:
+    """The same blocks landed in-process (local mode's run_block) from the same replay: the
+    reference the stack's lake must equal; returns per-block seconds."""
+    from civic_pipelines.extract import run_block
+
+    host, port = server_url.split("://", 1)[1].split(":")
+    conn = json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"})
+    seconds = {}
+    saved = {key: os.environ.get(key) for key in ("AIRFLOW_CONN_CIVIC_SEATTLE_CRIME", "AIRFLOW_CONN_CIVIC_STREET_MANAGER")}
+    os.environ.update({"AIRFLOW_CONN_CIVIC_SEATTLE_CRIME": conn, "AIRFLOW_CONN_CIVIC_STREET_MANAGER": conn})
+    try:
+        for source, months in SOURCES.items():
+            for month in months:
+                part = "permit" if source == "street_manager" else None
+                started = time.monotonic()
+                run_block(source, month, lake=str(lake), part=part)
+                seconds[f"{source}/{month}"] = time.monotonic() - started
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return seconds
+
+
+def compare_lakes(stack_lake: Path, local_lake: Path) -> dict[str, int]:
+    """Every block's manifest in the stack's lake equals the in-process one (data sha256, rows,
+    quarantine, watermark); returns rows per source."""
+    rows: dict[str, int] = {}
+    local = sorted(path.relative_to(local_lake) for path in local_lake.rglob("_manifest.json"))
+    landed = sorted(path.relative_to(stack_lake) for path in stack_lake.rglob("_manifest.json"))
+    if local != landed or not local:
+        raise AssertionError(f"the stack landed {landed}, in-process {local}")
+    for relative in local:
+        ours, theirs = (json.loads((lake / relative).read_text()) for lake in (stack_lake, local_lake))
+        for key in ("sha256", "rows", "quarantined", "watermark"):
+            if ours.get(key) != theirs.get(key):
+                raise AssertionError(f"{relative}: {key} {ours.get(key)!r} in the stack's lake, {theirs.get(key)!r} in-process")
+        rows[relative.parts[0]] = rows.get(relative.parts[0], 0) + ours["rows"]
+    return rows
+
+
+def warehouse_counts(warehouse: Path) -> dict[str, int]:
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        tables = [row[0] for row in con.sql("select table_name from information_schema.tables "
+                                            "where table_schema = 'main' and table_type = 'BASE TABLE'").fetchall()]
+        return {table: con.sql(f'select count(*) from "{table}"').fetchone()[0] for table in tables}
+
+
+@dataclass
+class Result:
+    figures: dict = field(default_factory=dict)
+    runs: dict = field(default_factory=dict)
+    lake_rows: dict = field(default_factory=dict)
+    warehouse: dict = field(default_factory=dict)
+    containers: list = field(default_factory=list)
+    import_errors: int = -1
+    dashboard: tuple = ()
+    settings: dict = field(default_factory=dict)
+
+
+def build_images(home: Path = container_setup.HOME) -> tuple[container_setup.Setup, dict, dict]:
+    seconds = {}
+    done = container_setup.setup(home)
+    seconds.update({f"base+extractor ({k})": v for k, v in done.seconds.items() if k in ("base", "extractor")})
+    wheels, seconds["wheelhouse"] = image_wheelhouse(home)
+    postgres, seconds["postgres stand-in"] = build_postgres_standin(done.env, done.base)
+    runtime, seconds["runtime stand-in"] = build_runtime_standin(done.env, done.base, wheels, home)
+    airflow, seconds["project image"] = build_project_image(done.env, runtime, wheels, home, project_name())
+    return done, {"postgres": postgres, "runtime": runtime, "airflow": airflow, "extractor": done.image}, seconds
+
+
+def run(work: Path, keep: bool = False) -> Result:
+    """Steps 1-5 in ``work`` (the socket, the compose file, the host data folder); the stack
+    is taken down at the end unless ``keep``. Raises on any failed check."""
+    from civic_pipelines.replay.server import make_server
+
+    result = Result()
+    started = time.monotonic()
+    done, images, result.figures["build seconds"] = build_images()
+    result.figures["images"] = images
+    data = work / "data"
+    shutil.rmtree(data, ignore_errors=True)
+    (data / "lake").mkdir(parents=True)
+    os.chmod(data, 0o777)
+    os.chmod(data / "lake", 0o777)
+    service = container_setup.Service(work / "sock", done.env).start()
+    os.chmod(service.socket, 0o660)  # the scheduler's astro user reaches it through group 0 (DOCKER_GID)
+    server = make_server(host="0.0.0.0", port=0)
+    server.street_manager.configure({"latest_month": "2024-06", "events_per_month": STREET_MANAGER_EVENTS})
+    server.start()
+    port = int(server.url.rsplit(":", 1)[1])
+    stack = None
+    try:
+        up = time.monotonic()
+        stack = start_stack(done.env, project_name(), images, service.socket, data, work / "compose")
+        result.figures["compose up seconds"] = time.monotonic() - up
+        result.figures["healthy after seconds"] = wait_healthy(stack) + result.figures["compose up seconds"]
+        log(f"stack {stack.name} healthy at {stack.url} after {result.figures['healthy after seconds']:.1f} s")
+        imported = time.monotonic()
+        result.settings = import_settings(stack)
+        result.figures["settings import seconds"] = time.monotonic() - imported
+        gateway = network_gateway(done.env, stack.network)
+        point_sources_at_replay(stack, gateway, port)
+        set_variables(stack, {"civic_extract_mode": "docker", "civic_extractor_image": images["extractor"],
+                              "civic_docker_network": stack.network, "civic_docker_user": "50000:0",
+                              "civic_street_manager_parts": '["permit"]'})
+        result.figures["docker-mode reparse seconds"] = wait_docker_mode(stack, list(SOURCES))
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))
+        triggered = time.monotonic()
+        result.runs = trigger_and_wait(stack, {dag_id: {"start_month": months[0], "end_month": months[-1]}
+                                               for dag_id, months in SOURCES.items()})
+        result.figures["runs seconds"] = time.monotonic() - triggered
+        result.containers = extractor_containers(done.env, images["extractor"], since)
+        token = stack.token()
+        result.import_errors = stack.api("GET", "/importErrors", token=token)["total_entries"]
+        result.figures["dags"] = stack.api("GET", "/dags?limit=100", token=token)["total_entries"]
+        page = stack.exec("api-server", "python3 -c \"import urllib.request as u; r = u.urlopen('http://localhost:8080/civic/'); "
+                                        "print(r.status); print(r.read().decode()[:20000])\"")
+        status, _, body = page.partition("\n")
+        result.dashboard = (int(status), body)
+        local = work / "local_lake"
+        shutil.rmtree(local, ignore_errors=True)
+        result.figures["in-process block seconds"] = local_landing(server.url.replace("0.0.0.0", "127.0.0.1"), local)
+        result.lake_rows = compare_lakes(data / "lake", local)
+        result.warehouse = warehouse_counts(data / "warehouse.duckdb")
+        extract_seconds = {}
+        for dag_id, run_ in result.runs.items():
+            for ti in run_["task_instances"]:
+                if ti["task_id"] == "extract_load":
+                    extract_seconds[f"{dag_id}[{ti['map_index']}]"] = ti["duration"]
+        result.figures["docker-mode extract_load seconds"] = extract_seconds
+        result.figures["total seconds"] = time.monotonic() - started
+        return result
+    except Exception:
+        if stack is not None:
+            logs = stack.compose("logs", "--tail", "60", check=False)
+            log("stack logs (tail):\n" + logs.stdout[-8000:] + logs.stderr[-2000:])
+        raise
+    finally:
+        server.stop()
+        if stack is not None and not keep:
+            stack.compose("down", "-v", check=False)
+        if not keep:
+            service.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["run", "build"])
+    parser.add_argument("--work", default=str(container_setup.HOME.parent / "astro-local"))
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        _, images, seconds = build_images()
+        print(json.dumps({"images": images, "seconds": {k: round(v, 1) for k, v in seconds.items()}}, indent=2))
+        return 0
+    result = run(Path(args.work))
+    print(json.dumps({"figures": result.figures, "lake_rows": result.lake_rows, "warehouse": result.warehouse,
+                      "extractor_containers": len(result.containers), "import_errors": result.import_errors,
+                      "runs": {k: v["state"] for k, v in result.runs.items()},
+                      "dashboard_status": result.dashboard[0] if result.dashboard else None},
+                     indent=2, default=lambda value: round(value, 1) if isinstance(value, float) else str(value)))
+    ok = all(v["state"] == "success" for v in result.runs.values()) and result.import_errors == 0
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
