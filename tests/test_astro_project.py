@@ -102,3 +102,13 @@ def test_airflow_settings_point_at_nothing_missing():
     variables = {variable["variable_name"]: variable["variable_value"] for variable in settings["variables"]}
     assert "civic_mds_providers" not in variables
     assert variables["civic_extract_mode"] == "local"
+
+
+def test_airflow_settings_survive_the_clis_quoting():
+    """The Astro CLI runs each setting as `airflow ... '<value>'` under `bash -c`: a single quote
+    in a value breaks the command (seen: a pool description with "year's" failed to load)."""
+    settings = yaml.safe_load((ROOT / "airflow_settings.yaml").read_text())["airflow"]
+    for section in ("connections", "pools", "variables"):
+        for entry in settings.get(section) or []:
+            for key, value in entry.items():
+                assert "'" not in str(value), f"{section}: {key}={value!r}"
