@@ -303,9 +303,9 @@ class Stack:
     # ------------------------------------------------ REST API (v2)
 
     def token(self) -> str:
-        request = urllib.request.Request(f"{self.url}/auth/token", method="POST", data=b"{}",
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
+        # The CLI's compose file sets SimpleAuthManager with every user admin: GET /auth/token
+        # then gives a token without credentials.
+        with urllib.request.urlopen(f"{self.url}/auth/token", timeout=30) as response:
             return json.loads(response.read())["access_token"]
 
     def api(self, method: str, path: str, body: dict | None = None, token: str | None = None) -> dict:
