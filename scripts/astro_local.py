@@ -522,7 +522,7 @@ def warehouse_counts(warehouse: Path) -> dict[str, int]:
 
     with duckdb.connect(str(warehouse), read_only=True) as con:
         tables = [row[0] for row in con.sql("select table_name from information_schema.tables "
-                                            "where table_schema = 'main' and table_type = 'BASE TABLE'").fetchall()]
+                                            "where table_schema = 'main'").fetchall()]
         return {table: con.sql(f'select count(*) from "{table}"').fetchone()[0] for table in tables}
 
 
@@ -629,7 +629,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["run", "build"])
-    parser.add_argument("--work", default=str(container_setup.HOME.parent / "astro-local"))
+    # Not under /root or a home folder: the data folder is mounted at the same absolute path in the
+    # containers, where the astro user must be able to traverse its parents (the image's /root is 0700).
+    parser.add_argument("--work", default="/tmp/civic-pipelines-astro-local")
     args = parser.parse_args(argv)
     if args.command == "build":
         _, images, seconds = build_images()
