@@ -27,7 +27,7 @@ class CivicExtractDockerOperator(DockerOperator):
         self.conn_id = conn_id
         command = ["civic", "extract", "--source", block["source"], "--month", block["month"], "--lake", CONTAINER_LAKE]
         if block.get("part"):
-            command[5:5] = ["--part", block["part"]]
+            command[6:6] = ["--part", block["part"]]  # after "--month M"
         if block.get("force"):
             command.append("--force")
         kwargs.setdefault("auto_remove", "success")
