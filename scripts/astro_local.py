@@ -487,10 +487,11 @@ def trigger_and_wait(stack: Stack, runs: dict[str, dict], timeout: float = 1500)
 
 def extractor_containers(env: dict, image: str, since: str) -> list[dict]:
     """The extractor containers podman started since ``since`` (its event log)."""
+    # Filtered here: podman 4.3's `events --filter image=` matches nothing with the file event log.
     result = container_setup.podman(env, "events", "--stream=false", "--since", since, "--filter", "event=start",
-                                    "--filter", f"image={image}", "--format", "json", check=False, timeout=120)
+                                    "--format", "json", check=False, timeout=120)
     events = [json.loads(line) for line in result.stdout.splitlines() if line.strip().startswith("{")]
-    return [event for event in events if event.get("Status") == "start"]
+    return [event for event in events if event.get("Status") == "start" and event.get("Image") == image]
 
 
 # ---------------------------------------------------------------- 5. checks against the same blocks landed in-process
@@ -552,7 +553,7 @@ def warehouse_counts(warehouse: Path) -> dict[str, int]:
     with duckdb.connect(str(warehouse), read_only=True) as con:
         tables = [row[0] for row in con.sql("select table_name from information_schema.tables "
                                             "where table_schema = 'main'").fetchall()]
-        return {table: con.sql(f'select count(*) from "{table}"').fetchone()[0] for table in tables}
+        return {table: con.execute(f'select count(*) from "{table}"').fetchone()[0] for table in tables}
 
 
 @dataclass
