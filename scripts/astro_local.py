@@ -586,6 +586,10 @@ def run(work: Path, keep: bool = False) -> Result:
 
     result = Result()
     started = time.monotonic()
+    if not Path("/usr/lib/cni/dnsname").exists():
+        # podman 4.3 (CNI) resolves service names on a compose network only with this plugin.
+        raise RuntimeError("podman needs the CNI dnsname plugin for the compose network's names: "
+                           "apt-get install golang-github-containernetworking-plugin-dnsname")
     done, images, result.figures["build seconds"] = build_images()
     result.figures["images"] = images
     data = work / "data"

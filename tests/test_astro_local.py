@@ -50,8 +50,14 @@ def test_astro_local_stack_lands_both_sources_through_extractor_containers(tmp_p
     # The lake equals the in-process landing from the same replay (checked block by block in
     # compare_lakes: data sha256, rows, quarantine, watermark), and the warehouse's staging holds it.
     assert set(result.lake_rows) == set(astro_local.SOURCES) and all(rows > 0 for rows in result.lake_rows.values())
-    staged = {table: count for table, count in result.warehouse.items() if table.startswith("stg_")}
-    assert staged and all(count > 0 for count in staged.values()), result.warehouse
+    # Staging holds exactly the lake's rows: every Seattle block, and the permits (150 a month in
+    # the replay) but no activity or section 58 event (only the permit part is enabled).
+    assert result.warehouse["stg_seattle_crime__offenses"] == result.lake_rows["seattle_crime"], result.warehouse
+    permit_months = len(astro_local.SOURCES["street_manager"])
+    assert result.warehouse["stg_street_manager__permit_events"] == result.lake_rows["street_manager"] \
+        == astro_local.STREET_MANAGER_EVENTS["permit"] * permit_months, result.warehouse
+    assert result.warehouse["stg_street_manager__activity_events"] == 0
+    assert result.warehouse["stg_street_manager__section_58_events"] == 0
 
     assert result.import_errors == 0
     assert result.figures["dags"] >= len(astro_local.SOURCES)
