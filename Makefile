@@ -7,7 +7,13 @@ UV := $(VENV)/bin/uv
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export DO_NOT_TRACK := 1
 
-.PHONY: setup system-packages demo test bench bench-dlt containers manifest lock clean
+.PHONY: setup system-packages demo test bench bench-dlt containers manifest lock astro-local clean
+
+# The ONE place that says which Airflow the project runs: the Astro Runtime tag in the Dockerfile's
+# FROM line (runtime:<Airflow major.minor>-<Runtime build>). The development lock is compiled with
+# apache-airflow held to that line (`make lock`); tests/test_astro_project.py checks the two agree.
+RUNTIME_TAG := $(shell sed -n 's/^FROM [^ ]*runtime:\([^ ]*\).*/\1/p' Dockerfile)
+RUNTIME_AIRFLOW := $(firstword $(subst -, ,$(RUNTIME_TAG)))
 
 setup: system-packages $(VENV)/.installed dbt/target/manifest.json
 
@@ -17,11 +23,11 @@ setup: system-packages $(VENV)/.installed dbt/target/manifest.json
 system-packages:
 	@$(PYTHON) include/civic_pipelines/devtools/apt.py
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip
 	$(PY) -m pip install -q --disable-pip-version-check uv==0.13.9
-	$(UV) pip install -q --python $(PY) -r requirements.txt
+	$(UV) pip install -q --python $(PY) -r requirements-dev.txt
 	$(UV) pip install -q --python $(PY) --no-deps -e .
 	touch $@
 
@@ -55,9 +61,17 @@ bench-dlt: $(VENV)/.installed
 containers: $(VENV)/.installed
 	$(PY) scripts/container_setup.py build
 
-# Regenerate the pinned lock from requirements.in (needs the package registry).
+# Regenerate the development lock from requirements-dev.in (needs the package registry), with
+# Airflow held to the Runtime tag's line. Existing pins are kept unless an input moved them.
 lock:
-	$(UV) pip compile requirements.in -o requirements.txt --python-version 3.11
+	$(UV) pip compile requirements-dev.in -o requirements-dev.txt --python-version 3.11 \
+		--constraint <(echo "apache-airflow==$(RUNTIME_AIRFLOW).*") --custom-compile-command "make lock"
+
+# What `astro dev start` runs, run here without Docker: stand-ins for the Runtime and postgres
+# images built with podman, the Astro CLI's Airflow 3 compose project (with the override) under
+# podman-compose, two sources landed through extractor containers (scripts/astro_local.py).
+astro-local: setup
+	$(PY) scripts/astro_local.py run
 
 clean:
 	rm -rf data $(VENV) dbt/target dbt/logs

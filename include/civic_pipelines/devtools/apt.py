@@ -34,6 +34,9 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "runc": ("runc",),
     "conmon": ("conmon", "/usr/libexec/podman/conmon"),
     "debootstrap": ("debootstrap",),
+    # The CNI plugin that gives a podman network its DNS: the compose services of `make astro-local`
+    # reach each other by name (postgres, api-server) as they do under Docker.
+    "golang-github-containernetworking-plugin-dnsname": ("/usr/lib/cni/dnsname",),
     "chromium": ("chromium",),
     "postgresql": ("/usr/lib/postgresql/*/bin/initdb", "initdb"),
     "redis-server": ("redis-server",),

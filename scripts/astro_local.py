@@ -1,0 +1,688 @@
+"""What `astro dev start` runs, run on a machine with no Docker engine and no Astro CLI.
+
+The Astro CLI and the Astro Runtime and postgres images cannot be fetched here (only PyPI and
+Debian are reachable), so this module stands in for them, each step as close to the real one as
+this machine allows, and timed:
+
+1. **Images** (podman, cached by a hash of their inputs under ``~/.cache/civic-pipelines``):
+   the Debian base and the extractor image from ``scripts/container_setup.py``; a stand-in for
+   the Runtime (``scripts/astro_standin/Dockerfile.runtime``: Airflow at the version the Runtime
+   tag names, user astro, /usr/local/airflow, the Runtime's ONBUILD steps); a stand-in for the
+   postgres image (``Dockerfile.postgres``); then the project's own ``Dockerfile`` built with
+   nothing changed but its FROM line (a temporary copy). Wheels come from a wheelhouse the host's
+   pip fills once; the builds mount it read-only (no index), as the extractor build does.
+2. **The compose project** the CLI generates for Airflow 3 (postgres, db-migration, scheduler,
+   dag-processor, api-server, triggerer), rendered here as the CLI renders its template
+   ``airflow/include/airflow3/composeyml.go.tmpl`` with its default configuration (project name
+   from .astro/config.yaml plus a hash of the path, postgres/postgres, LocalExecutor, ports on
+   127.0.0.1; only the two image names are the stand-ins'), merged with the project's
+   ``docker-compose.override.yml`` and run by podman-compose against podman. podman's Docker API
+   socket (``container_setup.Service``) is what the override mounts as the Docker socket.
+3. **airflow_settings.yaml imported as the CLI does** (``settings/settings.go``): pools, then
+   variables, then connections, each with the ``airflow`` command inside the scheduler container.
+4. **A run**: the source connections pointed at the replay server (on the host; containers reach
+   it at host.containers.internal), ``civic_extract_mode=docker``; ``seattle_crime`` and
+   ``street_manager`` (permits) triggered for two months each through the REST API (v2, a token
+   from the api-server's /auth/token), each block landed by its own extractor container that the
+   scheduler's DockerOperator starts through the socket.
+5. **Checks**: one extractor container per block, the lake and the warehouse hold exactly what the
+   same blocks land in-process from the same replay, no DAG import error, and the dashboard answers
+   at /civic/ inside the api-server container.
+
+Command line::
+
+    .venv/bin/python scripts/astro_local.py run    # 1-5, then stop the stack (images kept); prints figures
+    .venv/bin/python scripts/astro_local.py build  # step 1 only
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import container_setup  # noqa: E402
+
+STANDIN = ROOT / "scripts" / "astro_standin"
+RUNTIME_REPO = "localhost/astro-runtime-standin"
+POSTGRES_REPO = "localhost/postgres-standin"
+SOURCES = {"seattle_crime": ["2024-01", "2024-02"], "street_manager": ["2024-02", "2024-03"]}
+STREET_MANAGER_EVENTS = {"permit": 150, "activity": 20, "section_58": 10}
+CONNECTIONS = {"seattle_crime": "civic_seattle_crime", "street_manager": "civic_street_manager"}
+
+
+def log(message: str) -> None:
+    print(f"[astro-local {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- what the project says
+
+
+def runtime_tag(dockerfile: Path = ROOT / "Dockerfile") -> str:
+    """The Runtime tag of the Dockerfile's FROM line, e.g. ``3.3-2-python-3.11``."""
+    match = re.search(r"^FROM\s+\S*runtime:(\S+)", dockerfile.read_text(), re.M)
+    if not match:
+        raise RuntimeError("the Dockerfile's FROM line names no Astro Runtime image (…/runtime:<tag>)")
+    return match.group(1)
+
+
+def runtime_version(tag: str) -> str:
+    """``3.3-2-python-3.11`` -> ``3.3-2`` (the label the CLI reads); ``airflow_line`` -> ``3.3``."""
+    return tag.split("-python-")[0]
+
+
+def airflow_line(tag: str) -> str:
+    return tag.split("-")[0]
+
+
+def locked_airflow(lock: Path = ROOT / "requirements-dev.txt") -> str:
+    match = re.search(r"^apache-airflow==(\S+)$", lock.read_text(), re.M)
+    if not match:
+        raise RuntimeError("requirements-dev.txt pins no apache-airflow")
+    return match.group(1)
+
+
+def project_name(root: Path = ROOT) -> str:
+    """The CLI's ProjectNameUnique: .astro/config.yaml's project name, "_", md5 of the path[:6];
+    compose gets it lower-cased with only [a-z0-9_-] kept (normalizeName)."""
+    name = yaml.safe_load((root / ".astro" / "config.yaml").read_text())["project"]["name"]
+    unique = f"{name}_{hashlib.md5(str(root).encode()).hexdigest()[:6]}"  # noqa: S324 - the CLI's own scheme
+    return re.sub(r"[^a-z0-9_-]", "", unique.lower()).lstrip("_-")
+
+
+# ---------------------------------------------------------------- 1. images
+
+
+def image_wheelhouse(home: Path) -> tuple[Path, float]:
+    """Every wheel the Runtime stand-in and the project image install (Airflow, the Runtime's
+    standard provider, requirements.txt, setuptools for the editable install), at the development
+    lock's pins, built by the host's pip (same Debian, same Python 3.11) once per lock."""
+    folder = home / "astro-wheels"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = folder / ".inputs.sha256"
+    digest = hashlib.sha256(b"".join((ROOT / name).read_bytes() for name in ("requirements.txt", "requirements-dev.txt")))
+    if stamp.exists() and stamp.read_text() == digest.hexdigest():
+        return folder, 0.0
+    started = time.monotonic()
+    command = [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "-w", str(folder),
+               "-c", str(ROOT / "requirements-dev.txt"), "-r", str(ROOT / "requirements.txt"),
+               f"apache-airflow=={locked_airflow()}", "apache-airflow-providers-standard", "setuptools>=68", "wheel"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    if result.returncode != 0:
+        errors = [line for line in result.stderr.splitlines() if "is ignored" not in line]
+        raise RuntimeError(f"pip wheel for the Airflow image failed: {' '.join(errors)[-3000:]}")
+    stamp.write_text(digest.hexdigest())
+    return folder, time.monotonic() - started
+
+
+def _digest(*parts: bytes | str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part if isinstance(part, bytes) else part.encode())
+        digest.update(b"|")
+    return digest.hexdigest()[:12]
+
+
+def _build(env: dict, tag: str, dockerfile: Path, context: Path, volumes: list[str], *args: str) -> float:
+    started = time.monotonic()
+    # --format docker: the OCI image format has no ONBUILD, and buildah drops the Runtime's
+    # build steps from an OCI image (Docker's images always keep them).
+    container_setup.podman(env, "build", "--format", "docker", "--pull=never", "--network", "host", "--layers", "-f", str(dockerfile),
+                           *volumes, *args, "-t", tag, str(context), timeout=3600)
+    return time.monotonic() - started
+
+
+def build_runtime_standin(env: dict, base: str, wheels: Path, home: Path) -> tuple[str, float]:
+    tag_ = runtime_tag()
+    airflow = locked_airflow()
+    if not airflow.startswith(airflow_line(tag_) + "."):
+        raise RuntimeError(f"requirements-dev.txt pins apache-airflow=={airflow}, the Runtime tag {tag_} is Airflow {airflow_line(tag_)}")
+    key = _digest(container_setup.image_id(env, base), airflow, tag_,
+                  *((STANDIN / name).read_bytes() for name in ("Dockerfile.runtime", "entrypoint")), "docker-format")
+    tag = f"{RUNTIME_REPO}:{tag_}-{key}"
+    if container_setup.image_exists(env, tag):
+        return tag, 0.0
+    seconds = _build(env, tag, STANDIN / "Dockerfile.runtime", STANDIN, container_setup._build_volumes(home, wheels),
+                     "--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"AIRFLOW_VERSION={airflow}",
+                     "--build-arg", f"RUNTIME_VERSION={runtime_version(tag_)}")
+    log(f"Runtime stand-in {tag} built in {seconds:.1f} s")
+    return tag, seconds
+
+
+def build_postgres_standin(env: dict, base: str) -> tuple[str, float]:
+    key = _digest(container_setup.image_id(env, base),
+                  *((STANDIN / name).read_bytes() for name in ("Dockerfile.postgres", "postgres-entrypoint")))
+    tag = f"{POSTGRES_REPO}:15-{key}"
+    if container_setup.image_exists(env, tag):
+        return tag, 0.0
+    seconds = _build(env, tag, STANDIN / "Dockerfile.postgres", STANDIN, [], "--build-arg", f"BASE_IMAGE={base}")
+    log(f"postgres stand-in {tag} built in {seconds:.1f} s")
+    return tag, seconds
+
+
+def build_project_image(env: dict, runtime: str, wheels: Path, home: Path, name: str) -> tuple[str, float]:
+    """The project's Dockerfile with only its FROM line changed (a temporary copy outside the
+    context), built as the CLI names it: <project>/airflow:latest. podman's layer cache makes a
+    rebuild with unchanged sources take seconds."""
+    text = (ROOT / "Dockerfile").read_text()
+    swapped, count = re.subn(r"^FROM\s+\S+", f"FROM {runtime}", text, count=1, flags=re.M)
+    assert count == 1
+    with tempfile.TemporaryDirectory(prefix="astro-dockerfile-") as folder:
+        dockerfile = Path(folder) / "Dockerfile"
+        dockerfile.write_text(swapped)
+        tag = f"localhost/{name}/airflow:latest"
+        seconds = _build(env, tag, dockerfile, ROOT, container_setup._build_volumes(home, wheels),
+                         "--ignorefile", str(ROOT / ".dockerignore"))
+    log(f"project image {tag} built in {seconds:.1f} s (FROM {runtime})")
+    return tag, seconds
+
+
+# ---------------------------------------------------------------- 2. the compose project
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def render_compose(name: str, airflow_image: str, postgres_image: str, postgres_port: int, api_port: int,
+                   settings_file: str = "airflow_settings.yaml") -> dict:
+    """The Astro CLI's Airflow 3 compose file, as its generateConfig renders the template with the
+    CLI's defaults (postgres.user/password "postgres", host "postgres", duplicate_volumes true,
+    airflow.expose_port false, mount label z, no env file). Ports are the CLI's postgres.port and
+    api-server.port settings, chosen free here so parallel runs do not collide."""
+    home = str(ROOT)
+    env = {
+        "AIRFLOW__API__BASE_URL": "http://localhost:8080",
+        "AIRFLOW__API__PORT": 8080,
+        "AIRFLOW__API_AUTH__JWT_SECRET": name,
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://api-server:8080/execution/",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__FERNET_KEY": "d6Vefz3G9U_ynXB3cr7y_Ak35tAHkEGAVxuz_B-jzWw=",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__SQL_ALCHEMY_CONN": "postgresql://postgres:postgres@postgres:5432",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://postgres:postgres@postgres:5432",
+        "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": True,
+        "AIRFLOW__WEBSERVER__SECRET_KEY": name,
+        "AIRFLOW__WEBSERVER__RBAC": "True",
+        "AIRFLOW__WEBSERVER__EXPOSE_CONFIG": "True",
+        "ASTRONOMER_ENVIRONMENT": "local",
+    }
+    labels = {"io.astronomer.docker": "true", "io.astronomer.docker.cli": "true"}
+    mounts = [f"{home}/{folder}:/usr/local/airflow/{folder}:z" for folder in ("dags", "plugins", "include", "tests")]
+
+    def airflow(component: str, command: list[str], volumes: list[str], **extra) -> dict:
+        return {"depends_on": ["db-migration"], "image": airflow_image, "command": command, "restart": "unless-stopped",
+                "networks": ["airflow"], "user": "astro",
+                "labels": {**labels, "io.astronomer.docker.component": f"airflow-{component}"},
+                "environment": dict(env), "volumes": [*volumes, "airflow_logs:/usr/local/airflow/logs"], **extra}
+
+    scheduler_mounts = list(mounts)
+    if (ROOT / settings_file).exists():
+        scheduler_mounts.append(f"{home}/{settings_file}:/usr/local/airflow/{settings_file}:z")
+    return {
+        "x-common-env-vars": env,
+        "networks": {"airflow": {"driver": "bridge"}},
+        "volumes": {"postgres_data": {"driver": "local"}, "airflow_logs": {"driver": "local"}},
+        "services": {
+            "postgres": {"image": postgres_image, "restart": "unless-stopped", "networks": ["airflow"], "labels": labels,
+                         "ports": [f"127.0.0.1:{postgres_port}:5432"], "volumes": ["postgres_data:/var/lib/postgresql/data"],
+                         "environment": {"POSTGRES_USER": "postgres", "POSTGRES_PASSWORD": "postgres"}},
+            "db-migration": {"depends_on": ["postgres"], "image": airflow_image, "command": ["airflow", "db", "migrate"],
+                             "networks": ["airflow"],
+                             "labels": {**labels, "io.astronomer.docker.component": "airflow-db-migration"},
+                             "environment": dict(env)},
+            "scheduler": airflow("scheduler", ["airflow", "scheduler"], scheduler_mounts),
+            "dag-processor": airflow("dag-processor", ["airflow", "dag-processor"], mounts),
+            "api-server": airflow("api-server", ["airflow", "api-server"], mounts, ports=[f"127.0.0.1:{api_port}:8080"]),
+            "triggerer": airflow("triggerer", ["airflow", "triggerer"], mounts[:3]),
+        },
+    }
+
+
+@dataclass
+class Stack:
+    """The compose project under podman-compose: files, environment, names, URLs."""
+
+    name: str
+    folder: Path
+    env: dict
+    api_port: int
+    data: Path
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def network(self) -> str:
+        return f"{self.name}_airflow"
+
+    def compose(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "podman_compose", "-p", self.name]
+        for path in self.files:
+            command += ["-f", str(path)]
+        result = subprocess.run([*command, *args], env={**os.environ, **self.env}, capture_output=True, text=True,
+                                timeout=timeout, cwd=ROOT)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"podman-compose {' '.join(args)} failed ({result.returncode}): "
+                               f"{result.stdout[-2000:]} {result.stderr[-3000:]}")
+        return result
+
+    def container(self, service: str) -> str:
+        return f"{self.name}_{service}_1"
+
+    def exec(self, service: str, command: str, check: bool = True, timeout: float = 300) -> str:
+        """``bash -c command`` in the service's container, as the CLI's AirflowCommand does."""
+        result = container_setup.podman(self.env, "exec", self.container(service), "bash", "-c", command,
+                                        check=False, timeout=timeout)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{service}: {command[:120]} failed ({result.returncode}): {result.stdout[-1500:]} {result.stderr[-1500:]}")
+        return result.stdout
+
+    # ------------------------------------------------ REST API (v2)
+
+    def token(self) -> str:
+        # The CLI's compose file sets SimpleAuthManager with every user admin: GET /auth/token
+        # then gives a token without credentials.
+        with urllib.request.urlopen(f"{self.url}/auth/token", timeout=30) as response:
+            return json.loads(response.read())["access_token"]
+
+    def api(self, method: str, path: str, body: dict | None = None, token: str | None = None) -> dict:
+        request = urllib.request.Request(f"{self.url}/api/v2{path}", method=method,
+                                         data=json.dumps(body).encode() if body is not None else None,
+                                         headers={"Content-Type": "application/json",
+                                                  "Authorization": f"Bearer {token or self.token()}"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read() or b"{}")
+
+
+def start_stack(env: dict, name: str, images: dict, socket_path: Path, data: Path, folder: Path) -> Stack:
+    folder.mkdir(parents=True, exist_ok=True)
+    api_port = free_port()
+    rendered = render_compose(name, images["airflow"], images["postgres"], free_port(), api_port)
+    compose_file = folder / "docker-compose.yaml"
+    compose_file.write_text(yaml.safe_dump(rendered, sort_keys=False))
+    stack_env = {**env, "CIVIC_HOST_DATA": str(data), "DOCKER_SOCK": str(socket_path), "DOCKER_GID": "0"}
+    stack = Stack(name=name, folder=folder, env=stack_env, api_port=api_port, data=data,
+                  files=[compose_file, ROOT / "docker-compose.override.yml"])
+    stack.compose("down", "-v", check=False)
+    stack.compose("up", "-d")
+    return stack
+
+
+def wait_healthy(stack: Stack, timeout: float = 600) -> float:
+    """Until the api-server's health endpoint reports the metadatabase, scheduler, triggerer and
+    DAG processor healthy (what `astro dev start` waits for, and a bit more)."""
+    started = time.monotonic()
+    last = None
+    while time.monotonic() - started < timeout:
+        try:
+            with urllib.request.urlopen(f"{stack.url}/api/v2/monitor/health", timeout=5) as response:
+                health = json.loads(response.read())
+            last = health
+            if all((health.get(part) or {}).get("status") == "healthy"
+                   for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")):
+                return time.monotonic() - started
+        except (OSError, urllib.error.URLError, ValueError) as error:
+            last = error
+        time.sleep(2)
+    logs = stack.compose("logs", "--tail", "40", check=False)
+    raise RuntimeError(f"the stack did not become healthy in {timeout:.0f} s: {last}; {logs.stdout[-4000:]}")
+
+
+# ---------------------------------------------------------------- 3. airflow_settings.yaml
+
+
+def import_settings(stack: Stack, settings_file: Path = ROOT / "airflow_settings.yaml", service: str = "scheduler") -> dict:
+    """The CLI's ConfigSettings (settings/settings.go) for Airflow >= 2: pools, variables,
+    connections, each an ``airflow`` command run with ``bash -c`` in the container; a connection
+    already listed is deleted first; a connection without conn_type (or conn_uri) is skipped."""
+    settings = (yaml.safe_load(settings_file.read_text()) or {}).get("airflow") or {}
+    done = {"pools": [], "variables": [], "connections": []}
+    for pool in settings.get("pools") or []:
+        if pool.get("pool_name") and pool.get("pool_slot"):
+            stack.exec(service, f"airflow pools set  {pool['pool_name']} {pool['pool_slot']} '{pool.get('pool_description') or ''}' ")
+            done["pools"].append(pool["pool_name"])
+    for variable in settings.get("variables") or []:
+        if variable.get("variable_name") and variable.get("variable_value") not in (None, ""):
+            stack.exec(service, f"airflow variables set {variable['variable_name']} '{variable['variable_value']}'")
+            done["variables"].append(variable["variable_name"])
+    listed = stack.exec(service, "airflow connections list -o plain", check=False)
+    for conn in settings.get("connections") or []:
+        conn_id = conn.get("conn_id")
+        if not conn_id:
+            continue
+        if conn_id in listed:
+            stack.exec(service, f'airflow connections delete  "{conn_id}"', check=False)
+        if not (conn.get("conn_type") or conn.get("conn_uri")):
+            continue
+        command = f"airflow connections add  '{conn_id}' "
+        if conn.get("conn_type"):
+            command += f"--conn-type '{conn['conn_type']}' "
+        if conn.get("conn_extra"):
+            command += f"--conn-extra '{json.dumps(conn['conn_extra'])}' "
+        for key in ("host", "login", "password", "schema"):
+            if conn.get(f"conn_{key}"):
+                command += f"--conn-{key} '{conn[f'conn_{key}']}' "
+        if conn.get("conn_port"):
+            command += f"--conn-port {conn['conn_port']}"
+        if conn.get("conn_uri") and not any(conn.get(f"conn_{k}") for k in ("type", "host", "login", "password", "schema", "port")):
+            command += f"--conn-uri '{conn['conn_uri']}' "
+        stack.exec(service, command)
+        done["connections"].append(conn_id)
+    return done
+
+
+# ---------------------------------------------------------------- 4. a run through the REST API
+
+
+def network_gateway(env: dict, network: str) -> str:
+    """The compose network's gateway: the host as the containers on it see it (the replay
+    listens there; podman's host.containers.internal names the same host)."""
+    info = json.loads(container_setup.podman(env, "network", "inspect", network).stdout)[0]
+    return info["subnets"][0]["gateway"]
+
+
+def previous_month() -> str:
+    now = time.gmtime()
+    year, month = (now.tm_year, now.tm_mon - 1) if now.tm_mon > 1 else (now.tm_year - 1, 12)
+    return f"{year:04d}-{month:02d}"
+
+
+def point_sources_at_replay(stack: Stack, host: str, port: int) -> None:
+    for conn_id in CONNECTIONS.values():
+        stack.exec("scheduler", f'airflow connections delete "{conn_id}"', check=False)
+        stack.exec("scheduler", f"airflow connections add '{conn_id}' --conn-type http --conn-host '{host}' "
+                                f"--conn-port {port} --conn-schema http")
+
+
+def set_variables(stack: Stack, variables: dict[str, str]) -> None:
+    for key, value in variables.items():
+        stack.exec("scheduler", f"airflow variables set {key} '{value}'")
+
+
+def wait_docker_mode(stack: Stack, dag_ids: list[str], timeout: float = 300) -> float:
+    """Until the dag-processor has re-parsed the DAGs with civic_extract_mode=docker (the mode is
+    read at parse time): extract_load is then the DockerOperator subclass."""
+    started = time.monotonic()
+    while True:
+        token = stack.token()
+        operators = {}
+        for dag_id in dag_ids:
+            try:
+                operators[dag_id] = stack.api("GET", f"/dags/{dag_id}/tasks/extract_load", token=token).get("operator_name")
+            except urllib.error.HTTPError:
+                operators[dag_id] = None
+        if all(name == "CivicExtractDockerOperator" for name in operators.values()):
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"the DAGs were not re-parsed in docker mode within {timeout:.0f} s: {operators}")
+        time.sleep(3)
+
+
+def trigger_and_wait(stack: Stack, runs: dict[str, dict], timeout: float = 1500) -> dict[str, dict]:
+    """Unpause and trigger each DAG (conf: its months), wait for every run to finish; returns
+    the runs with their task instances."""
+    token = stack.token()
+    started = {}
+    for dag_id, conf in runs.items():
+        stack.api("PATCH", f"/dags/{dag_id}", {"is_paused": False}, token=token)
+        run = stack.api("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf}, token=token)
+        started[dag_id] = run["dag_run_id"]
+        log(f"triggered {dag_id} {run['dag_run_id']} with {conf}")
+    deadline = time.monotonic() + timeout
+    finished: dict[str, dict] = {}
+    while len(finished) < len(started):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"runs not finished in {timeout:.0f} s: {set(started) - set(finished)}")
+        time.sleep(5)
+        token = stack.token()
+        for dag_id, run_id in started.items():
+            if dag_id in finished:
+                continue
+            run = stack.api("GET", f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}", token=token)
+            if run["state"] in ("success", "failed"):
+                instances = stack.api("GET", f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances?limit=500", token=token)
+                finished[dag_id] = {**run, "task_instances": instances["task_instances"]}
+                log(f"{dag_id} {run_id}: {run['state']}")
+    # Unpausing also starts the scheduled (catchup) runs from the start month: wait for those too.
+    while True:
+        token = stack.token()
+        listed = {dag_id: stack.api("GET", f"/dags/{dag_id}/dagRuns?limit=100", token=token)["dag_runs"] for dag_id in started}
+        if all(run["state"] in ("success", "failed") for runs_ in listed.values() for run in runs_):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"scheduled runs not finished in {timeout:.0f} s")
+        time.sleep(5)
+    for dag_id, runs_ in listed.items():
+        finished[dag_id]["all_runs"] = {run["dag_run_id"]: run["state"] for run in runs_}
+        finished[dag_id]["all_task_instances"] = [
+            ti for run in runs_
+            for ti in stack.api("GET", f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run['dag_run_id'])}/taskInstances?limit=500",
+                                token=token)["task_instances"]]
+    return finished
+
+
+def extractor_containers(env: dict, image: str, since: str) -> list[dict]:
+    """The extractor containers podman started since ``since`` (its event log)."""
+    # Filtered here: podman 4.3's `events --filter image=` matches nothing with the file event log.
+    result = container_setup.podman(env, "events", "--stream=false", "--since", since, "--filter", "event=start",
+                                    "--format", "json", check=False, timeout=120)
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.strip().startswith("{")]
+    return [event for event in events if event.get("Status") == "start" and event.get("Image") == image]
+
+
+# ---------------------------------------------------------------- 5. checks against the same blocks landed in-process
+
+
+def landed_blocks(lake: Path) -> list[tuple[str, str, str | None]]:
+    """(source, month, part) of every block with a manifest in ``lake``."""
+    blocks = []
+    for manifest in sorted(lake.rglob("_manifest.json")):
+        parts = manifest.relative_to(lake).parts
+        blocks.append((parts[0], parts[-2].removeprefix("month="), parts[1] if len(parts) == 4 else None))
+    return blocks
+
+
+def local_landing(server_url: str, lake: Path, blocks: list[tuple[str, str, str | None]]) -> dict:
+    """The same blocks landed in-process (local mode's run_block) from the same replay: the
+    reference the stack's lake must equal; returns per-block seconds."""
+    from civic_pipelines.extract import run_block
+
+    host, port = server_url.split("://", 1)[1].split(":")
+    conn = json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"})
+    seconds = {}
+    saved = {key: os.environ.get(key) for key in ("AIRFLOW_CONN_CIVIC_SEATTLE_CRIME", "AIRFLOW_CONN_CIVIC_STREET_MANAGER")}
+    os.environ.update({"AIRFLOW_CONN_CIVIC_SEATTLE_CRIME": conn, "AIRFLOW_CONN_CIVIC_STREET_MANAGER": conn})
+    try:
+        for source, month, part in blocks:
+            started = time.monotonic()
+            run_block(source, month, lake=str(lake), part=part)
+            seconds[f"{source}/{part + '/' if part else ''}{month}"] = time.monotonic() - started
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return seconds
+
+
+def compare_lakes(stack_lake: Path, local_lake: Path) -> dict[str, int]:
+    """Every block's manifest in the stack's lake equals the in-process one (data sha256, rows,
+    quarantine, watermark); returns rows per source."""
+    rows: dict[str, int] = {}
+    local = sorted(path.relative_to(local_lake) for path in local_lake.rglob("_manifest.json"))
+    landed = sorted(path.relative_to(stack_lake) for path in stack_lake.rglob("_manifest.json"))
+    if local != landed or not local:
+        raise AssertionError(f"the stack landed {landed}, in-process {local}")
+    for relative in local:
+        ours, theirs = (json.loads((lake / relative).read_text()) for lake in (stack_lake, local_lake))
+        for key in ("sha256", "rows", "quarantined", "watermark"):
+            if ours.get(key) != theirs.get(key):
+                raise AssertionError(f"{relative}: {key} {ours.get(key)!r} in the stack's lake, {theirs.get(key)!r} in-process")
+        rows[relative.parts[0]] = rows.get(relative.parts[0], 0) + ours["rows"]
+    return rows
+
+
+def warehouse_counts(warehouse: Path) -> dict[str, int]:
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        tables = [row[0] for row in con.sql("select table_name from information_schema.tables "
+                                            "where table_schema = 'main'").fetchall()]
+        return {table: con.execute(f'select count(*) from "{table}"').fetchone()[0] for table in tables}
+
+
+@dataclass
+class Result:
+    figures: dict = field(default_factory=dict)
+    runs: dict = field(default_factory=dict)
+    lake_rows: dict = field(default_factory=dict)
+    warehouse: dict = field(default_factory=dict)
+    containers: list = field(default_factory=list)
+    import_errors: int = -1
+    dashboard: tuple = ()
+    settings: dict = field(default_factory=dict)
+
+
+def build_images(home: Path = container_setup.HOME) -> tuple[container_setup.Setup, dict, dict]:
+    seconds = {}
+    done = container_setup.setup(home)
+    seconds.update({f"base+extractor ({k})": v for k, v in done.seconds.items() if k in ("base", "extractor")})
+    wheels, seconds["wheelhouse"] = image_wheelhouse(home)
+    postgres, seconds["postgres stand-in"] = build_postgres_standin(done.env, done.base)
+    runtime, seconds["runtime stand-in"] = build_runtime_standin(done.env, done.base, wheels, home)
+    airflow, seconds["project image"] = build_project_image(done.env, runtime, wheels, home, project_name())
+    return done, {"postgres": postgres, "runtime": runtime, "airflow": airflow, "extractor": done.image}, seconds
+
+
+def run(work: Path, keep: bool = False) -> Result:
+    """Steps 1-5 in ``work`` (the socket, the compose file, the host data folder); the stack
+    is taken down at the end unless ``keep``. Raises on any failed check."""
+    from civic_pipelines.replay.server import make_server
+
+    result = Result()
+    started = time.monotonic()
+    if not Path("/usr/lib/cni/dnsname").exists():
+        # podman 4.3 (CNI) resolves service names on a compose network only with this plugin.
+        raise RuntimeError("podman needs the CNI dnsname plugin for the compose network's names: "
+                           "run `make setup` (it installs golang-github-containernetworking-plugin-dnsname)")
+    done, images, result.figures["build seconds"] = build_images()
+    result.figures["images"] = images
+    data = work / "data"
+    shutil.rmtree(data, ignore_errors=True)
+    (data / "lake").mkdir(parents=True)
+    os.chmod(data, 0o777)
+    os.chmod(data / "lake", 0o777)
+    service = container_setup.Service(work / "sock", done.env).start()
+    os.chmod(service.socket, 0o660)  # the scheduler's astro user reaches it through group 0 (DOCKER_GID)
+    server = make_server(host="0.0.0.0", port=0)
+    server.street_manager.configure({"latest_month": "2024-06", "events_per_month": STREET_MANAGER_EVENTS})
+    server.start()
+    port = int(server.url.rsplit(":", 1)[1])
+    stack = None
+    try:
+        up = time.monotonic()
+        stack = start_stack(done.env, project_name(), images, service.socket, data, work / "compose")
+        result.figures["compose up seconds"] = time.monotonic() - up
+        result.figures["healthy after seconds"] = wait_healthy(stack) + result.figures["compose up seconds"]
+        log(f"stack {stack.name} healthy at {stack.url} after {result.figures['healthy after seconds']:.1f} s")
+        imported = time.monotonic()
+        result.settings = import_settings(stack)
+        result.figures["settings import seconds"] = time.monotonic() - imported
+        gateway = network_gateway(done.env, stack.network)
+        point_sources_at_replay(stack, gateway, port)
+        set_variables(stack, {"civic_extract_mode": "docker", "civic_extractor_image": images["extractor"],
+                              "civic_docker_network": stack.network, "civic_docker_user": "50000:0",
+                              "civic_street_manager_parts": '["permit"]',
+                              # catchup from last month only (the settings' 2008-01 would queue ~200 runs)
+                              **{f"civic_{source}_start_month": previous_month() for source in SOURCES}})
+        result.figures["docker-mode reparse seconds"] = wait_docker_mode(stack, list(SOURCES))
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))
+        triggered = time.monotonic()
+        result.runs = trigger_and_wait(stack, {dag_id: {"start_month": months[0], "end_month": months[-1]}
+                                               for dag_id, months in SOURCES.items()})
+        result.figures["runs seconds"] = time.monotonic() - triggered
+        result.containers = extractor_containers(done.env, images["extractor"], since)
+        token = stack.token()
+        result.import_errors = stack.api("GET", "/importErrors", token=token)["total_entries"]
+        result.figures["dags"] = stack.api("GET", "/dags?limit=100", token=token)["total_entries"]
+        page = stack.exec("api-server", "python3 -c \"import urllib.request as u; r = u.urlopen('http://localhost:8080/civic/'); "
+                                        "print(r.status); print(r.read().decode()[:20000])\"")
+        status, _, body = page.partition("\n")
+        result.dashboard = (int(status), body)
+        local = work / "local_lake"
+        shutil.rmtree(local, ignore_errors=True)
+        result.figures["in-process block seconds"] = local_landing(server.url.replace("0.0.0.0", "127.0.0.1"), local,
+                                                                   landed_blocks(data / "lake"))
+        result.lake_rows = compare_lakes(data / "lake", local)
+        result.warehouse = warehouse_counts(data / "warehouse.duckdb")
+        extract_seconds = {}
+        for dag_id, run_ in result.runs.items():
+            for ti in run_["task_instances"]:
+                if ti["task_id"] == "extract_load" and ti.get("duration") is not None:
+                    extract_seconds[f"{dag_id}[{ti['map_index']}]"] = ti["duration"]
+        result.figures["docker-mode extract_load seconds"] = extract_seconds
+        result.figures["total seconds"] = time.monotonic() - started
+        return result
+    except Exception:
+        if stack is not None:
+            logs = stack.compose("logs", "--tail", "60", check=False)
+            log("stack logs (tail):\n" + logs.stdout[-8000:] + logs.stderr[-2000:])
+        raise
+    finally:
+        server.stop()
+        if stack is not None and not keep:
+            stack.compose("down", "-v", check=False)
+        if not keep:
+            service.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["run", "build"])
+    # Not under /root or a home folder: the data folder is mounted at the same absolute path in the
+    # containers, where the astro user must be able to traverse its parents (the image's /root is 0700).
+    parser.add_argument("--work", default="/tmp/civic-pipelines-astro-local")
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        _, images, seconds = build_images()
+        print(json.dumps({"images": images, "seconds": {k: round(v, 1) for k, v in seconds.items()}}, indent=2))
+        return 0
+    result = run(Path(args.work))
+    print(json.dumps({"figures": result.figures, "lake_rows": result.lake_rows, "warehouse": result.warehouse,
+                      "extractor_containers": len(result.containers), "import_errors": result.import_errors,
+                      "runs": {k: v["state"] for k, v in result.runs.items()},
+                      "dashboard_status": result.dashboard[0] if result.dashboard else None},
+                     indent=2, default=lambda value: round(value, 1) if isinstance(value, float) else str(value)))
+    ok = all(v["state"] == "success" for v in result.runs.values()) and result.import_errors == 0
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
