@@ -133,3 +133,14 @@ def postgres(postgres_server, monkeypatch):
         with psycopg.connect(dbname="postgres", **admin) as conn:
             conn.execute(f'drop database if exists "{name}" with (force)')
 
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Each test module runs whole, in order, in one pytest-xdist lane: several modules build on
+    the module-scoped landing of their first tests (the end-to-end DAG runs). Under
+    ``--dist loadgroup`` a test without a group is sent alone to any lane, so a test without one
+    gets its module's; the named groups (demo, containers) stay as they are."""
+    for item in items:
+        if not any(True for _ in item.iter_markers("xdist_group")):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid.split("::")[0]))

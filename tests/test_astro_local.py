@@ -30,7 +30,7 @@ import astro_local  # noqa: E402
 BLOCKS = sum(len(months) for months in astro_local.SOURCES.values())
 
 
-@pytest.mark.xdist_group("demo")
+@pytest.mark.xdist_group("containers")  # one lane with the docker-mode tests: its check counts the extractor image's container starts
 @pytest.mark.timeout(3600)
 def test_astro_local_stack_lands_both_sources_through_extractor_containers(tmp_path_factory, capsys):
     result = astro_local.run(tmp_path_factory.mktemp("astro"))
