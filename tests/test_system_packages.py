@@ -1,7 +1,7 @@
 """The system-package step of ``make setup`` (``civic_pipelines.devtools.apt``) and the parts of
 ``scripts/container_setup.py`` that guard a fresh machine: checked against a fake PATH, never
-calling apt (``subprocess.run`` fails the test if anything reaches it, except the fake apt-get
-and fake debootstrap on that PATH where a test puts them)."""
+calling apt (``subprocess.run`` fails the test if anything reaches it, except the stand-in package
+tool and fake debootstrap on that PATH where a test puts them)."""
 
 from __future__ import annotations
 
@@ -83,11 +83,11 @@ def test_missing_packages_are_named_in_one_line_when_not_root(tmp_path, monkeypa
 
 
 def test_as_root_one_serial_install_waiting_for_the_lock_then_update_and_retry(tmp_path, monkeypatch):
-    """A fake apt-get: the first install fails (as a failed download does), ``update`` works, the
+    """A stand-in package tool (``apt.APT``): the first install fails (as a failed download does), ``update`` works, the
     second install puts the commands in place. Every call waits for dpkg's lock and retries downloads."""
     bin_dir = fake_machine(tmp_path, monkeypatch, set(apt.PACKAGES) - {"redis-server", "chromium"})
     calls = tmp_path / "calls"
-    (bin_dir / "apt-get").write_text(f"""#!/bin/sh
+    (bin_dir / "fake-apt").write_text(f"""#!/bin/sh
 PATH=/usr/bin:/bin
 echo "$*" >> {calls}
 case "$*" in
@@ -96,7 +96,8 @@ esac
 if [ "$(grep -c ' install ' {calls})" = 1 ]; then echo "E: Failed to fetch http://deb.debian.org/x.deb" >&2; exit 100; fi
 for c in redis-server chromium; do printf '#!/bin/sh\\n' > {bin_dir}/$c; chmod +x {bin_dir}/$c; done
 """)
-    (bin_dir / "apt-get").chmod(0o755)
+    (bin_dir / "fake-apt").chmod(0o755)
+    monkeypatch.setattr(apt, "APT", str(bin_dir / "fake-apt"))
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(apt, "_lists_empty", lambda: False)
     messages = []

@@ -75,9 +75,12 @@ def require(*names: str) -> None:
         raise MissingPackages(f"system package(s) not installed: {', '.join(absent)}; {SETUP_HINT}")
 
 
+APT = "apt-get"  # the package tool; the unit tests point this at a stand-in script, never at apt
+
+
 def _apt(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    return subprocess.run(["apt-get", *APT_OPTIONS, *args], env=env, capture_output=True, text=True)
+    return subprocess.run([APT, *APT_OPTIONS, *args], env=env, capture_output=True, text=True)
 
 
 def _lists_empty() -> bool:
