@@ -767,26 +767,20 @@ def event_row(record: dict, provider: Provider) -> dict:
         })
         return row
     coordinates = record["event_location"]["geometry"]["coordinates"]
+    # 0.4 and 1.x status changes share the location, battery and ticket; 1.x names the state model
+    # (vehicle_state, event_types) and one trip_id where 0.4 has event_type(_reason) and associated_trip.
+    trip_id = record.get("trip_id") if family == "1.x" else record.get("associated_trip")
+    row.update({"event_id": derived_event_id(provider.name, record), "event_id_derived": True,
+                "event_time": record["event_time"]})
     if family == "1.x":
-        trip_id = record.get("trip_id")
-        row.update({
-            "event_id": derived_event_id(provider.name, record), "event_id_derived": True,
-            "provider_id": record.get("provider_id"), "device_id": record.get("device_id"),
-            "event_time": record["event_time"], "event_types": record.get("event_types"),
-            "vehicle_state": record.get("vehicle_state"),
-            "lon": float(coordinates[0]), "lat": float(coordinates[1]),
-            "battery_fraction": float(record["battery_pct"]) if record.get("battery_pct") is not None else None,
-            "trip_ids": [trip_id] if trip_id else None, "associated_ticket": record.get("associated_ticket"),
-        })
-        return row
-    associated = record.get("associated_trip")
+        row.update({"provider_id": record.get("provider_id"), "device_id": record.get("device_id"),
+                    "event_types": record.get("event_types"), "vehicle_state": record.get("vehicle_state")})
+    else:
+        row.update({"event_type": record.get("event_type"), "event_type_reason": record.get("event_type_reason")})
     row.update({
-        "event_id": derived_event_id(provider.name, record), "event_id_derived": True,
-        "event_time": record["event_time"], "event_type": record.get("event_type"),
-        "event_type_reason": record.get("event_type_reason"),
         "lon": float(coordinates[0]), "lat": float(coordinates[1]),
         "battery_fraction": float(record["battery_pct"]) if record.get("battery_pct") is not None else None,
-        "trip_ids": [associated] if associated else None, "associated_ticket": record.get("associated_ticket"),
+        "trip_ids": [trip_id] if trip_id else None, "associated_ticket": record.get("associated_ticket"),
     })
     return row
 
