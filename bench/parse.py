@@ -12,9 +12,11 @@ process, so a second parse in the same process would measure nothing):
 Only our cost is timed. Before the clock starts, each child imports Airflow, builds the DagBag
 machinery and parses a small DAG of its own that uses the same Airflow features ours do (DAG,
 ``@task``, ``expand``, ``Param``, a cron data-interval timetable, a task group), so Airflow's own
-lazy imports are not counted. The task child also does what the task runner does before it parses:
-imports ``task_runner`` and builds the listener manager, which loads every entry-point plugin
-(Cosmos's among them); that is Airflow's cost in a task process, not the DAG file's.
+lazy imports are not counted. The dagbag child imports ``airflow.dag_processing.processor``, which
+the DAG processor's parsing process runs from. The task child has what a task process has before it
+parses: it is a fork of the supervisor (so ``supervisor`` and ``task_runner`` are loaded), and
+``task_runner.startup`` builds the listener manager, which loads every entry-point plugin
+(Cosmos's among them, with FastAPI); that is Airflow's cost in a task process, not the DAG file's.
 
 Printed per figure: median and min of wall seconds and of the child's CPU seconds (CPU time moves
 less than wall time when the machine is shared), the DAG count, how many ``Variable.get`` calls the
@@ -89,10 +91,13 @@ def child(mode: str, dag_id: str, task_id: str, warmup_folder: str) -> dict:
 
     if mode == "task":
         from airflow.sdk.definitions._internal.dag_parsing_context import _airflow_parsing_context_manager
-        from airflow.sdk.execution_time import task_runner  # noqa: F401
+        # A task process is a fork of its supervisor (supervisor._fork_main): both modules are loaded.
+        from airflow.sdk.execution_time import supervisor, task_runner  # noqa: F401
         from airflow.sdk.listener import get_listener_manager
 
         get_listener_manager()  # task_runner.startup does this before it parses: it loads the plugins
+    else:
+        import airflow.dag_processing.processor  # noqa: F401 - the DAG processor's parsing child runs from it
 
     warm = DagBag(dag_folder=warmup_folder)
     if warm.import_errors or "bench_parse_warmup" not in warm.dags:
