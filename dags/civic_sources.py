@@ -2,8 +2,13 @@
 ``include/civic_pipelines/datasets/``), each monthly blocks -> lake -> dbt.
 
 A new dataset file is a new DAG with no Python: the factory reads everything from the file.
-A file that does not load fails this module's import, and Airflow shows the error naming the
-file; ``civic sources`` checks every file before a deploy.
+A file whose ``[source]`` table does not load fails this module's import, and Airflow shows the
+error naming the file; its ``[adapter]`` table is read by the tasks that extract (parsing needs
+only the spec, and an adapter imports pyarrow), and ``civic sources`` checks every file whole
+before a deploy.
+
+Parsing imports no more than it uses (tests/test_parse_imports.py keeps it so; bench/parse.py
+gives the figures): a task process parses this file before each task.
 """
 
 from airflow.sdk import get_parsing_context

@@ -41,12 +41,26 @@ def spec_from_config(config: dict, path: Path) -> SourceSpec:
         raise DatasetConfigError(f"{path.name}: [source] {error}") from None
 
 
-def load_dataset(path: Path):
+def _read_config(path: Path) -> tuple[dict, str]:
+    """The dataset file's tables and its adapter's name (checked against ``ADAPTERS``)."""
     with open(path, "rb") as handle:
         config = tomllib.load(handle)
     adapter = (config.get("source") or {}).get("adapter")
     if adapter not in ADAPTERS:
         raise DatasetConfigError(f"{path.name}: [source] adapter must be one of {sorted(ADAPTERS)}, not {adapter!r}")
+    return config, adapter
+
+
+def dataset_spec(path: Path) -> SourceSpec:
+    """The ``[source]`` table of a dataset file as a spec, without importing its adapter (which brings
+    pyarrow): what parsing the DAG files needs. The ``[adapter]`` table is checked by
+    :func:`load_dataset` (``civic sources``, and every task that extracts)."""
+    config, _ = _read_config(path)
+    return spec_from_config(config, path)
+
+
+def load_dataset(path: Path):
+    config, adapter = _read_config(path)
     module_name, class_name = ADAPTERS[adapter].split(":")
     adapter_class = getattr(import_module(module_name), class_name)
     return adapter_class(spec_from_config(config, path), config.get("adapter") or {}, path)

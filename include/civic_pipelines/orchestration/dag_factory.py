@@ -103,7 +103,7 @@ def build_params(spec) -> dict:
 
 def has_postgres_sink(name: str) -> bool:
     """A source with ``POSTGRES_TABLES`` gets the ``sync_postgres`` param and task."""
-    return bool(getattr(sources.get(name), "POSTGRES_TABLES", None))
+    return sources.declares_postgres_tables(name)
 
 
 def dag_doc(spec) -> str:

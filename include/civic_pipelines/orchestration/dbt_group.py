@@ -4,7 +4,9 @@ that runs ``dbt source freshness`` for the source after them."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import threading
+from contextlib import contextmanager
+from pathlib import Path, PosixPath, WindowsPath
 
 from civic_pipelines import settings
 
@@ -25,6 +27,52 @@ def manifest_path() -> Path:
     return settings.dbt_project_dir() / "target" / "manifest.json"
 
 
+# (path, mtime_ns, size) -> the parsed manifest: one entry, the manifest this process last read.
+_PARSED_MANIFEST: dict[tuple, dict] = {}
+_PATCH_LOCK = threading.RLock()
+
+
+@contextmanager
+def _manifest_parsed_once():
+    """While a group is built, Cosmos's manifest loader parses each manifest file once per process
+    (every source's group reads the same manifest, and Cosmos 1.15 reads and parses it per group:
+    astronomer-cosmos issue 2294). Keyed on path, mtime and size, so a rewritten manifest is read
+    again. The groups share the parsed dict: Cosmos only reads it (its DbtNodes keep references to
+    nodes' ``depends_on``, ``tags`` and ``config`` and never change them), as within one group.
+    Only a plain local path is memoised; any other goes to Cosmos's loader as before."""
+    from cosmos.dbt.graph import DbtGraph
+
+    def load_once(graph, path):
+        if type(path) not in (PosixPath, WindowsPath):
+            return cosmos_loader(graph, path)
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        if key not in _PARSED_MANIFEST:
+            parsed = cosmos_loader(graph, path)
+            _PARSED_MANIFEST.clear()
+            _PARSED_MANIFEST[key] = parsed
+        return _PARSED_MANIFEST[key]
+
+    with _PATCH_LOCK:  # one group at a time, so a thread never restores another's loader
+        cosmos_loader = DbtGraph._load_manifest_from_file
+        DbtGraph._load_manifest_from_file = load_once
+        try:
+            yield
+        finally:
+            DbtGraph._load_manifest_from_file = cosmos_loader
+
+
+def _with_local_manifest(project_config):
+    """Cosmos wraps the manifest path in an ObjectStoragePath, whose first use discovers every
+    provider's filesystem (importing the Amazon S3 hook and boto3) and records hook lineage (loading
+    every plugin, Cosmos's own with FastAPI): seconds per parse, for a file on local disk (where
+    `make manifest` writes it). A plain Path instead: the same file, the same str() for the
+    operators' ``manifest_filepath``."""
+    project_config.manifest_path = manifest_path()
+    return project_config
+
+
+@_manifest_parsed_once()
 def build_dbt_group(spec, group_id: str = "dbt"):
     """Models tagged with the source and everything downstream of them, one task per model.
 
@@ -40,12 +88,12 @@ def build_dbt_group(spec, group_id: str = "dbt"):
     env = dbt_env()
     return DbtTaskGroup(
         group_id=group_id,
-        project_config=ProjectConfig(
+        project_config=_with_local_manifest(ProjectConfig(
             dbt_project_path=project_dir,
             manifest_path=manifest_path(),
             env_vars=env,
             install_dbt_deps=False,  # no dbt packages: the hub is not reachable offline
-        ),
+        )),
         profile_config=ProfileConfig(
             profile_name="civic",
             target_name="dev",

@@ -45,8 +45,40 @@ def get(name: str):
     raise KeyError(f"unknown source {name!r}; known sources: {', '.join(names())}")
 
 
+@lru_cache(maxsize=None)
+def _declared_spec(name: str) -> SourceSpec | None:
+    if name in _MODULES:
+        from civic_pipelines.sources.declared import SPECS
+
+        return SPECS[name]
+    files = _dataset_files()
+    if name in files:
+        from civic_pipelines.adapters import dataset_spec
+
+        declared = dataset_spec(files[name])
+        if declared.name != name:
+            raise ValueError(f"{files[name].name}: [source] name {declared.name!r} must match the file name")
+        return declared
+    return None
+
+
 def spec(name: str) -> SourceSpec:
-    return get(name).SPEC
+    """The source's spec, read from its declaration (``sources/declared.py`` or the dataset file's
+    ``[source]`` table) without importing its extractor: the DAG files call this while they parse,
+    and a source module or adapter imports pyarrow and requests. Equal to ``get(name).SPEC``."""
+    return _declared_spec(name) or get(name).SPEC
+
+
+def declares_postgres_tables(name: str) -> bool:
+    """Whether the source mirrors its blocks into PostgreSQL (a module-level ``POSTGRES_TABLES``), known
+    without importing the source module for the registry's own sources (dataset-file adapters declare none)."""
+    if name in _MODULES:
+        from civic_pipelines.sources.declared import POSTGRES_TABLES
+
+        return bool(POSTGRES_TABLES.get(name))
+    if name in _dataset_files():
+        return False
+    return bool(getattr(get(name), "POSTGRES_TABLES", None))
 
 
 def specs() -> list[SourceSpec]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
+if TYPE_CHECKING:  # annotations only: the DAG files import this module, and parsing them needs no pyarrow
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)

@@ -91,40 +91,11 @@ from civic_pipelines.http import (
 )
 from civic_pipelines.months import next_month, parse_month
 from civic_pipelines.orchestration.variables import get_variable
-from civic_pipelines.sources.base import BlockData, NotPublished, SourceSpec
+from civic_pipelines.sources.base import BlockData, NotPublished
+# SPEC and POSTGRES_TABLES: declared in sources/declared.py, which the DAG files read without this module's imports.
+from civic_pipelines.sources.declared import MDS_POSTGRES_TABLES as POSTGRES_TABLES, MDS_SPEC as SPEC
 
 log = logging.getLogger(__name__)
-
-SPEC = SourceSpec(
-    name="mds",
-    title="Dockless mobility (MDS provider API): trips and vehicle events per operator",
-    publisher="Each scooter and bike operator's own MDS provider API (the feeds Austin Transportation receives)",
-    cron="0 0 1 * *",
-    cadence="monthly",
-    # Austin's derived trip dataset (contract: Socrata 7d8e-dm7r) starts in 2018.
-    first_month="2018-01",
-    conn_id="civic_mds",
-    # Never requested: each provider has its own connection, civic_mds_<provider>.
-    default_base_url="(per provider: connection civic_mds_<provider>)",
-    natural_key="trip_id",
-    description=(
-        "Scooter and bike trips and vehicle status changes from each operator's MDS provider API (0.4, 1.x, 2.0), "
-        "walked hour by hour, validated against the MDS JSON schema of the version, normalised into one trips and one "
-        "events table and assigned to council districts; a block is one provider and one month."
-    ),
-    tags=("mobility", "mds", "austin"),
-    pool_slots=2,
-    dbt_tag="mds",
-    parts=(),
-    parts_param="providers",
-)
-
-# The PostgreSQL mirror (civic_pipelines.sinks.postgres, the DAG's sync_postgres task): the
-# block's trips and events, upserted on their keys, scoped to the block by provider and month.
-POSTGRES_TABLES = {
-    "data": {"table": "mds_trips", "key": ["provider", "trip_id"], "block_key": ["provider", "_block_month"]},
-    "events": {"table": "mds_events", "key": ["provider", "event_id"], "block_key": ["provider", "_block_month"]},
-}
 
 # The operators the contract names (Voi; Lyft, Bolt and Dott from public consumer projects).
 DEFAULT_PROVIDERS = ("voi", "lyft", "bolt", "dott")

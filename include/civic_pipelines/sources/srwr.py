@@ -111,29 +111,11 @@ from civic_pipelines.http import (
     page_retry,
 )
 from civic_pipelines.months import format_month, parse_month
-from civic_pipelines.sources.base import BlockData, NotPublished, SchemaDriftError, SourceSpec, refuse_emptying
+from civic_pipelines.sources.base import BlockData, NotPublished, SchemaDriftError, refuse_emptying
+# SPEC: declared in sources/declared.py, which the DAG files read without this module's imports.
+from civic_pipelines.sources.declared import SRWR_SPEC as SPEC
 
 log = logging.getLogger(__name__)
-
-SPEC = SourceSpec(
-    name="srwr",
-    title="Scottish Road Works Register (SRWR) exports",
-    publisher="SRWR, the Scottish Road Works Register: the export API at downloads.srwr.scot (zipped headerless CSV behind a pre-signed URL)",
-    cron="0 0 1 * *",
-    cadence="monthly",
-    # The contract's example past year; the register's first export year is not documented.
-    first_month="2020-01",
-    conn_id="civic_srwr",
-    default_base_url="https://downloads.srwr.scot",
-    natural_key="activity_id",
-    description=(
-        "Scottish road works activities with their phases, undertaker phases, sites and districts, decoded from "
-        "SRWR's mixed-record CSV exports (a year file for past years, a month file for the current year); a block "
-        "is the activities whose first undertaker phase starts in the month."
-    ),
-    tags=("street_works", "srwr", "scotland"),
-    dbt_tag="srwr",
-)
 
 MONTH_CODES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 LONDON = ZoneInfo("Europe/London")

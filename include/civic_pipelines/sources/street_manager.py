@@ -77,33 +77,11 @@ import pyarrow.json as pajson
 
 from civic_pipelines.http import BODY_ERRORS, _backoff_factor, request_timeout, SourceHTTPError, TransientBodyError
 from civic_pipelines.months import current_month, next_month, parse_month
-from civic_pipelines.sources.base import NotPublished, SchemaDriftError, SourceSpec, refuse_emptying
+from civic_pipelines.sources.base import NotPublished, SchemaDriftError, refuse_emptying
+# SPEC: declared in sources/declared.py, which the DAG files read without this module's imports.
+from civic_pipelines.sources.declared import STREET_MANAGER_SPEC as SPEC
 
 log = logging.getLogger(__name__)
-
-SPEC = SourceSpec(
-    name="street_manager",
-    title="Street Manager (England): permits, activities and section 58 notices",
-    publisher="Department for Transport (Street Manager open data)",
-    # Month M is published during the 1st of M+1 (the hour is not documented): the run at 06:00
-    # UTC on the 1st lands M; an archive still missing then is skipped as not published.
-    cron="0 6 1 * *",
-    cadence="monthly",
-    # The contract gives 2020 as the first year; Street Manager went live in July 2020 and public
-    # consumers start at permit/2020/07.zip (earlier months are simply not published: skipped).
-    first_month="2020-07",
-    conn_id="civic_street_manager",
-    default_base_url="https://opendata.manage-roadworks.service.gov.uk",
-    natural_key="event_reference",
-    description=(
-        "Street works in England from DfT Street Manager: one zip of JSON events per type and month "
-        "(permit ~1.1 million events, about 1 GB; activity; section 58), streamed and flattened into typed parquet."
-    ),
-    tags=("street_works", "england", "dft"),
-    pool_slots=2,
-    dbt_tag="street_manager",
-    parts=("permit", "activity", "section_58"),
-)
 
 OBJECT_TYPES = {"permit": "PERMIT", "activity": "ACTIVITY", "section_58": "SECTION_58"}
 REFERENCE_FIELDS = {"permit": "permit_reference_number", "activity": "activity_reference_number",
