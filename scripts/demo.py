@@ -134,6 +134,11 @@ def demo_environment(data: Path, replay_port: int, api_port: int) -> dict:
         # from [dag_processor]; the [scheduler] name the demo set before was ignored.
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600",
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",  # one DAG file
+        # Each task parses its DAG before it runs; on a loaded machine (the test suite's other lane,
+        # other jobs) that passed the default 30 s, the task was put back as "up for reschedule" and
+        # parsed again a minute later: the demo's time doubled. A slow parse is slow, not an error here.
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "600",
+        "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "600",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
