@@ -157,12 +157,12 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
 
     # While it waited it said where each run was, and each run's last word is everything done.
     progress = progress_lines(output)
-    assert set(progress) == set(sources.names()), sorted(progress)
-    for source, lines in progress.items():
+    assert set(sources.names()) <= set(progress), sorted(progress)
+    for dag_id, lines in progress.items():  # every source's run, and any other run the demo waits for
         blocks_done, blocks_planned, dbt_done, dbt_planned, status = lines[-1]
-        assert blocks_planned and blocks_done == blocks_planned, (source, lines[-1])
-        assert dbt_planned and dbt_done == dbt_planned, (source, lines[-1])
-        assert status.startswith("success"), (source, lines[-1])
+        assert blocks_done == blocks_planned and (blocks_planned or dag_id not in sources.names()), (dag_id, lines[-1])
+        assert dbt_planned and dbt_done == dbt_planned, (dag_id, lines[-1])
+        assert status.startswith("success"), (dag_id, lines[-1])
     summary = output.split("first trigger to last run finished:", 1)
     assert len(summary) == 2, output[-3000:]
 
