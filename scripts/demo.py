@@ -36,7 +36,10 @@ DEMO_MDS_PROVIDERS = ["dott", "bolt", "voi"]  # MDS 0.4, 1.2 and 2.0: one provid
 DEMO_MONTH_COUNT = int(os.environ.get("CIVIC_DEMO_MONTHS", "3"))
 # A progress line per source at least this often while the demo waits (seconds).
 PROGRESS_INTERVAL = float(os.environ.get("CIVIC_DEMO_PROGRESS_INTERVAL", "5"))
-RUN_TIMEOUT = int(os.environ.get("CIVIC_DEMO_TIMEOUT", "900"))
+# How long each component may take to come up: minutes, not seconds, on a machine shared with other
+# jobs (the API server took over 3 min there); a quiet machine takes well under one.
+STARTUP_TIMEOUT = int(os.environ.get("CIVIC_DEMO_STARTUP_TIMEOUT", "600"))
+RUN_TIMEOUT = int(os.environ.get("CIVIC_DEMO_TIMEOUT", "1800"))
 LOOPBACK = "127.0.0.1"
 
 
@@ -505,9 +508,9 @@ def main() -> int:
         log(f"metadata database migrated, pools created: {', '.join(pools)}")
 
         components = start_airflow(env, logs, api_port)
-        wait_for(lambda: http_ok(f"http://127.0.0.1:{api_port}/api/v2/monitor/health"), 180, "the Airflow API server")
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{api_port}/api/v2/monitor/health"), STARTUP_TIMEOUT, "the Airflow API server")
         log(f"Airflow UI on http://127.0.0.1:{api_port} (logs in {logs})")
-        wait_for(lambda: components_healthy(api_port), 180, "the scheduler, DAG processor and triggerer")
+        wait_for(lambda: components_healthy(api_port), STARTUP_TIMEOUT, "the scheduler, DAG processor and triggerer")
         sockets = listening_sockets({"replay": replay, **components})
         exposed = loopback_only(sockets)
         if exposed:  # every user is an admin here: refuse to serve that to the network
@@ -520,7 +523,7 @@ def main() -> int:
         run_ids = {}
         first_trigger = None
         for source in demo_sources():
-            wait_for(lambda: api.dag_registered(source), 180, f"DAG {source} to be parsed", interval=2)
+            wait_for(lambda: api.dag_registered(source), STARTUP_TIMEOUT, f"DAG {source} to be parsed", interval=2)
             api.send("PATCH", f"/dags/{source}", {"is_paused": False})
             run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
             first_trigger = first_trigger or time.monotonic()

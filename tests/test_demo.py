@@ -109,7 +109,7 @@ def test_the_demo_runs_one_mds_provider_per_version_family(tmp_path):
 
 
 @pytest.mark.xdist_group("demo")
-@pytest.mark.timeout(1200)  # the whole demo: every source, every dbt model, under the real scheduler
+@pytest.mark.timeout(2700)  # the whole demo: every source, every dbt model, under the real scheduler
 def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
     from civic_pipelines.replay.seattle import SeattleCrimeDataset
 
@@ -129,7 +129,7 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
     demo = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "demo.py")], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        stdout, _ = demo.communicate(timeout=1500)
+        stdout, _ = demo.communicate(timeout=2600)
     finally:
         if demo.poll() is None:
             # A timeout (ours or pytest's) must not leave Airflow running: the demo stops every
