@@ -90,6 +90,20 @@ def test_progress_counts_blocks_and_dbt_nodes_done_of_planned():
     assert finished.finished and finished.line() == "progress x: blocks 3/3, dbt nodes 2/2 (success in 90 s)"
 
 
+def test_only_the_scheduler_preloads_dbt(monkeypatch):
+    """The scheduler's LocalExecutor forks every task, so dbt imported there is imported in each
+    task; the API server, DAG processor and triggerer would only pay for the import."""
+    from civic_pipelines.orchestration import preload
+
+    demo = load_demo()
+    calls = []
+    monkeypatch.setattr(preload, "preload", lambda: calls.append(sys.argv[1]))
+    for command in ("scheduler", "api-server", "dag-processor", "triggerer"):
+        monkeypatch.setattr(sys, "argv", ["airflow", command, "--skip-serve-logs"])
+        exec(compile(demo.AIRFLOW_LOCAL_SETTINGS, "airflow_local_settings.py", "exec"), {})
+    assert calls == ["scheduler"]
+
+
 def test_the_demo_runs_one_mds_provider_per_version_family(tmp_path):
     """Issue 14 item 4: the demo ran no 1.2 provider, so nothing showed its status changes were all
     quarantined. Its providers cover 0.4, 1.x and 2.0, each with a connection to the replay."""
