@@ -202,7 +202,14 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
             "select run_id, task_id, pool, state, start_date, end_date from task_instance where task_id like 'dbt.%'"
         ).fetchall()
         extract_pools = {row[0] for row in db.execute("select distinct pool from task_instance where task_id = 'extract_load'")}
+        weights = db.execute("select dag_id, task_id, priority_weight from task_instance").fetchall()
     assert rows and {row[2] for row in rows} == {"duckdb_writer"}
+    # A run's dbt nodes take a free executor slot before any run's blocks (the writer slot is the
+    # bottleneck): the scheduler orders what it queues by these weights.
+    for source in sources.names():
+        dbt_weights = [w for dag, task, w in weights if dag == source and task.startswith("dbt.")]
+        block_weights = [w for dag, task, w in weights if task == "extract_load"]
+        assert dbt_weights and min(dbt_weights) > max(block_weights), (source, dbt_weights, max(block_weights))
     assert extract_pools == {sources.spec(name).pool for name in sources.names()}
     ran = sorted((datetime.fromisoformat(r[4]), datetime.fromisoformat(r[5]), r[1], r[0]) for r in rows if r[3] == "success")
     assert len(ran) >= 4
