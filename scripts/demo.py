@@ -30,7 +30,11 @@ from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-CATCHUP_SOURCE = "seattle_crime"
+# A source whose DAG also catches up from last month (one scheduled run beside the triggered one), to
+# show a scheduled block: CIVIC_DEMO_CATCHUP_SOURCE=seattle_crime. None by default: the triggered
+# runs land last month already, and a second run's dbt nodes queued behind the one DuckDB writer
+# slot (4 models and the freshness check: about a tenth of the demo's serial dbt tasks).
+CATCHUP_SOURCE = os.environ.get("CIVIC_DEMO_CATCHUP_SOURCE") or None
 DEMO_MDS_PROVIDERS = ["dott", "bolt", "voi"]  # MDS 0.4, 1.2 and 2.0: one provider per version family
 # How many of the most recent complete months each source lands (CIVIC_DEMO_START/CIVIC_DEMO_END name others).
 DEMO_MONTH_COUNT = int(os.environ.get("CIVIC_DEMO_MONTHS", "3"))
@@ -170,9 +174,9 @@ def demo_environment(data: Path, replay_port: int, api_port: int) -> dict:
     current = current_month()
     for source in demo_sources():
         env[f"AIRFLOW_CONN_CIVIC_{source.upper()}"] = replay
-        # Catchup from last month for the first source only: the demo shows one scheduled block, not
-        # 18 years of them, and the other sources start this month (no complete interval yet), so
-        # their dbt tasks do not queue twice behind the one DuckDB writer slot.
+        # Catchup from last month for CATCHUP_SOURCE only (one scheduled block, not 18 years of them);
+        # the others start this month (no complete interval yet), so their dbt tasks do not queue
+        # twice behind the one DuckDB writer slot.
         start = previous if source == CATCHUP_SOURCE else current
         env[f"AIRFLOW_VAR_CIVIC_{source.upper()}_START_MONTH"] = start
     # MDS: one connection per provider (its version and auth), all pointing at the replay server.
@@ -481,7 +485,7 @@ def print_results(data: Path) -> None:
             print()
             return
         except duckdb.IOException:
-            time.sleep(2)  # a dbt run of the catchup block holds the write lock for a moment
+            time.sleep(2)  # a dbt run (of a catchup block, if any) holds the write lock for a moment
     log("the warehouse is busy (a dbt run holds its lock); query it later")
 
 

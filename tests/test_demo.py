@@ -1,7 +1,7 @@
 """The quickstart's main job under the real scheduler: `scripts/demo.py` with CIVIC_DEMO_EXIT=1.
 
-This is where pools are proven (dag.test() ignores them): the dbt tasks of the triggered run and
-of the catchup run share the one-slot duckdb_writer pool, so none of them may overlap in time.
+This is where pools are proven (dag.test() ignores them): the dbt tasks of every source's run share
+the one-slot duckdb_writer pool, so none of them may overlap in time.
 """
 
 from __future__ import annotations
