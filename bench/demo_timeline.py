@@ -45,13 +45,22 @@ def main() -> None:
                                "and start_date is not null and end_date is not null order by start_date").fetchall()
     first = min(when(r[3]) or when(r[4]) for r in runs)
     ended = [when(r[5]) for r in runs if r[5]]
-    if not ended:
-        raise SystemExit(f"none of the {len(runs)} runs has ended yet")
-    last = max(ended)
-    print(f"{len(runs)} runs ({args.runs or 'all'}*): first queued {first:%H:%M:%S}, last ended {last:%H:%M:%S}: "
-          f"{(last - first).total_seconds():.0f} s; states {sorted({r[2] for r in runs})}")
-    for dag_id, run_id, state, queued, start, end in sorted(runs, key=lambda r: r[5] or ""):
-        print(f"  {dag_id:<18} {state:<8} ended +{(when(end) - first).total_seconds():5.0f} s" if end else f"  {dag_id} {state}")
+    if len(ended) == len(runs):
+        last = max(ended)
+        print(f"{len(runs)} runs ({args.runs or 'all'}*): first queued {first:%H:%M:%S}, last ended {last:%H:%M:%S}: "
+              f"{(last - first).total_seconds():.0f} s; states {sorted({r[2] for r in runs})}")
+    else:  # a run that was stopped or timed out: how far it got
+        last = max(when(t[7]) for t in tis if t[7])
+        states: dict[str, int] = {}
+        for t in tis:
+            states[t[4] or "none"] = states.get(t[4] or "none", 0) + 1
+        print(f"{len(runs)} runs ({args.runs or 'all'}*), {len(runs) - len(ended)} unfinished: first queued "
+              f"{first:%H:%M:%S}, last task ended {last:%H:%M:%S} (+{(last - first).total_seconds():.0f} s); "
+              f"task states {dict(sorted(states.items()))}")
+    for dag_id, run_id, state, queued, start, end in sorted(runs, key=lambda r: r[5] or "~"):
+        print(f"  {dag_id:<18} {state:<8} ended +{(when(end) - first).total_seconds():5.0f} s" if end else f"  {dag_id:<18} {state}")
+    reschedules = sum(1 for t in tis if t[4] in ("up_for_reschedule", "up_for_retry"))
+    print(f"tasks up for reschedule or retry at the end: {reschedules}")
 
     kinds: dict[str, list[float]] = {}
     for dag_id, run_id, task_id, map_index, state, queued, start, end, pool in tis:

@@ -107,6 +107,36 @@ def replay_config(today: date | None = None) -> dict:
     return {"toronto_311": {"current_through": (today - timedelta(days=1)).isoformat()}}
 
 
+def start_dbt_parse(env: dict, data: Path, logs: Path) -> subprocess.Popen:
+    """`dbt parse` with the demo's lake and warehouse paths, beside Airflow's start-up.
+
+    dbt's partial-parse state (``dbt/target/partial_parse.msgpack``, from `make setup`) records the
+    profile it was parsed with, and the profile names the warehouse path: under any other data
+    folder (the tests' own) each DAG's first dbt task found it stale and parsed the whole project
+    (minutes on a loaded machine), one DAG after another behind the one writer slot."""
+    return start_group([str(VENV_BIN / "dbt"), "parse", "--project-dir", str(ROOT / "dbt"), "--profiles-dir", str(ROOT / "dbt"),
+                        "--target-path", str(data / "dbt-parse" / "target"), "--log-path", str(data / "dbt-parse" / "logs"),
+                        "--quiet"], env, logs / "dbt-parse.log")
+
+
+def seed_cosmos_partial_parse(parse: subprocess.Popen, data: Path, dag_ids: list[str]) -> bool:
+    """Give each DAG's dbt task group the fresh partial-parse state in its Cosmos cache folder
+    (``<cache_dir>/<dag_id>__<group_id>/target/``), which Cosmos prefers when it is the newest; the
+    project's own target/ (shared with every other run of this checkout) is left alone."""
+    import shutil
+
+    if parse.wait() != 0:
+        return False  # the tasks parse the project themselves, as before
+    target = data / "dbt-parse" / "target"
+    for dag_id in dag_ids:
+        cache = data / "cosmos_cache" / f"{dag_id}__dbt" / "target"
+        cache.mkdir(parents=True, exist_ok=True)
+        for name in ("manifest.json", "partial_parse.msgpack"):
+            shutil.copy2(target / name, cache / f".{name}.tmp")
+            os.replace(cache / f".{name}.tmp", cache / name)  # a reader sees the old file or the new, whole
+    return True
+
+
 def configure_replay(replay_port: int, config: dict) -> None:
     import requests
 
@@ -499,7 +529,7 @@ def main() -> int:
     logs = data / "demo-logs"
     logs.mkdir(exist_ok=True)
     started = time.monotonic()
-    replay = None
+    replay = dbt_parse = None
     components: dict[str, subprocess.Popen] = {}
     exit_code = 1
 
@@ -524,6 +554,7 @@ def main() -> int:
         airflow(env, "pools", "import", str(data / "pools.json"))
         log(f"metadata database migrated, pools created: {', '.join(pools)}")
 
+        dbt_parse = start_dbt_parse(env, data, logs)
         components = start_airflow(env, logs, api_port)
         wait_for(lambda: http_ok(f"http://127.0.0.1:{api_port}/api/v2/monitor/health"), STARTUP_TIMEOUT, "the Airflow API server")
         log(f"Airflow UI on http://127.0.0.1:{api_port} (logs in {logs})")
@@ -533,6 +564,8 @@ def main() -> int:
         if exposed:  # every user is an admin here: refuse to serve that to the network
             raise RuntimeError(f"listening beyond loopback: {exposed}")
         log("listening on loopback only: " + ", ".join(f"{name} {ip}:{port}" for name, ip, port in sockets))
+        seeded = seed_cosmos_partial_parse(dbt_parse, data, demo_sources())
+        log("dbt partial-parse state for the demo's paths " + ("seeded" if seeded else f"not made (see {logs / 'dbt-parse.log'})"))
         api = AirflowAPI(f"http://127.0.0.1:{api_port}")
         api.login()
 
@@ -586,6 +619,8 @@ def main() -> int:
         for name, process in reversed(components.items()):
             stop_group(process, f"Airflow {name}")
         stop_group(replay, "replay server")
+        if dbt_parse is not None and dbt_parse.poll() is None:
+            stop_group(dbt_parse, "dbt parse")
     return exit_code
 
 
