@@ -1,21 +1,24 @@
 """The quickstart's main job under the real scheduler: `scripts/demo.py` with CIVIC_DEMO_EXIT=1.
 
-This is where pools are proven (dag.test() ignores them): the dbt tasks of the triggered run and
-of the catchup run share the one-slot duckdb_writer pool, so none of them may overlap in time.
+This is where pools are proven (dag.test() ignores them): the dbt tasks of every source's run share
+the one-slot duckdb_writer pool, so none of them may overlap in time.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sqlite3
 import subprocess
 import sys
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
 import pytest
+
+from civic_pipelines.months import format_month, previous_month
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,17 +35,83 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_the_demo_runs_one_mds_provider_per_version_family(tmp_path):
-    """Issue 14 item 4: the demo ran no 1.2 provider, so nothing showed its status changes were all
-    quarantined. Its providers cover 0.4, 1.x and 2.0, each with a connection to the replay."""
+def load_demo():
     import importlib.util
-    import json
-
-    from civic_pipelines.sources import mds
 
     spec = importlib.util.spec_from_file_location("civic_demo_script", ROOT / "scripts" / "demo.py")
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
+    return demo
+
+
+PROGRESS_LINE = re.compile(r"^\[demo [0-9:]{8}\] progress (\S+): blocks (\d+)/(\d+|\?), dbt nodes (\d+)/(\d+) \((.*)\)$")
+
+
+def progress_lines(output: str) -> dict[str, list[tuple]]:
+    """{dag_id: [(blocks done, blocks planned or None, dbt done, dbt planned, status), ...]}."""
+    found: dict[str, list[tuple]] = {}
+    for line in output.splitlines():
+        if match := PROGRESS_LINE.match(line):
+            dag_id, blocks_done, blocks_planned, dbt_done, dbt_planned, status = match.groups()
+            found.setdefault(dag_id, []).append((int(blocks_done), None if blocks_planned == "?" else int(blocks_planned),
+                                                 int(dbt_done), int(dbt_planned), status))
+    return found
+
+
+def test_the_demo_lands_the_most_recent_complete_months_and_every_source_publishes_them(monkeypatch):
+    """Issue 15 item 6: the demo landed 2024-01..2024-03, so the dashboard read "32 months behind".
+    It lands the three months before the current one, and tells the replay to publish them."""
+    demo = load_demo()
+    monkeypatch.delenv("CIVIC_DEMO_START", raising=False)
+    monkeypatch.delenv("CIVIC_DEMO_END", raising=False)
+    assert demo.demo_months(date(2026, 12, 7)) == ["2026-09", "2026-10", "2026-11"]
+    assert demo.demo_months(date(2027, 1, 1)) == ["2026-10", "2026-11", "2026-12"]
+    assert demo.replay_config(date(2026, 12, 7)) == {"toronto_311": {"current_through": "2026-12-06"}}
+
+
+def test_progress_counts_blocks_and_dbt_nodes_done_of_planned():
+    demo = load_demo()
+    run = {"state": "running", "start_date": "2026-12-07T03:00:00Z", "end_date": None}
+    unexpanded = [{"task_id": "plan_blocks", "map_index": -1, "state": "running"},
+                  {"task_id": "extract_load", "map_index": -1, "state": None},
+                  {"task_id": "dbt.stg_x_run", "map_index": -1, "state": None},
+                  {"task_id": "dbt.fct_x_run", "map_index": -1, "state": None}]
+    line = demo.RunProgress.of("x", run, unexpanded).line()
+    assert line == "progress x: blocks 0/?, dbt nodes 0/2 (running)"
+    assert progress_lines(f"[demo 03:00:00] {line}")["x"] == [(0, None, 0, 2, "running")]
+    expanded = [{"task_id": "plan_blocks", "map_index": -1, "state": "success"},
+                *({"task_id": "extract_load", "map_index": i, "state": s} for i, s in enumerate(["success", "skipped", "running"])),
+                {"task_id": "dbt.stg_x_run", "map_index": -1, "state": "success"},
+                {"task_id": "dbt.fct_x_run", "map_index": -1, "state": "queued"},
+                {"task_id": "source_freshness", "map_index": -1, "state": None}]
+    assert demo.RunProgress.of("x", run, expanded).line() == "progress x: blocks 2/3, dbt nodes 1/2 (running)"
+    done = {"state": "success", "start_date": "2026-12-07T03:00:00Z", "end_date": "2026-12-07T03:01:30Z"}
+    finished = demo.RunProgress.of("x", done, [{**ti, "state": "success"} for ti in expanded])
+    assert finished.finished and finished.line() == "progress x: blocks 3/3, dbt nodes 2/2 (success in 90 s)"
+
+
+def test_only_the_scheduler_preloads_dbt(monkeypatch):
+    """The scheduler's LocalExecutor forks every task, so dbt imported there is imported in each
+    task; the API server, DAG processor and triggerer would only pay for the import."""
+    from civic_pipelines.orchestration import preload
+
+    demo = load_demo()
+    calls = []
+    monkeypatch.setattr(preload, "preload", lambda: calls.append(sys.argv[1]))
+    for command in ("scheduler", "api-server", "dag-processor", "triggerer"):
+        monkeypatch.setattr(sys, "argv", ["airflow", command, "--skip-serve-logs"])
+        exec(compile(demo.AIRFLOW_LOCAL_SETTINGS, "airflow_local_settings.py", "exec"), {})
+    assert calls == ["scheduler"]
+
+
+def test_the_demo_runs_one_mds_provider_per_version_family(tmp_path):
+    """Issue 14 item 4: the demo ran no 1.2 provider, so nothing showed its status changes were all
+    quarantined. Its providers cover 0.4, 1.x and 2.0, each with a connection to the replay."""
+    import json
+
+    from civic_pipelines.sources import mds
+
+    demo = load_demo()
     env = demo.demo_environment(tmp_path, replay_port=18555, api_port=18556)
     providers = json.loads(env["AIRFLOW_VAR_CIVIC_MDS_PROVIDERS"])
     families = {}
@@ -54,7 +123,7 @@ def test_the_demo_runs_one_mds_provider_per_version_family(tmp_path):
 
 
 @pytest.mark.xdist_group("demo")
-@pytest.mark.timeout(1200)  # the whole demo: every source, every dbt model, under the real scheduler
+@pytest.mark.timeout(2700)  # the whole demo: every source, every dbt model, under the real scheduler
 def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
     from civic_pipelines.replay.seattle import SeattleCrimeDataset
 
@@ -74,7 +143,7 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
     demo = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "demo.py")], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        stdout, _ = demo.communicate(timeout=1500)
+        stdout, _ = demo.communicate(timeout=2600)
     finally:
         if demo.poll() is None:
             # A timeout (ours or pytest's) must not leave Airflow running: the demo stops every
@@ -100,14 +169,31 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
     # Everything it started is gone.
     assert not port_open(api_port) and not port_open(replay_port)
 
-    # The warehouse holds exactly the replay's rows for the three demo months (and the catchup month, if it ran).
+    # While it waited it said where each run was, and each run's last word is everything done.
+    progress = progress_lines(output)
+    assert set(sources.names()) <= set(progress), sorted(progress)
+    for dag_id, lines in progress.items():  # every source's run, and any other run the demo waits for
+        blocks_done, blocks_planned, dbt_done, dbt_planned, status = lines[-1]
+        assert blocks_done == blocks_planned and (blocks_planned or dag_id not in sources.names()), (dag_id, lines[-1])
+        assert dbt_planned and dbt_done == dbt_planned, (dag_id, lines[-1])
+        assert status.startswith("success"), (dag_id, lines[-1])
+    summary = output.split("first trigger to last run finished:", 1)
+    assert len(summary) == 2, output[-3000:]
+
+    # The warehouse holds exactly the replay's rows for the demo's months, the most recent complete
+    # ones (the dashboard's cards read current), and nothing later.
+    months = load_demo().demo_months()
+    assert months[-1] == format_month(previous_month(date.today().replace(day=1)))
     dataset = SeattleCrimeDataset()
     with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
         per_month = dict(con.sql("select _block_month, count(*) from fct_crime_offenses group by 1").fetchall())
         cities = dict(con.sql("select city, count(distinct _block_month) from fct_service_requests "
-                              "where _block_month between '2024-01' and '2024-03' group by 1").fetchall())
-    assert cities == {"minneapolis": 3, "toronto": 3, "nyc": 3}
-    for month in ("2024-01", "2024-02", "2024-03"):
+                              f"where _block_month between '{months[0]}' and '{months[-1]}' group by 1").fetchall())
+        newest = dict(con.sql("select city, max(_block_month) from fct_service_requests group by 1").fetchall())
+    assert cities == {"minneapolis": len(months), "toronto": len(months), "nyc": len(months)}
+    assert newest == {"minneapolis": months[-1], "toronto": months[-1], "nyc": months[-1]}
+    assert max(per_month) == months[-1]
+    for month in months:
         assert per_month[month] == len(dataset.rows_for_month(month)), month
 
     # Pools, as the real scheduler applied them.
@@ -116,7 +202,14 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
             "select run_id, task_id, pool, state, start_date, end_date from task_instance where task_id like 'dbt.%'"
         ).fetchall()
         extract_pools = {row[0] for row in db.execute("select distinct pool from task_instance where task_id = 'extract_load'")}
+        weights = db.execute("select dag_id, task_id, priority_weight from task_instance").fetchall()
     assert rows and {row[2] for row in rows} == {"duckdb_writer"}
+    # A run's dbt nodes take a free executor slot before any run's blocks (the writer slot is the
+    # bottleneck): the scheduler orders what it queues by these weights.
+    for source in sources.names():
+        dbt_weights = [w for dag, task, w in weights if dag == source and task.startswith("dbt.")]
+        block_weights = [w for dag, task, w in weights if task == "extract_load"]
+        assert dbt_weights and min(dbt_weights) > max(block_weights), (source, dbt_weights, max(block_weights))
     assert extract_pools == {sources.spec(name).pool for name in sources.names()}
     ran = sorted((datetime.fromisoformat(r[4]), datetime.fromisoformat(r[5]), r[1], r[0]) for r in rows if r[3] == "success")
     assert len(ran) >= 4

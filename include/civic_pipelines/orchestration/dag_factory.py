@@ -34,6 +34,11 @@ def default_args() -> dict:
         "retry_delay": timedelta(seconds=20),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
+        # A task's priority is the sum of its upstream tasks' weights, so a run's later tasks (its dbt
+        # nodes) take a free executor slot before other runs' blocks: the one DuckDB writer slot is
+        # the bottleneck, and with the default (downstream) rule every extract of every run went
+        # first while the writer slot sat idle, its next node queued behind minutes-long blocks.
+        "weight_rule": "upstream",
         # Every task (each block, each dbt node) e-mails when it fails for good (retries spent).
         "on_failure_callback": [FailureNotifier()],
     }
