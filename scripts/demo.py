@@ -58,12 +58,12 @@ def demo_sources() -> list[str]:
 def demo_environment(data: Path, replay_port: int, api_port: int) -> dict:
     from civic_pipelines.months import current_month, format_month, parse_month, previous_month
 
+    from civic_pipelines.orchestration import backfill
+
     airflow_home = data / "airflow"
     # Every Airflow process imports airflow_local_settings; the executor then forks tasks with dbt
-    # already imported (civic_pipelines/orchestration/preload.py): about 3 s less per dbt task.
-    (airflow_home / "config").mkdir(parents=True, exist_ok=True)
-    (airflow_home / "config" / "airflow_local_settings.py").write_text(
-        "from civic_pipelines.orchestration.preload import preload\n\npreload()\n")
+    # and the parsed DAGs already loaded (civic_pipelines/orchestration/preload.py).
+    backfill.write_local_settings(airflow_home)
     env = {
         **os.environ,
         "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
@@ -74,8 +74,8 @@ def demo_environment(data: Path, replay_port: int, api_port: int) -> dict:
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": "4",
+        # The backfill settings bench/scale.py uses too (docs/scaling.md, "Settings for a backfill").
+        **backfill.airflow_settings(),
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         # all-admins only because every server below listens on loopback (checked: loopback_only)
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
@@ -85,8 +85,6 @@ def demo_environment(data: Path, replay_port: int, api_port: int) -> dict:
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
         # Task processes report to the API server's execution API: it must follow the port.
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "30",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "AIRFLOW__COSMOS__CACHE_DIR": str(data / "cosmos_cache"),
