@@ -313,12 +313,9 @@ def environment(work: Path, pg: dict, replay_url: str, api_port: int, parallelis
 
 def create_pools(env: dict, work: Path) -> None:
     from civic_pipelines import sources
+    from civic_pipelines.orchestration import backfill
 
-    pools = {"duckdb_writer": {"slots": 1, "description": "DuckDB allows one writer"}}
-    for name in sources.names():
-        spec = sources.spec(name)
-        pools[spec.pool] = {"slots": spec.pool_slots, "description": f"parallel blocks against the {name} API"}
-    (work / "pools.json").write_text(json.dumps(pools))
+    (work / "pools.json").write_text(json.dumps(backfill.pools(sources.names())))
     airflow(env, "pools", "import", str(work / "pools.json"))
 
 

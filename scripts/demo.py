@@ -336,12 +336,9 @@ def main() -> int:
         log(f"replay server on http://127.0.0.1:{replay_port}")
 
         airflow(env, "db", "migrate")
-        from civic_pipelines import sources
+        from civic_pipelines.orchestration import backfill
 
-        pools = {"duckdb_writer": {"slots": 1, "description": "DuckDB allows one writer: every dbt task takes this slot"}}
-        for source in demo_sources():
-            spec = sources.spec(source)
-            pools[spec.pool] = {"slots": spec.pool_slots, "description": f"parallel blocks against the {source} API"}
+        pools = backfill.pools(demo_sources(), parts={"mds": len(DEMO_MDS_PROVIDERS)})
         (data / "pools.json").write_text(json.dumps(pools))
         airflow(env, "pools", "import", str(data / "pools.json"))
         log(f"metadata database migrated, pools created: {', '.join(pools)}")

@@ -17,6 +17,7 @@ BACKFILL_PARALLELISM = 4
 # The DAG files do not change during a backfill: re-parsing them every 30 s (Airflow's default)
 # only competes with the tasks for the CPU. New or edited DAG files are still seen at this interval.
 BACKFILL_DAG_FILE_INTERVAL_SECONDS = 600
+DAG_FILE_PARSE_TIMEOUT_SECONDS = 300
 
 LOCAL_SETTINGS = '''"""Imported by every Airflow process at start (civic_pipelines.orchestration.backfill writes it)."""
 from civic_pipelines.orchestration.preload import preload
@@ -34,6 +35,11 @@ def airflow_settings(parallelism: int = BACKFILL_PARALLELISM,
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(dag_file_interval),
         # How often the DAG processor looks for new files (the default is 300 s).
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        # A saturated machine (a backfill is when it is) must not turn a slow parse into an import
+        # error that hides every DAG of the file: Airflow's 30 s / 50 s are for a quiet one. The
+        # project's DAG file parses in 3-4 s quiet; at a load average of 25 on two cores, over 60 s.
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": str(DAG_FILE_PARSE_TIMEOUT_SECONDS),
+        "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": str(DAG_FILE_PARSE_TIMEOUT_SECONDS + 60),
     }
 
 
@@ -44,3 +50,27 @@ def write_local_settings(airflow_home: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(LOCAL_SETTINGS)
     return path
+
+
+def pools(names: list[str], parts: dict[str, int] | None = None) -> dict[str, dict]:
+    """The pools to create (``airflow pools import``): the one DuckDB writer, and one pool per
+    source API with the source's ``pool_slots``.
+
+    A source whose parts are separate providers, each its own API and connection (MDS: a block is
+    one provider's month), gets at least one slot per provider: its spec's slots bound the blocks
+    against *one* API at a time, and the planner lays a month's providers side by side, so the
+    scheduler hands each provider about one block at a time instead of leaving two of the four
+    idle (the tail of every MDS backfill in docs/scaling.md). ``parts`` (source -> number of
+    enabled parts) overrides the count of the source's registry (the demo lands fewer providers).
+    """
+    from civic_pipelines import sources
+
+    table = {"duckdb_writer": {"slots": 1, "description": "DuckDB allows one writer: every dbt task takes this slot"}}
+    for name in names:
+        spec = sources.spec(name)
+        slots = spec.pool_slots
+        if spec.parts_param == "providers":
+            providers = (parts or {}).get(name, len(sources.parts(name)))
+            slots = max(slots, providers)
+        table[spec.pool] = {"slots": slots, "description": f"parallel blocks against the {name} API"}
+    return table
