@@ -8,12 +8,16 @@ What runs (everything on loopback, nothing asserted about speed):
   month for the SODA and ArcGIS sources, 600 rows a year for Toronto, 25 SRWR activities,
   30 Street Manager events over the three parts, one MDS trip and one event an hour: an MDS month
   is still ~1,500 hourly requests per provider, as the real API walks it);
+* Airflow configured with the backfill settings ``make demo`` uses too
+  (``civic_pipelines.orchestration.backfill``: LocalExecutor, the preload that builds the DAGs
+  in the scheduler before it forks the tasks, the pools; docs/scaling.md, "Settings for a backfill");
 * ``airflow scheduler`` (LocalExecutor), ``airflow dag-processor`` and ``airflow api-server`` as
   subprocesses (the API server is required: in Airflow 3 every task reports to its Execution
   API; its core API also takes the triggers), each in its own session, stopped on the way out;
-* the project's DAGs, built by the same factory as ``dags/civic_sources.py`` (every source; each
-  Cosmos group still rendered, into a DAG that is never registered, so a task process parses what
-  a production task parses) without their dbt tasks: **dbt is left out**, the subject is the
+* the project's DAGs, built by the same factory as ``dags/civic_sources.py`` (every source, and
+  in a task process only the task's own DAG, as that file does; each Cosmos group still rendered,
+  into a DAG that is never registered, so a task process parses what a production task parses)
+  without their dbt tasks: **dbt is left out**, the subject is the
   planner and the mapped extracts (dbt's own cost per model is in the README: ~3 s import + ~1 s a
   model, one writer); MDS keeps its PostgreSQL sync task, which skips with no ``civic_postgres``;
 * one triggered run per source and 120-month chunk (``start_month``/``end_month``/``force``: the
@@ -29,7 +33,7 @@ against the sum of task durations, and CPU seconds per component, the rest of th
     .venv/bin/python bench/scale.py                                   # ten years, every source
     .venv/bin/python bench/scale.py --years 1 --sources seattle_crime # a quick run
 
-Options: ``--parallelism`` (Airflow's [core] parallelism, default 4), ``--end-month`` (default the
+Options: ``--parallelism`` (Airflow's [core] parallelism, default ``backfill.BACKFILL_PARALLELISM``, 4), ``--end-month`` (default the
 last complete month), ``--dir`` (work folder, default ``data/scale``, wiped first), ``--timeout``,
 ``--parse-interval``, ``--dag-file-per-source`` (one DAG file per source instead of the project's
 one file for all), ``--report DIR/scale-result.json`` (reprint a saved run; the raw figures are

@@ -85,3 +85,16 @@ def test_the_local_settings_file_calls_the_preload(tmp_path):
     settings = backfill.airflow_settings()
     assert settings["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
     assert settings["AIRFLOW__CORE__PARALLELISM"] == str(backfill.BACKFILL_PARALLELISM)
+
+
+def test_the_backfill_pools_give_each_mds_provider_a_slot_and_keep_one_duckdb_writer():
+    from civic_pipelines import sources
+
+    table = backfill.pools(sources.names())
+    assert table["duckdb_writer"]["slots"] == 1
+    assert table["civic_mds_api"]["slots"] == len(sources.parts("mds")) == 4
+    for name in sources.names():
+        if name != "mds":
+            assert table[sources.spec(name).pool]["slots"] == sources.spec(name).pool_slots
+    assert backfill.pools(["mds"], parts={"mds": 1})["civic_mds_api"]["slots"] == sources.spec("mds").pool_slots
+    assert set(backfill.pools(["seattle_crime"])) == {"duckdb_writer", "civic_seattle_crime_api"}
