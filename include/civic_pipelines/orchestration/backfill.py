@@ -17,12 +17,17 @@ BACKFILL_PARALLELISM = 4
 # The DAG files do not change during a backfill: re-parsing them every 30 s (Airflow's default)
 # only competes with the tasks for the CPU. New or edited DAG files are still seen at this interval.
 BACKFILL_DAG_FILE_INTERVAL_SECONDS = 600
-DAG_FILE_PARSE_TIMEOUT_SECONDS = 300
+DAG_FILE_PARSE_TIMEOUT_SECONDS = 600
 
-LOCAL_SETTINGS = '''"""Imported by every Airflow process at start (civic_pipelines.orchestration.backfill writes it)."""
-from civic_pipelines.orchestration.preload import preload
+# Imported by every Airflow process at start; only those that fork tasks preload (in the API
+# server, the DAG processor and the triggerer it would only delay the start and take memory).
+LOCAL_SETTINGS = '''"""Written by civic_pipelines.orchestration.backfill.write_local_settings."""
+import sys
 
-preload()
+if sys.argv[1:2] == ["scheduler"] or sys.argv[1:3] == ["celery", "worker"]:
+    from civic_pipelines.orchestration.preload import preload
+
+    preload()
 '''
 
 
@@ -39,7 +44,7 @@ def airflow_settings(parallelism: int = BACKFILL_PARALLELISM,
         # error that hides every DAG of the file: Airflow's 30 s / 50 s are for a quiet one. The
         # project's DAG file parses in 3-4 s quiet; at a load average of 25 on two cores, over 60 s.
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": str(DAG_FILE_PARSE_TIMEOUT_SECONDS),
-        "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": str(DAG_FILE_PARSE_TIMEOUT_SECONDS + 60),
+        "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": str(DAG_FILE_PARSE_TIMEOUT_SECONDS),
     }
 
 
