@@ -8,12 +8,16 @@ What runs (everything on loopback, nothing asserted about speed):
   month for the SODA and ArcGIS sources, 600 rows a year for Toronto, 25 SRWR activities,
   30 Street Manager events over the three parts, one MDS trip and one event an hour: an MDS month
   is still ~1,500 hourly requests per provider, as the real API walks it);
+* Airflow configured with the backfill settings ``make demo`` uses too
+  (``civic_pipelines.orchestration.backfill``: LocalExecutor, the preload that builds the DAGs
+  in the scheduler before it forks the tasks, the pools; docs/scaling.md, "Settings for a backfill");
 * ``airflow scheduler`` (LocalExecutor), ``airflow dag-processor`` and ``airflow api-server`` as
   subprocesses (the API server is required: in Airflow 3 every task reports to its Execution
   API; its core API also takes the triggers), each in its own session, stopped on the way out;
-* the project's DAGs, built by the same factory as ``dags/civic_sources.py`` (every source; each
-  Cosmos group still rendered, into a DAG that is never registered, so a task process parses what
-  a production task parses) without their dbt tasks: **dbt is left out**, the subject is the
+* the project's DAGs, built by the same factory as ``dags/civic_sources.py`` (every source, and
+  in a task process only the task's own DAG, as that file does; each Cosmos group still rendered,
+  into a DAG that is never registered, so a task process parses what a production task parses)
+  without their dbt tasks: **dbt is left out**, the subject is the
   planner and the mapped extracts (dbt's own cost per model is in the README: ~3 s import + ~1 s a
   model, one writer); MDS keeps its PostgreSQL sync task, which skips with no ``civic_postgres``;
 * one triggered run per source and 120-month chunk (``start_month``/``end_month``/``force``: the
@@ -29,7 +33,7 @@ against the sum of task durations, and CPU seconds per component, the rest of th
     .venv/bin/python bench/scale.py                                   # ten years, every source
     .venv/bin/python bench/scale.py --years 1 --sources seattle_crime # a quick run
 
-Options: ``--parallelism`` (Airflow's [core] parallelism, default 4), ``--end-month`` (default the
+Options: ``--parallelism`` (Airflow's [core] parallelism, default ``backfill.BACKFILL_PARALLELISM``, 4), ``--end-month`` (default the
 last complete month), ``--dir`` (work folder, default ``data/scale``, wiped first), ``--timeout``,
 ``--parse-interval``, ``--dag-file-per-source`` (one DAG file per source instead of the project's
 one file for all), ``--report DIR/scale-result.json`` (reprint a saved run; the raw figures are
@@ -75,10 +79,13 @@ that is never registered: a task process still pays the parse cost of a producti
 runs are plan_blocks -> extract_load (-> the PostgreSQL sync where a source has one). dbt is left
 out of the scale run."""
 
-from airflow.sdk import DAG
+from airflow.sdk import DAG, get_parsing_context
 
 from civic_pipelines.orchestration import dbt_group
 from civic_pipelines.orchestration.dag_factory import build_source_dag
+
+# As dags/civic_sources.py: a task process builds only its own DAG.
+_only = get_parsing_context().dag_id
 
 _render_dbt_group = dbt_group.build_dbt_group
 
@@ -91,7 +98,8 @@ def _rendered_not_scheduled(spec, *args, **kwargs):
 
 dbt_group.build_dbt_group = _rendered_not_scheduled
 for _name in __NAMES__:
-    globals()[_name] = build_source_dag(_name)
+    if _only is None or _only == _name:
+        globals()[_name] = build_source_dag(_name)
 dbt_group.build_dbt_group = _render_dbt_group
 del _name
 '''
@@ -262,11 +270,11 @@ def environment(work: Path, pg: dict, replay_url: str, api_port: int, parallelis
     from civic_pipelines.months import current_month
     from civic_pipelines.replay.mds import connections_for
 
+    from civic_pipelines.orchestration import backfill
+
     airflow_home = work / "airflow"
-    (airflow_home / "config").mkdir(parents=True, exist_ok=True)
-    # As `make demo` does: the executor forks tasks with pyarrow/duckdb/dbt already imported.
-    (airflow_home / "config" / "airflow_local_settings.py").write_text(
-        "from civic_pipelines.orchestration.preload import preload\n\npreload()\n")
+    # As `make demo` does: the executor forks tasks with pyarrow/duckdb/dbt and the DAGs already loaded.
+    backfill.write_local_settings(airflow_home)
     write_dag_files(work / "dags", split_dag_files)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__", "CIVIC_"))},
@@ -276,8 +284,8 @@ def environment(work: Path, pg: dict, replay_url: str, api_port: int, parallelis
         "CIVIC_WAREHOUSE": str(work / "warehouse.duckdb"),
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg["url"],
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+        # The backfill settings `make demo` uses too (docs/scaling.md, "Settings for a backfill").
+        **backfill.airflow_settings(parallelism=parallelism, dag_file_interval=parse_interval),
         "AIRFLOW__CORE__DAGS_FOLDER": str(work / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
@@ -285,10 +293,6 @@ def environment(work: Path, pg: dict, replay_url: str, api_port: int, parallelis
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-        # The DAG file does not change during the run: re-parsing it (seven DAGs, each rendering its
-        # Cosmos group) every 30 s by default would only compete with the tasks for the two cores.
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(parse_interval),
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "AIRFLOW__COSMOS__CACHE_DIR": str(work / "cosmos_cache"),
@@ -313,12 +317,9 @@ def environment(work: Path, pg: dict, replay_url: str, api_port: int, parallelis
 
 def create_pools(env: dict, work: Path) -> None:
     from civic_pipelines import sources
+    from civic_pipelines.orchestration import backfill
 
-    pools = {"duckdb_writer": {"slots": 1, "description": "DuckDB allows one writer"}}
-    for name in sources.names():
-        spec = sources.spec(name)
-        pools[spec.pool] = {"slots": spec.pool_slots, "description": f"parallel blocks against the {name} API"}
-    (work / "pools.json").write_text(json.dumps(pools))
+    (work / "pools.json").write_text(json.dumps(backfill.pools(sources.names())))
     airflow(env, "pools", "import", str(work / "pools.json"))
 
 
@@ -498,6 +499,7 @@ def report(data: dict, meta: dict) -> None:
         "  of which run_block (extract)": [t["manifest"].get("seconds") for t in ran],
         "  of which task overhead": [seconds(t["start"], t["end"]) - t["manifest"]["seconds"]
                                      for t in ran if t["manifest"].get("seconds") is not None],
+        "    start -> the task log's first line": [t["log"].get("to_first_line") for t in ran],
         "    parsing the DAG file (task log)": [t["log"].get("parse") for t in ran],
         "    post execute: XCom, state (log)": [t["log"].get("post") for t in ran],
     }
@@ -574,15 +576,17 @@ def load(path: Path) -> tuple[dict, dict]:
 def main(argv: list[str] | None = None) -> int:
     from civic_pipelines import sources
     from civic_pipelines.months import current_month, format_month, parse_month, previous_month
+    from civic_pipelines.orchestration.backfill import BACKFILL_DAG_FILE_INTERVAL_SECONDS, BACKFILL_PARALLELISM
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--years", type=int, default=10)
     parser.add_argument("--sources", default=",".join(sources.names()), help="comma-separated (default: every source)")
-    parser.add_argument("--parallelism", type=int, default=4)
+    parser.add_argument("--parallelism", type=int, default=BACKFILL_PARALLELISM)
     parser.add_argument("--end-month", default=format_month(previous_month(parse_month(current_month()))))
     parser.add_argument("--dir", default=str(ROOT / "data" / "scale"))
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="seconds to wait for the runs")
-    parser.add_argument("--parse-interval", type=int, default=600, help="[dag_processor] min_file_process_interval")
+    parser.add_argument("--parse-interval", type=int, default=BACKFILL_DAG_FILE_INTERVAL_SECONDS,
+                        help="[dag_processor] min_file_process_interval")
     parser.add_argument("--report", metavar="JSON", help="print the report of a saved run (scale-result.json) and exit")
     parser.add_argument("--dag-file-per-source", action="store_true",
                         help="one DAG file per source instead of the project's one file for every source")

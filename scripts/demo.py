@@ -47,15 +47,6 @@ RUN_TIMEOUT = int(os.environ.get("CIVIC_DEMO_TIMEOUT", "1800"))
 LOOPBACK = "127.0.0.1"
 
 
-AIRFLOW_LOCAL_SETTINGS = """import sys
-
-if sys.argv[1:2] == ["scheduler"]:
-    from civic_pipelines.orchestration.preload import preload
-
-    preload()
-"""
-
-
 def airflow_components(api_port: int) -> dict[str, list[str]]:
     """What `airflow standalone` runs, minus the log servers it cannot bind to loopback."""
     return {
@@ -148,13 +139,13 @@ def configure_replay(replay_port: int, config: dict) -> None:
 def demo_environment(data: Path, replay_port: int, api_port: int) -> dict:
     from civic_pipelines.months import current_month, format_month, parse_month, previous_month
 
+    from civic_pipelines.orchestration import backfill
+
     airflow_home = data / "airflow"
-    # Every Airflow process imports airflow_local_settings; the scheduler's LocalExecutor then forks
-    # tasks with dbt already imported (civic_pipelines/orchestration/preload.py): about 3 s less per
-    # dbt task. Only the scheduler forks tasks: in the API server, DAG processor (parsing imports no
-    # dbt) and triggerer the import only delayed their start and took memory.
-    (airflow_home / "config").mkdir(parents=True, exist_ok=True)
-    (airflow_home / "config" / "airflow_local_settings.py").write_text(AIRFLOW_LOCAL_SETTINGS)
+    # Every Airflow process imports airflow_local_settings; the executor then forks tasks with dbt
+    # and the parsed DAGs already loaded (civic_pipelines/orchestration/preload.py). Only the
+    # scheduler forks tasks: the API server, DAG processor and triggerer do not preload.
+    backfill.write_local_settings(airflow_home)
     env = {
         **os.environ,
         "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
@@ -165,8 +156,6 @@ def demo_environment(data: Path, replay_port: int, api_port: int) -> dict:
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         # all-admins only because every server below listens on loopback (checked: loopback_only)
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
@@ -176,17 +165,10 @@ def demo_environment(data: Path, replay_port: int, api_port: int) -> dict:
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
         # Task processes report to the API server's execution API: it must follow the port.
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-        # The DAG files do not change while the demo runs: parse them once, not every 30 s (each
-        # parse of the seven DAGs took a core for seconds from the tasks). Airflow 3 reads this
-        # from [dag_processor]; the [scheduler] name the demo set before was ignored.
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600",
+        # Executor, parallelism, DAG file re-parse and parse timeouts as for any backfill on one
+        # machine (orchestration/backfill.py); the demo's DAG files never change while it runs.
+        **backfill.airflow_settings(dag_file_interval=3600),
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",  # one DAG file
-        # Each task parses its DAG before it runs; on a loaded machine (the test suite's other lane,
-        # other jobs) that passed the default 30 s, the task was put back as "up for reschedule" and
-        # parsed again a minute later: the demo's time doubled. A slow parse is slow, not an error here.
-        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "600",
-        "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "600",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         # The dbt tasks run one after another (one DuckDB writer): the scheduler queues the next when
         # it loops after the last one's success, and an idle loop sleeps this long first (default 1 s).
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
@@ -544,12 +526,9 @@ def main() -> int:
         log(f"replay server on http://127.0.0.1:{replay_port}, publishing {', '.join(demo_months())}")
 
         airflow(env, "db", "migrate")
-        from civic_pipelines import sources
+        from civic_pipelines.orchestration import backfill
 
-        pools = {"duckdb_writer": {"slots": 1, "description": "DuckDB allows one writer: every dbt task takes this slot"}}
-        for source in demo_sources():
-            spec = sources.spec(source)
-            pools[spec.pool] = {"slots": spec.pool_slots, "description": f"parallel blocks against the {source} API"}
+        pools = backfill.pools(demo_sources(), parts={"mds": len(DEMO_MDS_PROVIDERS)})
         (data / "pools.json").write_text(json.dumps(pools))
         airflow(env, "pools", "import", str(data / "pools.json"))
         log(f"metadata database migrated, pools created: {', '.join(pools)}")

@@ -90,17 +90,18 @@ def test_progress_counts_blocks_and_dbt_nodes_done_of_planned():
     assert finished.finished and finished.line() == "progress x: blocks 3/3, dbt nodes 2/2 (success in 90 s)"
 
 
-def test_only_the_scheduler_preloads_dbt(monkeypatch):
+def test_only_the_scheduler_preloads_dbt(monkeypatch, tmp_path):
     """The scheduler's LocalExecutor forks every task, so dbt imported there is imported in each
     task; the API server, DAG processor and triggerer would only pay for the import."""
     from civic_pipelines.orchestration import preload
 
     demo = load_demo()
+    settings_file = demo.demo_environment(tmp_path, replay_port=18555, api_port=18556)["AIRFLOW_HOME"] + "/config/airflow_local_settings.py"
     calls = []
     monkeypatch.setattr(preload, "preload", lambda: calls.append(sys.argv[1]))
     for command in ("scheduler", "api-server", "dag-processor", "triggerer"):
         monkeypatch.setattr(sys, "argv", ["airflow", command, "--skip-serve-logs"])
-        exec(compile(demo.AIRFLOW_LOCAL_SETTINGS, "airflow_local_settings.py", "exec"), {})
+        exec(compile(Path(settings_file).read_text(), "airflow_local_settings.py", "exec"), {})
     assert calls == ["scheduler"]
 
 

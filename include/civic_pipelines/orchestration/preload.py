@@ -1,22 +1,47 @@
-"""Import the heavy libraries of dbt tasks once, in the long-lived executor process, before it
-forks a process per task.
+"""Import the heavy libraries of our tasks, and pay the DAG file's parse, once in the long-lived
+process that forks the tasks.
 
 A Cosmos dbt task spends about 3 s importing dbt (and its adapter) before it runs one model for
 about 1 s. Airflow's LocalExecutor (and Celery's prefork workers) fork each task from a parent
 process, so whatever that parent imported is already loaded in the task. Call :func:`preload`
 from ``airflow_local_settings.py`` (``$AIRFLOW_HOME/config/``), which every Airflow process
-imports at start; ``make demo`` writes that file. The price is about 100 MB of memory in each
-Airflow process.
+imports at start; ``make demo`` and ``bench/scale.py`` write that file. The price is about 100 MB
+of memory in each Airflow process.
+
+Every task process also parses its DAG file before it runs (Airflow 3's task runner), and most of
+that parse is a first-time cost: importing Cosmos and our orchestration modules, and Cosmos's first
+read of the dbt manifest (2-3 s quiet, 6 s median under load in ``bench/scale.py``; 0.1 s for
+every further DAG in the same process). In the processes that fork tasks (``airflow scheduler``,
+whose LocalExecutor workers fork the tasks, and ``airflow celery worker``), :func:`preload`
+builds every source's DAG once, just before the process's first fork, so a forked task inherits
+all of that and its own parse is the 0.1 s part. Just before the first fork, not here: this
+module runs while ``import airflow`` is still initialising (logging, ORM), too early to build a
+DAG; by the first fork Airflow is up.
+
+The trade-off: a task runs the ``civic_pipelines`` code that was loaded when its scheduler (or
+Celery worker) started, as it already runs the dbt and DuckDB loaded then. A deploy restarts
+them (Astro does); while developing, restart the scheduler after editing ``include/``, or set
+``CIVIC_PRELOAD_DAGS=0`` to keep every task reading the code afresh. The DAG processor is left
+alone, so the DAGs it shows always follow the files.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import time
 
 log = logging.getLogger(__name__)
 
+# argv after the `airflow` executable, for the processes that fork task processes.
+TASK_FORKING_COMMANDS = (("scheduler",), ("celery", "worker"))
+_warmed = False
 
-def preload() -> None:
+
+def preload(warm_dag_parse: bool | None = None) -> None:
+    """Import dbt, DuckDB and pyarrow now; in a task-forking process (or when ``warm_dag_parse``),
+    also build every source's DAG before the first fork (:func:`warm_dag_parse_once`)."""
     try:
         import dbt.adapters.duckdb  # noqa: F401
         import dbt.cli.main  # noqa: F401
@@ -24,3 +49,45 @@ def preload() -> None:
         import pyarrow.parquet  # noqa: F401
     except ImportError as error:  # a process without dbt (e.g. the extractor image): nothing to warm
         log.debug("preload skipped: %s", error)
+        return
+    if warm_dag_parse is None:
+        warm_dag_parse = forks_tasks()
+    if warm_dag_parse:
+        os.register_at_fork(before=warm_dag_parse_once)
+
+
+def forks_tasks(argv: list[str] | None = None, environ: dict | None = None) -> bool:
+    """Whether this process forks task processes (scheduler, Celery worker), unless
+    ``CIVIC_PRELOAD_DAGS`` says otherwise (``0``/``false`` off, ``1``/``true`` on everywhere)."""
+    environ = os.environ if environ is None else environ
+    setting = environ.get("CIVIC_PRELOAD_DAGS", "").strip().lower()
+    if setting in ("0", "false", "no", "off"):
+        return False
+    if setting in ("1", "true", "yes", "on"):
+        return True
+    argv = sys.argv if argv is None else argv
+    if not argv or os.path.basename(argv[0]) != "airflow":
+        return False
+    args = [a for a in argv[1:] if not a.startswith("-")]
+    return any(tuple(args[: len(command)]) == command for command in TASK_FORKING_COMMANDS)
+
+
+def warm_dag_parse_once() -> None:
+    """Build every source's DAG once in this process (the DAGs are thrown away): Cosmos, our
+    orchestration modules and Cosmos's parsed manifest are then loaded in every child forked
+    after. Runs as a before-fork hook, so it must never raise."""
+    global _warmed
+    if _warmed:
+        return
+    _warmed = True
+    started = time.monotonic()
+    try:
+        from civic_pipelines import sources
+        from civic_pipelines.orchestration.dag_factory import build_source_dag
+
+        for name in sources.names():
+            build_source_dag(name)
+    except Exception as error:  # noqa: BLE001 - a task then parses from cold, as without the warm-up
+        log.warning("preload: building the DAGs before forking tasks failed (%r); tasks parse from cold", error)
+        return
+    log.info("preload: every source's DAG built in %.1f s before forking tasks", time.monotonic() - started)
