@@ -229,3 +229,43 @@ def test_ckan_lists_and_serves_the_new_year_resource(pin, replay, today, month):
     in_month = [line for line in text.split("\r\n")[1:] if line.startswith(month)]
     assert len(in_month) > 1000
     assert len(in_month) == len(server.toronto.rows_for_month(month))
+
+
+# ---------------------------------------------------------------- the demo's months
+
+
+def load_demo():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("civic_demo_script_horizon",
+                                                  Path(__file__).parents[1] / "scripts" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    return demo
+
+
+@pytest.mark.parametrize("today", ["2027-01-05", "2028-01-02"])
+def test_every_source_publishes_the_demo_months_after_2026(pin, replay, monkeypatch, today):
+    """The demo's months roll with the calendar; the replay, configured as the demo configures it,
+    publishes each of them for every source (Toronto's cut-off in 2027/2028 used to be refused)."""
+    monkeypatch.delenv("CIVIC_DEMO_START", raising=False)
+    monkeypatch.delenv("CIVIC_DEMO_END", raising=False)
+    pin(today)
+    demo = load_demo()
+    day = _dt.date.fromisoformat(today)
+    months = demo.demo_months(day)
+    server = replay(months)
+    response = requests.post(f"{server.url}/_replay/config", json=demo.replay_config(day), timeout=30)
+    assert response.status_code == 200, response.text
+    for month in months:
+        year, mon = int(month[:4]), int(month[5:])
+        assert server.dataset.month_count(month) > 0
+        assert server.generated["nyc_311"].month_count(month) > 0 and month in server.generated["nyc_311"].months()
+        assert server.minneapolis.has_year(year) and server.minneapolis.month_count(month) > 0
+        assert year in server.toronto.years() and server.toronto.month_allocation(year)[mon - 1] > 0
+        assert server.street_manager.published(month)
+        srwr_id = str(year) if year < day.year else ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP",
+                                                     "OCT", "NOV", "DEC"][mon - 1]
+        assert srwr_id in server.srwr.identifiers()
+        assert server.mds.available(next(iter(server.mds.providers)), f"{month}-15T12")
