@@ -70,7 +70,8 @@ EXTERNAL_PREFIX = "/data/311/opendata/servicerequest/"
 README_ID = "bb11ece8-a2b3-401a-92c0-fa115f867fff"
 README_NAME = "311-service-requests-readme"
 # Resource ids seen in real package_show output (2026 from a consumer's fixture, uncertain);
-# other years get stable made-up ids.
+# other years, including every year after 2026 (a new SR<YYYY> resource each year, see horizon.py),
+# get stable made-up ids: uuid5 of the package and year, generated here, not real ones.
 KNOWN_RESOURCE_IDS = {
     2022: "f00a3313-f074-463e-89a7-26563084fbef",
     2023: "079766f3-815d-4257-8731-5ff6b0c84c13",

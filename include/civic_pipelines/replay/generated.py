@@ -6,7 +6,8 @@ plausible values from ``[replay]``::
 
     [replay]
     rows_per_month = 2000          # about: each month varies by up to +-10 %, deterministically
-    months = ["2010-01", "2026-12"] # what the dataset covers
+    months = ["2010-01"]           # what the dataset covers: from the first month through today's
+                                   # (a live dataset); ["2010-01", "2019-12"] fixes the last month
     rows_updated_at = 1767225600   # the first watermark (epoch seconds)
     seed = 311
     late_edit = { set = { status = "Closed" }, redraw = ["closed_date"] }
@@ -37,6 +38,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from civic_pipelines.months import month_range
+from civic_pipelines.replay import horizon
 from civic_pipelines.replay.seeds import seed_for
 
 _SALT = 0x5EED_50DA
@@ -87,8 +89,12 @@ class GeneratedSodaDataset:
                 raise ValueError(f"{path.name}: [replay.tables.{table_name}] every row needs {len(table['columns'])} values")
         # Generation order: a field drawn "after" another comes after it.
         self.order = sorted(self.generators, key=lambda n: self._depth(n))
-        first, last = replay.get("months", [adapter.get("first_month") or config["source"]["first_month"], "2026-12"])
-        self.first_month, self.last_month = first, last
+        months = replay.get("months", [adapter.get("first_month") or config["source"]["first_month"]])
+        if not 1 <= len(months) <= 2:
+            raise ValueError(f"{path.name}: [replay] months is [first] or [first, last]")
+        self.first_month = months[0]
+        # No last month: the dataset is live, so the served range rolls with the clock (horizon.py).
+        self._fixed_last_month = months[1] if len(months) == 2 else None
         self.base_rows = int(replay.get("rows_per_month", 1000))
         self.seed = int(replay.get("seed", 0))
         self.late_edit = replay.get("late_edit") or {}
@@ -117,6 +123,11 @@ class GeneratedSodaDataset:
     def columns(self) -> list[dict]:
         return [{"fieldName": self.wire[name], "name": self.wire[name], "dataTypeName": self.soda_types[name]}
                 for name in self.wire if name in self.generators]
+
+    @property
+    def last_month(self) -> str:
+        """The last month served: the configured one, or today's month (a rolling horizon)."""
+        return self._fixed_last_month or horizon.last_month(self.first_month)
 
     def months(self) -> list[str]:
         return month_range(self.first_month, self.last_month)

@@ -77,6 +77,7 @@ import time
 import uuid
 from urllib.parse import parse_qsl, urlencode
 
+from civic_pipelines.replay import horizon
 from civic_pipelines.replay.seeds import seed_for
 from civic_pipelines.replay.server import Request, Response, json_response
 
@@ -253,7 +254,7 @@ class MdsReplay:
             return list(self._tokens)
 
     def clock(self) -> _dt.datetime:
-        return self.now or _dt.datetime.now(_dt.timezone.utc)
+        return self.now or horizon.now()
 
     def available(self, provider: str, hour: str, kind: str | None = None) -> bool:
         """Whether the hour answers (it has ended by the replay's clock and is not held back, for

@@ -35,13 +35,19 @@ from bisect import bisect_left
 from typing import Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from civic_pipelines.replay import horizon
 from civic_pipelines.replay.seeds import seed_for
 
 NAME = "minneapolis_311"
 FIRST_YEAR = 2015  # Public_311_2015 .. Public_311_2026 (contract; a new layer every January)
-LAST_YEAR = 2026
+# The last layer the contract documents. The publisher opens a new layer every January, so by default
+# the replay serves layers through today's year (horizon.py): Public_311_2027 appears in 2027.
+DOCUMENTED_LAST_YEAR = 2026
 DEFAULT_SEED = 20240101
-DEFAULT_LAST_EDIT_DATE = 1_767_225_600_000  # 2026-01-01T00:00:00Z, epoch ms (the data's "as of")
+# 2026-01-01T00:00:00Z, epoch ms (the data's "as of"). It stays fixed so the documented years' rows
+# never change with the clock; a layer opened after it starts with its own creation instant as its
+# lastEditDate (see layer_last_edit_date), since a layer cannot be edited before it exists.
+DEFAULT_LAST_EDIT_DATE = 1_767_225_600_000
 DATE_FIELD = "OPENEDDATETIME"  # the open/creation date: partitions rows into months and layers
 OBJECTID_FIELD = "OBJECTID"
 MAX_ROWS_PER_MONTH = 80_000  # the modelled months stay below this
@@ -256,6 +262,7 @@ _SEASONS: list[tuple[tuple[str, ...], list[float]]] = [
 # in the contract's Volumes section) and the month-of-year profile (summer and snow peaks).
 _YEAR_LEVEL = {2015: 5200, 2016: 5300, 2017: 5400, 2018: 5500, 2019: 5600, 2020: 4600, 2021: 5000,
                2022: 5200, 2023: 5300, 2024: 5400, 2025: 5400, 2026: 5400}
+# A year after 2026 repeats 2026's level (horizon.carried_forward): no figure is invented.
 _MONTH_FACTOR = [1.10, 1.05, 1.00, 0.95, 1.02, 1.08, 1.12, 1.10, 1.00, 0.95, 0.85, 0.92]
 # Hour-of-day profile in Minneapolis local time (the call centre works office hours).
 _LOCAL_HOUR_WEIGHTS = [0.3, 0.2, 0.15, 0.1, 0.1, 0.2, 0.6, 2, 4, 5, 5, 5, 4.5, 4.5, 4.5, 4, 3.5, 2.5, 1.8, 1.5,
@@ -357,13 +364,13 @@ class Minneapolis311Dataset:
 
     def __init__(self, seed: int = DEFAULT_SEED, rows_per_month: int | None = None,
                  last_edit_date: int = DEFAULT_LAST_EDIT_DATE, first_year: int = FIRST_YEAR,
-                 last_year: int = LAST_YEAR, layer_time_zone: str = "UTC") -> None:
+                 last_year: int | None = None, layer_time_zone: str = "UTC") -> None:
         self.seed = int(seed)
         self.rows_per_month = self._check_rows(rows_per_month)
         self.last_edit_date = int(last_edit_date)
-        self.first_year, self.last_year = self._check_years(first_year, last_year)
+        self.first_year, self._last_year = self._check_years(first_year, last_year)
         self.layer_time_zone = self._check_zone(layer_time_zone)
-        self._initial = (self.rows_per_month, self.first_year, self.last_year, self.layer_time_zone)
+        self._initial = (self.rows_per_month, self.first_year, self._last_year, self.layer_time_zone)
         self.version = 0  # bumped on every change to served rows or layers (caches key on it)
         self._lock = threading.RLock()
         self._records: dict[str, list[tuple[dict, tuple]]] = {}
@@ -394,11 +401,18 @@ class Minneapolis311Dataset:
         return name.strip()
 
     @staticmethod
-    def _check_years(first: int, last: int) -> tuple[int, int]:
-        first, last = int(first), int(last)
-        if not 2000 <= first <= last <= 2099:
+    def _check_years(first: int, last: int | None) -> tuple[int, int | None]:
+        """``last`` None means the rolling horizon: through today's year (the layer of each January)."""
+        first = int(first)
+        bound = horizon.last_year(DOCUMENTED_LAST_YEAR) if last is None else int(last)
+        if not 2000 <= first <= bound <= 2099:
             raise ValueError("years must satisfy 2000 <= first_year <= last_year <= 2099")
-        return first, last
+        return first, None if last is None else bound
+
+    @property
+    def last_year(self) -> int:
+        """The last layer served: configured, or through today's year (a new layer every January)."""
+        return horizon.last_year(DOCUMENTED_LAST_YEAR) if self._last_year is None else self._last_year
 
     @property
     def years(self) -> list[int]:
@@ -419,9 +433,9 @@ class Minneapolis311Dataset:
     def set_years(self, first_year: int | None = None, last_year: int | None = None) -> None:
         """Add or drop layers (a new layer appears each January)."""
         first, last = self._check_years(self.first_year if first_year is None else first_year,
-                                        self.last_year if last_year is None else last_year)
+                                        self._last_year if last_year is None else last_year)
         with self._lock:
-            self.first_year, self.last_year = first, last
+            self.first_year, self._last_year = first, last
             self.version += 1
 
     def set_layer_time_zone(self, name: str) -> None:
@@ -434,7 +448,7 @@ class Minneapolis311Dataset:
     def reset(self) -> None:
         """Back to the constructor's configuration: no late edits, initial watermarks."""
         with self._lock:
-            self.rows_per_month, self.first_year, self.last_year, self.layer_time_zone = self._initial
+            self.rows_per_month, self.first_year, self._last_year, self.layer_time_zone = self._initial
             self._records.clear()
             self._edit_counts.clear()
             self._layer_edits.clear()
@@ -496,7 +510,14 @@ class Minneapolis311Dataset:
 
     def layer_last_edit_date(self, year: int) -> int:
         with self._lock:
-            return self._layer_edits.get(year, self.last_edit_date)
+            return self._layer_edits.get(year, self._initial_edit_date(year))
+
+    def _initial_edit_date(self, year: int) -> int:
+        """A documented year's layer starts at ``last_edit_date``; a later layer no earlier than its
+        creation early on 1 January (editing_info's schema instant), so its watermark is its own."""
+        if year <= DOCUMENTED_LAST_YEAR:
+            return self.last_edit_date
+        return max(self.last_edit_date, month_start_ms(year, 1) + 6 * 3_600_000)
 
     def editing_info(self, year: int) -> dict:
         last = self.layer_last_edit_date(year)
@@ -527,7 +548,7 @@ class Minneapolis311Dataset:
         if self.rows_per_month is not None:
             return self.rows_per_month
         rng = random.Random(_seed_for(self.seed, "count", month))
-        level = _YEAR_LEVEL.get(y, _YEAR_LEVEL[LAST_YEAR])
+        level = horizon.carried_forward(_YEAR_LEVEL, y)
         days = calendar.monthrange(y, m)[1]
         n = level * _MONTH_FACTOR[m - 1] * days / 30.44 * rng.uniform(0.95, 1.05)
         return int(min(MAX_ROWS_PER_MONTH, max(0, n)))

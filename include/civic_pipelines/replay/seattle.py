@@ -31,12 +31,15 @@ import threading
 from pathlib import Path
 from typing import Iterable
 
+from civic_pipelines.replay import horizon
 from civic_pipelines.replay.seeds import mix64, seed_for
 
 DATASET_ID = "tazs-3rd5"
 DATASET_NAME = "SPD Crime Data: 2008-Present"
 FIRST_MONTH = "2008-01"
-LAST_MONTH = "2026-12"
+# The last month the tests and contract figures were written against; the dataset itself is updated
+# daily, so the served range reaches today's month once the calendar passes this (horizon.py).
+DOCUMENTED_LAST_MONTH = "2026-12"
 SCHEMAS = ("A", "B")
 REPORT_FIELD = {"A": "report_datetime", "B": "report_date_time"}
 SAMPLE_CSV = Path(__file__).parent / "data" / "seattle_crime_sample_schema_a.csv"
@@ -155,7 +158,7 @@ _YEAR_LEVEL = {
     2008: 5700, 2009: 5700, 2010: 5600, 2011: 5600, 2012: 5800, 2013: 5900, 2014: 6300, 2015: 6300,
     2016: 6400, 2017: 6400, 2018: 6300, 2019: 6400, 2020: 6600, 2021: 6700, 2022: 6900, 2023: 6700,
     2024: 6400, 2025: 6200, 2026: 6100,
-}
+}  # a year after 2026 repeats 2026's level (horizon.carried_forward): no figure is invented
 _SEASON = [0.96, 0.93, 0.98, 0.97, 1.00, 1.01, 1.06, 1.07, 1.03, 1.02, 0.98, 0.97]
 _SPECIAL = {(2020, 5): 1.75, (2020, 6): 1.2}  # May 2020 had 11,692 offenses (contract, Volumes)
 _MIN_ROWS, _MAX_ROWS = 5000, 12000
@@ -255,8 +258,13 @@ def months_between(first: str, last: str) -> list[str]:
     return out
 
 
+def last_month() -> str:
+    """The last month served: through today's month (a rolling horizon, see horizon.py)."""
+    return horizon.last_month(DOCUMENTED_LAST_MONTH)
+
+
 def all_months() -> list[str]:
-    return months_between(FIRST_MONTH, LAST_MONTH)
+    return months_between(FIRST_MONTH, last_month())
 
 
 _ROW_ID_KEYS: dict[int, int] = {}
@@ -418,13 +426,13 @@ class SeattleCrimeDataset:
     def month_count(self, month: str) -> int:
         """Generated offense rows in a month (the real sample rows come on top, schema A only)."""
         y, m = parse_month(month)
-        if not (FIRST_MONTH <= month <= LAST_MONTH):
+        if not (FIRST_MONTH <= month <= last_month()):
             return 0
         if self.rows_per_month is not None:
             return self.rows_per_month
         rng = random.Random(_seed_for(self.seed, "count", month))
         days = calendar.monthrange(y, m)[1]
-        n = _YEAR_LEVEL[y] * _SEASON[m - 1] * days / 30.44 * rng.uniform(0.96, 1.04) * _SPECIAL.get((y, m), 1.0)
+        n = horizon.carried_forward(_YEAR_LEVEL, y) * _SEASON[m - 1] * days / 30.44 * rng.uniform(0.96, 1.04) * _SPECIAL.get((y, m), 1.0)
         return int(min(_MAX_ROWS, max(_MIN_ROWS, n)))
 
     # ------------------------------------------------------------ rows

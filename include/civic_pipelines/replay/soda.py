@@ -112,7 +112,7 @@ class SeattleSodaSource:
 
     def months_in(self, low: str | None, low_strict: bool, high: str | None, high_strict: bool) -> list[str]:
         """Months a report-time interval touches, clipped to the dataset's range."""
-        return months_touched(self._seattle.FIRST_MONTH, self._seattle.LAST_MONTH, low, high, high_strict)
+        return months_touched(self._seattle.FIRST_MONTH, self._seattle.last_month(), low, high, high_strict)
 
     def records(self, month: str) -> list[tuple[dict, dict]]:
         return self.dataset.records_for_month(month)

@@ -103,6 +103,7 @@ import threading
 import time
 from urllib.parse import quote, urlencode
 
+from civic_pipelines.replay import horizon
 from civic_pipelines.replay.ckan import _parse_range, http_date
 from civic_pipelines.replay.server import Request, Response, json_response
 from civic_pipelines.replay.toronto import build_zip, etag_for
@@ -204,7 +205,7 @@ class SrwrDataset:
 
     @property
     def today(self) -> _dt.date:
-        return self._today or _dt.datetime.now(_dt.timezone.utc).date()
+        return self._today or horizon.today()
 
     def set_today(self, value) -> None:
         with self._lock:

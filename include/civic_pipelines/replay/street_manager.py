@@ -111,6 +111,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from civic_pipelines.replay import horizon
 from civic_pipelines.replay.seeds import seed_for
 
 TYPES = ("permit", "activity", "section_58")
@@ -1059,7 +1060,7 @@ class StreetManagerArchives:
 
     def today(self) -> _dt.date:
         value = self.config.get("today")
-        return _dt.date.fromisoformat(value) if value else _dt.datetime.now(_dt.timezone.utc).date()
+        return _dt.date.fromisoformat(value) if value else horizon.today()
 
     def latest_month(self) -> str:
         """The latest published month: configured, or the calendar month before ``today``."""

@@ -37,11 +37,15 @@ import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
+from civic_pipelines.replay import horizon
+
 PACKAGE_NAME = "311-service-requests-customer-initiated"
 PACKAGE_ID = "2e54bc0e-4399-4076-b717-351df5918ae7"
 PACKAGE_TITLE = "311 Service Requests - Customer Initiated"
 FIRST_YEAR = 2010
-LAST_YEAR = 2026
+# The last year the contract documents. Open Data Toronto adds a new SR<YYYY> resource every year,
+# so ``current_through`` may name any day up to today's year (horizon.py): SR2027 appears in 2027.
+DOCUMENTED_LAST_YEAR = 2026
 DEFAULT_SEED = 20240101
 # The 2026 resource's metadata was modified 2026-09-08 (contract, uncertain): the current year's
 # file holds rows up to the day before.
@@ -71,7 +75,7 @@ YEAR_ROWS = {
     2014: 378_121, 2015: 370_373, 2016: 362_624, 2017: 354_875, 2018: 347_126, 2019: 339_378,
     2020: 331_629, 2021: 323_880, 2022: 407_369, 2023: 385_975, 2024: 402_824, 2025: 464_080,
     2026: 470_000,
-}
+}  # a year after 2026 repeats 2026's figure (horizon.carried_forward): no figure is invented
 REAL_YEAR_ROWS = (2010, 2011, 2012, 2013, 2021, 2022, 2023, 2024, 2025)
 
 # Share of rows located at an intersection (``Intersection Street 1`` filled, postal prefix
@@ -83,8 +87,8 @@ _STREET2_EMPTY = {"old": 0.0004, "new": 0.0075}
 
 
 def _intersection_share(year: int) -> float:
-    if year in _INTERSECTION_SHARE:
-        return _INTERSECTION_SHARE[year]
+    if year in _INTERSECTION_SHARE or year > max(_INTERSECTION_SHARE):
+        return horizon.carried_forward(_INTERSECTION_SHARE, year)
     lo, hi = 2012, 2022
     a, b = _INTERSECTION_SHARE[lo], _INTERSECTION_SHARE[hi]
     return a + (b - a) * (year - lo) / (hi - lo)
@@ -391,8 +395,9 @@ class Toronto311Dataset:
             parsed = _dt.date.fromisoformat(day)
         except (TypeError, ValueError):
             raise ValueError(f"current_through {day!r} is not a YYYY-MM-DD date") from None
-        if not (_dt.date(FIRST_YEAR, 1, 1) <= parsed <= _dt.date(LAST_YEAR, 12, 31)):
-            raise ValueError(f"current_through must be within {FIRST_YEAR}-01-01..{LAST_YEAR}-12-31")
+        last_year = horizon.last_year(DOCUMENTED_LAST_YEAR)
+        if not (_dt.date(FIRST_YEAR, 1, 1) <= parsed <= _dt.date(last_year, 12, 31)):
+            raise ValueError(f"current_through must be within {FIRST_YEAR}-01-01..{last_year}-12-31")
         return parsed.isoformat()
 
     def _reset_state(self) -> None:
@@ -485,7 +490,7 @@ class Toronto311Dataset:
 
     def year_count(self, year: int) -> int:
         """Well-formed rows in a complete year's file (real sample rows included)."""
-        return self.rows_per_year if self.rows_per_year is not None else YEAR_ROWS[year]
+        return self.rows_per_year if self.rows_per_year is not None else horizon.carried_forward(YEAR_ROWS, year)
 
     def month_allocation(self, year: int) -> list[int]:
         """Well-formed rows per month (sample rows included) for the full year, before the
@@ -727,7 +732,8 @@ class Toronto311Dataset:
     def _vocab(self, year: int, month: int) -> tuple[list, list]:
         vocab, cum, acc = [], [], 0.0
         for name, division, section, weight, first, last, season in SERVICE_TYPES:
-            if not first <= year <= last:
+            # a type still in use in the last documented year stays in use after it
+            if not first <= year <= (last if last < DOCUMENTED_LAST_YEAR else year):
                 continue
             factor = _SEASON_FACTOR[season][month - 1] if season else 1.0
             acc += weight * factor
