@@ -347,7 +347,7 @@ def wait_healthy(stack: Stack, timeout: float = 600) -> float:
                 return time.monotonic() - started
         except (OSError, urllib.error.URLError, ValueError) as error:
             last = error
-        time.sleep(2)
+        time.sleep(1)  # a health read is cheap; a long interval only adds to the wait
     logs = stack.compose("logs", "--tail", "40", check=False)
     raise RuntimeError(f"the stack did not become healthy in {timeout:.0f} s: {last}; {logs.stdout[-4000:]}")
 
@@ -439,7 +439,7 @@ def wait_docker_mode(stack: Stack, dag_ids: list[str], timeout: float = 300) -> 
             return time.monotonic() - started
         if time.monotonic() - started > timeout:
             raise RuntimeError(f"the DAGs were not re-parsed in docker mode within {timeout:.0f} s: {operators}")
-        time.sleep(3)
+        time.sleep(1)
 
 
 def trigger_and_wait(stack: Stack, runs: dict[str, dict], timeout: float = 1500) -> dict[str, dict]:
@@ -457,7 +457,7 @@ def trigger_and_wait(stack: Stack, runs: dict[str, dict], timeout: float = 1500)
     while len(finished) < len(started):
         if time.monotonic() > deadline:
             raise RuntimeError(f"runs not finished in {timeout:.0f} s: {set(started) - set(finished)}")
-        time.sleep(5)
+        time.sleep(2)  # a few API reads a poll; a long interval is idle lane time
         token = stack.token()
         for dag_id, run_id in started.items():
             if dag_id in finished:
@@ -475,7 +475,7 @@ def trigger_and_wait(stack: Stack, runs: dict[str, dict], timeout: float = 1500)
             break
         if time.monotonic() > deadline:
             raise RuntimeError(f"scheduled runs not finished in {timeout:.0f} s")
-        time.sleep(5)
+        time.sleep(2)  # a few API reads a poll; a long interval is idle lane time
     for dag_id, runs_ in listed.items():
         finished[dag_id]["all_runs"] = {run["dag_run_id"]: run["state"] for run in runs_}
         finished[dag_id]["all_task_instances"] = [

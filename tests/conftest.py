@@ -144,3 +144,50 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if not any(True for _ in item.iter_markers("xdist_group")):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid.split("::")[0]))
+    longest_groups_first(items)
+
+
+# --- lane balance under `--dist loadgroup` ----------------------------------------------------------
+
+# The groups that take the longest, longest first (lane-minutes on a loaded 2-core machine): the
+# container stack and the demo under a real scheduler each hold a lane for minutes, so they start
+# at once, in the two lanes, and the short modules fill in behind whichever finishes first. Left to
+# xdist's default (groups with the most tests first) the few-test long groups start last and run
+# in the suite's tail, one lane idle. Unlisted groups keep their collection order after these.
+LONGEST_GROUPS_FIRST = (
+    "containers",
+    "demo",
+    # then the modules that run whole DAGs (dag.test(), Airflow task processes, a PostgreSQL sink,
+    # a browser): started early so none of them is the last unit left in one lane.
+    "test_concurrent_blocks",
+    "test_311_dags_e2e",
+    "test_seattle_dag_e2e",
+    "test_street_works_dags_e2e",
+    "test_mds_dag_e2e",
+    "test_sink_postgres",
+    "test_failure_notify",
+    "test_trigger_params",
+    "test_secrets",
+    "test_dashboard_browser",
+)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # before xdist's own, which builds the scheduler
+def pytest_xdist_make_scheduler(config, log):
+    """Keep the order the collection hook gives the groups: xdist otherwise reorders the
+    work queue by tests per group (``--loadscope-reorder``, its default). Returns nothing so
+    xdist still builds its own LoadGroupScheduling."""
+    if config.getvalue("dist") == "loadgroup":
+        config.option.loadscopereorder = False
+
+
+def longest_groups_first(items) -> None:
+    """The longest groups first (a stable sort: each group's tests keep their order); called by
+    the collection hook above once every test has its group."""
+    rank = {name: position for position, name in enumerate(LONGEST_GROUPS_FIRST)}
+
+    def group(item) -> str:
+        mark = next(item.iter_markers("xdist_group"), None)
+        return str(mark.args[0] if mark and mark.args else mark.kwargs.get("name", "default") if mark else "")
+
+    items.sort(key=lambda item: rank.get(group(item), len(rank)))
