@@ -224,7 +224,7 @@ def lake_rows(work: Path, source: str) -> dict[str, int]:
     """Rows per landed month of a source's ``data.parquet`` blocks."""
     folder = work / "lake" / source
     with duckdb.connect() as con:
-        return {path.parent.name.removeprefix("month="): con.sql(f"select count(*) from read_parquet('{path}')").fetchone()[0]
+        return {path.parent.name.removeprefix("month="): con.execute(f"select count(*) from read_parquet('{path}')").fetchall()[0][0]
                 for path in sorted(folder.glob("month=*/data.parquet"))}
 
 
