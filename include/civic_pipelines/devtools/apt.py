@@ -28,7 +28,7 @@ from pathlib import Path
 # or an absolute glob. What needs it, in order: the container tests and the extractor image
 # (podman's Docker API with runc; debootstrap builds the base image), the dashboard browser tests,
 # the PostgreSQL sink tests and bench/scale.py (a throwaway cluster from the server binaries),
-# and Redis (a coming issue's tests).
+# and Redis (the CeleryExecutor test's broker: devtools/redis_server.py).
 PACKAGES: dict[str, tuple[str, ...]] = {
     "podman": ("podman",),
     "runc": ("runc",),
