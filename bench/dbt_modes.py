@@ -13,6 +13,8 @@ What runs (everything on loopback; nothing asserted):
   two DAGs, ``dbt_modes_per_node`` and ``dbt_modes_watcher``, each the project's
   ``build_dbt_group`` of every source (the source DAGs' dbt tasks, without their extracts: the lake
   is landed already), one group after the other;
+  (and ``dbt_modes_per_node_json``: per-node tasks as they were before, dbt writing its JSON
+  artifacts after every node);
 * ``--rounds`` runs of each DAG, alternating, each waited for before the next is triggered.
 
 Then, per mode: the wall of the dbt tasks (first task start to last task end), dbt's own time (the
@@ -45,7 +47,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-MODES = ("per_node", "watcher")
+# per_node_json: per_node as it was before this bench (dbt writes manifest.json and run_results.json
+# after every node), to show what --no-write-json saves.
+MODES = ("per_node", "per_node_json", "watcher")
 
 DAG_FILE = '''"""bench/dbt_modes.py: each source's dbt task group, per execution mode, one group after the other."""
 import os
@@ -57,12 +61,16 @@ from civic_pipelines import sources
 from civic_pipelines.orchestration.dbt_group import build_dbt_group, cosmos_environment_defaults
 
 cosmos_environment_defaults()
-for _mode in ("per_node", "watcher"):
+for _mode in ("per_node", "per_node_json", "watcher"):
     with DAG(f"dbt_modes_{_mode}", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
              catchup=False, max_active_runs=1) as _dag:
         _previous = None
         for _name in os.environ["CIVIC_BENCH_SOURCES"].split(","):
-            _group = build_dbt_group(sources.spec(_name), group_id=f"dbt_{_name}", execution=_mode)
+            _group = build_dbt_group(sources.spec(_name), group_id=f"dbt_{_name}",
+                                     execution="per_node" if _mode == "per_node_json" else _mode)
+            if _mode == "per_node_json":  # as before: dbt writes its JSON artifacts after every node
+                for _task in _group.children.values():
+                    _task.dbt_cmd_flags = [f for f in (_task.dbt_cmd_flags or []) if f != "--no-write-json"]
             if _previous is not None:
                 _previous >> _group
             _previous = _group
@@ -123,7 +131,7 @@ def measure(mode: str, tasks: list[dict], nodes: list[dict]) -> dict:
         "overhead_per_model": (wall - dbt_seconds) / models if models else None,
         "dbt_per_model": dbt_seconds / models if models else None,
     }
-    if mode == "per_node":
+    if mode.startswith("per_node"):
         per_task = []
         by_task: dict[str, float] = {}
         for node in nodes:
@@ -150,17 +158,17 @@ def measure(mode: str, tasks: list[dict], nodes: list[dict]) -> dict:
 def report(rounds: list[dict]) -> None:
     print()
     print("dbt execution, per round (a shared 2-core machine: figures 2-4x a quiet one's)")
-    header = f"{'mode':<9} {'tasks':>5} {'models':>6} {'tests':>5} {'wall s':>8} {'dbt s':>7} {'dbt/model':>9} {'overhead/model':>14}  detail"
+    header = f"{'mode':<13} {'tasks':>5} {'models':>6} {'tests':>5} {'wall s':>8} {'dbt s':>7} {'dbt/model':>9} {'overhead/model':>14}  detail"
     print(header)
     for figures in rounds:
         detail = (f"task wall - its dbt time: median {figures['task_overhead_median']:.2f} s, mean "
                   f"{figures['task_overhead_mean']:.2f} s; scheduling gap between tasks median "
                   f"{figures['gap_between_tasks_median']:.2f} s"
-                  if figures["mode"] == "per_node" and figures.get("task_overhead_median") is not None else
+                  if figures["mode"].startswith("per_node") and figures.get("task_overhead_median") is not None else
                   f"producer task {figures.get('producer_wall', 0):.1f} s; sensor task median "
                   f"{figures.get('sensor_task_median') or 0:.1f} s" if figures["mode"] == "watcher" else "")
         overhead = figures["overhead_per_model"]
-        print(f"{figures['mode']:<9} {figures['tasks']:>5} {figures['models']:>6} {figures['tests']:>5} "
+        print(f"{figures['mode']:<13} {figures['tasks']:>5} {figures['models']:>6} {figures['tests']:>5} "
               f"{figures['wall']:>8.1f} {figures['dbt_seconds']:>7.1f} {figures['dbt_per_model'] or 0:>9.2f} "
               f"{overhead if overhead is not None else float('nan'):>14.2f}  {detail}  states {figures['states']}")
     for mode in MODES:

@@ -4,7 +4,10 @@ invocation at a time open the warehouse.
 
 Cosmos runs dbt in a temporary copy of the project, so dbt's own ``target/run_results.json`` is gone
 when the task ends; the task group's ``callback`` (:func:`keep_cosmos_results`) reads it first. A
-per-node task reports one model and its tests, a watcher producer the whole build: each report is
+per-node task runs dbt with ``--no-write-json`` (writing the 1.7 MB manifest.json after every node
+costs about as much as the node itself): its results come from dbt's ``NodeFinished`` events instead
+(:func:`collect_node_results`, a dbtRunner callback). A per-node task reports one model and its
+tests, a watcher producer the whole build: each report is
 merged into the source's file by node id (the newest result of a node wins), under a lock and by an
 atomic rename, so concurrent tasks lose nothing and a reader never sees half a file.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -128,14 +132,51 @@ def keep_results(source: str, run_results: dict, run_id: str | None = None, task
     return out
 
 
+# dbt invocation id -> the results of its finished nodes, from its events (collect_node_results).
+_collected: dict[str, list[dict]] = {}
+_collected_lock = threading.Lock()
+
+
+def collect_node_results(event) -> None:
+    """A dbtRunner callback: each finished node's result (what run_results.json would say), kept
+    under the invocation's id until :func:`keep_cosmos_results` takes it."""
+    info = event.info
+    if info.name != "NodeFinished":
+        return
+    node, result = event.data.node_info, event.data.run_result
+    entry = {"unique_id": node.unique_id, "status": result.status, "message": result.message or None,
+             "execution_time": result.execution_time,
+             "failures": result.num_failures if node.resource_type == "test" else None}
+    with _collected_lock:
+        _collected.setdefault(info.invocation_id, []).append(entry)
+
+
+def collected_run_results() -> dict | None:
+    """The latest dbt invocation's collected results, shaped like run_results.json (or None)."""
+    from dbt_common.invocation import get_invocation_id
+
+    with _collected_lock:
+        results = _collected.pop(get_invocation_id(), None)
+        _collected.clear()  # older invocations' leftovers: never read again
+    if results is None:
+        return None
+    return {"metadata": {"generated_at": datetime.now(timezone.utc).isoformat()}, "results": results}
+
+
 def keep_cosmos_results(project_dir: str, context=None, source: str | None = None, **_) -> None:
     """Cosmos's ``callback``: called after each dbt invocation (failed ones too, before the task
-    fails) with the temporary project folder; keeps its ``target/run_results.json`` for ``source``."""
+    fails) with the temporary project folder; keeps its results for ``source``: dbt's
+    ``target/run_results.json``, or what :func:`collect_node_results` gathered when dbt wrote none."""
     path = Path(project_dir) / "target" / "run_results.json"
     try:
         run_results = json.loads(path.read_text())
-    except (OSError, ValueError) as error:  # dbt failed before running anything: nothing to keep
-        log.info("no dbt run results to keep (%s)", error)
+    except FileNotFoundError:
+        run_results = collected_run_results()
+    except (OSError, ValueError) as error:
+        log.warning("unreadable dbt run results %s: %s", path, error)
+        run_results = None
+    if run_results is None:  # dbt failed before running any node: nothing to keep
+        log.info("no dbt run results to keep")
         return
     ti = (context or {}).get("ti")
     keep_results(source, run_results, run_id=getattr(ti, "run_id", None), task_id=getattr(ti, "task_id", None))

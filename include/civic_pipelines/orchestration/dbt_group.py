@@ -85,10 +85,15 @@ def build_dbt_group(spec, group_id: str = "dbt", execution: str | None = None):
         operator_args = {**common, **RELEASE_LOCK_ARGS, "retries": 2, "pre_execute": hold_warehouse_lock_once_producer_ended,
                          "poke_interval": WATCHER_POKE_SECONDS}
     else:
+        from civic_pipelines.dbt_results import collect_node_results
+
         execution_config = ExecutionConfig(invocation_mode=InvocationMode.DBT_RUNNER)
         test_behavior = TestBehavior.BUILD
         operator_args = {**common, **RELEASE_LOCK_ARGS, "pool": DUCKDB_WRITER_POOL, "retries": 2,
-                         "pre_execute": hold_warehouse_lock}
+                         "pre_execute": hold_warehouse_lock,
+                         # No manifest.json/run_results.json written after each node: writing them
+                         # costs about what a small node costs; the results come from dbt's events.
+                         "dbt_cmd_flags": ["--no-write-json"], "dbt_runner_callbacks": [collect_node_results]}
     return DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(
