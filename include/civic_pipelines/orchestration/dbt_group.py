@@ -30,6 +30,17 @@ def manifest_path() -> Path:
 # ``dbt build`` of that node (model plus its tests); "watcher", Cosmos's ExecutionMode.WATCHER, one
 # ``dbt build`` of the whole selection by a producer task and a deferrable sensor per model and per
 # model's tests. bench/dbt_modes.py measures both.
+#
+# Why per_node stays the default (issue 15, item 2; figures in the branch's report and from
+# `bench/dbt_modes.py`): neither mode meets 1 s of overhead per node here. The watcher saves each
+# node's dbt start-up (one invocation for the group) but adds two Airflow tasks per model (a model
+# sensor and a tests sensor), each a task process that parses the DAG file, in the models'
+# dependency chain, plus the producer and its gate task: its overhead is bounded below by the
+# chain's depth times an Airflow task's start-up, the same cost that dominates a per-node task. Its
+# retries are Cosmos's fallbacks (`dbt run` / `dbt test --select <model>`), its producer cannot retry
+# at all, and it needs the triggerer; Cosmos still calls it experimental. So per-node tasks stay,
+# with their own overhead cut (no JSON artifacts written per node); the watcher is one variable
+# away for a deployment with many models and cheap task start-up.
 DBT_EXECUTION_MODES = ("per_node", "watcher")
 DEFAULT_DBT_EXECUTION = "per_node"
 
