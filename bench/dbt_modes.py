@@ -25,7 +25,7 @@ wall - its node's dbt time. dbt runs with one thread (profiles.yml), so dbt's ow
     .venv/bin/python bench/dbt_modes.py                       # every source, 2024-01..2024-02
     .venv/bin/python bench/dbt_modes.py --sources seattle_crime,toronto_311 --rounds 2
 
-Options: ``--start``/``--end`` (months landed), ``--dir`` (work folder, default a temporary one,
+Options: ``--modes`` (default all three), ``--start``/``--end`` (months landed), ``--dir`` (work folder, default a temporary one,
 removed unless ``--keep``), ``--timeout`` (per run, seconds).
 """
 
@@ -183,6 +183,7 @@ def main() -> int:
     parser.add_argument("--start", default="2024-01")
     parser.add_argument("--end", default="2024-02")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     parser.add_argument("--dir", default="")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--timeout", type=int, default=1800)
@@ -205,6 +206,9 @@ def main() -> int:
     api_port = free_port()
     env = demo.demo_environment(data, replay_port, api_port)
     names = [n for n in args.sources.split(",") if n] or demo.demo_sources()
+    modes = [m for m in args.modes.split(",") if m]
+    if not set(modes) <= set(MODES):
+        parser.error(f"--modes: one or more of {', '.join(MODES)}")
     dags = work / "dags"
     dags.mkdir(exist_ok=True)
     (dags / "dbt_modes_dags.py").write_text(DAG_FILE)
@@ -239,12 +243,12 @@ def main() -> int:
         demo.wait_for(lambda: demo.components_healthy(api_port), 300, "scheduler, DAG processor, triggerer")
         api = demo.AirflowAPI(f"http://127.0.0.1:{api_port}")
         api.login()
-        for mode in MODES:
+        for mode in modes:
             dag_id = f"dbt_modes_{mode}"
             demo.wait_for(lambda: api.dag_registered(dag_id), 600, f"DAG {dag_id} to be parsed", interval=3)
             api.send("PATCH", f"/dags/{dag_id}", {"is_paused": False})
         for number in range(args.rounds):
-            for mode in MODES:
+            for mode in modes:
                 dag_id = f"dbt_modes_{mode}"
                 run_id = f"bench_{mode}_{number}_{time.strftime('%H%M%S')}"
                 api.send("POST", f"/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None})
