@@ -47,3 +47,21 @@ def freshness_dir() -> Path:
     health cards. ``CIVIC_DBT_FRESHNESS``, default ``<data>/dbt_freshness`` (beside the warehouse,
     which both sides already share)."""
     return Path(os.environ.get("CIVIC_DBT_FRESHNESS", data_dir() / "dbt_freshness")).resolve()
+
+
+def dbt_results_dir() -> Path:
+    """Where each source's latest dbt results are kept (``<source>.json``: every model and test its
+    DAG's dbt tasks ran, with status, failures and dbt's own time), written after each dbt invocation
+    of the source's task group, read by the dashboard's health cards. ``CIVIC_DBT_RESULTS``, default
+    ``<data>/dbt_results`` (beside the freshness results)."""
+    return Path(os.environ.get("CIVIC_DBT_RESULTS", data_dir() / "dbt_results")).resolve()
+
+
+def warehouse_lock_path() -> Path | None:
+    """The file every dbt invocation that opens the warehouse locks first (DuckDB allows one
+    writing process; a second fails at once instead of waiting). None for a warehouse that is not a
+    local file (MotherDuck ``md:``), which has no such limit here."""
+    warehouse = warehouse_path()
+    if warehouse.startswith("md:"):
+        return None
+    return Path(f"{warehouse}.writer.lock")

@@ -43,6 +43,7 @@ from civic_pipelines.dashboard.boundaries import BoundaryFiles
 from civic_pipelines.dashboard.catalog import Catalog
 from civic_pipelines.dashboard.config import DashboardConfig
 from civic_pipelines.dashboard.warehouse import WarehouseBusy, WarehouseMissing, WarehouseReader
+from civic_pipelines.dbt_results import read_results
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -237,12 +238,14 @@ def create_app(config: DashboardConfig | None = None) -> FastAPI:
                 continue
             blocks = d.manifests.blocks(source.name)
             freshness = health.read_source_freshness(d.config.dbt_freshness, source.name)
+            results = read_results(d.config.dbt_results, source.name)
             cards.append(health.source_health(source, pages.page_of(source.name), blocks, tests, start, end,
-                                              freshness=freshness))
+                                              freshness=freshness, dbt_results=results))
         order = list(pages.PAGES)
         cards.sort(key=lambda c: (order.index(c.page) if c.page in order else len(order), c.source))
         months = sorted({m for c in cards for m in c.months})
-        return {"names": names, "selected": selected, "cards": cards, "tests_total": len(tests),
+        return {"names": names, "selected": selected, "cards": cards,
+                "tests_total": len(tests) + sum(c.tests_total for c in cards if c.tests_from == "dag"),
                 "extent": (months[0], months[-1]) if months else (None, None)}
 
     def warehouse_panel(d: Dashboard) -> tuple[dict, str | None, dict]:

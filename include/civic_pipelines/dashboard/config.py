@@ -7,6 +7,7 @@
 | `CIVIC_DBT_MANIFEST` | `dbt/target/manifest.json` | model descriptions for the "which model feeds this chart" links, test-to-source mapping |
 | `CIVIC_DBT_RUN_RESULTS` | `dbt/target/run_results.json` | a dbt `run_results.json`, or a folder searched for them (newest result per test wins) |
 | `CIVIC_DBT_FRESHNESS` | `<data>/dbt_freshness` | each source's latest `dbt source freshness` result, `<source>.json` (written by the DAGs' `source_freshness` task) |
+| `CIVIC_DBT_RESULTS` | `<data>/dbt_results` | each source's latest dbt model and test results, `<source>.json` (kept by the DAGs' dbt tasks); a source's card shows these tests rather than those of `CIVIC_DBT_RUN_RESULTS` |
 | `CIVIC_BOUNDARIES` | `<data>/boundaries` | drop-in boundary GeoJSON files, `<city>.geojson` (see boundaries.py) |
 """
 
@@ -27,6 +28,7 @@ class DashboardConfig:
     dbt_run_results: Path
     boundaries: Path
     dbt_freshness: Path | None = None
+    dbt_results: Path | None = None
 
     @classmethod
     def from_env(cls) -> "DashboardConfig":
@@ -38,4 +40,5 @@ class DashboardConfig:
             dbt_run_results=Path(os.environ.get("CIVIC_DBT_RUN_RESULTS", target / "run_results.json")),
             boundaries=Path(os.environ.get("CIVIC_BOUNDARIES", settings.data_dir() / "boundaries")),
             dbt_freshness=settings.freshness_dir(),
+            dbt_results=settings.dbt_results_dir(),
         )

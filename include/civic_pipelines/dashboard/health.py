@@ -53,8 +53,13 @@ class SourceHealth:
     incomplete_blocks: int = 0
     drift_blocks: int = 0
     tests_total: int = 0
+    tests_passed: int = 0
     tests_failed: list[dict] = field(default_factory=list)
     tests_warned: list[dict] = field(default_factory=list)
+    # Where the test results come from: "dag" (the results the source's DAG kept after its dbt
+    # tasks, dbt_results), "run_results" (a run_results.json of a dbt run outside the DAGs), or None.
+    tests_from: str | None = None
+    tests_at: str | None = None  # when the newest of them ran
     expected_month: str | None = None
     months_behind: int | None = None
     freshness: str = "no data"  # fresh / behind / no data
@@ -223,12 +228,39 @@ def apply_freshness(health: SourceHealth, result: dict | None) -> None:
     health.dbt_freshness_status = next((s for s in FRESHNESS_ORDER if s in statuses), "not run")
 
 
+def _count_test(health: SourceHealth, entry: dict, status: str) -> None:
+    health.tests_total += 1
+    if status in ("fail", "error"):
+        health.tests_failed.append(entry)
+    elif status == "warn":
+        health.tests_warned.append(entry)
+    elif status == "pass":
+        health.tests_passed += 1
+
+
+def apply_dag_test_results(health: SourceHealth, dbt_results: dict) -> None:
+    """The tests the source's DAG ran (its kept dbt results): the newest result of each test."""
+    newest = None
+    for uid, node in sorted((dbt_results.get("nodes") or {}).items()):
+        if node.get("resource_type") != "test":
+            continue
+        # dbt's error text can carry paths and SQL: the card shows the test, its models and the
+        # failing row count; the message stays in the file and the task log.
+        _count_test(health, {"test": node.get("name") or uid, "failures": node.get("failures"),
+                             "models": list(node.get("models") or [])}, str(node.get("status")))
+        newest = max(newest or "", node.get("generated_at") or "") or None
+    health.tests_from = "dag"
+    health.tests_at = newest
+
+
 def source_health(source: RegisteredSource, page: str | None, all_blocks: list[Block], tests: dict,
                   start: str | None = None, end: str | None = None, today: date | None = None,
-                  freshness: dict | None = None) -> SourceHealth:
+                  freshness: dict | None = None, dbt_results: dict | None = None) -> SourceHealth:
     """The card: counts over the blocks of the month range (``start``..``end``, YYYY-MM, either
     open); the last block and freshness over every block; ``freshness`` is the source's
-    ``read_source_freshness`` result."""
+    ``read_source_freshness`` result; ``dbt_results`` the tests and models the source's DAG ran
+    (``civic_pipelines.dbt_results.read_results``), which replace ``tests`` (run_results.json files
+    filtered by the source's tag) when they hold any test."""
     health = SourceHealth(source=source.name, title=source.title, page=page, cadence=source.cadence,
                           error=source.error)
     apply_freshness(health, freshness)
@@ -260,14 +292,13 @@ def source_health(source: RegisteredSource, page: str | None, all_blocks: list[B
         health.quarantined = sum(b.quarantined for b in blocks)
         health.incomplete_blocks = sum(not b.complete for b in blocks)
         health.drift_blocks = sum(b.drift for b in blocks)
-    for result in tests.values():
-        if tag not in result.tags:
-            continue
-        health.tests_total += 1
-        entry = {"test": result.name, "failures": result.failures, "message": result.message,
-                 "models": list(result.models)}
-        if result.status in ("fail", "error"):
-            health.tests_failed.append(entry)
-        elif result.status == "warn":
-            health.tests_warned.append(entry)
+    if dbt_results and any(e.get("resource_type") == "test" for e in (dbt_results.get("nodes") or {}).values()):
+        apply_dag_test_results(health, dbt_results)
+    else:
+        for result in tests.values():
+            if tag not in result.tags:
+                continue
+            _count_test(health, {"test": result.name, "failures": result.failures, "message": result.message,
+                                 "models": list(result.models)}, result.status)
+            health.tests_from = "run_results"
     return health

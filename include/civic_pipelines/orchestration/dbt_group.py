@@ -72,20 +72,84 @@ def _with_local_manifest(project_config):
     return project_config
 
 
-@_manifest_parsed_once()
-def build_dbt_group(spec, group_id: str = "dbt"):
-    """Models tagged with the source and everything downstream of them, one task per model.
+# How a source's dbt nodes run (``CIVIC_DBT_EXECUTION``): "per_node", one task per model, each a
+# ``dbt build`` of that node (model plus its tests); "watcher", Cosmos's ExecutionMode.WATCHER, one
+# ``dbt build`` of the whole selection by a producer task and a deferrable sensor per model and per
+# model's tests. bench/dbt_modes.py measures both.
+#
+# Why per_node stays the default (issue 15, item 2; figures in the branch's report and from
+# `bench/dbt_modes.py`): neither mode meets 1 s of overhead per node here. The watcher saves each
+# node's dbt start-up (one invocation for the group) but adds two Airflow tasks per model (a model
+# sensor and a tests sensor), each a task process that parses the DAG file, in the models'
+# dependency chain, plus the producer and its gate task: its overhead is bounded below by the
+# chain's depth times an Airflow task's start-up, the same cost that dominates a per-node task. Its
+# retries are Cosmos's fallbacks (`dbt run` / `dbt test --select <model>`), its producer cannot retry
+# at all, and it needs the triggerer; Cosmos still calls it experimental. So per-node tasks stay,
+# with their own overhead cut (no JSON artifacts written per node); the watcher is one variable
+# away for a deployment with many models and cheap task start-up.
+DBT_EXECUTION_MODES = ("per_node", "watcher")
+DEFAULT_DBT_EXECUTION = "per_node"
 
-    Each model runs as ``dbt build`` of that node (model plus its tests) in-process
-    (InvocationMode.DBT_RUNNER, about half a second per node once warm instead of ~5 s for a
-    dbt subprocess). Every node takes the single ``duckdb_writer`` pool slot: DuckDB allows
-    one writer.
+
+def dbt_execution_mode() -> str:
+    mode = os.environ.get("CIVIC_DBT_EXECUTION", DEFAULT_DBT_EXECUTION)
+    if mode not in DBT_EXECUTION_MODES:
+        raise ValueError(f"CIVIC_DBT_EXECUTION={mode!r}: one of {', '.join(DBT_EXECUTION_MODES)}")
+    return mode
+
+
+def dbt_selection(spec) -> list[str]:
+    """The dbt nodes a source's DAG builds: the models tagged with the source and everything
+    downstream of them."""
+    return [f"tag:{spec.dbt_tag or spec.name}+"]
+
+
+@_manifest_parsed_once()
+def build_dbt_group(spec, group_id: str = "dbt", execution: str | None = None):
+    """The source's dbt nodes (``dbt_selection``), one Airflow task per model, after the blocks land.
+
+    ``per_node`` (default): each model runs as ``dbt build`` of that node (model plus its tests)
+    in-process (InvocationMode.DBT_RUNNER: no dbt subprocess), in the one-slot ``duckdb_writer``
+    pool and under the warehouse's writer lock; a retry re-runs the node.
+
+    ``watcher``: a producer task runs one ``dbt build`` of the selection (in the pool, under the
+    lock, no retries: Cosmos's producer skips itself on a retry) and a deferrable sensor per model
+    (and one per model's tests) takes that node's state from the producer's XComs. A sensor's retry
+    runs its own node (Cosmos's fallback, ``dbt run``/``dbt test --select <model>``) under the writer
+    lock (taken once the producer has ended); sensors are not in the pool, so they never wait for the
+    producer's slot, and the producer never waits for a sensor: no deadlock.
+
+    After every dbt invocation, its results (models and tests) are kept for the dashboard's
+    health card (``civic_pipelines.dbt_results``).
     """
     from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-    from cosmos.constants import InvocationMode, LoadMode, TestBehavior
+    from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
+    execution = execution or dbt_execution_mode()
     project_dir = settings.dbt_project_dir()
     env = dbt_env()
+    common = {
+        # Blocks that were skipped (unchanged source) must not stop the rebuild of those that landed.
+        "trigger_rule": "none_failed_min_one_success",
+        "callback": keep_dbt_results,
+        "callback_args": {"source": spec.name},
+    }
+    if execution == "watcher":
+        execution_config = ExecutionConfig(execution_mode=ExecutionMode.WATCHER,
+                                           invocation_mode=InvocationMode.DBT_RUNNER,
+                                           setup_operator_args={"pool": DUCKDB_WRITER_POOL, "retries": 0,
+                                                                "pre_execute": hold_warehouse_lock})
+        test_behavior = TestBehavior.AFTER_EACH  # WATCHER has no per-node `dbt build` task
+        operator_args = {**common, **release_lock_args(), "retries": 2, "pre_execute": hold_warehouse_lock_once_producer_ended,
+                         "poke_interval": WATCHER_POKE_SECONDS}
+    else:
+        from civic_pipelines.dbt_results import collect_node_results
+
+        execution_config = ExecutionConfig(invocation_mode=InvocationMode.DBT_RUNNER)
+        test_behavior = TestBehavior.BUILD
+        operator_args = {**common, **release_lock_args(), "pool": DUCKDB_WRITER_POOL, "retries": 2,
+                         "pre_execute": hold_warehouse_lock,
+                         "dbt_cmd_flags": list(PER_NODE_DBT_FLAGS), "dbt_runner_callbacks": [collect_node_results]}
     return DbtTaskGroup(
         group_id=group_id,
         project_config=_with_local_manifest(ProjectConfig(
@@ -99,20 +163,85 @@ def build_dbt_group(spec, group_id: str = "dbt"):
             target_name="dev",
             profiles_yml_filepath=project_dir / "profiles.yml",
         ),
-        execution_config=ExecutionConfig(invocation_mode=InvocationMode.DBT_RUNNER),
+        execution_config=execution_config,
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
-            select=[f"tag:{spec.dbt_tag or spec.name}+"],
-            test_behavior=TestBehavior.BUILD,
+            select=dbt_selection(spec),
+            test_behavior=test_behavior,
             enable_mock_profile=False,
         ),
-        operator_args={
-            "pool": DUCKDB_WRITER_POOL,
-            # Blocks that were skipped (unchanged source) must not stop the rebuild of those that landed.
-            "trigger_rule": "none_failed_min_one_success",
-            "retries": 2,
-        },
+        operator_args=operator_args,
     )
+
+
+# No manifest.json / run_results.json written after each per-node task: serializing the 1.7 MB
+# manifest costs about what a small node costs (bench figures in the report); the node results come
+# from dbt's events instead (dbt_results.collect_node_results). Cosmos computes a task's Asset
+# outlets from these artifacts, so per-node tasks then emit no Cosmos Assets: nothing here consumes
+# them; a DAG that schedules on Cosmos's per-model Assets needs this list emptied.
+PER_NODE_DBT_FLAGS = ["--no-write-json"]
+
+# A watcher sensor's trigger reads the producer's XComs this often (Cosmos's default: 10 s).
+WATCHER_POKE_SECONDS = 1
+
+
+def keep_dbt_results(project_dir: str, context=None, source: str | None = None, **kwargs) -> None:
+    """Cosmos's callback after each dbt invocation: the run's models and tests, kept per source."""
+    from civic_pipelines.dbt_results import keep_cosmos_results
+
+    keep_cosmos_results(project_dir, context=context, source=source, **kwargs)
+
+
+_task_lock = threading.local()
+
+
+def hold_warehouse_lock(context) -> None:
+    """``pre_execute`` of a task that runs dbt on the warehouse: take the writer lock until the task
+    ends (``release_warehouse_lock``: after it succeeds, fails or goes up for retry; a task process
+    that dies releases it with the process)."""
+    from civic_pipelines.dbt_results import warehouse_lock
+
+    lock = warehouse_lock()
+    if lock is None or getattr(_task_lock, "lock", None) is not None:
+        return
+    lock.acquire()
+    _task_lock.lock = lock
+
+
+def release_warehouse_lock(context, *_) -> None:
+    lock = getattr(_task_lock, "lock", None)
+    if lock is not None:
+        _task_lock.lock = None
+        lock.release()
+
+
+# A watcher sensor runs dbt itself (Cosmos's fallback: its node alone) only once the producer has
+# ended: on a retry, after a producer that failed or was skipped before reporting the node.
+PRODUCER_ENDED = ("success", "failed", "skipped", "upstream_failed", "removed")
+
+
+def hold_warehouse_lock_once_producer_ended(context) -> None:
+    """``pre_execute`` of a watcher sensor: take the writer lock when the sensor may run dbt, i.e.
+    when the producer has ended. While the producer runs, a sensor only reads XComs and defers: it
+    must not queue behind the producer's lock (nor hold the lock the producer waits for)."""
+    task = context.get("task") if hasattr(context, "get") else None
+    try:
+        state = task._get_producer_task_status(context)  # Cosmos's own lookup of the producer's state
+    except Exception:  # noqa: BLE001 - unknown: take the lock, waiting is safe, two writers are not
+        state = "unknown"
+    if state is None or str(state) not in PRODUCER_ENDED + ("unknown",):
+        return
+    hold_warehouse_lock(context)
+
+
+# What every task that takes the writer lock in pre_execute adds, so the lock goes with the task.
+# The failure callback keeps the DAG's failure mail (an operator's own on_failure_callback replaces
+# default_args' one): release the lock, then mail as every other task does.
+def release_lock_args() -> dict:
+    from civic_pipelines.orchestration.notify import FailureNotifier
+
+    return {"post_execute": release_warehouse_lock, "on_retry_callback": release_warehouse_lock,
+            "on_failure_callback": [release_warehouse_lock, FailureNotifier()]}
 
 
 def run_source_freshness(source: str, out: Path | None = None) -> dict:
@@ -213,9 +342,12 @@ def build_freshness_task(spec, task_id: str = "source_freshness"):
         """dbt source freshness of the source's lake tables, kept for the dashboard's health card."""
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from civic_pipelines.dbt_results import warehouse_writer
+
         if (params or {}).get("dry_run"):
             raise AirflowSkipException("dry run: nothing to check")
-        return run_source_freshness(spec.name)
+        with warehouse_writer():  # dbt opens the warehouse: one writing process at a time
+            return run_source_freshness(spec.name)
 
     return source_freshness()
 
