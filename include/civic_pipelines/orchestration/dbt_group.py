@@ -25,8 +25,19 @@ def manifest_path() -> Path:
     return settings.dbt_project_dir() / "target" / "manifest.json"
 
 
-def build_dbt_group(spec, group_id: str = "dbt"):
-    """Models tagged with the source and everything downstream of them, one task per model.
+# What a source's DAG builds: its own layers, each incremental per landed block or a view over the
+# lake, so a monthly run costs its new blocks. The marts, rebuilt whole, are civic_marts' (marts_dag.py).
+SOURCE_LAYERS = ("seeds", "staging", "intermediate", "facts")
+
+
+def source_selection(dbt_tag: str) -> list[str]:
+    """The source's seeds, staging, intermediate and fact models (``tag:<source>,tag:<layer>``, a dbt
+    intersection), never a mart: a catchup of N months must not rebuild the marts N times."""
+    return [f"tag:{dbt_tag},tag:{layer}" for layer in SOURCE_LAYERS]
+
+
+def build_dbt_group(spec, group_id: str = "dbt", select: list[str] | None = None):
+    """The source's own models (``source_selection``) or, given ``select``, those nodes; one task per model.
 
     Each model runs as ``dbt build`` of that node (model plus its tests) in-process
     (InvocationMode.DBT_RUNNER, about half a second per node once warm instead of ~5 s for a
@@ -54,7 +65,7 @@ def build_dbt_group(spec, group_id: str = "dbt"):
         execution_config=ExecutionConfig(invocation_mode=InvocationMode.DBT_RUNNER),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
-            select=[f"tag:{spec.dbt_tag or spec.name}+"],
+            select=select if select is not None else source_selection(spec.dbt_tag or spec.name),
             test_behavior=TestBehavior.BUILD,
             enable_mock_profile=False,
         ),
@@ -65,6 +76,12 @@ def build_dbt_group(spec, group_id: str = "dbt"):
             "retries": 2,
         },
     )
+
+
+def build_marts_group(group_id: str, marts: list[str]):
+    """The marts named, as one Cosmos group of the civic_marts DAG: the source groups' settings
+    (one task per model, the DuckDB writer slot, in-process dbt), only the selection differs."""
+    return build_dbt_group(None, group_id=group_id, select=sorted(marts))
 
 
 def run_source_freshness(source: str, out: Path | None = None) -> dict:
