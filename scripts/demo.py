@@ -31,6 +31,7 @@ DEMO_MDS_PROVIDERS = ["dott", "bolt", "voi"]  # MDS 0.4, 1.2 and 2.0: one provid
 DEMO_RANGE = {"start_month": os.environ.get("CIVIC_DEMO_START", "2024-01"), "end_month": os.environ.get("CIVIC_DEMO_END", "2024-03")}
 RUN_TIMEOUT = int(os.environ.get("CIVIC_DEMO_TIMEOUT", "900"))
 LOOPBACK = "127.0.0.1"
+MARTS_DAG = "civic_marts"  # builds the marts when the source runs' Assets change
 
 
 def airflow_components(api_port: int) -> dict[str, list[str]]:
@@ -272,6 +273,15 @@ class AirflowAPI:
     def run_state(self, dag_id: str, run_id: str) -> str | None:
         return self.get(f"/dags/{dag_id}/dagRuns/{run_id}").get("state")
 
+    def marts_settled(self) -> str | None:
+        """The state of civic_marts' last run once it has run and nothing is left for it (no run queued or
+        running, no Asset event waiting to make one); None before."""
+        runs = self.get(f"/dags/{MARTS_DAG}/dagRuns?order_by=-run_after&limit=100")["dag_runs"]
+        waiting = self.get(f"/dags/{MARTS_DAG}/assets/queuedEvents")["total_entries"]
+        if not runs or waiting or any(run["state"] in ("queued", "running") for run in runs):
+            return None
+        return runs[0]["state"]
+
     def task_summary(self, dag_id: str, run_id: str) -> list[tuple[str, str]]:
         instances = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")["task_instances"]
         return [(ti.get("rendered_map_index") or ti["task_id"], ti["state"]) for ti in instances]
@@ -378,6 +388,9 @@ def main() -> int:
             log(f"{source} run {run_id}: {state}")
             for label, task_state in api.task_summary(source, run_id):
                 print(f"    {label:<48} {task_state}")
+        # The source runs' Asset events queued civic_marts: its run waits for the source runs, then builds.
+        outcomes[MARTS_DAG] = wait_for(api.marts_settled, RUN_TIMEOUT, f"the {MARTS_DAG} run", interval=3)
+        log(f"{MARTS_DAG}: {outcomes[MARTS_DAG]}")
         seconds = time.monotonic() - started
         log(f"all runs finished in {seconds:.0f} s")
         print_results(data)

@@ -74,6 +74,10 @@ def build_dbt_group(spec, group_id: str = "dbt", select: list[str] | None = None
             # Blocks that were skipped (unchanged source) must not stop the rebuild of those that landed.
             "trigger_rule": "none_failed_min_one_success",
             "retries": 2,
+            # The Assets that schedule civic_marts are the project's own (marts_dag.py); Cosmos's
+            # per-node duckdb:// Assets (one per model, named by this machine's warehouse path, with
+            # no consumer) would only crowd the Assets view and cost each node its lineage pass.
+            "emit_datasets": False,
         },
     )
 
