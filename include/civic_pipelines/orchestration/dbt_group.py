@@ -68,16 +68,16 @@ def build_dbt_group(spec, group_id: str = "dbt", select: list[str] | None = None
             select=select if select is not None else source_selection(spec.dbt_tag or spec.name),
             test_behavior=TestBehavior.BUILD,
             enable_mock_profile=False,
+            # The Assets that schedule civic_marts are the project's own (marts_dag.py); Cosmos's
+            # per-node duckdb:// Assets (one per model, named by this machine's warehouse path, with
+            # no consumer) would only crowd the Assets view and cost each node its lineage pass.
+            emit_datasets=False,
         ),
         operator_args={
             "pool": DUCKDB_WRITER_POOL,
             # Blocks that were skipped (unchanged source) must not stop the rebuild of those that landed.
             "trigger_rule": "none_failed_min_one_success",
             "retries": 2,
-            # The Assets that schedule civic_marts are the project's own (marts_dag.py); Cosmos's
-            # per-node duckdb:// Assets (one per model, named by this machine's warehouse path, with
-            # no consumer) would only crowd the Assets view and cost each node its lineage pass.
-            "emit_datasets": False,
         },
     )
 
