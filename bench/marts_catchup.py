@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         (data / "pools.json").write_text(json.dumps(pools))
         demo.airflow(env, "pools", "import", str(data / "pools.json"))
         components = demo.start_airflow(env, logs, api_port)
-        demo.wait_for(lambda: demo.http_ok(f"http://127.0.0.1:{api_port}/api/v2/monitor/health"), 180, "the API server")
+        demo.wait_for(lambda: demo.http_ok(f"http://127.0.0.1:{api_port}/api/v2/monitor/health"), 900, "the API server")
         api = demo.AirflowAPI(f"http://127.0.0.1:{api_port}")
         api.login()
         demo.log(f"{SOURCE} catches up from {first}: {args.months} monthly runs")
