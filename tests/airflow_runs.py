@@ -166,3 +166,29 @@ def extract_side(dag_id: str, dags_file: Path):
     dag = build_source_dag(dag_id, extract_mode="local").partial_subset(["extract_load"], include_upstream=True)
     dag.fileloc = str(dags_file)
     return dag
+
+
+def asset_events(run) -> dict[str, int]:
+    """``{asset URI: events}`` that one DAG run's tasks emitted (the metadata DB's asset_event rows)."""
+    from sqlalchemy import func, select
+
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.execute(
+            select(AssetModel.uri, func.count()).join(AssetEvent, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetEvent.source_dag_id == run.dag_id, AssetEvent.source_run_id == run.run_id)
+            .group_by(AssetModel.uri)).all()
+    return dict(rows)
+
+
+def run_marts(*source_names: str):
+    """The civic_marts DAG run by hand for the marts of these sources, as after their Assets changed;
+    returns the run and ``{mart: state}`` of its dbt tasks."""
+    from civic_pipelines.orchestration.marts_dag import build_marts_dag
+
+    run = build_marts_dag().test(run_conf={"sources": list(source_names)})
+    marts = {ti.task_id.removeprefix("marts.").removesuffix("_model_build"): ti.state
+             for ti in run.get_task_instances() if ti.task_id.startswith("marts.")}
+    return run, marts

@@ -22,7 +22,7 @@ def dagbag():
 
 def test_no_import_errors_and_one_dag_per_source(dagbag):
     assert dagbag.import_errors == {}
-    assert set(sources.names()) <= set(dagbag.dag_ids)
+    assert set(sources.names()) | {"civic_marts"} <= set(dagbag.dag_ids)
     print(f"DagBag parse: {dagbag.parse_seconds:.2f} s for {len(dagbag.dag_ids)} DAG(s)")
     assert dagbag.parse_seconds < 30, "Airflow's DAG import timeout is 30 s"
 
@@ -146,3 +146,85 @@ def test_astro_settings_have_every_sources_connection_and_pool():
         assert connection["conn_schema"] == "https" and not connection.get("conn_password"), spec.name
     # No PostgreSQL mirror until the user has a database: sync_postgres skips while it is absent.
     assert "civic_postgres" not in connections
+
+
+def _dbt_nodes(dag, group: str) -> set[str]:
+    """The dbt nodes (models and seeds) a DAG's Cosmos group builds, one ``<node>_<kind>_build`` task each."""
+    import re
+
+    built = {re.fullmatch(rf"{group}\.(.+)_(model|seed)_build", t.task_id) for t in dag.tasks if t.task_id.startswith(f"{group}.")}
+    assert None not in built, [t.task_id for t in dag.tasks if t.task_id.startswith(f"{group}.")]
+    return {match.group(1) for match in built}
+
+
+def _manifest_nodes() -> dict[str, set[str]]:
+    import json
+
+    from civic_pipelines.orchestration.dbt_group import manifest_path
+
+    nodes = json.loads(manifest_path().read_text())["nodes"].values()
+    return {n["name"]: set(n["tags"]) for n in nodes if n["resource_type"] in ("model", "seed")}
+
+
+@pytest.mark.parametrize("dag_id", sources.names())
+def test_source_dags_build_their_own_layers_and_no_mart(dagbag, dag_id):
+    """Issue 15 item 3: a source's DAG builds its seeds, staging, intermediate and fact models (named
+    ``fct_*``), never a ``mart_*``: those are civic_marts', built once after a catchup."""
+    tag = sources.spec(dag_id).dbt_tag or dag_id
+    built = _dbt_nodes(dagbag.dags[dag_id], "dbt")
+    assert not {name for name in built if name.startswith("mart_")}, built
+    own = {name for name, tags in _manifest_nodes().items() if tag in tags and not name.startswith("mart_")}
+    assert built == own
+
+
+@pytest.mark.parametrize("dag_id", sources.names())
+def test_source_dags_emit_their_lake_and_table_assets(dagbag, dag_id):
+    """Each landed block updates the source's lake Asset; the task that builds each of the source's
+    incremental tables (its facts, Street Manager's int_permit_*) updates that table's Asset."""
+    dag = dagbag.dags[dag_id]
+    assert [a.uri for a in dag.get_task("extract_load").outlets] == [f"x-civic://lake/{dag_id}"]
+    producers = {a.uri: t.task_id for t in dag.tasks for a in t.outlets if t.task_id != "extract_load"}
+    tag = sources.spec(dag_id).dbt_tag or dag_id
+    tables = {"seattle_crime": ["fct_crime_offenses"], "mds": ["fct_mobility_trips"],
+              "street_manager": ["int_permit_months", "int_permits_latest"], "srwr": []}.get(tag, ["fct_service_requests"])
+    assert producers == {f"x-civic://warehouse/{t}": f"dbt.{t}_model_build" for t in tables}
+
+
+def test_marts_dag_builds_exactly_the_marts_on_the_sources_assets(dagbag):
+    from airflow.sdk.definitions.asset import AssetAny
+
+    dag = dagbag.dags["civic_marts"]
+    marts = {name for name in _manifest_nodes() if name.startswith("mart_")}
+    assert len(marts) == 16
+    assert _dbt_nodes(dag, "marts") == marts
+    assert all(t.pool == "duckdb_writer" for t in dag.tasks if t.task_id.startswith("marts."))
+    # Any update of any lake or table Asset (an AssetAny, `|`) queues a run; one run at a time.
+    condition = dag.timetable.asset_condition
+    assert isinstance(condition, AssetAny)
+    assert {a.uri for a in condition.objects} == {f"x-civic://lake/{name}" for name in sources.names()} | {
+        f"x-civic://warehouse/{t}" for t in ("fct_crime_offenses", "fct_service_requests", "fct_mobility_trips",
+                                              "int_permit_months", "int_permits_latest")}
+    assert dag.max_active_runs == 1 and dag.catchup is False
+    # Each mart waits on its sources' gate, after the wait for the source runs.
+    gate_of = {t.task_id[len("marts."):-len("_model_build")]: t.upstream_task_ids for t in dag.tasks if t.task_id.startswith("marts.")}
+    assert gate_of["mart_crime_monthly"] == {"seattle_crime_changed"}
+    assert gate_of["mart_time_to_close"] == {"minneapolis_311__nyc_311__toronto_311_changed"}
+    assert gate_of["mart_works_by_month"] == {"street_manager_changed"}
+    assert gate_of["mart_srwr_activity_summary"] == {"srwr_changed"}
+    assert gate_of["mart_mobility_trips_daily"] == {"mds_changed"}
+    assert dag.get_task("sources_to_build").upstream_task_ids == {"wait_for_source_runs"}
+    for task in dag.tasks:
+        assert task.retries >= 2, task.task_id
+
+
+def test_marts_of_the_sources_that_changed():
+    from civic_pipelines.orchestration.marts_dag import changed_sources
+
+    every = set(sources.names())
+    assert changed_sources({"x-civic://lake/seattle_crime"}, None) == {"seattle_crime"}
+    # fct_service_requests is fed by the three cities: its update rebuilds the 311 marts.
+    assert changed_sources({"x-civic://warehouse/fct_service_requests"}, []) == {"minneapolis_311", "nyc_311", "toronto_311"}
+    assert changed_sources({"x-civic://warehouse/int_permit_months", "x-civic://lake/srwr"}, None) == {"street_manager", "srwr"}
+    # Run by hand: the param, or every source when it is empty.
+    assert changed_sources(set(), ["mds"]) == {"mds"}
+    assert changed_sources(set(), []) == every

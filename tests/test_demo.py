@@ -160,7 +160,7 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
     assert result.returncode == 0, output[-5000:]
     from civic_pipelines import sources
 
-    for source in sources.names():
+    for source in [*sources.names(), "civic_marts"]:
         assert f"{source}=success" in output.split("Outcome    :", 1)[1].splitlines()[0], source
     assert f"Airflow UI : http://127.0.0.1:{api_port}" in output
     # the run ends by printing the dashboard's address, which answered
@@ -191,16 +191,48 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
         cities = dict(con.sql("select city, count(distinct _block_month) from fct_service_requests "
                               f"where _block_month between '{months[0]}' and '{months[-1]}' group by 1").fetchall())
         newest = dict(con.sql("select city, max(_block_month) from fct_service_requests group by 1").fetchall())
+        # civic_marts, queued by the source runs' Asset events, built the marts from the facts.
+        (crime_mart,) = con.sql("select sum(offenses) from mart_crime_monthly").fetchone()
+        requests = con.sql("select (select count(*) from fct_service_requests), (select sum(requests) from mart_requests_by_category_month)").fetchone()
+        (works,) = con.sql("select count(*) from mart_works_by_month").fetchone()
+        (trips,) = con.sql("select count(*) from mart_mobility_trips_daily").fetchone()
     assert cities == {"minneapolis": len(months), "toronto": len(months), "nyc": len(months)}
     assert newest == {"minneapolis": months[-1], "toronto": months[-1], "nyc": months[-1]}
     assert max(per_month) == months[-1]
     for month in months:
         assert per_month[month] == len(dataset.rows_for_month(month)), month
+    assert crime_mart == sum(per_month.values())
+    assert requests[0] == requests[1] > 0
+    assert works > 0 and trips > 0
+
+    # Under the real scheduler an Asset event made the marts run: every civic_marts run was
+    # asset-triggered, and what the Assets view lists: each Asset, its producing tasks, its consumer.
+    with sqlite3.connect(data / "airflow" / "airflow.db") as db:
+        marts_runs = db.execute("select run_type, state from dag_run where dag_id = 'civic_marts'").fetchall()
+        producers = db.execute("""select a.uri, r.dag_id, r.task_id from asset a
+                                  join task_outlet_asset_reference r on r.asset_id = a.id""").fetchall()
+        consumers = dict(db.execute("""select a.uri, group_concat(r.dag_id) from asset a
+                                       join dag_schedule_asset_reference r on r.asset_id = a.id group by a.uri""").fetchall())
+        events = {row[0] for row in db.execute("select distinct a.uri from asset_event e join asset a on a.id = e.asset_id")}
+    assert marts_runs and {run_type for run_type, _ in marts_runs} == {"asset_triggered"}, marts_runs
+    assert {state for _, state in marts_runs} == {"success"}, marts_runs
+    lake = {f"x-civic://lake/{name}" for name in sources.names()}
+    tables = {f"x-civic://warehouse/{t}" for t in ("fct_crime_offenses", "fct_service_requests", "fct_mobility_trips",
+                                                   "int_permit_months", "int_permits_latest")}
+    assert {uri: "civic_marts" for uri in lake | tables} == consumers
+    assert {(uri, dag, task) for uri, dag, task in producers if uri in lake} == {
+        (f"x-civic://lake/{name}", name, "extract_load") for name in sources.names()}
+    assert {(uri, task) for uri, _, task in producers if uri in tables} == {
+        (f"x-civic://warehouse/{t}", f"dbt.{t}_model_build") for t in (
+            "fct_crime_offenses", "fct_service_requests", "fct_mobility_trips", "int_permit_months", "int_permits_latest")}
+    assert {dag for uri, dag, _ in producers if uri.endswith("fct_service_requests")} == {"minneapolis_311", "toronto_311", "nyc_311"}
+    assert events == lake | tables, "every Asset was updated by the demo's runs, and no other (Cosmos's own are off)"
 
     # Pools, as the real scheduler applied them.
     with sqlite3.connect(data / "airflow" / "airflow.db") as db:
         rows = db.execute(
-            "select run_id, task_id, pool, state, start_date, end_date from task_instance where task_id like 'dbt.%'"
+            "select run_id, task_id, pool, state, start_date, end_date from task_instance "
+            "where task_id like 'dbt.%' or task_id like 'marts.%'"
         ).fetchall()
         extract_pools = {row[0] for row in db.execute("select distinct pool from task_instance where task_id = 'extract_load'")}
         weights = db.execute("select dag_id, task_id, priority_weight from task_instance").fetchall()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from airflow_runs import asset_events, run_marts
 from docker_mode import MODES, assert_extract_mode, container_engine, use_mode  # noqa: F401 - container_engine is a fixture
 
 MONTHS = ["2024-01", "2024-02"]
@@ -83,6 +84,14 @@ def test_two_months_land_exactly_the_replay_rows(dag, environment):
     per_month = dict(warehouse_query(environment, "select _block_month, count(*) from fct_crime_offenses group by 1"))
     for month in MONTHS:
         assert per_month[month] == len(environment["server"].dataset.rows_for_month(month))
+    # Each landed block updated the lake's Asset, the fact's task the fact's: what schedules civic_marts.
+    assert asset_events(run) == {"x-civic://lake/seattle_crime": len(MONTHS), "x-civic://warehouse/fct_crime_offenses": 1}
+    # The marts are civic_marts' to build, not the source run's.
+    assert not warehouse_query(environment, "select 1 from information_schema.tables where table_name like 'mart_%'")
+    marts_run, marts = run_marts("seattle_crime")
+    assert marts_run.state == "success", task_states(marts_run)
+    assert {m for m, state in marts.items() if state == "success"} == {"mart_crime_by_area", "mart_crime_monthly"}
+    assert {state for m, state in marts.items() if not m.startswith("mart_crime")} == {"skipped"}
     # The marts agree with the fact.
     (mart_total,) = warehouse_query(environment, "select sum(offenses) from mart_crime_monthly")[0]
     assert mart_total == len(want)

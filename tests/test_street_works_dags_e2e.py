@@ -14,6 +14,7 @@ import shutil
 
 import duckdb
 import pytest
+from airflow_runs import asset_events, run_marts
 from docker_mode import MODES, assert_extract_mode, container_engine, use_mode  # noqa: F401 - container_engine is a fixture
 
 MONTHS = ["2024-02", "2024-03"]
@@ -94,6 +95,15 @@ def test_street_manager_lands_every_generated_event_then_skips(environment, mode
     permits = {event["object_reference"] for month in MONTHS for event in archive_events(archives.spec("permit", month))}
     (rows, distinct) = query(environment, "select count(*), count(distinct permit_reference_number) from int_permits_latest")[0]
     assert rows == distinct == len(permits)
+    # Blocks and the incremental intermediates are the Assets civic_marts runs on; it builds the marts.
+    assert asset_events(run) == {"x-civic://lake/street_manager": 6, "x-civic://warehouse/int_permit_months": 1,
+                                 "x-civic://warehouse/int_permits_latest": 1}
+    assert not any("mart_" in task for task in built), built
+    marts_run, marts = run_marts("street_manager")
+    assert marts_run.state == "success"
+    assert {m for m, state in marts.items() if state == "success"} == {
+        "mart_collaborative_works", "mart_emergency_works", "mart_new_connections", "mart_permits_per_street",
+        "mart_street_impact", "mart_works_by_month"}, marts
     (counted,) = query(environment, "select sum(permits) from mart_works_by_month")[0]
     (staged,) = query(environment, """select count(distinct (permit_reference_number, _block_month))
                                       from stg_street_manager__permit_events where not is_test_data""")[0]
@@ -102,6 +112,7 @@ def test_street_manager_lands_every_generated_event_then_skips(environment, mode
     again = dag.test(run_conf=conf)
     assert states(again, "extract_load") == ["skipped"] * 6
     assert set(dbt_states(again).values()) == {"skipped"}, "nothing landed: dbt does not run"
+    assert asset_events(again) == {}, "nothing landed: no Asset changed, civic_marts is not queued"
     (rows,) = query(environment, "select count(*) from stg_street_manager__permit_events")[0]
     assert rows == sum(len(generated[("permit", month)]) for month in MONTHS)
 
@@ -118,7 +129,10 @@ def test_srwr_lands_every_dated_activity_then_skips(environment):
     assert states(run, "extract_load") == ["success", "success"]
     built = dbt_states(run)
     assert built and set(built.values()) == {"success"}, built
-    assert any("mart_srwr_activity_summary" in task for task in built)
+    assert asset_events(run) == {"x-civic://lake/srwr": 2}
+    marts_run, marts = run_marts("srwr")
+    assert marts_run.state == "success"
+    assert {m for m, state in marts.items() if state == "success"} == {"mart_srwr_activity_summary"}, marts
 
     for month in MONTHS:
         year, number = (int(x) for x in month.split("-"))
@@ -134,3 +148,4 @@ def test_srwr_lands_every_dated_activity_then_skips(environment):
     again = dag.test(run_conf=conf)
     assert states(again, "extract_load") == ["skipped", "skipped"]
     assert set(dbt_states(again).values()) == {"skipped"}
+    assert asset_events(again) == {}

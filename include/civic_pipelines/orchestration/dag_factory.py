@@ -126,7 +126,8 @@ def dag_doc(spec) -> str:
 * Trigger with `start_month`/`end_month` to (re)land a range; `force` ignores the watermark;
   `dry_run` only plans.
 * Connection: `{spec.conn_id}` (default endpoint `{spec.default_base_url}`); API pool `{spec.pool}`.
-* After the blocks, dbt builds the `{spec.dbt_tag or spec.name}` models and the marts downstream of them.
+* After the blocks, dbt builds the `{spec.dbt_tag or spec.name}` seeds, staging, intermediate and fact
+  models; the landed blocks and the facts are Assets that schedule `civic_marts`, which builds the marts.
 """ + ("""* Beside dbt, `sync_postgres` mirrors the planned blocks into PostgreSQL (connection `civic_postgres`;
   trigger param `sync_postgres`).
 """ if has_postgres_sink(spec.name) else "")
@@ -147,6 +148,7 @@ def build_source_dag(name: str, extract_mode: str | None = None):
     from airflow.timetables.interval import CronDataIntervalTimetable
 
     from civic_pipelines.orchestration.dbt_group import build_dbt_group, build_freshness_task, cosmos_environment_defaults
+    from civic_pipelines.orchestration.marts_dag import emit_table_assets, lake_asset
     from civic_pipelines.orchestration.notify import RunFailureNotifier
 
     cosmos_environment_defaults()
@@ -201,7 +203,8 @@ def build_source_dag(name: str, extract_mode: str | None = None):
 
         if extract_mode == "local":
 
-            @task(pool=spec.pool, map_index_template="{{ block_label }}", execution_timeout=extract_timeout(name))
+            @task(pool=spec.pool, map_index_template="{{ block_label }}", execution_timeout=extract_timeout(name),
+                  outlets=[lake_asset(name)])
             def extract_load(block: dict) -> dict:
                 """Extract one block from the source and land it in the lake; the manifest is the XCom."""
                 from airflow.sdk.exceptions import AirflowSkipException
@@ -226,12 +229,14 @@ def build_source_dag(name: str, extract_mode: str | None = None):
                 pool=spec.pool,
                 map_index_template="{{ task.block['label'] }}",
                 execution_timeout=extract_timeout(name),
+                outlets=[lake_asset(name)],
                 lake_host_path=settings.lake_url(),
                 conn_id=spec.conn_id,
                 **docker_kwargs(),
             ).expand(block=blocks)
 
         dbt_models = build_dbt_group(spec)
+        emit_table_assets(name, dbt_models)
         landed >> dbt_models >> build_freshness_task(spec)
 
         if has_postgres_sink(name):

@@ -27,6 +27,17 @@ def manifest_path() -> Path:
     return settings.dbt_project_dir() / "target" / "manifest.json"
 
 
+# What a source's DAG builds: its own layers, each incremental per landed block or a view over the
+# lake, so a monthly run costs its new blocks. The marts, rebuilt whole, are civic_marts' (marts_dag.py).
+SOURCE_LAYERS = ("seeds", "staging", "intermediate", "facts")
+
+
+def source_selection(dbt_tag: str) -> list[str]:
+    """The source's seeds, staging, intermediate and fact models (``tag:<source>,tag:<layer>``, a dbt
+    intersection), never a mart: a catchup of N months must not rebuild the marts N times."""
+    return [f"tag:{dbt_tag},tag:{layer}" for layer in SOURCE_LAYERS]
+
+
 # (path, mtime_ns, size) -> the parsed manifest: one entry, the manifest this process last read.
 _PARSED_MANIFEST: dict[tuple, dict] = {}
 _PATCH_LOCK = threading.RLock()
@@ -88,6 +99,7 @@ def _with_local_manifest(project_config):
 # with their own overhead cut (no JSON artifacts written per node); the watcher is one variable
 # away for a deployment with many models and cheap task start-up.
 DBT_EXECUTION_MODES = ("per_node", "watcher")
+MARTS_RESULTS_SOURCE = "civic_marts"
 DEFAULT_DBT_EXECUTION = "per_node"
 
 
@@ -99,13 +111,12 @@ def dbt_execution_mode() -> str:
 
 
 def dbt_selection(spec) -> list[str]:
-    """The dbt nodes a source's DAG builds: the models tagged with the source and everything
-    downstream of them."""
-    return [f"tag:{spec.dbt_tag or spec.name}+"]
+    """The dbt nodes a source's DAG builds: its own layers (``source_selection``), no mart."""
+    return source_selection(spec.dbt_tag or spec.name)
 
 
 @_manifest_parsed_once()
-def build_dbt_group(spec, group_id: str = "dbt", execution: str | None = None):
+def build_dbt_group(spec, group_id: str = "dbt", execution: str | None = None, select: list[str] | None = None):
     """The source's dbt nodes (``dbt_selection``), one Airflow task per model, after the blocks land.
 
     ``per_node`` (default): each model runs as ``dbt build`` of that node (model plus its tests)
@@ -132,7 +143,8 @@ def build_dbt_group(spec, group_id: str = "dbt", execution: str | None = None):
         # Blocks that were skipped (unchanged source) must not stop the rebuild of those that landed.
         "trigger_rule": "none_failed_min_one_success",
         "callback": keep_dbt_results,
-        "callback_args": {"source": spec.name},
+        # The marts group (no spec) keeps its results under its DAG's name.
+        "callback_args": {"source": spec.name if spec is not None else MARTS_RESULTS_SOURCE},
     }
     if execution == "watcher":
         execution_config = ExecutionConfig(execution_mode=ExecutionMode.WATCHER,
@@ -166,9 +178,13 @@ def build_dbt_group(spec, group_id: str = "dbt", execution: str | None = None):
         execution_config=execution_config,
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
-            select=dbt_selection(spec),
+            select=select if select is not None else dbt_selection(spec),
             test_behavior=test_behavior,
             enable_mock_profile=False,
+            # The Assets that schedule civic_marts are the project's own (marts_dag.py); Cosmos's
+            # per-node duckdb:// Assets (one per model, named by this machine's warehouse path, with
+            # no consumer) would only crowd the Assets view and cost each node its lineage pass.
+            emit_datasets=False,
         ),
         operator_args=operator_args,
     )
@@ -242,6 +258,12 @@ def release_lock_args() -> dict:
 
     return {"post_execute": release_warehouse_lock, "on_retry_callback": release_warehouse_lock,
             "on_failure_callback": [release_warehouse_lock, FailureNotifier()]}
+
+
+def build_marts_group(group_id: str, marts: list[str]):
+    """The marts named, as one Cosmos group of the civic_marts DAG: the source groups' settings
+    (one task per model, the DuckDB writer slot, in-process dbt), only the selection differs."""
+    return build_dbt_group(None, group_id=group_id, select=sorted(marts))
 
 
 def run_source_freshness(source: str, out: Path | None = None) -> dict:
