@@ -5,6 +5,11 @@ A file of its own: it parses in a few seconds beside the source DAGs' file, and 
 one (Airflow's import timeout) does not hold up the other's runs.
 """
 
+from airflow.sdk import get_parsing_context
+
 from civic_pipelines.orchestration.marts_dag import build_marts_dag
 
-civic_marts = build_marts_dag()
+# A task of another DAG parses this folder too: build the marts DAG only for its own tasks (as
+# civic_sources.py builds only the task's DAG), so a source's task pays nothing for it.
+if get_parsing_context().dag_id in (None, "civic_marts"):
+    civic_marts = build_marts_dag()

@@ -35,8 +35,8 @@ def test_per_node_tasks_hold_the_pool_and_the_lock_and_retry_their_node():
 
     dag = build("per_node")
     tasks = {t.task_id: t for t in dag.tasks}
-    assert set(tasks) == {f"dbt.{m}_model_build" for m in
-                          ("stg_seattle_crime__offenses", "fct_crime_offenses", "mart_crime_monthly", "mart_crime_by_area")}
+    # The source's own layers (its marts are civic_marts'), one task per model.
+    assert set(tasks) == {f"dbt.{m}_model_build" for m in ("stg_seattle_crime__offenses", "fct_crime_offenses")}
     for task in tasks.values():
         assert task.pool == "duckdb_writer" and task.retries == 2
         assert task._pre_execute_hook is dbt_group.hold_warehouse_lock
@@ -54,7 +54,7 @@ def test_watcher_producer_holds_pool_and_lock_sensors_do_not():
     assert producer.pool == "duckdb_writer" and producer.retries == 0
     assert producer._pre_execute_hook is dbt_group.hold_warehouse_lock
     sensors = [t for name, t in tasks.items() if name.endswith((".run", ".test"))]
-    assert len(sensors) == 8  # a model sensor and a tests sensor per model
+    assert len(sensors) == 4  # a model sensor and a tests sensor per model (staging and fact)
     for sensor in sensors:
         assert sensor.pool == "default_pool" and sensor.retries == 2 and sensor.deferrable
         assert sensor._pre_execute_hook is dbt_group.hold_warehouse_lock_once_producer_ended

@@ -68,7 +68,7 @@ def parse_in_fresh_process(dag_id: str | None = None) -> dict:
 def test_parsing_every_dag_imports_nothing_heavy():
     parsed = parse_in_fresh_process()
     assert parsed["import_errors"] == {}
-    assert parsed["dags"] == sorted(sources.names())
+    assert parsed["dags"] == sorted([*sources.names(), "civic_marts"])  # dags/civic_marts.py beside the sources
     assert parsed["present_before"] == [], "Airflow itself loaded these: the check would prove nothing"
     assert parsed["present_after"] == [], f"parsing dags/ imported {parsed['present_after']}"
 
