@@ -134,8 +134,8 @@ DISTRICT_PROPERTY_VARIABLE = "civic_mds_district_property"
 DISTRICT_PROPERTIES = ("council_district", "district")
 PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
-SCHEMA_DIR = Path(__file__).with_name("mds_schemas")
-BUNDLED_DISTRICTS = Path(__file__).with_name("mds_data") / "austin_council_districts_GENERATED_GRID.geojson"
+SCHEMA_DIR = Path(__file__).parents[1] / "mds_schemas"
+BUNDLED_DISTRICTS = Path(__file__).parents[1] / "mds_data" / "austin_council_districts_GENERATED_GRID.geojson"
 
 FAMILIES = ("0.4", "1.x", "2.0")
 ACCEPT = {

@@ -1,0 +1,5 @@
+"""Transitional: the module moved to ``transform.py`` whole (so its history follows); the next commit splits it
+into the package's modules."""
+
+from civic_pipelines.sources.srwr.transform import *  # noqa: F401,F403
+from civic_pipelines.sources.srwr.transform import log  # noqa: F401
