@@ -626,7 +626,7 @@ def test_expired_tokens_are_refreshed_once_and_secrets_never_logged(server, lake
 def test_token_refreshed_before_expiry_without_a_401(server, monkeypatch):
     configure(server, {"token_ttl_seconds": 120})
     clock = [1000.0]
-    monkeypatch.setattr(mds.fetch.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(mds.client.time, "monotonic", lambda: clock[0])
     provider = mds.provider_config("voi")
     with make_session() as session:
         client = mds.Client(session, provider)
