@@ -24,7 +24,8 @@ blocks; the extractor keeps the landed data of the months whose content did not 
 
 **Download and memory.** The response is read in 1 MiB pieces and never held whole, compressed or
 not. A zip (recognised by its ``PK\\x03\\x04`` magic, not by the resource's ``format``) is read
-*forward* through its local file headers, the way ``unzip`` reads a pipe: the central directory at
+*forward* through its local file headers (``civic_pipelines.core.zipstream``, the project's one zip
+reader), the way ``unzip`` reads a pipe: the central directory at
 the end is never needed, because a deflate stream marks its own end. The first member whose name
 matches ``member`` is inflated in pieces of at most 1 MiB and checked against its CRC-32 and size
 (from the local header, or from the data descriptor that follows the data when the writer streamed
@@ -94,9 +95,7 @@ import hashlib
 import io
 import logging
 import re
-import struct
 import time
-import zlib
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -107,6 +106,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from civic_pipelines.core.zipstream import LOCAL_SIGNATURE, FirstMatch, ZipErrors
 from civic_pipelines.http import (
     request_timeout,
     RETRY_STATUSES,
@@ -270,147 +270,17 @@ class DateBands:
 # ---------------------------------------------------------------- byte streams
 
 
-class _Pull:
-    """A pull buffer over an iterator of byte pieces (the zip reader's input)."""
-
-    def __init__(self, pieces: Iterable[bytes]) -> None:
-        self._pieces = iter(pieces)
-        self._buffer = b""
-
-    def _next(self) -> bytes:
-        for piece in self._pieces:
-            if piece:
-                return piece
-        return b""
-
-    def read_exact(self, n: int, what: str) -> bytes:
-        while len(self._buffer) < n:
-            piece = self._next()
-            if not piece:
-                raise TransientBodyError(f"zip cut short while reading {what}")
-            self._buffer += piece
-        out, self._buffer = self._buffer[:n], self._buffer[n:]
-        return out
-
-    def read_some(self) -> bytes:
-        if self._buffer:
-            out, self._buffer = self._buffer, b""
-            return out
-        return self._next()
-
-    def unread(self, data: bytes) -> None:
-        self._buffer = data + self._buffer
+# The zip is read by the project's one forward reader; damaged or cut bytes are worth a fresh
+# download (TransientBodyError, retried), a member that cannot be read forward is not.
+ZIP_ERRORS = ZipErrors(truncated=TransientBodyError, corrupt=TransientBodyError, unsupported=CkanError)
 
 
-_LOCAL_HEADER = b"PK\x03\x04"
-_DESCRIPTOR = b"PK\x07\x08"
-_ZIP_FLAG_ENCRYPTED = 0x1
-_ZIP_FLAG_DESCRIPTOR = 0x8
-_ZIP_FLAG_UTF8 = 0x800
-
-
-class ZipMemberStream:
+class ZipMemberStream(FirstMatch):
     """Iterate the inflated bytes of the first member whose name matches ``pattern``, reading a
     zip strictly forward (local headers only; see the module docstring)."""
 
     def __init__(self, pieces: Iterable[bytes], pattern: str) -> None:
-        self._src = _Pull(pieces)
-        self._pattern = re.compile(pattern)
-        self.name: str | None = None
-        self.skipped: list[str] = []
-        self.size = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        src = self._src
-        while True:
-            signature = src.read_some()
-            src.unread(signature)
-            if not signature:
-                break
-            signature = src.read_exact(4, "a header signature")
-            if signature != _LOCAL_HEADER:
-                break  # the central directory (or anything else): no more members
-            header = src.read_exact(26, "a local file header")
-            _version, flags, method, _time, _date, crc, csize, usize, name_len, extra_len = struct.unpack("<HHHHHIIIHH", header)
-            raw_name = src.read_exact(name_len, "a member name")
-            extra = src.read_exact(extra_len, "a header's extra field")
-            name = raw_name.decode("utf-8" if flags & _ZIP_FLAG_UTF8 else "cp437")
-            zip64 = False
-            if csize == 0xFFFFFFFF or usize == 0xFFFFFFFF:
-                sizes = _zip64_sizes(extra)
-                if sizes is not None:
-                    usize, csize = sizes
-                    zip64 = True
-            if flags & _ZIP_FLAG_ENCRYPTED:
-                raise CkanError(f"zip member {name} is encrypted")
-            wanted = self.name is None and bool(self._pattern.search(name))
-            if wanted:
-                self.name = name
-            got_crc, got_size = 0, 0
-            if method == 8:
-                inflater = zlib.decompressobj(-15)
-                while not inflater.eof:
-                    data = inflater.unconsumed_tail or src.read_some()
-                    if not data:
-                        raise TransientBodyError(f"zip member {name} cut short after {got_size} bytes")
-                    try:
-                        out = inflater.decompress(data, INFLATE_CHUNK)
-                    except zlib.error as error:  # damaged bytes in transit or in the file: fetch it again
-                        raise TransientBodyError(f"zip member {name} is corrupt after {got_size} bytes ({error})") from None
-                    if out:
-                        got_crc = zlib.crc32(out, got_crc)
-                        got_size += len(out)
-                        if wanted:
-                            yield out
-                if inflater.unused_data:
-                    src.unread(inflater.unused_data)
-            elif method == 0:
-                if flags & _ZIP_FLAG_DESCRIPTOR:
-                    raise CkanError(f"zip member {name} is stored with its size after the data: cannot be read forward")
-                left = csize
-                while left:
-                    data = src.read_some()
-                    if not data:
-                        raise TransientBodyError(f"zip member {name} cut short")
-                    if len(data) > left:
-                        src.unread(data[left:])
-                        data = data[:left]
-                    left -= len(data)
-                    got_crc = zlib.crc32(data, got_crc)
-                    got_size += len(data)
-                    if wanted:
-                        yield data
-            else:
-                raise CkanError(f"zip member {name} uses compression method {method}; only deflate and stored are read")
-            if flags & _ZIP_FLAG_DESCRIPTOR:
-                first = src.read_exact(4, "a data descriptor")
-                if first == _DESCRIPTOR:
-                    first = src.read_exact(4, "a data descriptor")
-                crc = struct.unpack("<I", first)[0]
-                size_bytes = src.read_exact(16 if zip64 else 8, "a data descriptor")
-                csize, usize = struct.unpack("<QQ" if zip64 else "<II", size_bytes)
-            if got_crc != crc or got_size != usize:
-                raise TransientBodyError(
-                    f"zip member {name}: CRC/size check failed ({got_size} bytes, crc {got_crc:08x}; expected {usize}, {crc:08x})"
-                )
-            if wanted:
-                self.size = got_size
-                return  # the rest of the archive is not needed
-            self.skipped.append(name)
-        if self.name is None:
-            raise CkanError(
-                f"no zip member matches {self._pattern.pattern!r} (members: {', '.join(self.skipped) or 'none'})"
-            )
-
-
-def _zip64_sizes(extra: bytes) -> tuple[int, int] | None:
-    at = 0
-    while at + 4 <= len(extra):
-        tag, size = struct.unpack("<HH", extra[at : at + 4])
-        if tag == 0x0001 and size >= 16:
-            return struct.unpack("<QQ", extra[at + 4 : at + 20])
-        at += 4 + size
-    return None
+        super().__init__(pieces, pattern, errors=ZIP_ERRORS, no_match=CkanError, piece_size=INFLATE_CHUNK)
 
 
 class Utf8Stream:
@@ -796,7 +666,7 @@ class CkanResourceSource:
                 break
         member = None
         source: Iterable[bytes] = _chain_one(first, pieces)
-        if first.startswith(_LOCAL_HEADER):
+        if first.startswith(LOCAL_SIGNATURE):
             member = ZipMemberStream(source, _fill_year(self.member, year))
             source = member
         text = Utf8Stream(source, self.encoding)

@@ -79,9 +79,9 @@ An export with no activity for a month whose previous landing had some is refuse
 <column>`` (an ``008`` start date), ``unparseable <column> <value>``. No activity is quarantined
 as a whole (its dates only choose its block).
 
-**Memory.** The body is read in 1 MiB pieces, inflated forward by the CKAN adapter's
-``ZipMemberStream`` (no central directory, nothing on disk), decoded by ``Utf8Stream`` and split
-into records as it arrives. A record is kept (once, as text in Arrow chunks) only while its
+**Memory.** The body is read in 1 MiB pieces, inflated forward by the project's zip reader
+(``civic_pipelines.core.zipstream``: no central directory, nothing on disk), decoded by
+``Utf8Stream`` and split into records as it arrives. A record is kept (once, as text in Arrow chunks) only while its
 activity may still belong to the block: an activity already dated earlier in the file's period
 than the block is dropped as soon as that is known. The block's own records are decoded at the
 end, once the activities' months are known.

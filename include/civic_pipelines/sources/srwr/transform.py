@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import re
 import time
-import zlib
 from collections import Counter
 from collections.abc import Iterator
 from datetime import date, datetime, timezone
 
 import pyarrow as pa
 
-from civic_pipelines.adapters.ckan import Utf8Stream, ZipMemberStream
+from civic_pipelines.adapters.ckan import Utf8Stream
+from civic_pipelines.core.zipstream import FirstMatch, ZipErrors
 from civic_pipelines.http import TransientBodyError
 from civic_pipelines.months import format_month, parse_month
 from civic_pipelines.sources.base import BlockData, SchemaDriftError
@@ -44,6 +44,10 @@ from civic_pipelines.sources.srwr.contract import (
     period_months,
     undertaker_times,
 )
+
+# A zip cut short or damaged (a member that does not inflate or fails its CRC-32) is worth a fresh
+# download; one that cannot be read forward is not.
+ZIP_ERRORS = ZipErrors(truncated=TransientBodyError, corrupt=TransientBodyError, unsupported=SrwrError)
 
 
 # ---------------------------------------------------------------- streaming the file
@@ -197,8 +201,8 @@ def read_file(pieces, month: str, identifier: str, today: date, landed_at: datet
         yield head
         yield from pieces
 
-    member = ZipMemberStream(chained(), r"(?i)\.csv$")
-    text = Utf8Stream(_inflated(member, identifier), "utf-8")
+    member = FirstMatch(chained(), r"(?i)\.csv$", errors=ZIP_ERRORS, no_match=SrwrError)
+    text = Utf8Stream(member, "utf-8")
     layout = _LayoutCheck()
 
     earliest: dict[str, datetime] = {}  # activity id -> earliest readable 008 start
@@ -323,16 +327,6 @@ def read_file(pieces, month: str, identifier: str, today: date, landed_at: datet
     if counter is not None:
         stats["fetched_bytes"] = counter["bytes"]
     return BlockData(data=activity_table, quarantine=q if q.num_rows else None, stats=stats, tables=tables)
-
-
-def _inflated(member, identifier: str):
-    """The member's bytes; a deflate stream that breaks is damaged bytes, like a failed CRC-32
-    (which ``ZipMemberStream`` reports as a body cut short): worth a fresh download."""
-    try:
-        yield from member
-    except zlib.error as error:
-        raise TransientBodyError(f"zip member of {identifier} does not inflate ({error}): the file's bytes are "
-                                 "damaged") from error
 
 
 class _LayoutCheck:

@@ -2,7 +2,8 @@
 section 58 notices, one block per archive type (``part``) and month.
 
 Owns: the archive URL, the HEAD watermark, the streamed download (resumed with ``Range`` when the
-connection drops), the forward zip reader, the JSON parse, the typed flat schema of each part,
+connection drops), joining the archive's members (read by ``civic_pipelines.core.zipstream``, the
+project's one forward zip reader) into JSON lines, the JSON parse, the typed flat schema of each part,
 normalisation (event types, bare times, coordinates), validation with quarantine, and the drift
 report. Contract: ``shared/contracts/street_manager.md``; lake columns:
 ``docs/lake_contract_street_manager.md``.
