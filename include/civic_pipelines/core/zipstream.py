@@ -24,18 +24,23 @@ block with its ``Archive*`` errors; CKAN and SRWR raise ``TransientBodyError`` f
 download is repeated.
 
 **Why not the ``stream-unzip`` library.** It reads the same way (local headers, data descriptors,
-zip64), but three things rule it out here. *Speed*: on the unzip step of the Street Manager
-benchmark (one generated permit archive, 20,000 members, 16.7 MB, 1 MiB pieces, every member read
-whole; best of three; CPU seconds of the process, because the two cores were shared with a load
-average of about 20 and wall time was 25x the CPU time), ``main``'s reader took 0.25 s, this module
-0.26 s and ``stream-unzip`` 0.0.101 0.71 s: 2.7x, about 23 us more per member (it builds a dozen
-closures and generators and a flag tuple per member), so about 25 s more CPU for a permit month's
-1.1 million members, in the thread that feeds the parser, against the 10 % of the benchmark the
-issue allowed. The whole-block benchmark with a ``stream-unzip`` reader is in the report of the
-change that made this module. *Bytes*: it cannot stop at the central directory: it drains the
-stream to its end, which for a permit month is about 90 MB more download (the broken directory that
-is never needed). *Bad members*: it raises on an encrypted member or one of another method, so a
-reader cannot set it aside and go on (Street Manager quarantines those).
+zip64), but three things rule it out here (figures from 2026-12-07, on two cores shared with other
+work at a load average of 20 to 38, so wall times are 2-10x a quiet machine's and vary run to run).
+
+* *Speed.* ``bench/street_manager.py --events 200000`` (a permit month of 200,000 events, 167.7
+  MB), one run each, the block's reader swapped for ``stream-unzip`` 0.0.101: ceiling 116.2 s and
+  block 250.8 s, against 40.8-93.0 s and 52.6-112.5 s for the previous reader and 61.1-101.0 s and
+  80.8-121.7 s for this module in runs of the same hour (back to back at the same load: previous
+  93.0 / 112.5 s, this module 101.0 / 121.7 s). On the unzip step alone (20,000 members, every
+  member read whole, best of three, CPU seconds so the load does not count): previous reader 0.25
+  s, this module 0.26 s, ``stream-unzip`` 0.71 s, 2.7x, about 23 us more per member (it builds a
+  dozen closures and generators and a flag tuple for each), so about 25 s more CPU for a real
+  permit month's 1.1 million members, in the thread that feeds the parser. The issue allowed 10 %.
+* *Bytes.* It cannot stop at the central directory: it drains the stream to its end (the bench
+  block read 167.7 MB instead of 153.1 MB; about 80 MB more for a real permit month), although the
+  broken directory is never needed.
+* *Bad members.* It raises on an encrypted member or one of another method, so a reader cannot set
+  it aside and go on (Street Manager quarantines those).
 """
 
 from __future__ import annotations
