@@ -29,9 +29,10 @@ work at a load average of 20 to 38, so wall times are 2-10x a quiet machine's an
 
 * *Speed.* ``bench/street_manager.py --events 200000`` (a permit month of 200,000 events, 167.7
   MB), one run each, the block's reader swapped for ``stream-unzip`` 0.0.101: ceiling 116.2 s and
-  block 250.8 s, against 40.8-93.0 s and 52.6-112.5 s for the previous reader and 61.1-101.0 s and
-  80.8-121.7 s for this module in runs of the same hour (back to back at the same load: previous
-  93.0 / 112.5 s, this module 101.0 / 121.7 s). On the unzip step alone (20,000 members, every
+  block 250.8 s, against 40.8-93.0 s and 52.6-126.1 s for the previous reader and 61.1-101.0 s and
+  80.8-138.5 s for this module in three back-to-back pairs of the same hour (previous / this
+  module, ceiling and block: 40.8 / 61.1 and 52.6 / 80.8 s; 93.0 / 101.0 and 112.5 / 121.7 s;
+  84.5 / 69.5 and 126.1 / 138.5 s: the load, not the reader, moves them). On the unzip step alone (20,000 members, every
   member read whole, best of three, CPU seconds so the load does not count): previous reader 0.25
   s, this module 0.26 s, ``stream-unzip`` 0.71 s, 2.7x, about 23 us more per member (it builds a
   dozen closures and generators and a flag tuple for each), so about 25 s more CPU for a real
