@@ -66,6 +66,7 @@ its date falls outside the block. An optional value of the wrong type lands as n
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -160,6 +161,8 @@ class ArcGisFeatureLayerSource:
             raise _config_error(self.path, "layer_path must be a layer URL or path with a {year} placeholder")
         self.layers = {str(year): str(url) for year, url in (config.get("layers") or {}).items()}
         self.layers_variable = str(config.get("layers_variable") or f"civic_{spec.name}_layers")
+        # Declared, so docker mode forwards the year -> layer Variable to the extractor container.
+        self.SPEC = dataclasses.replace(spec, variables=tuple(dict.fromkeys((*spec.variables, self.layers_variable))))
         self.fields = [Field(table, self.path) for table in config.get("fields") or []]
         if not self.fields:
             raise _config_error(self.path, "fields is empty")
@@ -336,7 +339,8 @@ class ArcGisFeatureLayerSource:
             years.append(parsed.year + 1)
         return years
 
-    def probe(self, session, connection, month: str | None = None) -> dict:
+    def probe(self, session, connection, month: str | None = None, part: str | None = None,
+              previous: dict | None = None) -> dict:
         """The block's layers' metadata: watermark, page size, object id field and drift (one call a
         layer; two at a year edge, see the module docstring).
 
@@ -570,7 +574,10 @@ class ArcGisFeatureLayerSource:
         deduped = ordered.filter(first)
         return deduped, table.num_rows - deduped.num_rows
 
-    def extract_block(self, session, connection, month: str, probed: dict, landed_at: datetime | None = None) -> BlockData:
+    def extract_block(self, session, connection, month: str, probed: dict, landed_at: datetime | None = None, *,
+                      part: str | None = None, previous: dict | None = None, location=None,
+                      force: bool = False) -> BlockData:
+        """One month's block (the runner's keywords beyond ``landed_at`` do not concern this adapter)."""
         landed_at = landed_at or datetime.now(timezone.utc)
         if probed.get("year") != parse_month(month).year or "layer_url" not in probed or "layers" not in probed:
             probed = {**probed, **self.probe(session, connection, month=month)}

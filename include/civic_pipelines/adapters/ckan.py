@@ -726,7 +726,8 @@ class CkanResourceSource:
                 return str(value)
         return ""
 
-    def probe(self, session, connection, month: str | None = None) -> dict:
+    def probe(self, session, connection, month: str | None = None, part: str | None = None,
+              previous: dict | None = None) -> dict:
         """The block's year's resource and its watermark (one ``package_show`` call).
 
         Files are per year, so the month is needed; ``run_block`` passes it."""
@@ -1048,7 +1049,10 @@ class CkanResourceSource:
 
     # ------------------------------------------------------------ the block
 
-    def extract_block(self, session, connection, month: str, probed: dict, landed_at: datetime | None = None) -> BlockData:
+    def extract_block(self, session, connection, month: str, probed: dict, landed_at: datetime | None = None, *,
+                      part: str | None = None, previous: dict | None = None, location=None,
+                      force: bool = False) -> BlockData:
+        """One month's block (the runner's keywords beyond ``landed_at`` do not concern this adapter)."""
         landed_at = landed_at or datetime.now(timezone.utc)
         if probed.get("year") != parse_month(month).year or "resource" not in probed:
             probed = {**probed, **self.probe(session, connection, month=month)}

@@ -220,7 +220,8 @@ class SocrataDatasetSource:
             log.warning("%s schema drift (schema %s): %s", self.SPEC.name, schema, drift)
         return drift
 
-    def probe(self, session, connection) -> dict:
+    def probe(self, session, connection, month: str | None = None, part: str | None = None,
+              previous: dict | None = None) -> dict:
         """The watermark and the variant, from one metadata call."""
         url = f"{connection.base_url}/api/views/{self.dataset_id}.json"
         try:
@@ -461,7 +462,10 @@ class SocrataDatasetSource:
             + f": check {token} connection {self.SPEC.conn_id} (an app token is optional; a wrong one is refused)",
             error.status)
 
-    def extract_block(self, session, connection, month: str, probed: dict, landed_at: datetime | None = None) -> BlockData:
+    def extract_block(self, session, connection, month: str, probed: dict, landed_at: datetime | None = None, *,
+                      part: str | None = None, previous: dict | None = None, location=None,
+                      force: bool = False) -> BlockData:
+        """One month's block (the runner's keywords beyond ``landed_at`` do not concern this adapter)."""
         landed_at = landed_at or datetime.now(timezone.utc)
         schema = probed["schema"]
         drift = probed["drift"]

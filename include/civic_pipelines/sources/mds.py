@@ -91,9 +91,13 @@ from civic_pipelines.http import (
 )
 from civic_pipelines.months import next_month, parse_month
 from civic_pipelines.orchestration.variables import get_variable
-from civic_pipelines.sources.base import BlockData, NotPublished, SourceSpec
+from civic_pipelines.sources.base import BlockData, Capabilities, NotPublished, SourceSpec
 
 log = logging.getLogger(__name__)
+
+PROVIDERS_VARIABLE = "civic_mds_providers"
+DISTRICTS_PATH_VARIABLE = "civic_mds_districts_path"
+DISTRICT_PROPERTY_VARIABLE = "civic_mds_district_property"
 
 SPEC = SourceSpec(
     name="mds",
@@ -117,6 +121,12 @@ SPEC = SourceSpec(
     dbt_tag="mds",
     parts=(),
     parts_param="providers",
+    # Providers are configuration (parts()); a block holds trips, events and the hours walked, lands
+    # incomplete while hours are unpublished, and is mirrored into PostgreSQL (POSTGRES_TABLES).
+    capabilities=Capabilities(configured_parts=True, several_tables=True, incomplete_hours=True, postgres_sink=True),
+    # The deployment variables a block reads (docker mode forwards them to the container).
+    variables=(PROVIDERS_VARIABLE, DISTRICTS_PATH_VARIABLE, DISTRICT_PROPERTY_VARIABLE),
+    part_conn_id="civic_mds_{part}",
 )
 
 # The PostgreSQL mirror (civic_pipelines.sinks.postgres, the DAG's sync_postgres task): the
@@ -128,9 +138,6 @@ POSTGRES_TABLES = {
 
 # The operators the contract names (Voi; Lyft, Bolt and Dott from public consumer projects).
 DEFAULT_PROVIDERS = ("voi", "lyft", "bolt", "dott")
-PROVIDERS_VARIABLE = "civic_mds_providers"
-DISTRICTS_PATH_VARIABLE = "civic_mds_districts_path"
-DISTRICT_PROPERTY_VARIABLE = "civic_mds_district_property"
 DISTRICT_PROPERTIES = ("council_district", "district")
 PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -254,17 +261,7 @@ def auth_headers(connection) -> dict:
 
 
 def provider_conn_id(provider: str) -> str:
-    return f"civic_mds_{provider}"
-
-
-def connection_ids(part: str) -> list[str]:
-    """The connections a block of provider ``part`` reads (docker mode forwards them to the container)."""
-    return [provider_conn_id(part)]
-
-
-def variable_keys(part: str | None = None) -> list[str]:
-    """The Airflow Variables a block reads (docker mode forwards them to the container, which has no Airflow)."""
-    return [PROVIDERS_VARIABLE, DISTRICTS_PATH_VARIABLE, DISTRICT_PROPERTY_VARIABLE]
+    return SPEC.part_conn_id.format(part=provider)
 
 
 @dataclass(frozen=True)

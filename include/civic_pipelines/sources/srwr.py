@@ -67,7 +67,7 @@ else (it stays in ``raw_fields``).
 **Damaged or cut files.** A zip cut short, a CRC-32 that fails or deflate data that does not
 inflate are retried with a fresh pre-signed URL (``URL_ATTEMPTS`` in all), then fail the block.
 An export with no activity for a month whose previous landing had some is refused unless forced
-(:class:`BlockEmptied`): a file published empty by mistake does not wipe a landed month.
+(:class:`EmptyAnswerError`): a file published empty by mistake does not wipe a landed month.
 
 **Quarantine** (``quarantine.parquet``, one row per line, the first broken rule):
 ``unterminated quoted field``, ``malformed CSV: ...``, ``<n> field(s): a record needs at least 3``,
@@ -111,7 +111,7 @@ from civic_pipelines.http import (
     page_retry,
 )
 from civic_pipelines.months import format_month, parse_month
-from civic_pipelines.sources.base import BlockData, NotPublished, SchemaDriftError, SourceSpec, refuse_emptying
+from civic_pipelines.sources.base import BlockData, Capabilities, NotPublished, SchemaDriftError, SourceSpec, refuse_emptying
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,7 @@ SPEC = SourceSpec(
     ),
     tags=("street_works", "srwr", "scotland"),
     dbt_tag="srwr",
+    capabilities=Capabilities(several_tables=True),  # one download decodes into the activity table and five more
 )
 
 MONTH_CODES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
@@ -518,7 +519,7 @@ def _total_length(response) -> int | None:
     return None
 
 
-def probe(session, connection, month: str) -> dict:
+def probe(session, connection, month: str, part: str | None = None, previous: dict | None = None) -> dict:
     """The month's identifier and its file's watermark (step 1 + a one-byte ranged GET)."""
     today = today_for(connection)
     identifier = identifier_for(month, today)
@@ -917,7 +918,8 @@ def _build(name: str, items: list, month: str, landed: datetime) -> pa.Table:
 
 
 def extract_block(session, connection, month: str, probed: dict, landed_at: datetime | None = None,
-                  previous: dict | None = None, force: bool = False) -> BlockData:
+                  part: str | None = None, previous: dict | None = None, location=None,
+                  force: bool = False) -> BlockData:
     landed_at = landed_at or datetime.now(timezone.utc)
     today = date.fromisoformat(probed["today"]) if probed.get("today") else today_for(connection)
     identifier = probed.get("identifier") or identifier_for(month, today)

@@ -77,7 +77,7 @@ import pyarrow.json as pajson
 
 from civic_pipelines.http import BODY_ERRORS, _backoff_factor, request_timeout, SourceHTTPError, TransientBodyError
 from civic_pipelines.months import current_month, next_month, parse_month
-from civic_pipelines.sources.base import NotPublished, SchemaDriftError, SourceSpec, refuse_emptying
+from civic_pipelines.sources.base import Capabilities, NotPublished, SchemaDriftError, SourceSpec, refuse_emptying
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ SPEC = SourceSpec(
     pool_slots=2,
     dbt_tag="street_manager",
     parts=("permit", "activity", "section_58"),
+    capabilities=Capabilities(streamed=True),  # a permit archive is ~1 GB: written batch by batch
 )
 
 OBJECT_TYPES = {"permit": "PERMIT", "activity": "ACTIVITY", "section_58": "SECTION_58"}
@@ -246,7 +247,7 @@ def archive_url(connection, part: str, month: str) -> str:
     return f"{connection.base_url.rstrip('/')}/{part}/{year}/{mon}.zip"
 
 
-def probe(session, connection, month: str, part: str) -> dict:
+def probe(session, connection, month: str, part: str, previous: dict | None = None) -> dict:
     """The archive's watermark from a ``HEAD``; :class:`NotPublished` before it exists."""
     if part not in SPEC.parts:
         raise ValueError(f"street_manager part {part!r}; known: {', '.join(SPEC.parts)}")
@@ -271,7 +272,7 @@ def probe(session, connection, month: str, part: str) -> dict:
 
 
 def stream_block(session, connection, month: str, probed: dict, landed_at: datetime, writer, part: str,
-                 previous: dict | None = None, force: bool = False) -> dict:
+                 previous: dict | None = None, location=None, force: bool = False) -> dict:
     """Download, unzip, parse, flatten, validate and write one archive; returns the manifest's
     source-specific fields. Raises (and lands nothing) on a truncated or corrupt archive, and on
     an archive with nothing to land where the previous landing had rows (unless ``force``)."""
