@@ -80,7 +80,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from civic_pipelines.http import SourceHTTPError, get_bytes
+from civic_pipelines.http import SourceHTTPError, get_bytes, retry_policy
 from civic_pipelines.months import month_bounds, parse_month
 from civic_pipelines.prefetch import prefetch_pool
 from civic_pipelines.sources.base import BlockData, SchemaDriftError, SourceSpec
@@ -287,7 +287,7 @@ class ArcGisFeatureLayerSource:
                         code=code, url=url)
             if not retryable or attempt == self.error_retries:
                 raise error
-            delay = float(os.environ.get("CIVIC_HTTP_BACKOFF", "0.5")) * 2**attempt
+            delay = retry_policy().delay(attempt, cap=math.inf)
             log.warning("%s; retrying in %.2f s (attempt %d of %d)", error, delay, attempt + 2, self.error_retries + 1)
             time.sleep(delay)
         raise AssertionError("unreachable")

@@ -83,6 +83,7 @@ import requests
 from civic_pipelines import connections
 from civic_pipelines.http import (
     request_timeout,
+    retry_policy,
     RETRY_STATUSES,
     SourceHTTPError,
     TransientBodyError,
@@ -421,7 +422,7 @@ class Auth:
                 auth=(provider.client_id, provider.secret), headers={"Accept": "application/json"},
                 timeout=request_timeout(), **self.settings(provider.token_url))
             if response.status_code in RETRY_STATUSES and response.status_code != 200 and attempt < TOKEN_ATTEMPTS - 1:
-                wait = _retry_after(response.headers.get("Retry-After"), 0.5 * 2 ** attempt)
+                wait = _retry_after(response.headers.get("Retry-After"), retry_policy().delay(attempt))
                 response.close()
                 time.sleep(wait)
                 continue

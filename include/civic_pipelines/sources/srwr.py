@@ -87,7 +87,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import re
 import time
 import zlib
@@ -105,6 +104,7 @@ from civic_pipelines.adapters.ckan import Utf8Stream, ZipMemberStream
 from civic_pipelines.http import (
     BODY_ERRORS,
     request_timeout,
+    retry_policy,
     RETRY_STATUSES,
     SourceHTTPError,
     TransientBodyError,
@@ -458,7 +458,7 @@ def _public(url: str) -> str:
 
 
 def _pause(attempt: int) -> None:
-    time.sleep(min(5.0, float(os.environ.get("CIVIC_HTTP_BACKOFF", "0.5")) * (2 ** (attempt - 1))))
+    retry_policy().sleep(attempt - 1, cap=5.0)
 
 
 def with_fresh_url(session, connection, identifier: str, consume, headers: dict | None = None):

@@ -75,7 +75,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from civic_pipelines.http import BODY_ERRORS, _backoff_factor, request_timeout, SourceHTTPError, TransientBodyError
+from civic_pipelines.http import BODY_ERRORS, request_timeout, retry_policy, SourceHTTPError, TransientBodyError
 from civic_pipelines.months import current_month, next_month, parse_month
 from civic_pipelines.sources.base import Capabilities, NotPublished, SchemaDriftError, SourceSpec, refuse_emptying
 
@@ -354,7 +354,7 @@ class Download:
                     raise ArchiveTruncated(f"download of {self.url} kept failing after {self.received} bytes: {error}") from error
                 self.resumes += 1
                 log.warning("download of %s cut after %d bytes (%s): resuming with Range", self.url, self.received, error)
-                time.sleep(min(10.0, 0.4 * _backoff_factor() * 2 ** (attempt - 1)))
+                retry_policy().sleep(attempt - 1, scale=0.4, cap=10.0)
 
     def _check(self, response) -> None:
         status = response.status_code
