@@ -14,7 +14,7 @@ from datetime import datetime
 
 from civic_pipelines import sources
 from civic_pipelines.months import BlockPlanError, plan_months
-from civic_pipelines.orchestration.variables import get_variable
+from civic_pipelines.core.variables import get_variable
 
 DEFAULT_MAX_MAP_LENGTH = 1024  # Airflow's [core] max_map_length default
 

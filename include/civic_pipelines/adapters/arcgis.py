@@ -69,8 +69,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
-import sys
 import time
 from datetime import datetime, timezone
 from itertools import repeat
@@ -80,6 +78,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from civic_pipelines.core.variables import get_variable
 from civic_pipelines.http import SourceHTTPError, get_bytes, retry_policy
 from civic_pipelines.months import month_bounds, parse_month
 from civic_pipelines.prefetch import prefetch_pool
@@ -228,13 +227,9 @@ class ArcGisFeatureLayerSource:
     def variable_layers(self) -> dict[str, str]:
         """The Airflow Variable's year -> layer mapping (empty when it is not set)."""
         key = self.layers_variable
-        raw = os.environ.get(f"AIRFLOW_VAR_{key.upper()}")
         # Outside Airflow (the extractor image, the CLI) the environment is the only place; inside
-        # an Airflow worker (already imported) the Variable may live in the metadata DB.
-        if raw is None and "airflow" in sys.modules and os.environ.get("CIVIC_NO_AIRFLOW_LOOKUP") != "1":
-            from civic_pipelines.orchestration.variables import get_variable
-
-            raw = get_variable(key, "")
+        # an Airflow worker the orchestration layer lets the Variable come from the metadata DB.
+        raw = get_variable(key, None)
         if not raw or not raw.strip():
             return {}
         try:

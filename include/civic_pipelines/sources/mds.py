@@ -64,7 +64,6 @@ import hashlib
 import json
 import logging
 import re
-import sys
 import threading
 import time
 import uuid
@@ -81,6 +80,8 @@ import pyarrow.compute as pc
 import requests
 
 from civic_pipelines import connections
+from civic_pipelines.core import secrets
+from civic_pipelines.core.variables import get_variable
 from civic_pipelines.http import (
     request_timeout,
     retry_policy,
@@ -91,7 +92,6 @@ from civic_pipelines.http import (
     page_retry,
 )
 from civic_pipelines.months import next_month, parse_month
-from civic_pipelines.orchestration.variables import get_variable
 from civic_pipelines.sources.base import BlockData, Capabilities, NotPublished, SourceSpec
 
 log = logging.getLogger(__name__)
@@ -345,14 +345,7 @@ def provider_config(provider: str) -> Provider:
 
 def _mask_in_airflow(secret: str) -> None:
     """Inside an Airflow task, register a runtime secret (a fetched token) with the log masker."""
-    if "airflow.sdk" not in sys.modules or not secret:
-        return
-    try:
-        from airflow.sdk.log import mask_secret
-
-        mask_secret(secret)
-    except Exception:  # noqa: BLE001 - masking is a second line of defence; the code never logs secrets
-        pass
+    secrets.mask(secret)
 
 
 _TOKEN_CACHE: dict[tuple, tuple[str, float | None]] = {}
