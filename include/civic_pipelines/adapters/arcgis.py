@@ -78,6 +78,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from civic_pipelines.core import contract
+from civic_pipelines.core.contract import INT32_RANGE, INT64_RANGE
 from civic_pipelines.core.variables import get_variable
 from civic_pipelines.http import SourceHTTPError, get_bytes, retry_policy
 from civic_pipelines.months import month_bounds, parse_month
@@ -86,13 +88,7 @@ from civic_pipelines.sources.base import BlockData, SchemaDriftError, SourceSpec
 
 log = logging.getLogger(__name__)
 
-ARROW_TYPES = {
-    "string": pa.string(),
-    "int64": pa.int64(),
-    "int32": pa.int32(),
-    "float64": pa.float64(),
-    "timestamp": pa.timestamp("ms", tz="UTC"),
-}
+ARROW_TYPES = contract.arrow_types(pa.timestamp("ms", tz="UTC"))  # esriFieldTypeDate: epoch milliseconds
 # The Esri field types each configured type reads without loss; another is reported as a type change.
 COMPATIBLE_ESRI_TYPES = {
     "string": {"esriFieldTypeString", "esriFieldTypeGUID", "esriFieldTypeGlobalID"},
@@ -103,8 +99,6 @@ COMPATIBLE_ESRI_TYPES = {
                 "esriFieldTypeBigInteger"},
     "timestamp": {"esriFieldTypeDate"},
 }
-INT32_RANGE = (-(2**31), 2**31 - 1)
-LANDED_TYPE = pa.timestamp("us", tz="UTC")
 _BAD = object()  # a present value that does not parse as the field's type
 
 
@@ -197,16 +191,14 @@ class ArcGisFeatureLayerSource:
         if len(set(lake_names)) != len(lake_names) or {"_block_month", "_landed_at"} & set(lake_names):
             raise _config_error(self.path, "geometry and layer_column names must differ from the fields' names and "
                                            "the _ columns")
-        self.data_schema = pa.schema(
+        layer = [(self.layer_column, pa.int32())] if self.layer_column else []
+        self.data_schema = contract.data_schema(
             [(field.name, field.arrow_type) for field in self.fields]
             + ([(name, pa.float64()) for name in self.geometry] if self.geometry else [])
-            + ([(self.layer_column, pa.int32())] if self.layer_column else [])
-            + [("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)]
+            + layer
         )
-        self.quarantine_schema = pa.schema(
-            [(name, pa.string()) for name in names + list(self.geometry or ())]
-            + ([(self.layer_column, pa.int32())] if self.layer_column else [])
-            + [("_reason", pa.string()), ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)]
+        self.quarantine_schema = contract.quarantine_schema(
+            [(name, pa.string()) for name in names + list(self.geometry or ())] + layer
         )
 
     def _field(self, source, what: str) -> Field:
@@ -502,15 +494,14 @@ class ArcGisFeatureLayerSource:
         # Quarantine: the first broken rule names the reason (built back to front).
         rules = []
         for field in self.required:
-            rules.append((pc.and_(pc.is_null(columns[field.name]), pc.invert(bad[field.name])), f"missing {field.name}"))
-            rules.append((bad[field.name], f"unparseable {field.name}"))
+            rules.append((pc.and_(pc.is_null(columns[field.name]), pc.invert(bad[field.name])),
+                          contract.missing(field.name)))
+            rules.append((bad[field.name], contract.unparseable(field.name)))
         start, end = (datetime.fromisoformat(bound).replace(tzinfo=timezone.utc) for bound in month_bounds(month))
         date = columns[self.date_field.name]
         outside = pc.or_(pc.less(date, pa.scalar(start, date.type)), pc.greater_equal(date, pa.scalar(end, date.type)))
-        rules.append((pc.fill_null(outside, False), f"{self.date_field.name} outside block {month}"))
-        reason = pa.nulls(n, pa.string())
-        for mask, text in reversed(rules):
-            reason = pc.if_else(pc.fill_null(mask, False), pa.scalar(text), reason)
+        rules.append((pc.fill_null(outside, False), contract.outside_block(self.date_field.name, month)))
+        reason = contract.first_broken_rule(rules, n)
         rejected = pc.is_valid(reason)
         kept = pc.invert(rejected)
 
@@ -519,15 +510,13 @@ class ArcGisFeatureLayerSource:
         for name, mask in bad.items():
             if name in required:
                 continue
-            count = pc.sum(pc.and_(mask, kept)).as_py() or 0
+            count = contract.count_true(pc.and_(mask, kept))
             if count:
                 nulled[name] = count
 
-        landed = pa.scalar(landed_at, LANDED_TYPE)
         if self.layer_column:
             columns[self.layer_column] = pa.array([layer_year] * n, pa.int32())
-        columns["_block_month"] = pa.array([month] * n, pa.string())
-        columns["_landed_at"] = pa.array([landed.as_py()] * n, LANDED_TYPE)
+        columns.update(contract.block_columns(n, month, landed_at))
         good = pa.table(columns, schema=self.data_schema).filter(kept)
 
         indices = [i for i, flag in enumerate(rejected.to_pylist()) if flag]
@@ -536,11 +525,8 @@ class ArcGisFeatureLayerSource:
             quarantine = pa.table(
                 {name: pa.array([_raw_text(values[i]) for i in indices], pa.string()) for name, values in raw.items()}
                 | ({self.layer_column: pa.array([layer_year] * len(indices), pa.int32())} if self.layer_column else {})
-                | {
-                    "_reason": pc.filter(reason, rejected),
-                    "_block_month": pa.array([month] * len(indices), pa.string()),
-                    "_landed_at": pa.array([landed.as_py()] * len(indices), LANDED_TYPE),
-                },
+                | {contract.REASON: pc.filter(reason, rejected)}
+                | contract.block_columns(len(indices), month, landed_at),
                 schema=self.quarantine_schema,
             )
         return good, quarantine, {"nulled_values": nulled}
@@ -597,8 +583,7 @@ class ArcGisFeatureLayerSource:
                 goods.append(good)
                 if quarantine is not None:
                     quarantines.append(quarantine)
-                    for item in pc.value_counts(quarantine["_reason"]).to_pylist():
-                        reasons[item["values"]] = reasons.get(item["values"], 0) + item["counts"]
+                    contract.reason_counts(quarantine[contract.REASON], into=reasons)
                 for name, count in stats["nulled_values"].items():
                     nulled[name] = nulled.get(name, 0) + count
             table = pa.concat_tables(goods) if goods else self.data_schema.empty_table()
@@ -716,7 +701,7 @@ def _coerce(value, kind: str):
         number = int(value.strip())
     else:
         return _BAD
-    low, high = INT32_RANGE if kind == "int32" else (-(2**63), 2**63 - 1)
+    low, high = INT32_RANGE if kind == "int32" else INT64_RANGE
     return number if low <= number <= high else _BAD
 
 

@@ -81,6 +81,7 @@ import requests
 
 from civic_pipelines import connections
 from civic_pipelines.core import secrets
+from civic_pipelines.core.contract import LANDED_TYPE
 from civic_pipelines.core.variables import get_variable
 from civic_pipelines.http import (
     request_timeout,
@@ -168,7 +169,6 @@ DERIVED_EVENT_NAMESPACE = uuid.NAMESPACE_URL
 ENDPOINT_NAMES = ("trips", "events")
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
-LANDED_TYPE = pa.timestamp("us", tz="UTC")
 TEXT_LIST = pa.list_(pa.string())
 
 TRIPS_SCHEMA = pa.schema([

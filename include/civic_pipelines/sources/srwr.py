@@ -101,6 +101,8 @@ import orjson
 import pyarrow as pa
 
 from civic_pipelines.adapters.ckan import Utf8Stream, ZipMemberStream
+from civic_pipelines.core import contract
+from civic_pipelines.core.contract import LANDED_TYPE
 from civic_pipelines.http import (
     BODY_ERRORS,
     request_timeout,
@@ -143,7 +145,6 @@ HTTP_CHUNK = 1 << 20
 MAX_RECORD_CHARS = 1 << 20  # a quoted field still open after this much text: the quote never closes
 CHUNK_ROWS = 65_536  # records per Arrow chunk of held lines
 ZIP_MAGIC = b"PK\x03\x04"
-LANDED_TYPE = pa.timestamp("us", tz="UTC")
 TIMESTAMP_TYPE = pa.timestamp("us")
 
 ACTIVITY, PHASE, UNDERTAKER_PHASE, SITE, DISTRICT, UNKNOWN = (
@@ -222,8 +223,8 @@ SCHEMAS[DIRECTORY] = pa.schema([
     ("organisation_name", pa.string()), ("organisation_names", pa.list_(pa.string())),
     ("record_count", pa.int32()), ("activity_count", pa.int32()), ("field_count", pa.int32()),
     ("raw_fields", pa.list_(pa.string())), ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)])
-QUARANTINE_SCHEMA = pa.schema([("record_type", pa.string()), ("activity_id", pa.string()), ("raw_line", pa.string()),
-                               ("_reason", pa.string()), ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)])
+QUARANTINE_SCHEMA = contract.quarantine_schema([("record_type", pa.string()), ("activity_id", pa.string()),
+                                                ("raw_line", pa.string())])
 
 
 # ---------------------------------------------------------------- values

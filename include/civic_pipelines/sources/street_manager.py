@@ -75,6 +75,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from civic_pipelines.core import contract
+from civic_pipelines.core.contract import LANDED_TYPE
 from civic_pipelines.http import BODY_ERRORS, request_timeout, retry_policy, SourceHTTPError, TransientBodyError
 from civic_pipelines.months import current_month, next_month, parse_month
 from civic_pipelines.sources.base import Capabilities, NotPublished, SchemaDriftError, SourceSpec, refuse_emptying
@@ -159,7 +161,6 @@ KNOWN_EVENT_TYPES = frozenset([
 EVENT_TYPE_ALIASES = {"CURRENT_TRAFFIC_MANAGEMENT_TYPE_UPDATED": "CURRENT_TRAFFIC_MANAGEMENT_UPDATED"}
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
-LANDED_TYPE = pa.timestamp("us", tz="UTC")
 HTTP_PIECE = 1 << 20
 CHUNK_BYTES = 32 << 20  # JSON text per parsed chunk (~20k permit events); one record batch each
 QUEUE_CHUNKS = 2  # chunks unzipped ahead of the parser
@@ -208,13 +209,11 @@ def _data_schema(part: str) -> pa.Schema:
         ("version", pa.int32()),
     ]
     columns += [(name, TIMESTAMP if name in timestamps else pa.string()) for name in OBJECT_FIELDS[part]]
-    columns += [("longitude", pa.float64()), ("latitude", pa.float64()), ("extras", pa.string()),
-                ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)]
-    return pa.schema(columns)
+    columns += [("longitude", pa.float64()), ("latitude", pa.float64()), ("extras", pa.string())]
+    return contract.data_schema(columns)
 
 
-QUARANTINE_SCHEMA = pa.schema([("member", pa.string()), ("raw", pa.string()), ("_reason", pa.string()),
-                               ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)])
+QUARANTINE_SCHEMA = contract.quarantine_schema([("member", pa.string()), ("raw", pa.string())])
 
 
 @lru_cache(maxsize=None)
