@@ -29,6 +29,11 @@ class DatasetConfigError(ValueError):
     """A dataset file that cannot describe a source; the message names the file and the key."""
 
 
+def adapter_config_error(path: Path, message: str) -> DatasetConfigError:
+    """What every adapter raises for a bad ``[adapter]`` table: the file, the table, the reason."""
+    return DatasetConfigError(f"{path.name}: [adapter] {message}")
+
+
 def spec_from_config(config: dict, path: Path) -> SourceSpec:
     table = dict(config.get("source") or {})
     table.pop("adapter", None)

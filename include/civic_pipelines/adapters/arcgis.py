@@ -78,6 +78,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from civic_pipelines.adapters import adapter_config_error as _config_error
 from civic_pipelines.core import contract
 from civic_pipelines.core.contract import INT32_RANGE, INT64_RANGE
 from civic_pipelines.core.variables import get_variable
@@ -110,12 +111,6 @@ class ArcGisServiceError(SourceHTTPError):
         super().__init__(message)
         self.code = code
         self.url = url
-
-
-def _config_error(path: Path, message: str):
-    from civic_pipelines.adapters import DatasetConfigError
-
-    return DatasetConfigError(f"{path.name}: [adapter] {message}")
 
 
 class Field:

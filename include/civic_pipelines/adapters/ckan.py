@@ -107,6 +107,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from civic_pipelines.adapters import adapter_config_error as _config_error
 from civic_pipelines.core import contract
 from civic_pipelines.http import (
     request_timeout,
@@ -135,12 +136,6 @@ _FLOAT_RE = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 class CkanError(SourceHTTPError):
     """CKAN's error envelope, a package without the year's resource, or a file that is not the
     CSV (or zip of a CSV) the dataset file describes."""
-
-
-def _config_error(path: Path, message: str):
-    from civic_pipelines.adapters import DatasetConfigError
-
-    return DatasetConfigError(f"{path.name}: [adapter] {message}")
 
 
 def _normal(name: str) -> str:

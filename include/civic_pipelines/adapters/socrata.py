@@ -52,6 +52,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from civic_pipelines.adapters import adapter_config_error as _config_error
 from civic_pipelines.core import contract
 from civic_pipelines.http import SourceHTTPError, get_bytes
 from civic_pipelines.jsonarrow import JsonPage, exact_table
@@ -72,12 +73,6 @@ SODA2_TYPES = {"string": "text", "int64": "number", "int32": "number", "float64"
 _INT_RE = r"^-?[0-9]{1,18}$"
 _FLOAT_RE = r"^\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
 DEFAULT_VARIANT = "default"
-
-
-def _config_error(path: Path, message: str):
-    from civic_pipelines.adapters import DatasetConfigError
-
-    return DatasetConfigError(f"{path.name}: [adapter] {message}")
 
 
 class Field:
