@@ -2,9 +2,8 @@
 
 A dataset file (``civic_pipelines/datasets/<name>.toml``) has a ``[source]`` table (the fields of
 :class:`~civic_pipelines.sources.base.SourceSpec`, plus ``adapter``) and an ``[adapter]`` table
-read by the adapter named there. An adapter instance offers what a source module offers:
-``SPEC``, ``auth_headers(connection)``, ``probe(session, connection)`` and
-``extract_block(session, connection, month, probed, landed_at)``, so the extractor, the CLI and
+read by the adapter named there. An adapter instance follows the core contract
+(:class:`civic_pipelines.core.BlockSource`) as a source module does, so the extractor, the CLI and
 the DAG factory treat both alike. Adding a city on a known API is adding a file.
 """
 
@@ -14,7 +13,7 @@ import tomllib
 from importlib import import_module
 from pathlib import Path
 
-from civic_pipelines.sources.base import SourceSpec
+from civic_pipelines.core import Capabilities, SourceSpec
 
 DATASETS_DIR = Path(__file__).resolve().parent.parent / "datasets"
 
@@ -30,12 +29,20 @@ class DatasetConfigError(ValueError):
     """A dataset file that cannot describe a source; the message names the file and the key."""
 
 
+def adapter_config_error(path: Path, message: str) -> DatasetConfigError:
+    """What every adapter raises for a bad ``[adapter]`` table: the file, the table, the reason."""
+    return DatasetConfigError(f"{path.name}: [adapter] {message}")
+
+
 def spec_from_config(config: dict, path: Path) -> SourceSpec:
     table = dict(config.get("source") or {})
     table.pop("adapter", None)
-    if "tags" in table:
-        table["tags"] = tuple(table["tags"])
+    for name in ("tags", "parts", "variables"):
+        if name in table:
+            table[name] = tuple(table[name])
     try:
+        if "capabilities" in table:
+            table["capabilities"] = Capabilities(**table["capabilities"])
         return SourceSpec(**table)
     except TypeError as error:
         raise DatasetConfigError(f"{path.name}: [source] {error}") from None

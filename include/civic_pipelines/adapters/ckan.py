@@ -106,6 +106,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from civic_pipelines.adapters import adapter_config_error as _config_error
+from civic_pipelines.core import contract
 from civic_pipelines.core.zipstream import LOCAL_SIGNATURE, FirstMatch, ZipErrors
 from civic_pipelines.http import (
     request_timeout,
@@ -125,29 +127,15 @@ INFLATE_CHUNK = 1 << 20  # most bytes one inflate step may produce
 # Arrow's CSV block (one record batch per block). Arrow's streaming reader runs up to ~35 blocks
 # ahead of a slow consumer (measured with pyarrow 26), so this also sets the read-ahead memory.
 DEFAULT_BLOCK_BYTES = 1 << 20
-LANDED_TYPE = pa.timestamp("us", tz="UTC")
 TIMESTAMP_TYPE = pa.timestamp("us")  # naive: the publisher's wall time, as published
-ARROW_TYPES = {
-    "string": pa.string(),
-    "int32": pa.int32(),
-    "int64": pa.int64(),
-    "float64": pa.float64(),
-    "timestamp": TIMESTAMP_TYPE,
-}
+ARROW_TYPES = contract.arrow_types(TIMESTAMP_TYPE)
 _INT_RE = r"^[+-]?[0-9]{1,18}$"
 _FLOAT_RE = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
-_INT32_RANGE = (-(2**31), 2**31 - 1)
 
 
 class CkanError(SourceHTTPError):
     """CKAN's error envelope, a package without the year's resource, or a file that is not the
     CSV (or zip of a CSV) the dataset file describes."""
-
-
-def _config_error(path: Path, message: str):
-    from civic_pipelines.adapters import DatasetConfigError
-
-    return DatasetConfigError(f"{path.name}: [adapter] {message}")
 
 
 def _normal(name: str) -> str:
@@ -389,18 +377,7 @@ def clean_strings(values, field: Field):
 
 def parse_timestamps(values, fmt: str, width: int, fraction_digits: int):
     """Fixed-width strings to naive timestamp[us]; anything else (impossible dates included) is null."""
-    head = pc.utf8_slice_codeunits(values, 0, width)
-    parsed = pc.strptime(head, format=fmt, unit="us", error_is_null=True)
-    # strptime rolls impossible dates over (30 February -> 1 March): only a round trip proves a date real.
-    round_trip = pc.equal(pc.strftime(pc.cast(parsed, pa.timestamp("s")), format=fmt), head)
-    tail = pc.utf8_slice_codeunits(values, width, width + 64)
-    tail_re = rf"^(\.[0-9]{{1,{fraction_digits}}})?$" if fraction_digits else r"^$"
-    valid = pc.fill_null(pc.and_(round_trip, pc.match_substring_regex(tail, tail_re)), False)
-    if fraction_digits:
-        digits = pc.utf8_rpad(pc.utf8_slice_codeunits(values, width + 1, width + 7), width=6, padding="0")
-        digits = pc.if_else(valid, digits, "000000")
-        parsed = pc.add(parsed, pc.cast(pc.cast(digits, pa.int64()), pa.duration("us")))
-    return pc.if_else(valid, parsed, pa.scalar(None, TIMESTAMP_TYPE))
+    return contract.text_to_timestamps(values, fmt, width, unit="us", fraction_digits=fraction_digits)
 
 
 def typed(values, kind: str, field: Field | None = None):
@@ -410,19 +387,12 @@ def typed(values, kind: str, field: Field | None = None):
     if kind == "timestamp":
         parsed = parse_timestamps(values, field.format, field.width, 9)
     else:
-        pattern = _FLOAT_RE if kind == "float64" else _INT_RE
-        ok = pc.fill_null(pc.match_substring_regex(values, pattern), False)
-        parsed = pc.cast(pc.if_else(ok, values, pa.scalar(None, pa.string())), pa.int64() if kind != "float64" else pa.float64())
-        if kind == "int32":
-            low, high = _INT32_RANGE
-            fits = pc.fill_null(pc.and_(pc.greater_equal(parsed, low), pc.less_equal(parsed, high)), False)
-            parsed = pc.cast(pc.if_else(fits, parsed, pa.scalar(None, pa.int64())), pa.int32())
+        return contract.text_to_numbers(values, kind, _FLOAT_RE if kind == "float64" else _INT_RE)
     bad = pc.and_(pc.is_valid(values), pc.is_null(parsed))
     return parsed, bad
 
 
-def _count(mask) -> int:
-    return pc.sum(mask).as_py() or 0
+_count = contract.count_true
 
 
 # ---------------------------------------------------------------- the source
@@ -532,11 +502,9 @@ class CkanResourceSource:
         lake_names = [name for name, _ in columns]
         if len(set(lake_names)) != len(lake_names):
             raise _config_error(self.path, f"lake column names collide: {lake_names}")
-        self.data_schema = pa.schema(columns + [("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)])
-        self.quarantine_schema = pa.schema(
-            [(field.name, pa.string()) for field in self.fields]
-            + [("_raw_line", pa.string()), ("_reason", pa.string()), ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)]
-        )
+        self.data_schema = contract.data_schema(columns)
+        self.quarantine_schema = contract.quarantine_schema([(field.name, pa.string()) for field in self.fields]
+                                                            + [("_raw_line", pa.string())])
 
     def __repr__(self) -> str:
         return f"CkanResourceSource({self.SPEC.name!r}, {self.path.name})"
@@ -596,7 +564,8 @@ class CkanResourceSource:
                 return str(value)
         return ""
 
-    def probe(self, session, connection, month: str | None = None) -> dict:
+    def probe(self, session, connection, month: str | None = None, part: str | None = None,
+              previous: dict | None = None) -> dict:
         """The block's year's resource and its watermark (one ``package_show`` call).
 
         Files are per year, so the month is needed; ``run_block`` passes it."""
@@ -799,18 +768,16 @@ class CkanResourceSource:
         date = columns[self.date_field.name]
         name = self.date_field.name
         rules = [
-            (pc.is_null(clean[name]), f"missing {name}"),
-            (bad[name], f"unparseable {name}"),
+            (pc.is_null(clean[name]), contract.missing(name)),
+            (bad[name], contract.unparseable(name)),
             (pc.not_equal(pc.year(date), year), f"{name} outside the file's year {year}"),
         ]
         for field in self.required:
             if not field.nullable:
-                rules.append((pc.is_null(clean[field.name]), f"missing {field.name}"))
+                rules.append((pc.is_null(clean[field.name]), contract.missing(field.name)))
             if field.type != "string":
-                rules.append((bad[field.name], f"unparseable {field.name}"))
-        reason = pa.nulls(n, pa.string())
-        for mask, text in reversed(rules):
-            reason = pc.if_else(pc.fill_null(mask, False), pa.scalar(text), reason)
+                rules.append((bad[field.name], contract.unparseable(field.name)))
+        reason = contract.first_broken_rule(rules, n)
         rejected = pc.is_valid(reason)
         kept = pc.invert(rejected)
 
@@ -846,9 +813,7 @@ class CkanResourceSource:
                     out[group] = typed(part, kind)[0]
         for band in self.bands:
             out[band.name] = band.column(columns[band.field.name])
-        landed = pa.scalar(landed_at, LANDED_TYPE)
-        out["_block_month"] = pa.array([month] * n, pa.string())
-        out["_landed_at"] = pa.array([landed.as_py()] * n, LANDED_TYPE)
+        out.update(contract.block_columns(n, month, landed_at))
         good = pa.table({k: v for k, v in out.items()}).filter(kept)
         identical = 0
         if self.key_field is None:
@@ -862,16 +827,14 @@ class CkanResourceSource:
         quarantine = pa.table({field.name: clean[field.name] for field in self.fields}).filter(rejected)
         count = quarantine.num_rows
         quarantine = quarantine.append_column("_raw_line", pa.nulls(count, pa.string()))
-        quarantine = quarantine.append_column("_reason", pc.filter(reason, rejected))
+        quarantine = quarantine.append_column(contract.REASON, pc.filter(reason, rejected))
         if lines:
             quarantine = pa.concat_tables([quarantine, self.malformed_table(lines)])
         count = quarantine.num_rows
-        quarantine = quarantine.append_column("_block_month", pa.array([month] * count, pa.string()))
-        quarantine = quarantine.append_column("_landed_at", pa.array([landed.as_py()] * count, LANDED_TYPE))
+        for name, column in contract.block_columns(count, month, landed_at).items():
+            quarantine = quarantine.append_column(name, column)
         quarantine = quarantine.cast(self.quarantine_schema)
-        reasons = {}
-        for item in pc.value_counts(quarantine["_reason"]).to_pylist() if count else []:
-            reasons[item["values"]] = item["counts"]
+        reasons = contract.reason_counts(quarantine[contract.REASON])
         stats = {
             "block_lines": n + len(lines),
             "quarantine_reasons": dict(sorted(reasons.items())),
@@ -918,7 +881,10 @@ class CkanResourceSource:
 
     # ------------------------------------------------------------ the block
 
-    def extract_block(self, session, connection, month: str, probed: dict, landed_at: datetime | None = None) -> BlockData:
+    def extract_block(self, session, connection, month: str, probed: dict, landed_at: datetime | None = None, *,
+                      part: str | None = None, previous: dict | None = None, location=None,
+                      force: bool = False) -> BlockData:
+        """One month's block (the runner's keywords beyond ``landed_at`` do not concern this adapter)."""
         landed_at = landed_at or datetime.now(timezone.utc)
         if probed.get("year") != parse_month(month).year or "resource" not in probed:
             probed = {**probed, **self.probe(session, connection, month=month)}

@@ -84,7 +84,7 @@ def build_params(spec) -> dict:
         **(
             {"incomplete_only": Param(False, type="boolean", title="Incomplete only",
                                       description="Plan only blocks never landed or landed incomplete (missing hours).")}
-            if spec.parts_param else {}
+            if spec.capabilities.incomplete_hours else {}
         ),
         **(
             {spec.parts_param: Param(None, type=["null", "array"], items={"type": "string"}, title=spec.parts_param.capitalize(),
@@ -96,14 +96,14 @@ def build_params(spec) -> dict:
                                     description="After the blocks land, mirror every planned block that is in the lake into "
                                                 "PostgreSQL (connection civic_postgres; skipped when it is not set). "
                                                 "Force also re-syncs blocks unchanged since their last sync.")}
-            if has_postgres_sink(spec.name) else {}
+            if spec.capabilities.postgres_sink else {}
         ),
     }
 
 
 def has_postgres_sink(name: str) -> bool:
-    """A source with ``POSTGRES_TABLES`` gets the ``sync_postgres`` param and task."""
-    return bool(getattr(sources.get(name), "POSTGRES_TABLES", None))
+    """A source declaring a PostgreSQL sink gets the ``sync_postgres`` param and task."""
+    return sources.spec(name).capabilities.postgres_sink
 
 
 def dag_doc(spec) -> str:
@@ -124,7 +124,7 @@ def dag_doc(spec) -> str:
 * After the blocks, dbt builds the `{spec.dbt_tag or spec.name}` models and the marts downstream of them.
 """ + ("""* Beside dbt, `sync_postgres` mirrors the planned blocks into PostgreSQL (connection `civic_postgres`;
   trigger param `sync_postgres`).
-""" if has_postgres_sink(spec.name) else "")
+""" if spec.capabilities.postgres_sink else "")
 
 
 def max_map_length() -> int:

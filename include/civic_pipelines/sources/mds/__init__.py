@@ -75,7 +75,7 @@ from civic_pipelines.sources.mds.contract import (  # noqa: F401
     _contains_combinations, validator, schema_error,
 )
 from civic_pipelines.sources.mds.config import (  # noqa: F401
-    parts, auth_headers, provider_conn_id, connection_ids, variable_keys, Provider, parse_version,
+    parts, auth_headers, provider_conn_id, Provider, parse_version,
     provider_config, Districts, districts_path, load_districts,
 )
 from civic_pipelines.sources.mds.fetch import (  # noqa: F401

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import sys
 import threading
 import time
 from collections import Counter
@@ -15,7 +14,15 @@ from urllib.parse import urljoin, urlsplit
 import orjson
 import requests
 
-from civic_pipelines.http import RETRY_STATUSES, SourceHTTPError, TransientBodyError, page_retry, request_timeout
+from civic_pipelines.core import secrets
+from civic_pipelines.http import (
+    RETRY_STATUSES,
+    SourceHTTPError,
+    TransientBodyError,
+    page_retry,
+    request_timeout,
+    retry_policy,
+)
 from civic_pipelines.sources.mds.config import Provider, provider_conn_id
 from civic_pipelines.sources.mds.contract import MAX_PAGES_PER_HOUR, TOKEN_ATTEMPTS, MdsAuthError, MdsFormatError
 
@@ -27,14 +34,7 @@ log = logging.getLogger(__package__)  # one logger for the source, whichever mod
 
 def _mask_in_airflow(secret: str) -> None:
     """Inside an Airflow task, register a runtime secret (a fetched token) with the log masker."""
-    if "airflow.sdk" not in sys.modules or not secret:
-        return
-    try:
-        from airflow.sdk.log import mask_secret
-
-        mask_secret(secret)
-    except Exception:  # noqa: BLE001 - masking is a second line of defence; the code never logs secrets
-        pass
+    secrets.mask(secret)
 
 
 _TOKEN_CACHE: dict[tuple, tuple[str, float | None]] = {}
@@ -104,7 +104,7 @@ class Auth:
                 auth=(provider.client_id, provider.secret), headers={"Accept": "application/json"},
                 timeout=request_timeout(), **self.settings(provider.token_url))
             if response.status_code in RETRY_STATUSES and response.status_code != 200 and attempt < TOKEN_ATTEMPTS - 1:
-                wait = _retry_after(response.headers.get("Retry-After"), 0.5 * 2 ** attempt)
+                wait = _retry_after(response.headers.get("Retry-After"), retry_policy().delay(attempt))
                 response.close()
                 time.sleep(wait)
                 continue

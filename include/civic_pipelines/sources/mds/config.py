@@ -14,7 +14,7 @@ from urllib.parse import urljoin
 import orjson
 
 from civic_pipelines import connections
-from civic_pipelines.orchestration.variables import get_variable
+from civic_pipelines.core.variables import get_variable
 from civic_pipelines.sources.base import NotPublished
 from civic_pipelines.sources.mds.contract import (
     ACCEPT,
@@ -25,6 +25,7 @@ from civic_pipelines.sources.mds.contract import (
     DISTRICTS_PATH_VARIABLE,
     PROVIDER_NAME,
     PROVIDERS_VARIABLE,
+    SPEC,
     MdsConfigError,
 )
 
@@ -52,17 +53,7 @@ def auth_headers(connection) -> dict:
 
 
 def provider_conn_id(provider: str) -> str:
-    return f"civic_mds_{provider}"
-
-
-def connection_ids(part: str) -> list[str]:
-    """The connections a block of provider ``part`` reads (docker mode forwards them to the container)."""
-    return [provider_conn_id(part)]
-
-
-def variable_keys(part: str | None = None) -> list[str]:
-    """The Airflow Variables a block reads (docker mode forwards them to the container, which has no Airflow)."""
-    return [PROVIDERS_VARIABLE, DISTRICTS_PATH_VARIABLE, DISTRICT_PROPERTY_VARIABLE]
+    return SPEC.part_conn_id.format(part=provider)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,12 @@ from pathlib import Path
 import pyarrow as pa
 
 from civic_pipelines.http import SourceHTTPError
-from civic_pipelines.sources.base import SourceSpec
+from civic_pipelines.core.contract import LANDED_TYPE
+from civic_pipelines.sources.base import Capabilities, SourceSpec
+
+PROVIDERS_VARIABLE = "civic_mds_providers"
+DISTRICTS_PATH_VARIABLE = "civic_mds_districts_path"
+DISTRICT_PROPERTY_VARIABLE = "civic_mds_district_property"
 
 SPEC = SourceSpec(
     name="mds",
@@ -36,6 +41,12 @@ SPEC = SourceSpec(
     dbt_tag="mds",
     parts=(),
     parts_param="providers",
+    # Providers are configuration (parts()); a block holds trips, events and the hours walked, lands
+    # incomplete while hours are unpublished, and is mirrored into PostgreSQL (POSTGRES_TABLES).
+    capabilities=Capabilities(configured_parts=True, several_tables=True, incomplete_hours=True, postgres_sink=True),
+    # The deployment variables a block reads (docker mode forwards them to the container).
+    variables=(PROVIDERS_VARIABLE, DISTRICTS_PATH_VARIABLE, DISTRICT_PROPERTY_VARIABLE),
+    part_conn_id="civic_mds_{part}",
 )
 
 # The PostgreSQL mirror (civic_pipelines.sinks.postgres, the DAG's sync_postgres task): the
@@ -47,9 +58,6 @@ POSTGRES_TABLES = {
 
 # The operators the contract names (Voi; Lyft, Bolt and Dott from public consumer projects).
 DEFAULT_PROVIDERS = ("voi", "lyft", "bolt", "dott")
-PROVIDERS_VARIABLE = "civic_mds_providers"
-DISTRICTS_PATH_VARIABLE = "civic_mds_districts_path"
-DISTRICT_PROPERTY_VARIABLE = "civic_mds_district_property"
 DISTRICT_PROPERTIES = ("council_district", "district")
 PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -79,7 +87,6 @@ DERIVED_EVENT_NAMESPACE = uuid.NAMESPACE_URL
 ENDPOINT_NAMES = ("trips", "events")
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
-LANDED_TYPE = pa.timestamp("us", tz="UTC")
 TEXT_LIST = pa.list_(pa.string())
 
 TRIPS_SCHEMA = pa.schema([

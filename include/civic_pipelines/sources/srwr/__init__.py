@@ -71,7 +71,7 @@ else (it stays in ``raw_fields``).
 **Damaged or cut files.** A zip cut short, a CRC-32 that fails or deflate data that does not
 inflate are retried with a fresh pre-signed URL (``URL_ATTEMPTS`` in all), then fail the block.
 An export with no activity for a month whose previous landing had some is refused unless forced
-(:class:`BlockEmptied`): a file published empty by mistake does not wipe a landed month.
+(:class:`EmptyAnswerError`): a file published empty by mistake does not wipe a landed month.
 
 **Quarantine** (``quarantine.parquet``, one row per line, the first broken rule):
 ``unterminated quoted field``, ``malformed CSV: ...``, ``<n> field(s): a record needs at least 3``,

@@ -12,9 +12,11 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
+from civic_pipelines.core import contract
+from civic_pipelines.core.contract import LANDED_TYPE
 from civic_pipelines.http import SourceHTTPError
 from civic_pipelines.months import parse_month
-from civic_pipelines.sources.base import NotPublished, SourceSpec
+from civic_pipelines.sources.base import Capabilities, NotPublished, SourceSpec
 
 SPEC = SourceSpec(
     name="srwr",
@@ -34,6 +36,7 @@ SPEC = SourceSpec(
     ),
     tags=("street_works", "srwr", "scotland"),
     dbt_tag="srwr",
+    capabilities=Capabilities(several_tables=True),  # one download decodes into the activity table and five more
 )
 
 MONTH_CODES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
@@ -43,7 +46,6 @@ HTTP_CHUNK = 1 << 20
 MAX_RECORD_CHARS = 1 << 20  # a quoted field still open after this much text: the quote never closes
 CHUNK_ROWS = 65_536  # records per Arrow chunk of held lines
 ZIP_MAGIC = b"PK\x03\x04"
-LANDED_TYPE = pa.timestamp("us", tz="UTC")
 TIMESTAMP_TYPE = pa.timestamp("us")
 
 ACTIVITY, PHASE, UNDERTAKER_PHASE, SITE, DISTRICT, UNKNOWN = (
@@ -122,8 +124,8 @@ SCHEMAS[DIRECTORY] = pa.schema([
     ("organisation_name", pa.string()), ("organisation_names", pa.list_(pa.string())),
     ("record_count", pa.int32()), ("activity_count", pa.int32()), ("field_count", pa.int32()),
     ("raw_fields", pa.list_(pa.string())), ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)])
-QUARANTINE_SCHEMA = pa.schema([("record_type", pa.string()), ("activity_id", pa.string()), ("raw_line", pa.string()),
-                               ("_reason", pa.string()), ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)])
+QUARANTINE_SCHEMA = contract.quarantine_schema([("record_type", pa.string()), ("activity_id", pa.string()),
+                                                ("raw_line", pa.string())])
 
 
 # ---------------------------------------------------------------- values

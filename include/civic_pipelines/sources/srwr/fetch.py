@@ -4,7 +4,6 @@ watermark, and the block."""
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from datetime import date, datetime, timezone
@@ -12,7 +11,7 @@ from urllib.parse import urljoin, urlsplit
 
 import orjson
 
-from civic_pipelines.http import BODY_ERRORS, RETRY_STATUSES, TransientBodyError, page_retry, request_timeout
+from civic_pipelines.http import BODY_ERRORS, RETRY_STATUSES, TransientBodyError, page_retry, request_timeout, retry_policy
 from civic_pipelines.sources.base import BlockData, NotPublished, refuse_emptying
 from civic_pipelines.sources.srwr.contract import HTTP_CHUNK, URL_ATTEMPTS, SrwrError, identifier_for, today_for
 from civic_pipelines.sources.srwr.transform import read_file
@@ -62,7 +61,7 @@ def _public(url: str) -> str:
 
 
 def _pause(attempt: int) -> None:
-    time.sleep(min(5.0, float(os.environ.get("CIVIC_HTTP_BACKOFF", "0.5")) * (2 ** (attempt - 1))))
+    retry_policy().sleep(attempt - 1, cap=5.0)
 
 
 def with_fresh_url(session, connection, identifier: str, consume, headers: dict | None = None):
@@ -123,7 +122,7 @@ def _total_length(response) -> int | None:
     return None
 
 
-def probe(session, connection, month: str) -> dict:
+def probe(session, connection, month: str, part: str | None = None, previous: dict | None = None) -> dict:
     """The month's identifier and its file's watermark (step 1 + a one-byte ranged GET)."""
     today = today_for(connection)
     identifier = identifier_for(month, today)
@@ -158,7 +157,8 @@ def _body_pieces(response, counter: dict):
 
 
 def extract_block(session, connection, month: str, probed: dict, landed_at: datetime | None = None,
-                  previous: dict | None = None, force: bool = False) -> BlockData:
+                  part: str | None = None, previous: dict | None = None, location=None,
+                  force: bool = False) -> BlockData:
     landed_at = landed_at or datetime.now(timezone.utc)
     today = date.fromisoformat(probed["today"]) if probed.get("today") else today_for(connection)
     identifier = probed.get("identifier") or identifier_for(month, today)

@@ -10,7 +10,9 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from civic_pipelines.sources.base import SourceSpec
+from civic_pipelines.core import contract
+from civic_pipelines.core.contract import LANDED_TYPE  # noqa: F401 - re-exported for the package
+from civic_pipelines.sources.base import Capabilities, SourceSpec
 
 SPEC = SourceSpec(
     name="street_manager",
@@ -34,6 +36,7 @@ SPEC = SourceSpec(
     pool_slots=2,
     dbt_tag="street_manager",
     parts=("permit", "activity", "section_58"),
+    capabilities=Capabilities(streamed=True),  # a permit archive is ~1 GB: written batch by batch
 )
 
 OBJECT_TYPES = {"permit": "PERMIT", "activity": "ACTIVITY", "section_58": "SECTION_58"}
@@ -89,7 +92,6 @@ KNOWN_EVENT_TYPES = frozenset([
 EVENT_TYPE_ALIASES = {"CURRENT_TRAFFIC_MANAGEMENT_TYPE_UPDATED": "CURRENT_TRAFFIC_MANAGEMENT_UPDATED"}
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
-LANDED_TYPE = pa.timestamp("us", tz="UTC")
 _LONDON = ZoneInfo("Europe/London")
 # OSGB36 / British National Grid -> WGS 84 by EPSG:1314 (Helmert, ~2 m), fixed (see the docstring).
 BNG_TO_WGS84 = (
@@ -133,13 +135,11 @@ def _data_schema(part: str) -> pa.Schema:
         ("version", pa.int32()),
     ]
     columns += [(name, TIMESTAMP if name in timestamps else pa.string()) for name in OBJECT_FIELDS[part]]
-    columns += [("longitude", pa.float64()), ("latitude", pa.float64()), ("extras", pa.string()),
-                ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)]
-    return pa.schema(columns)
+    columns += [("longitude", pa.float64()), ("latitude", pa.float64()), ("extras", pa.string())]
+    return contract.data_schema(columns)
 
 
-QUARANTINE_SCHEMA = pa.schema([("member", pa.string()), ("raw", pa.string()), ("_reason", pa.string()),
-                               ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)])
+QUARANTINE_SCHEMA = contract.quarantine_schema([("member", pa.string()), ("raw", pa.string())])
 
 
 @lru_cache(maxsize=None)

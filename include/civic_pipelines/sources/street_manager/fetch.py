@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from datetime import datetime
 
-from civic_pipelines.http import BODY_ERRORS, SourceHTTPError, TransientBodyError, _backoff_factor, request_timeout
+from civic_pipelines.http import BODY_ERRORS, SourceHTTPError, TransientBodyError, request_timeout, retry_policy
 from civic_pipelines.months import current_month, next_month, parse_month
 from civic_pipelines.sources.base import NotPublished, refuse_emptying
 from civic_pipelines.sources.street_manager.contract import SPEC, ArchiveChanged, ArchiveTruncated, data_schema
@@ -33,7 +33,7 @@ def archive_url(connection, part: str, month: str) -> str:
     return f"{connection.base_url.rstrip('/')}/{part}/{year}/{mon}.zip"
 
 
-def probe(session, connection, month: str, part: str) -> dict:
+def probe(session, connection, month: str, part: str, previous: dict | None = None) -> dict:
     """The archive's watermark from a ``HEAD``; :class:`NotPublished` before it exists."""
     if part not in SPEC.parts:
         raise ValueError(f"street_manager part {part!r}; known: {', '.join(SPEC.parts)}")
@@ -58,7 +58,7 @@ def probe(session, connection, month: str, part: str) -> dict:
 
 
 def stream_block(session, connection, month: str, probed: dict, landed_at: datetime, writer, part: str,
-                 previous: dict | None = None, force: bool = False) -> dict:
+                 previous: dict | None = None, location=None, force: bool = False) -> dict:
     """Download, unzip, parse, flatten, validate and write one archive; returns the manifest's
     source-specific fields. Raises (and lands nothing) on a truncated or corrupt archive, and on
     an archive with nothing to land where the previous landing had rows (unless ``force``)."""
@@ -140,7 +140,7 @@ class Download:
                     raise ArchiveTruncated(f"download of {self.url} kept failing after {self.received} bytes: {error}") from error
                 self.resumes += 1
                 log.warning("download of %s cut after %d bytes (%s): resuming with Range", self.url, self.received, error)
-                time.sleep(min(10.0, 0.4 * _backoff_factor() * 2 ** (attempt - 1)))
+                retry_policy().sleep(attempt - 1, scale=0.4, cap=10.0)
 
     def _check(self, response) -> None:
         status = response.status_code
