@@ -123,6 +123,8 @@ def emit_table_assets(source: str, dbt_group) -> None:
     """Make the Cosmos task that builds each of the source's incremental tables its Asset's producer
     (the Assets view then shows the source DAG's task beside the civic_marts consumer)."""
     tables = source_tables(source)
+    if not tables:  # a source with no incremental table (or no dbt models) produces no table Asset
+        return
     for node_id, task in dbt_group.tasks_map.items():
         model = node_id.rsplit(".", 1)[1]
         if node_id.startswith("model.") and model in tables:
