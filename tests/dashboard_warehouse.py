@@ -120,7 +120,7 @@ def _build(out: Path) -> None:
             server.mds.configure({"now": MDS_NOW, **MDS_VOLUME})
             # The extractor asks only for hours that have ended on its clock: set it to the replay's,
             # so the block walks one week (about 340 requests) instead of every hour of the month.
-            from civic_pipelines.sources import mds as mds_source
+            from civic_pipelines.sources.mds import fetch as mds_source
 
             if callable(getattr(mds_source, "_now", None)):
                 mds_source._now = lambda: datetime.fromisoformat(MDS_NOW.replace("Z", "+00:00"))

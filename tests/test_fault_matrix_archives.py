@@ -32,7 +32,7 @@ from civic_pipelines.http import SourceHTTPError
 from civic_pipelines.replay.street_manager import archive_events
 from civic_pipelines.sources import srwr as srwr_source
 from civic_pipelines.sources import street_manager as sm
-from civic_pipelines.sources.base import BlockEmptied, SchemaDriftError
+from civic_pipelines.sources.base import EmptyAnswerError, SchemaDriftError
 
 MONTH = "2024-03"
 PART = "permit"
@@ -368,12 +368,12 @@ def test_street_manager_an_empty_archive_lands_an_empty_month(street, lake, reli
 
 def test_street_manager_an_empty_archive_does_not_wipe_a_landed_month(street, lake, reliability):
     reliability.row(fault="empty month replacing a landed month", source="street_manager",
-                    expected="refused (BlockEmptied): the landed rows stay; a forced run accepts the empty month; "
+                    expected="refused (EmptyAnswerError): the landed rows stay; a forced run accepts the empty month; "
                              "the follow-up lands the month whole")
     sm_run(lake)
     before = folder_bytes(sm_folder(lake))
     post(street, "faults", {"empty_month": 1})
-    with pytest.raises(BlockEmptied, match=f"holds 0 events.*{EVENTS} rows were landed.*force"):
+    with pytest.raises(EmptyAnswerError, match=f"holds 0 events.*{EVENTS} rows were landed.*force"):
         sm_run(lake)
     assert folder_bytes(sm_folder(lake)) == before
     assert sm_run(lake)["skipped"] and sm_exact(lake, street) == EVENTS  # the month as published: unchanged
@@ -630,12 +630,12 @@ def test_srwr_an_empty_export_lands_an_empty_month(scot, lake, reliability):
 
 def test_srwr_an_empty_export_does_not_wipe_a_landed_month(scot, lake, reliability):
     reliability.row(fault="empty month replacing a landed month", source="srwr",
-                    expected="refused (BlockEmptied): the landed rows stay; a forced run accepts the empty month; "
+                    expected="refused (EmptyAnswerError): the landed rows stay; a forced run accepts the empty month; "
                              "the follow-up lands the month whole")
     landed = srwr_run(lake)["rows"]
     before = folder_bytes(srwr_folder(lake))
     post(scot, "faults", {"empty_month": 1})  # the probe sees the empty file too: its watermark moved
-    with pytest.raises(BlockEmptied, match=f"holds no activity for {SRWR_MONTH}.*{landed} rows were landed"):
+    with pytest.raises(EmptyAnswerError, match=f"holds no activity for {SRWR_MONTH}.*{landed} rows were landed"):
         srwr_run(lake)
     assert folder_bytes(srwr_folder(lake)) == before
     post(scot, "faults", {"empty_month": 1})

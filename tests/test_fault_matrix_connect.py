@@ -61,7 +61,7 @@ def point_at(monkeypatch, source: str, base: str) -> None:
         monkeypatch.setenv("AIRFLOW_VAR_CIVIC_MDS_PROVIDERS", '["lyft"]')
         monkeypatch.setenv("AIRFLOW_VAR_CIVIC_MDS_DISTRICTS_PATH", "")
         monkeypatch.setenv("AIRFLOW_VAR_CIVIC_MDS_DISTRICT_PROPERTY", "")
-        monkeypatch.setattr(mds, "_now", lambda: MDS_CLOCK)
+        monkeypatch.setattr(mds.fetch, "_now", lambda: MDS_CLOCK)
         conn = {"conn_type": "http", "host": f"{base}/mds/lyft", "extra": {"mds_version": "1.2.0", "auth": "none"}}
     else:
         scheme, rest = base.split("://", 1)

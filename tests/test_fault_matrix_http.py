@@ -172,7 +172,7 @@ def _mds(provider: str):
                                            "page_size": 2}})
         for name in server.mds.providers:
             monkeypatch.setenv(f"AIRFLOW_CONN_CIVIC_MDS_{name.upper()}", json.dumps(server.mds.connection(name)))
-        monkeypatch.setattr(mds, "_now", lambda: MDS_CLOCK)  # hours after it are not asked: a twelve-hour walk
+        monkeypatch.setattr(mds.fetch, "_now", lambda: MDS_CLOCK)  # hours after it are not asked: a twelve-hour walk
         hours = [h for h in mds.month_hours("2023-02") if h < MDS_CLOCK]
 
         def keys() -> list:

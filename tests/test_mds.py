@@ -89,7 +89,7 @@ def ms(value: datetime) -> int:
 def set_clock(monkeypatch, iso: str) -> datetime:
     """The client's clock (hours that have not ended by it are not asked): a shorter walk."""
     moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    monkeypatch.setattr(mds, "_now", lambda: moment)
+    monkeypatch.setattr(mds.fetch, "_now", lambda: moment)
     return moment
 
 
@@ -626,7 +626,7 @@ def test_expired_tokens_are_refreshed_once_and_secrets_never_logged(server, lake
 def test_token_refreshed_before_expiry_without_a_401(server, monkeypatch):
     configure(server, {"token_ttl_seconds": 120})
     clock = [1000.0]
-    monkeypatch.setattr(mds.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(mds.client.time, "monotonic", lambda: clock[0])
     provider = mds.provider_config("voi")
     with make_session() as session:
         client = mds.Client(session, provider)

@@ -16,7 +16,7 @@ import pytest
 from civic_pipelines import sources
 from civic_pipelines.lake import BlockLocation, content_sha256_all, write_block
 from civic_pipelines.sinks import postgres as sink
-from civic_pipelines.sources.base import BlockData, SourceSpec
+from civic_pipelines.sources.base import BlockData, Capabilities, SourceSpec
 
 UTC = dt.timezone.utc
 TABLES = {
@@ -26,7 +26,8 @@ TABLES = {
 SPEC = SourceSpec(name="pg_stand_in", title="PG stand-in", publisher="tests", cron="0 0 2 * *", cadence="monthly",
                   first_month="2024-01", conn_id="civic_pg_stand_in", default_base_url="http://127.0.0.1:9",
                   natural_key="trip_id", description="A stand-in source with a PostgreSQL sink.",
-                  parts=("alpha", "beta"), parts_param="providers")
+                  parts=("alpha", "beta"), parts_param="providers",
+                  capabilities=Capabilities(several_tables=True, postgres_sink=True))
 NASTY = ['plain', '', None, 'comma, "quote"', 'new\nline', 'ünïcödé ✓', '\\backslash\\N', 'tab\there']
 
 
@@ -362,10 +363,10 @@ def stand_in_dag(stand_in, postgres, airflow_db, run_dir, monkeypatch):
     monkeypatch.delenv("CIVIC_NO_AIRFLOW_LOOKUP")
     state = {"version": 0}
 
-    def probe(session, connection, month, part):
+    def probe(session, connection, month, part, previous=None):
         return {"watermark": f"v{state['version']}"}
 
-    def extract_block(session, connection, month, probed, landed_at, part):
+    def extract_block(session, connection, month, probed, landed_at, part, previous=None, location=None, force=False):
         n = 1_500 if part == "alpha" else 400
         data = trips(part, month, n - 100 * state["version"], version=state["version"])
         return BlockData(data=data, quarantine=None, stats={}, tables={"events": events(part, month, n // 10)})

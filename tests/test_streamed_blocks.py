@@ -13,11 +13,12 @@ import pytest
 
 from civic_pipelines import extract, sources
 from civic_pipelines.lake import BlockLocation, BlockWriter, content_sha256
-from civic_pipelines.sources.base import BlockData, NotPublished, SourceSpec
+from civic_pipelines.sources.base import BlockData, Capabilities, NotPublished, SourceSpec
 
 SPEC = SourceSpec(name="stand_in", title="t", publisher="p", cron="0 0 1 * *", cadence="monthly",
                   first_month="2020-01", conn_id="civic_stand_in", default_base_url="http://127.0.0.1:9",
-                  natural_key="id", description="d", parts=("big", "small"))
+                  natural_key="id", description="d", parts=("big", "small"),
+                  capabilities=Capabilities(streamed=True))
 
 
 def batches(n: int, size: int, version: int = 0):
@@ -32,13 +33,14 @@ def batches(n: int, size: int, version: int = 0):
 def stand_in(monkeypatch):
     state = {"version": 0, "published": True, "fail_after": None, "calls": []}
 
-    def probe(session, connection, month, part):
+    def probe(session, connection, month, part, previous=None):
         state["calls"].append(("probe", month, part))
         if not state["published"]:
             raise NotPublished(f"{part} {month} appears on the 1st of the next month")
         return {"watermark": f"w{state['version']}{state.get('watermark_suffix', '')}"}
 
-    def stream_block(session, connection, month, probed, landed_at, writer, part):
+    def stream_block(session, connection, month, probed, landed_at, writer, part, previous=None, location=None,
+                     force=False):
         for i, batch in enumerate(batches(150_000, 7_001, state["version"])):
             if state["fail_after"] is not None and i == state["fail_after"]:
                 raise RuntimeError("archive truncated")
@@ -110,11 +112,12 @@ def test_parts_are_required_and_checked(stand_in, lake):
 
 
 def test_extra_tables_land_beside_the_data_in_one_commit(monkeypatch, lake):
-    spec = SourceSpec(**{**SPEC.__dict__, "name": "multi", "parts": ()})
+    spec = SourceSpec(**{**SPEC.__dict__, "name": "multi", "parts": (),
+                         "capabilities": Capabilities(several_tables=True)})
     block = BlockData(data=pa.table({"id": [1, 2]}), quarantine=None, stats={},
                       tables={"phase": pa.table({"id": [1], "phase": ["A"]}), "district": pa.table({"code": ["06"]})})
-    module = types.SimpleNamespace(SPEC=spec, auth_headers=lambda c: {}, probe=lambda s, c: {"watermark": "1"},
-                                   extract_block=lambda s, c, m, p, landed_at: block)
+    module = types.SimpleNamespace(SPEC=spec, auth_headers=lambda c: {}, probe=lambda s, c, **block: {"watermark": "1"},
+                                   extract_block=lambda s, c, m, p, landed_at, **kwargs: block)
     real_get = sources.get
     monkeypatch.setattr(sources, "get", lambda name: module if name == "multi" else real_get(name))
     monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
@@ -124,7 +127,7 @@ def test_extra_tables_land_beside_the_data_in_one_commit(monkeypatch, lake):
     assert pq.read_table(folder / "phase.parquet").to_pylist() == [{"id": 1, "phase": "A"}]
     assert sorted(p.name for p in folder.iterdir()) == ["_manifest.json", "data.parquet", "district.parquet", "phase.parquet"]
     # The same content again (a moved watermark) is recognised across all tables.
-    module.probe = lambda s, c: {"watermark": "2"}
+    module.probe = lambda s, c, **block: {"watermark": "2"}
     assert extract.run_block("multi", "2024-01", lake=lake)["reason"].startswith("content unchanged")
 
 

@@ -184,15 +184,12 @@ def resolve(conn_id: str, default_base_url: str) -> SourceConnection:
 
 def block_conn_ids(source: str, part: str | None = None, lake: str | None = None) -> list[str]:
     """Every connection id one block's extraction may read, in order: the source's own, those
-    its part names (a source module's ``connection_ids(part)``: an MDS provider's
+    its part names (``SPEC.part_conn_id``: an MDS provider's
     ``civic_mds_<provider>``), and the lake's (type ``aws``) when the lake is ``s3://``. What
     docker mode hands the extractor container, which has no Airflow to ask."""
     from civic_pipelines import settings, sources
 
-    module = sources.get(source)
-    ids = [module.SPEC.conn_id]
-    if part is not None and callable(getattr(module, "connection_ids", None)):
-        ids.extend(module.connection_ids(part))
+    ids = sources.spec(source).conn_ids(part)
     if (lake or settings.lake_url()).startswith("s3://"):
         ids.append(settings.lake_conn_id())
     return list(dict.fromkeys(ids))

@@ -6,7 +6,6 @@ returns the block manifest, which the task pushes as its XCom.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from datetime import datetime, timezone
@@ -28,29 +27,12 @@ from civic_pipelines.lake import (
     write_manifest,
 )
 from civic_pipelines.months import parse_month
-from civic_pipelines.sources.base import EmptyAnswerError, NotPublished
+from civic_pipelines.core import EmptyAnswerError, NotPublished
 
 log = logging.getLogger(__name__)
 
 # Where no block lock exists (object-store lakes), temporary files this old are a dead writer's.
 STALE_TEMP_SECONDS = 6 * 3600
-
-
-def _accepts(function, name: str) -> bool:
-    return name in inspect.signature(function).parameters
-
-
-def _probe(source, session, connection, month: str, part: str | None, previous: dict | None = None) -> dict:
-    """Sources whose watermark depends on the block (a layer, file or archive per period) take
-    ``month`` (and ``part``)."""
-    kwargs = {}
-    if _accepts(source.probe, "month"):
-        kwargs["month"] = month
-    if part is not None:
-        kwargs["part"] = part
-    if _accepts(source.probe, "previous"):
-        kwargs["previous"] = previous
-    return source.probe(session, connection, **kwargs)
 
 
 def _landed_empty(previous: dict | None) -> bool:
@@ -110,18 +92,18 @@ def run_block(source: str, month: str, lake: str | None = None, force: bool = Fa
 def _run_locked(module, spec, source, month, location, manifest, force, part, started) -> dict:
     connection = connections.resolve(spec.conn_id, spec.default_base_url)
     session = make_session(module.auth_headers(connection), conn_id=connection.conn_id)
-    part_kwargs = {"part": part} if part is not None else {}
+    capabilities = spec.capabilities
     with session:
         previous = read_manifest(location)
         try:
-            probed = _probe(module, session, connection, month, part, previous)
+            probed = module.probe(session, connection, month=month, part=part, previous=previous)
         except NotPublished as reason:
             log.info("%s %s: not published yet (%s): skipped", source, month, reason)
             return {**manifest, "skipped": True, "reason": f"not published yet: {reason}",
                     "seconds": round(time.monotonic() - started, 3)}
         # An empty landing is asked again whatever the watermark (one query): a month that came
         # back empty because the source was late or glitched fills in on the next run.
-        recheck = _landed_empty(previous) and not hasattr(module, "stream_block")  # not a 1 GB archive each run
+        recheck = _landed_empty(previous) and not capabilities.streamed  # not a 1 GB archive each run
         if previous and not force and previous.get("watermark") == probed["watermark"] and not recheck:
             log.info("%s %s unchanged since %s (watermark %s): skipped", source, month, previous.get("landed_at"), probed["watermark"])
             return {
@@ -135,17 +117,16 @@ def _run_locked(module, spec, source, month, location, manifest, force, part, st
                 "seconds": round(time.monotonic() - started, 3),
             }
         landed_at = datetime.now(timezone.utc)
-        # A source that completes a block over several runs (MDS hours not yet published) reads
-        # what the previous landing holds; one that guards a landing (refusing to empty it) is told
-        # whether the run is forced.
-        function = module.stream_block if hasattr(module, "stream_block") else module.extract_block
-        for name, value in (("previous", previous), ("location", location), ("force", force)):
-            if _accepts(function, name):
-                part_kwargs[name] = value
-        if hasattr(module, "stream_block"):
+        # Every source is told the whole block: a source that completes a block over several runs
+        # (MDS hours not yet published) reads what the previous landing holds; one that guards a
+        # landing (refusing to empty it) is told whether the run is forced.
+        block_kwargs = {"part": part, "previous": previous, "location": location, "force": force}
+        if capabilities.streamed:
             return _run_streamed(module, session, connection, location, month, probed, landed_at, previous, force,
-                                 manifest, started, part_kwargs)
-        block = module.extract_block(session, connection, month, probed, landed_at=landed_at, **part_kwargs)
+                                 manifest, started, block_kwargs)
+        block = module.extract_block(session, connection, month, probed, landed_at=landed_at, **block_kwargs)
+    if block.tables and not capabilities.several_tables:
+        raise TypeError(f"{source} returned tables {sorted(block.tables)} but does not declare several_tables")
 
     quarantined = block.quarantine.num_rows if block.quarantine is not None else 0
     if _is_empty(block) and previous and previous.get("rows") and not force:
@@ -200,12 +181,12 @@ def _unchanged(location, previous, probed, landed_at, manifest, sha, started) ->
 
 
 def _run_streamed(module, session, connection, location, month, probed, landed_at, previous, force, manifest,
-                  started, part_kwargs) -> dict:
+                  started, block_kwargs) -> dict:
     """A block the source writes batch by batch (``stream_block``): memory stays bounded by the
     batch size, and the block is still replaced whole, or not at all."""
     with BlockWriter(location) as writer:
         stats = module.stream_block(session, connection, month, probed, landed_at=landed_at, writer=writer,
-                                    **part_kwargs)
+                                    **block_kwargs)
         sha = writer.sha256
         if previous and not force and previous.get("sha256") == sha and \
                 (previous.get("quarantined") or 0) == writer.quarantined:

@@ -9,6 +9,9 @@ Who retries what, once each (never a retry chain inside another):
   connection is an answer, not a glitch: it is not retried here; the request fails at once with
   :class:`SourceUnreachable`, one line naming the connection (the DAG's task retries, minutes later,
   are the retry).
+* :class:`RetryPolicy` (:func:`retry_policy`) is the one backoff every retry reads: urllib3's, and
+  the few loops a source runs itself (a resumed archive download, a fresh pre-signed URL, an
+  ArcGIS error envelope, an OAuth token). ``CIVIC_HTTP_BACKOFF`` (seconds, default 0.5) sets it.
 * tenacity (:data:`page_retry`) owns only what urllib3 cannot see: a body cut short *after* the
   headers (a reset mid-page, ``ChunkedEncodingError``/``ProtocolError``, a stall mid-body). It never
   repeats a request whose urllib3 budget is spent, nor an unreachable host.
@@ -20,6 +23,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
@@ -55,8 +59,35 @@ def connect_deadline() -> float:
     return float(os.environ.get("CIVIC_HTTP_CONNECT_DEADLINE", DEFAULT_CONNECT_DEADLINE))
 
 
-def _backoff_factor() -> float:
-    return float(os.environ.get("CIVIC_HTTP_BACKOFF", "0.5"))
+DEFAULT_BACKOFF = 0.5  # seconds before the first retry; doubled on each following one
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long to wait before a retry, for every request of every source.
+
+    ``backoff_factor`` is urllib3's (``factor * 2 ** (retry - 1)``, at most ``backoff_max``); a
+    source that retries on its own (a loop urllib3 cannot see) asks :meth:`delay` rather than
+    reading the setting itself, so one variable speeds up or slows down every retry at once.
+    """
+
+    backoff_factor: float = DEFAULT_BACKOFF
+    backoff_max: float = 60.0
+
+    def delay(self, exponent: int, *, scale: float = 1.0, cap: float | None = None) -> float:
+        """``scale * backoff_factor * 2 ** exponent`` seconds, at most ``cap`` (else ``backoff_max``)."""
+        return min(self.backoff_max if cap is None else cap, scale * self.backoff_factor * 2**exponent)
+
+    def sleep(self, exponent: int, *, scale: float = 1.0, cap: float | None = None) -> float:
+        """Wait :meth:`delay` seconds; returns them (for the log line)."""
+        seconds = self.delay(exponent, scale=scale, cap=cap)
+        time.sleep(seconds)
+        return seconds
+
+
+def retry_policy() -> RetryPolicy:
+    """The policy now (``CIVIC_HTTP_BACKOFF`` is read on each call: tests and the fault matrix set it per test)."""
+    return RetryPolicy(backoff_factor=float(os.environ.get("CIVIC_HTTP_BACKOFF", DEFAULT_BACKOFF)))
 
 
 class SourceUnreachable(RuntimeError):
@@ -146,13 +177,14 @@ class CivicSession(requests.Session):
 def make_session(headers: dict | None = None, total_retries: int = 6, conn_id: str | None = None) -> requests.Session:
     """``conn_id`` names the Airflow connection the session talks to, for the message when the
     host cannot be reached."""
-    retry_policy = CivicRetry(
+    policy = retry_policy()
+    urllib3_retry = CivicRetry(
         total=total_retries,
         connect=total_retries,
         read=total_retries,
         status=total_retries,
-        backoff_factor=_backoff_factor(),
-        backoff_max=60,
+        backoff_factor=policy.backoff_factor,
+        backoff_max=policy.backoff_max,
         status_forcelist=RETRY_STATUSES,
         allowed_methods=frozenset({"GET", "HEAD"}),
         respect_retry_after_header=True,
@@ -162,7 +194,7 @@ def make_session(headers: dict | None = None, total_retries: int = 6, conn_id: s
     )
     session = CivicSession()
     session.conn_id = conn_id
-    adapter = HTTPAdapter(max_retries=retry_policy, pool_connections=2, pool_maxsize=4)
+    adapter = HTTPAdapter(max_retries=urllib3_retry, pool_connections=2, pool_maxsize=4)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers.update({"User-Agent": "civic-pipelines/0.1 (+https://github.com/civic-pipelines)"})

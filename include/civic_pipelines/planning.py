@@ -14,7 +14,7 @@ from datetime import datetime
 
 from civic_pipelines import sources
 from civic_pipelines.months import BlockPlanError, plan_months
-from civic_pipelines.orchestration.variables import get_variable
+from civic_pipelines.core.variables import get_variable
 
 DEFAULT_MAX_MAP_LENGTH = 1024  # Airflow's [core] max_map_length default
 
@@ -108,7 +108,7 @@ def plan(spec, params: dict | None = None, interval_start: datetime | None = Non
         raise PlanError(name, str(error)) from None
     force = bool(params.get("force"))
     parts = [None]
-    if spec.parts or hasattr(sources.get(name), "parts"):
+    if spec.has_parts:
         try:
             parts = enabled_parts(spec, params.get(spec.parts_param) if spec.parts_param else None)
         except ValueError as error:

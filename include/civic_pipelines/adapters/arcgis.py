@@ -68,8 +68,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import sys
 import time
 from datetime import datetime, timezone
 from itertools import repeat
@@ -79,20 +77,19 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from civic_pipelines.http import SourceHTTPError, get_bytes
+from civic_pipelines.adapters import adapter_config_error as _config_error
+from civic_pipelines.adapters import adapter_variables, with_variables
+from civic_pipelines.core import contract
+from civic_pipelines.core.contract import INT32_RANGE, INT64_RANGE
+from civic_pipelines.core.variables import get_variable
+from civic_pipelines.http import SourceHTTPError, get_bytes, retry_policy
 from civic_pipelines.months import month_bounds, parse_month
 from civic_pipelines.prefetch import prefetch_pool
 from civic_pipelines.sources.base import BlockData, SchemaDriftError, SourceSpec
 
 log = logging.getLogger(__name__)
 
-ARROW_TYPES = {
-    "string": pa.string(),
-    "int64": pa.int64(),
-    "int32": pa.int32(),
-    "float64": pa.float64(),
-    "timestamp": pa.timestamp("ms", tz="UTC"),
-}
+ARROW_TYPES = contract.arrow_types(pa.timestamp("ms", tz="UTC"))  # esriFieldTypeDate: epoch milliseconds
 # The Esri field types each configured type reads without loss; another is reported as a type change.
 COMPATIBLE_ESRI_TYPES = {
     "string": {"esriFieldTypeString", "esriFieldTypeGUID", "esriFieldTypeGlobalID"},
@@ -103,8 +100,6 @@ COMPATIBLE_ESRI_TYPES = {
                 "esriFieldTypeBigInteger"},
     "timestamp": {"esriFieldTypeDate"},
 }
-INT32_RANGE = (-(2**31), 2**31 - 1)
-LANDED_TYPE = pa.timestamp("us", tz="UTC")
 _BAD = object()  # a present value that does not parse as the field's type
 
 
@@ -116,12 +111,6 @@ class ArcGisServiceError(SourceHTTPError):
         super().__init__(message)
         self.code = code
         self.url = url
-
-
-def _config_error(path: Path, message: str):
-    from civic_pipelines.adapters import DatasetConfigError
-
-    return DatasetConfigError(f"{path.name}: [adapter] {message}")
 
 
 class Field:
@@ -159,7 +148,9 @@ class ArcGisFeatureLayerSource:
         if not self.layer_path or "{year}" not in self.layer_path:
             raise _config_error(self.path, "layer_path must be a layer URL or path with a {year} placeholder")
         self.layers = {str(year): str(url) for year, url in (config.get("layers") or {}).items()}
-        self.layers_variable = str(config.get("layers_variable") or f"civic_{spec.name}_layers")
+        # Declared, so docker mode forwards the year -> layer Variable to the extractor container.
+        (self.layers_variable,) = adapter_variables("arcgis", spec, config)
+        self.SPEC = with_variables(spec, (self.layers_variable,))
         self.fields = [Field(table, self.path) for table in config.get("fields") or []]
         if not self.fields:
             raise _config_error(self.path, "fields is empty")
@@ -195,16 +186,14 @@ class ArcGisFeatureLayerSource:
         if len(set(lake_names)) != len(lake_names) or {"_block_month", "_landed_at"} & set(lake_names):
             raise _config_error(self.path, "geometry and layer_column names must differ from the fields' names and "
                                            "the _ columns")
-        self.data_schema = pa.schema(
+        layer = [(self.layer_column, pa.int32())] if self.layer_column else []
+        self.data_schema = contract.data_schema(
             [(field.name, field.arrow_type) for field in self.fields]
             + ([(name, pa.float64()) for name in self.geometry] if self.geometry else [])
-            + ([(self.layer_column, pa.int32())] if self.layer_column else [])
-            + [("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)]
+            + layer
         )
-        self.quarantine_schema = pa.schema(
-            [(name, pa.string()) for name in names + list(self.geometry or ())]
-            + ([(self.layer_column, pa.int32())] if self.layer_column else [])
-            + [("_reason", pa.string()), ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)]
+        self.quarantine_schema = contract.quarantine_schema(
+            [(name, pa.string()) for name in names + list(self.geometry or ())] + layer
         )
 
     def _field(self, source, what: str) -> Field:
@@ -225,13 +214,9 @@ class ArcGisFeatureLayerSource:
     def variable_layers(self) -> dict[str, str]:
         """The Airflow Variable's year -> layer mapping (empty when it is not set)."""
         key = self.layers_variable
-        raw = os.environ.get(f"AIRFLOW_VAR_{key.upper()}")
         # Outside Airflow (the extractor image, the CLI) the environment is the only place; inside
-        # an Airflow worker (already imported) the Variable may live in the metadata DB.
-        if raw is None and "airflow" in sys.modules and os.environ.get("CIVIC_NO_AIRFLOW_LOOKUP") != "1":
-            from civic_pipelines.orchestration.variables import get_variable
-
-            raw = get_variable(key, "")
+        # an Airflow worker the orchestration layer lets the Variable come from the metadata DB.
+        raw = get_variable(key, None)
         if not raw or not raw.strip():
             return {}
         try:
@@ -284,7 +269,7 @@ class ArcGisFeatureLayerSource:
                         code=code, url=url)
             if not retryable or attempt == self.error_retries:
                 raise error
-            delay = float(os.environ.get("CIVIC_HTTP_BACKOFF", "0.5")) * 2**attempt
+            delay = retry_policy().delay(attempt, cap=math.inf)
             log.warning("%s; retrying in %.2f s (attempt %d of %d)", error, delay, attempt + 2, self.error_retries + 1)
             time.sleep(delay)
         raise AssertionError("unreachable")
@@ -336,7 +321,8 @@ class ArcGisFeatureLayerSource:
             years.append(parsed.year + 1)
         return years
 
-    def probe(self, session, connection, month: str | None = None) -> dict:
+    def probe(self, session, connection, month: str | None = None, part: str | None = None,
+              previous: dict | None = None) -> dict:
         """The block's layers' metadata: watermark, page size, object id field and drift (one call a
         layer; two at a year edge, see the module docstring).
 
@@ -503,15 +489,14 @@ class ArcGisFeatureLayerSource:
         # Quarantine: the first broken rule names the reason (built back to front).
         rules = []
         for field in self.required:
-            rules.append((pc.and_(pc.is_null(columns[field.name]), pc.invert(bad[field.name])), f"missing {field.name}"))
-            rules.append((bad[field.name], f"unparseable {field.name}"))
+            rules.append((pc.and_(pc.is_null(columns[field.name]), pc.invert(bad[field.name])),
+                          contract.missing(field.name)))
+            rules.append((bad[field.name], contract.unparseable(field.name)))
         start, end = (datetime.fromisoformat(bound).replace(tzinfo=timezone.utc) for bound in month_bounds(month))
         date = columns[self.date_field.name]
         outside = pc.or_(pc.less(date, pa.scalar(start, date.type)), pc.greater_equal(date, pa.scalar(end, date.type)))
-        rules.append((pc.fill_null(outside, False), f"{self.date_field.name} outside block {month}"))
-        reason = pa.nulls(n, pa.string())
-        for mask, text in reversed(rules):
-            reason = pc.if_else(pc.fill_null(mask, False), pa.scalar(text), reason)
+        rules.append((pc.fill_null(outside, False), contract.outside_block(self.date_field.name, month)))
+        reason = contract.first_broken_rule(rules, n)
         rejected = pc.is_valid(reason)
         kept = pc.invert(rejected)
 
@@ -520,15 +505,13 @@ class ArcGisFeatureLayerSource:
         for name, mask in bad.items():
             if name in required:
                 continue
-            count = pc.sum(pc.and_(mask, kept)).as_py() or 0
+            count = contract.count_true(pc.and_(mask, kept))
             if count:
                 nulled[name] = count
 
-        landed = pa.scalar(landed_at, LANDED_TYPE)
         if self.layer_column:
             columns[self.layer_column] = pa.array([layer_year] * n, pa.int32())
-        columns["_block_month"] = pa.array([month] * n, pa.string())
-        columns["_landed_at"] = pa.array([landed.as_py()] * n, LANDED_TYPE)
+        columns.update(contract.block_columns(n, month, landed_at))
         good = pa.table(columns, schema=self.data_schema).filter(kept)
 
         indices = [i for i, flag in enumerate(rejected.to_pylist()) if flag]
@@ -537,11 +520,8 @@ class ArcGisFeatureLayerSource:
             quarantine = pa.table(
                 {name: pa.array([_raw_text(values[i]) for i in indices], pa.string()) for name, values in raw.items()}
                 | ({self.layer_column: pa.array([layer_year] * len(indices), pa.int32())} if self.layer_column else {})
-                | {
-                    "_reason": pc.filter(reason, rejected),
-                    "_block_month": pa.array([month] * len(indices), pa.string()),
-                    "_landed_at": pa.array([landed.as_py()] * len(indices), LANDED_TYPE),
-                },
+                | {contract.REASON: pc.filter(reason, rejected)}
+                | contract.block_columns(len(indices), month, landed_at),
                 schema=self.quarantine_schema,
             )
         return good, quarantine, {"nulled_values": nulled}
@@ -570,7 +550,10 @@ class ArcGisFeatureLayerSource:
         deduped = ordered.filter(first)
         return deduped, table.num_rows - deduped.num_rows
 
-    def extract_block(self, session, connection, month: str, probed: dict, landed_at: datetime | None = None) -> BlockData:
+    def extract_block(self, session, connection, month: str, probed: dict, landed_at: datetime | None = None, *,
+                      part: str | None = None, previous: dict | None = None, location=None,
+                      force: bool = False) -> BlockData:
+        """One month's block (the runner's keywords beyond ``landed_at`` do not concern this adapter)."""
         landed_at = landed_at or datetime.now(timezone.utc)
         if probed.get("year") != parse_month(month).year or "layer_url" not in probed or "layers" not in probed:
             probed = {**probed, **self.probe(session, connection, month=month)}
@@ -595,8 +578,7 @@ class ArcGisFeatureLayerSource:
                 goods.append(good)
                 if quarantine is not None:
                     quarantines.append(quarantine)
-                    for item in pc.value_counts(quarantine["_reason"]).to_pylist():
-                        reasons[item["values"]] = reasons.get(item["values"], 0) + item["counts"]
+                    contract.reason_counts(quarantine[contract.REASON], into=reasons)
                 for name, count in stats["nulled_values"].items():
                     nulled[name] = nulled.get(name, 0) + count
             table = pa.concat_tables(goods) if goods else self.data_schema.empty_table()
@@ -714,7 +696,7 @@ def _coerce(value, kind: str):
         number = int(value.strip())
     else:
         return _BAD
-    low, high = INT32_RANGE if kind == "int32" else (-(2**63), 2**63 - 1)
+    low, high = INT32_RANGE if kind == "int32" else INT64_RANGE
     return number if low <= number <= high else _BAD
 
 

@@ -24,7 +24,8 @@ blocks; the extractor keeps the landed data of the months whose content did not 
 
 **Download and memory.** The response is read in 1 MiB pieces and never held whole, compressed or
 not. A zip (recognised by its ``PK\\x03\\x04`` magic, not by the resource's ``format``) is read
-*forward* through its local file headers, the way ``unzip`` reads a pipe: the central directory at
+*forward* through its local file headers (``civic_pipelines.core.zipstream``, the project's one zip
+reader), the way ``unzip`` reads a pipe: the central directory at
 the end is never needed, because a deflate stream marks its own end. The first member whose name
 matches ``member`` is inflated in pieces of at most 1 MiB and checked against its CRC-32 and size
 (from the local header, or from the data descriptor that follows the data when the writer streamed
@@ -94,9 +95,7 @@ import hashlib
 import io
 import logging
 import re
-import struct
 import time
-import zlib
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -107,6 +106,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from civic_pipelines.adapters import adapter_config_error as _config_error
+from civic_pipelines.core import contract
+from civic_pipelines.core.zipstream import LOCAL_SIGNATURE, FirstMatch, ZipErrors
 from civic_pipelines.http import (
     request_timeout,
     RETRY_STATUSES,
@@ -125,29 +127,15 @@ INFLATE_CHUNK = 1 << 20  # most bytes one inflate step may produce
 # Arrow's CSV block (one record batch per block). Arrow's streaming reader runs up to ~35 blocks
 # ahead of a slow consumer (measured with pyarrow 26), so this also sets the read-ahead memory.
 DEFAULT_BLOCK_BYTES = 1 << 20
-LANDED_TYPE = pa.timestamp("us", tz="UTC")
 TIMESTAMP_TYPE = pa.timestamp("us")  # naive: the publisher's wall time, as published
-ARROW_TYPES = {
-    "string": pa.string(),
-    "int32": pa.int32(),
-    "int64": pa.int64(),
-    "float64": pa.float64(),
-    "timestamp": TIMESTAMP_TYPE,
-}
+ARROW_TYPES = contract.arrow_types(TIMESTAMP_TYPE)
 _INT_RE = r"^[+-]?[0-9]{1,18}$"
 _FLOAT_RE = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
-_INT32_RANGE = (-(2**31), 2**31 - 1)
 
 
 class CkanError(SourceHTTPError):
     """CKAN's error envelope, a package without the year's resource, or a file that is not the
     CSV (or zip of a CSV) the dataset file describes."""
-
-
-def _config_error(path: Path, message: str):
-    from civic_pipelines.adapters import DatasetConfigError
-
-    return DatasetConfigError(f"{path.name}: [adapter] {message}")
 
 
 def _normal(name: str) -> str:
@@ -270,147 +258,17 @@ class DateBands:
 # ---------------------------------------------------------------- byte streams
 
 
-class _Pull:
-    """A pull buffer over an iterator of byte pieces (the zip reader's input)."""
-
-    def __init__(self, pieces: Iterable[bytes]) -> None:
-        self._pieces = iter(pieces)
-        self._buffer = b""
-
-    def _next(self) -> bytes:
-        for piece in self._pieces:
-            if piece:
-                return piece
-        return b""
-
-    def read_exact(self, n: int, what: str) -> bytes:
-        while len(self._buffer) < n:
-            piece = self._next()
-            if not piece:
-                raise TransientBodyError(f"zip cut short while reading {what}")
-            self._buffer += piece
-        out, self._buffer = self._buffer[:n], self._buffer[n:]
-        return out
-
-    def read_some(self) -> bytes:
-        if self._buffer:
-            out, self._buffer = self._buffer, b""
-            return out
-        return self._next()
-
-    def unread(self, data: bytes) -> None:
-        self._buffer = data + self._buffer
+# The zip is read by the project's one forward reader; damaged or cut bytes are worth a fresh
+# download (TransientBodyError, retried), a member that cannot be read forward is not.
+ZIP_ERRORS = ZipErrors(truncated=TransientBodyError, corrupt=TransientBodyError, unsupported=CkanError)
 
 
-_LOCAL_HEADER = b"PK\x03\x04"
-_DESCRIPTOR = b"PK\x07\x08"
-_ZIP_FLAG_ENCRYPTED = 0x1
-_ZIP_FLAG_DESCRIPTOR = 0x8
-_ZIP_FLAG_UTF8 = 0x800
-
-
-class ZipMemberStream:
+class ZipMemberStream(FirstMatch):
     """Iterate the inflated bytes of the first member whose name matches ``pattern``, reading a
     zip strictly forward (local headers only; see the module docstring)."""
 
     def __init__(self, pieces: Iterable[bytes], pattern: str) -> None:
-        self._src = _Pull(pieces)
-        self._pattern = re.compile(pattern)
-        self.name: str | None = None
-        self.skipped: list[str] = []
-        self.size = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        src = self._src
-        while True:
-            signature = src.read_some()
-            src.unread(signature)
-            if not signature:
-                break
-            signature = src.read_exact(4, "a header signature")
-            if signature != _LOCAL_HEADER:
-                break  # the central directory (or anything else): no more members
-            header = src.read_exact(26, "a local file header")
-            _version, flags, method, _time, _date, crc, csize, usize, name_len, extra_len = struct.unpack("<HHHHHIIIHH", header)
-            raw_name = src.read_exact(name_len, "a member name")
-            extra = src.read_exact(extra_len, "a header's extra field")
-            name = raw_name.decode("utf-8" if flags & _ZIP_FLAG_UTF8 else "cp437")
-            zip64 = False
-            if csize == 0xFFFFFFFF or usize == 0xFFFFFFFF:
-                sizes = _zip64_sizes(extra)
-                if sizes is not None:
-                    usize, csize = sizes
-                    zip64 = True
-            if flags & _ZIP_FLAG_ENCRYPTED:
-                raise CkanError(f"zip member {name} is encrypted")
-            wanted = self.name is None and bool(self._pattern.search(name))
-            if wanted:
-                self.name = name
-            got_crc, got_size = 0, 0
-            if method == 8:
-                inflater = zlib.decompressobj(-15)
-                while not inflater.eof:
-                    data = inflater.unconsumed_tail or src.read_some()
-                    if not data:
-                        raise TransientBodyError(f"zip member {name} cut short after {got_size} bytes")
-                    try:
-                        out = inflater.decompress(data, INFLATE_CHUNK)
-                    except zlib.error as error:  # damaged bytes in transit or in the file: fetch it again
-                        raise TransientBodyError(f"zip member {name} is corrupt after {got_size} bytes ({error})") from None
-                    if out:
-                        got_crc = zlib.crc32(out, got_crc)
-                        got_size += len(out)
-                        if wanted:
-                            yield out
-                if inflater.unused_data:
-                    src.unread(inflater.unused_data)
-            elif method == 0:
-                if flags & _ZIP_FLAG_DESCRIPTOR:
-                    raise CkanError(f"zip member {name} is stored with its size after the data: cannot be read forward")
-                left = csize
-                while left:
-                    data = src.read_some()
-                    if not data:
-                        raise TransientBodyError(f"zip member {name} cut short")
-                    if len(data) > left:
-                        src.unread(data[left:])
-                        data = data[:left]
-                    left -= len(data)
-                    got_crc = zlib.crc32(data, got_crc)
-                    got_size += len(data)
-                    if wanted:
-                        yield data
-            else:
-                raise CkanError(f"zip member {name} uses compression method {method}; only deflate and stored are read")
-            if flags & _ZIP_FLAG_DESCRIPTOR:
-                first = src.read_exact(4, "a data descriptor")
-                if first == _DESCRIPTOR:
-                    first = src.read_exact(4, "a data descriptor")
-                crc = struct.unpack("<I", first)[0]
-                size_bytes = src.read_exact(16 if zip64 else 8, "a data descriptor")
-                csize, usize = struct.unpack("<QQ" if zip64 else "<II", size_bytes)
-            if got_crc != crc or got_size != usize:
-                raise TransientBodyError(
-                    f"zip member {name}: CRC/size check failed ({got_size} bytes, crc {got_crc:08x}; expected {usize}, {crc:08x})"
-                )
-            if wanted:
-                self.size = got_size
-                return  # the rest of the archive is not needed
-            self.skipped.append(name)
-        if self.name is None:
-            raise CkanError(
-                f"no zip member matches {self._pattern.pattern!r} (members: {', '.join(self.skipped) or 'none'})"
-            )
-
-
-def _zip64_sizes(extra: bytes) -> tuple[int, int] | None:
-    at = 0
-    while at + 4 <= len(extra):
-        tag, size = struct.unpack("<HH", extra[at : at + 4])
-        if tag == 0x0001 and size >= 16:
-            return struct.unpack("<QQ", extra[at + 4 : at + 20])
-        at += 4 + size
-    return None
+        super().__init__(pieces, pattern, errors=ZIP_ERRORS, no_match=CkanError, piece_size=INFLATE_CHUNK)
 
 
 class Utf8Stream:
@@ -519,18 +377,7 @@ def clean_strings(values, field: Field):
 
 def parse_timestamps(values, fmt: str, width: int, fraction_digits: int):
     """Fixed-width strings to naive timestamp[us]; anything else (impossible dates included) is null."""
-    head = pc.utf8_slice_codeunits(values, 0, width)
-    parsed = pc.strptime(head, format=fmt, unit="us", error_is_null=True)
-    # strptime rolls impossible dates over (30 February -> 1 March): only a round trip proves a date real.
-    round_trip = pc.equal(pc.strftime(pc.cast(parsed, pa.timestamp("s")), format=fmt), head)
-    tail = pc.utf8_slice_codeunits(values, width, width + 64)
-    tail_re = rf"^(\.[0-9]{{1,{fraction_digits}}})?$" if fraction_digits else r"^$"
-    valid = pc.fill_null(pc.and_(round_trip, pc.match_substring_regex(tail, tail_re)), False)
-    if fraction_digits:
-        digits = pc.utf8_rpad(pc.utf8_slice_codeunits(values, width + 1, width + 7), width=6, padding="0")
-        digits = pc.if_else(valid, digits, "000000")
-        parsed = pc.add(parsed, pc.cast(pc.cast(digits, pa.int64()), pa.duration("us")))
-    return pc.if_else(valid, parsed, pa.scalar(None, TIMESTAMP_TYPE))
+    return contract.text_to_timestamps(values, fmt, width, unit="us", fraction_digits=fraction_digits)
 
 
 def typed(values, kind: str, field: Field | None = None):
@@ -540,19 +387,12 @@ def typed(values, kind: str, field: Field | None = None):
     if kind == "timestamp":
         parsed = parse_timestamps(values, field.format, field.width, 9)
     else:
-        pattern = _FLOAT_RE if kind == "float64" else _INT_RE
-        ok = pc.fill_null(pc.match_substring_regex(values, pattern), False)
-        parsed = pc.cast(pc.if_else(ok, values, pa.scalar(None, pa.string())), pa.int64() if kind != "float64" else pa.float64())
-        if kind == "int32":
-            low, high = _INT32_RANGE
-            fits = pc.fill_null(pc.and_(pc.greater_equal(parsed, low), pc.less_equal(parsed, high)), False)
-            parsed = pc.cast(pc.if_else(fits, parsed, pa.scalar(None, pa.int64())), pa.int32())
+        return contract.text_to_numbers(values, kind, _FLOAT_RE if kind == "float64" else _INT_RE)
     bad = pc.and_(pc.is_valid(values), pc.is_null(parsed))
     return parsed, bad
 
 
-def _count(mask) -> int:
-    return pc.sum(mask).as_py() or 0
+_count = contract.count_true
 
 
 # ---------------------------------------------------------------- the source
@@ -662,11 +502,9 @@ class CkanResourceSource:
         lake_names = [name for name, _ in columns]
         if len(set(lake_names)) != len(lake_names):
             raise _config_error(self.path, f"lake column names collide: {lake_names}")
-        self.data_schema = pa.schema(columns + [("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)])
-        self.quarantine_schema = pa.schema(
-            [(field.name, pa.string()) for field in self.fields]
-            + [("_raw_line", pa.string()), ("_reason", pa.string()), ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)]
-        )
+        self.data_schema = contract.data_schema(columns)
+        self.quarantine_schema = contract.quarantine_schema([(field.name, pa.string()) for field in self.fields]
+                                                            + [("_raw_line", pa.string())])
 
     def __repr__(self) -> str:
         return f"CkanResourceSource({self.SPEC.name!r}, {self.path.name})"
@@ -726,7 +564,8 @@ class CkanResourceSource:
                 return str(value)
         return ""
 
-    def probe(self, session, connection, month: str | None = None) -> dict:
+    def probe(self, session, connection, month: str | None = None, part: str | None = None,
+              previous: dict | None = None) -> dict:
         """The block's year's resource and its watermark (one ``package_show`` call).
 
         Files are per year, so the month is needed; ``run_block`` passes it."""
@@ -796,7 +635,7 @@ class CkanResourceSource:
                 break
         member = None
         source: Iterable[bytes] = _chain_one(first, pieces)
-        if first.startswith(_LOCAL_HEADER):
+        if first.startswith(LOCAL_SIGNATURE):
             member = ZipMemberStream(source, _fill_year(self.member, year))
             source = member
         text = Utf8Stream(source, self.encoding)
@@ -929,18 +768,16 @@ class CkanResourceSource:
         date = columns[self.date_field.name]
         name = self.date_field.name
         rules = [
-            (pc.is_null(clean[name]), f"missing {name}"),
-            (bad[name], f"unparseable {name}"),
+            (pc.is_null(clean[name]), contract.missing(name)),
+            (bad[name], contract.unparseable(name)),
             (pc.not_equal(pc.year(date), year), f"{name} outside the file's year {year}"),
         ]
         for field in self.required:
             if not field.nullable:
-                rules.append((pc.is_null(clean[field.name]), f"missing {field.name}"))
+                rules.append((pc.is_null(clean[field.name]), contract.missing(field.name)))
             if field.type != "string":
-                rules.append((bad[field.name], f"unparseable {field.name}"))
-        reason = pa.nulls(n, pa.string())
-        for mask, text in reversed(rules):
-            reason = pc.if_else(pc.fill_null(mask, False), pa.scalar(text), reason)
+                rules.append((bad[field.name], contract.unparseable(field.name)))
+        reason = contract.first_broken_rule(rules, n)
         rejected = pc.is_valid(reason)
         kept = pc.invert(rejected)
 
@@ -976,9 +813,7 @@ class CkanResourceSource:
                     out[group] = typed(part, kind)[0]
         for band in self.bands:
             out[band.name] = band.column(columns[band.field.name])
-        landed = pa.scalar(landed_at, LANDED_TYPE)
-        out["_block_month"] = pa.array([month] * n, pa.string())
-        out["_landed_at"] = pa.array([landed.as_py()] * n, LANDED_TYPE)
+        out.update(contract.block_columns(n, month, landed_at))
         good = pa.table({k: v for k, v in out.items()}).filter(kept)
         identical = 0
         if self.key_field is None:
@@ -992,16 +827,14 @@ class CkanResourceSource:
         quarantine = pa.table({field.name: clean[field.name] for field in self.fields}).filter(rejected)
         count = quarantine.num_rows
         quarantine = quarantine.append_column("_raw_line", pa.nulls(count, pa.string()))
-        quarantine = quarantine.append_column("_reason", pc.filter(reason, rejected))
+        quarantine = quarantine.append_column(contract.REASON, pc.filter(reason, rejected))
         if lines:
             quarantine = pa.concat_tables([quarantine, self.malformed_table(lines)])
         count = quarantine.num_rows
-        quarantine = quarantine.append_column("_block_month", pa.array([month] * count, pa.string()))
-        quarantine = quarantine.append_column("_landed_at", pa.array([landed.as_py()] * count, LANDED_TYPE))
+        for name, column in contract.block_columns(count, month, landed_at).items():
+            quarantine = quarantine.append_column(name, column)
         quarantine = quarantine.cast(self.quarantine_schema)
-        reasons = {}
-        for item in pc.value_counts(quarantine["_reason"]).to_pylist() if count else []:
-            reasons[item["values"]] = item["counts"]
+        reasons = contract.reason_counts(quarantine[contract.REASON])
         stats = {
             "block_lines": n + len(lines),
             "quarantine_reasons": dict(sorted(reasons.items())),
@@ -1048,7 +881,10 @@ class CkanResourceSource:
 
     # ------------------------------------------------------------ the block
 
-    def extract_block(self, session, connection, month: str, probed: dict, landed_at: datetime | None = None) -> BlockData:
+    def extract_block(self, session, connection, month: str, probed: dict, landed_at: datetime | None = None, *,
+                      part: str | None = None, previous: dict | None = None, location=None,
+                      force: bool = False) -> BlockData:
+        """One month's block (the runner's keywords beyond ``landed_at`` do not concern this adapter)."""
         landed_at = landed_at or datetime.now(timezone.utc)
         if probed.get("year") != parse_month(month).year or "resource" not in probed:
             probed = {**probed, **self.probe(session, connection, month=month)}

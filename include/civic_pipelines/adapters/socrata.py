@@ -52,6 +52,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from civic_pipelines.adapters import adapter_config_error as _config_error
+from civic_pipelines.core import contract
 from civic_pipelines.http import SourceHTTPError, get_bytes
 from civic_pipelines.jsonarrow import JsonPage, exact_table
 from civic_pipelines.months import month_bounds
@@ -62,14 +64,7 @@ log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 50_000  # SODA 2.0 refuses a larger $limit
 SYSTEM_FIELDS = {":id", ":created_at", ":updated_at"}
-LANDED_TYPE = pa.timestamp("us", tz="UTC")
-ARROW_TYPES = {
-    "string": pa.string(),
-    "int64": pa.int64(),
-    "int32": pa.int32(),
-    "float64": pa.float64(),
-    "timestamp": pa.timestamp("ms"),  # floating: the publisher's wall time, as published
-}
+ARROW_TYPES = contract.arrow_types(pa.timestamp("ms"))  # floating: the publisher's wall time, as published
 # What the dataset's column metadata calls each lake type (for the replay server's /api/views).
 SODA_TYPES = {"string": "text", "int64": "number", "int32": "number", "float64": "number", "timestamp": "calendar_date"}
 # What X-SODA2-Types calls each lake type on a data page.
@@ -78,12 +73,6 @@ SODA2_TYPES = {"string": "text", "int64": "number", "int32": "number", "float64"
 _INT_RE = r"^-?[0-9]{1,18}$"
 _FLOAT_RE = r"^\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
 DEFAULT_VARIANT = "default"
-
-
-def _config_error(path: Path, message: str):
-    from civic_pipelines.adapters import DatasetConfigError
-
-    return DatasetConfigError(f"{path.name}: [adapter] {message}")
 
 
 class Field:
@@ -168,14 +157,9 @@ class SocrataDatasetSource:
             self.withheld_point = (self._field(point["x"], "withheld_point.x", "float64").name,
                                    self._field(point["y"], "withheld_point.y", "float64").name)
 
-        tail = [(self.variant_column, pa.string())] if self.variant_column else []
-        tail += [("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)]
-        self.DATA_SCHEMA = pa.schema([(f.name, f.arrow_type) for f in self.fields] + tail)
-        self.QUARANTINE_SCHEMA = pa.schema(
-            [(f.name, pa.string()) for f in self.fields]
-            + ([(self.variant_column, pa.string())] if self.variant_column else [])
-            + [("_reason", pa.string()), ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)]
-        )
+        variant = [(self.variant_column, pa.string())] if self.variant_column else []
+        self.DATA_SCHEMA = contract.data_schema([(f.name, f.arrow_type) for f in self.fields] + variant)
+        self.QUARANTINE_SCHEMA = contract.quarantine_schema([(f.name, pa.string()) for f in self.fields] + variant)
 
     def _field(self, name, what: str, kind: str | None) -> Field:
         field = self.by_name.get(name)
@@ -220,7 +204,8 @@ class SocrataDatasetSource:
             log.warning("%s schema drift (schema %s): %s", self.SPEC.name, schema, drift)
         return drift
 
-    def probe(self, session, connection) -> dict:
+    def probe(self, session, connection, month: str | None = None, part: str | None = None,
+              previous: dict | None = None) -> dict:
         """The watermark and the variant, from one metadata call."""
         url = f"{connection.base_url}/api/views/{self.dataset_id}.json"
         try:
@@ -309,10 +294,7 @@ class SocrataDatasetSource:
         if field.type == "timestamp":
             typed = parse_floating(values)
         else:
-            pattern = _INT_RE if field.type.startswith("int") else _FLOAT_RE
-            ok = pc.fill_null(pc.match_substring_regex(values, pattern), False)
-            cleaned = pc.utf8_trim_whitespace(pc.if_else(ok, values, pa.scalar(None, pa.string())))
-            typed = pc.cast(cleaned, field.arrow_type)
+            return contract.text_to_numbers(values, field.type, _INT_RE if field.type.startswith("int") else _FLOAT_RE)
         bad = pc.and_(pc.is_valid(values), pc.is_null(typed))
         return typed, bad
 
@@ -325,25 +307,22 @@ class SocrataDatasetSource:
             if bad is not None and not field.required:
                 optional_bad[field.name] = bad
             if field.required:
-                rules.append((pc.is_null(raw[field.name]), f"missing {field.name}"))
+                rules.append((pc.is_null(raw[field.name]), contract.missing(field.name)))
                 if bad is not None:
-                    what = f"{field.name} is not an integer" if field.type.startswith("int") else f"unparseable {field.name}"
+                    what = f"{field.name} is not an integer" if field.type.startswith("int") else contract.unparseable(field.name)
                     rules.append((bad, what))
         start, end = month_bounds(month)
         date = typed[self.date_field.name]
         in_month = pc.and_(pc.greater_equal(date, pa.scalar(datetime.fromisoformat(start), date.type)),
                            pc.less(date, pa.scalar(datetime.fromisoformat(end), date.type)))
-        rules.append((pc.invert(pc.fill_null(in_month, False)), f"{self.date_field.name} outside block {month}"))
-
-        reason = pa.nulls(n_raw, pa.string())
-        for mask, text in reversed(rules):  # built inside out, so the first failing rule wins
-            reason = pc.if_else(pc.fill_null(mask, False), pa.scalar(text), reason)
+        rules.append((pc.invert(pc.fill_null(in_month, False)), contract.outside_block(self.date_field.name, month)))
+        reason = contract.first_broken_rule(rules, n_raw)
         bad = pc.is_valid(reason)
 
         stats: dict = {}
         nulled = {}
         for name, mask in optional_bad.items():
-            count = pc.sum(pc.and_(mask, pc.invert(bad))).as_py() or 0
+            count = contract.count_true(pc.and_(mask, pc.invert(bad)))
             if count:
                 nulled[name] = count
         stats["nulled_values"] = nulled
@@ -353,7 +332,7 @@ class SocrataDatasetSource:
             withheld = pc.fill_null(pc.and_(pc.equal(typed[x_name], 0.0), pc.equal(typed[y_name], 0.0)), False)
             for name in self.withheld_point:
                 typed[name] = pc.if_else(withheld, pa.scalar(None, pa.float64()), typed[name])
-            stats["withheld_locations"] = pc.sum(pc.and_(withheld, pc.invert(bad))).as_py() or 0
+            stats["withheld_locations"] = contract.count_true(pc.and_(withheld, pc.invert(bad)))
 
         def constant(value, type_) -> pa.Array:
             return pa.array([value] * n_raw, type_)
@@ -361,22 +340,17 @@ class SocrataDatasetSource:
         columns = dict(typed)
         if self.variant_column:
             columns[self.variant_column] = constant(schema, pa.string())
-        columns["_block_month"] = constant(month, pa.string())
-        columns["_landed_at"] = constant(landed_at, LANDED_TYPE)
+        columns.update(contract.block_columns(n_raw, month, landed_at))
         good = pa.table(columns, schema=self.DATA_SCHEMA).filter(pc.invert(bad)) if n_raw else self.DATA_SCHEMA.empty_table()
 
         quarantine = raw.filter(bad)
         n_bad = quarantine.num_rows
         if self.variant_column:
             quarantine = quarantine.append_column(self.variant_column, pa.array([schema] * n_bad, pa.string()))
-        quarantine = quarantine.append_column("_reason", pc.filter(reason, bad))
-        quarantine = quarantine.append_column("_block_month", pa.array([month] * n_bad, pa.string()))
-        quarantine = quarantine.append_column("_landed_at", pa.array([landed_at] * n_bad, LANDED_TYPE))
-        reasons = {}
-        if n_bad:
-            for item in pc.value_counts(quarantine["_reason"]).to_pylist():
-                reasons[item["values"]] = item["counts"]
-        stats["quarantine_reasons"] = reasons
+        quarantine = quarantine.append_column(contract.REASON, pc.filter(reason, bad))
+        for name, column in contract.block_columns(n_bad, month, landed_at).items():
+            quarantine = quarantine.append_column(name, column)
+        stats["quarantine_reasons"] = contract.reason_counts(quarantine[contract.REASON])
         return good, quarantine.cast(self.QUARANTINE_SCHEMA), stats
 
     def collapse_duplicates(self, table: pa.Table) -> tuple[pa.Table, int]:
@@ -461,7 +435,10 @@ class SocrataDatasetSource:
             + f": check {token} connection {self.SPEC.conn_id} (an app token is optional; a wrong one is refused)",
             error.status)
 
-    def extract_block(self, session, connection, month: str, probed: dict, landed_at: datetime | None = None) -> BlockData:
+    def extract_block(self, session, connection, month: str, probed: dict, landed_at: datetime | None = None, *,
+                      part: str | None = None, previous: dict | None = None, location=None,
+                      force: bool = False) -> BlockData:
+        """One month's block (the runner's keywords beyond ``landed_at`` do not concern this adapter)."""
         landed_at = landed_at or datetime.now(timezone.utc)
         schema = probed["schema"]
         drift = probed["drift"]
@@ -526,10 +503,5 @@ def parse_floating(values) -> pa.ChunkedArray:
     try:
         return pc.cast(values, pa.timestamp("ms"))
     except pa.ArrowInvalid:
-        head = pc.utf8_slice_codeunits(values, 0, 19)
-        parsed = pc.strptime(head, format="%Y-%m-%dT%H:%M:%S", unit="ms", error_is_null=True)
-        # strptime rolls impossible dates over (Feb 30 -> Mar 1): only a round trip proves a date real.
-        round_trip = pc.equal(pc.strftime(pc.cast(parsed, pa.timestamp("s")), format="%Y-%m-%dT%H:%M:%S"), head)
-        tail_ok = pc.match_substring_regex(pc.utf8_slice_codeunits(values, 19, 40), r"^(\.[0-9]{1,9})?$")
-        valid = pc.fill_null(pc.and_(round_trip, tail_ok), False)
-        return pc.if_else(valid, parsed, pa.scalar(None, pa.timestamp("ms")))
+        # Some value is not a timestamp: each is parsed on its own (a fraction is accepted, not kept).
+        return contract.text_to_timestamps(values, "%Y-%m-%dT%H:%M:%S", 19, unit="ms", keep_fraction=False)

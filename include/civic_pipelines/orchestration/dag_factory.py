@@ -89,7 +89,7 @@ def build_params(spec) -> dict:
         **(
             {"incomplete_only": Param(False, type="boolean", title="Incomplete only",
                                       description="Plan only blocks never landed or landed incomplete (missing hours).")}
-            if spec.parts_param else {}
+            if spec.capabilities.incomplete_hours else {}
         ),
         **(
             {spec.parts_param: Param(None, type=["null", "array"], items={"type": "string"}, title=spec.parts_param.capitalize(),
@@ -101,14 +101,14 @@ def build_params(spec) -> dict:
                                     description="After the blocks land, mirror every planned block that is in the lake into "
                                                 "PostgreSQL (connection civic_postgres; skipped when it is not set). "
                                                 "Force also re-syncs blocks unchanged since their last sync.")}
-            if has_postgres_sink(spec.name) else {}
+            if spec.capabilities.postgres_sink else {}
         ),
     }
 
 
 def has_postgres_sink(name: str) -> bool:
-    """A source with ``POSTGRES_TABLES`` gets the ``sync_postgres`` param and task."""
-    return sources.declares_postgres_tables(name)
+    """A source declaring a PostgreSQL sink gets the ``sync_postgres`` param and task."""
+    return sources.spec(name).capabilities.postgres_sink
 
 
 def dag_doc(spec) -> str:
@@ -130,7 +130,7 @@ def dag_doc(spec) -> str:
   models; the landed blocks and the facts are Assets that schedule `civic_marts`, which builds the marts.
 """ + ("""* Beside dbt, `sync_postgres` mirrors the planned blocks into PostgreSQL (connection `civic_postgres`;
   trigger param `sync_postgres`).
-""" if has_postgres_sink(spec.name) else "")
+""" if spec.capabilities.postgres_sink else "")
 
 
 def max_map_length() -> int:

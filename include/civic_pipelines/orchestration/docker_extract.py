@@ -8,7 +8,7 @@ The command is exactly ``civic extract --source S --month M [--part P] --lake L
   ``s3://`` lake) is resolved at execution time and handed to the container as
   ``AIRFLOW_CONN_<ID>`` (Airflow's JSON form) through ``private_environment``, which Airflow
   neither templates nor renders: no credential appears in the rendered fields, the command or the
-  logs. The Airflow Variables the block reads (a source's ``variable_keys``) go in as
+  logs. The Airflow Variables the block reads (its spec's ``variables``) go in as
   ``AIRFLOW_VAR_<KEY>``: the container has no Airflow to ask.
 * **The lake.** A local lake is bind-mounted at ``/lake``; an ``s3://`` lake is passed as is
   (no mount) and reached through its connection.
@@ -40,12 +40,8 @@ def block_variables(source: str, part: str | None = None) -> dict[str, str]:
     from civic_pipelines import sources
     from civic_pipelines.orchestration.variables import get_variable
 
-    module = sources.get(source)
-    keys = list(module.variable_keys(part)) if callable(getattr(module, "variable_keys", None)) else []
-    if isinstance(getattr(module, "layers_variable", None), str):
-        keys.append(module.layers_variable)
     found = {}
-    for key in dict.fromkeys(keys):
+    for key in sources.spec(source).variables:
         value = get_variable(key, "")
         if value not in (None, ""):
             found[f"AIRFLOW_VAR_{key.upper()}"] = value if isinstance(value, str) else json.dumps(value)

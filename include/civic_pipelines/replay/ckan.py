@@ -60,6 +60,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 
 import orjson
 
+from civic_pipelines.replay.http_stream import parse_range
 from civic_pipelines.replay.server import Request, Response, json_response
 from civic_pipelines.replay.toronto import PACKAGE_TITLE, Toronto311Dataset, build_zip, etag_for
 
@@ -83,7 +84,6 @@ _MIME = {"ZIP": "application/zip", "CSV": "text/csv",
          "XLSX": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 _README_MODIFIED = "2019-07-23T17:46:11.532718"
 _SIZE_AUTO_LIMIT = 2_000_000  # "auto": fill every size when all years together are this small
-_RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 
 
 def _envelope_help(base: str, action: str) -> str:
@@ -564,7 +564,7 @@ class CkanApi:
                 pass
 
         if range_header and self._if_range_ok(request.headers.get("if-range"), etag, modified):
-            parsed = _parse_range(range_header, len(data))
+            parsed = parse_range(range_header, len(data))
             if parsed == "unsatisfiable":
                 return Response(416, b"", {**headers, "Content-Range": f"bytes */{len(data)}"},
                                 content_type=content_type)
@@ -587,27 +587,6 @@ class CkanApi:
         except (TypeError, ValueError, IndexError):
             return False
         return when == modified.replace(microsecond=0, tzinfo=_dt.timezone.utc)
-
-
-def _parse_range(value: str, length: int):
-    """One ``bytes=a-b`` range: ``(start, end)`` inclusive, ``"unsatisfiable"``, or None to
-    ignore the header (several ranges or bad syntax: the whole body is sent)."""
-    match = _RANGE_RE.match(value)
-    if not match or (match.group(1) == "" and match.group(2) == ""):
-        return None
-    first, last = match.group(1), match.group(2)
-    if first == "":  # the last n bytes
-        n = int(last)
-        if n == 0:
-            return "unsatisfiable"
-        return max(0, length - n), length - 1
-    start = int(first)
-    if last and int(last) < start:
-        return None  # invalid: ignored
-    if start >= length:
-        return "unsatisfiable"
-    end = int(last) if last else length - 1
-    return start, min(end, length - 1)
 
 
 # ---------------------------------------------------------------- factory

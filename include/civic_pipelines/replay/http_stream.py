@@ -6,10 +6,14 @@ subclass that answers ``HEAD`` (the headers a ``GET`` would send, ``Content-Leng
 and no body, for every route that lists ``"HEAD"`` among its methods) and sends a
 :class:`StreamedResponse` piece by piece. Everything else goes through the core unchanged, and
 the core's ``reset_mid_page`` fault still applies: half the announced length, then a TCP reset.
+
+:func:`parse_range` reads a ``Range: bytes=a-b`` header for every emulator that serves archives
+(CKAN, SRWR, Street Manager), so a download cut short resumes as it does against the real hosts.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
 from collections.abc import Callable, Iterable
@@ -81,3 +85,29 @@ def enable_streaming(server) -> None:
                     pass
 
     httpd.RequestHandlerClass = StreamingHandler
+
+
+# ---------------------------------------------------------------- ranges (every archive emulator resumes)
+
+_RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+
+
+def parse_range(value: str, length: int):
+    """One ``bytes=a-b`` range: ``(start, end)`` inclusive, ``"unsatisfiable"``, or None to
+    ignore the header (several ranges or bad syntax: the whole body is sent)."""
+    match = _RANGE_RE.match(value)
+    if not match or (match.group(1) == "" and match.group(2) == ""):
+        return None
+    first, last = match.group(1), match.group(2)
+    if first == "":  # the last n bytes
+        n = int(last)
+        if n == 0:
+            return "unsatisfiable"
+        return max(0, length - n), length - 1
+    start = int(first)
+    if last and int(last) < start:
+        return None  # invalid: ignored
+    if start >= length:
+        return "unsatisfiable"
+    end = int(last) if last else length - 1
+    return start, min(end, length - 1)

@@ -104,7 +104,8 @@ import time
 from urllib.parse import quote, urlencode
 
 from civic_pipelines.replay import horizon
-from civic_pipelines.replay.ckan import _parse_range, http_date
+from civic_pipelines.replay.ckan import http_date
+from civic_pipelines.replay.http_stream import parse_range
 from civic_pipelines.replay.server import Request, Response, json_response
 from civic_pipelines.replay.toronto import build_zip, etag_for
 
@@ -676,7 +677,7 @@ class SrwrApi:
             data, etag, modified = self.dataset.file(identifier)
         headers = {"ETag": etag, "Last-Modified": http_date(modified), "Accept-Ranges": "bytes"}
         if range_header:
-            parsed = _parse_range(range_header, len(data))
+            parsed = parse_range(range_header, len(data))
             if parsed == "unsatisfiable":
                 return Response(416, b"", {**headers, "Content-Range": f"bytes */{len(data)}"},
                                 content_type="application/zip")

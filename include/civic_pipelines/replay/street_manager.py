@@ -1195,8 +1195,7 @@ class StreetManagerArchives:
         server.add_data_reset_hook(self.reset)
 
     def handle(self, request):
-        from civic_pipelines.replay.ckan import _parse_range
-        from civic_pipelines.replay.http_stream import StreamedResponse
+        from civic_pipelines.replay.http_stream import StreamedResponse, parse_range
         from civic_pipelines.replay.server import Response
 
         parts = request.path.strip("/").split("/")
@@ -1222,7 +1221,7 @@ class StreetManagerArchives:
             return Response(304, b"", headers, content_type=content_type)
         range_header = request.headers.get("range")
         if range_header and _if_range_ok(request.headers.get("if-range"), stored.etag, modified):
-            parsed = _parse_range(range_header, stored.size)
+            parsed = parse_range(range_header, stored.size)
             if parsed == "unsatisfiable":
                 return Response(416, b"", {**headers, "Content-Range": f"bytes */{stored.size}"},
                                 content_type=content_type)

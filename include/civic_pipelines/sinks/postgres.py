@@ -1,7 +1,8 @@
 """The PostgreSQL sink: mirror landed blocks into PostgreSQL tables, one transaction per block.
 
 The Austin MDS project's second stage (its ``provider_sync_db.py``), done from the lake. A source
-opts in with a module-level ``POSTGRES_TABLES``, one entry per parquet file of its blocks
+opts in by declaring ``postgres_sink`` among its spec's capabilities and giving a module-level
+``POSTGRES_TABLES``, one entry per parquet file of its blocks
 (``"data"`` is ``data.parquet``, ``"events"`` is ``events.parquet`` beside it)::
 
     POSTGRES_TABLES = {
@@ -288,8 +289,13 @@ class TableSpec:
 
 
 def postgres_tables(source: str) -> list[TableSpec]:
-    """The source's ``POSTGRES_TABLES`` as specs ([] when the source has no PostgreSQL sink)."""
-    declared = getattr(sources.get(source), "POSTGRES_TABLES", None) or {}
+    """The source's ``POSTGRES_TABLES`` as specs ([] when the source declares no PostgreSQL sink)."""
+    module = sources.get(source)
+    if not module.SPEC.capabilities.postgres_sink:
+        return []
+    declared = module.POSTGRES_TABLES
+    if not declared:
+        raise ValueError(f"{source} declares postgres_sink but its POSTGRES_TABLES are empty")
     specs = []
     for file, entry in declared.items():
         key, block_key = tuple(entry.get("key") or ()), tuple(entry.get("block_key") or ())

@@ -1,6 +1,7 @@
 """The source registry: hand-written source modules plus the dataset files of the generic adapters.
 
-Both kinds offer ``SPEC``, ``auth_headers``, ``probe`` and ``extract_block``.
+Both kinds follow the core contract (:class:`civic_pipelines.core.Source`): ``SPEC``, with its
+declared capabilities, ``auth_headers``, ``probe`` and ``extract_block`` (or ``stream_block``).
 """
 
 from __future__ import annotations
@@ -86,9 +87,9 @@ def specs() -> list[SourceSpec]:
 
 
 def parts(name: str) -> list[str]:
-    """The parts a source has now: ``parts()`` of its module when the list is configuration (MDS
-    providers come from an Airflow Variable), else ``SPEC.parts``."""
+    """The parts a source has now: ``parts()`` of the source when it declares them configuration
+    (``configured_parts``: MDS providers come from a deployment variable), else ``SPEC.parts``."""
     source = get(name)
-    if hasattr(source, "parts") and callable(source.parts):
+    if source.SPEC.capabilities.configured_parts:
         return list(source.parts())
     return list(source.SPEC.parts)

@@ -9,9 +9,13 @@ here imports more than the standard library and ``sources.base``.
 
 from __future__ import annotations
 
-from civic_pipelines.sources.base import SourceSpec
+from civic_pipelines.core.spec import Capabilities, SourceSpec
 
 # ---------------------------------------------------------------- mds (civic_pipelines.sources.mds)
+
+PROVIDERS_VARIABLE = "civic_mds_providers"
+DISTRICTS_PATH_VARIABLE = "civic_mds_districts_path"
+DISTRICT_PROPERTY_VARIABLE = "civic_mds_district_property"
 
 MDS_SPEC = SourceSpec(
     name="mds",
@@ -35,6 +39,12 @@ MDS_SPEC = SourceSpec(
     dbt_tag="mds",
     parts=(),
     parts_param="providers",
+    # Providers are configuration (parts()); a block holds trips, events and the hours walked, lands
+    # incomplete while hours are unpublished, and is mirrored into PostgreSQL (POSTGRES_TABLES).
+    capabilities=Capabilities(configured_parts=True, several_tables=True, incomplete_hours=True, postgres_sink=True),
+    # The deployment variables a block reads (docker mode forwards them to the container).
+    variables=(PROVIDERS_VARIABLE, DISTRICTS_PATH_VARIABLE, DISTRICT_PROPERTY_VARIABLE),
+    part_conn_id="civic_mds_{part}",
 )
 
 # The PostgreSQL mirror (civic_pipelines.sinks.postgres, the DAG's sync_postgres task): the
@@ -43,7 +53,6 @@ MDS_POSTGRES_TABLES = {
     "data": {"table": "mds_trips", "key": ["provider", "trip_id"], "block_key": ["provider", "_block_month"]},
     "events": {"table": "mds_events", "key": ["provider", "event_id"], "block_key": ["provider", "_block_month"]},
 }
-
 
 # ---------------------------------------------------------------- srwr (civic_pipelines.sources.srwr)
 
@@ -65,6 +74,7 @@ SRWR_SPEC = SourceSpec(
     ),
     tags=("street_works", "srwr", "scotland"),
     dbt_tag="srwr",
+    capabilities=Capabilities(several_tables=True),  # one download decodes into the activity table and five more
 )
 
 
@@ -92,6 +102,7 @@ STREET_MANAGER_SPEC = SourceSpec(
     pool_slots=2,
     dbt_tag="street_manager",
     parts=("permit", "activity", "section_58"),
+    capabilities=Capabilities(streamed=True),  # a permit archive is ~1 GB: written batch by batch
 )
 
 
