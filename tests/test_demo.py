@@ -192,10 +192,10 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
                               f"where _block_month between '{months[0]}' and '{months[-1]}' group by 1").fetchall())
         newest = dict(con.sql("select city, max(_block_month) from fct_service_requests group by 1").fetchall())
         # civic_marts, queued by the source runs' Asset events, built the marts from the facts.
-        (crime_mart,) = con.sql("select sum(offenses) from mart_crime_monthly").fetchone()
-        requests = con.sql("select (select count(*) from fct_service_requests), (select sum(requests) from mart_requests_by_category_month)").fetchone()
-        (works,) = con.sql("select count(*) from mart_works_by_month").fetchone()
-        (trips,) = con.sql("select count(*) from mart_mobility_trips_daily").fetchone()
+        (crime_mart,) = con.sql("select sum(offenses) from mart_crime_monthly").fetchall()[0]
+        requests = con.sql("select (select count(*) from fct_service_requests), (select sum(requests) from mart_requests_by_category_month)").fetchall()[0]
+        (works,) = con.sql("select count(*) from mart_works_by_month").fetchall()[0]
+        (trips,) = con.sql("select count(*) from mart_mobility_trips_daily").fetchall()[0]
     assert cities == {"minneapolis": len(months), "toronto": len(months), "nyc": len(months)}
     assert newest == {"minneapolis": months[-1], "toronto": months[-1], "nyc": months[-1]}
     assert max(per_month) == months[-1]
