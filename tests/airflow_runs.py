@@ -20,10 +20,13 @@ for _name in os.environ["CIVIC_TEST_DAGS"].split(","):
 '''
 
 
-def small_dags_folder(folder: Path, names: list[str]) -> dict:
-    """Write the folder and return the environment that makes it the ``dags-folder`` bundle."""
+def small_dags_folder(folder: Path, names: list[str], with_marts: bool = False) -> dict:
+    """Write the folder and return the environment that makes it the ``dags-folder`` bundle;
+    ``with_marts`` adds the project's ``civic_marts`` DAG file, which the sources' Assets trigger."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "civic_test_dags.py").write_text(ONE_DAG)
+    if with_marts:
+        (folder / "civic_marts.py").write_text((Path(__file__).resolve().parents[1] / "dags" / "civic_marts.py").read_text())
     bundles = [{"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
                 "kwargs": {"path": str(folder)}}]
     return {"AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),

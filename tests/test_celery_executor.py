@@ -75,7 +75,7 @@ def celery_environment(work: Path, pg: dict, broker_url: str, replay_url: str, a
     result_backend = "db+" + pg["url"]  # Celery's SQLAlchemy result backend, in Airflow's own database
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__", "CIVIC_"))},
-        **small_dags_folder(work / "dags", SOURCES),
+        **small_dags_folder(work / "dags", SOURCES, with_marts=True),
         "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
         "CIVIC_DATA_DIR": str(work),
         "CIVIC_LAKE": str(work / "lake"),
