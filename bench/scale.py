@@ -294,13 +294,7 @@ def environment(work: Path, pg: dict, replay_url: str, api_port: int, parallelis
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-        "AIRFLOW__COSMOS__CACHE_DIR": str(work / "cosmos_cache"),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
-        "DO_NOT_TRACK": "1",
-        "SCARF_ANALYTICS": "false",
-        "NO_PROXY": "*",
-        "no_proxy": "*",
+        **backfill.offline_settings(work / "cosmos_cache"),
     }
     host, port = replay_url.split("://", 1)[1].split(":")
     connection = {"conn_type": "http", "host": host, "port": int(port), "schema": "http"}

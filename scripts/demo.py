@@ -174,13 +174,7 @@ def demo_environment(data: Path, replay_port: int, api_port: int) -> dict:
         # it loops after the last one's success, and an idle loop sleeps this long first (default 1 s).
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-        "AIRFLOW__COSMOS__CACHE_DIR": str(data / "cosmos_cache"),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
-        "DO_NOT_TRACK": "1",
-        "SCARF_ANALYTICS": "false",
-        "NO_PROXY": "*",
-        "no_proxy": "*",
+        **backfill.offline_settings(data / "cosmos_cache"),
     }
     replay = json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": replay_port, "schema": "http"})
     previous = format_month(previous_month(parse_month(current_month())))

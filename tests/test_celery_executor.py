@@ -38,6 +38,8 @@ import duckdb
 import pytest
 from airflow_runs import small_dags_folder
 
+from civic_pipelines.orchestration import backfill
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -110,13 +112,7 @@ def celery_environment(work: Path, pg: dict, broker_url: str, replay_url: str, a
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "600",
         "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "900",
-        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-        "AIRFLOW__COSMOS__CACHE_DIR": str(work / "cosmos_cache"),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
-        "DO_NOT_TRACK": "1",
-        "SCARF_ANALYTICS": "false",
-        "NO_PROXY": "*",
-        "no_proxy": "*",
+        **backfill.offline_settings(work / "cosmos_cache"),
     }
     host, port = replay_url.split("://", 1)[1].split(":")
     connection = json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"})

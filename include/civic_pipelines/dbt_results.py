@@ -182,8 +182,9 @@ def keep_cosmos_results(project_dir: str, context=None, source: str | None = Non
     keep_results(source, run_results, run_id=getattr(ti, "run_id", None), task_id=getattr(ti, "task_id", None))
 
 
-def read_results(folder, source: str) -> dict | None:
-    """The source's kept results (``keep_results``), or None."""
+def read_kept(folder, source: str, what: str) -> dict | None:
+    """A per-source JSON file a DAG task kept for the dashboard (``<folder>/<source>.json``: dbt
+    results, source freshness), or None when there is none; an unreadable one is logged as ``what``."""
     if folder is None:
         return None
     path = Path(folder) / f"{source}.json"
@@ -192,5 +193,10 @@ def read_results(folder, source: str) -> dict | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as error:
-        log.warning("unreadable dbt results %s: %s", path, error)
+        log.warning("unreadable %s %s: %s", what, path, error)
         return None
+
+
+def read_results(folder, source: str) -> dict | None:
+    """The source's kept results (``keep_results``), or None."""
+    return read_kept(folder, source, "dbt results")

@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -207,6 +208,37 @@ class TransientBodyError(Exception):
     """The response started but its body was cut short; the whole request is worth repeating."""
 
 
+def body_pieces(response, counter: dict, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """A streamed response body in pieces of ``chunk`` bytes, counted in ``counter["bytes"]``; a body
+    shorter than its Content-Length is a :class:`TransientBodyError` (the caller repeats or resumes)."""
+    expected = response.headers.get("Content-Length")
+    encoded = response.headers.get("Content-Encoding") not in (None, "identity")
+    while True:
+        piece = response.raw.read(chunk, decode_content=True)
+        if not piece:
+            break
+        counter["bytes"] += len(piece)
+        yield piece
+    if expected is not None and not encoded and int(expected) != counter["bytes"]:
+        raise TransientBodyError(f"body cut short: {counter['bytes']} of {expected} bytes")
+
+
+def read_whole_body(response) -> bytes:
+    """A streamed response's whole body in one raw read (requests' ``.content`` assembles 10 kB chunks
+    in Python, a third of the transfer time on a 25 MB page), its connection released; a body shorter
+    than its Content-Length is a :class:`TransientBodyError`."""
+    try:
+        body = response.raw.read(decode_content=True)
+    except BaseException:
+        response.close()
+        raise
+    response.raw.release_conn()
+    expected = response.headers.get("Content-Length")
+    if expected is not None and response.headers.get("Content-Encoding") is None and int(expected) != len(body):
+        raise TransientBodyError(f"body cut short: {len(body)} of {expected} bytes")
+    return body
+
+
 BODY_ERRORS = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ConnectionError,
@@ -255,17 +287,7 @@ def get_bytes(session: requests.Session, url: str, params: dict | None = None, t
     @page_retry
     def _get() -> bytes:
         response = session.get(url, params=params, timeout=timeout or request_timeout(), stream=True)
-        try:
-            # One read of the raw body: requests' .content assembles 10 kB chunks in Python, which
-            # costs a third of the transfer time on a 25 MB page.
-            body = response.raw.read(decode_content=True)
-        except BaseException:
-            response.close()
-            raise
-        response.raw.release_conn()
-        expected = response.headers.get("Content-Length")
-        if expected is not None and response.headers.get("Content-Encoding") is None and int(expected) != len(body):
-            raise TransientBodyError(f"body cut short: {len(body)} of {expected} bytes")
+        body = read_whole_body(response)
         status = response.status_code
         if status in RETRY_STATUSES and status != 200:
             raise SourceHTTPError(f"{status} from {response.url} after retries: {body[:300]!r}", status, body[:2000])

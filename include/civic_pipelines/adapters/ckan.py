@@ -114,6 +114,7 @@ from civic_pipelines.http import (
     RETRY_STATUSES,
     SourceHTTPError,
     TransientBodyError,
+    body_pieces,
     get_bytes,
     page_retry,
 )
@@ -614,7 +615,7 @@ class CkanResourceSource:
                     snippet = response.raw.read(300, decode_content=True) or b""
                     raise CkanError(f"{response.status_code} from {url}: {snippet.decode('utf-8', 'replace')}")
                 counter = {"bytes": 0}
-                return consume(_body_pieces(response, counter), counter)
+                return consume(body_pieces(response, counter, HTTP_CHUNK), counter)
 
         return attempt()
 
@@ -955,15 +956,3 @@ def _negated(text: str) -> tuple:
     return tuple(-ord(c) for c in text)
 
 
-def _body_pieces(response, counter: dict) -> Iterator[bytes]:
-    """The response body in pieces; a body shorter than its Content-Length is an error."""
-    expected = response.headers.get("Content-Length")
-    encoded = response.headers.get("Content-Encoding") not in (None, "identity")
-    while True:
-        piece = response.raw.read(HTTP_CHUNK, decode_content=True)
-        if not piece:
-            break
-        counter["bytes"] += len(piece)
-        yield piece
-    if expected is not None and not encoded and int(expected) != counter["bytes"]:
-        raise TransientBodyError(f"body cut short: {counter['bytes']} of {expected} bytes")

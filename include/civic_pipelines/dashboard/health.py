@@ -199,18 +199,9 @@ def human_age(seconds: float | None) -> str | None:
 def read_source_freshness(folder, source: str) -> dict | None:
     """The latest ``dbt source freshness`` result the DAG's ``source_freshness`` task kept for the
     source (``<folder>/<source>.json``), or None."""
-    if folder is None:
-        return None
-    from pathlib import Path
+    from civic_pipelines.dbt_results import read_kept
 
-    path = Path(folder) / f"{source}.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as error:
-        log.warning("unreadable source freshness %s: %s", path, error)
-        return None
+    return read_kept(folder, source, "source freshness")
 
 
 def apply_freshness(health: SourceHealth, result: dict | None) -> None:

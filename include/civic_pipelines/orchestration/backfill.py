@@ -48,6 +48,21 @@ def airflow_settings(parallelism: int = BACKFILL_PARALLELISM,
     }
 
 
+def offline_settings(cosmos_cache: Path) -> dict[str, str]:
+    """What every Airflow stack the project starts on loopback sets (the demo, bench/scale.py, the
+    Celery test): Cosmos's, dbt's and Scarf's telemetry off, Cosmos's cache in the stack's own
+    folder, and no proxy for the replay server and the API server on 127.0.0.1."""
+    return {
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        "AIRFLOW__COSMOS__CACHE_DIR": str(cosmos_cache),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        "DO_NOT_TRACK": "1",
+        "SCARF_ANALYTICS": "false",
+        "NO_PROXY": "*",
+        "no_proxy": "*",
+    }
+
+
 def write_local_settings(airflow_home: Path) -> Path:
     """``$AIRFLOW_HOME/config/airflow_local_settings.py`` calling :func:`preload.preload`: the
     executor then forks each task with dbt, DuckDB, pyarrow and the parsed DAGs already loaded."""

@@ -3,6 +3,7 @@ that runs ``dbt source freshness`` for the source after them."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from contextlib import contextmanager
@@ -43,6 +44,21 @@ _PARSED_MANIFEST: dict[tuple, dict] = {}
 _PATCH_LOCK = threading.RLock()
 
 
+def parsed_manifest(path: Path | None = None, parse=None) -> dict:
+    """The dbt manifest at ``path`` (default the project's), parsed once per process and version of
+    the file (path, mtime, size): the Cosmos groups and the marts DAG's model list share one parse.
+    ``parse`` parses it when the memo has no entry (default ``json``; the groups pass Cosmos's loader)."""
+    path = path or manifest_path()
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    with _PATCH_LOCK:
+        if key not in _PARSED_MANIFEST:
+            parsed = parse() if parse else json.loads(path.read_bytes())
+            _PARSED_MANIFEST.clear()
+            _PARSED_MANIFEST[key] = parsed
+        return _PARSED_MANIFEST[key]
+
+
 @contextmanager
 def _manifest_parsed_once():
     """While a group is built, Cosmos's manifest loader parses each manifest file once per process
@@ -56,13 +72,7 @@ def _manifest_parsed_once():
     def load_once(graph, path):
         if type(path) not in (PosixPath, WindowsPath):
             return cosmos_loader(graph, path)
-        stat = path.stat()
-        key = (str(path), stat.st_mtime_ns, stat.st_size)
-        if key not in _PARSED_MANIFEST:
-            parsed = cosmos_loader(graph, path)
-            _PARSED_MANIFEST.clear()
-            _PARSED_MANIFEST[key] = parsed
-        return _PARSED_MANIFEST[key]
+        return parsed_manifest(path, lambda: cosmos_loader(graph, path))
 
     with _PATCH_LOCK:  # one group at a time, so a thread never restores another's loader
         cosmos_loader = DbtGraph._load_manifest_from_file

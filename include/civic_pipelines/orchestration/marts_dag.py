@@ -22,12 +22,11 @@ name what the data is, not where this deployment keeps it (the lake may be a fol
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
-from functools import cache, reduce
+from functools import reduce
 
 from civic_pipelines import sources
-from civic_pipelines.orchestration.dbt_group import manifest_path
+from civic_pipelines.orchestration.dbt_group import parsed_manifest
 
 MARTS_DAG_ID = "civic_marts"
 # A catchup of every source's ten years takes about 1.5 h here; a day leaves room for a slow one.
@@ -55,15 +54,21 @@ def table_asset(model: str):
     return Asset(uri=table_uri(model), group="warehouse")
 
 
-@cache
+_MODELS: dict = {}
+
+
 def _models() -> dict[str, dict]:
-    """``{model name: {"tags": set, "materialized": str}}`` from the dbt manifest Cosmos renders from."""
-    manifest = json.loads(manifest_path().read_text())
-    return {
-        node["name"]: {"tags": set(node["tags"]), "materialized": node["config"]["materialized"]}
-        for node in manifest["nodes"].values()
-        if node["resource_type"] == "model"
-    }
+    """``{model name: {"tags": set, "materialized": str}}`` from the dbt manifest Cosmos renders from
+    (the same parse as the Cosmos groups'; recomputed only when the manifest file changes)."""
+    manifest = parsed_manifest()
+    if _MODELS.get("of") is not manifest:
+        _MODELS["models"] = {
+            node["name"]: {"tags": set(node["tags"]), "materialized": node["config"]["materialized"]}
+            for node in manifest["nodes"].values()
+            if node["resource_type"] == "model"
+        }
+        _MODELS["of"] = manifest
+    return _MODELS["models"]
 
 
 def _dbt_tag(source: str) -> str:

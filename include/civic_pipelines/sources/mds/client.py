@@ -18,8 +18,8 @@ from civic_pipelines.core import secrets
 from civic_pipelines.http import (
     RETRY_STATUSES,
     SourceHTTPError,
-    TransientBodyError,
     page_retry,
+    read_whole_body,
     request_timeout,
     retry_policy,
 )
@@ -193,15 +193,7 @@ class Client:
             self.counters["requests"] += 1
             response = self.session.get(url, params=params, headers=headers, timeout=request_timeout(), stream=True,
                                         **self.settings(url))
-            try:
-                body = response.raw.read(decode_content=True)
-            except BaseException:
-                response.close()
-                raise
-            response.raw.release_conn()
-            expected = response.headers.get("Content-Length")
-            if expected is not None and response.headers.get("Content-Encoding") is None and int(expected) != len(body):
-                raise TransientBodyError(f"body cut short: {len(body)} of {expected} bytes")
+            body = read_whole_body(response)
             return response.status_code, body, dict(response.headers)
 
         return attempt()

@@ -11,7 +11,7 @@ from urllib.parse import urljoin, urlsplit
 
 import orjson
 
-from civic_pipelines.http import BODY_ERRORS, RETRY_STATUSES, TransientBodyError, page_retry, request_timeout, retry_policy
+from civic_pipelines.http import BODY_ERRORS, RETRY_STATUSES, body_pieces, page_retry, request_timeout, retry_policy
 from civic_pipelines.sources.base import BlockData, NotPublished, refuse_emptying
 from civic_pipelines.sources.srwr.contract import HTTP_CHUNK, URL_ATTEMPTS, SrwrError, identifier_for, today_for
 from civic_pipelines.sources.srwr.transform import read_file
@@ -143,19 +143,6 @@ def probe(session, connection, month: str, part: str | None = None, previous: di
     }
 
 
-def _body_pieces(response, counter: dict):
-    expected = response.headers.get("Content-Length")
-    encoded = response.headers.get("Content-Encoding") not in (None, "identity")
-    while True:
-        piece = response.raw.read(HTTP_CHUNK, decode_content=True)
-        if not piece:
-            break
-        counter["bytes"] += len(piece)
-        yield piece
-    if expected is not None and not encoded and int(expected) != counter["bytes"]:
-        raise TransientBodyError(f"body cut short: {counter['bytes']} of {expected} bytes")
-
-
 def extract_block(session, connection, month: str, probed: dict, landed_at: datetime | None = None,
                   part: str | None = None, previous: dict | None = None, location=None,
                   force: bool = False) -> BlockData:
@@ -165,7 +152,7 @@ def extract_block(session, connection, month: str, probed: dict, landed_at: date
 
     def consume(response, info):
         counter = {"bytes": 0}
-        block = read_file(_body_pieces(response, counter), month, identifier, today, landed_at, counter)
+        block = read_file(body_pieces(response, counter, HTTP_CHUNK), month, identifier, today, landed_at, counter)
         downloaded = watermark_of(identifier, response.headers, _total_length(response), today)
         return block, downloaded, info
 
