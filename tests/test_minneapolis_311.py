@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -374,14 +373,6 @@ def test_a_bad_dataset_file_names_the_problem(tmp_path):
     bad.write_text(text.replace('date_field = "OPENEDDATETIME"', 'date_field = "OPENED"'))
     with pytest.raises(DatasetConfigError, match="date_field 'OPENED'"):
         load_dataset(bad)
-
-
-def test_lake_contract_doc_lists_every_column_with_its_type(source):
-    doc = (ROOT / "docs/lake_contract_minneapolis_311.md").read_text()
-    documented = dict(re.findall(r"^\| (\w+) \| ([^|]+?) \|", doc, flags=re.M))
-    spelled = {pa.string(): "string", pa.int64(): "int64", pa.int32(): "int32", pa.float64(): "double",
-               pa.timestamp("ms", tz="UTC"): "timestamp[ms, tz=UTC]", pa.timestamp("us", tz="UTC"): "timestamp[us, tz=UTC]"}
-    assert {f.name: spelled[f.type] for f in source.data_schema} == {k: v for k, v in documented.items() if k != "column"}
 
 
 def test_an_empty_month_lands_an_empty_block(mpls, lake):

@@ -558,17 +558,6 @@ def test_the_year_file_in_zip_or_csv_form_gives_the_same_block(source):
     assert zipped.data.equals(plain.data) and zipped.stats["zip_member"] == "SR2024.csv"
 
 
-# ---------------------------------------------------------------- the lake contract
-
-
-def test_lake_contract_doc_lists_every_column_with_its_type(source):
-    doc = (ROOT / "docs/lake_contract_toronto_311.md").read_text()
-    for field in source.data_schema:
-        assert re.search(rf"^\| {re.escape(field.name)} \| {re.escape(str(field.type))} ", doc, re.M), field.name
-    for field in source.quarantine_schema:
-        assert f"`{field.name}`" in doc, field.name
-
-
 # ---------------------------------------------------------------- requests without a location (issue 14)
 
 
