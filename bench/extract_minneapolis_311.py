@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -65,18 +64,6 @@ def phase_ceiling(base_url: str, month: str) -> dict:
             "peak_rss_mb": common.peak_rss_mb()}
 
 
-def phase_runs(base_url: str, month: str, runs: int) -> dict:
-    common.point_connection(CONN_ID, base_url)
-    import civic_pipelines.extract  # noqa: F401 - imports outside the timed runs
-
-    results = []
-    with tempfile.TemporaryDirectory(prefix="bench-mpls-") as lake:
-        for i in range(runs):
-            results.append(common.timed_block(SOURCE, month, lake, force=i > 0, base_url=base_url))
-        skip = common.timed_block(SOURCE, month, lake, force=False, base_url=base_url)
-    return {"runs": results, "skip": skip, "arrow": common.arrow_pool()}
-
-
 def summarize(run: dict) -> dict:
     manifest = run["manifest"]
     queries = [r for r in run["requests"] if r["path"].endswith("/query")]
@@ -102,7 +89,7 @@ def main() -> int:
 
     if args.phase:
         result = phase_ceiling(args.base_url, args.month) if args.phase == "ceiling" else \
-            phase_runs(args.base_url, args.month, args.runs)
+            common.repeated_blocks(SOURCE, CONN_ID, args.base_url, args.month, args.runs)
         print(json.dumps(result))
         return 0
 

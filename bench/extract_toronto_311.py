@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -97,18 +96,6 @@ def _chain(first: bytes, rest):
     yield from rest
 
 
-def phase_runs(base_url: str, month: str, runs: int) -> dict:
-    common.point_connection(CONN_ID, base_url)
-    import civic_pipelines.extract  # noqa: F401 - imports outside the timed runs
-
-    results = []
-    with tempfile.TemporaryDirectory(prefix="bench-toronto-") as lake:
-        for i in range(runs):
-            results.append(common.timed_block(SOURCE, month, lake, force=i > 0, base_url=base_url))
-        skip = common.timed_block(SOURCE, month, lake, force=False, base_url=base_url)
-    return {"runs": results, "skip": skip, "arrow": common.arrow_pool()}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--month", default="2024-07")
@@ -123,7 +110,7 @@ def main() -> int:
         print(json.dumps(phase_file(args.base_url, args.month, args.file_reps)))
         return 0
     if args.phase == "runs":
-        print(json.dumps(phase_runs(args.base_url, args.month, args.runs)))
+        print(json.dumps(common.repeated_blocks(SOURCE, CONN_ID, args.base_url, args.month, args.runs)))
         return 0
 
     year = int(args.month[:4])
