@@ -199,3 +199,14 @@ def arrow_pool() -> dict:
 
 def mb(nbytes: float) -> float:
     return nbytes / 1e6
+
+
+def print_memory_notes(runs: list[dict], arrow: dict) -> None:
+    """How to read the runs' peak RSS figures, and what Arrow's pool held after them."""
+    print(f"peak RSS: {runs[0]['peak_method']} of the child process, "
+          + ("reset per run via /proc/self/clear_refs (each run's own peak)" if runs[0]["peak_is_per_run"]
+             else "cumulative over the runs (/proc/self/clear_refs refused)")
+          + "; RSS before: the child's VmRSS as the run starts (interpreter, imports, what earlier runs kept)")
+    print(f"after the runs: Arrow's {arrow['backend']} pool holds {arrow['allocated_mb']:.1f} MB "
+          f"(its peak {arrow['max_mb']:.0f} MB); the rest is the interpreter, lazily imported libraries "
+          f"(duckdb, on the first forced re-run, for rows_changed) and the allocators' free lists")

@@ -144,15 +144,7 @@ def main() -> int:
     best = min(forced, key=lambda r: r["seconds"])
     print(f"\nbest forced block / ceiling throughput: "
           f"{(first['rows'] / best['seconds']) / (ceiling['rows'] / ceiling['seconds']):.2f}")
-    method = runs[0]["peak_method"]
-    print(f"peak RSS: {method} of the child process, "
-          + ("reset per run via /proc/self/clear_refs (each run's own peak)" if runs[0]["peak_is_per_run"]
-             else "cumulative over the runs (/proc/self/clear_refs refused)")
-          + "; RSS before: the child's VmRSS as the run starts (interpreter, imports, what earlier runs kept)")
-    arrow = result["arrow"]
-    print(f"after the runs: Arrow's {arrow['backend']} pool holds {arrow['allocated_mb']:.1f} MB "
-          f"(its peak {arrow['max_mb']:.0f} MB); the rest is the interpreter, lazily imported libraries "
-          f"(duckdb, on the first forced re-run, for rows_changed) and the allocators' free lists")
+    common.print_memory_notes(runs, result["arrow"])
     print("server ms: the replay's handler time for the run's requests (same machine, so it competes for the cores)")
     return 0
 

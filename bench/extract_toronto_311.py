@@ -178,14 +178,7 @@ def main() -> int:
           f"{best['seconds'] / inflate:.1f}x")
     print(f"a whole year of blocks downloads and parses SR{year} 12 times: about {12 * best['seconds']:.0f} s and "
           f"{12 * common.mb(man.get('fetched_bytes', 0)):.0f} MB fetched at these figures")
-    method = runs[0]["peak_method"]
-    print(f"peak RSS: {method} of the child process, "
-          + ("reset per phase via /proc/self/clear_refs (each phase's own peak)" if runs[0]["peak_is_per_run"]
-             else "cumulative (/proc/self/clear_refs refused)")
-          + "; RSS before: the child's VmRSS as the run starts")
-    arrow = result["arrow"]
-    print(f"after the runs: Arrow's {arrow['backend']} pool holds {arrow['allocated_mb']:.1f} MB "
-          f"(its peak {arrow['max_mb']:.0f} MB)")
+    common.print_memory_notes(runs, result["arrow"])
     return 0
 
 
