@@ -56,17 +56,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import container_setup  # noqa: E402
-from astro_images import (  # noqa: E402,F401 (re-exported: tests read astro_local.<name>)
-    airflow_line,
-    build_postgres_standin,
-    build_project_image,
-    build_runtime_standin,
-    image_wheelhouse,
-    locked_airflow,
-    log,
-    project_name,
-    runtime_tag,
-)
+import astro_images  # noqa: E402
+from astro_images import airflow_line, locked_airflow, log, project_name, runtime_tag  # noqa: E402,F401 (tests read them here)
 
 SOURCES = {"seattle_crime": ["2024-01", "2024-02"], "street_manager": ["2024-02", "2024-03"]}
 STREET_MANAGER_EVENTS = {"permit": 150, "activity": 20, "section_58": 10}
@@ -451,10 +442,10 @@ def build_images(home: Path = container_setup.HOME) -> tuple[container_setup.Set
     seconds = {}
     done = container_setup.setup(home)
     seconds.update({f"base+extractor ({k})": v for k, v in done.seconds.items() if k in ("base", "extractor")})
-    wheels, seconds["wheelhouse"] = image_wheelhouse(home)
-    postgres, seconds["postgres stand-in"] = build_postgres_standin(done.env, done.base)
-    runtime, seconds["runtime stand-in"] = build_runtime_standin(done.env, done.base, wheels, home)
-    airflow, seconds["project image"] = build_project_image(done.env, runtime, wheels, home, project_name())
+    wheels, seconds["wheelhouse"] = astro_images.image_wheelhouse(home)
+    postgres, seconds["postgres stand-in"] = astro_images.build_postgres_standin(done.env, done.base)
+    runtime, seconds["runtime stand-in"] = astro_images.build_runtime_standin(done.env, done.base, wheels, home)
+    airflow, seconds["project image"] = astro_images.build_project_image(done.env, runtime, wheels, home, project_name())
     return done, {"postgres": postgres, "runtime": runtime, "airflow": airflow, "extractor": done.image}, seconds
 
 
