@@ -134,36 +134,36 @@ class Page:
         }
 
 
-def _month(value) -> str | None:
+def month_text(value) -> str | None:
     return value.strftime("%Y-%m") if value is not None else None
 
 
-def _all(reading, sql: str, **params) -> list[tuple]:
+def rows(reading, sql: str, **params) -> list[tuple]:
     return reading.cursor.execute(sql, params).fetchall() if params else reading.cursor.execute(sql).fetchall()
 
 
-def _one(reading, sql: str, **params) -> tuple:
+def row(reading, sql: str, **params) -> tuple:
     return reading.cursor.execute(sql, params).fetchone()
 
 
-def _range(page: Page, filters: Filters, first: date | None, last: date | None) -> tuple[date, date, bool]:
+def month_range(page: Page, filters: Filters, first: date | None, last: date | None) -> tuple[date, date, bool]:
     """The month range to show (the filter, else everything) and whether it covers every month."""
     start = filters.start or first
     end = filters.end or last
-    page.extent = (_month(first), _month(last))
-    page.start, page.end = _month(start), _month(end)
+    page.extent = (month_text(first), month_text(last))
+    page.start, page.end = month_text(start), month_text(end)
     covers_all = (first is None) or (start <= first and end >= last)
     return start, end, covers_all
 
 
-def _missing(reading, *tables: str) -> str | None:
+def not_built(reading, *tables: str) -> str | None:
     absent = [t for t in tables if t not in reading.tables]
     if absent:
         return f"not built yet: {', '.join(absent)} (its source's DAG builds it after landing a block)"
     return None
 
 
-def _point_map(chart_id: str, title: str, model: str, points: list[tuple], empty: str, data: dict | None = None,
+def point_map(chart_id: str, title: str, model: str, points: list[tuple], empty: str, data: dict | None = None,
                note: str | None = None) -> Chart:
     """A wide map of ``(group, lon, lat, hover text)`` rows, one colour per group."""
     groups: dict[str, list] = {}
@@ -174,7 +174,7 @@ def _point_map(chart_id: str, title: str, model: str, points: list[tuple], empty
                  empty=None if points else empty, note=note if points else None, wide=True)
 
 
-def _empty_page(page: Page, message: str) -> Page:
+def empty_page(page: Page, message: str) -> Page:
     page.empty = message
     return page
 
@@ -185,5 +185,5 @@ def _empty_page(page: Page, message: str) -> Page:
 def table_counts(reading, tables: list[str]) -> dict[str, int | None]:
     counts = {}
     for table in tables:
-        counts[table] = _one(reading, f'select count(*) from "{table}"')[0] if table in reading.tables else None
+        counts[table] = row(reading, f'select count(*) from "{table}"')[0] if table in reading.tables else None
     return counts

@@ -5,38 +5,25 @@ and its marts).
 from __future__ import annotations
 
 from civic_pipelines.dashboard import figures
-from civic_pipelines.dashboard.pages.common import (
-    CRIME_SOURCES,
-    MAP_POINTS,
-    TOP,
-    Chart,
-    Filters,
-    Page,
-    _all,
-    _empty_page,
-    _missing,
-    _month,
-    _one,
-    _point_map,
-    _range,
-)
+from civic_pipelines.dashboard.pages import common
+from civic_pipelines.dashboard.pages.common import Chart, Filters, Page
 
 
 def crime(reading, filters: Filters) -> Page:
-    page = Page("crime", "Crime (Seattle)", CRIME_SOURCES, filters.selected(CRIME_SOURCES))
-    missing = _missing(reading, "fct_crime_offenses", "mart_crime_monthly")
+    page = Page("crime", "Crime (Seattle)", common.CRIME_SOURCES, filters.selected(common.CRIME_SOURCES))
+    missing = common.not_built(reading, "fct_crime_offenses", "mart_crime_monthly")
     if not page.selected:
-        return _empty_page(page, "no crime source selected")
+        return common.empty_page(page, "no crime source selected")
     if missing:
-        return _empty_page(page, f"No crime data yet: {missing}.")
-    first, last = _one(reading, "select min(report_month), max(report_month) from mart_crime_monthly")
+        return common.empty_page(page, f"No crime data yet: {missing}.")
+    first, last = common.row(reading, "select min(report_month), max(report_month) from mart_crime_monthly")
     if first is None:
-        return _empty_page(page, "No offenses landed yet.")
-    start, end, covers_all = _range(page, filters, first, last)
+        return common.empty_page(page, "No offenses landed yet.")
+    start, end, covers_all = common.month_range(page, filters, first, last)
     where = "report_month between $start and $end"
     p = {"start": start, "end": end}
 
-    total, person, property_ = _one(reading, f"""
+    total, person, property_ = common.row(reading, f"""
         select coalesce(sum(offenses), 0),
                coalesce(sum(offenses) filter (where crime_against_category = 'PERSON'), 0),
                coalesce(sum(offenses) filter (where crime_against_category = 'PROPERTY'), 0)
@@ -44,7 +31,7 @@ def crime(reading, filters: Filters) -> Page:
     page.figures = [("offenses", int(total)), ("against persons (violent)", int(person)),
                     ("against property", int(property_))]
 
-    trend = _all(reading, f"""
+    trend = common.rows(reading, f"""
         select report_month, coalesce(crime_against_category, 'UNKNOWN') as category, sum(offenses)::bigint
         from mart_crime_monthly where {where} group by all order by 1, 2""", **p)
     series: dict[str, list] = {}
@@ -54,19 +41,19 @@ def crime(reading, filters: Filters) -> Page:
     series = {k: series[k] for k in sorted(series, key=lambda c: order.index(c) if c in order else 99)}
     page.charts.append(Chart(
         "crime-trend", "Violent (PERSON) vs property offenses by month", "mart_crime_monthly",
-        data=[{"month": _month(m), "category": c, "offenses": n} for m, c, n in trend],
+        data=[{"month": common.month_text(m), "category": c, "offenses": n} for m, c, n in trend],
         figure=figures.lines(series, "offenses") if trend else None,
         empty=None if trend else "No offenses in this range.", wide=True))
 
     if covers_all and "mart_crime_by_area" in reading.tables:
-        model, areas = "mart_crime_by_area", _all(reading, f"""
+        model, areas = "mart_crime_by_area", common.rows(reading, f"""
             select precinct, sector, beat, offenses from mart_crime_by_area
-            order by offenses desc, precinct nulls last, sector nulls last, beat nulls last limit {TOP}""")
+            order by offenses desc, precinct nulls last, sector nulls last, beat nulls last limit {common.TOP}""")
     else:
-        model, areas = "fct_crime_offenses", _all(reading, f"""
+        model, areas = "fct_crime_offenses", common.rows(reading, f"""
             select precinct, sector, beat, count(*) as offenses from fct_crime_offenses where {where}
             group by all order by offenses desc, precinct nulls last, sector nulls last, beat nulls last
-            limit {TOP}""", **p)
+            limit {common.TOP}""", **p)
     labels = [f"{pr or '?'} / {se or '?'} / {be or 'no beat'}" for pr, se, be, _ in areas]
     page.charts.append(Chart(
         "crime-areas", "Beats with the most offenses (precinct / sector / beat)", model,
@@ -74,23 +61,23 @@ def crime(reading, filters: Filters) -> Page:
         figure=figures.ranking(labels, [n for *_, n in areas], "offenses") if areas else None,
         empty=None if areas else "No offenses in this range."))
 
-    offenses = _all(reading, f"""
+    offenses = common.rows(reading, f"""
         select coalesce(offense_parent_group, '(unknown group)') as offense_group, count(*) as offenses
-        from fct_crime_offenses where {where} group by all order by offenses desc, offense_group limit {TOP}""", **p)
+        from fct_crime_offenses where {where} group by all order by offenses desc, offense_group limit {common.TOP}""", **p)
     page.charts.append(Chart(
         "crime-offenses", "Offenses by NIBRS offense group", "fct_crime_offenses",
         data=[{"offense_group": g, "offenses": n} for g, n in offenses],
         figure=figures.ranking([g for g, _ in offenses], [n for _, n in offenses], "offenses") if offenses else None,
         empty=None if offenses else "No offenses in this range."))
 
-    points = _all(reading, f"""
+    points = common.rows(reading, f"""
         select coalesce(crime_against_category, 'UNKNOWN'), round(longitude, 5), round(latitude, 5),
                coalesce(offense, '') || ' · ' || coalesce(block_address, '') || ' · ' || strftime(report_datetime, '%Y-%m-%d')
         from fct_crime_offenses
         where {where} and longitude is not null and latitude is not null
-        order by hash(offense_id) limit {MAP_POINTS}""", **p)
-    with_point = _one(reading, f"select count(*) filter (where longitude is not null), count(*) from fct_crime_offenses where {where}", **p)
-    page.charts.append(_point_map(
+        order by hash(offense_id) limit {common.MAP_POINTS}""", **p)
+    with_point = common.row(reading, f"select count(*) filter (where longitude is not null), count(*) from fct_crime_offenses where {where}", **p)
+    page.charts.append(common.point_map(
         "crime-map", "Where offenses were reported", "fct_crime_offenses", points,
         "No offense in this range has a location.",
         data={"offenses_with_point": with_point[0], "offenses": with_point[1]},

@@ -5,18 +5,8 @@ started (``fct_mobility_trips`` and its marts).
 from __future__ import annotations
 
 from civic_pipelines.dashboard import figures
-from civic_pipelines.dashboard.pages.common import (
-    MAP_POINTS,
-    Chart,
-    Filters,
-    Page,
-    _all,
-    _empty_page,
-    _missing,
-    _one,
-    _point_map,
-    _range,
-)
+from civic_pipelines.dashboard.pages import common
+from civic_pipelines.dashboard.pages.common import Chart, Filters, Page
 
 
 def mobility(reading, filters: Filters) -> Page:
@@ -25,30 +15,30 @@ def mobility(reading, filters: Filters) -> Page:
     page's "sources" are the MDS providers (one registered source, several operators)."""
     providers = []
     if "mart_mobility_trips_daily" in reading.tables:
-        providers = [p for (p,) in _all(reading, "select distinct provider from mart_mobility_trips_daily order by 1")]
+        providers = [p for (p,) in common.rows(reading, "select distinct provider from mart_mobility_trips_daily order by 1")]
     page = Page("mobility", "Mobility (dockless scooters and bikes, MDS)", providers, filters.selected(providers))
-    missing = _missing(reading, "fct_mobility_trips", "mart_mobility_trips_daily")
+    missing = common.not_built(reading, "fct_mobility_trips", "mart_mobility_trips_daily")
     if missing:
-        return _empty_page(page, f"No mobility data yet: {missing}.")
+        return common.empty_page(page, f"No mobility data yet: {missing}.")
     if not providers:
-        return _empty_page(page, "No trips landed yet.")
+        return common.empty_page(page, "No trips landed yet.")
     if not page.selected:
-        return _empty_page(page, "no provider selected")
-    first, last = _one(reading, "select min(date_trunc('month', trip_date))::date, max(date_trunc('month', trip_date))::date "
+        return common.empty_page(page, "no provider selected")
+    first, last = common.row(reading, "select min(date_trunc('month', trip_date))::date, max(date_trunc('month', trip_date))::date "
                                 "from mart_mobility_trips_daily where list_contains($providers, provider)",
                        providers=page.selected)
-    start, end, _ = _range(page, filters, first, last)
+    start, end, _ = common.month_range(page, filters, first, last)
     p = {"providers": page.selected, "start": start, "end": end}
     where = "list_contains($providers, provider) and date_trunc('month', trip_date) between $start and $end"
 
-    trips, failing, distance, duration = _one(reading, f"""
+    trips, failing, distance, duration = common.row(reading, f"""
         select count(*), count(*) filter (where fails_sanity_rules), median(distance_miles), median(duration_seconds) / 60
         from fct_mobility_trips where {where}""", **p)
     page.figures = [("trips", trips), ("median distance (miles)", round(distance, 2) if distance is not None else None),
                     ("median duration (minutes)", round(duration, 1) if duration is not None else None),
                     ("trips failing sanity rules", failing)]
 
-    daily = _all(reading, f"""
+    daily = common.rows(reading, f"""
         select provider, trip_date, sum(trips)::bigint from mart_mobility_trips_daily where {where}
         group by all order by 1, 2""", **p)
     series: dict[str, list] = {}
@@ -60,7 +50,7 @@ def mobility(reading, filters: Filters) -> Page:
         figure=figures.daily_lines(series, "trips") if daily else None,
         empty=None if daily else "No trips in this range.", wide=True))
 
-    districts = _all(reading, f"""
+    districts = common.rows(reading, f"""
         select coalesce(council_district, '(outside every district)') as district, provider, sum(trips)::bigint
         from mart_mobility_trips_daily where {where} group by all order by 1, 2""", **p)
     totals: dict[str, int] = {}
@@ -79,8 +69,8 @@ def mobility(reading, filters: Filters) -> Page:
     for key, title, column, width, unit in (
             ("distance", "Trip distance distribution", "distance_miles", 0.25, "miles"),
             ("duration", "Trip duration distribution", "duration_seconds / 60.0", 2.0, "minutes")):
-        cap = _one(reading, f"select quantile_cont({column}, 0.99) from fct_mobility_trips where {where}", **p)[0]
-        bins = _all(reading, f"""
+        cap = common.row(reading, f"select quantile_cont({column}, 0.99) from fct_mobility_trips where {where}", **p)[0]
+        bins = common.rows(reading, f"""
             select provider, floor(least({column}, $cap) / $width) * $width as bin, count(*)
             from fct_mobility_trips where {where} and {column} is not null and {column} >= 0
             group by all order by 1, 2""", **p, cap=cap or 0, width=width)
@@ -96,7 +86,7 @@ def mobility(reading, filters: Filters) -> Page:
             if bins and cap is not None else None))
 
     if "mart_mobility_vehicles_hourly" in reading.tables:
-        hourly = _all(reading, f"""
+        hourly = common.rows(reading, f"""
             select provider, hour_start, vehicles_deployed from mart_mobility_vehicles_hourly
             where list_contains($providers, provider)
               and date_trunc('month', timezone('America/Chicago', hour_start)) between $start and $end
@@ -113,7 +103,7 @@ def mobility(reading, filters: Filters) -> Page:
             if hourly else None, wide=True))
 
     if "mart_mobility_trip_sanity" in reading.tables:
-        sanity = _all(reading, """
+        sanity = common.rows(reading, """
             select provider, sum(trips)::bigint, sum(trips_over_24_hours)::bigint, sum(trips_over_500_miles)::bigint,
                    sum(trips_zero_span_with_duration)::bigint, sum(trips_same_location_with_duration)::bigint,
                    sum(trips_failing)::bigint
@@ -132,11 +122,11 @@ def mobility(reading, filters: Filters) -> Page:
             (f"No trip fails a sanity rule in this range ({sum(r[1] for r in sanity):,} trips checked)."
              if sanity else "No landed blocks in this range.")))
 
-    points = _all(reading, f"""
+    points = common.rows(reading, f"""
         select provider, round(start_lon, 5), round(start_lat, 5),
                strftime(start_time_local, '%Y-%m-%d %H:%M') || ' · ' || coalesce(round(distance_miles, 2)::varchar, '?') || ' mi'
         from fct_mobility_trips where {where} and start_lon is not null and start_lat is not null
-        order by hash(provider, trip_id) limit {MAP_POINTS}""", **p)
-    page.charts.append(_point_map("mobility-map", "Where trips started", "fct_mobility_trips", points,
+        order by hash(provider, trip_id) limit {common.MAP_POINTS}""", **p)
+    page.charts.append(common.point_map("mobility-map", "Where trips started", "fct_mobility_trips", points,
                                   "No located trips in this range."))
     return page

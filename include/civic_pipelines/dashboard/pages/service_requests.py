@@ -7,64 +7,50 @@ from __future__ import annotations
 import calendar
 
 from civic_pipelines.dashboard import figures
-from civic_pipelines.dashboard.pages.common import (
-    AREAS_PER_CITY,
-    MAP_POINTS,
-    TOP,
-    Chart,
-    Filters,
-    Page,
-    _all,
-    city_of,
-    _empty_page,
-    _missing,
-    _month,
-    _one,
-    _range,
-    service_request_sources,
-)
+from civic_pipelines.dashboard.pages import common
+from civic_pipelines.dashboard.pages.common import Chart, Filters, Page
 
 
 def service_requests(reading, filters: Filters, registered: list[str], boundaries) -> Page:
-    options = service_request_sources(registered)
+    options = common.service_request_sources(registered)
     page = Page("311", "311 service requests", options, filters.selected(options))
-    cities = [city_of(s) for s in page.selected]
+    cities = [common.city_of(s) for s in page.selected]
     if not cities:
-        return _empty_page(page, "no 311 source selected")
-    missing = _missing(reading, "fct_service_requests", "mart_requests_by_category_month")
+        return common.empty_page(page, "no 311 source selected")
+    missing = common.not_built(reading, "fct_service_requests", "mart_requests_by_category_month")
     if missing:
-        return _empty_page(page, f"No 311 data yet: {missing}.")
+        return common.empty_page(page, f"No 311 data yet: {missing}.")
     p0 = {"cities": cities}
-    first, last = _one(reading, "select min(month), max(month) from mart_requests_by_category_month "
+    first, last = common.row(reading, "select min(month), max(month) from mart_requests_by_category_month "
                                 "where list_contains($cities, city)", **p0)
     if first is None:
-        return _empty_page(page, f"No requests landed yet for {', '.join(cities)}.")
-    start, end, covers_all = _range(page, filters, first, last)
+        return common.empty_page(page, f"No requests landed yet for {', '.join(cities)}.")
+    start, end, covers_all = common.month_range(page, filters, first, last)
     p = {"cities": cities, "start": start, "end": end}
     in_range = "list_contains($cities, city) and month between $start and $end"
     fact_range = "list_contains($cities, city) and opened_month between $start and $end"
 
-    per_city = _all(reading, f"select city, sum(requests)::bigint from mart_requests_by_category_month "
+    per_city = common.rows(reading, f"select city, sum(requests)::bigint from mart_requests_by_category_month "
                              f"where {in_range} group by city order by city", **p)
     page.figures = [("requests", sum(n for _, n in per_city))] + [(f"{c}", n) for c, n in per_city]
 
-    volume = _all(reading, f"""
+    volume = common.rows(reading, f"""
         select month, coalesce(major_category, '(unmapped type)') as category, sum(requests)::bigint
         from mart_requests_by_category_month where {in_range} group by all order by 1, 2""", **p)
-    months = sorted({_month(m) for m, _, _ in volume})
+    months = sorted({common.month_text(m) for m, _, _ in volume})
     totals: dict[str, int] = {}
     for _, category, n in volume:
         totals[category] = totals.get(category, 0) + n
     categories = sorted(totals, key=lambda c: -totals[c])
-    cells = {(_month(m), c): n for m, c, n in volume}
+    cells = {(common.month_text(m), c): n for m, c, n in volume}
     page.charts.append(Chart(
         "311-volume", "Requests by month and category", "mart_requests_by_category_month",
-        data=[{"month": _month(m), "major_category": c, "requests": n} for m, c, n in volume],
+        data=[{"month": common.month_text(m), "major_category": c, "requests": n} for m, c, n in volume],
         figure=figures.stacked_bars(months, {c: [cells.get((m, c), 0) for m in months] for c in categories},
                                     "requests") if volume else None,
         empty=None if volume else "No requests in this range.", wide=True))
 
-    season = _all(reading, f"""
+    season = common.rows(reading, f"""
         select city, month(month) as month_of_year, sum(requests)::bigint as requests,
                count(distinct year(month)) as years
         from mart_requests_by_category_month where {in_range} group by all order by 1, 2""", **p)
@@ -81,7 +67,7 @@ def service_requests(reading, filters: Filters, registered: list[str], boundarie
         empty=None if season else "No requests in this range.",
         note="Each bar averages the selected years' counts for that calendar month." if season else None))
 
-    breakdown = _all(reading, f"""
+    breakdown = common.rows(reading, f"""
         select coalesce(major_category, '(unmapped type)'), coalesce(minor_category, '(unmapped type)'),
                sum(requests)::bigint
         from mart_requests_by_category_month where {in_range} group by all order by 3 desc""", **p)
@@ -100,36 +86,36 @@ def service_requests(reading, filters: Filters, registered: list[str], boundarie
 
     if covers_all and "mart_requests_by_area" in reading.tables:
         model = "mart_requests_by_area"
-        areas = _all(reading, f"""
+        areas = common.rows(reading, f"""
             select city, area_system, area, requests from (
                 select distinct city, area_system, area, area_requests::bigint as requests from mart_requests_by_area
                 where list_contains($cities, city) and area is not null)
-            qualify row_number() over (partition by city order by requests desc, area) <= {AREAS_PER_CITY}
+            qualify row_number() over (partition by city order by requests desc, area) <= {common.AREAS_PER_CITY}
             order by city, requests desc, area""", cities=cities)
     else:
         model = "fct_service_requests"
-        areas = _all(reading, f"""
+        areas = common.rows(reading, f"""
             select city, area_system, area, count(*) as requests from fct_service_requests
             where {fact_range} and area is not null group by city, area_system, area
-            qualify row_number() over (partition by city order by requests desc, area) <= {AREAS_PER_CITY}
+            qualify row_number() over (partition by city order by requests desc, area) <= {common.AREAS_PER_CITY}
             order by city, requests desc, area""", **p)
     no_area = [c for c in cities if c not in {a[0] for a in areas}]
     page.charts.append(Chart(
-        "311-areas", f"Areas with the most requests (top {AREAS_PER_CITY} per city)", model,
+        "311-areas", f"Areas with the most requests (top {common.AREAS_PER_CITY} per city)", model,
         data=[{"city": c, "area_system": s, "area": a, "requests": n} for c, s, a, n in areas],
         figure=figures.ranking([f"{c} · {a}" for c, _, a, _ in areas], [n for *_, n in areas], "requests",
                                hover=[s or "" for _, s, _, _ in areas]) if areas else None,
         empty=None if areas else "No request in this range has an area (Minneapolis publishes points, not areas).",
         note=f"No areas published for: {', '.join(no_area)}." if areas and no_area else None))
 
-    points = _all(reading, f"""
+    points = common.rows(reading, f"""
         select city, round(longitude, 5), round(latitude, 5),
                coalesce(request_type, '') || ' · ' || strftime(opened_at, '%Y-%m-%d') || ' · ' || coalesce(status, '')
         from fct_service_requests
         where {fact_range} and longitude is not null and latitude is not null
-        qualify row_number() over (partition by city order by hash(request_id)) <= {MAP_POINTS}
+        qualify row_number() over (partition by city order by hash(request_id)) <= {common.MAP_POINTS}
         order by city""", **p)
-    located = dict((c, (w, n)) for c, w, n in _all(
+    located = dict((c, (w, n)) for c, w, n in common.rows(
         reading, f"select city, count(*) filter (where longitude is not null and latitude is not null), count(*) "
                  f"from fct_service_requests where {fact_range} group by city", **p))
     by_city: dict[str, dict[str, list]] = {}
@@ -165,7 +151,7 @@ def service_requests(reading, filters: Filters, registered: list[str], boundarie
                           + ") in the boundaries folder (CIVIC_BOUNDARIES) to map requests per area "
                             "(README, Dashboard).")
 
-    closing = _all(reading, f"""
+    closing = common.rows(reading, f"""
         select city, coalesce(major_category, '(unmapped type)') as category, count(*) as closed,
                quantile_cont(hours_to_close, 0.5) as median_hours, quantile_cont(hours_to_close, 0.9) as p90_hours
         from fct_service_requests where {fact_range} and hours_to_close >= 0
@@ -180,7 +166,7 @@ def service_requests(reading, filters: Filters, registered: list[str], boundarie
         if closing else None))
 
     if "mart_time_to_close" in reading.tables:
-        cohorts = _all(reading, f"""
+        cohorts = common.rows(reading, f"""
             select month, city, sum(closed_requests)::bigint,
                    sum(median_hours_to_close * closed_requests) / sum(closed_requests)
             from mart_time_to_close where {in_range} group by all order by 1, 2""", **p)
@@ -189,7 +175,7 @@ def service_requests(reading, filters: Filters, registered: list[str], boundarie
             series.setdefault(city, []).append((month, round(hours, 2)))
         page.charts.append(Chart(
             "311-close-trend", "Median hours to close by month opened", "mart_time_to_close",
-            data=[{"month": _month(m), "city": c, "closed_requests": n, "median_hours": round(h, 2)}
+            data=[{"month": common.month_text(m), "city": c, "closed_requests": n, "median_hours": round(h, 2)}
                   for m, c, n, h in cohorts],
             figure=figures.lines(series, "hours (median, weighted over categories)") if cohorts else None,
             empty=None if cohorts else "No closed requests in this range.",
@@ -199,9 +185,9 @@ def service_requests(reading, filters: Filters, registered: list[str], boundarie
 
 
 def _time_to_close_figure(closing: list[tuple]) -> dict:
-    labels = [f"{city} · {category}" for city, category, *_ in closing][:TOP]
-    medians = [round(m, 1) for *_, m, _ in closing][:TOP]
-    extra = [round(q - m, 1) for *_, m, q in closing][:TOP]
+    labels = [f"{city} · {category}" for city, category, *_ in closing][:common.TOP]
+    medians = [round(m, 1) for *_, m, _ in closing][:common.TOP]
+    extra = [round(q - m, 1) for *_, m, q in closing][:common.TOP]
     return figures.ranking(labels, medians, "hours",
                            series={"median hours": medians, "to the 90th percentile": extra})
 
@@ -210,7 +196,7 @@ def _choropleth(reading, city: str, boundaries, params: dict, fact_range: str, c
     shapes = boundaries.get(city)
     if shapes is None:
         return None
-    counts = _all(reading, f"select area_system, area, count(*) from fct_service_requests "
+    counts = common.rows(reading, f"select area_system, area, count(*) from fct_service_requests "
                            f"where {fact_range} and city = $city and area is not null group by all",
                   **{**params, "city": city})
     by_name: dict[str, int] = {}
