@@ -88,9 +88,9 @@ from civic_pipelines.adapters.ckan_fields import (  # noqa: F401 (re-exported: t
     DateBands,
     Field,
     Split,
-    _fill_year,
-    _normal,
     clean_strings,
+    fill_year,
+    normalised_name,
     parse_timestamps,
     typed,
 )
@@ -168,7 +168,7 @@ class CkanResourceSource:
                 raise _config_error(self.path, f"{key} {value!r} needs a {{year}} placeholder")
         if self.resource_url:
             try:
-                re.compile(_fill_year(self.resource_url, 2000))
+                re.compile(fill_year(self.resource_url, 2000))
             except re.error as error:
                 raise _config_error(self.path, f"resource_url is not a regex ({error})") from None
         self.resource_formats = [str(f).upper() for f in config.get("resource_formats") or ["ZIP", "CSV"]]
@@ -176,7 +176,7 @@ class CkanResourceSource:
         self.watermark_keys = [watermark] if isinstance(watermark, str) else [str(w) for w in watermark]
         self.member = str(config.get("member") or r"(?i)\.csv$")
         try:
-            re.compile(_fill_year(self.member, 2000))
+            re.compile(fill_year(self.member, 2000))
         except re.error as error:
             raise _config_error(self.path, f"member is not a regex ({error})") from None
         self.encoding = str(config.get("encoding") or "utf-8")
@@ -202,7 +202,7 @@ class CkanResourceSource:
         if self.date_field.format != self.date_format:
             raise _config_error(self.path, "the date field's format is date_format")
         fraction_ok = self.fraction_digits  # the date field honours date_fraction_digits
-        self._date_args = (self.date_format, self.date_field.width, fraction_ok)
+        self.date_args = (self.date_format, self.date_field.width, fraction_ok)
 
         key = config.get("key")
         if isinstance(key, str):
@@ -280,10 +280,10 @@ class CkanResourceSource:
         active = [r for r in resources if isinstance(r, dict) and r.get("state", "active") == "active"]
         candidates = []
         if self.resource_name:
-            wanted = _normal(_fill_year(self.resource_name, year))
-            candidates = [r for r in active if _normal(r.get("name") or "") == wanted]
+            wanted = normalised_name(fill_year(self.resource_name, year))
+            candidates = [r for r in active if normalised_name(r.get("name") or "") == wanted]
         if not candidates and self.resource_url:
-            pattern = re.compile(_fill_year(self.resource_url, year))
+            pattern = re.compile(fill_year(self.resource_url, year))
             candidates = [r for r in active if pattern.search(urlsplit(str(r.get("url") or "")).path.rsplit("/", 1)[-1])]
         candidates = [r for r in candidates if self._format_of(r) in self.resource_formats]
         if not candidates:
@@ -368,7 +368,7 @@ class CkanResourceSource:
         member = None
         source: Iterable[bytes] = chain_first(first, pieces)
         if first.startswith(LOCAL_SIGNATURE):
-            member = ZipMemberStream(source, _fill_year(self.member, year))
+            member = ZipMemberStream(source, fill_year(self.member, year))
             source = member
         text = Utf8Stream(source, self.encoding)
         reader = PiecesReader(text)
@@ -434,12 +434,12 @@ class CkanResourceSource:
         """Field lake name -> column position, and the drift against the configured fields."""
         positions, renamed, missing = {}, {}, []
         exact = {name: i for i, name in reversed(list(enumerate(header)))}
-        loose = {_normal(name): i for i, name in reversed(list(enumerate(header)))}
+        loose = {normalised_name(name): i for i, name in reversed(list(enumerate(header)))}
         for field in self.fields:
             candidates = [field.source] + field.aliases
             found = next((exact[c] for c in candidates if c in exact), None)
             if found is None:
-                found = next((loose[_normal(c)] for c in candidates if _normal(c) in loose), None)
+                found = next((loose[normalised_name(c)] for c in candidates if normalised_name(c) in loose), None)
             if found is None:
                 missing.append(field.source)
                 continue

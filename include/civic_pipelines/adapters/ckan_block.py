@@ -67,7 +67,7 @@ class FileMonths:
     def months(self, date_raw, source: CkanResourceSource) -> pa.Array:
         """The block month of each row (see the module docstring)."""
         values = clean_strings(date_raw, source.date_field)
-        parsed = parse_timestamps(values, *source._date_args)
+        parsed = parse_timestamps(values, *source.date_args)
         self.parsed += pc.count(parsed).as_py() or 0
         failed = pc.and_(pc.is_valid(values), pc.is_null(parsed))
         failures = _count(failed)
@@ -105,7 +105,7 @@ def validate_block(source: CkanResourceSource, raw: pa.Table, lines: list, month
     columns, bad = {}, {}
     for field in source.fields:
         if field is source.date_field:
-            columns[field.name] = parse_timestamps(clean[field.name], *source._date_args)
+            columns[field.name] = parse_timestamps(clean[field.name], *source.date_args)
             bad[field.name] = pc.and_(pc.is_valid(clean[field.name]), pc.is_null(columns[field.name]))
         else:
             columns[field.name], bad[field.name] = typed(clean[field.name], field.type, field)

@@ -24,11 +24,12 @@ _INT_RE = r"^[+-]?[0-9]{1,18}$"
 _FLOAT_RE = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 
 
-def _normal(name: str) -> str:
+def normalised_name(name: str) -> str:
+    """A header or resource name compared loosely: no BOM, runs of spaces collapsed, case folded."""
     return " ".join(str(name).replace("\ufeff", "").split()).casefold()
 
 
-def _fill_year(template: str, year: int) -> str:
+def fill_year(template: str, year: int) -> str:
     # str.replace, not str.format: the templates are often regexes with {m,n} quantifiers.
     return template.replace("{year}", f"{year:04d}")
 
