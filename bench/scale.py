@@ -238,6 +238,7 @@ def environment(work: Path, pg: dict, replay_url: str, api_port: int, parallelis
         # The backfill settings `make demo` uses too (docs/scaling.md, "Settings for a backfill").
         **backfill.airflow_settings(parallelism=parallelism, dag_file_interval=parse_interval),
         "AIRFLOW__CORE__DAGS_FOLDER": str(work / "dags"),
+        **backfill.offline_settings(work / "cosmos_cache"),
     }
     host, port = replay_url.split("://", 1)[1].split(":")
     connection = {"conn_type": "http", "host": host, "port": int(port), "schema": "http"}

@@ -177,6 +177,7 @@ def demo_environment(data: Path, replay_port: int, api_port: int) -> dict:
         # The dbt tasks run one after another (one DuckDB writer): the scheduler queues the next when
         # it loops after the last one's success, and an idle loop sleeps this long first (default 1 s).
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+        **backfill.offline_settings(data / "cosmos_cache"),
     }
     replay = json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": replay_port, "schema": "http"})
     previous = format_month(previous_month(parse_month(current_month())))

@@ -30,10 +30,9 @@ def log(message: str) -> None:
 def airflow_environment(base: Mapping[str, str], data: Path, api_port: int) -> dict:
     """What every local Airflow stack here sets: the project's data folder (lake, warehouse,
     ``AIRFLOW_HOME`` under ``data``), no examples, DAGs unpaused, every user an admin (safe only
-    because the servers listen on loopback), the API server's port with the execution API that
-    task processes report to, and no network for dbt or Cosmos (``backfill.offline_settings``)."""
-    from civic_pipelines.orchestration import backfill
-
+    because the servers listen on loopback) and the API server's port with the execution API that
+    task processes report to. The callers add the orchestration layer's own settings
+    (``backfill.airflow_settings``, ``backfill.offline_settings``): devtools import no orchestration."""
     return {
         **base,
         "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
@@ -49,7 +48,6 @@ def airflow_environment(base: Mapping[str, str], data: Path, api_port: int) -> d
         # Task processes report to the API server's execution API: it must follow the port.
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-        **backfill.offline_settings(data / "cosmos_cache"),
     }
 
 
