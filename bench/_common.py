@@ -76,6 +76,31 @@ def start_replay():
     return make_server(host="127.0.0.1", port=0).start()
 
 
+def start_seattle_replay_process(port: int, rows_per_month: int, env: dict | None = None) -> subprocess.Popen:
+    """The replay server in a process of its own on 127.0.0.1:``port``, answering, with Seattle
+    crime configured to ``rows_per_month`` rows (for benches that measure in this process).
+    The caller terminates it; if it never answers or refuses the configuration it is stopped here."""
+    import requests
+
+    base_url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "civic_pipelines.cli", "replay", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+    try:
+        for _ in range(100):
+            try:
+                requests.get(f"{base_url}/api/views/tazs-3rd5.json", timeout=1)
+                break
+            except requests.RequestException:
+                time.sleep(0.1)
+        requests.post(f"{base_url}/_replay/config", json={"seattle_crime": {"rows_per_month": rows_per_month}},
+                      timeout=10).raise_for_status()
+    except BaseException:
+        server.terminate()
+        server.wait(timeout=10)
+        raise
+    return server
+
+
 def configure(base_url: str, section: str, body: dict) -> dict:
     import requests
 
@@ -147,6 +172,22 @@ def timed_block(source: str, month: str, lake: str, force: bool, base_url: str) 
     }
 
 
+def repeated_blocks(source: str, conn_id: str, base_url: str, month: str, runs: int) -> dict:
+    """``runs`` timed blocks of one month into a fresh lake (the first lands, the rest are forced),
+    then one unforced run that should skip, and Arrow's pool after them."""
+    import tempfile
+
+    point_connection(conn_id, base_url)
+    import civic_pipelines.extract  # noqa: F401 - imports outside the timed runs
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix=f"bench-{source}-") as lake:
+        for i in range(runs):
+            results.append(timed_block(source, month, lake, force=i > 0, base_url=base_url))
+        skip = timed_block(source, month, lake, force=False, base_url=base_url)
+    return {"runs": results, "skip": skip, "arrow": arrow_pool()}
+
+
 def arrow_pool() -> dict:
     """What Arrow's default memory pool holds now and held at most (to tell it from the rest of RSS)."""
     import pyarrow as pa
@@ -158,3 +199,14 @@ def arrow_pool() -> dict:
 
 def mb(nbytes: float) -> float:
     return nbytes / 1e6
+
+
+def print_memory_notes(runs: list[dict], arrow: dict) -> None:
+    """How to read the runs' peak RSS figures, and what Arrow's pool held after them."""
+    print(f"peak RSS: {runs[0]['peak_method']} of the child process, "
+          + ("reset per run via /proc/self/clear_refs (each run's own peak)" if runs[0]["peak_is_per_run"]
+             else "cumulative over the runs (/proc/self/clear_refs refused)")
+          + "; RSS before: the child's VmRSS as the run starts (interpreter, imports, what earlier runs kept)")
+    print(f"after the runs: Arrow's {arrow['backend']} pool holds {arrow['allocated_mb']:.1f} MB "
+          f"(its peak {arrow['max_mb']:.0f} MB); the rest is the interpreter, lazily imported libraries "
+          f"(duckdb, on the first forced re-run, for rows_changed) and the allocators' free lists")

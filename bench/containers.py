@@ -32,7 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "bench"))
 
+import _common as common  # noqa: E402
 import container_setup  # noqa: E402
 
 # Run inside the container and in the host process alike: the CLI, then the process's peaks.
@@ -103,22 +105,12 @@ def main() -> int:
         service_seconds = time.monotonic() - started
 
         import docker
-        import requests
 
         from civic_pipelines.extract import run_block
 
         base_url = f"http://127.0.0.1:{args.port}"
-        server = subprocess.Popen([sys.executable, "-m", "civic_pipelines.cli", "replay", "--port", str(args.port)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                                  env={**os.environ, "PYTHONPATH": str(ROOT / "include")})
-        for _ in range(100):
-            try:
-                requests.get(f"{base_url}/api/views/tazs-3rd5.json", timeout=1)
-                break
-            except requests.RequestException:
-                time.sleep(0.1)
-        requests.post(f"{base_url}/_replay/config", json={"seattle_crime": {"rows_per_month": args.rows_per_month}},
-                      timeout=10).raise_for_status()
+        server = common.start_seattle_replay_process(args.port, args.rows_per_month,
+                                                     env={**os.environ, "PYTHONPATH": str(ROOT / "include")})
         conn = json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": args.port, "schema": "http"})
         os.environ["AIRFLOW_CONN_CIVIC_SEATTLE_CRIME"] = conn
         os.environ["CIVIC_NO_AIRFLOW_LOOKUP"] = "1"  # as bench/extract_seattle.py: the connection is the variable

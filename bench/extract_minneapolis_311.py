@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -65,18 +64,6 @@ def phase_ceiling(base_url: str, month: str) -> dict:
             "peak_rss_mb": common.peak_rss_mb()}
 
 
-def phase_runs(base_url: str, month: str, runs: int) -> dict:
-    common.point_connection(CONN_ID, base_url)
-    import civic_pipelines.extract  # noqa: F401 - imports outside the timed runs
-
-    results = []
-    with tempfile.TemporaryDirectory(prefix="bench-mpls-") as lake:
-        for i in range(runs):
-            results.append(common.timed_block(SOURCE, month, lake, force=i > 0, base_url=base_url))
-        skip = common.timed_block(SOURCE, month, lake, force=False, base_url=base_url)
-    return {"runs": results, "skip": skip, "arrow": common.arrow_pool()}
-
-
 def summarize(run: dict) -> dict:
     manifest = run["manifest"]
     queries = [r for r in run["requests"] if r["path"].endswith("/query")]
@@ -102,7 +89,7 @@ def main() -> int:
 
     if args.phase:
         result = phase_ceiling(args.base_url, args.month) if args.phase == "ceiling" else \
-            phase_runs(args.base_url, args.month, args.runs)
+            common.repeated_blocks(SOURCE, CONN_ID, args.base_url, args.month, args.runs)
         print(json.dumps(result))
         return 0
 
@@ -157,15 +144,7 @@ def main() -> int:
     best = min(forced, key=lambda r: r["seconds"])
     print(f"\nbest forced block / ceiling throughput: "
           f"{(first['rows'] / best['seconds']) / (ceiling['rows'] / ceiling['seconds']):.2f}")
-    method = runs[0]["peak_method"]
-    print(f"peak RSS: {method} of the child process, "
-          + ("reset per run via /proc/self/clear_refs (each run's own peak)" if runs[0]["peak_is_per_run"]
-             else "cumulative over the runs (/proc/self/clear_refs refused)")
-          + "; RSS before: the child's VmRSS as the run starts (interpreter, imports, what earlier runs kept)")
-    arrow = result["arrow"]
-    print(f"after the runs: Arrow's {arrow['backend']} pool holds {arrow['allocated_mb']:.1f} MB "
-          f"(its peak {arrow['max_mb']:.0f} MB); the rest is the interpreter, lazily imported libraries "
-          f"(duckdb, on the first forced re-run, for rows_changed) and the allocators' free lists")
+    common.print_memory_notes(runs, result["arrow"])
     print("server ms: the replay's handler time for the run's requests (same machine, so it competes for the cores)")
     return 0
 

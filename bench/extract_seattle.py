@@ -24,6 +24,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import _common as common  # noqa: E402
 
 
 def months_list(count: int) -> list[str]:
@@ -99,20 +102,10 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
-    import requests
-
     months = months_list(args.months)
     base_url = f"http://127.0.0.1:{args.port}"
-    server = subprocess.Popen([sys.executable, "-m", "civic_pipelines.cli", "replay", "--port", str(args.port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = common.start_seattle_replay_process(args.port, args.rows_per_month)
     try:
-        for _ in range(100):
-            try:
-                requests.get(f"{base_url}/api/views/tazs-3rd5.json", timeout=1)
-                break
-            except requests.RequestException:
-                time.sleep(0.1)
-        requests.post(f"{base_url}/_replay/config", json={"seattle_crime": {"rows_per_month": args.rows_per_month}}, timeout=10).raise_for_status()
         print(f"warming the replay server: {len(months)} months x {args.rows_per_month:,} rows ...", flush=True)
         phase_ceiling(base_url, months)  # generate and cache every page once, so both phases see the same server
         ceiling = run_phase("ceiling", base_url, months)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -97,18 +96,6 @@ def _chain(first: bytes, rest):
     yield from rest
 
 
-def phase_runs(base_url: str, month: str, runs: int) -> dict:
-    common.point_connection(CONN_ID, base_url)
-    import civic_pipelines.extract  # noqa: F401 - imports outside the timed runs
-
-    results = []
-    with tempfile.TemporaryDirectory(prefix="bench-toronto-") as lake:
-        for i in range(runs):
-            results.append(common.timed_block(SOURCE, month, lake, force=i > 0, base_url=base_url))
-        skip = common.timed_block(SOURCE, month, lake, force=False, base_url=base_url)
-    return {"runs": results, "skip": skip, "arrow": common.arrow_pool()}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--month", default="2024-07")
@@ -123,7 +110,7 @@ def main() -> int:
         print(json.dumps(phase_file(args.base_url, args.month, args.file_reps)))
         return 0
     if args.phase == "runs":
-        print(json.dumps(phase_runs(args.base_url, args.month, args.runs)))
+        print(json.dumps(common.repeated_blocks(SOURCE, CONN_ID, args.base_url, args.month, args.runs)))
         return 0
 
     year = int(args.month[:4])
@@ -191,14 +178,7 @@ def main() -> int:
           f"{best['seconds'] / inflate:.1f}x")
     print(f"a whole year of blocks downloads and parses SR{year} 12 times: about {12 * best['seconds']:.0f} s and "
           f"{12 * common.mb(man.get('fetched_bytes', 0)):.0f} MB fetched at these figures")
-    method = runs[0]["peak_method"]
-    print(f"peak RSS: {method} of the child process, "
-          + ("reset per phase via /proc/self/clear_refs (each phase's own peak)" if runs[0]["peak_is_per_run"]
-             else "cumulative (/proc/self/clear_refs refused)")
-          + "; RSS before: the child's VmRSS as the run starts")
-    arrow = result["arrow"]
-    print(f"after the runs: Arrow's {arrow['backend']} pool holds {arrow['allocated_mb']:.1f} MB "
-          f"(its peak {arrow['max_mb']:.0f} MB)")
+    common.print_memory_notes(runs, result["arrow"])
     return 0
 
 

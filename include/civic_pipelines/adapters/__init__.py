@@ -36,6 +36,19 @@ def adapter_config_error(path: Path, message: str) -> DatasetConfigError:
     return DatasetConfigError(f"{path.name}: [adapter] {message}")
 
 
+def configured_fields(tables: list | None, path: Path, make_field) -> tuple[list, dict]:
+    """The ``fields`` tables made into fields, and those fields by published (``source``) name;
+    an empty list, or a source or lake name used twice, is refused."""
+    fields = [make_field(table) for table in tables or []]
+    if not fields:
+        raise adapter_config_error(path, "fields is empty")
+    by_source = {field.source: field for field in fields}
+    names = [field.name for field in fields]
+    if len(set(names)) != len(names) or len(by_source) != len(fields):
+        raise adapter_config_error(path, "field sources and names must be unique")
+    return fields, by_source
+
+
 def spec_from_config(config: dict, path: Path) -> SourceSpec:
     table = dict(config.get("source") or {})
     table.pop("adapter", None)

@@ -55,58 +55,46 @@ field count differs from the header's (an unquoted comma) is not a crash: Arrow 
 handler that keeps it for quarantine with its text. Values are trimmed (``trim``, default on) and
 ``null_values`` (default ``[""]``) become null before typing with ``pyarrow.compute``.
 
-**Month assignment.** A row belongs to the month of its date field (parsed with the fixed-width
-``date_format``, an optional fraction of up to ``date_fraction_digits`` digits, kept to the
-microsecond; impossible dates such as 30 February are rejected by a round trip). A row dated in
-another year of a yearly file is quarantined in that file's January (earlier years) or December
-(later years) block. A row whose date is missing or unparseable cannot be dated: when the format
-starts with ``%Y-%m`` and the value starts with a valid month of the file's year it goes to that
-month (``2024-02-30`` to February), otherwise to the month of the last dated row before it in the
-file (yearly files are sorted by date), or January when there is none; it is quarantined there. A
-line with the wrong field count goes by its own date field in the same way, or to January when
-that cannot be read. So every line of the year lands or is quarantined in exactly one block.
-
-**Quarantine reasons** (the first broken rule): ``<n> fields where the header has <m>``,
-``missing <date>``, ``unparseable <date>``, ``<date> outside the file's year <YYYY>``,
-``missing <required field>``, ``unparseable <required field>``. An optional value that does not
-parse as its type lands as null and is counted (``nulled_values``). ``required`` asks for the column
-in the header; a required field that is also ``nullable`` (a location that may be empty) lands
-its rows with a null there, counted per field in ``empty_values``, instead of quarantining them.
-
-**Derived columns.** ``splits``: a regex with named groups (RE2 syntax) applied to a cleaned
-column, one lake column per group (``Name (12)`` to name and number); values that do not match
-keep the column as published and get nulls in the parts (counted as ``unmatched_splits``).
-``date_bands``: a column whose value depends on the row's date (``before`` bounds in order, the
-last band open-ended), e.g. which ward system applies.
-
-**Key.** ``key`` names a field that identifies a row, or, for files without one, a table
-``{name, hash_of}``: the key is then the first 16 hex digits of BLAKE2b over the canonical text of
-the listed typed, cleaned values plus an occurrence number that tells identical rows apart in file
-order. Leave mutable fields (a status) out of ``hash_of``, so a late edit changes a row instead of
-replacing its key. Rows are landed in date then key order, so the block's checksum only moves when
-its content does.
+The columns' rules live in :mod:`~civic_pipelines.adapters.ckan_fields`; month assignment,
+quarantine, derived columns and the key in :mod:`~civic_pipelines.adapters.ckan_block` (whose
+docstring spells them out); decoding and the file object Arrow reads in
+:mod:`~civic_pipelines.adapters.streamed_text`.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import hashlib
-import io
 import logging
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from civic_pipelines.adapters import adapter_config_error as _config_error
+from civic_pipelines.adapters import configured_fields
+from civic_pipelines.adapters.ckan_block import FileMonths, validate_block
+from civic_pipelines.adapters.ckan_fields import (  # noqa: F401 (re-exported: the adapter's names)
+    _FLOAT_RE,
+    _INT_RE,
+    ARROW_TYPES,
+    TIMESTAMP_TYPE,
+    DateBands,
+    Field,
+    Split,
+    clean_strings,
+    fill_year,
+    normalised_name,
+    parse_timestamps,
+    typed,
+)
+from civic_pipelines.adapters.streamed_text import PiecesReader, Utf8Stream, chain_first, first_bytes
 from civic_pipelines.core import contract
 from civic_pipelines.core.zipstream import LOCAL_SIGNATURE, FirstMatch, ZipErrors
 from civic_pipelines.http import (
@@ -128,135 +116,11 @@ INFLATE_CHUNK = 1 << 20  # most bytes one inflate step may produce
 # Arrow's CSV block (one record batch per block). Arrow's streaming reader runs up to ~35 blocks
 # ahead of a slow consumer (measured with pyarrow 26), so this also sets the read-ahead memory.
 DEFAULT_BLOCK_BYTES = 1 << 20
-TIMESTAMP_TYPE = pa.timestamp("us")  # naive: the publisher's wall time, as published
-ARROW_TYPES = contract.arrow_types(TIMESTAMP_TYPE)
-_INT_RE = r"^[+-]?[0-9]{1,18}$"
-_FLOAT_RE = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 
 
 class CkanError(SourceHTTPError):
     """CKAN's error envelope, a package without the year's resource, or a file that is not the
     CSV (or zip of a CSV) the dataset file describes."""
-
-
-def _normal(name: str) -> str:
-    return " ".join(str(name).replace("\ufeff", "").split()).casefold()
-
-
-def _fill_year(template: str, year: int) -> str:
-    # str.replace, not str.format: the templates are often regexes with {m,n} quantifiers.
-    return template.replace("{year}", f"{year:04d}")
-
-
-# ---------------------------------------------------------------- configuration
-
-
-class Field:
-    """One configured CSV column: header name (and aliases), lake name, type and cleaning rules."""
-
-    KEYS = {"source", "name", "type", "required", "nullable", "aliases", "trim", "null_values", "format", "description"}
-
-    def __init__(self, table: dict, path: Path, date_format: str) -> None:
-        unknown = set(table) - self.KEYS
-        if unknown:
-            raise _config_error(path, f"field {table.get('source')!r}: unknown key(s) {sorted(unknown)}")
-        try:
-            self.source = str(table["source"])
-            self.name = str(table["name"])
-        except KeyError as missing:
-            raise _config_error(path, f"every field needs source and name; {table} lacks {missing}") from None
-        self.type = str(table.get("type", "string"))
-        if self.type not in ARROW_TYPES:
-            raise _config_error(path, f"field {self.source}: type must be one of {sorted(ARROW_TYPES)}, not {self.type!r}")
-        self.arrow_type = ARROW_TYPES[self.type]
-        self.required = bool(table.get("required", False))
-        # required: the column must be in the file's header (gone = drift, the block fails).
-        # nullable: an empty value is still a row (it lands as null and is counted); without it an
-        # empty value of a required column sends the row to quarantine.
-        self.nullable = bool(table.get("nullable", False))
-        self.aliases = [str(a) for a in table.get("aliases") or []]
-        self.trim = bool(table.get("trim", True))
-        self.null_values = [str(v) for v in table.get("null_values", [""])]
-        self.format = str(table.get("format") or date_format)
-        if self.type == "timestamp":
-            self.width = _fixed_width(self.format, path, self.source)
-
-
-def _fixed_width(fmt: str, path: Path, what: str) -> int:
-    samples = (datetime(2001, 5, 3, 4, 5, 6), datetime(2024, 9, 1, 0, 0, 0), datetime(2099, 12, 28, 23, 59, 58))
-    widths = {len(day.strftime(fmt)) for day in samples}
-    if len(widths) != 1:
-        raise _config_error(path, f"{what}: date format {fmt!r} must be fixed-width (no %b, %B, %-d ...)")
-    return widths.pop()
-
-
-class Split:
-    """A regex with named groups that splits a cleaned column into lake columns."""
-
-    def __init__(self, table: dict, path: Path, by_source: dict) -> None:
-        unknown = set(table) - {"field", "pattern", "types", "description"}
-        if unknown:
-            raise _config_error(path, f"split: unknown key(s) {sorted(unknown)}")
-        source = table.get("field")
-        if source not in by_source:
-            raise _config_error(path, f"split field {source!r} is not among the fields' sources")
-        self.field = by_source[source]
-        self.pattern = str(table.get("pattern") or "")
-        try:
-            groups = list(re.compile(self.pattern).groupindex)
-            pc.extract_regex(pa.array([], pa.string()), self.pattern)  # RE2 must accept it too
-        except (re.error, pa.ArrowInvalid) as error:
-            raise _config_error(path, f"split of {source}: bad pattern {self.pattern!r} ({error})") from None
-        if not groups:
-            raise _config_error(path, f"split of {source}: the pattern needs named groups (?P<name>...)")
-        types = dict(table.get("types") or {})
-        if set(types) - set(groups):
-            raise _config_error(path, f"split of {source}: types for unknown group(s) {sorted(set(types) - set(groups))}")
-        self.outputs = []
-        for group in groups:
-            kind = str(types.get(group, "string"))
-            if kind not in ("string", "int32", "int64", "float64"):
-                raise _config_error(path, f"split of {source}: group {group} type must be string, int32, int64 or float64")
-            self.outputs.append((group, kind))
-
-
-class DateBands:
-    """A lake column whose value depends on a timestamp field: the first band whose ``before``
-    is later than the value, else the open-ended last band."""
-
-    def __init__(self, table: dict, path: Path, by_source: dict) -> None:
-        unknown = set(table) - {"name", "field", "bands", "description"}
-        if unknown:
-            raise _config_error(path, f"date_bands: unknown key(s) {sorted(unknown)}")
-        self.name = str(table.get("name") or "")
-        source = table.get("field")
-        if not self.name or source not in by_source or by_source[source].type != "timestamp":
-            raise _config_error(path, "date_bands need a name and a field of type timestamp")
-        self.field = by_source[source]
-        bands = list(table.get("bands") or [])
-        if not bands or "before" in bands[-1] or any("before" not in band for band in bands[:-1]):
-            raise _config_error(path, f"date_bands {self.name}: every band but the last needs before; the last none")
-        self.bounds, self.values = [], []
-        for band in bands:
-            if "value" not in band:
-                raise _config_error(path, f"date_bands {self.name}: every band needs a value")
-            self.values.append(str(band["value"]))
-            if "before" in band:
-                try:
-                    self.bounds.append(datetime.fromisoformat(str(band["before"])))
-                except ValueError:
-                    raise _config_error(path, f"date_bands {self.name}: before {band['before']!r} is not ISO") from None
-        if self.bounds != sorted(self.bounds):
-            raise _config_error(path, f"date_bands {self.name}: before bounds must increase")
-
-    def column(self, values: pa.ChunkedArray | pa.Array) -> pa.Array:
-        result = pa.scalar(self.values[-1])
-        for bound, value in reversed(list(zip(self.bounds, self.values))):
-            result = pc.if_else(pc.less(values, pa.scalar(bound, TIMESTAMP_TYPE)), pa.scalar(value), result)
-        return pc.if_else(pc.is_null(values), pa.scalar(None, pa.string()), result)
-
-
-# ---------------------------------------------------------------- byte streams
 
 
 # The zip is read by the project's one forward reader; damaged or cut bytes are worth a fresh
@@ -270,130 +134,6 @@ class ZipMemberStream(FirstMatch):
 
     def __init__(self, pieces: Iterable[bytes], pattern: str) -> None:
         super().__init__(pieces, pattern, errors=ZIP_ERRORS, no_match=CkanError, piece_size=INFLATE_CHUNK)
-
-
-class Utf8Stream:
-    """Decode byte pieces with ``encoding`` (a leading UTF-8 BOM switches to UTF-8 and is
-    dropped) and yield UTF-8; ASCII pieces pass through unchanged."""
-
-    def __init__(self, pieces: Iterable[bytes], encoding: str) -> None:
-        self._pieces = pieces
-        self.encoding = encoding
-        self.bytes_in = 0
-        self.bom = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        pieces = iter(self._pieces)
-        head = b""
-        for piece in pieces:
-            head += piece
-            if len(head) >= 3:
-                break
-        if head.startswith(codecs.BOM_UTF8):
-            head = head[3:]
-            self.encoding = "utf-8"
-            self.bom = True
-        decoder = codecs.getincrementaldecoder(self.encoding)(errors="replace")
-        for piece in _chain_one(head, pieces):
-            self.bytes_in += len(piece)
-            if piece.isascii() and not decoder.getstate()[0]:
-                yield piece
-            else:
-                yield decoder.decode(piece).encode("utf-8")
-        tail = decoder.decode(b"", final=True)
-        if tail:
-            yield tail.encode("utf-8")
-
-
-def _chain_one(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    if first:
-        yield first
-    for piece in rest:
-        if piece:
-            yield piece
-
-
-class _Reader(io.RawIOBase):
-    """A readable file over byte pieces, for Arrow; the header line is taken off first."""
-
-    def __init__(self, pieces: Iterable[bytes]) -> None:
-        super().__init__()
-        self._pieces = iter(pieces)
-        self._buffer = b""
-        self._done = False
-
-    def readable(self) -> bool:
-        return True
-
-    def _more(self) -> bool:
-        if self._done:
-            return False
-        for piece in self._pieces:
-            if piece:
-                self._buffer += piece
-                return True
-        self._done = True
-        return False
-
-    def at_end(self) -> bool:
-        """Nothing left after what was read (a file that is only its header line)."""
-        return not self._buffer and not self._more()
-
-    def header_line(self) -> bytes:
-        while b"\n" not in self._buffer:
-            if not self._more():
-                line, self._buffer = self._buffer, b""
-                return line
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return line
-
-    def read(self, size: int = -1) -> bytes:
-        # Fill the request (up to Arrow's block size) from as many pieces as it takes.
-        while size < 0 or len(self._buffer) < size:
-            if not self._more():
-                break
-        if size < 0:
-            out, self._buffer = self._buffer, b""
-        else:
-            out, self._buffer = self._buffer[:size], self._buffer[size:]
-        return out
-
-    def readinto(self, target) -> int:
-        data = self.read(len(target))
-        target[: len(data)] = data
-        return len(data)
-
-
-# ---------------------------------------------------------------- values
-
-
-def clean_strings(values, field: Field):
-    """Trimmed (when configured) with the field's null values as nulls."""
-    if field.trim:
-        values = pc.utf8_trim_whitespace(values)
-    if field.null_values:
-        values = pc.if_else(pc.is_in(values, pa.array(field.null_values, pa.string())), pa.scalar(None, pa.string()), values)
-    return values
-
-
-def parse_timestamps(values, fmt: str, width: int, fraction_digits: int):
-    """Fixed-width strings to naive timestamp[us]; anything else (impossible dates included) is null."""
-    return contract.text_to_timestamps(values, fmt, width, unit="us", fraction_digits=fraction_digits)
-
-
-def typed(values, kind: str, field: Field | None = None):
-    """Cleaned strings to the kind; returns (typed column, mask of present values that did not parse)."""
-    if kind == "string":
-        return values, pc.and_(pc.is_valid(values), pc.is_null(values))  # nothing fails to be a string
-    if kind == "timestamp":
-        parsed = parse_timestamps(values, field.format, field.width, 9)
-    else:
-        return contract.text_to_numbers(values, kind, _FLOAT_RE if kind == "float64" else _INT_RE)
-    bad = pc.and_(pc.is_valid(values), pc.is_null(parsed))
-    return parsed, bad
-
-
-_count = contract.count_true
 
 
 # ---------------------------------------------------------------- the source
@@ -428,7 +168,7 @@ class CkanResourceSource:
                 raise _config_error(self.path, f"{key} {value!r} needs a {{year}} placeholder")
         if self.resource_url:
             try:
-                re.compile(_fill_year(self.resource_url, 2000))
+                re.compile(fill_year(self.resource_url, 2000))
             except re.error as error:
                 raise _config_error(self.path, f"resource_url is not a regex ({error})") from None
         self.resource_formats = [str(f).upper() for f in config.get("resource_formats") or ["ZIP", "CSV"]]
@@ -436,7 +176,7 @@ class CkanResourceSource:
         self.watermark_keys = [watermark] if isinstance(watermark, str) else [str(w) for w in watermark]
         self.member = str(config.get("member") or r"(?i)\.csv$")
         try:
-            re.compile(_fill_year(self.member, 2000))
+            re.compile(fill_year(self.member, 2000))
         except re.error as error:
             raise _config_error(self.path, f"member is not a regex ({error})") from None
         self.encoding = str(config.get("encoding") or "utf-8")
@@ -451,13 +191,9 @@ class CkanResourceSource:
         self.newlines_in_values = bool(config.get("newlines_in_values", False))
         self.block_bytes = int(config.get("read_block_bytes", DEFAULT_BLOCK_BYTES))
 
-        self.fields = [Field(table, self.path, self.date_format) for table in config.get("fields") or []]
-        if not self.fields:
-            raise _config_error(self.path, "fields is empty")
-        self.by_source = {field.source: field for field in self.fields}
+        self.fields, self.by_source = configured_fields(
+            config.get("fields"), self.path, lambda table: Field(table, self.path, self.date_format))
         names = [field.name for field in self.fields]
-        if len(set(names)) != len(names) or len(self.by_source) != len(self.fields):
-            raise _config_error(self.path, "field sources and names must be unique")
         date_source = config.get("date_field")
         if date_source not in self.by_source or self.by_source[date_source].type != "timestamp":
             raise _config_error(self.path, f"date_field {date_source!r} must be one of the fields, with type timestamp")
@@ -466,7 +202,7 @@ class CkanResourceSource:
         if self.date_field.format != self.date_format:
             raise _config_error(self.path, "the date field's format is date_format")
         fraction_ok = self.fraction_digits  # the date field honours date_fraction_digits
-        self._date_args = (self.date_format, self.date_field.width, fraction_ok)
+        self.date_args = (self.date_format, self.date_field.width, fraction_ok)
 
         key = config.get("key")
         if isinstance(key, str):
@@ -544,10 +280,10 @@ class CkanResourceSource:
         active = [r for r in resources if isinstance(r, dict) and r.get("state", "active") == "active"]
         candidates = []
         if self.resource_name:
-            wanted = _normal(_fill_year(self.resource_name, year))
-            candidates = [r for r in active if _normal(r.get("name") or "") == wanted]
+            wanted = normalised_name(fill_year(self.resource_name, year))
+            candidates = [r for r in active if normalised_name(r.get("name") or "") == wanted]
         if not candidates and self.resource_url:
-            pattern = re.compile(_fill_year(self.resource_url, year))
+            pattern = re.compile(fill_year(self.resource_url, year))
             candidates = [r for r in active if pattern.search(urlsplit(str(r.get("url") or "")).path.rsplit("/", 1)[-1])]
         candidates = [r for r in candidates if self._format_of(r) in self.resource_formats]
         if not candidates:
@@ -628,26 +364,21 @@ class CkanResourceSource:
         quarantine holds its month's share of the year's broken lines."""
         started = time.monotonic()
         year = parse_month(month).year
-        pieces = iter(pieces)
-        first = b""
-        for piece in pieces:
-            first += piece
-            if len(first) >= 4:
-                break
+        first, pieces = first_bytes(pieces, 4)
         member = None
-        source: Iterable[bytes] = _chain_one(first, pieces)
+        source: Iterable[bytes] = chain_first(first, pieces)
         if first.startswith(LOCAL_SIGNATURE):
-            member = ZipMemberStream(source, _fill_year(self.member, year))
+            member = ZipMemberStream(source, fill_year(self.member, year))
             source = member
         text = Utf8Stream(source, self.encoding)
-        reader = _Reader(text)
+        reader = PiecesReader(text)
         header_bytes = reader.header_line()
         if not header_bytes.strip():
             raise CkanError(f"{self.SPEC.name}: the {year} file is empty (no header line)")
         header = next(csv.reader([header_bytes.decode("utf-8").rstrip("\r")]))
         header = [name.replace("\ufeff", "").strip() for name in header]
         positions, drift = self.match_header(header)
-        state = _FileState(year, month)
+        state = FileMonths(year, month)
         malformed: list[tuple[int, int, str]] = []
 
         def on_invalid(row) -> str:
@@ -673,7 +404,7 @@ class CkanResourceSource:
             file_rows += batch.num_rows
             raw = self.raw_table(batch, positions)
             keep = state.assign(raw[self.date_field.name], self)
-            if _count(keep):
+            if contract.count_true(keep):
                 kept.append(raw.filter(keep))
         if state.unparsed and not state.parsed:
             raise SchemaDriftError(
@@ -681,7 +412,7 @@ class CkanResourceSource:
                 f"parses as {self.date_format} (first: {state.example!r}): the column's format changed; nothing landed")
         lines = [line for line in malformed if self.line_month(line[2], positions, year) == month]
         raw = pa.concat_tables(kept) if kept else self.raw_schema().empty_table()
-        good, quarantine, stats = self.validate(raw, lines, month, year, landed_at)
+        good, quarantine, stats = validate_block(self, raw, lines, month, year, landed_at)
         seconds = time.monotonic() - started
         stats.update(
             {
@@ -703,12 +434,12 @@ class CkanResourceSource:
         """Field lake name -> column position, and the drift against the configured fields."""
         positions, renamed, missing = {}, {}, []
         exact = {name: i for i, name in reversed(list(enumerate(header)))}
-        loose = {_normal(name): i for i, name in reversed(list(enumerate(header)))}
+        loose = {normalised_name(name): i for i, name in reversed(list(enumerate(header)))}
         for field in self.fields:
             candidates = [field.source] + field.aliases
             found = next((exact[c] for c in candidates if c in exact), None)
             if found is None:
-                found = next((loose[_normal(c)] for c in candidates if _normal(c) in loose), None)
+                found = next((loose[normalised_name(c)] for c in candidates if normalised_name(c) in loose), None)
             if found is None:
                 missing.append(field.source)
                 continue
@@ -751,134 +482,8 @@ class CkanResourceSource:
         position = positions.get(self.date_field.name)
         value = fields[position] if position is not None and position < len(fields) else None
         values = clean_strings(pa.array([value], pa.string()), self.date_field)
-        state = _FileState(year, None)
+        state = FileMonths(year, None)
         return state.months(values, self)[0].as_py()
-
-    # ------------------------------------------------------------ validate one block
-
-    def validate(self, raw: pa.Table, lines: list, month: str, year: int, landed_at: datetime):
-        n = raw.num_rows
-        clean = {field.name: clean_strings(raw[field.name], field) for field in self.fields}
-        columns, bad = {}, {}
-        for field in self.fields:
-            if field is self.date_field:
-                columns[field.name] = parse_timestamps(clean[field.name], *self._date_args)
-                bad[field.name] = pc.and_(pc.is_valid(clean[field.name]), pc.is_null(columns[field.name]))
-            else:
-                columns[field.name], bad[field.name] = typed(clean[field.name], field.type, field)
-        date = columns[self.date_field.name]
-        name = self.date_field.name
-        rules = [
-            (pc.is_null(clean[name]), contract.missing(name)),
-            (bad[name], contract.unparseable(name)),
-            (pc.not_equal(pc.year(date), year), f"{name} outside the file's year {year}"),
-        ]
-        for field in self.required:
-            if not field.nullable:
-                rules.append((pc.is_null(clean[field.name]), contract.missing(field.name)))
-            if field.type != "string":
-                rules.append((bad[field.name], contract.unparseable(field.name)))
-        reason = contract.first_broken_rule(rules, n)
-        rejected = pc.is_valid(reason)
-        kept = pc.invert(rejected)
-
-        nulled = {}
-        for field in self.fields:
-            if field.required or field is self.date_field or field.type == "string":
-                continue
-            count = _count(pc.and_(bad[field.name], kept))
-            if count:
-                nulled[field.name] = count
-        # Landed rows whose nullable field is empty (a request without a location is a request).
-        empty = {}
-        for field in self.fields:
-            if field.nullable:
-                count = _count(pc.and_(pc.is_null(clean[field.name]), kept))
-                if count:
-                    empty[field.name] = count
-
-        out, unmatched = {}, {}
-        for field in self.fields:
-            out[field.name] = columns[field.name]
-            for split in self.splits:
-                if split.field is not field:
-                    continue
-                values = clean[field.name]
-                parts = pc.extract_regex(values, split.pattern)
-                matched = pc.is_valid(parts)
-                misses = _count(pc.and_(pc.and_(pc.is_valid(values), pc.invert(matched)), kept))
-                if misses:
-                    unmatched[field.name] = misses
-                for group, kind in split.outputs:
-                    part = pc.if_else(matched, pc.struct_field(parts, group), pa.scalar(None, pa.string()))
-                    out[group] = typed(part, kind)[0]
-        for band in self.bands:
-            out[band.name] = band.column(columns[band.field.name])
-        out.update(contract.block_columns(n, month, landed_at))
-        good = pa.table({k: v for k, v in out.items()}).filter(kept)
-        identical = 0
-        if self.key_field is None:
-            ids, identical = self.hash_keys(good)
-            good = good.append_column(self.key_name, ids)
-        good = good.select(self.data_schema.names).cast(self.data_schema)
-        if good.num_rows > 1:
-            good = good.sort_by([(self.date_field.name, "ascending"), (self.key_name, "ascending")])
-        good = good.combine_chunks()
-
-        quarantine = pa.table({field.name: clean[field.name] for field in self.fields}).filter(rejected)
-        count = quarantine.num_rows
-        quarantine = quarantine.append_column("_raw_line", pa.nulls(count, pa.string()))
-        quarantine = quarantine.append_column(contract.REASON, pc.filter(reason, rejected))
-        if lines:
-            quarantine = pa.concat_tables([quarantine, self.malformed_table(lines)])
-        count = quarantine.num_rows
-        for name, column in contract.block_columns(count, month, landed_at).items():
-            quarantine = quarantine.append_column(name, column)
-        quarantine = quarantine.cast(self.quarantine_schema)
-        reasons = contract.reason_counts(quarantine[contract.REASON])
-        stats = {
-            "block_lines": n + len(lines),
-            "quarantine_reasons": dict(sorted(reasons.items())),
-            "nulled_values": nulled,
-            "empty_values": empty,
-            "unmatched_splits": unmatched,
-            "identical_rows": identical,
-        }
-        return good, (quarantine if count else None), stats
-
-    def malformed_table(self, lines: list) -> pa.Table:
-        """Lines with the wrong field count: the leading fields under the field names (best
-        effort), the whole line in ``_raw_line``."""
-        rows = []
-        for expected, actual, text in lines:
-            try:
-                values = next(csv.reader([text]))
-            except (csv.Error, StopIteration):
-                values = []
-            rows.append((values, text, f"{actual} fields where the header has {expected}"))
-        table = {
-            field.name: pa.array([(v[i].strip() or None) if i < len(v) else None for v, _, _ in rows], pa.string())
-            for i, field in enumerate(self.fields)
-        }
-        table["_raw_line"] = pa.array([text for _, text, _ in rows], pa.string())
-        table["_reason"] = pa.array([reason for _, _, reason in rows], pa.string())
-        return pa.table(table)
-
-    def hash_keys(self, table: pa.Table) -> tuple[pa.Array, int]:
-        """BLAKE2b of the identity fields' canonical text plus an occurrence number (file order)."""
-        if table.num_rows == 0:
-            return pa.array([], pa.string()), 0
-        # One joined text per row, built column-wise (nulls as NUL), then hashed row by row.
-        parts = [pc.fill_null(pc.cast(table[field.name], pa.string()), "\x00") for field in self.hash_of]
-        texts = pc.binary_join_element_wise(*parts, "\x1f").to_pylist()
-        seen: dict[str, int] = {}
-        ids = []
-        for text in texts:
-            occurrence = seen.get(text, 0)
-            seen[text] = occurrence + 1
-            ids.append(hashlib.blake2b(f"{text}\x1e{occurrence}".encode(), digest_size=8).hexdigest())
-        identical = sum(count - 1 for count in seen.values())
-        return pa.array(ids, pa.string()), identical
 
     # ------------------------------------------------------------ the block
 
@@ -905,50 +510,6 @@ class CkanResourceSource:
             "drift": probed["drift"],
         }
         return block
-
-
-class _FileState:
-    """Month assignment across a file's batches (carries the last dated row's month)."""
-
-    def __init__(self, year: int, month: str | None) -> None:
-        self.year = year
-        self.month = month
-        self.last = f"{year:04d}-01"
-        self.parsed = 0  # date values that parse (file-wide), and present ones that do not
-        self.unparsed = 0
-        self.example: str | None = None
-
-    def months(self, date_raw, source: CkanResourceSource) -> pa.Array:
-        """The block month of each row (see the module docstring)."""
-        values = clean_strings(date_raw, source.date_field)
-        parsed = parse_timestamps(values, *source._date_args)
-        self.parsed += pc.count(parsed).as_py() or 0
-        failed = pc.and_(pc.is_valid(values), pc.is_null(parsed))
-        failures = _count(failed)
-        if failures:
-            self.unparsed += failures
-            if self.example is None:
-                self.example = pc.filter(values, failed)[0].as_py()
-        years = pc.year(parsed)
-        own = pc.strftime(parsed, format="%Y-%m")
-        in_year = pc.fill_null(pc.equal(years, self.year), False)
-        first, last = f"{self.year:04d}-01", f"{self.year:04d}-12"
-        dated = pc.if_else(in_year, own, pc.if_else(pc.less(years, self.year), first, last))
-        # Undated rows: by the value's month prefix, else the last dated row before them.
-        in_year_month = pc.if_else(in_year, own, pa.scalar(None, pa.string()))
-        previous = pc.fill_null(pc.fill_null_forward(in_year_month), self.last)
-        tail = pc.drop_null(in_year_month)
-        if len(tail):
-            self.last = tail[-1].as_py()
-        undated = previous
-        if source.date_format.startswith("%Y-%m"):
-            prefix = pc.utf8_slice_codeunits(values, 0, 7)
-            prefix_ok = pc.fill_null(pc.match_substring_regex(prefix, rf"^{self.year:04d}-(0[1-9]|1[0-2])$"), False)
-            undated = pc.if_else(prefix_ok, prefix, previous)
-        return pc.if_else(pc.is_valid(parsed), dated, undated)
-
-    def assign(self, date_raw, source: CkanResourceSource) -> pa.Array:
-        return pc.fill_null(pc.equal(self.months(date_raw, source), self.month), False)
 
 
 def _negated(text: str) -> tuple:

@@ -6,7 +6,7 @@ server and ``civic dashboard`` serves alone.
 |---|---|
 | ``app`` | the FastAPI app: routes, HTML rendering, JSON endpoints, static assets |
 | ``auth`` | who may see it: every route through Airflow's configured auth manager |
-| ``pages`` | what each page shows: filters, headline numbers, charts with their data and dbt model |
+| ``pages`` | what each page shows (one module per page over ``pages.common``): filters, headline numbers, charts with their data and dbt model |
 | ``figures`` | Plotly figure dicts (bars, lines, maps, choropleths) |
 | ``warehouse`` | lock-free reads of the DuckDB warehouse through private snapshots |
 | ``health`` | the overview's per-source cards from the lake manifests and dbt test results |

@@ -1,1 +1,1 @@
-"""Tools for tests and benchmarks (throwaway servers); nothing in the pipeline imports them."""
+"""Tools for tests, benchmarks and the demo (throwaway servers, a local Airflow stack); nothing in the pipeline imports them."""

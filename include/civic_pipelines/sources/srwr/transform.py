@@ -11,7 +11,7 @@ from datetime import date, datetime, timezone
 
 import pyarrow as pa
 
-from civic_pipelines.adapters.ckan import Utf8Stream
+from civic_pipelines.adapters.streamed_text import Utf8Stream, chain_first, first_bytes
 from civic_pipelines.core.zipstream import FirstMatch, ZipErrors
 from civic_pipelines.http import TransientBodyError
 from civic_pipelines.months import format_month, parse_month
@@ -188,20 +188,11 @@ def read_file(pieces, month: str, identifier: str, today: date, landed_at: datet
     block_start = datetime.combine(parse_month(month), datetime.min.time())
     period_start = datetime.combine(parse_month(first_month), datetime.min.time())
 
-    pieces = iter(pieces)
-    head = b""
-    for piece in pieces:
-        head += piece
-        if len(head) >= 4:
-            break
+    head, pieces = first_bytes(pieces, 4)
     if not head.startswith(ZIP_MAGIC):
         raise SrwrError(f"srwr {identifier}: the download is not a zip (starts {head[:60]!r})")
 
-    def chained():
-        yield head
-        yield from pieces
-
-    member = FirstMatch(chained(), r"(?i)\.csv$", errors=ZIP_ERRORS, no_match=SrwrError)
+    member = FirstMatch(chain_first(head, pieces), r"(?i)\.csv$", errors=ZIP_ERRORS, no_match=SrwrError)
     text = Utf8Stream(member, "utf-8")
     layout = _LayoutCheck()
 

@@ -27,6 +27,19 @@ _NUM = r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
 _SIMPLE = r"[-+0-9.eE]+"  # a number's characters (the cast to float64 then checks the number)
 
 
+def _unread_matching(wkt: pa.Array, remaining: pa.Array, pattern: str):
+    """The rows still unread whose WKT matches ``pattern`` (with a group ``v``): their positions (numpy)
+    and each one's ``v`` text; None when there is none."""
+    if not pc.any(remaining).as_py():
+        return None
+    rows = pc.indices_nonzero(remaining)
+    found = pc.extract_regex(wkt.take(rows), pattern)
+    matched = pc.fill_null(pc.is_valid(found), False)
+    if not pc.any(matched).as_py():
+        return None
+    return rows.filter(matched).to_numpy(), pc.struct_field(found, "v").filter(matched)
+
+
 def bng_wkt_to_wgs84(wkt: pa.Array) -> tuple[pa.Array, pa.Array, Counter]:
     """WGS84 longitude and latitude of each BNG WKT geometry: the point, or the centroid of a
     linestring (length weighted) or polygon (area weighted, holes subtracted); multi-part
@@ -57,37 +70,31 @@ def bng_wkt_to_wgs84(wkt: pa.Array) -> tuple[pa.Array, pa.Array, Counter]:
             counts["points"] = len(rows)
             remaining = pc.and_(remaining, pc.invert(is_point))
     # Linestrings and polygons, vectorised over their vertices.
-    if pc.any(remaining).as_py():
-        rows = pc.indices_nonzero(remaining)
-        line = pc.extract_regex(wkt.take(rows), r"(?i)^\s*LINESTRING\s*\((?P<v>[^()]*)\)\s*$")
-        is_line = pc.fill_null(pc.is_valid(line), False)
-        if pc.any(is_line).as_py():
-            line_rows = rows.filter(is_line).to_numpy()
-            rings = pc.split_pattern(pc.struct_field(line, "v").filter(is_line), ",")  # one "ring" per row
-            done = _line_centroids(rings, pa.array(np.arange(len(line_rows)), pa.int64()), len(line_rows))
-            if done is not None:
-                x[line_rows], y[line_rows] = done
-                counts["linestrings"] = len(line_rows)
-                remaining = pc.and_(remaining, pc.invert(_mask(n, line_rows)))
-    if pc.any(remaining).as_py():
-        rows = pc.indices_nonzero(remaining)
-        polygon = pc.extract_regex(wkt.take(rows),
-                                   r"(?i)^\s*POLYGON\s*\(\s*\((?P<v>[^()]*(?:\)\s*,\s*\([^()]*)*)\)\s*\)\s*$")
-        is_polygon = pc.fill_null(pc.is_valid(polygon), False)
-        if pc.any(is_polygon).as_py():
-            polygon_rows = rows.filter(is_polygon).to_numpy()
-            ring_lists = pc.split_pattern_regex(pc.struct_field(polygon, "v").filter(is_polygon), r"\)\s*,\s*\(")
-            ring_row = pc.list_parent_indices(ring_lists)
-            rings = pc.split_pattern(pc.list_flatten(ring_lists), ",")
-            first = np.zeros(len(rings), dtype=bool)
-            offsets = ring_lists.offsets.to_numpy()
-            offsets = offsets - offsets[0]
-            first[offsets[:-1][np.diff(offsets) > 0]] = True
-            done = _polygon_centroids(rings, ring_row, first, len(polygon_rows))
-            if done is not None:
-                x[polygon_rows], y[polygon_rows] = done
-                counts["polygons"] = len(polygon_rows)
-                remaining = pc.and_(remaining, pc.invert(_mask(n, polygon_rows)))
+    line = _unread_matching(wkt, remaining, r"(?i)^\s*LINESTRING\s*\((?P<v>[^()]*)\)\s*$")
+    if line is not None:
+        line_rows, vertices = line
+        rings = pc.split_pattern(vertices, ",")  # one "ring" per row
+        done = _line_centroids(rings, pa.array(np.arange(len(line_rows)), pa.int64()), len(line_rows))
+        if done is not None:
+            x[line_rows], y[line_rows] = done
+            counts["linestrings"] = len(line_rows)
+            remaining = pc.and_(remaining, pc.invert(_mask(n, line_rows)))
+    polygon = _unread_matching(wkt, remaining,
+                               r"(?i)^\s*POLYGON\s*\(\s*\((?P<v>[^()]*(?:\)\s*,\s*\([^()]*)*)\)\s*\)\s*$")
+    if polygon is not None:
+        polygon_rows, vertices = polygon
+        ring_lists = pc.split_pattern_regex(vertices, r"\)\s*,\s*\(")
+        ring_row = pc.list_parent_indices(ring_lists)
+        rings = pc.split_pattern(pc.list_flatten(ring_lists), ",")
+        first = np.zeros(len(rings), dtype=bool)
+        offsets = ring_lists.offsets.to_numpy()
+        offsets = offsets - offsets[0]
+        first[offsets[:-1][np.diff(offsets) > 0]] = True
+        done = _polygon_centroids(rings, ring_row, first, len(polygon_rows))
+        if done is not None:
+            x[polygon_rows], y[polygon_rows] = done
+            counts["polygons"] = len(polygon_rows)
+            remaining = pc.and_(remaining, pc.invert(_mask(n, polygon_rows)))
     # The rest (multi-part geometries, Z/M, anything odd) one by one.
     if pc.any(remaining).as_py():
         rows = pc.indices_nonzero(remaining)
