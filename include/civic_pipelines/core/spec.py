@@ -31,15 +31,15 @@ class Capabilities:
     postgres_sink: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SourceSpec:
     name: str
     title: str
     publisher: str
-    cron: str  # publication cadence; the DAG's data intervals follow it
-    cadence: str
     first_month: str
-    conn_id: str
+    cron: str = "0 0 1 * *"  # publication cadence; the DAG's data intervals follow it
+    cadence: str = "monthly"
+    conn_id: str = ""  # empty: civic_<name>
     default_base_url: str
     natural_key: str
     description: str
@@ -61,6 +61,8 @@ class SourceSpec:
     part_conn_id: str | None = None
 
     def __post_init__(self) -> None:
+        if not self.conn_id:
+            object.__setattr__(self, "conn_id", f"civic_{self.name}")
         if self.parts and self.capabilities.configured_parts:
             raise ValueError(f"{self.name}: parts are either fixed (parts) or configuration (configured_parts), not both")
         if self.part_conn_id is not None and "{part}" not in self.part_conn_id:

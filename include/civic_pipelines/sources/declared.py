@@ -21,11 +21,8 @@ MDS_SPEC = SourceSpec(
     name="mds",
     title="Dockless mobility (MDS provider API): trips and vehicle events per operator",
     publisher="Each scooter and bike operator's own MDS provider API (the feeds Austin Transportation receives)",
-    cron="0 0 1 * *",
-    cadence="monthly",
     # Austin's derived trip dataset (contract: Socrata 7d8e-dm7r) starts in 2018.
     first_month="2018-01",
-    conn_id="civic_mds",
     # Never requested: each provider has its own connection, civic_mds_<provider>.
     default_base_url="(per provider: connection civic_mds_<provider>)",
     natural_key="trip_id",
@@ -60,11 +57,8 @@ SRWR_SPEC = SourceSpec(
     name="srwr",
     title="Scottish Road Works Register (SRWR) exports",
     publisher="SRWR, the Scottish Road Works Register: the export API at downloads.srwr.scot (zipped headerless CSV behind a pre-signed URL)",
-    cron="0 0 1 * *",
-    cadence="monthly",
     # The contract's example past year; the register's first export year is not documented.
     first_month="2020-01",
-    conn_id="civic_srwr",
     default_base_url="https://downloads.srwr.scot",
     natural_key="activity_id",
     description=(
@@ -87,11 +81,9 @@ STREET_MANAGER_SPEC = SourceSpec(
     # Month M is published during the 1st of M+1 (the hour is not documented): the run at 06:00
     # UTC on the 1st lands M; an archive still missing then is skipped as not published.
     cron="0 6 1 * *",
-    cadence="monthly",
     # The contract gives 2020 as the first year; Street Manager went live in July 2020 and public
     # consumers start at permit/2020/07.zip (earlier months are simply not published: skipped).
     first_month="2020-07",
-    conn_id="civic_street_manager",
     default_base_url="https://opendata.manage-roadworks.service.gov.uk",
     natural_key="event_reference",
     description=(
