@@ -514,7 +514,7 @@ def make_server(host: str = "127.0.0.1", port: int = 0, months: list[str] | None
         server.generated[source.name] = source.dataset
     server.install(soda)
     server.dataset = dataset
-    from civic_pipelines.replay.arcgis import install_minneapolis
+    from civic_pipelines.replay.minneapolis_layers import install_minneapolis
 
     server.minneapolis = install_minneapolis(server)
     from civic_pipelines.replay.ckan import install_toronto
