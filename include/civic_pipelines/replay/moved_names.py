@@ -14,6 +14,11 @@ MOVED = {
         "MINNEAPOLIS_PATH": "civic_pipelines.replay.minneapolis_layers",
         "install_minneapolis": "civic_pipelines.replay.minneapolis_layers",
     },
+    "civic_pipelines.replay.ckan": {
+        name: "civic_pipelines.replay.toronto_ckan"
+        for name in ("CKAN_BASE", "EXTERNAL_PREFIX", "EXTERNAL_YEARS", "KNOWN_RESOURCE_IDS", "NEW_COLUMN",
+                     "README_ID", "README_NAME", "TorontoCkanPackage", "install_toronto")
+    },
 }
 
 

@@ -517,7 +517,7 @@ def make_server(host: str = "127.0.0.1", port: int = 0, months: list[str] | None
     from civic_pipelines.replay.minneapolis_layers import install_minneapolis
 
     server.minneapolis = install_minneapolis(server)
-    from civic_pipelines.replay.ckan import install_toronto
+    from civic_pipelines.replay.toronto_ckan import install_toronto
 
     server.toronto = install_toronto(server)
     from civic_pipelines.replay.srwr import install_srwr

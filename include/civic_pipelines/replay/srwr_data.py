@@ -15,7 +15,7 @@ import random
 import threading
 
 from civic_pipelines.replay import horizon
-from civic_pipelines.replay.toronto import build_zip, etag_for
+from civic_pipelines.replay.zip_files import build_zip, etag_for
 
 
 FIRST_YEAR = 2020  # the contract's example year; the register's first export year is not documented
