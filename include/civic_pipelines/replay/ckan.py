@@ -47,7 +47,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 
 import orjson
 
-from civic_pipelines.replay.http_stream import parse_range
+from civic_pipelines.replay.http_stream import if_range_ok, parse_range
 from civic_pipelines.replay.server import Request, Response, json_response
 from civic_pipelines.replay.zip_files import etag_for
 
@@ -231,7 +231,8 @@ class CkanApi:
             except (TypeError, ValueError, IndexError):
                 pass
 
-        if range_header and self._if_range_ok(request.headers.get("if-range"), etag, modified):
+        if range_header and if_range_ok(request.headers.get("if-range"), etag,
+                                        lambda value: self._modified_at(value, modified)):
             parsed = parse_range(range_header, len(data))
             if parsed == "unsatisfiable":
                 return Response(416, b"", {**headers, "Content-Range": f"bytes */{len(data)}"},
@@ -244,12 +245,7 @@ class CkanApi:
         return Response(200, data, headers, content_type=content_type, data_page=True)
 
     @staticmethod
-    def _if_range_ok(if_range: str | None, etag: str, modified: _dt.datetime) -> bool:
-        if if_range is None:
-            return True
-        value = if_range.strip()
-        if value.startswith('"') or value.startswith("W/"):
-            return value == etag
+    def _modified_at(value: str, modified: _dt.datetime) -> bool:
         try:
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):

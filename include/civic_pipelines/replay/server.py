@@ -342,14 +342,19 @@ class _Handler(BaseHTTPRequestHandler):
         if response.abort_half:
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
-            self.close_connection = True
-            try:  # SO_LINGER 0: close sends a TCP reset, like a dropped upstream connection
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                self.connection.close()
-            except OSError:
-                pass
+            reset_connection(self)
             return
         self.wfile.write(body)
+
+
+def reset_connection(handler: BaseHTTPRequestHandler) -> None:
+    """End the handler's connection with a TCP reset, like a dropped upstream connection."""
+    handler.close_connection = True
+    try:  # SO_LINGER 0: close sends a reset instead of a FIN
+        handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        handler.connection.close()
+    except OSError:
+        pass
 
 
 class ReplayServer:

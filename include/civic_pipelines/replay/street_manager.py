@@ -389,7 +389,7 @@ class StreetManagerArchives:
         server.add_data_reset_hook(self.reset)
 
     def handle(self, request):
-        from civic_pipelines.replay.http_stream import StreamedResponse, parse_range
+        from civic_pipelines.replay.http_stream import StreamedResponse, if_range_ok, parse_range
         from civic_pipelines.replay.server import Response
 
         parts = request.path.strip("/").split("/")
@@ -414,7 +414,8 @@ class StreetManagerArchives:
                                           [t.strip().removeprefix("W/") for t in if_none_match.split(",")]):
             return Response(304, b"", headers, content_type=content_type)
         range_header = request.headers.get("range")
-        if range_header and _if_range_ok(request.headers.get("if-range"), stored.etag, modified):
+        if range_header and if_range_ok(request.headers.get("if-range"), stored.etag,
+                                        lambda value: value == _http_date(modified)):
             parsed = parse_range(range_header, stored.size)
             if parsed == "unsatisfiable":
                 return Response(416, b"", {**headers, "Content-Range": f"bytes */{stored.size}"},
@@ -427,15 +428,6 @@ class StreetManagerArchives:
         # data_page: the core's reset_mid_page fault may cut it (a HEAD has no body to cut).
         return StreamedResponse(200, headers=headers, content_type=content_type, length=stored.size,
                                 pieces=lambda: stored.pieces(), data_page=body)
-
-
-def _if_range_ok(if_range: str | None, etag: str, modified: _dt.datetime) -> bool:
-    if if_range is None:
-        return True
-    value = if_range.strip()
-    if value.startswith('"') or value.startswith("W/"):
-        return value == etag
-    return value == _http_date(modified)
 
 
 def _s3_error(code: str, message: str, key: str = "") -> bytes:
