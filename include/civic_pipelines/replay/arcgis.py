@@ -65,7 +65,7 @@ from civic_pipelines.replay.arcgis_layers import (  # noqa: F401 - re-exported: 
 from civic_pipelines.replay.arcgis_where import (  # noqa: F401 - re-exported: the names' old import path
     CHECK_PARAMETERS, INVALID_QUERY, ArcGisError, Where, WhereError, error_envelope, parse_date_literal,
 )
-from civic_pipelines.replay.server import Request, Response, fault_response, json_response
+from civic_pipelines.replay.server import Request, Response, check_config_keys, fault_response, json_response
 
 ARCGIS_FAULT_MESSAGES = {
     400: "Unable to complete operation.",
@@ -132,9 +132,7 @@ class _ArcGisFaults:
 
     def configure(self, config: dict) -> dict:
         known = set(self.NAMES) | {"arcgis_error_code"}
-        unknown = set(config) - known
-        if unknown:
-            raise ValueError(f"unknown arcgis config key(s) {sorted(unknown)}; known: {sorted(known)}")
+        check_config_keys("arcgis", config, known)
         with self._lock:
             for name in self.NAMES:
                 if name in config:

@@ -13,6 +13,7 @@ from collections import OrderedDict
 import orjson
 
 from civic_pipelines.replay.arcgis_where import CHECK_PARAMETERS, INVALID_QUERY, ArcGisError, Where, ranges_overlap
+from civic_pipelines.replay.server import check_config_keys
 
 
 OVERLAP_ROWS = 3  # features an overlapped page repeats from the previous one
@@ -88,9 +89,7 @@ class LayerFamily:
     def configure(self, config: dict) -> dict:
         known = {"late_edits", "rows_per_month", "max_record_count", "accept_epoch_dates", "first_year", "last_year",
                  "layer_time_zone"}
-        unknown = set(config) - known
-        if unknown:
-            raise ValueError(f"unknown {self.name} config key(s) {sorted(unknown)}; known: {sorted(known)}")
+        check_config_keys(self.name, config, known)
         result: dict = {}
         if "max_record_count" in config:
             self.max_record_count = _positive_int("max_record_count", config["max_record_count"])

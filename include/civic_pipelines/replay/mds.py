@@ -83,7 +83,7 @@ from civic_pipelines.replay.mds_data import (  # noqa: F401 - re-exported: the n
     generate_hour, _hour_start, _ms, _uuid,
 )
 from civic_pipelines.replay.seeds import seed_for
-from civic_pipelines.replay.server import Request, Response, json_response
+from civic_pipelines.replay.server import Request, Response, check_config_keys, json_response
 
 PREFIX = "/mds/"
 AUTH_PREFIX = "/mds-auth/"  # token endpoints: off the data routes (as Voi's token URL is), so no data fault hits them
@@ -439,9 +439,7 @@ class MdsReplay:
     def configure(self, config: dict) -> dict:
         known = {"now", "trips_per_hour", "events_per_hour", "page_size", "fleet_size", "invalid_share", "late_hours",
                  "providers", "token_ttl_seconds", "token_max_uses", "expire_tokens"}
-        unknown = set(config) - known
-        if unknown:
-            raise ValueError(f"unknown mds config key(s) {sorted(unknown)}; known: {sorted(known)}")
+        check_config_keys("mds", config, known)
         with self._lock:
             if "now" in config:
                 self.now = _parse_now(config["now"])

@@ -347,6 +347,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+def check_config_keys(section: str, config: dict, known: set[str]) -> None:
+    """Refuse a ``/_replay/config`` section with keys its emulator does not know (ValueError: a 400)."""
+    unknown = set(config) - known
+    if unknown:
+        raise ValueError(f"unknown {section} config key(s) {sorted(unknown)}; known: {sorted(known)}")
+
+
 def reset_connection(handler: BaseHTTPRequestHandler) -> None:
     """End the handler's connection with a TCP reset, like a dropped upstream connection."""
     handler.close_connection = True

@@ -101,7 +101,7 @@ from urllib.parse import quote, urlencode
 
 from civic_pipelines.replay.ckan import http_date
 from civic_pipelines.replay.http_stream import parse_range
-from civic_pipelines.replay.server import Request, Response, json_response
+from civic_pipelines.replay.server import Request, Response, check_config_keys, json_response
 from civic_pipelines.replay.srwr_data import (  # noqa: F401 - re-exported: the names' old import path
     COUNCILS, DEFAULT_ACTIVITIES, DEFAULT_DROP, DEFAULT_SEED, FIRST_YEAR, MODULE_FAULTS, MONTH_CODES,
     NEW_FIELD_VALUE, PROMOTERS, RECORD_WIDTHS, SITE_LOCATIONS, STATUSES, STREETS, SrwrDataset, TRAFFIC_MANAGEMENT,
@@ -268,9 +268,7 @@ class SrwrApi:
     def configure(self, config: dict) -> dict:
         known = {"activities_per_month", "today", "late_edits", "url_ttl_seconds", "expire_next_urls",
                  "one_digit_share", "undated_share", "unknown_share", "late_start_share", "fault_options"}
-        unknown = set(config) - known
-        if unknown:
-            raise ValueError(f"unknown srwr config key(s) {sorted(unknown)}; known: {sorted(known)}")
+        check_config_keys("srwr", config, known)
         ds = self.dataset
         result: dict = {}
         if "activities_per_month" in config:

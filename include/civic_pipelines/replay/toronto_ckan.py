@@ -26,6 +26,7 @@ import re
 import uuid
 
 from civic_pipelines.replay.ckan import DOWNLOAD_PREFIX, CkanApi
+from civic_pipelines.replay.server import check_config_keys
 from civic_pipelines.replay.toronto import PACKAGE_TITLE, Toronto311Dataset
 from civic_pipelines.replay.zip_files import build_zip, etag_for
 
@@ -241,9 +242,7 @@ class TorontoCkanPackage:
     def configure(self, config: dict) -> dict:
         known = {"rows_per_year", "late_edits", "resource_format", "current_through", "date_quirks", "prebuild",
                  "size_policy", "location_quirks"}
-        unknown = set(config) - known
-        if unknown:
-            raise ValueError(f"unknown toronto_311 config key(s) {sorted(unknown)}; known: {sorted(known)}")
+        check_config_keys("toronto_311", config, known)
         ds = self.dataset
         result: dict = {}
         if "resource_format" in config:
