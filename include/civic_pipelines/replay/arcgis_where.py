@@ -12,6 +12,7 @@ import operator
 import re
 import time
 
+from civic_pipelines.replay.clause_parsing import BooleanClauseParser
 
 INVALID_QUERY = "Cannot perform query. Invalid query parameters."
 CHECK_PARAMETERS = "Unable to perform query. Please check your parameters."
@@ -96,7 +97,7 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
     return tokens
 
 
-class _Parser:
+class _Parser(BooleanClauseParser):
     """Recursive descent over the tokens into a small AST.
 
     Booleans: ``("and", [..])``, ``("or", [..])``, ``("not", x)``, ``("cmp", op, a, b)``,
@@ -104,26 +105,12 @@ class _Parser:
     ``("like", a, pattern, negated)``. Operands: ``("field", name)``, ``("const", kind, value)``,
     ``("now",)``, ``("today",)``, ``("neg", a)``, ``("arith", op, a, b)``."""
 
+    error = WhereError
+    empty_message = "empty where clause"
+
     def __init__(self, text: str, field_names: dict[str, str]) -> None:
-        self.tokens = _tokenize(text)
-        self.pos = 0
+        super().__init__(_tokenize(text))
         self.field_names = field_names  # lower-case -> canonical
-
-    def peek(self, offset: int = 0):
-        i = self.pos + offset
-        return self.tokens[i] if i < len(self.tokens) else (None, None)
-
-    def take(self):
-        token = self.peek()
-        self.pos += 1
-        return token
-
-    def accept(self, kind: str, value: str | None = None) -> bool:
-        k, v = self.peek()
-        if k == kind and (value is None or v == value):
-            self.pos += 1
-            return True
-        return False
 
     def expect(self, kind: str, value: str | None = None) -> str:
         k, v = self.take()
@@ -131,25 +118,8 @@ class _Parser:
             raise WhereError(f"expected {value or kind}, found {v!r}")
         return v
 
-    def parse(self):
-        if not self.tokens:
-            raise WhereError("empty where clause")
-        node = self.parse_or()
-        if self.pos != len(self.tokens):
-            raise WhereError(f"unexpected {self.peek()[1]!r}")
-        return node
-
-    def parse_or(self):
-        nodes = [self.parse_and()]
-        while self.accept("kw", "OR"):
-            nodes.append(self.parse_and())
-        return nodes[0] if len(nodes) == 1 else ("or", nodes)
-
-    def parse_and(self):
-        nodes = [self.parse_not()]
-        while self.accept("kw", "AND"):
-            nodes.append(self.parse_not())
-        return nodes[0] if len(nodes) == 1 else ("and", nodes)
+    def parse_operand(self):
+        return self.parse_not()
 
     def parse_not(self):
         if self.accept("kw", "NOT"):
