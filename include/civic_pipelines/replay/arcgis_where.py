@@ -217,6 +217,23 @@ class _Parser(BooleanClauseParser):
         raise WhereError(f"unexpected {value!r}" if value is not None else "unexpected end of where clause")
 
 
+def _three_valued(parts, decisive: bool):
+    """SQL's AND (``decisive`` False) or OR (True) over predicates answering True, False or None
+    (unknown): the first decisive answer wins; otherwise any unknown makes the answer unknown."""
+
+    def predicate(a):
+        unknown = False
+        for part in parts:
+            r = part(a)
+            if r is decisive:
+                return decisive
+            if r is None:
+                unknown = True
+        return None if unknown else not decisive
+
+    return predicate
+
+
 class _Compiler:
     """Type-checks the AST against the layer's fields and turns it into a predicate over an
     attribute dict returning True, False or None (SQL unknown)."""
@@ -300,34 +317,8 @@ class _Compiler:
 
     def compile(self, node):
         tag = node[0]
-        if tag == "and":
-            parts = [self.compile(child) for child in node[1]]
-
-            def pred_and(a, parts=parts):
-                unknown = False
-                for part in parts:
-                    r = part(a)
-                    if r is False:
-                        return False
-                    if r is None:
-                        unknown = True
-                return None if unknown else True
-
-            return pred_and
-        if tag == "or":
-            parts = [self.compile(child) for child in node[1]]
-
-            def pred_or(a, parts=parts):
-                unknown = False
-                for part in parts:
-                    r = part(a)
-                    if r is True:
-                        return True
-                    if r is None:
-                        unknown = True
-                return None if unknown else False
-
-            return pred_or
+        if tag in ("and", "or"):
+            return _three_valued([self.compile(child) for child in node[1]], decisive=tag == "or")
         if tag == "not":
             inner = self.compile(node[1])
             return lambda a, f=inner: (lambda r: None if r is None else not r)(f(a))
