@@ -29,9 +29,9 @@ import random
 import re
 import threading
 from pathlib import Path
-from typing import Iterable
 
 from civic_pipelines.replay import horizon
+from civic_pipelines.replay.dataset_support import LoadedOnce, MonthlyRows, edit_count
 from civic_pipelines.replay.seeds import mix64, seed_for
 
 DATASET_ID = "tazs-3rd5"
@@ -310,11 +310,8 @@ def load_sample_rows(path: Path = SAMPLE_CSV) -> list[dict]:
     return rows
 
 
-class _Sample:
+class _Sample(LoadedOnce):
     """Real rows plus what the generator learns from them (loaded once per process)."""
-
-    _instance: "_Sample | None" = None
-    _lock = threading.Lock()
 
     def __init__(self) -> None:
         self.rows = load_sample_rows()
@@ -338,13 +335,6 @@ class _Sample:
         self.withheld_share = 1 - len(self.located) / len(self.rows)  # 5 of 100
         self.end_share = len(self.duration_minutes) / len(self.rows)  # 49 of 100
 
-    @classmethod
-    def get(cls) -> "_Sample":
-        with cls._lock:
-            if cls._instance is None:
-                cls._instance = _Sample()
-            return cls._instance
-
 
 # ---------------------------------------------------------------- the dataset
 
@@ -353,7 +343,7 @@ def _fmt_coord(value: float, places: int) -> str:
     return f"{value:.{places}f}".rstrip("0").rstrip(".")
 
 
-class SeattleCrimeDataset:
+class SeattleCrimeDataset(MonthlyRows):
     """Deterministic Seattle crime offenses, generated one month at a time and cached.
 
     ``rows_for_month(month)`` returns the wire rows (schema A or B) whose report time falls in
@@ -458,22 +448,11 @@ class SeattleCrimeDataset:
                 self._wire[key] = cached
             return cached
 
-    def expected(self, months: str | Iterable[str]) -> list[dict]:
-        """All wire rows of the given months, in month order."""
-        if isinstance(months, str):
-            months = [months]
-        out: list[dict] = []
-        for month in months:
-            out.extend(self.rows_for_month(month))
-        return out
-
     def apply_late_edits(self, month: str, n: int) -> list[str]:
         """Edit ``n`` rows of ``month`` in place (reclassify the offense, or move/withhold the
         location), keeping offense_id and report time; bump ``rows_updated_at`` by an hour and set
         the rows' ``:updated_at`` to it. Deterministic per (seed, month, number of earlier edits)."""
-        n = int(n)
-        if n < 0:
-            raise ValueError("n must be >= 0")
+        n = edit_count(n)
         with self._lock:
             canon = self._canonical(month)
             visible = [i for i, c in enumerate(canon) if self.schema == "A" or not c["real"]]

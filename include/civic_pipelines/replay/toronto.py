@@ -37,6 +37,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from civic_pipelines.replay import horizon
+from civic_pipelines.replay.dataset_support import LoadedOnce, edit_count
 from civic_pipelines.replay.zip_files import build_zip, etag_for  # noqa: F401 - also imported from here
 
 PACKAGE_NAME = "311-service-requests-customer-initiated"
@@ -317,19 +318,11 @@ def load_sample_rows(path: Path = SAMPLE_CSV) -> dict[int, list[list[str]]]:
     return by_year
 
 
-class _Sample:
-    _instance: "_Sample | None" = None
-    _lock = threading.Lock()
+class _Sample(LoadedOnce):
+    """The real rows by year (loaded once per process)."""
 
     def __init__(self) -> None:
         self.by_year = load_sample_rows()
-
-    @classmethod
-    def get(cls) -> "_Sample":
-        with cls._lock:
-            if cls._instance is None:
-                cls._instance = _Sample()
-            return cls._instance
 
 
 class _Month:
@@ -676,9 +669,7 @@ class Toronto311Dataset:
         my, mm = parse_month(month)
         if my != year:
             raise ValueError(f"month {month} is not in the {year} file")
-        n = int(n)
-        if n < 0:
-            raise ValueError("n must be >= 0")
+        n = edit_count(n)
         with self._lock:
             if month not in self.month_keys(year):
                 raise ValueError(f"month {month} is after the current file's end ({self.current_through})")
