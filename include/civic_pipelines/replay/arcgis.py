@@ -60,11 +60,12 @@ from urllib.parse import parse_qsl
 import orjson
 
 from civic_pipelines.replay.arcgis_layers import (  # noqa: F401 - re-exported: the names' old import path
-    CURRENT_VERSION, DEFAULT_MAX_RECORD_COUNT, NEW_FIELD, OVERLAP_ROWS, LayerFamily,
+    CURRENT_VERSION, DEFAULT_MAX_RECORD_COUNT, NEW_FIELD, LayerFamily,
 )
 from civic_pipelines.replay.arcgis_where import (  # noqa: F401 - re-exported: the names' old import path
     CHECK_PARAMETERS, INVALID_QUERY, ArcGisError, Where, WhereError, error_envelope, parse_date_literal,
 )
+from civic_pipelines.replay.page_overlap import OVERLAP_ROWS  # noqa: F401 - re-exported: its old import path
 from civic_pipelines.replay.server import Request, Response, check_config_keys, fault_response, json_response
 
 ARCGIS_FAULT_MESSAGES = {
@@ -186,7 +187,7 @@ class ArcGisApi:
         server.add_config_handler("arcgis", self.faults.configure, self.faults.describe)
         server.state.add_reset_hook(self.faults.clear)
         for family in self.families:
-            server.state.add_reset_hook(family.clear_shifts)
+            server.state.add_reset_hook(family.page_overlap.clear)
         self._installed = True
 
     # ------------------------------------------------------------ handler

@@ -13,10 +13,10 @@ from collections import OrderedDict
 import orjson
 
 from civic_pipelines.replay.arcgis_where import CHECK_PARAMETERS, INVALID_QUERY, ArcGisError, Where, ranges_overlap
+from civic_pipelines.replay.page_overlap import PageOverlap
 from civic_pipelines.replay.server import check_config_keys
 
 
-OVERLAP_ROWS = 3  # features an overlapped page repeats from the previous one
 NEW_FIELD = ("EditDate", "esriFieldTypeDate")  # what editor tracking adds to a hosted layer
 DEFAULT_MAX_RECORD_COUNT = 2000  # not ArcGIS Online's 1000 or 16000 default: clients must read it
 CURRENT_VERSION = 11.5
@@ -45,8 +45,7 @@ class LayerFamily:
         self.max_record_count = _positive_int("max_record_count", max_record_count)
         self.accept_epoch_dates = bool(accept_epoch_dates)
         self._initial = (self.max_record_count, self.accept_epoch_dates)
-        self._shifts: dict[tuple, int] = {}  # page_overlap: query -> features every later page starts early
-        self._shift_lock = threading.Lock()
+        self.page_overlap = PageOverlap()
         service, _, layer = path_pattern.rstrip("/").rpartition("/")
         if not layer.isdigit():
             raise ValueError("path_pattern must end in the layer id, e.g. .../FeatureServer/0")
@@ -134,19 +133,6 @@ class LayerFamily:
     def reset_data(self) -> None:
         self.max_record_count, self.accept_epoch_dates = self._initial
         self.dataset.reset()
-
-    def clear_shifts(self) -> None:
-        with self._shift_lock:
-            self._shifts.clear()
-
-    def _effective_offset(self, key: tuple, offset: int, faults) -> int:
-        """``resultOffset`` as served: earlier by the features inserted ahead of the cursor."""
-        with self._shift_lock:
-            if offset == 0:
-                self._shifts.pop(key, None)
-            elif faults.get("reset_mid_page") == 0 and faults.take("page_overlap"):
-                self._shifts[key] = self._shifts.get(key, 0) + OVERLAP_ROWS
-            return max(0, offset - self._shifts.get(key, 0))
 
     # ------------------------------------------------------------ documents
 
@@ -259,7 +245,7 @@ class LayerFamily:
         months = self._months(year, where, id_filter)
         default_order = not order or order == [(oid, False)]
         if not (count_only or ids_only):
-            offset = self._effective_offset((year, where_text, object_ids, params.get("orderbyfields", "")),
+            offset = self.page_overlap.offset((year, where_text, object_ids, params.get("orderbyfields", "")),
                                             offset, faults)
 
         def matching(records):
