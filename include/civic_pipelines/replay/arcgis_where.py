@@ -161,17 +161,17 @@ class _Parser(BooleanClauseParser):
         raise WhereError(f"expected a comparison after an operand, found {value!r}")
 
     def parse_additive(self):
-        node = self.parse_multiplicative()
-        while self.peek() in (("op", "+"), ("op", "-")):
-            op = self.take()[1]
-            node = ("arith", op, node, self.parse_multiplicative())
-        return node
+        return self._left_associative(("+", "-"), self.parse_multiplicative)
 
     def parse_multiplicative(self):
-        node = self.parse_primary()
-        while self.peek() in (("op", "*"), ("op", "/")):
+        return self._left_associative(("*", "/"), self.parse_primary)
+
+    def _left_associative(self, operators: tuple[str, ...], parse_operand):
+        """``operand (op operand)*`` with ``op`` among ``operators``, as nested ``("arith", ..)`` from the left."""
+        node = parse_operand()
+        while self.peek() in [("op", op) for op in operators]:
             op = self.take()[1]
-            node = ("arith", op, node, self.parse_primary())
+            node = ("arith", op, node, parse_operand())
         return node
 
     def parse_primary(self):
