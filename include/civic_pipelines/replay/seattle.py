@@ -44,49 +44,56 @@ SCHEMAS = ("A", "B")
 REPORT_FIELD = {"A": "report_datetime", "B": "report_date_time"}
 SAMPLE_CSV = Path(__file__).parent / "data" / "seattle_crime_sample_schema_a.csv"
 
-# (API field name, CSV export header, Socrata dataTypeName)
-SCHEMA_A_COLUMNS: list[tuple[str, str, str]] = [
-    ("report_number", "Report Number", "text"),
-    ("offense_id", "Offense ID", "number"),
-    ("offense_start_datetime", "Offense Start DateTime", "calendar_date"),
-    ("offense_end_datetime", "Offense End DateTime", "calendar_date"),
-    ("report_datetime", "Report DateTime", "calendar_date"),
-    ("group_a_b", "Group A B", "text"),
-    ("crime_against_category", "Crime Against Category", "text"),
-    ("offense_parent_group", "Offense Parent Group", "text"),
-    ("offense", "Offense", "text"),
-    ("offense_code", "Offense Code", "text"),
-    ("precinct", "Precinct", "text"),
-    ("sector", "Sector", "text"),
-    ("beat", "Beat", "text"),
-    ("mcpp", "MCPP", "text"),
-    ("_100_block_address", "100 Block Address", "text"),
-    ("longitude", "Longitude", "number"),
-    ("latitude", "Latitude", "number"),
-]
-SCHEMA_B_COLUMNS: list[tuple[str, str, str]] = [
-    ("report_number", "Report Number", "text"),
-    ("report_date_time", "Report DateTime", "calendar_date"),
-    ("offense_id", "Offense ID", "number"),
-    ("offense_date", "Offense Date", "calendar_date"),
-    ("nibrs_group_a_b", "NIBRS Group AB", "text"),
-    ("nibrs_crime_against_category", "NIBRS Crime Against Category", "text"),
-    ("offense_sub_category", "Offense Sub Category", "text"),
-    ("shooting_type_group", "Shooting Type Group", "text"),
-    ("block_address", "Block Address", "text"),
-    ("latitude", "Latitude", "text"),  # B: number or REDACTED
-    ("longitude", "Longitude", "text"),
-    ("beat", "Beat", "text"),
-    ("precinct", "Precinct", "text"),
-    ("sector", "Sector", "text"),
-    ("neighborhood", "Neighborhood", "text"),
-    ("reporting_area", "Reporting Area", "text"),
-    # The contract did not capture the export headers of these two; the names are Title Case guesses.
-    ("offense_category", "Offense Category", "text"),
-    ("nibrs_offense_code_description", "NIBRS Offense Code Description", "text"),
-    ("nibrs_offense_code", "NIBRS_offense_code", "text"),
-    ("census_block_2020", "Census Block 2020", "text"),
-]
+
+def _columns(table: str) -> list[tuple[str, str, str]]:
+    """The ``(API field name, CSV export header, Socrata dataTypeName)`` rows of an ``a | b | c``
+    table (``#`` starts a comment)."""
+    rows = [line.split("#", 1)[0].strip() for line in table.splitlines()]
+    return [tuple(part.strip() for part in row.split("|")) for row in rows if row]
+
+
+SCHEMA_A_COLUMNS: list[tuple[str, str, str]] = _columns("""
+    report_number          | Report Number          | text
+    offense_id             | Offense ID             | number
+    offense_start_datetime | Offense Start DateTime | calendar_date
+    offense_end_datetime   | Offense End DateTime   | calendar_date
+    report_datetime        | Report DateTime        | calendar_date
+    group_a_b              | Group A B              | text
+    crime_against_category | Crime Against Category | text
+    offense_parent_group   | Offense Parent Group   | text
+    offense                | Offense                | text
+    offense_code           | Offense Code           | text
+    precinct               | Precinct               | text
+    sector                 | Sector                 | text
+    beat                   | Beat                   | text
+    mcpp                   | MCPP                   | text
+    _100_block_address     | 100 Block Address      | text
+    longitude              | Longitude              | number
+    latitude               | Latitude               | number
+""")
+SCHEMA_B_COLUMNS: list[tuple[str, str, str]] = _columns("""
+    report_number                  | Report Number                  | text
+    report_date_time               | Report DateTime                | calendar_date
+    offense_id                     | Offense ID                     | number
+    offense_date                   | Offense Date                   | calendar_date
+    nibrs_group_a_b                | NIBRS Group AB                 | text
+    nibrs_crime_against_category   | NIBRS Crime Against Category   | text
+    offense_sub_category           | Offense Sub Category           | text
+    shooting_type_group            | Shooting Type Group            | text
+    block_address                  | Block Address                  | text
+    latitude                       | Latitude                       | text  # B: number or REDACTED
+    longitude                      | Longitude                      | text
+    beat                           | Beat                           | text
+    precinct                       | Precinct                       | text
+    sector                         | Sector                         | text
+    neighborhood                   | Neighborhood                   | text
+    reporting_area                 | Reporting Area                 | text
+    # The contract did not capture the export headers of the next two; the names are Title Case guesses.
+    offense_category               | Offense Category               | text
+    nibrs_offense_code_description | NIBRS Offense Code Description | text
+    nibrs_offense_code             | NIBRS_offense_code             | text
+    census_block_2020              | Census Block 2020              | text
+""")
 COLUMNS = {"A": SCHEMA_A_COLUMNS, "B": SCHEMA_B_COLUMNS}
 
 PRECINCT_B = {"N": "North", "E": "East", "S": "South", "W": "West", "SW": "Southwest"}

@@ -188,28 +188,22 @@ _UNKNOWN_TYPE_SHARE = 0.4
 
 # Wards. The 44-ward names (2000-2018 boundaries, in force until 2018-11-30) and the 25-ward names
 # (from 2018-12-01); rows use the published ``Name (NN)`` form.
-WARDS_44 = {
-    1: "Etobicoke North", 2: "Etobicoke North", 3: "Etobicoke Centre", 4: "Etobicoke Centre",
-    5: "Etobicoke-Lakeshore", 6: "Etobicoke-Lakeshore", 7: "York West", 8: "York West",
-    9: "York Centre", 10: "York Centre", 11: "York South-Weston", 12: "York South-Weston",
-    13: "Parkdale-High Park", 14: "Parkdale-High Park", 15: "Eglinton-Lawrence", 16: "Eglinton-Lawrence",
-    17: "Davenport", 18: "Davenport", 19: "Trinity-Spadina", 20: "Trinity-Spadina",
-    21: "St. Paul's", 22: "St. Paul's", 23: "Willowdale", 24: "Willowdale",
-    25: "Don Valley West", 26: "Don Valley West", 27: "Toronto Centre-Rosedale", 28: "Toronto Centre-Rosedale",
-    29: "Toronto-Danforth", 30: "Toronto-Danforth", 31: "Beaches-East York", 32: "Beaches-East York",
-    33: "Don Valley East", 34: "Don Valley East", 35: "Scarborough Southwest", 36: "Scarborough Southwest",
-    37: "Scarborough Centre", 38: "Scarborough Centre", 39: "Scarborough-Agincourt", 40: "Scarborough-Agincourt",
-    41: "Scarborough-Rouge River", 42: "Scarborough-Rouge River", 43: "Scarborough East", 44: "Scarborough East",
-}
-WARDS_25 = {
-    1: "Etobicoke North", 2: "Etobicoke Centre", 3: "Etobicoke-Lakeshore", 4: "Parkdale-High Park",
-    5: "York South-Weston", 6: "York Centre", 7: "Humber River-Black Creek", 8: "Eglinton-Lawrence",
-    9: "Davenport", 10: "Spadina-Fort York", 11: "University-Rosedale", 12: "Toronto-St. Paul's",
-    13: "Toronto Centre", 14: "Toronto-Danforth", 15: "Don Valley West", 16: "Don Valley East",
-    17: "Don Valley North", 18: "Willowdale", 19: "Beaches-East York", 20: "Scarborough Southwest",
-    21: "Scarborough Centre", 22: "Scarborough-Agincourt", 23: "Scarborough North", 24: "Scarborough-Guildwood",
-    25: "Scarborough-Rouge Park",
-}
+# Before 2018-12 two neighbouring wards share each name (wards 1 and 2 are both Etobicoke North).
+WARDS_44 = {number: name for pair, name in enumerate([
+    "Etobicoke North", "Etobicoke Centre", "Etobicoke-Lakeshore", "York West", "York Centre",
+    "York South-Weston", "Parkdale-High Park", "Eglinton-Lawrence", "Davenport", "Trinity-Spadina",
+    "St. Paul's", "Willowdale", "Don Valley West", "Toronto Centre-Rosedale", "Toronto-Danforth",
+    "Beaches-East York", "Don Valley East", "Scarborough Southwest", "Scarborough Centre",
+    "Scarborough-Agincourt", "Scarborough-Rouge River", "Scarborough East",
+]) for number in (2 * pair + 1, 2 * pair + 2)}
+WARDS_25 = dict(enumerate([
+    "Etobicoke North", "Etobicoke Centre", "Etobicoke-Lakeshore", "Parkdale-High Park", "York South-Weston",
+    "York Centre", "Humber River-Black Creek", "Eglinton-Lawrence", "Davenport", "Spadina-Fort York",
+    "University-Rosedale", "Toronto-St. Paul's", "Toronto Centre", "Toronto-Danforth", "Don Valley West",
+    "Don Valley East", "Don Valley North", "Willowdale", "Beaches-East York", "Scarborough Southwest",
+    "Scarborough Centre", "Scarborough-Agincourt", "Scarborough North", "Scarborough-Guildwood",
+    "Scarborough-Rouge Park",
+], start=1))
 WARD_CHANGE = (2018, 12)  # rows created from this month use the 25-ward names
 # Postal prefixes (FSAs) per 25-ward area: hand-built from Toronto's geography and every real
 # (FSA, ward) pair in the sample and the kez-1a notebook.
