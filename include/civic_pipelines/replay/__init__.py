@@ -2,13 +2,14 @@
 format, with its real paging, filters, errors and injectable faults. Used by the tests and the
 offline demo (``civic replay``).
 
-Generic pieces (name no dataset):
+Generic pieces (name no dataset, except ``make_server()``, which installs every source):
 
 - ``server.py``          the core: route table, fault switches, request log, control endpoints,
   ``make_server()`` and ``serve_forever()``
 - ``http_stream.py``     HEAD, streamed bodies, byte ranges and ``If-Range``
 - ``page_overlap.py``    the ``page_overlap`` fault's state for the paged query APIs
-- ``soda.py``, ``soql.py``  Socrata SODA endpoints and the SoQL subset (``$where``, ``$order``, ``$select``)
+- ``soda.py``, ``soql.py``  Socrata SODA endpoints (``soda.py`` still adapts Seattle itself) and
+  the SoQL subset (``$where``, ``$order``, ``$select``)
 - ``arcgis.py``, ``arcgis_layers.py``, ``arcgis_where.py``  ArcGIS REST feature services: the
   service, one dataset served as a layer per year, the ``where`` dialect
 - ``clause_parsing.py``  what the SoQL and ArcGIS where parsers share

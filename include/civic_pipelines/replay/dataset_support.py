@@ -1,6 +1,5 @@
-"""What the replay's generated datasets (``seattle.py``, ``minneapolis.py``, ``toronto.py``) share:
-the real sample rows loaded once per process, the rows of several months, and the check of a late
-edit's count.
+"""What the replay's generated datasets share: the real sample rows loaded once per process, the
+rows of several months, and the check of a late edit's count.
 """
 
 from __future__ import annotations
