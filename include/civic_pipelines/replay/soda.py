@@ -38,7 +38,7 @@ from typing import Iterable
 import orjson
 
 from civic_pipelines.replay import soql
-from civic_pipelines.replay.page_overlap import OVERLAP_ROWS, PageOverlap  # noqa: F401 - OVERLAP_ROWS: docs
+from civic_pipelines.replay.page_overlap import OVERLAP_ROWS, PageOverlap  # noqa: F401 - the docstring links OVERLAP_ROWS
 from civic_pipelines.replay.server import Request, Response, json_response, socrata_error
 
 DEFAULT_LIMIT = 1000
