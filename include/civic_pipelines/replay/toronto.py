@@ -549,31 +549,30 @@ class Toronto311Dataset:
                 raise KeyError(f"no segment {month!r} in the {year} file")
             return self._segment(year, month).data
 
+    def _cached_file(self, year: int, kind: str, build) -> bytes:
+        """The year's ``kind`` file from the cache while the year's revision holds, else ``build()``
+        (stored under that revision)."""
+        with self._lock:
+            entry = self._files.get((year, kind))
+            rev = self.revision(year)
+            if entry is not None and entry[0] == rev:
+                self._files.move_to_end((year, kind))
+                return entry[1]
+            data = build()
+            self._store_file(year, kind, rev, data)
+            return data
+
     def csv_bytes(self, year: int) -> bytes:
         """``SR<YYYY>.csv`` exactly as served: header + rows, latin-1, CRLF line ends."""
         year = self._check_year(year)
-        with self._lock:
-            entry = self._files.get((year, "csv"))
-            rev = self.revision(year)
-            if entry is not None and entry[0] == rev:
-                self._files.move_to_end((year, "csv"))
-                return entry[1]
-            data = HEADER_LINE + b"".join(self._segment(year, key).data for key in self.month_keys(year))
-            self._store_file(year, "csv", rev, data)
-            return data
+        return self._cached_file(year, "csv", lambda: HEADER_LINE + b"".join(
+            self._segment(year, key).data for key in self.month_keys(year)))
 
     def zip_bytes(self, year: int) -> bytes:
         """The yearly zip: one member ``SR<YYYY>.csv`` (upper case) holding :meth:`csv_bytes`."""
         year = self._check_year(year)
-        with self._lock:
-            entry = self._files.get((year, "zip"))
-            rev = self.revision(year)
-            if entry is not None and entry[0] == rev:
-                self._files.move_to_end((year, "zip"))
-                return entry[1]
-            data = build_zip(f"SR{year}.csv", self.csv_bytes(year), self.last_modified_dt(year))
-            self._store_file(year, "zip", rev, data)
-            return data
+        return self._cached_file(year, "zip", lambda: build_zip(f"SR{year}.csv", self.csv_bytes(year),
+                                                                 self.last_modified_dt(year)))
 
     def file(self, year: int, kind: str) -> tuple[bytes, str]:
         """``(bytes, etag)`` of the ``csv`` or ``zip`` file; the ETag is the content's MD5."""
