@@ -14,12 +14,10 @@ the core's ``reset_mid_page`` fault still applies: half the announced length, th
 from __future__ import annotations
 
 import re
-import socket
-import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from civic_pipelines.replay.server import Response
+from civic_pipelines.replay.server import Response, reset_connection
 
 
 def _no_pieces() -> Iterable[bytes]:
@@ -77,12 +75,7 @@ def enable_streaming(server) -> None:
                 self.close_connection = True
                 return
             if response.abort_half:
-                self.close_connection = True
-                try:  # SO_LINGER 0: close sends a TCP reset, like a dropped upstream connection
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    self.connection.close()
-                except OSError:
-                    pass
+                reset_connection(self)
 
     httpd.RequestHandlerClass = StreamingHandler
 
@@ -90,6 +83,17 @@ def enable_streaming(server) -> None:
 # ---------------------------------------------------------------- ranges (every archive emulator resumes)
 
 _RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+
+
+def if_range_ok(if_range: str | None, etag: str, date_matches: Callable[[str], bool]) -> bool:
+    """Whether a range request's ``If-Range`` (an entity tag, or a date ``date_matches`` judges)
+    still names the current body; no header: it does."""
+    if if_range is None:
+        return True
+    value = if_range.strip()
+    if value.startswith('"') or value.startswith("W/"):
+        return value == etag
+    return date_matches(value)
 
 
 def parse_range(value: str, length: int):

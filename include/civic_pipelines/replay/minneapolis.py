@@ -32,10 +32,10 @@ import random
 import re
 import threading
 from bisect import bisect_left
-from typing import Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from civic_pipelines.replay import horizon
+from civic_pipelines.replay.dataset_support import MonthlyRows, edit_count
 from civic_pipelines.replay.seeds import seed_for
 
 NAME = "minneapolis_311"
@@ -347,7 +347,7 @@ _TYPE_CUM = {m: _type_weights(m) for m in range(1, 13)}
 # ---------------------------------------------------------------- the dataset
 
 
-class Minneapolis311Dataset:
+class Minneapolis311Dataset(MonthlyRows):
     """Deterministic Minneapolis 311 service requests, generated one month at a time and cached.
 
     One layer per calendar year (``Public_311_<YEAR>``), ``first_year``..``last_year``.
@@ -606,22 +606,12 @@ class Minneapolis311Dataset:
             out.extend(attrs for attrs, _geom in self.layer_records(year, month))
         return out
 
-    def expected(self, months: str | Iterable[str]) -> list[dict]:
-        if isinstance(months, str):
-            months = [months]
-        out: list[dict] = []
-        for month in months:
-            out.extend(self.rows_for_month(month))
-        return out
-
     def apply_late_edits(self, month: str, n: int) -> list[int]:
         """Edit ``n`` requests of ``month``: open cases get closed, closed ones are reopened or get
         a new close date; their ``LastUpdateDate`` becomes the layer's new ``lastEditDate``, which
         moves one hour on (``dataLastEditDate`` with it). Returns the edited OBJECTIDs.
         Deterministic per (seed, month, number of earlier edits of the month)."""
-        n = int(n)
-        if n < 0:
-            raise ValueError("n must be >= 0")
+        n = edit_count(n)
         year = self.year_of(month)
         if not self.has_year(year):
             raise ValueError(f"no layer for {month} (years {self.first_year}..{self.last_year})")

@@ -29,9 +29,9 @@ import random
 import re
 import threading
 from pathlib import Path
-from typing import Iterable
 
 from civic_pipelines.replay import horizon
+from civic_pipelines.replay.dataset_support import LoadedOnce, MonthlyRows, edit_count
 from civic_pipelines.replay.seeds import mix64, seed_for
 
 DATASET_ID = "tazs-3rd5"
@@ -44,49 +44,56 @@ SCHEMAS = ("A", "B")
 REPORT_FIELD = {"A": "report_datetime", "B": "report_date_time"}
 SAMPLE_CSV = Path(__file__).parent / "data" / "seattle_crime_sample_schema_a.csv"
 
-# (API field name, CSV export header, Socrata dataTypeName)
-SCHEMA_A_COLUMNS: list[tuple[str, str, str]] = [
-    ("report_number", "Report Number", "text"),
-    ("offense_id", "Offense ID", "number"),
-    ("offense_start_datetime", "Offense Start DateTime", "calendar_date"),
-    ("offense_end_datetime", "Offense End DateTime", "calendar_date"),
-    ("report_datetime", "Report DateTime", "calendar_date"),
-    ("group_a_b", "Group A B", "text"),
-    ("crime_against_category", "Crime Against Category", "text"),
-    ("offense_parent_group", "Offense Parent Group", "text"),
-    ("offense", "Offense", "text"),
-    ("offense_code", "Offense Code", "text"),
-    ("precinct", "Precinct", "text"),
-    ("sector", "Sector", "text"),
-    ("beat", "Beat", "text"),
-    ("mcpp", "MCPP", "text"),
-    ("_100_block_address", "100 Block Address", "text"),
-    ("longitude", "Longitude", "number"),
-    ("latitude", "Latitude", "number"),
-]
-SCHEMA_B_COLUMNS: list[tuple[str, str, str]] = [
-    ("report_number", "Report Number", "text"),
-    ("report_date_time", "Report DateTime", "calendar_date"),
-    ("offense_id", "Offense ID", "number"),
-    ("offense_date", "Offense Date", "calendar_date"),
-    ("nibrs_group_a_b", "NIBRS Group AB", "text"),
-    ("nibrs_crime_against_category", "NIBRS Crime Against Category", "text"),
-    ("offense_sub_category", "Offense Sub Category", "text"),
-    ("shooting_type_group", "Shooting Type Group", "text"),
-    ("block_address", "Block Address", "text"),
-    ("latitude", "Latitude", "text"),  # B: number or REDACTED
-    ("longitude", "Longitude", "text"),
-    ("beat", "Beat", "text"),
-    ("precinct", "Precinct", "text"),
-    ("sector", "Sector", "text"),
-    ("neighborhood", "Neighborhood", "text"),
-    ("reporting_area", "Reporting Area", "text"),
-    # The contract did not capture the export headers of these two; the names are Title Case guesses.
-    ("offense_category", "Offense Category", "text"),
-    ("nibrs_offense_code_description", "NIBRS Offense Code Description", "text"),
-    ("nibrs_offense_code", "NIBRS_offense_code", "text"),
-    ("census_block_2020", "Census Block 2020", "text"),
-]
+
+def _columns(table: str) -> list[tuple[str, str, str]]:
+    """The ``(API field name, CSV export header, Socrata dataTypeName)`` rows of an ``a | b | c``
+    table (``#`` starts a comment)."""
+    rows = [line.split("#", 1)[0].strip() for line in table.splitlines()]
+    return [tuple(part.strip() for part in row.split("|")) for row in rows if row]
+
+
+SCHEMA_A_COLUMNS: list[tuple[str, str, str]] = _columns("""
+    report_number          | Report Number          | text
+    offense_id             | Offense ID             | number
+    offense_start_datetime | Offense Start DateTime | calendar_date
+    offense_end_datetime   | Offense End DateTime   | calendar_date
+    report_datetime        | Report DateTime        | calendar_date
+    group_a_b              | Group A B              | text
+    crime_against_category | Crime Against Category | text
+    offense_parent_group   | Offense Parent Group   | text
+    offense                | Offense                | text
+    offense_code           | Offense Code           | text
+    precinct               | Precinct               | text
+    sector                 | Sector                 | text
+    beat                   | Beat                   | text
+    mcpp                   | MCPP                   | text
+    _100_block_address     | 100 Block Address      | text
+    longitude              | Longitude              | number
+    latitude               | Latitude               | number
+""")
+SCHEMA_B_COLUMNS: list[tuple[str, str, str]] = _columns("""
+    report_number                  | Report Number                  | text
+    report_date_time               | Report DateTime                | calendar_date
+    offense_id                     | Offense ID                     | number
+    offense_date                   | Offense Date                   | calendar_date
+    nibrs_group_a_b                | NIBRS Group AB                 | text
+    nibrs_crime_against_category   | NIBRS Crime Against Category   | text
+    offense_sub_category           | Offense Sub Category           | text
+    shooting_type_group            | Shooting Type Group            | text
+    block_address                  | Block Address                  | text
+    latitude                       | Latitude                       | text  # B: number or REDACTED
+    longitude                      | Longitude                      | text
+    beat                           | Beat                           | text
+    precinct                       | Precinct                       | text
+    sector                         | Sector                         | text
+    neighborhood                   | Neighborhood                   | text
+    reporting_area                 | Reporting Area                 | text
+    # The contract did not capture the export headers of the next two; the names are Title Case guesses.
+    offense_category               | Offense Category               | text
+    nibrs_offense_code_description | NIBRS Offense Code Description | text
+    nibrs_offense_code             | NIBRS_offense_code             | text
+    census_block_2020              | Census Block 2020              | text
+""")
 COLUMNS = {"A": SCHEMA_A_COLUMNS, "B": SCHEMA_B_COLUMNS}
 
 PRECINCT_B = {"N": "North", "E": "East", "S": "South", "W": "West", "SW": "Southwest"}
@@ -310,11 +317,8 @@ def load_sample_rows(path: Path = SAMPLE_CSV) -> list[dict]:
     return rows
 
 
-class _Sample:
+class _Sample(LoadedOnce):
     """Real rows plus what the generator learns from them (loaded once per process)."""
-
-    _instance: "_Sample | None" = None
-    _lock = threading.Lock()
 
     def __init__(self) -> None:
         self.rows = load_sample_rows()
@@ -338,13 +342,6 @@ class _Sample:
         self.withheld_share = 1 - len(self.located) / len(self.rows)  # 5 of 100
         self.end_share = len(self.duration_minutes) / len(self.rows)  # 49 of 100
 
-    @classmethod
-    def get(cls) -> "_Sample":
-        with cls._lock:
-            if cls._instance is None:
-                cls._instance = _Sample()
-            return cls._instance
-
 
 # ---------------------------------------------------------------- the dataset
 
@@ -353,7 +350,7 @@ def _fmt_coord(value: float, places: int) -> str:
     return f"{value:.{places}f}".rstrip("0").rstrip(".")
 
 
-class SeattleCrimeDataset:
+class SeattleCrimeDataset(MonthlyRows):
     """Deterministic Seattle crime offenses, generated one month at a time and cached.
 
     ``rows_for_month(month)`` returns the wire rows (schema A or B) whose report time falls in
@@ -458,22 +455,11 @@ class SeattleCrimeDataset:
                 self._wire[key] = cached
             return cached
 
-    def expected(self, months: str | Iterable[str]) -> list[dict]:
-        """All wire rows of the given months, in month order."""
-        if isinstance(months, str):
-            months = [months]
-        out: list[dict] = []
-        for month in months:
-            out.extend(self.rows_for_month(month))
-        return out
-
     def apply_late_edits(self, month: str, n: int) -> list[str]:
         """Edit ``n`` rows of ``month`` in place (reclassify the offense, or move/withhold the
         location), keeping offense_id and report time; bump ``rows_updated_at`` by an hour and set
         the rows' ``:updated_at`` to it. Deterministic per (seed, month, number of earlier edits)."""
-        n = int(n)
-        if n < 0:
-            raise ValueError("n must be >= 0")
+        n = edit_count(n)
         with self._lock:
             canon = self._canonical(month)
             visible = [i for i, c in enumerate(canon) if self.schema == "A" or not c["real"]]

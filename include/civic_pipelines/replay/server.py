@@ -342,14 +342,26 @@ class _Handler(BaseHTTPRequestHandler):
         if response.abort_half:
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
-            self.close_connection = True
-            try:  # SO_LINGER 0: close sends a TCP reset, like a dropped upstream connection
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                self.connection.close()
-            except OSError:
-                pass
+            reset_connection(self)
             return
         self.wfile.write(body)
+
+
+def check_config_keys(section: str, config: dict, known: set[str]) -> None:
+    """Refuse a ``/_replay/config`` section with keys its emulator does not know (ValueError: a 400)."""
+    unknown = set(config) - known
+    if unknown:
+        raise ValueError(f"unknown {section} config key(s) {sorted(unknown)}; known: {sorted(known)}")
+
+
+def reset_connection(handler: BaseHTTPRequestHandler) -> None:
+    """End the handler's connection with a TCP reset, like a dropped upstream connection."""
+    handler.close_connection = True
+    try:  # SO_LINGER 0: close sends a reset instead of a FIN
+        handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        handler.connection.close()
+    except OSError:
+        pass
 
 
 class ReplayServer:
@@ -514,10 +526,10 @@ def make_server(host: str = "127.0.0.1", port: int = 0, months: list[str] | None
         server.generated[source.name] = source.dataset
     server.install(soda)
     server.dataset = dataset
-    from civic_pipelines.replay.arcgis import install_minneapolis
+    from civic_pipelines.replay.minneapolis_layers import install_minneapolis
 
     server.minneapolis = install_minneapolis(server)
-    from civic_pipelines.replay.ckan import install_toronto
+    from civic_pipelines.replay.toronto_ckan import install_toronto
 
     server.toronto = install_toronto(server)
     from civic_pipelines.replay.srwr import install_srwr

@@ -38,6 +38,7 @@ from typing import Iterable
 import orjson
 
 from civic_pipelines.replay import soql
+from civic_pipelines.replay.page_overlap import OVERLAP_ROWS, PageOverlap  # noqa: F401 - the docstring links OVERLAP_ROWS
 from civic_pipelines.replay.server import Request, Response, json_response, socrata_error
 
 DEFAULT_LIMIT = 1000
@@ -45,7 +46,6 @@ MAX_LIMIT = 50000
 _SODA2_TYPE = {"calendar_date": "floating_timestamp", "number": "number", "text": "text",
                "fixed_timestamp": "fixed_timestamp"}
 _MALFORMED = "query.compiler.malformed"
-OVERLAP_ROWS = 3  # rows an overlapped page repeats from the previous one
 NEW_FIELD = ":@computed_region_replay_2fw8"  # the shape of Socrata's computed region columns
 
 
@@ -201,7 +201,7 @@ class SodaApi:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._request_counter = 0
-        self._shifts: dict[tuple, int] = {}  # page_overlap: query -> rows every later page starts early
+        self.page_overlap = PageOverlap()
 
     def add_source(self, source) -> None:
         self.sources[source.dataset_id] = source
@@ -215,23 +215,10 @@ class SodaApi:
         server.add_route("/resource/", self.handle_resource, faultable=True, processing_body=b"[]",
                          on_fault=_soda_fault_answer)
         server.add_route("/api/views/", self.handle_view)
-        server.state.add_reset_hook(self._clear_shifts)
+        server.state.add_reset_hook(self.page_overlap.clear)
         for source in self.sources.values():
             server.add_config_handler(source.name, source.configure, source.describe)
             server.add_data_reset_hook(source.reset_data)
-
-    def _clear_shifts(self) -> None:
-        with self._lock:
-            self._shifts.clear()
-
-    def _effective_offset(self, key: tuple, offset: int, faults) -> int:
-        """``$offset`` as served: earlier by the rows inserted ahead of this query's cursor."""
-        with self._lock:
-            if offset == 0:
-                self._shifts.pop(key, None)
-            elif faults.get("reset_mid_page") == 0 and faults.take("page_overlap"):
-                self._shifts[key] = self._shifts.get(key, 0) + OVERLAP_ROWS
-            return max(0, offset - self._shifts.get(key, 0))
 
     # ------------------------------------------------------------ /api/views/<id>.json
 
@@ -323,7 +310,7 @@ class SodaApi:
         headers = self._common_headers(source)
         faults = request.state.faults
         if not is_count:
-            offset = self._effective_offset((source.dataset_id, where_text, tuple(simple), order_text, select_text),
+            offset = self.page_overlap.offset((source.dataset_id, where_text, tuple(simple), order_text, select_text),
                                             offset, faults)
         if not order and not is_count and len(months) > 1 and not self._is_cached(key):
             # Unordered page over many months: generate months only until the page is full.

@@ -32,6 +32,8 @@ import operator
 import re
 from typing import Callable
 
+from civic_pipelines.replay.clause_parsing import BooleanClauseParser
+
 Record = tuple  # (row: dict, system: dict)
 
 
@@ -114,47 +116,22 @@ def to_number(value):
 # ---------------------------------------------------------------- $where parser
 
 
-class _Parser:
+class _Parser(BooleanClauseParser):
+    error = SoqlError
+    empty_message = "empty $where"
+    trailing_message = "unexpected {token!r} after a complete expression"
+
     def __init__(self, text: str, fields: dict[str, str]) -> None:
-        self.tokens = tokenize(text)
-        self.pos = 0
+        super().__init__(tokenize(text))
         self.fields = fields
-
-    def peek(self, offset: int = 0):
-        i = self.pos + offset
-        return self.tokens[i] if i < len(self.tokens) else (None, None)
-
-    def take(self):
-        token = self.peek()
-        self.pos += 1
-        return token
 
     def expect_kw(self, word: str) -> None:
         kind, value = self.take()
         if kind != "kw" or value != word:
             raise SoqlError(f"expected {word}, found {value!r}")
 
-    def parse(self):
-        if not self.tokens:
-            raise SoqlError("empty $where")
-        node = self.parse_or()
-        if self.pos != len(self.tokens):
-            raise SoqlError(f"unexpected {self.peek()[1]!r} after a complete expression")
-        return node
-
-    def parse_or(self):
-        nodes = [self.parse_and()]
-        while self.peek() == ("kw", "OR"):
-            self.take()
-            nodes.append(self.parse_and())
-        return nodes[0] if len(nodes) == 1 else ("or", nodes)
-
-    def parse_and(self):
-        nodes = [self.parse_unary()]
-        while self.peek() == ("kw", "AND"):
-            self.take()
-            nodes.append(self.parse_unary())
-        return nodes[0] if len(nodes) == 1 else ("and", nodes)
+    def parse_operand(self):
+        return self.parse_unary()
 
     def parse_unary(self):
         kind, value = self.peek()

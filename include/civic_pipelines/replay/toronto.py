@@ -33,11 +33,12 @@ import io
 import random
 import re
 import threading
-import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
 from civic_pipelines.replay import horizon
+from civic_pipelines.replay.dataset_support import LoadedOnce, edit_count
+from civic_pipelines.replay.zip_files import build_zip, etag_for  # noqa: F401 - also imported from here
 
 PACKAGE_NAME = "311-service-requests-customer-initiated"
 PACKAGE_ID = "2e54bc0e-4399-4076-b717-351df5918ae7"
@@ -187,28 +188,22 @@ _UNKNOWN_TYPE_SHARE = 0.4
 
 # Wards. The 44-ward names (2000-2018 boundaries, in force until 2018-11-30) and the 25-ward names
 # (from 2018-12-01); rows use the published ``Name (NN)`` form.
-WARDS_44 = {
-    1: "Etobicoke North", 2: "Etobicoke North", 3: "Etobicoke Centre", 4: "Etobicoke Centre",
-    5: "Etobicoke-Lakeshore", 6: "Etobicoke-Lakeshore", 7: "York West", 8: "York West",
-    9: "York Centre", 10: "York Centre", 11: "York South-Weston", 12: "York South-Weston",
-    13: "Parkdale-High Park", 14: "Parkdale-High Park", 15: "Eglinton-Lawrence", 16: "Eglinton-Lawrence",
-    17: "Davenport", 18: "Davenport", 19: "Trinity-Spadina", 20: "Trinity-Spadina",
-    21: "St. Paul's", 22: "St. Paul's", 23: "Willowdale", 24: "Willowdale",
-    25: "Don Valley West", 26: "Don Valley West", 27: "Toronto Centre-Rosedale", 28: "Toronto Centre-Rosedale",
-    29: "Toronto-Danforth", 30: "Toronto-Danforth", 31: "Beaches-East York", 32: "Beaches-East York",
-    33: "Don Valley East", 34: "Don Valley East", 35: "Scarborough Southwest", 36: "Scarborough Southwest",
-    37: "Scarborough Centre", 38: "Scarborough Centre", 39: "Scarborough-Agincourt", 40: "Scarborough-Agincourt",
-    41: "Scarborough-Rouge River", 42: "Scarborough-Rouge River", 43: "Scarborough East", 44: "Scarborough East",
-}
-WARDS_25 = {
-    1: "Etobicoke North", 2: "Etobicoke Centre", 3: "Etobicoke-Lakeshore", 4: "Parkdale-High Park",
-    5: "York South-Weston", 6: "York Centre", 7: "Humber River-Black Creek", 8: "Eglinton-Lawrence",
-    9: "Davenport", 10: "Spadina-Fort York", 11: "University-Rosedale", 12: "Toronto-St. Paul's",
-    13: "Toronto Centre", 14: "Toronto-Danforth", 15: "Don Valley West", 16: "Don Valley East",
-    17: "Don Valley North", 18: "Willowdale", 19: "Beaches-East York", 20: "Scarborough Southwest",
-    21: "Scarborough Centre", 22: "Scarborough-Agincourt", 23: "Scarborough North", 24: "Scarborough-Guildwood",
-    25: "Scarborough-Rouge Park",
-}
+# Before 2018-12 two neighbouring wards share each name (wards 1 and 2 are both Etobicoke North).
+WARDS_44 = {number: name for pair, name in enumerate([
+    "Etobicoke North", "Etobicoke Centre", "Etobicoke-Lakeshore", "York West", "York Centre",
+    "York South-Weston", "Parkdale-High Park", "Eglinton-Lawrence", "Davenport", "Trinity-Spadina",
+    "St. Paul's", "Willowdale", "Don Valley West", "Toronto Centre-Rosedale", "Toronto-Danforth",
+    "Beaches-East York", "Don Valley East", "Scarborough Southwest", "Scarborough Centre",
+    "Scarborough-Agincourt", "Scarborough-Rouge River", "Scarborough East",
+]) for number in (2 * pair + 1, 2 * pair + 2)}
+WARDS_25 = dict(enumerate([
+    "Etobicoke North", "Etobicoke Centre", "Etobicoke-Lakeshore", "Parkdale-High Park", "York South-Weston",
+    "York Centre", "Humber River-Black Creek", "Eglinton-Lawrence", "Davenport", "Spadina-Fort York",
+    "University-Rosedale", "Toronto-St. Paul's", "Toronto Centre", "Toronto-Danforth", "Don Valley West",
+    "Don Valley East", "Don Valley North", "Willowdale", "Beaches-East York", "Scarborough Southwest",
+    "Scarborough Centre", "Scarborough-Agincourt", "Scarborough North", "Scarborough-Guildwood",
+    "Scarborough-Rouge Park",
+], start=1))
 WARD_CHANGE = (2018, 12)  # rows created from this month use the 25-ward names
 # Postal prefixes (FSAs) per 25-ward area: hand-built from Toronto's geography and every real
 # (FSA, ward) pair in the sample and the kez-1a notebook.
@@ -317,19 +312,11 @@ def load_sample_rows(path: Path = SAMPLE_CSV) -> dict[int, list[list[str]]]:
     return by_year
 
 
-class _Sample:
-    _instance: "_Sample | None" = None
-    _lock = threading.Lock()
+class _Sample(LoadedOnce):
+    """The real rows by year (loaded once per process)."""
 
     def __init__(self) -> None:
         self.by_year = load_sample_rows()
-
-    @classmethod
-    def get(cls) -> "_Sample":
-        with cls._lock:
-            if cls._instance is None:
-                cls._instance = _Sample()
-            return cls._instance
 
 
 class _Month:
@@ -562,31 +549,30 @@ class Toronto311Dataset:
                 raise KeyError(f"no segment {month!r} in the {year} file")
             return self._segment(year, month).data
 
+    def _cached_file(self, year: int, kind: str, build) -> bytes:
+        """The year's ``kind`` file from the cache while the year's revision holds, else ``build()``
+        (stored under that revision)."""
+        with self._lock:
+            entry = self._files.get((year, kind))
+            rev = self.revision(year)
+            if entry is not None and entry[0] == rev:
+                self._files.move_to_end((year, kind))
+                return entry[1]
+            data = build()
+            self._store_file(year, kind, rev, data)
+            return data
+
     def csv_bytes(self, year: int) -> bytes:
         """``SR<YYYY>.csv`` exactly as served: header + rows, latin-1, CRLF line ends."""
         year = self._check_year(year)
-        with self._lock:
-            entry = self._files.get((year, "csv"))
-            rev = self.revision(year)
-            if entry is not None and entry[0] == rev:
-                self._files.move_to_end((year, "csv"))
-                return entry[1]
-            data = HEADER_LINE + b"".join(self._segment(year, key).data for key in self.month_keys(year))
-            self._store_file(year, "csv", rev, data)
-            return data
+        return self._cached_file(year, "csv", lambda: HEADER_LINE + b"".join(
+            self._segment(year, key).data for key in self.month_keys(year)))
 
     def zip_bytes(self, year: int) -> bytes:
         """The yearly zip: one member ``SR<YYYY>.csv`` (upper case) holding :meth:`csv_bytes`."""
         year = self._check_year(year)
-        with self._lock:
-            entry = self._files.get((year, "zip"))
-            rev = self.revision(year)
-            if entry is not None and entry[0] == rev:
-                self._files.move_to_end((year, "zip"))
-                return entry[1]
-            data = build_zip(f"SR{year}.csv", self.csv_bytes(year), self.last_modified_dt(year))
-            self._store_file(year, "zip", rev, data)
-            return data
+        return self._cached_file(year, "zip", lambda: build_zip(f"SR{year}.csv", self.csv_bytes(year),
+                                                                 self.last_modified_dt(year)))
 
     def file(self, year: int, kind: str) -> tuple[bytes, str]:
         """``(bytes, etag)`` of the ``csv`` or ``zip`` file; the ETag is the content's MD5."""
@@ -676,9 +662,7 @@ class Toronto311Dataset:
         my, mm = parse_month(month)
         if my != year:
             raise ValueError(f"month {month} is not in the {year} file")
-        n = int(n)
-        if n < 0:
-            raise ValueError("n must be >= 0")
+        n = edit_count(n)
         with self._lock:
             if month not in self.month_keys(year):
                 raise ValueError(f"month {month} is after the current file's end ({self.current_through})")
@@ -950,20 +934,3 @@ class Toronto311Dataset:
 _COUNT_NAMES = ("rows", "malformed_lines", "sample_rows", "latin1_rows", "non_pattern_wards", "intersection_rows",
                 "street2_empty", "unknown_status", "unknown_type", "out_of_year_dates", "unparseable_dates",
                 "empty_wards", "empty_postal_prefixes")
-
-
-def etag_for(data: bytes) -> str:
-    return '"' + hashlib.md5(data).hexdigest() + '"'
-
-
-def build_zip(member: str, data: bytes, modified: _dt.datetime) -> bytes:
-    """A deterministic zip with one deflated member (its time is the file's last_modified)."""
-    buffer = io.BytesIO()
-    info = zipfile.ZipInfo(member, date_time=(max(1980, modified.year), modified.month, modified.day,
-                                              modified.hour, modified.minute, modified.second - modified.second % 2))
-    info.compress_type = zipfile.ZIP_DEFLATED
-    info.external_attr = 0o644 << 16
-    info.create_system = 0
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=6)
-    return buffer.getvalue()
