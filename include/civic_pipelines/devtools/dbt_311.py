@@ -76,7 +76,12 @@ def _flow_scalars(dumper, items):
     return dumper.represent_sequence("tag:yaml.org,2002:seq", items, flow_style=flow)
 
 
+class Flow(dict):
+    """A mapping written on one line (a source column, the freshness policy)."""
+
+
 Dumper.add_representer(list, _flow_scalars)
+Dumper.add_representer(Flow, lambda dumper, data: dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=True))
 
 
 def _text(value: str) -> str:
@@ -85,7 +90,7 @@ def _text(value: str) -> str:
 
 
 def _dump(data) -> str:
-    return yaml.dump(data, Dumper=Dumper, sort_keys=False, width=110, allow_unicode=True)
+    return yaml.dump(data, Dumper=Dumper, sort_keys=False, width=160, allow_unicode=True)
 
 
 def lake_types(source) -> list[tuple[str, str]]:
@@ -142,7 +147,7 @@ class City:
 
     def sources_yml(self) -> str:
         described = self.dbt.get("columns") or {}
-        columns = [{"name": name, "data_type": kind, "description": described.get(name) or BLOCK_DOCS.get(name, "As published.")}
+        columns = [Flow(name=name, data_type=kind, description=described.get(name) or BLOCK_DOCS.get(name, "As published."))
                    for name, kind in self.lake]
         table = {
             "name": "requests",
@@ -152,7 +157,7 @@ class City:
             "config": {
                 "meta": {"external_location": f"read_parquet('{{{{ env_var('CIVIC_LAKE') }}}}/{self.source}/month=*/data.parquet', union_by_name=true)"},
                 "loaded_at_field": "_landed_at",
-                "freshness": FRESHNESS,  # three monthly blocks missed is an error
+                "freshness": Flow(FRESHNESS),  # three monthly blocks missed is an error
             },
             "columns": columns,
         }
@@ -178,21 +183,18 @@ class City:
 
     def staging_sql(self) -> str:
         why = "".join(f"-- {line}\n".replace("-- \n", "--\n") for line in self.dbt["why"].strip().splitlines())
-        lines = [f"-- {HEADER.format(source=self.source)}\n--\n{why}", "with landed as (", "",
-                 "    -- lake_source: source() that reads as empty while no block is landed (macros/lake_source.sql)",
-                 f"    select * from {{{{ lake_source('{self.source}', 'requests') }}}}", "", "),", ""]
         late = self.dbt.get("late_columns") or []
-        lines += ["source as (", ""]
+        lines = [f"-- {HEADER.format(source=self.source)}\n--\n{why}", "with source as (", "",
+                 "    -- lake_source: source() that reads as empty while no block is landed (macros/lake_source.sql)",
+                 f"    select * from {{{{ lake_source('{self.source}', 'requests') }}}}"]
         if late:
             lines += ["    -- UNION ALL BY NAME adds these columns as null while no landed file has them yet",
-                      "    select * from landed", "    union all by name",
+                      "    union all by name",
                       "    select " + ", ".join(f"cast(null as {self.types[n].lower()}) as {n}" for n in late) + " where false"]
-        else:
-            lines += ["    select * from landed"]
-        lines += ["", "),", "", "renamed as (", "", "    select"]
+        lines += ["", ")", "", "select"]
         for column in self.staging:
-            lines.append(f"        {column['sql']:<61} as {column['name']},")
-        lines += ["        _block_month,", "        _landed_at", "    from source", "", ")", "", "select * from renamed", ""]
+            lines.append(f"    {column['sql']:<65} as {column['name']},")
+        lines += ["    _block_month,", "    _landed_at", "from source", ""]
         return "\n".join(lines)
 
     # ------------------------------------------------------------ fct_service_requests

@@ -3,44 +3,32 @@
 -- One row per landed Chicago 311 request (sr_number), typed and renamed. Times are Chicago wall
 -- time as published (Socrata floating timestamps).
 
-with landed as (
+with source as (
 
     -- lake_source: source() that reads as empty while no block is landed (macros/lake_source.sql)
     select * from {{ lake_source('chicago_311', 'requests') }}
 
-),
-
-source as (
-
-    select * from landed
-
-),
-
-renamed as (
-
-    select
-        nullif(trim(sr_number), '')                                   as request_id,
-        nullif(trim(sr_type), '')                                     as sr_type,
-        nullif(trim(sr_short_code), '')                               as sr_short_code,
-        nullif(trim(owner_department), '')                            as owner_department,
-        nullif(trim(created_department), '')                          as created_department,
-        nullif(trim(status), '')                                      as status,
-        nullif(trim(origin), '')                                      as channel,
-        cast(created_date as timestamp)                               as created_at,
-        cast(closed_date as timestamp)                                as closed_at,
-        cast(last_modified_date as timestamp)                         as last_modified_at,
-        nullif(trim(parent_sr_number), '')                            as parent_sr_number,
-        nullif(trim(street_address), '')                              as street_address,
-        nullif(trim(zip_code), '')                                    as zip_code,
-        cast(community_area as integer)                               as community_area,
-        cast(ward as integer)                                         as ward,
-        nullif(trim(police_district), '')                             as police_district,
-        cast(longitude as double)                                     as longitude,
-        cast(latitude as double)                                      as latitude,
-        _block_month,
-        _landed_at
-    from source
-
 )
 
-select * from renamed
+select
+    nullif(trim(sr_number), '')                                       as request_id,
+    nullif(trim(sr_type), '')                                         as sr_type,
+    nullif(trim(sr_short_code), '')                                   as sr_short_code,
+    nullif(trim(owner_department), '')                                as owner_department,
+    nullif(trim(created_department), '')                              as created_department,
+    nullif(trim(status), '')                                          as status,
+    nullif(trim(origin), '')                                          as channel,
+    cast(created_date as timestamp)                                   as created_at,
+    cast(closed_date as timestamp)                                    as closed_at,
+    cast(last_modified_date as timestamp)                             as last_modified_at,
+    nullif(trim(parent_sr_number), '')                                as parent_sr_number,
+    nullif(trim(street_address), '')                                  as street_address,
+    nullif(trim(zip_code), '')                                        as zip_code,
+    cast(community_area as integer)                                   as community_area,
+    cast(ward as integer)                                             as ward,
+    nullif(trim(police_district), '')                                 as police_district,
+    cast(longitude as double)                                         as longitude,
+    cast(latitude as double)                                          as latitude,
+    _block_month,
+    _landed_at
+from source

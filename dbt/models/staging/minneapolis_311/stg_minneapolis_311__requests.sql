@@ -8,46 +8,34 @@
 -- 0 closed, 1 open per the seed project's docs (uncertain), so the close date decides. Dates are
 -- UTC instants at the source.
 
-with landed as (
+with source as (
 
     -- lake_source: source() that reads as empty while no block is landed (macros/lake_source.sql)
     select * from {{ lake_source('minneapolis_311', 'requests') }}
-
-),
-
-source as (
-
     -- UNION ALL BY NAME adds these columns as null while no landed file has them yet
-    select * from landed
     union all by name
     select cast(null as integer) as layer_year where false
 
-),
-
-renamed as (
-
-    select
-        cast(coalesce(cast(layer_year as varchar), strftime(opened_at, '%Y')) || '-' || cast(object_id as varchar) as varchar) as request_id,
-        cast(object_id as bigint)                                     as object_id,
-        cast(coalesce(layer_year, year(opened_at)) as integer)        as layer_year,
-        cast(case_id as bigint)                                       as case_id,
-        nullif(trim(subject_name), '')                                as subject_name,
-        nullif(trim(reason_name), '')                                 as reason_name,
-        nullif(trim(type_name), '')                                   as type_name,
-        nullif(trim(title), '')                                       as title,
-        cast(case_status as integer)                                  as case_status,
-        case when closed_at is not null then 'Closed' else 'Open' end as status,
-        cast(opened_at as timestamp with time zone)                   as opened_at,
-        cast(closed_at as timestamp with time zone)                   as closed_at,
-        cast(last_updated_at as timestamp with time zone)             as last_updated_at,
-        cast(date_trunc('month', cast(opened_at as timestamp)) as date) as opened_month,
-        cast(longitude as double)                                     as longitude,
-        cast(latitude as double)                                      as latitude,
-        nullif(trim(is_accessibility_related), '')                    as is_accessibility_related,
-        _block_month,
-        _landed_at
-    from source
-
 )
 
-select * from renamed
+select
+    cast(coalesce(cast(layer_year as varchar), strftime(opened_at, '%Y')) || '-' || cast(object_id as varchar) as varchar) as request_id,
+    cast(object_id as bigint)                                         as object_id,
+    cast(coalesce(layer_year, year(opened_at)) as integer)            as layer_year,
+    cast(case_id as bigint)                                           as case_id,
+    nullif(trim(subject_name), '')                                    as subject_name,
+    nullif(trim(reason_name), '')                                     as reason_name,
+    nullif(trim(type_name), '')                                       as type_name,
+    nullif(trim(title), '')                                           as title,
+    cast(case_status as integer)                                      as case_status,
+    case when closed_at is not null then 'Closed' else 'Open' end     as status,
+    cast(opened_at as timestamp with time zone)                       as opened_at,
+    cast(closed_at as timestamp with time zone)                       as closed_at,
+    cast(last_updated_at as timestamp with time zone)                 as last_updated_at,
+    cast(date_trunc('month', cast(opened_at as timestamp)) as date)   as opened_month,
+    cast(longitude as double)                                         as longitude,
+    cast(latitude as double)                                          as latitude,
+    nullif(trim(is_accessibility_related), '')                        as is_accessibility_related,
+    _block_month,
+    _landed_at
+from source

@@ -5,40 +5,28 @@
 -- the ward system (44 wards until 2018-12-01, 25 after) says how to read its number. Dates are
 -- Toronto wall time, no zone in the source.
 
-with landed as (
+with source as (
 
     -- lake_source: source() that reads as empty while no block is landed (macros/lake_source.sql)
     select * from {{ lake_source('toronto_311', 'requests') }}
 
-),
-
-source as (
-
-    select * from landed
-
-),
-
-renamed as (
-
-    select
-        cast(request_id as varchar)                                   as request_id,
-        nullif(trim(service_request_type), '')                        as service_request_type,
-        nullif(trim(division), '')                                    as division,
-        nullif(trim(section), '')                                     as section,
-        nullif(trim(status), '')                                      as status,
-        cast(created_at as timestamp)                                 as created_at,
-        cast(date_trunc('month', cast(created_at as timestamp)) as date) as created_month,
-        nullif(trim(ward), '')                                        as ward,
-        nullif(trim(ward_name), '')                                   as ward_name,
-        cast(ward_number as integer)                                  as ward_number,
-        ward_system                                                   as ward_system,
-        nullif(trim(postal_prefix), '')                               as postal_prefix,
-        nullif(trim(intersection_street_1), '')                       as intersection_street_1,
-        nullif(trim(intersection_street_2), '')                       as intersection_street_2,
-        _block_month,
-        _landed_at
-    from source
-
 )
 
-select * from renamed
+select
+    cast(request_id as varchar)                                       as request_id,
+    nullif(trim(service_request_type), '')                            as service_request_type,
+    nullif(trim(division), '')                                        as division,
+    nullif(trim(section), '')                                         as section,
+    nullif(trim(status), '')                                          as status,
+    cast(created_at as timestamp)                                     as created_at,
+    cast(date_trunc('month', cast(created_at as timestamp)) as date)  as created_month,
+    nullif(trim(ward), '')                                            as ward,
+    nullif(trim(ward_name), '')                                       as ward_name,
+    cast(ward_number as integer)                                      as ward_number,
+    ward_system                                                       as ward_system,
+    nullif(trim(postal_prefix), '')                                   as postal_prefix,
+    nullif(trim(intersection_street_1), '')                           as intersection_street_1,
+    nullif(trim(intersection_street_2), '')                           as intersection_street_2,
+    _block_month,
+    _landed_at
+from source
