@@ -28,7 +28,7 @@ MONTHS = ["2024-02", "2024-03"]
 TODAY = "2026-11-23"  # SRWR's "today": both months are published
 STREET_MANAGER_EVENTS = {"permit": 300, "activity": 40, "section_58": 15}
 SRWR_ACTIVITIES = 30
-SELECT = ["tag:seattle_crime+", "tag:minneapolis_311+", "tag:toronto_311+", "tag:nyc_311+",
+SELECT = ["tag:seattle_crime+", "tag:minneapolis_311+", "tag:toronto_311+", "tag:nyc_311+", "tag:chicago_311+",
           "tag:street_manager+", "tag:srwr+"]
 # The mobility models are optional: built (with two months of MDS landed) when the project has them.
 MOBILITY_TAG = "tag:mds+"
@@ -109,11 +109,11 @@ def _build(out: Path) -> None:
         server.srwr.set_activities_per_month(SRWR_ACTIVITIES)
         host, port = server.url.split("://", 1)[1].split(":")
         conn = {"conn_type": "http", "host": host, "port": int(port), "schema": "http"}
-        for source in ("seattle_crime", "minneapolis_311", "toronto_311", "nyc_311", "street_manager"):
+        for source in ("seattle_crime", "minneapolis_311", "toronto_311", "nyc_311", "chicago_311", "street_manager"):
             os.environ[f"AIRFLOW_CONN_CIVIC_{source.upper()}"] = json.dumps(conn)
         os.environ["AIRFLOW_CONN_CIVIC_SRWR"] = json.dumps({**conn, "extra": {"today": TODAY}})
         blocks = [(source, month, None) for month in MONTHS
-                  for source in ("seattle_crime", "minneapolis_311", "toronto_311", "nyc_311", "srwr")]
+                  for source in ("seattle_crime", "minneapolis_311", "toronto_311", "nyc_311", "chicago_311", "srwr")]
         blocks += [("street_manager", month, part) for month in MONTHS for part in STREET_MANAGER_EVENTS]
         mobility = _has_mobility_models()
         if mobility:

@@ -92,5 +92,5 @@ def test_help_lists_the_sources(capsys, reliability):
     assert done.value.code == 0
     names = sources.names()
     missing = [name for name in names if name not in text]
-    assert len(names) == 7 and not missing, text
+    assert len(names) == 8 and not missing, text
     reliability.observed(f"--help names all {len(names)} sources: {', '.join(sorted(names))}")

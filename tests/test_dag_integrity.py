@@ -208,7 +208,7 @@ def test_marts_dag_builds_exactly_the_marts_on_the_sources_assets(dagbag):
     # Each mart waits on its sources' gate, after the wait for the source runs.
     gate_of = {t.task_id[len("marts."):-len("_model_build")]: t.upstream_task_ids for t in dag.tasks if t.task_id.startswith("marts.")}
     assert gate_of["mart_crime_monthly"] == {"seattle_crime_changed"}
-    assert gate_of["mart_time_to_close"] == {"minneapolis_311__nyc_311__toronto_311_changed"}
+    assert gate_of["mart_time_to_close"] == {"chicago_311__minneapolis_311__nyc_311__toronto_311_changed"}
     assert gate_of["mart_works_by_month"] == {"street_manager_changed"}
     assert gate_of["mart_srwr_activity_summary"] == {"srwr_changed"}
     assert gate_of["mart_mobility_trips_daily"] == {"mds_changed"}
@@ -223,7 +223,7 @@ def test_marts_of_the_sources_that_changed():
     every = set(sources.names())
     assert changed_sources({"x-civic://lake/seattle_crime"}, None) == {"seattle_crime"}
     # fct_service_requests is fed by the three cities: its update rebuilds the 311 marts.
-    assert changed_sources({"x-civic://warehouse/fct_service_requests"}, []) == {"minneapolis_311", "nyc_311", "toronto_311"}
+    assert changed_sources({"x-civic://warehouse/fct_service_requests"}, []) == {"chicago_311", "minneapolis_311", "nyc_311", "toronto_311"}
     assert changed_sources({"x-civic://warehouse/int_permit_months", "x-civic://lake/srwr"}, None) == {"street_manager", "srwr"}
     # Run by hand: the param, or every source when it is empty.
     assert changed_sources(set(), ["mds"]) == {"mds"}

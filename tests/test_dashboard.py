@@ -199,7 +199,7 @@ def test_311_page_numbers_match_the_warehouse(client, warehouse, boundaries):
     payload = api(client, "311")
     per_city = dict(q(warehouse, "select city, count(*) from fct_service_requests group by city"))
     assert payload["figures"] == {"requests": sum(per_city.values()), **per_city}
-    assert payload["selected"] == ["minneapolis_311", "nyc_311", "toronto_311"]
+    assert payload["selected"] == ["chicago_311", "minneapolis_311", "nyc_311", "toronto_311"]
     volume = chart(payload, "311-volume")
     expected = q(warehouse, "select month, coalesce(major_category, '(unmapped type)'), sum(requests) "
                             "from mart_requests_by_category_month group by all")

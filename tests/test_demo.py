@@ -225,7 +225,7 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
     assert {(uri, task) for uri, _, task in producers if uri in tables} == {
         (f"x-civic://warehouse/{t}", f"dbt.{t}_model_build") for t in (
             "fct_crime_offenses", "fct_service_requests", "fct_mobility_trips", "int_permit_months", "int_permits_latest")}
-    assert {dag for uri, dag, _ in producers if uri.endswith("fct_service_requests")} == {"minneapolis_311", "toronto_311", "nyc_311"}
+    assert {dag for uri, dag, _ in producers if uri.endswith("fct_service_requests")} == {"minneapolis_311", "toronto_311", "nyc_311", "chicago_311"}
     assert events == lake | tables, "every Asset was updated by the demo's runs, and no other (Cosmos's own are off)"
 
     # Pools, as the real scheduler applied them.

@@ -2,25 +2,19 @@
 -- more would mean a re-landed block was added to instead of replaced. Reads the lake through
 -- lake_source() (not the staging views), so it checks the files themselves and passes for a city
 -- with no block landed.
-{{ config(tags=['minneapolis_311', 'toronto_311', 'nyc_311']) }}
+{{ config(tags=service_request_cities() | map(attribute='source') | list) }}
 
 with landed as (
 
-    select 'minneapolis' as city, _block_month, count(*) as landed_rows
-    from {{ lake_source('minneapolis_311', 'requests') }}
+    {% for branch in service_request_cities() -%}
+    select '{{ branch.city }}' as city, _block_month, count(*) as landed_rows
+    from {{ lake_source(branch.source, 'requests') }}
     group by _block_month
-
+    {% if not loop.last %}
     union all
 
-    select 'toronto' as city, _block_month, count(*) as landed_rows
-    from {{ lake_source('toronto_311', 'requests') }}
-    group by _block_month
-
-    union all
-
-    select 'nyc' as city, _block_month, count(*) as landed_rows
-    from {{ lake_source('nyc_311', 'requests') }}
-    group by _block_month
+    {% endif %}
+    {%- endfor %}
 
 ),
 

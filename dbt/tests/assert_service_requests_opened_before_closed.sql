@@ -1,6 +1,6 @@
 -- Requests whose close date is before their open date: dirty source rows (the Minneapolis
 -- contract warns of them). Warn only; they stay in the fact, and mart_time_to_close leaves them out.
-{{ config(severity='warn', tags=['minneapolis_311', 'toronto_311', 'nyc_311']) }}
+{{ config(severity='warn', tags=service_request_cities() | map(attribute='source') | list) }}
 
 select
     city,

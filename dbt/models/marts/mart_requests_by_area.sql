@@ -3,7 +3,7 @@
 -- a choropleth reads the area columns and a breakdown reads the category rows. Requests without a
 -- known area (all of Minneapolis, whose lake has no area; Toronto's `Unknown` ward) keep their own
 -- null-area rows, so each city's shares add up to 1.
-{{ config(tags=['minneapolis_311', 'toronto_311', 'nyc_311']) }}
+{{ config(tags=service_request_cities() | map(attribute='source') | list) }}
 
 with requests as (
 

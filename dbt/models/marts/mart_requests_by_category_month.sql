@@ -1,7 +1,7 @@
 -- 311 requests per city, month opened (local time) and shared category: volume by month and
 -- category, and seasonality. Requests of a type the category seed does not know keep their own
 -- null-category row, so the months add up to the fact.
-{{ config(tags=['minneapolis_311', 'toronto_311', 'nyc_311']) }}
+{{ config(tags=service_request_cities() | map(attribute='source') | list) }}
 
 with requests as (
 

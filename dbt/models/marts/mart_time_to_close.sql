@@ -3,7 +3,7 @@
 -- (rows closed "before" they opened are dirty source rows, flagged by a warn test). Months are
 -- cohorts of the month opened, so the latest months hold only the requests closed so far and look
 -- faster than they will. Toronto publishes no close date: it has no rows here.
-{{ config(tags=['minneapolis_311', 'toronto_311', 'nyc_311']) }}
+{{ config(tags=service_request_cities() | map(attribute='source') | list) }}
 
 with closed as (
 

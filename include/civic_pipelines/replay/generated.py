@@ -14,6 +14,7 @@ plausible values from ``[replay]``::
 
     [replay.fields]                 # by lake name; a field with no entry is never published
     unique_key = { sequence = 45000000 }                 # increasing integers
+    sr_number = { sequence = 1, format = "SR{:08d}" }    # ... written into a text key (str.format)
     created_date = { within = "month" }                  # the block's date field
     closed_date = { after = "created_date", hours = [0.5, 720], null_share = 0.1 }
     status = { values = ["Closed", "Open"], weights = [9, 1] }
@@ -180,7 +181,7 @@ class GeneratedSodaDataset:
         if not force and rng.random() < float(spec.get("null_share", 0)):
             return None
         if "sequence" in spec:
-            return key
+            return spec["format"].format(key) if "format" in spec else key
         if "within" in spec:
             return moment
         if "after" in spec:
