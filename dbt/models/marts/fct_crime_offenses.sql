@@ -1,6 +1,7 @@
 -- One row per offense, incremental on offense_id. A re-landed month replaces its rows exactly
 -- (including offenses that vanished from the source): see macros/replace_landed_blocks.sql.
-{{ config(tags=['seattle_crime'], **incremental_by_landed_block('stg_seattle_crime__offenses', unique_key='offense_id')) }}
+{{ config(tags=['seattle_crime'],
+          **incremental_by_landed_block('stg_seattle_crime__offenses', unique_key='offense_id')) }}
 
 with offenses as (
 

@@ -17,7 +17,8 @@
 --   is_same_location_with_duration  start point = end point (both coordinates equal) and
 --                               duration_seconds > 0 (the same rule read as locations)
 -- A null measure never fails a rule.
-{{ config(**incremental_by_landed_block('stg_mds__trips', unique_key=['provider', 'trip_id'], block_column='_block_id')) }}
+{{ config(**incremental_by_landed_block(
+    'stg_mds__trips', unique_key=['provider', 'trip_id'], block_column='_block_id')) }}
 
 with trips as (
 
