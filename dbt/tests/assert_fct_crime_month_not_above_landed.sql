@@ -3,8 +3,7 @@
 -- view) and takes the month from the file path, so it checks the files themselves.
 {{ config(tags=['seattle_crime']) }}
 
-with landed as (
-
+{% set landed %}
     select
         regexp_extract(filename, 'month=([0-9]{4}-[0-9]{2})', 1) as _block_month,
         count(*) as landed_rows
@@ -14,21 +13,6 @@ with landed as (
         filename = true
     )
     group by 1
+{% endset %}
 
-),
-
-built as (
-
-    select _block_month, count(*) as fact_rows
-    from {{ ref('fct_crime_offenses') }}
-    group by 1
-
-)
-
-select
-    built._block_month,
-    built.fact_rows,
-    coalesce(landed.landed_rows, 0) as landed_rows
-from built
-left join landed using (_block_month)
-where built.fact_rows > coalesce(landed.landed_rows, 0)
+{{ fact_rows_above_landed(ref('fct_crime_offenses'), landed, keys=['_block_month']) }}

@@ -4,27 +4,10 @@
 -- while no block is landed.
 {{ config(tags=['mds']) }}
 
-with landed as (
-
+{% set landed %}
     select provider, _block_month, count(*) as landed_rows
     from {{ lake_source('mds', 'trips') }}
     group by provider, _block_month
+{% endset %}
 
-),
-
-built as (
-
-    select provider, _block_month, count(*) as fact_rows
-    from {{ ref('fct_mobility_trips') }}
-    group by provider, _block_month
-
-)
-
-select
-    built.provider,
-    built._block_month,
-    built.fact_rows,
-    coalesce(landed.landed_rows, 0) as landed_rows
-from built
-left join landed using (provider, _block_month)
-where built.fact_rows > coalesce(landed.landed_rows, 0)
+{{ fact_rows_above_landed(ref('fct_mobility_trips'), landed, keys=['provider', '_block_month']) }}

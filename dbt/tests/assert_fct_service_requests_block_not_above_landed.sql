@@ -4,33 +4,13 @@
 -- with no block landed.
 {{ config(tags=service_request_cities() | map(attribute='source') | list) }}
 
-with landed as (
-
-    {% for branch in service_request_cities() -%}
+{% set landed %}
+    {% for branch in service_request_cities() %}
     select '{{ branch.city }}' as city, _block_month, count(*) as landed_rows
     from {{ lake_source(branch.source, 'requests') }}
     group by _block_month
-    {% if not loop.last %}
-    union all
+    {% if not loop.last %}union all{% endif %}
+    {% endfor %}
+{% endset %}
 
-    {% endif %}
-    {%- endfor %}
-
-),
-
-built as (
-
-    select city, _block_month, count(*) as fact_rows
-    from {{ ref('fct_service_requests') }}
-    group by city, _block_month
-
-)
-
-select
-    built.city,
-    built._block_month,
-    built.fact_rows,
-    coalesce(landed.landed_rows, 0) as landed_rows
-from built
-left join landed using (city, _block_month)
-where built.fact_rows > coalesce(landed.landed_rows, 0)
+{{ fact_rows_above_landed(ref('fct_service_requests'), landed, keys=['city', '_block_month']) }}

@@ -1,22 +1,11 @@
 -- One row per offense, incremental on offense_id. A re-landed month replaces its rows exactly
 -- (including offenses that vanished from the source): see macros/replace_landed_blocks.sql.
-{{
-    config(
-        materialized='incremental',
-        unique_key='offense_id',
-        incremental_strategy='delete+insert',
-        on_schema_change='append_new_columns',
-        tags=['seattle_crime'],
-        pre_hook="{{ replace_landed_blocks(ref('stg_seattle_crime__offenses')) }}"
-    )
-}}
+{{ config(tags=['seattle_crime'],
+          **incremental_by_landed_block('stg_seattle_crime__offenses', unique_key='offense_id')) }}
 
 with offenses as (
 
-    select * from {{ ref('stg_seattle_crime__offenses') }}
-    {% if is_incremental() %}
-    where {{ blocks_missing_from_target() }}
-    {% endif %}
+    {{ landed_blocks_to_read(ref('stg_seattle_crime__offenses')) }}
 
 ),
 

@@ -8,22 +8,12 @@
 -- archive was re-landed since this model took them, and the body reads only the months it does
 -- not hold (after the delete: the new and the re-landed ones). Every row lives in the block of its
 -- own events, so a re-landed month is replaced whole.
-{{
-    config(
-        materialized='incremental',
-        unique_key=['permit_reference_number', '_block_month'],
-        incremental_strategy='delete+insert',
-        on_schema_change='append_new_columns',
-        pre_hook="{{ replace_landed_blocks(ref('stg_street_manager__permit_events')) }}"
-    )
-}}
+{{ config(**incremental_by_landed_block(
+    'stg_street_manager__permit_events', unique_key=['permit_reference_number', '_block_month'])) }}
 
 with events as (
 
-    select * from {{ ref('stg_street_manager__permit_events') }}
-    {% if is_incremental() %}
-    where {{ blocks_missing_from_target() }}
-    {% endif %}
+    {{ landed_blocks_to_read(ref('stg_street_manager__permit_events')) }}
 
 )
 

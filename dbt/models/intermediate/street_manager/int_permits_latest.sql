@@ -14,15 +14,7 @@
 --   * delete+insert on permit_reference_number puts their new row in place of the old one.
 -- A month whose permits all have later events holds no row here and so is re-read on every run:
 -- correct, and cheap (only its permits are recomputed).
-{{
-    config(
-        materialized='incremental',
-        unique_key='permit_reference_number',
-        incremental_strategy='delete+insert',
-        on_schema_change='append_new_columns',
-        pre_hook="{{ replace_landed_blocks(ref('int_permit_months')) }}"
-    )
-}}
+{{ config(**incremental_by_landed_block('int_permit_months', unique_key='permit_reference_number')) }}
 
 with permit_months as (
 

@@ -17,22 +17,12 @@
 --   is_same_location_with_duration  start point = end point (both coordinates equal) and
 --                               duration_seconds > 0 (the same rule read as locations)
 -- A null measure never fails a rule.
-{{
-    config(
-        materialized='incremental',
-        unique_key=['provider', 'trip_id'],
-        incremental_strategy='delete+insert',
-        on_schema_change='append_new_columns',
-        pre_hook="{{ replace_landed_blocks(ref('stg_mds__trips'), block_column='_block_id') }}"
-    )
-}}
+{{ config(**incremental_by_landed_block(
+    'stg_mds__trips', unique_key=['provider', 'trip_id'], block_column='_block_id')) }}
 
 with trips as (
 
-    select * from {{ ref('stg_mds__trips') }}
-    {% if is_incremental() %}
-    where {{ blocks_missing_from_target(block_column='_block_id') }}
-    {% endif %}
+    {{ landed_blocks_to_read(ref('stg_mds__trips'), block_column='_block_id') }}
 
 ),
 

@@ -15,37 +15,21 @@ with trips as (
         fails_sanity_rules
     from {{ ref('fct_mobility_trips') }}
 
-),
-
-by_period as (
-
-    {% for period, column in [('day', 'trip_date'), ('month', 'trip_month')] %}
-    select
-        provider,
-        '{{ period }}'                                                as period,
-        {{ column }}                                                  as period_start,
-        count(*)                                                      as trips,
-        median(distance_meters)                                       as median_distance_meters,
-        median(duration_seconds)                                      as median_duration_seconds,
-        count(*) filter (where not fails_sanity_rules)                as trips_passing,
-        median(distance_meters) filter (where not fails_sanity_rules) as median_distance_meters_passing,
-        median(duration_seconds) filter (where not fails_sanity_rules) as median_duration_seconds_passing
-    from trips
-    group by provider, {{ column }}
-    {% if not loop.last %}union all{% endif %}
-    {% endfor %}
-
 )
 
+{% for period, column in [('day', 'trip_date'), ('month', 'trip_month')] %}
 select
     provider,
-    period,
-    period_start,
-    trips,
-    cast(median_distance_meters as double)                            as median_distance_meters,
-    cast(median_duration_seconds as double)                           as median_duration_seconds,
-    cast(median_distance_meters as double) / 1609.344                 as median_distance_miles,
-    trips_passing,
-    cast(median_distance_meters_passing as double)                    as median_distance_meters_passing,
-    cast(median_duration_seconds_passing as double)                   as median_duration_seconds_passing
-from by_period
+    '{{ period }}'                                                    as period,
+    {{ column }}                                                      as period_start,
+    count(*)                                                          as trips,
+    cast(median(distance_meters) as double)                           as median_distance_meters,
+    cast(median(duration_seconds) as double)                          as median_duration_seconds,
+    cast(median(distance_meters) as double) / 1609.344                as median_distance_miles,
+    count(*) filter (where not fails_sanity_rules)                    as trips_passing,
+    cast(median(distance_meters) filter (where not fails_sanity_rules) as double) as median_distance_meters_passing,
+    cast(median(duration_seconds) filter (where not fails_sanity_rules) as double) as median_duration_seconds_passing
+from trips
+group by provider, {{ column }}
+{% if not loop.last %}union all{% endif %}
+{% endfor %}

@@ -16,10 +16,7 @@ per_street as (
 
     select
         usrn,
-        arg_max(street_name, event_time)                              as street_name,
-        arg_max(town, event_time)                                     as town,
-        arg_max(highway_authority_swa_code, event_time)               as highway_authority_swa_code,
-        arg_max(highway_authority, event_time)                        as highway_authority_published,
+        {{ latest_street_and_authority() }},
         count(*)                                                      as permits,
         count(distinct work_reference_number)                         as works,
         count(*) filter (where work_status_ref = 'planned')           as permits_planned,

@@ -54,10 +54,7 @@ per_street as (
     select
         block_month                                                   as month,
         usrn,
-        arg_max(street_name, event_time)                              as street_name,
-        arg_max(town, event_time)                                     as town,
-        arg_max(highway_authority_swa_code, event_time)               as highway_authority_swa_code,
-        arg_max(highway_authority, event_time)                        as highway_authority_published,
+        {{ latest_street_and_authority() }},
         count(*)                                                      as works,
         count(*) filter (where work_status_ref = 'in_progress')       as works_in_progress,
         count(*) filter (where work_status_ref = 'completed')         as works_completed,

@@ -3,28 +3,14 @@
 -- activity in time) clamped into its export file's period, so that no activity a file lists is
 -- lost for when its works start (docs/lake_contract_srwr.md, Block; `placement` says how).
 
-with source as (
+select
+    activity_id,
+    promoter_id,
+    latest_phase,
+    first_start_at,
+    placement,
+    field_count,
+    {{ block_month_lineage() }}
 
-    -- lake_source: source() that reads as empty while no block is landed (macros/lake_source.sql)
-    select * from {{ lake_source('srwr', 'activities') }}
-
-),
-
-renamed as (
-
-    select
-        activity_id,
-        promoter_id,
-        latest_phase,
-        first_start_at,
-        placement,
-        field_count,
-        _block_month,
-        cast(_block_month || '-01' as date)                           as block_month,
-        _landed_at
-
-    from source
-
-)
-
-select * from renamed
+-- lake_source: source() that reads as empty while no block is landed (macros/lake_source.sql)
+from {{ lake_source('srwr', 'activities') }}

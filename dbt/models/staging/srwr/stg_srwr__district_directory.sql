@@ -33,9 +33,7 @@ renamed as (
         record_count,
         activity_count,
         field_count,
-        _block_month,
-        cast(_block_month || '-01' as date)                           as block_month,
-        _landed_at
+        {{ block_month_lineage() }}
 
     from ranked
     where _rank = 1

@@ -1,27 +1,13 @@
 -- One row per landed SRWR district record (record type 099): the activity's district, i.e. the
 -- roads authority it falls under. The contract: `row[3]` and `row[4]` together form the key.
 
-with source as (
+select
+    activity_id,
+    district_key_1,
+    district_key_2,
+    district_key_1 || '-' || district_key_2                       as district_key,
+    organisation_name,
+    field_count,
+    {{ block_month_lineage() }}
 
-    select * from {{ lake_source('srwr', 'districts') }}
-
-),
-
-renamed as (
-
-    select
-        activity_id,
-        district_key_1,
-        district_key_2,
-        district_key_1 || '-' || district_key_2                       as district_key,
-        organisation_name,
-        field_count,
-        _block_month,
-        cast(_block_month || '-01' as date)                           as block_month,
-        _landed_at
-
-    from source
-
-)
-
-select * from renamed
+from {{ lake_source('srwr', 'districts') }}

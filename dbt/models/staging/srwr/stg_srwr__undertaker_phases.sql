@@ -2,37 +2,23 @@
 -- and end, and their traffic management. Times are Scottish wall time (no zone): the contract
 -- does not document one.
 
-with source as (
+select
+    activity_id,
+    phase_number,
+    start_at,
+    end_at,
+    -- the published text, kept beside the parsed values
+    start_date                                                    as start_date_published,
+    start_time                                                    as start_time_published,
+    end_date                                                      as end_date_published,
+    end_time                                                      as end_time_published,
+    -- inclusive calendar days on the street; null while the phase has no end
+    case when end_at >= start_at
+         then date_diff('day', cast(start_at as date), cast(end_at as date)) + 1 end
+                                                                  as duration_days,
+    traffic_management_type_code,
+    footway,
+    field_count,
+    {{ block_month_lineage() }}
 
-    select * from {{ lake_source('srwr', 'undertaker_phases') }}
-
-),
-
-renamed as (
-
-    select
-        activity_id,
-        phase_number,
-        start_at,
-        end_at,
-        -- the published text, kept beside the parsed values
-        start_date                                                    as start_date_published,
-        start_time                                                    as start_time_published,
-        end_date                                                      as end_date_published,
-        end_time                                                      as end_time_published,
-        -- inclusive calendar days on the street; null while the phase has no end
-        case when end_at >= start_at
-             then date_diff('day', cast(start_at as date), cast(end_at as date)) + 1 end
-                                                                      as duration_days,
-        traffic_management_type_code,
-        footway,
-        field_count,
-        _block_month,
-        cast(_block_month || '-01' as date)                           as block_month,
-        _landed_at
-
-    from source
-
-)
-
-select * from renamed
+from {{ lake_source('srwr', 'undertaker_phases') }}
