@@ -83,8 +83,13 @@ def start_seattle_replay_process(port: int, rows_per_month: int, env: dict | Non
     import requests
 
     base_url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "civic_pipelines.cli", "replay", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "civic_pipelines.cli", "replay", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=env,
+    )
     try:
         for _ in range(100):
             try:
@@ -92,8 +97,9 @@ def start_seattle_replay_process(port: int, rows_per_month: int, env: dict | Non
                 break
             except requests.RequestException:
                 time.sleep(0.1)
-        requests.post(f"{base_url}/_replay/config", json={"seattle_crime": {"rows_per_month": rows_per_month}},
-                      timeout=10).raise_for_status()
+        requests.post(
+            f"{base_url}/_replay/config", json={"seattle_crime": {"rows_per_month": rows_per_month}}, timeout=10
+        ).raise_for_status()
     except BaseException:
         server.terminate()
         server.wait(timeout=10)
@@ -140,8 +146,9 @@ def point_connection(conn_id: str, base_url: str) -> None:
 def run_child(script: str, args: list[str], timeout: float = 300) -> dict:
     """Run ``script --phase ...`` in a fresh interpreter; its last stdout line is a JSON result."""
     env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
-    result = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, check=False,
-                            timeout=timeout, env=env)
+    result = subprocess.run(
+        [sys.executable, script, *args], capture_output=True, text=True, check=False, timeout=timeout, env=env
+    )
     if result.returncode != 0:
         raise SystemExit(f"{Path(script).name} {' '.join(args)} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -166,8 +173,9 @@ def timed_block(source: str, month: str, lake: str, force: bool, base_url: str) 
         "peak_rss_mb": peak,
         "peak_is_per_run": reset,
         "peak_method": peak_rss_method(),
-        "requests": [{"path": r["path"], "query": r["query"], "status": r["status"], "ms": r.get("ms")}
-                     for r in requests_seen],
+        "requests": [
+            {"path": r["path"], "query": r["query"], "status": r["status"], "ms": r.get("ms")} for r in requests_seen
+        ],
         "manifest": manifest,
     }
 
@@ -193,8 +201,11 @@ def arrow_pool() -> dict:
     import pyarrow as pa
 
     pool = pa.default_memory_pool()
-    return {"backend": pool.backend_name, "allocated_mb": pool.bytes_allocated() / 2**20,
-            "max_mb": (pool.max_memory() or 0) / 2**20}
+    return {
+        "backend": pool.backend_name,
+        "allocated_mb": pool.bytes_allocated() / 2**20,
+        "max_mb": (pool.max_memory() or 0) / 2**20,
+    }
 
 
 def mb(nbytes: float) -> float:
@@ -203,10 +214,17 @@ def mb(nbytes: float) -> float:
 
 def print_memory_notes(runs: list[dict], arrow: dict) -> None:
     """How to read the runs' peak RSS figures, and what Arrow's pool held after them."""
-    print(f"peak RSS: {runs[0]['peak_method']} of the child process, "
-          + ("reset per run via /proc/self/clear_refs (each run's own peak)" if runs[0]["peak_is_per_run"]
-             else "cumulative over the runs (/proc/self/clear_refs refused)")
-          + "; RSS before: the child's VmRSS as the run starts (interpreter, imports, what earlier runs kept)")
-    print(f"after the runs: Arrow's {arrow['backend']} pool holds {arrow['allocated_mb']:.1f} MB "
-          f"(its peak {arrow['max_mb']:.0f} MB); the rest is the interpreter, lazily imported libraries "
-          f"(duckdb, on the first forced re-run, for rows_changed) and the allocators' free lists")
+    print(
+        f"peak RSS: {runs[0]['peak_method']} of the child process, "
+        + (
+            "reset per run via /proc/self/clear_refs (each run's own peak)"
+            if runs[0]["peak_is_per_run"]
+            else "cumulative over the runs (/proc/self/clear_refs refused)"
+        )
+        + "; RSS before: the child's VmRSS as the run starts (interpreter, imports, what earlier runs kept)"
+    )
+    print(
+        f"after the runs: Arrow's {arrow['backend']} pool holds {arrow['allocated_mb']:.1f} MB "
+        f"(its peak {arrow['max_mb']:.0f} MB); the rest is the interpreter, lazily imported libraries "
+        f"(duckdb, on the first forced re-run, for rows_changed) and the allocators' free lists"
+    )

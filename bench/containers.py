@@ -66,8 +66,14 @@ def run_container(client, image: str, command: list[str], env: dict, lake: str, 
 
     created = time.perf_counter()
     container = client.create_container(
-        image=image, command=command, environment=env, user=user,
-        host_config=client.create_host_config(network_mode="host", mounts=[Mount(target="/lake", source=lake, type="bind")]))
+        image=image,
+        command=command,
+        environment=env,
+        user=user,
+        host_config=client.create_host_config(
+            network_mode="host", mounts=[Mount(target="/lake", source=lake, type="bind")]
+        ),
+    )
     started = time.perf_counter()
     client.start(container["Id"])
     status = client.wait(container["Id"])["StatusCode"]
@@ -108,9 +114,9 @@ def main() -> int:
 
         from civic_pipelines.extract import run_block
 
-        base_url = f"http://127.0.0.1:{args.port}"
-        server = common.start_seattle_replay_process(args.port, args.rows_per_month,
-                                                     env={**os.environ, "PYTHONPATH": str(ROOT / "include")})
+        server = common.start_seattle_replay_process(
+            args.port, args.rows_per_month, env={**os.environ, "PYTHONPATH": str(ROOT / "include")}
+        )
         conn = json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": args.port, "schema": "http"})
         os.environ["AIRFLOW_CONN_CIVIC_SEATTLE_CRIME"] = conn
         os.environ["CIVIC_NO_AIRFLOW_LOOKUP"] = "1"  # as bench/extract_seattle.py: the connection is the variable
@@ -125,11 +131,19 @@ def main() -> int:
         client = docker.APIClient(base_url=service.url, version="auto")
         image = cached.image
         idle = run_container(client, image, ["true"], {}, str(lakes["container"]))
-        imports = run_container(client, image, ["python", "-c", "import civic_pipelines.extract, civic_pipelines.cli"], {},
-                                str(lakes["container"]))
+        imports = run_container(
+            client,
+            image,
+            ["python", "-c", "import civic_pipelines.extract, civic_pipelines.cli"],
+            {},
+            str(lakes["container"]),
+        )
         host_import = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import civic_pipelines.extract, civic_pipelines.cli"], check=True,
-                       env={**os.environ, "PYTHONPATH": str(ROOT / "include")})
+        subprocess.run(
+            [sys.executable, "-c", "import civic_pipelines.extract, civic_pipelines.cli"],
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "include")},
+        )
         host_import = time.perf_counter() - host_import
 
         rows = []
@@ -139,22 +153,39 @@ def main() -> int:
             inproc_wall = time.perf_counter() - started
 
             started = time.perf_counter()
-            result = subprocess.run([sys.executable, "-c", WRAP, "seattle_crime", month, str(lakes["host"])],
-                                    capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "include")})
+            result = subprocess.run(
+                [sys.executable, "-c", WRAP, "seattle_crime", month, str(lakes["host"])],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PYTHONPATH": str(ROOT / "include")},
+            )
             host_wall = time.perf_counter() - started
             if result.returncode != 0:
                 raise SystemExit(f"host civic extract failed: {result.stderr[-2000:]}")
             host_manifest, host_peaks = parse_output(result.stdout)
 
-            ran = run_container(client, image, ["python", "-c", WRAP, "seattle_crime", month, "/lake"], env,
-                                str(lakes["container"]))
+            ran = run_container(
+                client, image, ["python", "-c", WRAP, "seattle_crime", month, "/lake"], env, str(lakes["container"])
+            )
             box_manifest, box_peaks = parse_output(ran["output"])
             same = inproc["sha256"] == host_manifest["sha256"] == box_manifest["sha256"]
-            rows.append({"month": month, "rows": inproc["rows"], "same": same,
-                         "inproc": (inproc_wall, inproc["seconds"]),
-                         "host": (host_wall, host_manifest["seconds"], host_peaks["vmhwm_kb"] / 1024),
-                         "box": (ran["run"], box_manifest["seconds"], box_peaks["vmhwm_kb"] / 1024,
-                                 (box_peaks["cgroup_peak_bytes"] or 0) / 2**20, ran["create"], ran["remove"])})
+            rows.append(
+                {
+                    "month": month,
+                    "rows": inproc["rows"],
+                    "same": same,
+                    "inproc": (inproc_wall, inproc["seconds"]),
+                    "host": (host_wall, host_manifest["seconds"], host_peaks["vmhwm_kb"] / 1024),
+                    "box": (
+                        ran["run"],
+                        box_manifest["seconds"],
+                        box_peaks["vmhwm_kb"] / 1024,
+                        (box_peaks["cgroup_peak_bytes"] or 0) / 2**20,
+                        ran["create"],
+                        ran["remove"],
+                    ),
+                }
+            )
         left = client.containers(all=True)
         client.close()
     finally:
@@ -172,27 +203,45 @@ def main() -> int:
     def fmt(seconds: dict) -> str:
         return ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items() if k != "total")
 
-    print(f"\nsetup, first {'(--fresh: from nothing)' if args.fresh else '(this machine as it was)'}: "
-          f"{first_seconds:.1f} s ({fmt(first.seconds)})")
+    print(
+        f"\nsetup, first {'(--fresh: from nothing)' if args.fresh else '(this machine as it was)'}: "
+        f"{first_seconds:.1f} s ({fmt(first.seconds)})"
+    )
     print(f"setup, cached: {cached_seconds:.1f} s; API service up in {service_seconds:.2f} s; image {cached.image}")
-    print(f"empty container (`true`): create {idle['create']:.2f} s, start -> exit {idle['run']:.2f} s, remove {idle['remove']:.2f} s")
-    print(f"import the extractor: in a container {imports['run']:.2f} s (start -> exit), in a host process {host_import:.2f} s")
-    print(f"\nseattle_crime, {args.rows_per_month:,} rows a month, every block forced; wall / extract (manifest) / overhead, seconds")
-    print(f"{'block':<9} {'rows':>7} | {'in-process':^20} | {'host process':^26} | {'container (start -> exit)':^40} | same")
-    print(f"{'':<9} {'':>7} | {'wall  extract  over':^20} | {'wall  extract  over  VmHWM':^26} | "
-          f"{'wall  extract  over  VmHWM  cgroup  create':^40} |")
+    print(
+        f"empty container (`true`): create {idle['create']:.2f} s, start -> exit {idle['run']:.2f} s, remove {idle['remove']:.2f} s"
+    )
+    print(
+        f"import the extractor: in a container {imports['run']:.2f} s (start -> exit), in a host process {host_import:.2f} s"
+    )
+    print(
+        f"\nseattle_crime, {args.rows_per_month:,} rows a month, every block forced; wall / extract (manifest) / overhead, seconds"
+    )
+    print(
+        f"{'block':<9} {'rows':>7} | {'in-process':^20} | {'host process':^26} | {'container (start -> exit)':^40} | same"
+    )
+    print(
+        f"{'':<9} {'':>7} | {'wall  extract  over':^20} | {'wall  extract  over  VmHWM':^26} | "
+        f"{'wall  extract  over  VmHWM  cgroup  create':^40} |"
+    )
     for row in rows:
         i, h, b = row["inproc"], row["host"], row["box"]
-        print(f"{row['month']:<9} {row['rows']:>7,} | {i[0]:>4.2f}  {i[1]:>7.2f} {i[0] - i[1]:>5.2f} | "
-              f"{h[0]:>4.2f}  {h[1]:>7.2f} {h[0] - h[1]:>5.2f} {h[2]:>5.0f}M | "
-              f"{b[0]:>4.2f}  {b[1]:>7.2f} {b[0] - b[1]:>5.2f} {b[2]:>5.0f}M {b[3]:>6.0f}M {b[4]:>6.2f} | {row['same']}")
+        print(
+            f"{row['month']:<9} {row['rows']:>7,} | {i[0]:>4.2f}  {i[1]:>7.2f} {i[0] - i[1]:>5.2f} | "
+            f"{h[0]:>4.2f}  {h[1]:>7.2f} {h[0] - h[1]:>5.2f} {h[2]:>5.0f}M | "
+            f"{b[0]:>4.2f}  {b[1]:>7.2f} {b[0] - b[1]:>5.2f} {b[2]:>5.0f}M {b[3]:>6.0f}M {b[4]:>6.2f} | {row['same']}"
+        )
     n = len(rows)
     over = {key: sum(r[key][0] - r[key][1] for r in rows) / n for key in ("inproc", "host", "box")}
-    print(f"\nmean overhead per block: in-process {over['inproc']:.2f} s, host process {over['host']:.2f} s, "
-          f"container {over['box']:.2f} s (+ create {sum(r['box'][4] for r in rows) / n:.2f} s, "
-          f"remove {sum(r['box'][5] for r in rows) / n:.2f} s)")
-    print(f"container peak memory: cgroup {max(r['box'][3] for r in rows):.0f} MB (page cache included), "
-          f"extractor VmHWM {max(r['box'][2] for r in rows):.0f} MB; host process VmHWM {max(r['host'][2] for r in rows):.0f} MB")
+    print(
+        f"\nmean overhead per block: in-process {over['inproc']:.2f} s, host process {over['host']:.2f} s, "
+        f"container {over['box']:.2f} s (+ create {sum(r['box'][4] for r in rows) / n:.2f} s, "
+        f"remove {sum(r['box'][5] for r in rows) / n:.2f} s)"
+    )
+    print(
+        f"container peak memory: cgroup {max(r['box'][3] for r in rows):.0f} MB (page cache included), "
+        f"extractor VmHWM {max(r['box'][2] for r in rows):.0f} MB; host process VmHWM {max(r['host'][2] for r in rows):.0f} MB"
+    )
     print(f"containers left behind: {len(left)}")
     return 0 if all(r["same"] for r in rows) and not left else 1
 

@@ -124,10 +124,13 @@ def measure(mode: str, tasks: list[dict], nodes: list[dict]) -> dict:
     dbt_seconds = sum(n.get("execution_time") or 0 for n in nodes)
     models = sum(1 for n in nodes if n["resource_type"] in ("model", "seed", "snapshot"))
     figures = {
-        "mode": mode, "tasks": len(tasks), "models": models,
+        "mode": mode,
+        "tasks": len(tasks),
+        "models": models,
         "tests": sum(1 for n in nodes if n["resource_type"] == "test"),
         "states": {s: sum(1 for t in tasks if t["state"] == s) for s in sorted({t["state"] or "none" for t in tasks})},
-        "wall": wall, "dbt_seconds": dbt_seconds,
+        "wall": wall,
+        "dbt_seconds": dbt_seconds,
         "overhead_per_model": (wall - dbt_seconds) / models if models else None,
         "dbt_per_model": dbt_seconds / models if models else None,
     }
@@ -150,7 +153,9 @@ def measure(mode: str, tasks: list[dict], nodes: list[dict]) -> dict:
         producers = [t for t in done if t["task_id"].endswith("dbt_producer_watcher")]
         sensors = [t for t in done if t["task_id"].endswith((".run", ".test"))]
         figures["producer_wall"] = sum(t.get("duration") or 0 for t in producers)
-        figures["sensor_task_median"] = statistics.median([t.get("duration") or 0 for t in sensors]) if sensors else None
+        figures["sensor_task_median"] = (
+            statistics.median([t.get("duration") or 0 for t in sensors]) if sensors else None
+        )
         figures["sensor_tries_max"] = max((t.get("try_number") or 1 for t in sensors), default=None)
     return figures
 
@@ -161,16 +166,22 @@ def report(rounds: list[dict]) -> None:
     header = f"{'mode':<13} {'tasks':>5} {'models':>6} {'tests':>5} {'wall s':>8} {'dbt s':>7} {'dbt/model':>9} {'overhead/model':>14}  detail"
     print(header)
     for figures in rounds:
-        detail = (f"task wall - its dbt time: median {figures['task_overhead_median']:.2f} s, mean "
-                  f"{figures['task_overhead_mean']:.2f} s; scheduling gap between tasks median "
-                  f"{figures['gap_between_tasks_median']:.2f} s"
-                  if figures["mode"].startswith("per_node") and figures.get("task_overhead_median") is not None else
-                  f"producer task {figures.get('producer_wall', 0):.1f} s; sensor task median "
-                  f"{figures.get('sensor_task_median') or 0:.1f} s" if figures["mode"] == "watcher" else "")
+        detail = (
+            f"task wall - its dbt time: median {figures['task_overhead_median']:.2f} s, mean "
+            f"{figures['task_overhead_mean']:.2f} s; scheduling gap between tasks median "
+            f"{figures['gap_between_tasks_median']:.2f} s"
+            if figures["mode"].startswith("per_node") and figures.get("task_overhead_median") is not None
+            else f"producer task {figures.get('producer_wall', 0):.1f} s; sensor task median "
+            f"{figures.get('sensor_task_median') or 0:.1f} s"
+            if figures["mode"] == "watcher"
+            else ""
+        )
         overhead = figures["overhead_per_model"]
-        print(f"{figures['mode']:<13} {figures['tasks']:>5} {figures['models']:>6} {figures['tests']:>5} "
-              f"{figures['wall']:>8.1f} {figures['dbt_seconds']:>7.1f} {figures['dbt_per_model'] or 0:>9.2f} "
-              f"{overhead if overhead is not None else float('nan'):>14.2f}  {detail}  states {figures['states']}")
+        print(
+            f"{figures['mode']:<13} {figures['tasks']:>5} {figures['models']:>6} {figures['tests']:>5} "
+            f"{figures['wall']:>8.1f} {figures['dbt_seconds']:>7.1f} {figures['dbt_per_model'] or 0:>9.2f} "
+            f"{overhead if overhead is not None else float('nan'):>14.2f}  {detail}  states {figures['states']}"
+        )
     for mode in MODES:
         mine = [f["overhead_per_model"] for f in rounds if f["mode"] == mode and f["overhead_per_model"] is not None]
         if mine:
@@ -214,16 +225,23 @@ def main() -> int:
     (dags / "dbt_modes_dags.py").write_text(DAG_FILE)
     plugins = work / "plugins"
     plugins.mkdir(exist_ok=True)
-    bundles = [{"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-                "kwargs": {"path": str(dags)}}]
-    env.update({
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins),  # no dashboard: not what is measured
-        "CIVIC_BENCH_SOURCES": ",".join(names),
-        "CIVIC_DBT_RESULTS": str(data / "dbt_results"),
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), os.environ.get("PYTHONPATH", "")]),
-    })
+    bundles = [
+        {
+            "name": "dags-folder",
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(dags)},
+        }
+    ]
+    env.update(
+        {
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins),  # no dashboard: not what is measured
+            "CIVIC_BENCH_SOURCES": ",".join(names),
+            "CIVIC_DBT_RESULTS": str(data / "dbt_results"),
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), os.environ.get("PYTHONPATH", "")]),
+        }
+    )
     os.environ.update({k: v for k, v in env.items() if k.startswith(("CIVIC_", "AIRFLOW_CONN_", "AIRFLOW_VAR_"))})
 
     components: dict = {}
@@ -231,10 +249,15 @@ def main() -> int:
     try:
         started = time.monotonic()
         rows = land(names, args.start, args.end)
-        demo.log(f"landed {args.start}..{args.end}: " + ", ".join(f"{n} {r}" for n, r in rows.items())
-                 + f" rows in {time.monotonic() - started:.0f} s")
+        demo.log(
+            f"landed {args.start}..{args.end}: "
+            + ", ".join(f"{n} {r}" for n, r in rows.items())
+            + f" rows in {time.monotonic() - started:.0f} s"
+        )
         demo.airflow(env, "db", "migrate")
-        (data / "pools.json").write_text(json.dumps({"duckdb_writer": {"slots": 1, "description": "one DuckDB writer"}}))
+        (data / "pools.json").write_text(
+            json.dumps({"duckdb_writer": {"slots": 1, "description": "one DuckDB writer"}})
+        )
         demo.airflow(env, "pools", "import", str(data / "pools.json"))
         logs = data / "logs"
         logs.mkdir(exist_ok=True)
@@ -252,15 +275,21 @@ def main() -> int:
                 dag_id = f"dbt_modes_{mode}"
                 run_id = f"bench_{mode}_{number}_{time.strftime('%H%M%S')}"
                 api.send("POST", f"/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None})
-                state = demo.wait_for(lambda: (s := api.run_state(dag_id, run_id)) in ("success", "failed") and s,
-                                      args.timeout, f"run {run_id}", interval=2)
+                state = demo.wait_for(
+                    lambda: (s := api.run_state(dag_id, run_id)) in ("success", "failed") and s,
+                    args.timeout,
+                    f"run {run_id}",
+                    interval=2,
+                )
                 tasks = api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")["task_instances"]
                 figures = measure(mode, tasks, dbt_nodes(data / "dbt_results", names, run_id))
                 figures["run_state"] = state
                 rounds.append(figures)
-                demo.log(f"{mode} round {number + 1}: {state}, wall {figures['wall']:.1f} s, dbt "
-                         f"{figures['dbt_seconds']:.1f} s, {figures['models']} models, overhead/model "
-                         f"{figures['overhead_per_model'] or 0:.2f} s")
+                demo.log(
+                    f"{mode} round {number + 1}: {state}, wall {figures['wall']:.1f} s, dbt "
+                    f"{figures['dbt_seconds']:.1f} s, {figures['models']} models, overhead/model "
+                    f"{figures['overhead_per_model'] or 0:.2f} s"
+                )
         (work / "dbt-modes-result.json").write_text(json.dumps(rounds, indent=1))
         report(rounds)
         return 0 if all(f["run_state"] == "success" for f in rounds) else 1

@@ -50,8 +50,11 @@ def phase_ceiling(base_url: str, month: str) -> dict:
         url = f"{probed['layer_url']}/query"
         offset = 0
         while True:
-            body = get_bytes(session, url, params=source.query_params(month, offset, probed["max_record_count"],
-                                                                      probed["object_id_field"]))
+            body = get_bytes(
+                session,
+                url,
+                params=source.query_params(month, offset, probed["max_record_count"], probed["object_id_field"]),
+            )
             document = orjson.loads(body)
             features = document["features"]
             rows += len(features)
@@ -60,8 +63,13 @@ def phase_ceiling(base_url: str, month: str) -> dict:
             if document.get("exceededTransferLimit") is not True:
                 break
             offset += len(features)
-    return {"rows": rows, "bytes": nbytes, "pages": pages, "seconds": time.perf_counter() - started,
-            "peak_rss_mb": common.peak_rss_mb()}
+    return {
+        "rows": rows,
+        "bytes": nbytes,
+        "pages": pages,
+        "seconds": time.perf_counter() - started,
+        "peak_rss_mb": common.peak_rss_mb(),
+    }
 
 
 def summarize(run: dict) -> dict:
@@ -88,8 +96,11 @@ def main() -> int:
     args = parser.parse_args()
 
     if args.phase:
-        result = phase_ceiling(args.base_url, args.month) if args.phase == "ceiling" else \
-            common.repeated_blocks(SOURCE, CONN_ID, args.base_url, args.month, args.runs)
+        result = (
+            phase_ceiling(args.base_url, args.month)
+            if args.phase == "ceiling"
+            else common.repeated_blocks(SOURCE, CONN_ID, args.base_url, args.month, args.runs)
+        )
         print(json.dumps(result))
         return 0
 
@@ -103,47 +114,78 @@ def main() -> int:
         common.point_connection(CONN_ID, server.url)
         phase_ceiling(server.url, args.month)  # generate and cache the month, warm the server's paths
         generated = time.perf_counter() - started
-        print(f"replay on {server.url}: {SOURCE} {args.month}, {args.rows_per_month:,} rows, "
-              f"maxRecordCount {described['max_record_count']:,} (server warmed with one pass in {generated:.2f} s, not counted)",
-              flush=True)
+        print(
+            f"replay on {server.url}: {SOURCE} {args.month}, {args.rows_per_month:,} rows, "
+            f"maxRecordCount {described['max_record_count']:,} (server warmed with one pass in {generated:.2f} s, not counted)",
+            flush=True,
+        )
         script = str(Path(__file__).resolve())
         common.clear_replay_log(server.url)
         ceiling = common.run_child(script, ["--phase", "ceiling", "--base-url", server.url, "--month", args.month])
         ceiling["requests"] = common.replay_log(server.url)
-        result = common.run_child(script, ["--phase", "runs", "--base-url", server.url, "--month", args.month,
-                                           "--runs", str(args.runs)])
+        result = common.run_child(
+            script, ["--phase", "runs", "--base-url", server.url, "--month", args.month, "--runs", str(args.runs)]
+        )
     finally:
         server.stop()
 
     runs = result["runs"]
     first = summarize(runs[0])
-    print(f"\n{SOURCE} {args.month}: {first['rows']:,} rows ({first['landed']:,} landed), "
-          f"{common.mb(first['bytes']):.1f} MB of query JSON, {first['pages']} pages of "
-          f"{described['max_record_count']:,} on loopback\n")
-    print(f"{'phase':<30} {'rows':>7} {'MB':>6} {'seconds':>8} {'rows/s':>9} {'MB/s':>6} {'peak RSS MB':>12} "
-          f"{'RSS before':>10} {'pages':>6} {'requests':>9} {'server ms':>10}")
+    print(
+        f"\n{SOURCE} {args.month}: {first['rows']:,} rows ({first['landed']:,} landed), "
+        f"{common.mb(first['bytes']):.1f} MB of query JSON, {first['pages']} pages of "
+        f"{described['max_record_count']:,} on loopback\n"
+    )
+    print(
+        f"{'phase':<30} {'rows':>7} {'MB':>6} {'seconds':>8} {'rows/s':>9} {'MB/s':>6} {'peak RSS MB':>12} "
+        f"{'RSS before':>10} {'pages':>6} {'requests':>9} {'server ms':>10}"
+    )
 
     def line(name, rows, nbytes, seconds, peak, before, pages, requests, server_ms):
         before = f"{before:>10.0f}" if before is not None else f"{'-':>10}"
-        print(f"{name:<30} {rows:>7,} {common.mb(nbytes):>6.1f} {seconds:>8.3f} {rows / seconds:>9,.0f} "
-              f"{common.mb(nbytes) / seconds:>6.1f} {peak:>12.0f} {before} {pages:>6} {requests:>9} {server_ms:>10.0f}")
+        print(
+            f"{name:<30} {rows:>7,} {common.mb(nbytes):>6.1f} {seconds:>8.3f} {rows / seconds:>9,.0f} "
+            f"{common.mb(nbytes) / seconds:>6.1f} {peak:>12.0f} {before} {pages:>6} {requests:>9} {server_ms:>10.0f}"
+        )
 
-    line("ceiling (fetch + orjson)", ceiling["rows"], ceiling["bytes"], ceiling["seconds"], ceiling["peak_rss_mb"], None,
-         ceiling["pages"], len(ceiling["requests"]), sum(r.get("ms") or 0 for r in ceiling["requests"]))
+    line(
+        "ceiling (fetch + orjson)",
+        ceiling["rows"],
+        ceiling["bytes"],
+        ceiling["seconds"],
+        ceiling["peak_rss_mb"],
+        None,
+        ceiling["pages"],
+        len(ceiling["requests"]),
+        sum(r.get("ms") or 0 for r in ceiling["requests"]),
+    )
     for i, run in enumerate(runs):
         s = summarize(run)
         name = "block, cold (empty lake)" if i == 0 else f"block, forced re-run {i}"
-        line(name, s["rows"], s["bytes"], run["seconds"], run["peak_rss_mb"], run["rss_before_mb"],
-             s["pages"], s["requests"], s["server_ms"])
+        line(
+            name,
+            s["rows"],
+            s["bytes"],
+            run["seconds"],
+            run["peak_rss_mb"],
+            run["rss_before_mb"],
+            s["pages"],
+            s["requests"],
+            s["server_ms"],
+        )
     skip = result["skip"]
-    print(f"{'unforced re-run (skipped)':<30} {'-':>7} {'-':>6} {skip['seconds']:>8.3f} {'-':>9} {'-':>6} "
-          f"{skip['peak_rss_mb']:>12.0f} {skip['rss_before_mb']:>10.0f} {'-':>6} {len(skip['requests']):>9} "
-          f"{sum(r['ms'] or 0 for r in skip['requests']):>10.0f}")
+    print(
+        f"{'unforced re-run (skipped)':<30} {'-':>7} {'-':>6} {skip['seconds']:>8.3f} {'-':>9} {'-':>6} "
+        f"{skip['peak_rss_mb']:>12.0f} {skip['rss_before_mb']:>10.0f} {'-':>6} {len(skip['requests']):>9} "
+        f"{sum(r['ms'] or 0 for r in skip['requests']):>10.0f}"
+    )
 
     forced = runs[1:] or runs
     best = min(forced, key=lambda r: r["seconds"])
-    print(f"\nbest forced block / ceiling throughput: "
-          f"{(first['rows'] / best['seconds']) / (ceiling['rows'] / ceiling['seconds']):.2f}")
+    print(
+        f"\nbest forced block / ceiling throughput: "
+        f"{(first['rows'] / best['seconds']) / (ceiling['rows'] / ceiling['seconds']):.2f}"
+    )
     common.print_memory_notes(runs, result["arrow"])
     print("server ms: the replay's handler time for the run's requests (same machine, so it competes for the cores)")
     return 0

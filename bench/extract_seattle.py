@@ -30,7 +30,11 @@ import _common as common  # noqa: E402
 
 
 def months_list(count: int) -> list[str]:
-    return [f"2023-{m:02d}" for m in range(1, count + 1)] if count <= 12 else [f"{2012 + i // 12}-{i % 12 + 1:02d}" for i in range(count)]
+    return (
+        [f"2023-{m:02d}" for m in range(1, count + 1)]
+        if count <= 12
+        else [f"{2012 + i // 12}-{i % 12 + 1:02d}" for i in range(count)]
+    )
 
 
 def peak_rss_mb() -> float:
@@ -40,8 +44,9 @@ def peak_rss_mb() -> float:
 def phase_ceiling(base_url: str, months: list[str]) -> dict:
     import orjson
 
-    from civic_pipelines.http import get_bytes, make_session
     from civic_pipelines import sources
+    from civic_pipelines.http import get_bytes, make_session
+
     sc = sources.get("seattle_crime")
 
     rows = nbytes = 0
@@ -50,7 +55,9 @@ def phase_ceiling(base_url: str, months: list[str]) -> dict:
         for month in months:
             offset = 0
             while True:
-                body = get_bytes(session, f"{base_url}/resource/{sc.dataset_id}.json", params=sc.page_params("A", month, offset))
+                body = get_bytes(
+                    session, f"{base_url}/resource/{sc.dataset_id}.json", params=sc.page_params("A", month, offset)
+                )
                 page = orjson.loads(body)
                 rows += len(page)
                 nbytes += len(body)
@@ -63,7 +70,14 @@ def phase_ceiling(base_url: str, months: list[str]) -> dict:
 def phase_block(base_url: str, months: list[str]) -> dict:
     from civic_pipelines.extract import run_block
 
-    os.environ["AIRFLOW_CONN_CIVIC_SEATTLE_CRIME"] = json.dumps({"conn_type": "http", "host": base_url.split("//")[1].split(":")[0], "port": int(base_url.rsplit(":", 1)[1]), "schema": "http"})
+    os.environ["AIRFLOW_CONN_CIVIC_SEATTLE_CRIME"] = json.dumps(
+        {
+            "conn_type": "http",
+            "host": base_url.split("//")[1].split(":")[0],
+            "port": int(base_url.rsplit(":", 1)[1]),
+            "schema": "http",
+        }
+    )
     os.environ["CIVIC_NO_AIRFLOW_LOOKUP"] = "1"
     rows = nbytes = 0
     with tempfile.TemporaryDirectory() as lake:
@@ -79,7 +93,9 @@ def phase_block(base_url: str, months: list[str]) -> dict:
 def run_phase(name: str, base_url: str, months: list[str]) -> dict:
     result = subprocess.run(
         [sys.executable, __file__, "--phase", name, "--base-url", base_url, "--month-list", ",".join(months)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         raise SystemExit(f"phase {name} failed:\n{result.stderr[-3000:]}")
@@ -114,12 +130,18 @@ def main() -> int:
         server.terminate()
         server.wait(timeout=10)
 
-    print(f"\nseattle_crime: {len(months)} blocks, {block['rows']:,} rows, {ceiling['bytes'] / 1e6:,.1f} MB of JSON on loopback\n")
+    print(
+        f"\nseattle_crime: {len(months)} blocks, {block['rows']:,} rows, {ceiling['bytes'] / 1e6:,.1f} MB of JSON on loopback\n"
+    )
     print(f"{'phase':<34} {'seconds':>8} {'rows/s':>10} {'MB/s':>7} {'peak RSS MB':>12}")
     for name, result in (("ceiling (fetch + orjson parse)", ceiling), ("block (fetch..parquet, manifest)", block)):
         mb = (result["bytes"] or ceiling["bytes"]) / 1e6
-        print(f"{name:<34} {result['seconds']:>8.2f} {result['rows'] / result['seconds']:>10,.0f} {mb / result['seconds']:>7.1f} {result['peak_rss_mb']:>12.0f}")
-    print(f"\nblock / ceiling throughput: {(block['rows'] / block['seconds']) / (ceiling['rows'] / ceiling['seconds']):.2f}")
+        print(
+            f"{name:<34} {result['seconds']:>8.2f} {result['rows'] / result['seconds']:>10,.0f} {mb / result['seconds']:>7.1f} {result['peak_rss_mb']:>12.0f}"
+        )
+    print(
+        f"\nblock / ceiling throughput: {(block['rows'] / block['seconds']) / (ceiling['rows'] / ceiling['seconds']):.2f}"
+    )
     return 0
 
 

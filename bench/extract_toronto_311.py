@@ -62,8 +62,9 @@ def phase_file(base_url: str, month: str, reps: int) -> dict:
             common.reset_peak_rss()
             started = time.perf_counter()
             nbytes = sum(len(piece) for piece in body())
-            out["download"].append({"seconds": time.perf_counter() - started, "bytes": nbytes,
-                                    "peak_rss_mb": common.peak_rss_mb()})
+            out["download"].append(
+                {"seconds": time.perf_counter() - started, "bytes": nbytes, "peak_rss_mb": common.peak_rss_mb()}
+            )
         for _ in range(reps):
             common.reset_peak_rss()
             started = time.perf_counter()
@@ -80,12 +81,23 @@ def phase_file(base_url: str, month: str, reps: int) -> dict:
                 first += piece
                 break
             chained = _chain(first, pieces)
-            member = ZipMemberStream(chained, source.member.replace("{year}", f"{year:04d}")) if first.startswith(b"PK\x03\x04") else chained
+            member = (
+                ZipMemberStream(chained, source.member.replace("{year}", f"{year:04d}"))
+                if first.startswith(b"PK\x03\x04")
+                else chained
+            )
             text = Utf8Stream(member, source.encoding)
             utf8 = sum(len(piece) for piece in text)
-            out["inflate"].append({"seconds": time.perf_counter() - started, "bytes": counted["zip"],
-                                   "csv_bytes": text.bytes_in, "utf8_bytes": utf8,
-                                   "member": getattr(member, "name", None), "peak_rss_mb": common.peak_rss_mb()})
+            out["inflate"].append(
+                {
+                    "seconds": time.perf_counter() - started,
+                    "bytes": counted["zip"],
+                    "csv_bytes": text.bytes_in,
+                    "utf8_bytes": utf8,
+                    "member": getattr(member, "name", None),
+                    "peak_rss_mb": common.peak_rss_mb(),
+                }
+            )
     out["url"] = url
     return out
 
@@ -121,15 +133,21 @@ def main() -> int:
         zipped = server.toronto.zip_bytes(year)  # generate, render and deflate the year before timing
         generated = time.perf_counter() - started
         csv_size = len(server.toronto.csv_bytes(year))
-        print(f"replay on {server.url}: {SOURCE} SR{year}, {args.rows_per_year:,} rows a year, "
-              f"zip {common.mb(len(zipped)):.1f} MB holding a {common.mb(csv_size):.1f} MB CSV "
-              f"(built in {generated:.1f} s, not counted)", flush=True)
+        print(
+            f"replay on {server.url}: {SOURCE} SR{year}, {args.rows_per_year:,} rows a year, "
+            f"zip {common.mb(len(zipped)):.1f} MB holding a {common.mb(csv_size):.1f} MB CSV "
+            f"(built in {generated:.1f} s, not counted)",
+            flush=True,
+        )
         script = str(Path(__file__).resolve())
         common.clear_replay_log(server.url)
-        alone = common.run_child(script, ["--phase", "file", "--base-url", server.url, "--month", args.month,
-                                          "--file-reps", str(args.file_reps)])
-        result = common.run_child(script, ["--phase", "runs", "--base-url", server.url, "--month", args.month,
-                                           "--runs", str(args.runs)])
+        alone = common.run_child(
+            script,
+            ["--phase", "file", "--base-url", server.url, "--month", args.month, "--file-reps", str(args.file_reps)],
+        )
+        result = common.run_child(
+            script, ["--phase", "runs", "--base-url", server.url, "--month", args.month, "--runs", str(args.runs)]
+        )
     finally:
         server.stop()
 
@@ -137,47 +155,75 @@ def main() -> int:
     m = runs[0]["manifest"]
     block_rows = (m.get("rows") or 0) + (m.get("quarantined") or 0)
     file_rows = (m.get("file_rows") or 0) + (m.get("file_malformed_lines") or 0)
-    print(f"\n{SOURCE} {args.month}: {block_rows:,} rows in the block ({m.get('rows'):,} landed, "
-          f"{m.get('quarantined')} quarantined) out of {file_rows:,} lines read from SR{year} "
-          f"({common.mb(m.get('fetched_bytes', 0)):.1f} MB zip, {common.mb(m.get('file_text_bytes', 0)):.1f} MB CSV)\n")
-    print(f"{'phase':<34} {'seconds':>8} {'block rows/s':>13} {'file rows/s':>12} {'zip MB/s':>9} {'CSV MB/s':>9} "
-          f"{'peak RSS MB':>12} {'RSS before':>10} {'requests':>9}")
+    print(
+        f"\n{SOURCE} {args.month}: {block_rows:,} rows in the block ({m.get('rows'):,} landed, "
+        f"{m.get('quarantined')} quarantined) out of {file_rows:,} lines read from SR{year} "
+        f"({common.mb(m.get('fetched_bytes', 0)):.1f} MB zip, {common.mb(m.get('file_text_bytes', 0)):.1f} MB CSV)\n"
+    )
+    print(
+        f"{'phase':<34} {'seconds':>8} {'block rows/s':>13} {'file rows/s':>12} {'zip MB/s':>9} {'CSV MB/s':>9} "
+        f"{'peak RSS MB':>12} {'RSS before':>10} {'requests':>9}"
+    )
 
     def line(name, seconds, nbytes, csv_bytes, peak, before=None, requests="-", rows=None):
         rows_s = f"{rows / seconds:>13,.0f}" if rows is not None else f"{'-':>13}"
         file_s = f"{file_rows / seconds:>12,.0f}" if csv_bytes else f"{'-':>12}"
         csv_s = f"{common.mb(csv_bytes) / seconds:>9.1f}" if csv_bytes else f"{'-':>9}"
         before_s = f"{before:>10.0f}" if before is not None else f"{'-':>10}"
-        print(f"{name:<34} {seconds:>8.3f} {rows_s} {file_s} {common.mb(nbytes) / seconds:>9.1f} {csv_s} "
-              f"{peak:>12.0f} {before_s} {requests:>9}")
+        print(
+            f"{name:<34} {seconds:>8.3f} {rows_s} {file_s} {common.mb(nbytes) / seconds:>9.1f} {csv_s} "
+            f"{peak:>12.0f} {before_s} {requests:>9}"
+        )
 
     for i, rep in enumerate(alone["download"]):
         line(f"year file: download only #{i + 1}", rep["seconds"], rep["bytes"], 0, rep["peak_rss_mb"], requests=1)
     for i, rep in enumerate(alone["inflate"]):
-        line(f"year file: + unzip + decode #{i + 1}", rep["seconds"], rep["bytes"], rep["csv_bytes"],
-             rep["peak_rss_mb"], requests=1)
+        line(
+            f"year file: + unzip + decode #{i + 1}",
+            rep["seconds"],
+            rep["bytes"],
+            rep["csv_bytes"],
+            rep["peak_rss_mb"],
+            requests=1,
+        )
     for i, run in enumerate(runs):
         man = run["manifest"]
         name = "block, cold (empty lake)" if i == 0 else f"block, forced re-run {i}"
-        line(name, run["seconds"], man.get("fetched_bytes", 0), man.get("file_text_bytes", 0), run["peak_rss_mb"],
-             run["rss_before_mb"], len(run["requests"]), block_rows)
+        line(
+            name,
+            run["seconds"],
+            man.get("fetched_bytes", 0),
+            man.get("file_text_bytes", 0),
+            run["peak_rss_mb"],
+            run["rss_before_mb"],
+            len(run["requests"]),
+            block_rows,
+        )
     skip = result["skip"]
-    print(f"{'unforced re-run (skipped)':<34} {skip['seconds']:>8.3f} {'-':>13} {'-':>12} {'-':>9} {'-':>9} "
-          f"{skip['peak_rss_mb']:>12.0f} {skip['rss_before_mb']:>10.0f} {len(skip['requests']):>9}")
+    print(
+        f"{'unforced re-run (skipped)':<34} {skip['seconds']:>8.3f} {'-':>13} {'-':>12} {'-':>9} {'-':>9} "
+        f"{skip['peak_rss_mb']:>12.0f} {skip['rss_before_mb']:>10.0f} {len(skip['requests']):>9}"
+    )
 
     download = min(rep["seconds"] for rep in alone["download"])
     inflate = min(rep["seconds"] for rep in alone["inflate"])
     forced = runs[1:] or runs
     best = min(forced, key=lambda r: r["seconds"])
     man = best["manifest"]
-    print(f"\nyear file alone (best of {len(alone['download'])}): download {download:.3f} s, "
-          f"download + unzip + decode {inflate:.3f} s; best forced block {best['seconds']:.2f} s "
-          f"(of which download + parse {man.get('download_parse_seconds')} s, parse {man.get('parse_seconds')} s "
-          f"as the manifest records them)")
-    print(f"block / download-only time: {best['seconds'] / download:.1f}x; block / unzip+decode time: "
-          f"{best['seconds'] / inflate:.1f}x")
-    print(f"a whole year of blocks downloads and parses SR{year} 12 times: about {12 * best['seconds']:.0f} s and "
-          f"{12 * common.mb(man.get('fetched_bytes', 0)):.0f} MB fetched at these figures")
+    print(
+        f"\nyear file alone (best of {len(alone['download'])}): download {download:.3f} s, "
+        f"download + unzip + decode {inflate:.3f} s; best forced block {best['seconds']:.2f} s "
+        f"(of which download + parse {man.get('download_parse_seconds')} s, parse {man.get('parse_seconds')} s "
+        f"as the manifest records them)"
+    )
+    print(
+        f"block / download-only time: {best['seconds'] / download:.1f}x; block / unzip+decode time: "
+        f"{best['seconds'] / inflate:.1f}x"
+    )
+    print(
+        f"a whole year of blocks downloads and parses SR{year} 12 times: about {12 * best['seconds']:.0f} s and "
+        f"{12 * common.mb(man.get('fetched_bytes', 0)):.0f} MB fetched at these figures"
+    )
     common.print_memory_notes(runs, result["arrow"])
     return 0
 

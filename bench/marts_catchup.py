@@ -41,15 +41,25 @@ def free_port() -> int:
 
 def counts(db_path: Path) -> dict:
     with sqlite3.connect(db_path) as db:
-        source_runs = db.execute("select state, count(*) from dag_run where dag_id = ? group by 1", (SOURCE,)).fetchall()
-        marts_runs = db.execute("select run_type, state, start_date, end_date from dag_run where dag_id = 'civic_marts' "
-                                "order by start_date").fetchall()
-        mart_builds = db.execute("select count(*) from task_instance where dag_id = 'civic_marts' "
-                                 "and task_id like 'marts.%' and state = 'success'").fetchone()[0]
-        source_mart_tasks = db.execute("select count(*) from task_instance where dag_id = ? and task_id like '%mart_%'",
-                                       (SOURCE,)).fetchone()[0]
-    return {"source_runs": dict(source_runs), "marts_runs": marts_runs, "mart_builds": mart_builds,
-            "source_mart_tasks": source_mart_tasks}
+        source_runs = db.execute(
+            "select state, count(*) from dag_run where dag_id = ? group by 1", (SOURCE,)
+        ).fetchall()
+        marts_runs = db.execute(
+            "select run_type, state, start_date, end_date from dag_run where dag_id = 'civic_marts' order by start_date"
+        ).fetchall()
+        mart_builds = db.execute(
+            "select count(*) from task_instance where dag_id = 'civic_marts' "
+            "and task_id like 'marts.%' and state = 'success'"
+        ).fetchone()[0]
+        source_mart_tasks = db.execute(
+            "select count(*) from task_instance where dag_id = ? and task_id like '%mart_%'", (SOURCE,)
+        ).fetchone()[0]
+    return {
+        "source_runs": dict(source_runs),
+        "marts_runs": marts_runs,
+        "mart_builds": mart_builds,
+        "source_mart_tasks": source_mart_tasks,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,16 +94,24 @@ def main(argv: list[str] | None = None) -> int:
     components: dict = {}
     started = time.monotonic()
     try:
-        replay = demo.start_group([str(demo.VENV_BIN / "civic"), "replay", "--port", str(replay_port)], env, logs / "replay.log")
-        demo.wait_for(lambda: demo.http_ok(f"http://127.0.0.1:{replay_port}/api/views/tazs-3rd5.json"), 30, "the replay server")
+        replay = demo.start_group(
+            [str(demo.VENV_BIN / "civic"), "replay", "--port", str(replay_port)], env, logs / "replay.log"
+        )
+        demo.wait_for(
+            lambda: demo.http_ok(f"http://127.0.0.1:{replay_port}/api/views/tazs-3rd5.json"), 30, "the replay server"
+        )
         demo.airflow(env, "db", "migrate")
         import json
 
         from civic_pipelines import sources
 
         pools = {"duckdb_writer": {"slots": 1, "description": "DuckDB allows one writer"}}
-        pools.update({sources.spec(name).pool: {"slots": sources.spec(name).pool_slots, "description": f"{name} API"}
-                      for name in demo.demo_sources()})
+        pools.update(
+            {
+                sources.spec(name).pool: {"slots": sources.spec(name).pool_slots, "description": f"{name} API"}
+                for name in demo.demo_sources()
+            }
+        )
         (data / "pools.json").write_text(json.dumps(pools))
         demo.airflow(env, "pools", "import", str(data / "pools.json"))
         components = demo.start_airflow(env, logs, api_port)
@@ -115,11 +133,15 @@ def main(argv: list[str] | None = None) -> int:
         demo.stop_group(replay, "replay server")
     got = counts(data / "airflow" / "airflow.db")
     runs = sum(got["source_runs"].values())
-    print(f"{SOURCE} catchup of {args.months} months from {first}: runs {got['source_runs']} in {seconds:.0f} s (shared machine)")
+    print(
+        f"{SOURCE} catchup of {args.months} months from {first}: runs {got['source_runs']} in {seconds:.0f} s (shared machine)"
+    )
     print(f"mart tasks in the source runs: {got['source_mart_tasks']}")
     print(f"civic_marts runs: {len(got['marts_runs'])} " + ", ".join(f"{t} {s}" for t, s, *_ in got["marts_runs"]))
-    print(f"mart builds: {got['mart_builds']} now; {runs * SEATTLE_MARTS} with `tag:{SOURCE}+` in every run "
-          f"({runs} runs x {SEATTLE_MARTS} marts)")
+    print(
+        f"mart builds: {got['mart_builds']} now; {runs * SEATTLE_MARTS} with `tag:{SOURCE}+` in every run "
+        f"({runs} runs x {SEATTLE_MARTS} marts)"
+    )
     return 0
 
 

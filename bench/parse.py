@@ -50,11 +50,25 @@ DAG_FILE = DAGS / "civic_sources.py"
 MARKER = "== bench/parse.py: measured part starts =="
 
 # Modules a parse should not need; the figure says which of them are loaded after it.
-HEAVY = ("pyarrow", "numpy", "pandas", "boto3", "botocore", "airflow.providers.amazon.aws.hooks.s3",
-         "fastapi", "starlette", "dbt", "duckdb", "requests", "shapely", "orjson", "cosmos.plugin.airflow3")
+HEAVY = (
+    "pyarrow",
+    "numpy",
+    "pandas",
+    "boto3",
+    "botocore",
+    "airflow.providers.amazon.aws.hooks.s3",
+    "fastapi",
+    "starlette",
+    "dbt",
+    "duckdb",
+    "requests",
+    "shapely",
+    "orjson",
+    "cosmos.plugin.airflow3",
+)
 
 # Airflow's own share of parsing a DAG like ours, paid before the clock starts.
-WARMUP_DAG = '''
+WARMUP_DAG = """
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param, TaskGroup, task
@@ -78,7 +92,7 @@ with DAG("bench_parse_warmup", schedule=CronDataIntervalTimetable("0 0 1 * *", t
 
         after()
     work.expand(block=plan()) >> group
-'''
+"""
 
 
 # ---------------------------------------------------------------- child: one measured parse
@@ -91,6 +105,7 @@ def child(mode: str, dag_id: str, task_id: str, warmup_folder: str) -> dict:
 
     if mode == "task":
         from airflow.sdk.definitions._internal.dag_parsing_context import _airflow_parsing_context_manager
+
         # A task process is a fork of its supervisor (supervisor._fork_main): both modules are loaded.
         from airflow.sdk.execution_time import supervisor, task_runner  # noqa: F401
         from airflow.sdk.listener import get_listener_manager
@@ -120,8 +135,13 @@ def child(mode: str, dag_id: str, task_id: str, warmup_folder: str) -> dict:
         bag = DagBag(dag_folder=str(DAGS))
     else:
         with _airflow_parsing_context_manager(dag_id=dag_id, task_id=task_id):
-            bag = BundleDagBag(dag_folder=str(DAG_FILE), safe_mode=False, load_op_links=False,
-                               bundle_path=DAGS, bundle_name="dags-folder")
+            bag = BundleDagBag(
+                dag_folder=str(DAG_FILE),
+                safe_mode=False,
+                load_op_links=False,
+                bundle_path=DAGS,
+                bundle_name="dags-folder",
+            )
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     loaded = set(sys.modules) - before
     if bag.import_errors:
@@ -129,7 +149,10 @@ def child(mode: str, dag_id: str, task_id: str, warmup_folder: str) -> dict:
     if mode == "task" and task_id not in bag.dags[dag_id].task_dict:
         raise SystemExit(f"{dag_id} has no task {task_id!r}")
     return {
-        "wall": wall, "cpu": cpu, "dags": sorted(bag.dag_ids), "variable_reads": variable_reads,
+        "wall": wall,
+        "cpu": cpu,
+        "dags": sorted(bag.dag_ids),
+        "variable_reads": variable_reads,
         "modules_loaded": len(loaded),
         "heavy": sorted(m for m in HEAVY if m in sys.modules),
         "heavy_by_parse": sorted(m for m in HEAVY if m in loaded),
@@ -140,30 +163,46 @@ def child(mode: str, dag_id: str, task_id: str, warmup_folder: str) -> dict:
 
 
 def child_env(work: Path) -> dict:
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("AIRFLOW_VAR_", "_AIRFLOW_PARSING_CONTEXT"))}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AIRFLOW_VAR_", "_AIRFLOW_PARSING_CONTEXT"))
+    }
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.update({
-        # This checkout's package ahead of the editable install's (a worktree may share a venv).
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), *filter(None, [os.environ.get("PYTHONPATH")])]),
-        "PYTHONPYCACHEPREFIX": str(ROOT / "data" / "bench" / "pycache"),
-        "AIRFLOW_HOME": str(work / "airflow"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        # A loaded machine can take longer than Airflow's 30 s per file; the figure, not a timeout, is wanted.
-        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "600",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-        "CIVIC_DATA_DIR": str(work / "data"),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
-        "DO_NOT_TRACK": "1",
-        "SCARF_ANALYTICS": "false",
-    })
+    env.update(
+        {
+            # This checkout's package ahead of the editable install's (a worktree may share a venv).
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), *filter(None, [os.environ.get("PYTHONPATH")])]),
+            "PYTHONPYCACHEPREFIX": str(ROOT / "data" / "bench" / "pycache"),
+            "AIRFLOW_HOME": str(work / "airflow"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # A loaded machine can take longer than Airflow's 30 s per file; the figure, not a timeout, is wanted.
+            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "600",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+            "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+            "CIVIC_DATA_DIR": str(work / "data"),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+            "DO_NOT_TRACK": "1",
+            "SCARF_ANALYTICS": "false",
+        }
+    )
     return env
 
 
 def run_child(mode: str, args, work: Path, importtime: bool = False) -> tuple[dict, str]:
-    command = [sys.executable, *(["-X", "importtime"] if importtime else []), __file__, "--child", mode,
-               "--dag-id", args.dag_id, "--task-id", args.task_id, "--warmup-folder", str(work / "warmup")]
+    command = [
+        sys.executable,
+        *(["-X", "importtime"] if importtime else []),
+        __file__,
+        "--child",
+        mode,
+        "--dag-id",
+        args.dag_id,
+        "--task-id",
+        args.task_id,
+        "--warmup-folder",
+        str(work / "warmup"),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=child_env(work), cwd=ROOT, timeout=600)
     if result.returncode != 0:
         raise SystemExit(f"bench/parse.py --child {mode} failed:\n{result.stderr[-3000:]}")
@@ -177,7 +216,7 @@ def slowest_imports(stderr: str, top: int = 15) -> list[tuple[float, str]]:
     for line in after.splitlines():
         if not line.startswith("import time:"):
             continue
-        _, cumulative, name = line[len("import time:"):].split("|")
+        _, cumulative, name = line[len("import time:") :].split("|")
         if cumulative.strip().isdigit() and not name.startswith("  "):  # depth 0 below the DAG file
             rows.append((int(cumulative) / 1e6, name.strip()))
     return sorted(rows, reverse=True)[:top]
@@ -187,14 +226,16 @@ def summary(label: str, runs: list[dict]) -> str:
     walls = [r["wall"] for r in runs]
     cpus = [r["cpu"] for r in runs]
     last = runs[-1]
-    return (f"{label}: wall median {statistics.median(walls):.2f} s, min {min(walls):.2f} s; "
-            f"CPU median {statistics.median(cpus):.2f} s, min {min(cpus):.2f} s ({len(runs)} runs)\n"
-            f"  DAGs: {len(last['dags'])} ({', '.join(last['dags'])})\n"
-            f"  Variable.get calls: {len(last['variable_reads'])}"
-            f"{' (' + ', '.join(last['variable_reads']) + ')' if last['variable_reads'] else ''}\n"
-            f"  modules imported by the parse: {last['modules_loaded']}; heavy ones loaded by it: "
-            f"{', '.join(last['heavy_by_parse']) or 'none'}; heavy ones in the process after it: "
-            f"{', '.join(last['heavy']) or 'none'}")
+    return (
+        f"{label}: wall median {statistics.median(walls):.2f} s, min {min(walls):.2f} s; "
+        f"CPU median {statistics.median(cpus):.2f} s, min {min(cpus):.2f} s ({len(runs)} runs)\n"
+        f"  DAGs: {len(last['dags'])} ({', '.join(last['dags'])})\n"
+        f"  Variable.get calls: {len(last['variable_reads'])}"
+        f"{' (' + ', '.join(last['variable_reads']) + ')' if last['variable_reads'] else ''}\n"
+        f"  modules imported by the parse: {last['modules_loaded']}; heavy ones loaded by it: "
+        f"{', '.join(last['heavy_by_parse']) or 'none'}; heavy ones in the process after it: "
+        f"{', '.join(last['heavy']) or 'none'}"
+    )
 
 
 def main() -> None:
@@ -217,11 +258,15 @@ def main() -> None:
         work = Path(scratch)
         (work / "warmup").mkdir()
         (work / "warmup" / "bench_parse_warmup.py").write_text(WARMUP_DAG)
-        print(f"load average before: {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
-              f"({os.cpu_count()} CPUs); each figure from {args.repeat} fresh processes")
+        print(
+            f"load average before: {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
+            f"({os.cpu_count()} CPUs); each figure from {args.repeat} fresh processes"
+        )
         run_child("dagbag", args, work)  # unmeasured: fills the bytecode cache
-        for mode, label in (("dagbag", "DagBag of dags/"),
-                            ("task", f"one DAG in a task process ({args.dag_id}.{args.task_id})")):
+        for mode, label in (
+            ("dagbag", "DagBag of dags/"),
+            ("task", f"one DAG in a task process ({args.dag_id}.{args.task_id})"),
+        ):
             runs = [run_child(mode, args, work)[0] for _ in range(args.repeat)]
             print(summary(label, runs))
             if args.importtime:

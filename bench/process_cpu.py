@@ -19,8 +19,11 @@ def proc_stat(pid: int) -> dict | None:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return {"ppid": int(fields[1]), "own": (int(fields[11]) + int(fields[12])) / CLOCK_TICKS,
-            "children": (int(fields[13]) + int(fields[14])) / CLOCK_TICKS}
+    return {
+        "ppid": int(fields[1]),
+        "own": (int(fields[11]) + int(fields[12])) / CLOCK_TICKS,
+        "children": (int(fields[13]) + int(fields[14])) / CLOCK_TICKS,
+    }
 
 
 def group_cpu(leader: int) -> dict:

@@ -58,6 +58,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from process_cpu import group_cpu, machine_busy, postgres_cpu, self_cpu  # noqa: E402
+from scale_report import load, report, save  # noqa: E402
+
 from civic_pipelines.devtools.local_airflow import (  # noqa: E402
     VENV_BIN,
     AirflowAPI,
@@ -68,8 +71,6 @@ from civic_pipelines.devtools.local_airflow import (  # noqa: E402
     stop_group,
     wait_for,
 )
-from process_cpu import group_cpu, machine_busy, postgres_cpu, self_cpu  # noqa: E402
-from scale_report import load, report, save  # noqa: E402
 
 # Small months: the subject is the orchestration around each block, not the extractor's speed.
 REPLAY_CONFIG = {
@@ -163,7 +164,7 @@ class ReplayMeter:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="replay-meter")
 
-    def start(self) -> "ReplayMeter":
+    def start(self) -> ReplayMeter:
         self._thread.start()
         return self
 
@@ -219,21 +220,31 @@ def write_dag_files(folder: Path, split: bool) -> None:
         (folder / filename).write_text(DAG_FILE.replace("__NAMES__", repr(names)))
 
 
-def environment(work: Path, pg: dict, replay_url: str, api_port: int, parallelism: int, parse_interval: int,
-                today: str, split_dag_files: bool = False) -> dict:
+def environment(
+    work: Path,
+    pg: dict,
+    replay_url: str,
+    api_port: int,
+    parallelism: int,
+    parse_interval: int,
+    today: str,
+    split_dag_files: bool = False,
+) -> dict:
     from civic_pipelines import sources
     from civic_pipelines.months import current_month
-    from civic_pipelines.replay.mds import connections_for
-
     from civic_pipelines.orchestration import backfill
+    from civic_pipelines.replay.mds import connections_for
 
     airflow_home = work / "airflow"
     # As `make demo` does: the executor forks tasks with pyarrow/duckdb/dbt and the DAGs already loaded.
     backfill.write_local_settings(airflow_home)
     write_dag_files(work / "dags", split_dag_files)
     env = {
-        **airflow_environment({k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__", "CIVIC_"))},
-                              work, api_port),
+        **airflow_environment(
+            {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__", "CIVIC_"))},
+            work,
+            api_port,
+        ),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg["url"],
         # The backfill settings `make demo` uses too (docs/scaling.md, "Settings for a backfill").
         **backfill.airflow_settings(parallelism=parallelism, dag_file_interval=parse_interval),
@@ -267,16 +278,22 @@ def create_pools(env: dict, work: Path) -> None:
 def connect(pg: dict):
     import psycopg
 
-    return psycopg.connect(host=pg["host"], port=pg["port"], user=pg["user"], password=pg["password"],
-                           dbname=pg["dbname"], autocommit=True)
+    return psycopg.connect(
+        host=pg["host"], port=pg["port"], user=pg["user"], password=pg["password"], dbname=pg["dbname"], autocommit=True
+    )
 
 
 def progress(con, run_ids: list[str]) -> tuple[dict, dict]:
-    runs = dict(con.execute("select state, count(*) from dag_run where run_id = any(%s) group by state",
-                            [run_ids]).fetchall())
-    tasks = dict(con.execute(
-        "select coalesce(state, 'none'), count(*) from task_instance where run_id = any(%s) "
-        "and task_id = 'extract_load' and map_index >= 0 group by 1", [run_ids]).fetchall())
+    runs = dict(
+        con.execute("select state, count(*) from dag_run where run_id = any(%s) group by state", [run_ids]).fetchall()
+    )
+    tasks = dict(
+        con.execute(
+            "select coalesce(state, 'none'), count(*) from task_instance where run_id = any(%s) "
+            "and task_id = 'extract_load' and map_index >= 0 group by 1",
+            [run_ids],
+        ).fetchall()
+    )
     return runs, tasks
 
 
@@ -289,24 +306,34 @@ def manifest_of(value) -> dict:
 def collect(con, run_ids: list[str]) -> dict:
     tis = con.execute(
         "select dag_id, run_id, task_id, map_index, state, try_number, scheduled_dttm, queued_dttm, start_date, "
-        "end_date from task_instance where run_id = any(%s) order by start_date nulls last", [run_ids]).fetchall()
+        "end_date from task_instance where run_id = any(%s) order by start_date nulls last",
+        [run_ids],
+    ).fetchall()
     keys = ("dag_id", "run_id", "task_id", "map_index", "state", "try_number", "scheduled", "queued", "start", "end")
     tis = [dict(zip(keys, row)) for row in tis]
     manifests = {}
     for dag_id, run_id, map_index, value in con.execute(
-            "select dag_id, run_id, map_index, value from xcom where run_id = any(%s) and task_id = 'extract_load' "
-            "and key in ('return_value', 'manifest')", [run_ids]).fetchall():
+        "select dag_id, run_id, map_index, value from xcom where run_id = any(%s) and task_id = 'extract_load' "
+        "and key in ('return_value', 'manifest')",
+        [run_ids],
+    ).fetchall():
         manifests[(dag_id, run_id, map_index)] = manifest_of(value)
     for ti in tis:
         ti["manifest"] = manifests.get((ti["dag_id"], ti["run_id"], ti["map_index"]), {})
-    runs = con.execute("select dag_id, run_id, state, queued_at, start_date, end_date from dag_run where run_id = any(%s)",
-                       [run_ids]).fetchall()
+    runs = con.execute(
+        "select dag_id, run_id, state, queued_at, start_date, end_date from dag_run where run_id = any(%s)", [run_ids]
+    ).fetchall()
     retried = con.execute("select count(*) from task_instance_history where run_id = any(%s)", [run_ids]).fetchone()[0]
     statements = con.execute(
         "select calls, total_exec_time, query from pg_stat_statements s join pg_database d on d.oid = s.dbid "
-        "where d.datname = current_database() order by total_exec_time desc").fetchall()
-    return {"tis": tis, "runs": [dict(zip(("dag_id", "run_id", "state", "queued_at", "start", "end"), r)) for r in runs],
-            "retried": retried, "statements": statements}
+        "where d.datname = current_database() order by total_exec_time desc"
+    ).fetchall()
+    return {
+        "tis": tis,
+        "runs": [dict(zip(("dag_id", "run_id", "state", "queued_at", "start", "end"), r)) for r in runs],
+        "retried": retried,
+        "statements": statements,
+    }
 
 
 def task_log_phases(airflow_home: Path, ti: dict) -> dict:
@@ -358,11 +385,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end-month", default=format_month(previous_month(parse_month(current_month()))))
     parser.add_argument("--dir", default=str(ROOT / "data" / "scale"))
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="seconds to wait for the runs")
-    parser.add_argument("--parse-interval", type=int, default=BACKFILL_DAG_FILE_INTERVAL_SECONDS,
-                        help="[dag_processor] min_file_process_interval")
+    parser.add_argument(
+        "--parse-interval",
+        type=int,
+        default=BACKFILL_DAG_FILE_INTERVAL_SECONDS,
+        help="[dag_processor] min_file_process_interval",
+    )
     parser.add_argument("--report", metavar="JSON", help="print the report of a saved run (scale-result.json) and exit")
-    parser.add_argument("--dag-file-per-source", action="store_true",
-                        help="one DAG file per source instead of the project's one file for every source")
+    parser.add_argument(
+        "--dag-file-per-source",
+        action="store_true",
+        help="one DAG file per source instead of the project's one file for every source",
+    )
     args = parser.parse_args(argv)
     if args.report:
         data, meta = load(Path(args.report))
@@ -388,9 +422,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, chunks in ranges.items():
         months = sum(months_between(a, b) for a, b in chunks)
         planned[name] = months * max(1, len(sources.parts(name)))
-    label = (f"{len(chosen)} source(s), {args.years} year(s) to {args.end_month}"
-             + (", one DAG file per source" if args.dag_file_per_source else ", one DAG file for every source") + ": "
-             + ", ".join(f"{n} {c[0][0]}..{c[-1][1]} ({planned[n]} blocks)" for n, c in ranges.items()))
+    label = (
+        f"{len(chosen)} source(s), {args.years} year(s) to {args.end_month}"
+        + (", one DAG file per source" if args.dag_file_per_source else ", one DAG file for every source")
+        + ": "
+        + ", ".join(f"{n} {c[0][0]}..{c[-1][1]} ({planned[n]} blocks)" for n, c in ranges.items())
+    )
     log(label)
 
     from civic_pipelines.devtools.postgres_cluster import postgres_cluster
@@ -404,14 +441,18 @@ def main(argv: list[str] | None = None) -> int:
             meter = ReplayMeter(replay).start()
             log(f"PostgreSQL on 127.0.0.1:{pg['port']}, replay server on {replay.url}")
             api_port = free_port()
-            env = environment(work, pg, replay.url, api_port, args.parallelism, args.parse_interval, today,
-                              args.dag_file_per_source)
+            env = environment(
+                work, pg, replay.url, api_port, args.parallelism, args.parse_interval, today, args.dag_file_per_source
+            )
             started = time.monotonic()
             airflow(env, "db", "migrate")
             create_pools(env, work)
             log(f"airflow db migrate + pools: {time.monotonic() - started:.0f} s")
-            for name, command in (("scheduler", ["scheduler"]), ("dag-processor", ["dag-processor"]),
-                                  ("api-server", ["api-server", "--port", str(api_port), "--workers", "1"])):
+            for name, command in (
+                ("scheduler", ["scheduler"]),
+                ("dag-processor", ["dag-processor"]),
+                ("api-server", ["api-server", "--port", str(api_port), "--workers", "1"]),
+            ):
                 processes[name] = start_group([str(VENV_BIN / "airflow"), *command], env, logs / f"{name}.log")
             wait_for(lambda: http_ok(f"http://127.0.0.1:{api_port}/api/v2/monitor/health"), 300, "the API server")
             api = AirflowAPI(f"http://127.0.0.1:{api_port}")
@@ -429,9 +470,15 @@ def main(argv: list[str] | None = None) -> int:
             for name, chunks in ranges.items():
                 for index, (first, last) in enumerate(chunks):
                     run_id = f"scale__{name}__{index}__{int(time.time())}"
-                    api.send("POST", f"/dags/{name}/dagRuns", {"dag_run_id": run_id, "logical_date": None,
-                                                               "conf": {"start_month": first, "end_month": last,
-                                                                        "force": True}})
+                    api.send(
+                        "POST",
+                        f"/dags/{name}/dagRuns",
+                        {
+                            "dag_run_id": run_id,
+                            "logical_date": None,
+                            "conf": {"start_month": first, "end_month": last, "force": True},
+                        },
+                    )
                     run_ids.append(run_id)
             log(f"triggered {len(run_ids)} run(s), {sum(planned.values())} blocks planned")
 
@@ -445,9 +492,11 @@ def main(argv: list[str] | None = None) -> int:
                     now = time.monotonic() - t0
                     if now - last_print >= 30 or finished == len(run_ids):
                         done = sum(tasks.get(s, 0) for s in ("success", "skipped", "failed", "upstream_failed"))
-                        log(f"{now:6.0f} s: {done}/{total_blocks} blocks done ({', '.join(f'{k} {v}' for k, v in sorted(tasks.items()))}); "
+                        log(
+                            f"{now:6.0f} s: {done}/{total_blocks} blocks done ({', '.join(f'{k} {v}' for k, v in sorted(tasks.items()))}); "
                             f"runs {finished}/{len(run_ids)} finished; {done / now * 60 if now else 0:.1f} blocks/min; "
-                            f"load {loads[-1]:.2f}")
+                            f"load {loads[-1]:.2f}"
+                        )
                         last_print = now
                     if finished == len(run_ids):
                         break
@@ -468,19 +517,31 @@ def main(argv: list[str] | None = None) -> int:
             cpu = {
                 "scheduler (its own process)": cpu_after["scheduler"]["own"] - cpu_before["scheduler"]["own"],
                 "executor workers + task processes": cpu_after["scheduler"]["rest"] - cpu_before["scheduler"]["rest"],
-                "api-server (execution + core API)": sum(cpu_after["api-server"][k] - cpu_before["api-server"][k]
-                                                         for k in ("own", "rest")),
-                "dag-processor (+ its parsing processes)": sum(cpu_after["dag-processor"][k] - cpu_before["dag-processor"][k]
-                                                              for k in ("own", "rest")),
+                "api-server (execution + core API)": sum(
+                    cpu_after["api-server"][k] - cpu_before["api-server"][k] for k in ("own", "rest")
+                ),
+                "dag-processor (+ its parsing processes)": sum(
+                    cpu_after["dag-processor"][k] - cpu_before["dag-processor"][k] for k in ("own", "rest")
+                ),
                 "PostgreSQL (metadata)": pg_after - pg_before,
                 "this process (replay server + polling)": self_after - self_before,
             }
             lake_blocks = sum(1 for _ in (work / "lake").rglob("_manifest.json")) if (work / "lake").exists() else 0
-            meta = {"label": label, "wall": wall, "parallelism": args.parallelism, "cpu": cpu,
-                    "machine_busy": busy_after - busy_before, "load_mean": statistics.fmean(loads) if loads else 0,
-                    "load_max": max(loads) if loads else 0, "replay_requests": meter.requests,
-                    "replay_ms": meter.ms, "pg_version": pg_version, "airflow_version": airflow_version,
-                    "lake_blocks": lake_blocks, "cpu_count": os.cpu_count()}
+            meta = {
+                "label": label,
+                "wall": wall,
+                "parallelism": args.parallelism,
+                "cpu": cpu,
+                "machine_busy": busy_after - busy_before,
+                "load_mean": statistics.fmean(loads) if loads else 0,
+                "load_max": max(loads) if loads else 0,
+                "replay_requests": meter.requests,
+                "replay_ms": meter.ms,
+                "pg_version": pg_version,
+                "airflow_version": airflow_version,
+                "lake_blocks": lake_blocks,
+                "cpu_count": os.cpu_count(),
+            }
             try:
                 save(work / "scale-result.json", data, meta)
                 log(f"raw figures in {work / 'scale-result.json'} (bench/scale.py --report FILE reprints them)")

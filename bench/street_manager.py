@@ -55,9 +55,15 @@ def phase_block(base_url: str, month: str) -> dict:
         manifest = run_block(SOURCE, month, lake=lake, force=True, part="permit")
         seconds = time.perf_counter() - started
         peak = common.peak_rss_mb()
-    return {"seconds": seconds, "peak_rss_mb": peak, "rss_before_mb": before, "manifest": manifest,
-            "requests": [(r["method"], r["path"], r["status"]) for r in common.replay_log(base_url)],
-            "arrow": common.arrow_pool(), "peak_method": common.peak_rss_method()}
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": peak,
+        "rss_before_mb": before,
+        "manifest": manifest,
+        "requests": [(r["method"], r["path"], r["status"]) for r in common.replay_log(base_url)],
+        "arrow": common.arrow_pool(),
+        "peak_method": common.peak_rss_method(),
+    }
 
 
 def phase_ceiling(base_url: str, month: str) -> dict:
@@ -92,8 +98,14 @@ def phase_ceiling(base_url: str, month: str) -> dict:
             pass
         seconds = time.perf_counter() - started
         peak = common.peak_rss_mb()
-    return {"seconds": seconds, "peak_rss_mb": peak, "rss_before_mb": before, "events": counted["events"],
-            "archive_bytes": download.received, "complete": walker.complete}
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": peak,
+        "rss_before_mb": before,
+        "events": counted["events"],
+        "archive_bytes": download.received,
+        "complete": walker.complete,
+    }
 
 
 def main() -> int:
@@ -114,22 +126,37 @@ def main() -> int:
 
     server = common.start_replay()
     try:
-        common.configure(server.url, SOURCE, {"events_per_month": {"permit": args.events}, "cache_dir": str(CACHE),
-                                              "latest_month": args.month})
+        common.configure(
+            server.url,
+            SOURCE,
+            {"events_per_month": {"permit": args.events}, "cache_dir": str(CACHE), "latest_month": args.month},
+        )
         started = time.perf_counter()
         spec, stored = server.street_manager.archive("permit", args.month)  # build (or find) it before timing
         built = time.perf_counter() - started
-        print(f"replay on {server.url}: permit {args.month}, {spec.events:,} events, {common.mb(stored.size):.1f} MB "
-              f"zip ({'built' if built > 5 else 'cached'} in {built:.1f} s, not counted; {stored.path})", flush=True)
+        print(
+            f"replay on {server.url}: permit {args.month}, {spec.events:,} events, {common.mb(stored.size):.1f} MB "
+            f"zip ({'built' if built > 5 else 'cached'} in {built:.1f} s, not counted; {stored.path})",
+            flush=True,
+        )
         script = str(Path(__file__).resolve())
-        print(f"{os.cpu_count()} CPUs, load average {' / '.join(f'{v:.2f}' for v in os.getloadavg())} "
-              "(1/5/15 min) before the runs", flush=True)
+        print(
+            f"{os.cpu_count()} CPUs, load average {' / '.join(f'{v:.2f}' for v in os.getloadavg())} "
+            "(1/5/15 min) before the runs",
+            flush=True,
+        )
         ceilings, blocks = [], []
         for _ in range(args.runs):
-            ceilings.append(common.run_child(script, ["--phase", "ceiling", "--base-url", server.url,
-                                                      "--month", args.month], timeout=1200))
-            blocks.append(common.run_child(script, ["--phase", "block", "--base-url", server.url,
-                                                    "--month", args.month], timeout=1200))
+            ceilings.append(
+                common.run_child(
+                    script, ["--phase", "ceiling", "--base-url", server.url, "--month", args.month], timeout=1200
+                )
+            )
+            blocks.append(
+                common.run_child(
+                    script, ["--phase", "block", "--base-url", server.url, "--month", args.month], timeout=1200
+                )
+            )
     finally:
         server.stop()
 
@@ -138,14 +165,18 @@ def main() -> int:
     m = block["manifest"]
     events = m["events"]
     zipped = m["archive_size"]
-    print(f"\n{SOURCE} permit {args.month}: {events:,} events ({m['rows']:,} landed, {m['quarantined']} quarantined), "
-          f"{common.mb(zipped):.1f} MB zip ({common.mb(m['archive_bytes']):.1f} MB read: the members, not the "
-          f"central directory), parquet {common.mb(m['bytes']):.1f} MB")
+    print(
+        f"\n{SOURCE} permit {args.month}: {events:,} events ({m['rows']:,} landed, {m['quarantined']} quarantined), "
+        f"{common.mb(zipped):.1f} MB zip ({common.mb(m['archive_bytes']):.1f} MB read: the members, not the "
+        f"central directory), parquet {common.mb(m['bytes']):.1f} MB"
+    )
     print(f"{'phase':<44} {'seconds':>8} {'events/s':>10} {'MB/s':>7} {'peak RSS MB':>12} {'RSS before':>10}")
 
     def line(name, run, n):
-        print(f"{name:<44} {run['seconds']:>8.2f} {n / run['seconds']:>10,.0f} "
-              f"{common.mb(zipped) / run['seconds']:>7.1f} {run['peak_rss_mb']:>12.0f} {run['rss_before_mb']:>10.0f}")
+        print(
+            f"{name:<44} {run['seconds']:>8.2f} {n / run['seconds']:>10,.0f} "
+            f"{common.mb(zipped) / run['seconds']:>7.1f} {run['peak_rss_mb']:>12.0f} {run['rss_before_mb']:>10.0f}"
+        )
 
     for i, run in enumerate(ceilings):
         line(f"ceiling: download + unzip + parse #{i + 1}", run, run["events"])
@@ -153,16 +184,24 @@ def main() -> int:
         line(f"block: run_block, full #{i + 1}", run, run["manifest"]["events"])
     ratio = block["seconds"] / ceiling["seconds"]
     print(f"\nblock / ceiling: {ratio:.2f}x (best of {args.runs} each)")
-    print(f"targets: block <= {TARGET_SECONDS} s: {'met' if block['seconds'] <= TARGET_SECONDS else 'MISSED'} "
-          f"({block['seconds']:.1f} s); peak <= {TARGET_PEAK_MB} MB: "
-          f"{'met' if block['peak_rss_mb'] <= TARGET_PEAK_MB else 'MISSED'} ({block['peak_rss_mb']:.0f} MB); "
-          f"within {TARGET_RATIO:.0f}x of the ceiling: {'met' if ratio <= TARGET_RATIO else 'MISSED'} ({ratio:.2f}x)")
-    print(f"requests in the block: {', '.join(f'{method} {path} {status}' for method, path, status in block['requests'])}")
-    print(f"manifest: coordinates {m['coordinates']}, fallback chunks {m['fallback_chunks']}, "
-          f"resumes {m['download_resumes']}, drift new fields {m['drift']['new_fields']}")
-    print(f"peak RSS: {block['peak_method']} of each child, reset as the measured phase starts; MB/s: zip MB "
-          f"(Content-Length) per second; load average after the runs "
-          f"{' / '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(
+        f"targets: block <= {TARGET_SECONDS} s: {'met' if block['seconds'] <= TARGET_SECONDS else 'MISSED'} "
+        f"({block['seconds']:.1f} s); peak <= {TARGET_PEAK_MB} MB: "
+        f"{'met' if block['peak_rss_mb'] <= TARGET_PEAK_MB else 'MISSED'} ({block['peak_rss_mb']:.0f} MB); "
+        f"within {TARGET_RATIO:.0f}x of the ceiling: {'met' if ratio <= TARGET_RATIO else 'MISSED'} ({ratio:.2f}x)"
+    )
+    print(
+        f"requests in the block: {', '.join(f'{method} {path} {status}' for method, path, status in block['requests'])}"
+    )
+    print(
+        f"manifest: coordinates {m['coordinates']}, fallback chunks {m['fallback_chunks']}, "
+        f"resumes {m['download_resumes']}, drift new fields {m['drift']['new_fields']}"
+    )
+    print(
+        f"peak RSS: {block['peak_method']} of each child, reset as the measured phase starts; MB/s: zip MB "
+        f"(Content-Length) per second; load average after the runs "
+        f"{' / '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
     return 0
 
 

@@ -61,10 +61,18 @@ from pathlib import Path
 import _common as common
 
 SOURCES = {
-    "soda": {"source": "seattle_crime", "conn_id": "civic_seattle_crime", "table": "seattle_crime",
-             "label": "SODA (seattle_crime)"},
-    "arcgis": {"source": "minneapolis_311", "conn_id": "civic_minneapolis_311", "table": "minneapolis_311",
-               "label": "ArcGIS (minneapolis_311)"},
+    "soda": {
+        "source": "seattle_crime",
+        "conn_id": "civic_seattle_crime",
+        "table": "seattle_crime",
+        "label": "SODA (seattle_crime)",
+    },
+    "arcgis": {
+        "source": "minneapolis_311",
+        "conn_id": "civic_minneapolis_311",
+        "table": "minneapolis_311",
+        "label": "ArcGIS (minneapolis_311)",
+    },
 }
 CONFIGS = ("ours", "dlt-parquet", "dlt-default")
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -217,9 +225,13 @@ def child_ours(args) -> dict:
     manifest = extract.run_block(spec["source"], args.month, lake=str(work / "lake"), force=True)
     extracted = time.perf_counter()
     pool = pa.default_memory_pool()
-    memory.update(peak_run_block_mb=common.peak_rss_mb(), rss_after_run_block_mb=common.current_rss_mb(),
-                  arrow_pool=pool.backend_name, arrow_pool_peak_mb=(pool.max_memory() or 0) / 2**20,
-                  arrow_pool_held_mb=pool.bytes_allocated() / 2**20)
+    memory.update(
+        peak_run_block_mb=common.peak_rss_mb(),
+        rss_after_run_block_mb=common.current_rss_mb(),
+        arrow_pool=pool.backend_name,
+        arrow_pool_peak_mb=(pool.max_memory() or 0) / 2**20,
+        arrow_pool_held_mb=pool.bytes_allocated() / 2**20,
+    )
     con = duckdb.connect(str(work / "ours.duckdb"))
     con.execute(f"CREATE TABLE {spec['table']} AS SELECT * FROM read_parquet(?)", [manifest["path"]])
     rows = con.execute(f"SELECT count(*) FROM {spec['table']}").fetchone()[0]
@@ -229,13 +241,29 @@ def child_ours(args) -> dict:
     timers.leave("DuckDB load (CREATE TABLE AS read_parquet)", time.perf_counter() - extracted)
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     return {
-        "rows": rows, "seconds": seconds, "peak_rss_mb": peak_mb(),
+        "rows": rows,
+        "seconds": seconds,
+        "peak_rss_mb": peak_mb(),
         "cpu_seconds": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
         "run_block_seconds": extracted - started,
-        "phases": timers.seconds, "calls": timers.calls, "main_total": timers.main_total,
-        "manifest": {k: manifest.get(k) for k in ("rows", "quarantined", "fetched_rows", "fetched_bytes", "pages",
-                                                   "duplicates_collapsed", "quarantine_reasons", "bytes")},
-        "memory": memory, "refused": refused,
+        "phases": timers.seconds,
+        "calls": timers.calls,
+        "main_total": timers.main_total,
+        "manifest": {
+            k: manifest.get(k)
+            for k in (
+                "rows",
+                "quarantined",
+                "fetched_rows",
+                "fetched_bytes",
+                "pages",
+                "duplicates_collapsed",
+                "quarantine_reasons",
+                "bytes",
+            )
+        },
+        "memory": memory,
+        "refused": refused,
     }
 
 
@@ -243,10 +271,17 @@ def dlt_config(kind: str, base_url: str, plan: dict) -> dict:
     from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 
     if kind == "soda":
-        paginator = {"type": "offset", "limit": plan["page_size"], "offset_param": "$offset",
-                     "limit_param": "$limit", "total_path": None, "stop_after_empty_page": True}
+        paginator = {
+            "type": "offset",
+            "limit": plan["page_size"],
+            "offset_param": "$offset",
+            "limit_param": "$limit",
+            "total_path": None,
+            "stop_after_empty_page": True,
+        }
         endpoint = {"path": plan["path"], "params": plan["params"], "data_selector": "$"}
     else:
+
         class ExceededTransferLimitPaginator(OffsetPaginator):
             """Offset paging that continues while the page says ``exceededTransferLimit: true``
             (ArcGIS omits the flag on the last page)."""
@@ -256,9 +291,13 @@ def dlt_config(kind: str, base_url: str, plan: dict) -> dict:
                 if response.json().get("exceededTransferLimit") is not True:
                     self._has_next_page = False
 
-        paginator = ExceededTransferLimitPaginator(limit=plan["page_size"], offset_param="resultOffset",
-                                                   limit_param="resultRecordCount", total_path=None,
-                                                   stop_after_empty_page=True)
+        paginator = ExceededTransferLimitPaginator(
+            limit=plan["page_size"],
+            offset_param="resultOffset",
+            limit_param="resultRecordCount",
+            total_path=None,
+            stop_after_empty_page=True,
+        )
         endpoint = {"path": plan["path"], "params": plan["params"], "data_selector": "features"}
     return {
         "client": {"base_url": base_url, "paginator": paginator},
@@ -269,14 +308,16 @@ def dlt_config(kind: str, base_url: str, plan: dict) -> dict:
 def child_dlt(args) -> dict:
     refused = loopback_only()
     work = Path(args.workdir)
-    os.environ.update({
-        "RUNTIME__DLTHUB_TELEMETRY": "false",
-        # dlt looks for secrets in Airflow Variables whenever Airflow is importable (it is, in this
-        # project): that imports Airflow and reads its metadata database. Not part of loading.
-        "PROVIDERS__ENABLE_AIRFLOW_SECRETS": "false",
-        "DLT_DATA_DIR": str(work / "dlt_data"),
-        "DLT_PROJECT_DIR": str(work / "dlt_project"),
-    })
+    os.environ.update(
+        {
+            "RUNTIME__DLTHUB_TELEMETRY": "false",
+            # dlt looks for secrets in Airflow Variables whenever Airflow is importable (it is, in this
+            # project): that imports Airflow and reads its metadata database. Not part of loading.
+            "PROVIDERS__ENABLE_AIRFLOW_SECRETS": "false",
+            "DLT_DATA_DIR": str(work / "dlt_data"),
+            "DLT_PROJECT_DIR": str(work / "dlt_project"),
+        }
+    )
     (work / "dlt_project").mkdir(parents=True, exist_ok=True)
     import dlt
     import duckdb
@@ -294,9 +335,12 @@ def child_dlt(args) -> dict:
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     source = rest_api_source(dlt_config(args.kind, args.base_url, plan))
-    pipeline = dlt.pipeline(pipeline_name=f"vs_dlt_{args.kind}_{args.config.replace('-', '_')}",
-                            destination=dlt.destinations.duckdb(str(work / "dlt.duckdb")),
-                            dataset_name="bench", pipelines_dir=str(work / "dlt_pipelines"))
+    pipeline = dlt.pipeline(
+        pipeline_name=f"vs_dlt_{args.kind}_{args.config.replace('-', '_')}",
+        destination=dlt.destinations.duckdb(str(work / "dlt.duckdb")),
+        dataset_name="bench",
+        pipelines_dir=str(work / "dlt_pipelines"),
+    )
     info = pipeline.run(source, loader_file_format=fmt) if fmt else pipeline.run(source)
     seconds = time.perf_counter() - started
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -310,10 +354,18 @@ def child_dlt(args) -> dict:
     rows = con.execute(f"SELECT count(*) FROM bench.{table}").fetchone()[0]
     columns = len(con.execute(f"DESCRIBE bench.{table}").fetchall())
     con.close()
-    return {"rows": rows, "seconds": seconds, "peak_rss_mb": peak_mb(),
-            "cpu_seconds": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
-            "steps": steps, "startup_seconds": startup, "columns": columns, "memory": memory, "loader_file_format": fmt or "default (insert_values)",
-            "refused": refused}
+    return {
+        "rows": rows,
+        "seconds": seconds,
+        "peak_rss_mb": peak_mb(),
+        "cpu_seconds": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
+        "steps": steps,
+        "startup_seconds": startup,
+        "columns": columns,
+        "memory": memory,
+        "loader_file_format": fmt or "default (insert_values)",
+        "refused": refused,
+    }
 
 
 # ---------------------------------------------------------------- the parent
@@ -343,7 +395,7 @@ def plan_source(kind: str, base_url: str, month: str) -> dict:
             page_size = probed["max_record_count"]
             params = module.query_params(month, 0, page_size, probed["object_id_field"])
             url = f"{probed['layer_url']}/query"
-            path = url[len(base_url) + 1:]
+            path = url[len(base_url) + 1 :]
         offset_key, limit_key = ("$offset", "$limit") if kind == "soda" else ("resultOffset", "resultRecordCount")
         fixed = {k: v for k, v in params.items() if k not in (offset_key, limit_key)}
         rows = nbytes = offset = 0
@@ -354,7 +406,9 @@ def plan_source(kind: str, base_url: str, month: str) -> dict:
             page = document if kind == "soda" else document["features"]
             rows += len(page)
             offset += page_size
-            if (kind == "soda" and len(page) < page_size) or (kind == "arcgis" and not document.get("exceededTransferLimit")):
+            if (kind == "soda" and len(page) < page_size) or (
+                kind == "arcgis" and not document.get("exceededTransferLimit")
+            ):
                 break
     return {"path": path, "params": fixed, "page_size": page_size, "rows": rows, "bytes": nbytes}
 
@@ -362,8 +416,24 @@ def plan_source(kind: str, base_url: str, month: str) -> dict:
 def run_config(script: str, kind: str, config: str, base_url: str, month: str, plan: dict, timeout: float) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"vs-dlt-{kind}-{config}-") as workdir:
         common.clear_replay_log(base_url)
-        result = common.run_child(script, ["--child", config, "--kind", kind, "--base-url", base_url, "--month", month,
-                                           "--workdir", workdir, "--plan", json.dumps(plan)], timeout=timeout)
+        result = common.run_child(
+            script,
+            [
+                "--child",
+                config,
+                "--kind",
+                kind,
+                "--base-url",
+                base_url,
+                "--month",
+                month,
+                "--workdir",
+                workdir,
+                "--plan",
+                json.dumps(plan),
+            ],
+            timeout=timeout,
+        )
         log = common.replay_log(base_url)
     data = [r for r in log if "/resource/" in r["path"] or r["path"].endswith("/query")]
     result["requests"] = len(data)
@@ -375,12 +445,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=500_000, help="rows in each source's month (default 500000)")
     parser.add_argument("--sources", default="soda,arcgis")
-    parser.add_argument("--skip-dlt-default", action="store_true",
-                        help="leave out dlt's default configuration (about 7 minutes per 500,000 rows)")
+    parser.add_argument(
+        "--skip-dlt-default",
+        action="store_true",
+        help="leave out dlt's default configuration (about 7 minutes per 500,000 rows)",
+    )
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"which to run (default {','.join(CONFIGS)})")
     parser.add_argument("--soda-month", default="2023-07")
     parser.add_argument("--arcgis-month", default="2024-07")
-    parser.add_argument("--arcgis-page-size", type=int, default=None, help="the layer's maxRecordCount (replay default 2000)")
+    parser.add_argument(
+        "--arcgis-page-size", type=int, default=None, help="the layer's maxRecordCount (replay default 2000)"
+    )
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed to each child run")
     parser.add_argument("--child", choices=CONFIGS)
     parser.add_argument("--kind", choices=sorted(SOURCES))
@@ -420,26 +495,39 @@ def main() -> int:
             common.configure(server.url, SOURCES[kind]["source"], config)
             warm = time.perf_counter()
             plan = plan_source(kind, server.url, months[kind])
-            print(f"{SOURCES[kind]['label']} {months[kind]}: {plan['rows']:,} rows, {common.mb(plan['bytes']):,.1f} MB of JSON "
-                  f"in pages of {plan['page_size']:,} (replay generated and warmed in {time.perf_counter() - warm:.1f} s, "
-                  "not counted)", flush=True)
+            print(
+                f"{SOURCES[kind]['label']} {months[kind]}: {plan['rows']:,} rows, {common.mb(plan['bytes']):,.1f} MB of JSON "
+                f"in pages of {plan['page_size']:,} (replay generated and warmed in {time.perf_counter() - warm:.1f} s, "
+                "not counted)",
+                flush=True,
+            )
             for config_name in configs:
                 result = run_config(script, kind, config_name, server.url, months[kind], plan, args.timeout)
                 results[(kind, config_name)] = result
-                print(f"  {config_name:<12} {result['rows']:>9,} rows {result['seconds']:>8.1f} s "
-                      f"{result['rows'] / result['seconds']:>9,.0f} rows/s  peak {result['peak_rss_mb']:,.0f} MB", flush=True)
+                print(
+                    f"  {config_name:<12} {result['rows']:>9,} rows {result['seconds']:>8.1f} s "
+                    f"{result['rows'] / result['seconds']:>9,.0f} rows/s  peak {result['peak_rss_mb']:,.0f} MB",
+                    flush=True,
+                )
             results[(kind, "plan")] = plan
     finally:
         server.stop()
 
-    print(f"\nour extractor vs dlt {dlt.__version__} rest_api -> DuckDB; replay server on loopback in the parent "
-          f"process; {os.cpu_count()} cores, load average at the end {os.getloadavg()[0]:.1f} (shared machine)\n")
-    header = (f"{'source':<26} {'tool / config':<30} {'rows':>9} {'seconds':>8} {'rows/s':>9} {'peak RSS MB':>11} "
-              f"{'CPU s':>7} {'server s':>8} {'reqs':>5} {'ours is':>9}")
+    print(
+        f"\nour extractor vs dlt {dlt.__version__} rest_api -> DuckDB; replay server on loopback in the parent "
+        f"process; {os.cpu_count()} cores, load average at the end {os.getloadavg()[0]:.1f} (shared machine)\n"
+    )
+    header = (
+        f"{'source':<26} {'tool / config':<30} {'rows':>9} {'seconds':>8} {'rows/s':>9} {'peak RSS MB':>11} "
+        f"{'CPU s':>7} {'server s':>8} {'reqs':>5} {'ours is':>9}"
+    )
     print(header)
     print("-" * len(header))
-    names = {"ours": "ours (run_block + DuckDB load)", "dlt-parquet": "dlt, loader_file_format=parquet",
-             "dlt-default": "dlt, default (insert_values)"}
+    names = {
+        "ours": "ours (run_block + DuckDB load)",
+        "dlt-parquet": "dlt, loader_file_format=parquet",
+        "dlt-default": "dlt, default (insert_values)",
+    }
     for kind in kinds:
         ours = results[(kind, "ours")]
         ours_rate = ours["rows"] / ours["seconds"]
@@ -447,11 +535,15 @@ def main() -> int:
             r = results[(kind, config_name)]
             rate = r["rows"] / r["seconds"]
             ratio = "-" if config_name == "ours" else f"{ours_rate / rate:.2f}x"
-            print(f"{SOURCES[kind]['label']:<26} {names[config_name]:<30} {r['rows']:>9,} {r['seconds']:>8.1f} {rate:>9,.0f} "
-                  f"{r['peak_rss_mb']:>11,.0f} {r['cpu_seconds']:>7.1f} {r['server_seconds']:>8.1f} {r['requests']:>5} {ratio:>9}")
-    print("\nrows: counted in each run's DuckDB table.  peak RSS: VmHWM of the child (not ru_maxrss, see bench/_common.py).  "
-          "CPU s: the child's user+sys.  server s: the replay's handler time for the run's requests (same cores).  "
-          "ours is: our rows/s over that configuration's.")
+            print(
+                f"{SOURCES[kind]['label']:<26} {names[config_name]:<30} {r['rows']:>9,} {r['seconds']:>8.1f} {rate:>9,.0f} "
+                f"{r['peak_rss_mb']:>11,.0f} {r['cpu_seconds']:>7.1f} {r['server_seconds']:>8.1f} {r['requests']:>5} {ratio:>9}"
+            )
+    print(
+        "\nrows: counted in each run's DuckDB table.  peak RSS: VmHWM of the child (not ru_maxrss, see bench/_common.py).  "
+        "CPU s: the child's user+sys.  server s: the replay's handler time for the run's requests (same cores).  "
+        "ours is: our rows/s over that configuration's."
+    )
 
     print()
     verdicts = {}
@@ -460,10 +552,13 @@ def main() -> int:
         counts = {c: results[(kind, c)]["rows"] for c in configs}
         same = len(set(counts.values())) == 1
         m = ours["manifest"]
-        print(f"{SOURCES[kind]['label']}: rows in DuckDB " + ", ".join(f"{c} {n:,}" for c, n in counts.items())
-              + (" - the same" if same else " - DIFFERENT")
-              + f" (ours fetched {m.get('fetched_rows') or 0:,}: landed {m.get('rows') or 0:,}, quarantined "
-              f"{m.get('quarantined') or 0:,}, duplicates collapsed {m.get('duplicates_collapsed') or 0:,})")
+        print(
+            f"{SOURCES[kind]['label']}: rows in DuckDB "
+            + ", ".join(f"{c} {n:,}" for c, n in counts.items())
+            + (" - the same" if same else " - DIFFERENT")
+            + f" (ours fetched {m.get('fetched_rows') or 0:,}: landed {m.get('rows') or 0:,}, quarantined "
+            f"{m.get('quarantined') or 0:,}, duplicates collapsed {m.get('duplicates_collapsed') or 0:,})"
+        )
         dlts = [c for c in configs if c != "ours"]
         if dlts:
             best = max(dlts, key=lambda c: results[(kind, c)]["rows"] / results[(kind, c)]["seconds"])
@@ -471,22 +566,31 @@ def main() -> int:
             speed = (ours["rows"] / ours["seconds"]) / (b["rows"] / b["seconds"])
             memory_ok = ours["peak_rss_mb"] <= b["peak_rss_mb"]
             met = speed >= 3 and memory_ok
-            verdicts[kind] = ("met" if met else "NOT met") + f" ({speed:.2f}x, {ours['peak_rss_mb']:,.0f} vs {b['peak_rss_mb']:,.0f} MB)"
-            print(f"  target >= 3x the faster dlt ({best}) at equal or lower memory: {speed:.2f}x, "
-                  f"{ours['peak_rss_mb']:,.0f} MB vs {b['peak_rss_mb']:,.0f} MB -> {'met' if met else 'NOT met'}")
+            verdicts[kind] = (
+                "met" if met else "NOT met"
+            ) + f" ({speed:.2f}x, {ours['peak_rss_mb']:,.0f} vs {b['peak_rss_mb']:,.0f} MB)"
+            print(
+                f"  target >= 3x the faster dlt ({best}) at equal or lower memory: {speed:.2f}x, "
+                f"{ours['peak_rss_mb']:,.0f} MB vs {b['peak_rss_mb']:,.0f} MB -> {'met' if met else 'NOT met'}"
+            )
         for c in dlts:
             steps = results[(kind, c)].get("steps") or {}
-            print(f"  {c}: " + ", ".join(f"{name} {s:.1f} s" for name, s in steps.items())
-                  + f"; {results[(kind, c)].get('columns')} columns in dlt's table; start-up before the timed run "
-                  f"{results[(kind, c)]['startup_seconds']:.1f} s (not counted), RSS then "
-                  f"{results[(kind, c)]['memory']['rss_start_mb']:,.0f} MB")
+            print(
+                f"  {c}: "
+                + ", ".join(f"{name} {s:.1f} s" for name, s in steps.items())
+                + f"; {results[(kind, c)].get('columns')} columns in dlt's table; start-up before the timed run "
+                f"{results[(kind, c)]['startup_seconds']:.1f} s (not counted), RSS then "
+                f"{results[(kind, c)]['memory']['rss_start_mb']:,.0f} MB"
+            )
         refused = sum(results[(kind, c)]["refused"]["count"] for c in configs)
         print(f"  non-loopback connections refused in the children: {refused}")
 
     for kind in kinds:
         ours = results[(kind, "ours")]
-        print(f"\nwhere our time goes, {SOURCES[kind]['label']} ({ours['seconds']:.2f} s wall, {ours['cpu_seconds']:.2f} s CPU "
-              f"in our process, {ours['server_seconds']:.2f} s in the replay's handlers):")
+        print(
+            f"\nwhere our time goes, {SOURCES[kind]['label']} ({ours['seconds']:.2f} s wall, {ours['cpu_seconds']:.2f} s CPU "
+            f"in our process, {ours['server_seconds']:.2f} s in the replay's handlers):"
+        )
         phases = ours["phases"]
         for thread in ("main", "prefetch"):
             names = [n for n in phases if ("[prefetch thread]" in n) == (thread == "prefetch")]
@@ -494,19 +598,27 @@ def main() -> int:
                 print("  in the prefetch thread (overlapping the main thread's time):")
             for name in sorted(names, key=lambda n: -phases[n]):
                 label = name.replace(" [prefetch thread]", "")
-                print(f"  {label:<62} {phases[name]:>7.2f} s {100 * phases[name] / ours['seconds']:5.1f}%  "
-                      f"x{ours['calls'].get(name, 0)}")
+                print(
+                    f"  {label:<62} {phases[name]:>7.2f} s {100 * phases[name] / ours['seconds']:5.1f}%  "
+                    f"x{ours['calls'].get(name, 0)}"
+                )
             if thread == "main":
-                print(f"  {'other (run_block bookkeeping, manifest, imports on first use)':<62} "
-                      f"{ours['seconds'] - ours['main_total']:>7.2f} s {100 * (1 - ours['main_total'] / ours['seconds']):5.1f}%")
+                print(
+                    f"  {'other (run_block bookkeeping, manifest, imports on first use)':<62} "
+                    f"{ours['seconds'] - ours['main_total']:>7.2f} s {100 * (1 - ours['main_total'] / ours['seconds']):5.1f}%"
+                )
         m = ours["memory"]
-        print(f"  memory: RSS {m['rss_start_mb']:,.0f} MB at the start (interpreter, imports); peak "
-              f"{m['peak_run_block_mb']:,.0f} MB by the end of run_block (Arrow's {m['arrow_pool']} pool peaked at "
-              f"{m['arrow_pool_peak_mb']:,.0f} MB: the whole block is held in memory until it is written), "
-              f"{m['rss_after_run_block_mb']:,.0f} MB after it; {ours['peak_rss_mb']:,.0f} MB with the DuckDB load")
+        print(
+            f"  memory: RSS {m['rss_start_mb']:,.0f} MB at the start (interpreter, imports); peak "
+            f"{m['peak_run_block_mb']:,.0f} MB by the end of run_block (Arrow's {m['arrow_pool']} pool peaked at "
+            f"{m['arrow_pool_peak_mb']:,.0f} MB: the whole block is held in memory until it is written), "
+            f"{m['rss_after_run_block_mb']:,.0f} MB after it; {ours['peak_rss_mb']:,.0f} MB with the DuckDB load"
+        )
     if verdicts:
-        print("\ntarget (>= 3x the faster dlt configuration at equal or lower memory): "
-              + "; ".join(f"{kind} {verdict}" for kind, verdict in verdicts.items()))
+        print(
+            "\ntarget (>= 3x the faster dlt configuration at equal or lower memory): "
+            + "; ".join(f"{kind} {verdict}" for kind, verdict in verdicts.items())
+        )
     return 0
 
 

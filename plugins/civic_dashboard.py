@@ -26,11 +26,13 @@ class CivicDashboardPlugin(AirflowPlugin):
     fastapi_apps = [{"app": create_app(), "url_prefix": "/civic", "name": "Civic data dashboard"}]
     # With a url_route the UI embeds the page (an iframe at /plugin/civic-data) under its own menu;
     # nav_top_level puts the link on the toolbar itself rather than in the Plugins submenu.
-    external_views = [{
-        "name": RESOURCE_NAME,  # the custom view the app authorizes: "Civic data"
-        "href": DASHBOARD_HREF,
-        "url_route": "civic-data",
-        "destination": "nav",
-        "nav_top_level": True,
-        "icon": f"{DASHBOARD_HREF}static/icon.svg",
-    }]
+    external_views = [
+        {
+            "name": RESOURCE_NAME,  # the custom view the app authorizes: "Civic data"
+            "href": DASHBOARD_HREF,
+            "url_route": "civic-data",
+            "destination": "nav",
+            "nav_top_level": True,
+            "icon": f"{DASHBOARD_HREF}static/icon.svg",
+        }
+    ]

@@ -75,13 +75,30 @@ def image_wheelhouse(home: Path) -> tuple[Path, float]:
     folder = home / "astro-wheels"
     folder.mkdir(parents=True, exist_ok=True)
     stamp = folder / ".inputs.sha256"
-    digest = hashlib.sha256(b"".join((ROOT / name).read_bytes() for name in ("requirements.txt", "requirements-dev.txt")))
+    digest = hashlib.sha256(
+        b"".join((ROOT / name).read_bytes() for name in ("requirements.txt", "requirements-dev.txt"))
+    )
     if stamp.exists() and stamp.read_text() == digest.hexdigest():
         return folder, 0.0
     started = time.monotonic()
-    command = [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "-w", str(folder),
-               "-c", str(ROOT / "requirements-dev.txt"), "-r", str(ROOT / "requirements.txt"),
-               f"apache-airflow=={locked_airflow()}", "apache-airflow-providers-standard", "setuptools>=68", "wheel"]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "-q",
+        "--disable-pip-version-check",
+        "-w",
+        str(folder),
+        "-c",
+        str(ROOT / "requirements-dev.txt"),
+        "-r",
+        str(ROOT / "requirements.txt"),
+        f"apache-airflow=={locked_airflow()}",
+        "apache-airflow-providers-standard",
+        "setuptools>=68",
+        "wheel",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     if result.returncode != 0:
         errors = [line for line in result.stderr.splitlines() if "is ignored" not in line]
@@ -102,8 +119,24 @@ def _build(env: dict, tag: str, dockerfile: Path, context: Path, volumes: list[s
     started = time.monotonic()
     # --format docker: the OCI image format has no ONBUILD, and buildah drops the Runtime's
     # build steps from an OCI image (Docker's images always keep them).
-    container_setup.podman(env, "build", "--format", "docker", "--pull=never", "--network", "host", "--layers", "-f", str(dockerfile),
-                           *volumes, *args, "-t", tag, str(context), timeout=3600)
+    container_setup.podman(
+        env,
+        "build",
+        "--format",
+        "docker",
+        "--pull=never",
+        "--network",
+        "host",
+        "--layers",
+        "-f",
+        str(dockerfile),
+        *volumes,
+        *args,
+        "-t",
+        tag,
+        str(context),
+        timeout=3600,
+    )
     return time.monotonic() - started
 
 
@@ -111,22 +144,41 @@ def build_runtime_standin(env: dict, base: str, wheels: Path, home: Path) -> tup
     tag_ = runtime_tag()
     airflow = locked_airflow()
     if not airflow.startswith(airflow_line(tag_) + "."):
-        raise RuntimeError(f"requirements-dev.txt pins apache-airflow=={airflow}, the Runtime tag {tag_} is Airflow {airflow_line(tag_)}")
-    key = _digest(container_setup.image_id(env, base), airflow, tag_,
-                  *((STANDIN / name).read_bytes() for name in ("Dockerfile.runtime", "entrypoint")), "docker-format")
+        raise RuntimeError(
+            f"requirements-dev.txt pins apache-airflow=={airflow}, the Runtime tag {tag_} is Airflow {airflow_line(tag_)}"
+        )
+    key = _digest(
+        container_setup.image_id(env, base),
+        airflow,
+        tag_,
+        *((STANDIN / name).read_bytes() for name in ("Dockerfile.runtime", "entrypoint")),
+        "docker-format",
+    )
     tag = f"{RUNTIME_REPO}:{tag_}-{key}"
     if container_setup.image_exists(env, tag):
         return tag, 0.0
-    seconds = _build(env, tag, STANDIN / "Dockerfile.runtime", STANDIN, container_setup._build_volumes(home, wheels),
-                     "--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"AIRFLOW_VERSION={airflow}",
-                     "--build-arg", f"RUNTIME_VERSION={runtime_version(tag_)}")
+    seconds = _build(
+        env,
+        tag,
+        STANDIN / "Dockerfile.runtime",
+        STANDIN,
+        container_setup._build_volumes(home, wheels),
+        "--build-arg",
+        f"BASE_IMAGE={base}",
+        "--build-arg",
+        f"AIRFLOW_VERSION={airflow}",
+        "--build-arg",
+        f"RUNTIME_VERSION={runtime_version(tag_)}",
+    )
     log(f"Runtime stand-in {tag} built in {seconds:.1f} s")
     return tag, seconds
 
 
 def build_postgres_standin(env: dict, base: str) -> tuple[str, float]:
-    key = _digest(container_setup.image_id(env, base),
-                  *((STANDIN / name).read_bytes() for name in ("Dockerfile.postgres", "postgres-entrypoint")))
+    key = _digest(
+        container_setup.image_id(env, base),
+        *((STANDIN / name).read_bytes() for name in ("Dockerfile.postgres", "postgres-entrypoint")),
+    )
     tag = f"{POSTGRES_REPO}:15-{key}"
     if container_setup.image_exists(env, tag):
         return tag, 0.0
@@ -146,8 +198,15 @@ def build_project_image(env: dict, runtime: str, wheels: Path, home: Path, name:
         dockerfile = Path(folder) / "Dockerfile"
         dockerfile.write_text(swapped)
         tag = f"localhost/{name}/airflow:latest"
-        seconds = _build(env, tag, dockerfile, ROOT, container_setup._build_volumes(home, wheels),
-                         "--ignorefile", str(ROOT / ".dockerignore"))
+        seconds = _build(
+            env,
+            tag,
+            dockerfile,
+            ROOT,
+            container_setup._build_volumes(home, wheels),
+            "--ignorefile",
+            str(ROOT / ".dockerignore"),
+        )
     log(f"project image {tag} built in {seconds:.1f} s (FROM {runtime})")
     return tag, seconds
 

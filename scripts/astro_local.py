@@ -55,8 +55,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import container_setup  # noqa: E402
 import astro_images  # noqa: E402
+import container_setup  # noqa: E402
 from astro_images import airflow_line, locked_airflow, log, project_name, runtime_tag  # noqa: E402,F401 (tests read them here)
 
 SOURCES = {"seattle_crime": ["2024-01", "2024-02"], "street_manager": ["2024-02", "2024-03"]}
@@ -73,8 +73,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def render_compose(name: str, airflow_image: str, postgres_image: str, postgres_port: int, api_port: int,
-                   settings_file: str = "airflow_settings.yaml") -> dict:
+def render_compose(
+    name: str,
+    airflow_image: str,
+    postgres_image: str,
+    postgres_port: int,
+    api_port: int,
+    settings_file: str = "airflow_settings.yaml",
+) -> dict:
     """The Astro CLI's Airflow 3 compose file, as its generateConfig renders the template with the
     CLI's defaults (postgres.user/password "postgres", host "postgres", duplicate_volumes true,
     airflow.expose_port false, mount label z, no env file). Ports are the CLI's postgres.port and
@@ -102,10 +108,18 @@ def render_compose(name: str, airflow_image: str, postgres_image: str, postgres_
     mounts = [f"{home}/{folder}:/usr/local/airflow/{folder}:z" for folder in ("dags", "plugins", "include", "tests")]
 
     def airflow(component: str, command: list[str], volumes: list[str], **extra) -> dict:
-        return {"depends_on": ["db-migration"], "image": airflow_image, "command": command, "restart": "unless-stopped",
-                "networks": ["airflow"], "user": "astro",
-                "labels": {**labels, "io.astronomer.docker.component": f"airflow-{component}"},
-                "environment": dict(env), "volumes": [*volumes, "airflow_logs:/usr/local/airflow/logs"], **extra}
+        return {
+            "depends_on": ["db-migration"],
+            "image": airflow_image,
+            "command": command,
+            "restart": "unless-stopped",
+            "networks": ["airflow"],
+            "user": "astro",
+            "labels": {**labels, "io.astronomer.docker.component": f"airflow-{component}"},
+            "environment": dict(env),
+            "volumes": [*volumes, "airflow_logs:/usr/local/airflow/logs"],
+            **extra,
+        }
 
     scheduler_mounts = list(mounts)
     if (ROOT / settings_file).exists():
@@ -115,16 +129,28 @@ def render_compose(name: str, airflow_image: str, postgres_image: str, postgres_
         "networks": {"airflow": {"driver": "bridge"}},
         "volumes": {"postgres_data": {"driver": "local"}, "airflow_logs": {"driver": "local"}},
         "services": {
-            "postgres": {"image": postgres_image, "restart": "unless-stopped", "networks": ["airflow"], "labels": labels,
-                         "ports": [f"127.0.0.1:{postgres_port}:5432"], "volumes": ["postgres_data:/var/lib/postgresql/data"],
-                         "environment": {"POSTGRES_USER": "postgres", "POSTGRES_PASSWORD": "postgres"}},
-            "db-migration": {"depends_on": ["postgres"], "image": airflow_image, "command": ["airflow", "db", "migrate"],
-                             "networks": ["airflow"],
-                             "labels": {**labels, "io.astronomer.docker.component": "airflow-db-migration"},
-                             "environment": dict(env)},
+            "postgres": {
+                "image": postgres_image,
+                "restart": "unless-stopped",
+                "networks": ["airflow"],
+                "labels": labels,
+                "ports": [f"127.0.0.1:{postgres_port}:5432"],
+                "volumes": ["postgres_data:/var/lib/postgresql/data"],
+                "environment": {"POSTGRES_USER": "postgres", "POSTGRES_PASSWORD": "postgres"},
+            },
+            "db-migration": {
+                "depends_on": ["postgres"],
+                "image": airflow_image,
+                "command": ["airflow", "db", "migrate"],
+                "networks": ["airflow"],
+                "labels": {**labels, "io.astronomer.docker.component": "airflow-db-migration"},
+                "environment": dict(env),
+            },
             "scheduler": airflow("scheduler", ["airflow", "scheduler"], scheduler_mounts),
             "dag-processor": airflow("dag-processor", ["airflow", "dag-processor"], mounts),
-            "api-server": airflow("api-server", ["airflow", "api-server"], mounts, ports=[f"127.0.0.1:{api_port}:8080"]),
+            "api-server": airflow(
+                "api-server", ["airflow", "api-server"], mounts, ports=[f"127.0.0.1:{api_port}:8080"]
+            ),
             "triggerer": airflow("triggerer", ["airflow", "triggerer"], mounts[:3]),
         },
     }
@@ -153,11 +179,14 @@ class Stack:
         command = [sys.executable, "-m", "podman_compose", "-p", self.name]
         for path in self.files:
             command += ["-f", str(path)]
-        result = subprocess.run([*command, *args], env={**os.environ, **self.env}, capture_output=True, text=True,
-                                timeout=timeout, cwd=ROOT)
+        result = subprocess.run(
+            [*command, *args], env={**os.environ, **self.env}, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+        )
         if check and result.returncode != 0:
-            raise RuntimeError(f"podman-compose {' '.join(args)} failed ({result.returncode}): "
-                               f"{result.stdout[-2000:]} {result.stderr[-3000:]}")
+            raise RuntimeError(
+                f"podman-compose {' '.join(args)} failed ({result.returncode}): "
+                f"{result.stdout[-2000:]} {result.stderr[-3000:]}"
+            )
         return result
 
     def container(self, service: str) -> str:
@@ -165,10 +194,13 @@ class Stack:
 
     def exec(self, service: str, command: str, check: bool = True, timeout: float = 300) -> str:
         """``bash -c command`` in the service's container, as the CLI's AirflowCommand does."""
-        result = container_setup.podman(self.env, "exec", self.container(service), "bash", "-c", command,
-                                        check=False, timeout=timeout)
+        result = container_setup.podman(
+            self.env, "exec", self.container(service), "bash", "-c", command, check=False, timeout=timeout
+        )
         if check and result.returncode != 0:
-            raise RuntimeError(f"{service}: {command[:120]} failed ({result.returncode}): {result.stdout[-1500:]} {result.stderr[-1500:]}")
+            raise RuntimeError(
+                f"{service}: {command[:120]} failed ({result.returncode}): {result.stdout[-1500:]} {result.stderr[-1500:]}"
+            )
         return result.stdout
 
     # ------------------------------------------------ REST API (v2)
@@ -180,10 +212,12 @@ class Stack:
             return json.loads(response.read())["access_token"]
 
     def api(self, method: str, path: str, body: dict | None = None, token: str | None = None) -> dict:
-        request = urllib.request.Request(f"{self.url}/api/v2{path}", method=method,
-                                         data=json.dumps(body).encode() if body is not None else None,
-                                         headers={"Content-Type": "application/json",
-                                                  "Authorization": f"Bearer {token or self.token()}"})
+        request = urllib.request.Request(
+            f"{self.url}/api/v2{path}",
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token or self.token()}"},
+        )
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read() or b"{}")
 
@@ -195,8 +229,14 @@ def start_stack(env: dict, name: str, images: dict, socket_path: Path, data: Pat
     compose_file = folder / "docker-compose.yaml"
     compose_file.write_text(yaml.safe_dump(rendered, sort_keys=False))
     stack_env = {**env, "CIVIC_HOST_DATA": str(data), "DOCKER_SOCK": str(socket_path), "DOCKER_GID": "0"}
-    stack = Stack(name=name, folder=folder, env=stack_env, api_port=api_port, data=data,
-                  files=[compose_file, ROOT / "docker-compose.override.yml"])
+    stack = Stack(
+        name=name,
+        folder=folder,
+        env=stack_env,
+        api_port=api_port,
+        data=data,
+        files=[compose_file, ROOT / "docker-compose.override.yml"],
+    )
     stack.compose("down", "-v", check=False)
     stack.compose("up", "-d")
     return stack
@@ -212,8 +252,10 @@ def wait_healthy(stack: Stack, timeout: float = 600) -> float:
             with urllib.request.urlopen(f"{stack.url}/api/v2/monitor/health", timeout=5) as response:
                 health = json.loads(response.read())
             last = health
-            if all((health.get(part) or {}).get("status") == "healthy"
-                   for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")):
+            if all(
+                (health.get(part) or {}).get("status") == "healthy"
+                for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+            ):
                 return time.monotonic() - started
         except (OSError, urllib.error.URLError, ValueError) as error:
             last = error
@@ -225,7 +267,9 @@ def wait_healthy(stack: Stack, timeout: float = 600) -> float:
 # ---------------------------------------------------------------- 3. airflow_settings.yaml
 
 
-def import_settings(stack: Stack, settings_file: Path = ROOT / "airflow_settings.yaml", service: str = "scheduler") -> dict:
+def import_settings(
+    stack: Stack, settings_file: Path = ROOT / "airflow_settings.yaml", service: str = "scheduler"
+) -> dict:
     """The CLI's ConfigSettings (settings/settings.go) for Airflow >= 2: pools, variables,
     connections, each an ``airflow`` command run with ``bash -c`` in the container; a connection
     already listed is deleted first; a connection without conn_type (or conn_uri) is skipped."""
@@ -233,7 +277,10 @@ def import_settings(stack: Stack, settings_file: Path = ROOT / "airflow_settings
     done = {"pools": [], "variables": [], "connections": []}
     for pool in settings.get("pools") or []:
         if pool.get("pool_name") and pool.get("pool_slot"):
-            stack.exec(service, f"airflow pools set  {pool['pool_name']} {pool['pool_slot']} '{pool.get('pool_description') or ''}' ")
+            stack.exec(
+                service,
+                f"airflow pools set  {pool['pool_name']} {pool['pool_slot']} '{pool.get('pool_description') or ''}' ",
+            )
             done["pools"].append(pool["pool_name"])
     for variable in settings.get("variables") or []:
         if variable.get("variable_name") and variable.get("variable_value") not in (None, ""):
@@ -258,7 +305,9 @@ def import_settings(stack: Stack, settings_file: Path = ROOT / "airflow_settings
                 command += f"--conn-{key} '{conn[f'conn_{key}']}' "
         if conn.get("conn_port"):
             command += f"--conn-port {conn['conn_port']}"
-        if conn.get("conn_uri") and not any(conn.get(f"conn_{k}") for k in ("type", "host", "login", "password", "schema", "port")):
+        if conn.get("conn_uri") and not any(
+            conn.get(f"conn_{k}") for k in ("type", "host", "login", "password", "schema", "port")
+        ):
             command += f"--conn-uri '{conn['conn_uri']}' "
         stack.exec(service, command)
         done["connections"].append(conn_id)
@@ -284,8 +333,11 @@ def previous_month() -> str:
 def point_sources_at_replay(stack: Stack, host: str, port: int) -> None:
     for conn_id in CONNECTIONS.values():
         stack.exec("scheduler", f'airflow connections delete "{conn_id}"', check=False)
-        stack.exec("scheduler", f"airflow connections add '{conn_id}' --conn-type http --conn-host '{host}' "
-                                f"--conn-port {port} --conn-schema http")
+        stack.exec(
+            "scheduler",
+            f"airflow connections add '{conn_id}' --conn-type http --conn-host '{host}' "
+            f"--conn-port {port} --conn-schema http",
+        )
 
 
 def set_variables(stack: Stack, variables: dict[str, str]) -> None:
@@ -302,7 +354,9 @@ def wait_docker_mode(stack: Stack, dag_ids: list[str], timeout: float = 300) -> 
         operators = {}
         for dag_id in dag_ids:
             try:
-                operators[dag_id] = stack.api("GET", f"/dags/{dag_id}/tasks/extract_load", token=token).get("operator_name")
+                operators[dag_id] = stack.api("GET", f"/dags/{dag_id}/tasks/extract_load", token=token).get(
+                    "operator_name"
+                )
             except urllib.error.HTTPError:
                 operators[dag_id] = None
         if all(name == "CivicExtractDockerOperator" for name in operators.values()):
@@ -334,13 +388,17 @@ def trigger_and_wait(stack: Stack, runs: dict[str, dict], timeout: float = 1500)
                 continue
             run = stack.api("GET", f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}", token=token)
             if run["state"] in ("success", "failed"):
-                instances = stack.api("GET", f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances?limit=500", token=token)
+                instances = stack.api(
+                    "GET", f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances?limit=500", token=token
+                )
                 finished[dag_id] = {**run, "task_instances": instances["task_instances"]}
                 log(f"{dag_id} {run_id}: {run['state']}")
     # Unpausing also starts the scheduled (catchup) runs from the start month: wait for those too.
     while True:
         token = stack.token()
-        listed = {dag_id: stack.api("GET", f"/dags/{dag_id}/dagRuns?limit=100", token=token)["dag_runs"] for dag_id in started}
+        listed = {
+            dag_id: stack.api("GET", f"/dags/{dag_id}/dagRuns?limit=100", token=token)["dag_runs"] for dag_id in started
+        }
         if all(run["state"] in ("success", "failed") for runs_ in listed.values() for run in runs_):
             break
         if time.monotonic() > deadline:
@@ -349,17 +407,33 @@ def trigger_and_wait(stack: Stack, runs: dict[str, dict], timeout: float = 1500)
     for dag_id, runs_ in listed.items():
         finished[dag_id]["all_runs"] = {run["dag_run_id"]: run["state"] for run in runs_}
         finished[dag_id]["all_task_instances"] = [
-            ti for run in runs_
-            for ti in stack.api("GET", f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run['dag_run_id'])}/taskInstances?limit=500",
-                                token=token)["task_instances"]]
+            ti
+            for run in runs_
+            for ti in stack.api(
+                "GET",
+                f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run['dag_run_id'])}/taskInstances?limit=500",
+                token=token,
+            )["task_instances"]
+        ]
     return finished
 
 
 def extractor_containers(env: dict, image: str, since: str) -> list[dict]:
     """The extractor containers podman started since ``since`` (its event log)."""
     # Filtered here: podman 4.3's `events --filter image=` matches nothing with the file event log.
-    result = container_setup.podman(env, "events", "--stream=false", "--since", since, "--filter", "event=start",
-                                    "--format", "json", check=False, timeout=120)
+    result = container_setup.podman(
+        env,
+        "events",
+        "--stream=false",
+        "--since",
+        since,
+        "--filter",
+        "event=start",
+        "--format",
+        "json",
+        check=False,
+        timeout=120,
+    )
     events = [json.loads(line) for line in result.stdout.splitlines() if line.strip().startswith("{")]
     return [event for event in events if event.get("Status") == "start" and event.get("Image") == image]
 
@@ -384,7 +458,9 @@ def local_landing(server_url: str, lake: Path, blocks: list[tuple[str, str, str 
     host, port = server_url.split("://", 1)[1].split(":")
     conn = json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"})
     seconds = {}
-    saved = {key: os.environ.get(key) for key in ("AIRFLOW_CONN_CIVIC_SEATTLE_CRIME", "AIRFLOW_CONN_CIVIC_STREET_MANAGER")}
+    saved = {
+        key: os.environ.get(key) for key in ("AIRFLOW_CONN_CIVIC_SEATTLE_CRIME", "AIRFLOW_CONN_CIVIC_STREET_MANAGER")
+    }
     os.environ.update({"AIRFLOW_CONN_CIVIC_SEATTLE_CRIME": conn, "AIRFLOW_CONN_CIVIC_STREET_MANAGER": conn})
     try:
         for source, month, part in blocks:
@@ -412,7 +488,9 @@ def compare_lakes(stack_lake: Path, local_lake: Path) -> dict[str, int]:
         ours, theirs = (json.loads((lake / relative).read_text()) for lake in (stack_lake, local_lake))
         for key in ("sha256", "rows", "quarantined", "watermark"):
             if ours.get(key) != theirs.get(key):
-                raise AssertionError(f"{relative}: {key} {ours.get(key)!r} in the stack's lake, {theirs.get(key)!r} in-process")
+                raise AssertionError(
+                    f"{relative}: {key} {ours.get(key)!r} in the stack's lake, {theirs.get(key)!r} in-process"
+                )
         rows[relative.parts[0]] = rows.get(relative.parts[0], 0) + ours["rows"]
     return rows
 
@@ -421,8 +499,12 @@ def warehouse_counts(warehouse: Path) -> dict[str, int]:
     import duckdb
 
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        tables = [row[0] for row in con.sql("select table_name from information_schema.tables "
-                                            "where table_schema = 'main'").fetchall()]
+        tables = [
+            row[0]
+            for row in con.sql(
+                "select table_name from information_schema.tables where table_schema = 'main'"
+            ).fetchall()
+        ]
         return {table: con.execute(f'select count(*) from "{table}"').fetchone()[0] for table in tables}
 
 
@@ -445,7 +527,9 @@ def build_images(home: Path = container_setup.HOME) -> tuple[container_setup.Set
     wheels, seconds["wheelhouse"] = astro_images.image_wheelhouse(home)
     postgres, seconds["postgres stand-in"] = astro_images.build_postgres_standin(done.env, done.base)
     runtime, seconds["runtime stand-in"] = astro_images.build_runtime_standin(done.env, done.base, wheels, home)
-    airflow, seconds["project image"] = astro_images.build_project_image(done.env, runtime, wheels, home, project_name())
+    airflow, seconds["project image"] = astro_images.build_project_image(
+        done.env, runtime, wheels, home, project_name()
+    )
     return done, {"postgres": postgres, "runtime": runtime, "airflow": airflow, "extractor": done.image}, seconds
 
 
@@ -458,8 +542,10 @@ def run(work: Path, keep: bool = False) -> Result:
     started = time.monotonic()
     if not Path("/usr/lib/cni/dnsname").exists():
         # podman 4.3 (CNI) resolves service names on a compose network only with this plugin.
-        raise RuntimeError("podman needs the CNI dnsname plugin for the compose network's names: "
-                           "run `make setup` (it installs golang-github-containernetworking-plugin-dnsname)")
+        raise RuntimeError(
+            "podman needs the CNI dnsname plugin for the compose network's names: "
+            "run `make setup` (it installs golang-github-containernetworking-plugin-dnsname)"
+        )
     done, images, result.figures["build seconds"] = build_images()
     result.figures["images"] = images
     data = work / "data"
@@ -485,29 +571,41 @@ def run(work: Path, keep: bool = False) -> Result:
         result.figures["settings import seconds"] = time.monotonic() - imported
         gateway = network_gateway(done.env, stack.network)
         point_sources_at_replay(stack, gateway, port)
-        set_variables(stack, {"civic_extract_mode": "docker", "civic_extractor_image": images["extractor"],
-                              "civic_docker_network": stack.network, "civic_docker_user": "50000:0",
-                              "civic_street_manager_parts": '["permit"]',
-                              # catchup from last month only (the settings' 2008-01 would queue ~200 runs)
-                              **{f"civic_{source}_start_month": previous_month() for source in SOURCES}})
+        set_variables(
+            stack,
+            {
+                "civic_extract_mode": "docker",
+                "civic_extractor_image": images["extractor"],
+                "civic_docker_network": stack.network,
+                "civic_docker_user": "50000:0",
+                "civic_street_manager_parts": '["permit"]',
+                # catchup from last month only (the settings' 2008-01 would queue ~200 runs)
+                **{f"civic_{source}_start_month": previous_month() for source in SOURCES},
+            },
+        )
         result.figures["docker-mode reparse seconds"] = wait_docker_mode(stack, list(SOURCES))
         since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))
         triggered = time.monotonic()
-        result.runs = trigger_and_wait(stack, {dag_id: {"start_month": months[0], "end_month": months[-1]}
-                                               for dag_id, months in SOURCES.items()})
+        result.runs = trigger_and_wait(
+            stack, {dag_id: {"start_month": months[0], "end_month": months[-1]} for dag_id, months in SOURCES.items()}
+        )
         result.figures["runs seconds"] = time.monotonic() - triggered
         result.containers = extractor_containers(done.env, images["extractor"], since)
         token = stack.token()
         result.import_errors = stack.api("GET", "/importErrors", token=token)["total_entries"]
         result.figures["dags"] = stack.api("GET", "/dags?limit=100", token=token)["total_entries"]
-        page = stack.exec("api-server", "python3 -c \"import urllib.request as u; r = u.urlopen('http://localhost:8080/civic/'); "
-                                        "print(r.status); print(r.read().decode()[:20000])\"")
+        page = stack.exec(
+            "api-server",
+            "python3 -c \"import urllib.request as u; r = u.urlopen('http://localhost:8080/civic/'); "
+            'print(r.status); print(r.read().decode()[:20000])"',
+        )
         status, _, body = page.partition("\n")
         result.dashboard = (int(status), body)
         local = work / "local_lake"
         shutil.rmtree(local, ignore_errors=True)
-        result.figures["in-process block seconds"] = local_landing(server.url.replace("0.0.0.0", "127.0.0.1"), local,
-                                                                   landed_blocks(data / "lake"))
+        result.figures["in-process block seconds"] = local_landing(
+            server.url.replace("0.0.0.0", "127.0.0.1"), local, landed_blocks(data / "lake")
+        )
         result.lake_rows = compare_lakes(data / "lake", local)
         result.warehouse = warehouse_counts(data / "warehouse.duckdb")
         extract_seconds = {}
@@ -545,11 +643,21 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"images": images, "seconds": {k: round(v, 1) for k, v in seconds.items()}}, indent=2))
         return 0
     result = run(Path(args.work))
-    print(json.dumps({"figures": result.figures, "lake_rows": result.lake_rows, "warehouse": result.warehouse,
-                      "extractor_containers": len(result.containers), "import_errors": result.import_errors,
-                      "runs": {k: v["state"] for k, v in result.runs.items()},
-                      "dashboard_status": result.dashboard[0] if result.dashboard else None},
-                     indent=2, default=lambda value: round(value, 1) if isinstance(value, float) else str(value)))
+    print(
+        json.dumps(
+            {
+                "figures": result.figures,
+                "lake_rows": result.lake_rows,
+                "warehouse": result.warehouse,
+                "extractor_containers": len(result.containers),
+                "import_errors": result.import_errors,
+                "runs": {k: v["state"] for k, v in result.runs.items()},
+                "dashboard_status": result.dashboard[0] if result.dashboard else None,
+            },
+            indent=2,
+            default=lambda value: round(value, 1) if isinstance(value, float) else str(value),
+        )
+    )
     ok = all(v["state"] == "success" for v in result.runs.values()) and result.import_errors == 0
     return 0 if ok else 1
 

@@ -62,14 +62,24 @@ from filelock import FileLock, Timeout
 from civic_pipelines.devtools import apt
 
 ROOT = Path(__file__).resolve().parents[1]
-HOME = Path(os.environ.get("CIVIC_CONTAINERS_HOME")
-            or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "civic-pipelines" / "containers")
+HOME = Path(
+    os.environ.get("CIVIC_CONTAINERS_HOME")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "civic-pipelines" / "containers"
+)
 SUITE = "bookworm"
 GLIBC_MINOR = 36  # bookworm's glibc 2.36: the newest manylinux wheels its Python can take
 BASE_PACKAGES = ("python3", "python3-venv")
 # Removed from the root filesystem before the import: nothing at run time reads them.
-BASE_TRIM = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt",
-             "var/lib/apt/lists", "var/log", "debootstrap")
+BASE_TRIM = (
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+    "var/cache/apt",
+    "var/lib/apt/lists",
+    "var/log",
+    "debootstrap",
+)
 BASE_REPO = "localhost/civic-debian-base"
 EXTRACTOR_REPO = "localhost/civic-extractor"
 KEEP_IMAGES = 4  # older extractor images kept besides the current one
@@ -129,28 +139,31 @@ def write_config(home: Path = HOME) -> dict[str, str]:
     containers_conf = f"""# Written by scripts/container_setup.py: podman for this project's tests, in a restricted sandbox.
 [containers]
 # podman's defaults (1048576 of each) are more than the sandbox grants, and runc fails on them: ask for what we have.
-default_ulimits = ["{_ulimit('nofile', resource.RLIMIT_NOFILE, '/proc/sys/fs/nr_open')}", "{_ulimit('nproc', resource.RLIMIT_NPROC, '/proc/sys/kernel/pid_max')}"]
+default_ulimits = ["{_ulimit("nofile", resource.RLIMIT_NOFILE, "/proc/sys/fs/nr_open")}", "{_ulimit("nproc", resource.RLIMIT_NPROC, "/proc/sys/kernel/pid_max")}"]
 log_driver = "k8s-file"
 
 [engine]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
-tmp_dir = "{home / 'tmp'}"
+tmp_dir = "{home / "tmp"}"
 """
     # No `driver` here on purpose (see the module docstring): podman chooses overlay itself.
     storage_conf = f"""# Written by scripts/container_setup.py. The storage driver is left unset on purpose.
 [storage]
-runroot = "{home / 'run'}"
-graphroot = "{home / 'storage'}"
+runroot = "{home / "run"}"
+graphroot = "{home / "storage"}"
 """
     for name, text in (("containers.conf", containers_conf), ("storage.conf", storage_conf)):
         path = home / name
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
-    return {"CONTAINERS_CONF": str(home / "containers.conf"), "CONTAINERS_STORAGE_CONF": str(home / "storage.conf"),
-            # buildah keeps RUN --mount=type=cache folders (the pip cache) under $TMPDIR.
-            "TMPDIR": str(home / "buildtmp")}
+    return {
+        "CONTAINERS_CONF": str(home / "containers.conf"),
+        "CONTAINERS_STORAGE_CONF": str(home / "storage.conf"),
+        # buildah keeps RUN --mount=type=cache folders (the pip cache) under $TMPDIR.
+        "TMPDIR": str(home / "buildtmp"),
+    }
 
 
 def podman(env: dict[str, str], *args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
@@ -207,8 +220,15 @@ def debootstrap(home: Path = HOME, tries: int = DEBOOTSTRAP_TRIES, pause: float 
     failures = []
     for attempt in range(1, tries + 1):
         rootfs = Path(tempfile.mkdtemp(prefix="rootfs-", dir=home))
-        command = ["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
-                   f"--cache-dir={cache}", SUITE, str(rootfs), debian_mirror()]
+        command = [
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(BASE_PACKAGES)}",
+            f"--cache-dir={cache}",
+            SUITE,
+            str(rootfs),
+            debian_mirror(),
+        ]
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
         except subprocess.TimeoutExpired:
@@ -219,14 +239,20 @@ def debootstrap(home: Path = HOME, tries: int = DEBOOTSTRAP_TRIES, pause: float 
             return rootfs
         shutil.rmtree(rootfs, ignore_errors=True)
         output = (result.stdout + result.stderr).strip().splitlines()
-        reason = next((line for line in reversed(output) if line.startswith("E:")), output[-1] if output else "no output")
+        reason = next(
+            (line for line in reversed(output) if line.startswith("E:")), output[-1] if output else "no output"
+        )
         failures.append(f"try {attempt}: {reason}")
         if attempt < tries:
-            log(f"debootstrap failed ({reason}); again in {pause:.0f} s, keeping the {len(list(cache.glob('*.deb')))} "
-                "cached .debs")
+            log(
+                f"debootstrap failed ({reason}); again in {pause:.0f} s, keeping the {len(list(cache.glob('*.deb')))} "
+                "cached .debs"
+            )
             time.sleep(pause)
-    raise RuntimeError(f"debootstrap {SUITE} from {debian_mirror()} failed {tries} times ({'; '.join(failures)}); "
-                       f"the .debs fetched so far stay in {cache}")
+    raise RuntimeError(
+        f"debootstrap {SUITE} from {debian_mirror()} failed {tries} times ({'; '.join(failures)}); "
+        f"the .debs fetched so far stay in {cache}"
+    )
 
 
 def build_base(env: dict[str, str], home: Path = HOME) -> tuple[str, float]:
@@ -246,9 +272,23 @@ def build_base(env: dict[str, str], home: Path = HOME) -> tuple[str, float]:
                     target.mkdir(parents=True)  # apt and dpkg expect these to exist
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
         imported = subprocess.run(
-            ["podman", "import", "--change", 'CMD ["/bin/bash"]', "--change", "ENV LANG=C.UTF-8",
-             "--message", f"debootstrap --variant=minbase {SUITE} + {' '.join(BASE_PACKAGES)}", "-", tag],
-            stdin=tar.stdout, env={**os.environ, **env}, capture_output=True, text=True)
+            [
+                "podman",
+                "import",
+                "--change",
+                'CMD ["/bin/bash"]',
+                "--change",
+                "ENV LANG=C.UTF-8",
+                "--message",
+                f"debootstrap --variant=minbase {SUITE} + {' '.join(BASE_PACKAGES)}",
+                "-",
+                tag,
+            ],
+            stdin=tar.stdout,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+        )
         tar.stdout.close()
         tar.wait()
         if imported.returncode != 0 or tar.returncode != 0:
@@ -256,7 +296,9 @@ def build_base(env: dict[str, str], home: Path = HOME) -> tuple[str, float]:
     finally:
         shutil.rmtree(rootfs, ignore_errors=True)
     seconds = time.monotonic() - started
-    log(f"base image {tag}: debootstrap {bootstrapped - started:.1f} s, trim + import {time.monotonic() - bootstrapped:.1f} s")
+    log(
+        f"base image {tag}: debootstrap {bootstrapped - started:.1f} s, trim + import {time.monotonic() - bootstrapped:.1f} s"
+    )
     return tag, seconds
 
 
@@ -265,11 +307,18 @@ def build_base(env: dict[str, str], home: Path = HOME) -> tuple[str, float]:
 
 def _context_files() -> list[Path]:
     """The build inputs the extractor image depends on (what its COPY lines read)."""
-    files = [ROOT / name for name in ("Dockerfile.extractor", ".dockerignore", "requirements-extractor.txt", "pyproject.toml")]
+    files = [
+        ROOT / name
+        for name in ("Dockerfile.extractor", ".dockerignore", "requirements-extractor.txt", "pyproject.toml")
+    ]
     for path in sorted((ROOT / "include").rglob("*")):
         parts = set(path.relative_to(ROOT).parts)
-        if path.is_file() and "__pycache__" not in parts and path.suffix != ".pyc" \
-                and not any(part.endswith(".egg-info") for part in parts):
+        if (
+            path.is_file()
+            and "__pycache__" not in parts
+            and path.suffix != ".pyc"
+            and not any(part.endswith(".egg-info") for part in parts)
+        ):
             files.append(path)
     return files
 
@@ -293,14 +342,34 @@ def wheelhouse(home: Path = HOME) -> tuple[Path, float]:
     folder.mkdir(parents=True, exist_ok=True)
     # pip download re-resolves against the index even when every file is here: skip it while the
     # pins it last fetched are unchanged.
-    stamp, pins = folder / ".requirements.sha256", hashlib.sha256((ROOT / "requirements-extractor.txt").read_bytes()).hexdigest()
+    stamp, pins = (
+        folder / ".requirements.sha256",
+        hashlib.sha256((ROOT / "requirements-extractor.txt").read_bytes()).hexdigest(),
+    )
     if stamp.exists() and stamp.read_text() == pins:
         return folder, 0.0
     arch = os.uname().machine
     platforms = [f"manylinux_2_{minor}_{arch}" for minor in range(GLIBC_MINOR, 16, -1)] + [f"manylinux2014_{arch}"]
-    command = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "-d", str(folder),
-               "-r", str(ROOT / "requirements-extractor.txt"), "setuptools>=68", "--only-binary=:all:",
-               "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "-q",
+        "--disable-pip-version-check",
+        "-d",
+        str(folder),
+        "-r",
+        str(ROOT / "requirements-extractor.txt"),
+        "setuptools>=68",
+        "--only-binary=:all:",
+        "--python-version",
+        "3.11",
+        "--implementation",
+        "cp",
+        "--abi",
+        "cp311",
+    ]
     for platform in platforms:
         command += ["--platform", platform]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
@@ -328,14 +397,40 @@ def build_extractor(env: dict[str, str], base: str, home: Path = HOME) -> tuple[
         return tag, 0.0
     started = time.monotonic()
     wheels, downloading = wheelhouse(home)
-    podman(env, "build", "--pull=never", "--network", "host", "--layers", "-f", str(ROOT / "Dockerfile.extractor"),
-           "--ignorefile", str(ROOT / ".dockerignore"), "--build-arg", f"BASE_IMAGE={base}",
-           "--label", "civic.role=extractor", *_build_volumes(home, wheels), "-t", tag, str(ROOT), timeout=1800)
+    podman(
+        env,
+        "build",
+        "--pull=never",
+        "--network",
+        "host",
+        "--layers",
+        "-f",
+        str(ROOT / "Dockerfile.extractor"),
+        "--ignorefile",
+        str(ROOT / ".dockerignore"),
+        "--build-arg",
+        f"BASE_IMAGE={base}",
+        "--label",
+        "civic.role=extractor",
+        *_build_volumes(home, wheels),
+        "-t",
+        tag,
+        str(ROOT),
+        timeout=1800,
+    )
     seconds = time.monotonic() - started
     # Old extractor images differ from the new one only in their top layers (a few MB): keep the
     # newest few (another checkout's test run may be using one), remove the rest.
-    listed = podman(env, "images", "--sort", "created", "--filter", f"reference={EXTRACTOR_REPO}",
-                    "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    listed = podman(
+        env,
+        "images",
+        "--sort",
+        "created",
+        "--filter",
+        f"reference={EXTRACTOR_REPO}",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+    ).stdout.split()
     for old in [name for name in listed if name != tag and not name.endswith(":<none>")][KEEP_IMAGES:]:
         podman(env, "rmi", old, check=False)
     log(f"extractor image {tag} built in {seconds:.1f} s (wheels {downloading:.1f} s)")
@@ -422,9 +517,13 @@ class Service:
         if len(str(self.socket)) > 100:
             raise RuntimeError(f"unix socket path too long for the kernel: {self.socket}")
         with open(self.log_path, "ab") as output:
-            self.process = subprocess.Popen(["podman", "system", "service", "--time", "0", self.url],
-                                            env={**os.environ, **self.env}, stdout=output, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                ["podman", "system", "service", "--time", "0", self.url],
+                env={**os.environ, **self.env},
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while not (self.socket.exists() and _ping(self.socket)):
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -474,8 +573,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"removed {HOME}")
         return 0
     done = setup(install=True)
-    print(json.dumps({"base": done.base, "image": done.image, "home": str(HOME),
-                      "seconds": {k: round(v, 1) for k, v in done.seconds.items()}}, indent=2))
+    print(
+        json.dumps(
+            {
+                "base": done.base,
+                "image": done.image,
+                "home": str(HOME),
+                "seconds": {k: round(v, 1) for k, v in done.seconds.items()},
+            },
+            indent=2,
+        )
+    )
     if args.command == "serve":
         with Service(Path(args.socket_dir), done.env) as service:
             print(f"Docker API on {service.url} (Ctrl-C stops it)", flush=True)

@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
@@ -92,13 +92,15 @@ def demo_range(today: date | None = None) -> dict[str, str]:
     dashboard's health cards read current), unless CIVIC_DEMO_START / CIVIC_DEMO_END name them."""
     from civic_pipelines.months import format_month, previous_month
 
-    today = today or datetime.now(timezone.utc).date()
+    today = today or datetime.now(UTC).date()
     end = previous_month(today.replace(day=1))
     start = end
     for _ in range(DEMO_MONTH_COUNT - 1):
         start = previous_month(start)
-    return {"start_month": os.environ.get("CIVIC_DEMO_START", format_month(start)),
-            "end_month": os.environ.get("CIVIC_DEMO_END", format_month(end))}
+    return {
+        "start_month": os.environ.get("CIVIC_DEMO_START", format_month(start)),
+        "end_month": os.environ.get("CIVIC_DEMO_END", format_month(end)),
+    }
 
 
 def demo_months(today: date | None = None) -> list[str]:
@@ -112,7 +114,7 @@ def replay_config(today: date | None = None) -> dict:
     """What the replay server is told before the runs, so that every source publishes the demo's
     months: Toronto's current-year file otherwise ends on a fixed day (its contract's snapshot).
     Street Manager, SRWR and MDS publish up to the replay's clock, which is the real date."""
-    today = today or datetime.now(timezone.utc).date()
+    today = today or datetime.now(UTC).date()
     return {"toronto_311": {"current_through": (today - timedelta(days=1)).isoformat()}}
 
 
@@ -123,9 +125,23 @@ def start_dbt_parse(env: dict, data: Path, logs: Path) -> subprocess.Popen:
     profile it was parsed with, and the profile names the warehouse path: under any other data
     folder (the tests' own) each DAG's first dbt task found it stale and parsed the whole project
     (minutes on a loaded machine), one DAG after another behind the one writer slot."""
-    return start_group([str(VENV_BIN / "dbt"), "parse", "--project-dir", str(ROOT / "dbt"), "--profiles-dir", str(ROOT / "dbt"),
-                        "--target-path", str(data / "dbt-parse" / "target"), "--log-path", str(data / "dbt-parse" / "logs"),
-                        "--quiet"], env, logs / "dbt-parse.log")
+    return start_group(
+        [
+            str(VENV_BIN / "dbt"),
+            "parse",
+            "--project-dir",
+            str(ROOT / "dbt"),
+            "--profiles-dir",
+            str(ROOT / "dbt"),
+            "--target-path",
+            str(data / "dbt-parse" / "target"),
+            "--log-path",
+            str(data / "dbt-parse" / "logs"),
+            "--quiet",
+        ],
+        env,
+        logs / "dbt-parse.log",
+    )
 
 
 def seed_cosmos_partial_parse(parse: subprocess.Popen, data: Path, dag_ids: list[str]) -> bool:
@@ -156,7 +172,6 @@ def configure_replay(replay_port: int, config: dict) -> None:
 
 def demo_environment(data: Path, replay_port: int, api_port: int) -> dict:
     from civic_pipelines.months import current_month, format_month, parse_month, previous_month
-
     from civic_pipelines.orchestration import backfill
 
     # Every Airflow process imports airflow_local_settings; the executor then forks tasks with dbt
@@ -203,8 +218,10 @@ def demo_environment(data: Path, replay_port: int, api_port: int) -> dict:
 
 
 def start_airflow(env: dict, logs: Path, api_port: int) -> dict[str, subprocess.Popen]:
-    return {name: start_group([str(VENV_BIN / "airflow"), *args], env, logs / f"{name}.log")
-            for name, args in airflow_components(api_port).items()}
+    return {
+        name: start_group([str(VENV_BIN / "airflow"), *args], env, logs / f"{name}.log")
+        for name, args in airflow_components(api_port).items()
+    }
 
 
 FINISHED_TASK_STATES = {"success", "skipped", "failed", "upstream_failed", "removed"}
@@ -232,7 +249,9 @@ class RunProgress(NamedTuple):
         dbt = [ti for ti in instances if ti["task_id"].startswith("dbt.")]
         seconds = None
         if run and run.get("start_date") and run.get("end_date"):
-            seconds = (datetime.fromisoformat(run["end_date"]) - datetime.fromisoformat(run["start_date"])).total_seconds()
+            seconds = (
+                datetime.fromisoformat(run["end_date"]) - datetime.fromisoformat(run["start_date"])
+            ).total_seconds()
         return cls(
             dag_id=dag_id,
             state=(run or {}).get("state"),
@@ -250,19 +269,24 @@ class RunProgress(NamedTuple):
     def line(self) -> str:
         planned = "?" if self.blocks_planned is None else self.blocks_planned
         status = f"{self.state} in {self.seconds:.0f} s" if self.finished and self.seconds is not None else self.state
-        return (f"progress {self.dag_id}: blocks {self.blocks_done}/{planned}, "
-                f"dbt nodes {self.dbt_done}/{self.dbt_planned} ({status})")
+        return (
+            f"progress {self.dag_id}: blocks {self.blocks_done}/{planned}, "
+            f"dbt nodes {self.dbt_done}/{self.dbt_planned} ({status})"
+        )
 
 
-def wait_with_progress(api: AirflowAPI, runs: dict[str, str], timeout: float,
-                       interval: float = PROGRESS_INTERVAL) -> dict[str, RunProgress]:
+def wait_with_progress(
+    api: AirflowAPI, runs: dict[str, str], timeout: float, interval: float = PROGRESS_INTERVAL
+) -> dict[str, RunProgress]:
     """Wait until every run in ``runs`` ({dag_id: run_id}) has finished, printing a progress line
     per unfinished run every ``interval`` seconds and a last one as each finishes. Two requests a
     round, whatever the number of runs: the API server shares the two cores with the tasks."""
     deadline = time.monotonic() + timeout
     progress: dict[str, RunProgress] = {}
     while True:
-        pending = {dag_id: run_id for dag_id, run_id in runs.items() if not (dag_id in progress and progress[dag_id].finished)}
+        pending = {
+            dag_id: run_id for dag_id, run_id in runs.items() if not (dag_id in progress and progress[dag_id].finished)
+        }
         if not pending:
             return progress
         if time.monotonic() > deadline:
@@ -280,8 +304,10 @@ def print_summary(progress: dict[str, RunProgress], seconds: float) -> None:
     print(f"\n{'DAG':<18} {'state':<8} {'blocks':>7} {'dbt nodes':>10} {'run time':>9}")
     for item in progress.values():
         run_time = f"{item.seconds:.0f} s" if item.seconds is not None else "-"
-        print(f"{item.dag_id:<18} {item.state or '-':<8} {item.blocks_done:>3}/{item.blocks_planned or 0:<3} "
-              f"{item.dbt_done:>5}/{item.dbt_planned:<4} {run_time:>9}")
+        print(
+            f"{item.dag_id:<18} {item.state or '-':<8} {item.blocks_done:>3}/{item.blocks_planned or 0:<3} "
+            f"{item.dbt_done:>5}/{item.dbt_planned:<4} {run_time:>9}"
+        )
     print(f"first trigger to last run finished: {seconds:.0f} s\n", flush=True)
 
 
@@ -289,10 +315,12 @@ def print_results(data: Path) -> None:
     import duckdb
 
     warehouse = data / "warehouse.duckdb"
-    for attempt in range(30):
+    for _attempt in range(30):
         try:
             with duckdb.connect(str(warehouse), read_only=True) as con:
-                facts = con.execute("select count(*), min(_block_month), max(_block_month) from fct_crime_offenses").fetchone()
+                facts = con.execute(
+                    "select count(*), min(_block_month), max(_block_month) from fct_crime_offenses"
+                ).fetchone()
                 log(f"fct_crime_offenses: {facts[0]} rows, months {facts[1]}..{facts[2]}")
                 for city, count, first, last in con.execute(
                     "select city, count(*), min(_block_month), max(_block_month) from fct_service_requests group by city order by city"
@@ -322,7 +350,7 @@ def print_results(data: Path) -> None:
     log("the warehouse is busy (a dbt run holds its lock); query it later")
 
 
-def wait_for_marts(api: "AirflowAPI", timeout: float) -> str:
+def wait_for_marts(api: AirflowAPI, timeout: float) -> str:
     """Wait until civic_marts has run on the source runs' Asset events, a progress line every
     PROGRESS_INTERVAL seconds; its final state."""
     started = time.monotonic()
@@ -369,7 +397,11 @@ def main() -> int:
 
         dbt_parse = start_dbt_parse(env, data, logs)
         components = start_airflow(env, logs, api_port)
-        wait_for(lambda: http_ok(f"http://127.0.0.1:{api_port}/api/v2/monitor/health"), STARTUP_TIMEOUT, "the Airflow API server")
+        wait_for(
+            lambda: http_ok(f"http://127.0.0.1:{api_port}/api/v2/monitor/health"),
+            STARTUP_TIMEOUT,
+            "the Airflow API server",
+        )
         log(f"Airflow UI on http://127.0.0.1:{api_port} (logs in {logs})")
         wait_for(lambda: components_healthy(api_port), STARTUP_TIMEOUT, "the scheduler, DAG processor and triggerer")
         sockets = listening_sockets({"replay": replay, **components})
@@ -378,7 +410,10 @@ def main() -> int:
             raise RuntimeError(f"listening beyond loopback: {exposed}")
         log("listening on loopback only: " + ", ".join(f"{name} {ip}:{port}" for name, ip, port in sockets))
         seeded = seed_cosmos_partial_parse(dbt_parse, data, demo_sources())
-        log("dbt partial-parse state for the demo's paths " + ("seeded" if seeded else f"not made (see {logs / 'dbt-parse.log'})"))
+        log(
+            "dbt partial-parse state for the demo's paths "
+            + ("seeded" if seeded else f"not made (see {logs / 'dbt-parse.log'})")
+        )
         api = AirflowAPI(f"http://127.0.0.1:{api_port}")
         api.login()
 
@@ -390,9 +425,15 @@ def main() -> int:
             api.send("PATCH", f"/dags/{source}", {"is_paused": False})
             run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
             first_trigger = first_trigger or time.monotonic()
-            api.send("POST", f"/dags/{source}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": {**window, "force": True}})
+            api.send(
+                "POST",
+                f"/dags/{source}/dagRuns",
+                {"dag_run_id": run_id, "logical_date": None, "conf": {**window, "force": True}},
+            )
             run_ids[source] = run_id
-            log(f"triggered {source} for {window['start_month']}..{window['end_month']} (run {run_id}) through the REST API")
+            log(
+                f"triggered {source} for {window['start_month']}..{window['end_month']} (run {run_id}) through the REST API"
+            )
 
         # The runs the demo waits for, {dag_id: run_id}: one per source, triggered above.
         progress = wait_with_progress(api, run_ids, RUN_TIMEOUT)
@@ -405,7 +446,9 @@ def main() -> int:
         # The source runs' Asset events queued civic_marts: its run waits for the source runs, then builds.
         outcomes[MARTS_DAG] = wait_for_marts(api, RUN_TIMEOUT)
         seconds = time.monotonic() - first_trigger
-        log(f"all runs finished {seconds:.0f} s after the first trigger ({time.monotonic() - started:.0f} s since the demo started)")
+        log(
+            f"all runs finished {seconds:.0f} s after the first trigger ({time.monotonic() - started:.0f} s since the demo started)"
+        )
         print_summary(progress, seconds)
         print_results(data)
         print(f"Airflow UI : http://127.0.0.1:{api_port}")

@@ -31,7 +31,7 @@ import socket
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -127,8 +127,11 @@ def block_lock(lake: str, source: str, month: str, part: str | None = None, time
     """
     path = lock_path(lake, source, month, part)
     if path is None:
-        log.debug("%s: %s is not a local folder; no block lock (see civic_pipelines.block_lock)",
-                  block_name(source, month, part), lake.split("://", 1)[0] + "://")
+        log.debug(
+            "%s: %s is not a local folder; no block lock (see civic_pipelines.block_lock)",
+            block_name(source, month, part),
+            lake.split("://", 1)[0] + "://",
+        )
         yield Held(locked=False)
         return
     import fcntl
@@ -159,16 +162,25 @@ def block_lock(lake: str, source: str, month: str, part: str | None = None, time
                 if time.monotonic() >= next_note:
                     if next_note == started:
                         _test_marker("waiting")
-                    log.info("block %s is being written by %s: waiting (%.0f of %g s)", name, _describe(holder),
-                             waited, timeout)
+                    log.info(
+                        "block %s is being written by %s: waiting (%.0f of %g s)",
+                        name,
+                        _describe(holder),
+                        waited,
+                        timeout,
+                    )
                     next_note = time.monotonic() + 60
                 time.sleep(POLL_SECONDS)
         waited = time.monotonic() - started
         writable = handle.writable()
         try:
             if writable:
-                record = {"pid": os.getpid(), "host": socket.gethostname(),
-                          "since": datetime.now(timezone.utc).isoformat(timespec="seconds"), "block": name}
+                record = {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "since": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "block": name,
+                }
                 handle.seek(0)
                 handle.truncate()
                 handle.write(json.dumps(record))

@@ -1,10 +1,10 @@
 """The ``civic`` command line: the extractor's contract, identical in the container and in-process.
 
-    civic extract --source seattle_crime --month 2023-01 [--part P] [--lake PATH_OR_URL] [--force] [--dry-run]
-                  [--skipped-exit-code N]
-    civic replay [--host 127.0.0.1] [--port 8765]
-    civic sources
-    civic dashboard [--host 127.0.0.1] [--port 8050]
+civic extract --source seattle_crime --month 2023-01 [--part P] [--lake PATH_OR_URL] [--force] [--dry-run]
+              [--skipped-exit-code N]
+civic replay [--host 127.0.0.1] [--port 8765]
+civic sources
+civic dashboard [--host 127.0.0.1] [--port 8050]
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ def _extract(args) -> int:
     spec = sources.spec(args.source)
     validate_month(spec, args.month)
     validate_part(spec, args.part)
-    manifest = run_block(args.source, args.month, lake=args.lake, force=args.force, dry_run=args.dry_run, part=args.part)
+    manifest = run_block(
+        args.source, args.month, lake=args.lake, force=args.force, dry_run=args.dry_run, part=args.part
+    )
     print(json.dumps(manifest, sort_keys=True, default=str), flush=True)
     # A skip is a success by default (scripts); the orchestrator asks for a distinct code.
     return args.skipped_exit_code if manifest.get("skipped") else 0
@@ -71,31 +73,49 @@ def _sources(args) -> int:
     else:
         print(f"{'source':<16} {'cadence':<8} {'first':<8} {'connection':<24} endpoint")
         for row in rows:
-            print(f"{row['source']:<16} {row['cadence']:<8} {row['first_month']:<8} {row['connection']:<24} {row['default_endpoint']}")
+            print(
+                f"{row['source']:<16} {row['cadence']:<8} {row['first_month']:<8} {row['connection']:<24} {row['default_endpoint']}"
+            )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     from civic_pipelines import sources
 
-    parser = argparse.ArgumentParser(prog="civic", description="civic-pipelines: civic open data, one source-month at a time")
+    parser = argparse.ArgumentParser(
+        prog="civic", description="civic-pipelines: civic open data, one source-month at a time"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level on stderr")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    extract = commands.add_parser("extract", help="extract and land one source-month block; prints its JSON manifest last")
+    extract = commands.add_parser(
+        "extract", help="extract and land one source-month block; prints its JSON manifest last"
+    )
     names = sorted(sources.names())
     # Not argparse's choices: an unknown source is refused by the registry in one line (the contract).
-    extract.add_argument("--source", required=True, metavar="SOURCE",
-                         help=f"one of: {', '.join(names)} (`civic sources` lists them with their first month)")
-    extract.add_argument("--month", required=True,
-                         help="YYYY-MM: a complete month (before the current one), not before the source's first month")
+    extract.add_argument(
+        "--source",
+        required=True,
+        metavar="SOURCE",
+        help=f"one of: {', '.join(names)} (`civic sources` lists them with their first month)",
+    )
+    extract.add_argument(
+        "--month",
+        required=True,
+        help="YYYY-MM: a complete month (before the current one), not before the source's first month",
+    )
     extract.add_argument("--part", help="the table, for a source that publishes several per month (e.g. permit)")
     extract.add_argument("--lake", help="lake root folder or URL (default $CIVIC_LAKE or ./data/lake)")
     extract.add_argument("--force", action="store_true", help="land even if the source's watermark is unchanged")
     extract.add_argument("--dry-run", action="store_true", help="plan only: fetch nothing, write nothing")
-    extract.add_argument("--skipped-exit-code", type=int, default=0, metavar="N",
-                         help=f"exit with N when the block was skipped (the manifest still prints); default 0. "
-                              f"Docker mode passes {SKIPPED_EXIT_CODE}, which its operator maps to a skipped task")
+    extract.add_argument(
+        "--skipped-exit-code",
+        type=int,
+        default=0,
+        metavar="N",
+        help=f"exit with N when the block was skipped (the manifest still prints); default 0. "
+        f"Docker mode passes {SKIPPED_EXIT_CODE}, which its operator maps to a skipped task",
+    )
     extract.set_defaults(func=_extract)
 
     replay = commands.add_parser("replay", help="serve the bundled data in each API's wire format (offline)")
@@ -116,8 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         return args.func(args)
     except KeyboardInterrupt:

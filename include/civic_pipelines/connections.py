@@ -160,10 +160,18 @@ def _from_airflow(conn_id: str) -> SourceConnection | None:
         conn = BaseHook.get_connection(conn_id)
     except Exception:  # noqa: BLE001 - "not found" has different types across Airflow versions
         return None
-    return _from_fields(conn_id, {
-        "conn_type": conn.conn_type, "host": conn.host or None, "schema": conn.schema or None, "login": conn.login,
-        "password": conn.password, "port": conn.port, "extra": conn.extra_dejson,
-    })
+    return _from_fields(
+        conn_id,
+        {
+            "conn_type": conn.conn_type,
+            "host": conn.host or None,
+            "schema": conn.schema or None,
+            "login": conn.login,
+            "password": conn.password,
+            "port": conn.port,
+            "extra": conn.extra_dejson,
+        },
+    )
 
 
 def lookup(conn_id: str) -> SourceConnection | None:

@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -67,8 +67,13 @@ def _tested_models(manifest_path: str, mtime_ns: int) -> dict[str, list[str]]:
     except (OSError, ValueError):
         return {}
     return {
-        uid: [d.split(".")[-1] for d in (node.get("depends_on") or {}).get("nodes", []) if d.startswith(("model.", "seed."))]
-        for uid, node in manifest.get("nodes", {}).items() if node.get("resource_type") == "test"
+        uid: [
+            d.split(".")[-1]
+            for d in (node.get("depends_on") or {}).get("nodes", [])
+            if d.startswith(("model.", "seed."))
+        ]
+        for uid, node in manifest.get("nodes", {}).items()
+        if node.get("resource_type") == "test"
     }
 
 
@@ -105,8 +110,9 @@ def node_entries(run_results: dict, run_id: str | None = None, task_id: str | No
     return entries
 
 
-def keep_results(source: str, run_results: dict, run_id: str | None = None, task_id: str | None = None,
-                 folder: Path | None = None) -> Path:
+def keep_results(
+    source: str, run_results: dict, run_id: str | None = None, task_id: str | None = None, folder: Path | None = None
+) -> Path:
     """Merge one invocation's results into ``<folder>/<source>.json`` (replaced atomically)."""
     from filelock import FileLock
 
@@ -124,8 +130,12 @@ def keep_results(source: str, run_results: dict, run_id: str | None = None, task
             payload = {}
         nodes = payload.get("nodes") or {}
         nodes.update(entries)
-        payload = {"source": source, "updated_at": datetime.now(timezone.utc).isoformat(), "run_id": run_id,
-                   "nodes": dict(sorted(nodes.items()))}
+        payload = {
+            "source": source,
+            "updated_at": datetime.now(UTC).isoformat(),
+            "run_id": run_id,
+            "nodes": dict(sorted(nodes.items())),
+        }
         partial = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         partial.write_text(json.dumps(payload, indent=1, default=str))
         partial.replace(out)
@@ -144,9 +154,13 @@ def collect_node_results(event) -> None:
     if info.name != "NodeFinished":
         return
     node, result = event.data.node_info, event.data.run_result
-    entry = {"unique_id": node.unique_id, "status": result.status, "message": result.message or None,
-             "execution_time": result.execution_time,
-             "failures": result.num_failures if node.resource_type == "test" else None}
+    entry = {
+        "unique_id": node.unique_id,
+        "status": result.status,
+        "message": result.message or None,
+        "execution_time": result.execution_time,
+        "failures": result.num_failures if node.resource_type == "test" else None,
+    }
     with _collected_lock:
         _collected.setdefault(info.invocation_id, []).append(entry)
 
@@ -160,7 +174,7 @@ def collected_run_results() -> dict | None:
         _collected.clear()  # older invocations' leftovers: never read again
     if results is None:
         return None
-    return {"metadata": {"generated_at": datetime.now(timezone.utc).isoformat()}, "results": results}
+    return {"metadata": {"generated_at": datetime.now(UTC).isoformat()}, "results": results}
 
 
 def keep_cosmos_results(project_dir: str, context=None, source: str | None = None, **_) -> None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow as pa
 
 from civic_pipelines import connections, settings, sources
 from civic_pipelines.block_lock import block_lock
+from civic_pipelines.core import EmptyAnswerError, NotPublished
 from civic_pipelines.http import make_session
 from civic_pipelines.lake import (
     BlockLocation,
@@ -27,7 +28,6 @@ from civic_pipelines.lake import (
     write_manifest,
 )
 from civic_pipelines.months import parse_month
-from civic_pipelines.core import EmptyAnswerError, NotPublished
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +37,30 @@ STALE_TEMP_SECONDS = 6 * 3600
 
 def _landed_empty(previous: dict | None) -> bool:
     """The previous landing holds nothing at all (no row, no quarantined row, no table rows)."""
-    return bool(previous) and previous.get("rows") == 0 and not previous.get("quarantined") \
+    return (
+        bool(previous)
+        and previous.get("rows") == 0
+        and not previous.get("quarantined")
         and not any((previous.get("tables") or {}).values())
+    )
 
 
 def _is_empty(block) -> bool:
-    return (block.data.num_rows == 0 and (block.quarantine is None or block.quarantine.num_rows == 0)
-            and all(table.num_rows == 0 for table in block.tables.values()))
+    return (
+        block.data.num_rows == 0
+        and (block.quarantine is None or block.quarantine.num_rows == 0)
+        and all(table.num_rows == 0 for table in block.tables.values())
+    )
 
 
-def run_block(source: str, month: str, lake: str | None = None, force: bool = False, dry_run: bool = False,
-              part: str | None = None) -> dict:
+def run_block(
+    source: str,
+    month: str,
+    lake: str | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+    part: str | None = None,
+) -> dict:
     started = time.monotonic()
     module = sources.get(source)
     spec = module.SPEC
@@ -79,8 +92,13 @@ def run_block(source: str, month: str, lake: str | None = None, force: bool = Fa
     with block_lock(lake, source, month, part) as lock:
         stale = remove_stale_temps(location, older_than=None if lock.locked else STALE_TEMP_SECONDS)
         if stale:
-            log.warning("%s %s: removed %d temporary file(s) left by a run that died mid-write: %s",
-                        source, month, len(stale), ", ".join(stale))
+            log.warning(
+                "%s %s: removed %d temporary file(s) left by a run that died mid-write: %s",
+                source,
+                month,
+                len(stale),
+                ", ".join(stale),
+            )
         result = _run_locked(module, spec, source, month, location, manifest, force, part, started)
     if stale:
         result["stale_temps_removed"] = len(stale)
@@ -99,13 +117,23 @@ def _run_locked(module, spec, source, month, location, manifest, force, part, st
             probed = module.probe(session, connection, month=month, part=part, previous=previous)
         except NotPublished as reason:
             log.info("%s %s: not published yet (%s): skipped", source, month, reason)
-            return {**manifest, "skipped": True, "reason": f"not published yet: {reason}",
-                    "seconds": round(time.monotonic() - started, 3)}
+            return {
+                **manifest,
+                "skipped": True,
+                "reason": f"not published yet: {reason}",
+                "seconds": round(time.monotonic() - started, 3),
+            }
         # An empty landing is asked again whatever the watermark (one query): a month that came
         # back empty because the source was late or glitched fills in on the next run.
         recheck = _landed_empty(previous) and not capabilities.streamed  # not a 1 GB archive each run
         if previous and not force and previous.get("watermark") == probed["watermark"] and not recheck:
-            log.info("%s %s unchanged since %s (watermark %s): skipped", source, month, previous.get("landed_at"), probed["watermark"])
+            log.info(
+                "%s %s unchanged since %s (watermark %s): skipped",
+                source,
+                month,
+                previous.get("landed_at"),
+                probed["watermark"],
+            )
             return {
                 **manifest,
                 "skipped": True,
@@ -116,14 +144,26 @@ def _run_locked(module, spec, source, month, location, manifest, force, part, st
                 "sha256": previous.get("sha256"),
                 "seconds": round(time.monotonic() - started, 3),
             }
-        landed_at = datetime.now(timezone.utc)
+        landed_at = datetime.now(UTC)
         # Every source is told the whole block: a source that completes a block over several runs
         # (MDS hours not yet published) reads what the previous landing holds; one that guards a
         # landing (refusing to empty it) is told whether the run is forced.
         block_kwargs = {"part": part, "previous": previous, "location": location, "force": force}
         if capabilities.streamed:
-            return _run_streamed(module, session, connection, location, month, probed, landed_at, previous, force,
-                                 manifest, started, block_kwargs)
+            return _run_streamed(
+                module,
+                session,
+                connection,
+                location,
+                month,
+                probed,
+                landed_at,
+                previous,
+                force,
+                manifest,
+                started,
+                block_kwargs,
+            )
         block = module.extract_block(session, connection, month, probed, landed_at=landed_at, **block_kwargs)
     if block.tables and not capabilities.several_tables:
         raise TypeError(f"{source} returned tables {sorted(block.tables)} but does not declare several_tables")
@@ -133,7 +173,8 @@ def _run_locked(module, spec, source, month, location, manifest, force, part, st
         raise EmptyAnswerError(
             f"{source} {month}{f' ({part})' if part else ''}: the source answered no rows, but the landed block "
             f"holds {previous['rows']} (landed {previous.get('landed_at')}): kept it; if the month really is empty "
-            "now, run the block with force")
+            "now, run the block with force"
+        )
     sha = content_sha256_all(block.data, block.tables)
     # Unchanged means the same rows and the same rejects: a source that fixed its bad records
     # re-lands, so the quarantine does not keep rejects the source no longer has.
@@ -180,16 +221,22 @@ def _unchanged(location, previous, probed, landed_at, manifest, sha, started) ->
     }
 
 
-def _run_streamed(module, session, connection, location, month, probed, landed_at, previous, force, manifest,
-                  started, block_kwargs) -> dict:
+def _run_streamed(
+    module, session, connection, location, month, probed, landed_at, previous, force, manifest, started, block_kwargs
+) -> dict:
     """A block the source writes batch by batch (``stream_block``): memory stays bounded by the
     batch size, and the block is still replaced whole, or not at all."""
     with BlockWriter(location) as writer:
-        stats = module.stream_block(session, connection, month, probed, landed_at=landed_at, writer=writer,
-                                    **block_kwargs)
+        stats = module.stream_block(
+            session, connection, month, probed, landed_at=landed_at, writer=writer, **block_kwargs
+        )
         sha = writer.sha256
-        if previous and not force and previous.get("sha256") == sha and \
-                (previous.get("quarantined") or 0) == writer.quarantined:
+        if (
+            previous
+            and not force
+            and previous.get("sha256") == sha
+            and (previous.get("quarantined") or 0) == writer.quarantined
+        ):
             writer.abort()
             return _unchanged(location, previous, probed, landed_at, manifest, sha, started)
         writer.finish()
@@ -209,6 +256,11 @@ def _run_streamed(module, session, connection, location, month, probed, landed_a
         )
         manifest["seconds"] = round(time.monotonic() - started, 3)
         manifest = writer.commit(manifest)
-    log.info("%s %s landed (streamed): %s rows, %s quarantined", location.source, month, manifest["rows"],
-             manifest["quarantined"])
+    log.info(
+        "%s %s landed (streamed): %s rows, %s quarantined",
+        location.source,
+        month,
+        manifest["rows"],
+        manifest["quarantined"],
+    )
     return manifest

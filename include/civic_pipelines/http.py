@@ -29,13 +29,7 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from tenacity import (
-    before_sleep_log,
-    retry,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-)
+from tenacity import before_sleep_log, retry, retry_if_exception, stop_after_attempt, wait_exponential
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NameResolutionError, NewConnectionError
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 from urllib3.util.retry import Retry
@@ -102,9 +96,14 @@ class CivicRetry(Retry):
     errors bounded: a name that does not resolve or a refused connection is not retried, a connect
     timeout is retried only while the next attempt still ends within ``connect_deadline``."""
 
-    def __init__(self, *args, connect_deadline: float = DEFAULT_CONNECT_DEADLINE,
-                 connect_timeout: float = DEFAULT_TIMEOUT[0], first_connect_error: float | None = None,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        connect_deadline: float = DEFAULT_CONNECT_DEADLINE,
+        connect_timeout: float = DEFAULT_TIMEOUT[0],
+        first_connect_error: float | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.connect_deadline = connect_deadline
         self.connect_timeout = connect_timeout
@@ -171,8 +170,9 @@ class CivicSession(requests.Session):
             parts = urlsplit(url)
             where = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")  # never userinfo
             named = f" (connection {self.conn_id})" if self.conn_id else ""
-            raise SourceUnreachable(f"cannot reach {where}{named}: {why}; check the connection's host, port "
-                                    "and schema") from None
+            raise SourceUnreachable(
+                f"cannot reach {where}{named}: {why}; check the connection's host, port and schema"
+            ) from None
 
 
 def make_session(headers: dict | None = None, total_retries: int = 6, conn_id: str | None = None) -> requests.Session:
@@ -249,7 +249,6 @@ BODY_ERRORS = (
 )
 
 
-
 def _body_error(error: BaseException) -> bool:
     """Worth repeating the request: the body broke after the headers. Not a request urllib3 already
     retried until its budget ran out (its error wraps ``MaxRetryError``), nor an unreachable host."""
@@ -279,8 +278,9 @@ class SourceHTTPError(RuntimeError):
         self.body = body
 
 
-def get_bytes(session: requests.Session, url: str, params: dict | None = None, timeout=None,
-              headers_out: dict | None = None) -> bytes:
+def get_bytes(
+    session: requests.Session, url: str, params: dict | None = None, timeout=None, headers_out: dict | None = None
+) -> bytes:
     """GET a whole body, retried as a unit if the body is cut short; raises on a final HTTP error.
     ``headers_out``, when given, receives the answer's headers (names lower-cased)."""
 
@@ -292,8 +292,9 @@ def get_bytes(session: requests.Session, url: str, params: dict | None = None, t
         if status in RETRY_STATUSES and status != 200:
             raise SourceHTTPError(f"{status} from {response.url} after retries: {body[:300]!r}", status, body[:2000])
         if status >= 400:
-            raise SourceHTTPError(f"{status} from {response.url}: {body[:500].decode('utf-8', 'replace')}", status,
-                                  body[:2000])
+            raise SourceHTTPError(
+                f"{status} from {response.url}: {body[:500].decode('utf-8', 'replace')}", status, body[:2000]
+            )
         if headers_out is not None:
             headers_out.clear()
             headers_out.update({name.lower(): value for name, value in response.headers.items()})

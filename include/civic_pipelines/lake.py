@@ -52,7 +52,7 @@ def _test_pause_mid_write(temp_path: str) -> None:
 
 def _filesystem(lake: str) -> tuple[pafs.FileSystem, str]:
     if lake.startswith("s3://"):
-        return _s3_filesystem(), lake[len("s3://"):]
+        return _s3_filesystem(), lake[len("s3://") :]
     if "://" in lake:
         return pafs.FileSystem.from_uri(lake)
     return pafs.LocalFileSystem(), lake
@@ -140,8 +140,13 @@ def content_sha256_all(data: pa.Table, tables: dict[str, pa.Table] | None) -> st
     return digest.hexdigest()
 
 
-def write_block(location: BlockLocation, data: pa.Table, quarantine: pa.Table | None, manifest: dict,
-                tables: dict[str, pa.Table] | None = None) -> dict:
+def write_block(
+    location: BlockLocation,
+    data: pa.Table,
+    quarantine: pa.Table | None,
+    manifest: dict,
+    tables: dict[str, pa.Table] | None = None,
+) -> dict:
     """Write a block and return the manifest completed with bytes and path."""
     filesystem, _ = _filesystem(location.lake)
     folder = _fs_path(location, "")[:-1]
@@ -153,8 +158,9 @@ def write_block(location: BlockLocation, data: pa.Table, quarantine: pa.Table | 
         staged.append((data_tmp, f"{folder}/{DATA_FILE}"))
         # zstd level 1: most of zstd's size gain at a fraction of the default level's CPU. Written as
         # pq.write_table does, in two calls so a test can stop the writer after its first row group.
-        with pq.ParquetWriter(data_tmp, data.schema, filesystem=filesystem, compression="zstd",
-                              compression_level=1) as writer:
+        with pq.ParquetWriter(
+            data_tmp, data.schema, filesystem=filesystem, compression="zstd", compression_level=1
+        ) as writer:
             first = min(data.num_rows, ROW_GROUP_SIZE)
             writer.write_table(data.slice(0, first), row_group_size=ROW_GROUP_SIZE)
             _test_pause_mid_write(data_tmp)
@@ -246,7 +252,8 @@ def _compare(con, old: str, new: str, columns: list[str], key: str, params: list
     """Added, removed and changed keys between two relations (the landing time is not content)."""
     quoted = ", ".join(f'"{c}"' for c in columns if c not in HASH_EXCLUDED)
     added, removed, changed = con.execute(
-        _CHANGED_SQL.format(key=key, columns=quoted, old=old, new=new), params or []).fetchone()
+        _CHANGED_SQL.format(key=key, columns=quoted, old=old, new=new), params or []
+    ).fetchone()
     return {"added": added, "removed": removed, "changed": changed}
 
 
@@ -350,7 +357,7 @@ class BlockWriter:
         rest = gathered.slice(cut)
         self._rows_pending, self._rows_pending_count = ([rest] if rest.num_rows else []), rest.num_rows
 
-    def __enter__(self) -> "BlockWriter":
+    def __enter__(self) -> BlockWriter:
         return self
 
     def __exit__(self, kind, error, trace) -> None:
@@ -364,7 +371,8 @@ class BlockWriter:
             temp = f"{self.folder}/.{name}.{self.token}.tmp"
             self._temps[name] = temp
             writer = self._writers[name] = pq.ParquetWriter(
-                temp, schema, filesystem=self.filesystem, compression="zstd", compression_level=1)
+                temp, schema, filesystem=self.filesystem, compression="zstd", compression_level=1
+            )
         return writer
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
@@ -432,8 +440,11 @@ class BlockWriter:
             raise ValueError("no batch written: write an empty batch with the schema for an empty block")
         self.finish()
         data_temp = self._temps[DATA_FILE]
-        manifest = {**manifest, "bytes": self.filesystem.get_file_info(data_temp).size,
-                    "path": self.location.path(DATA_FILE)}
+        manifest = {
+            **manifest,
+            "bytes": self.filesystem.get_file_info(data_temp).size,
+            "path": self.location.path(DATA_FILE),
+        }
         manifest_temp = f"{self.folder}/.{MANIFEST_FILE}.{self.token}.tmp"
         with self.filesystem.open_output_stream(manifest_temp) as handle:
             handle.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
@@ -473,5 +484,11 @@ def rows_changed_files(location: BlockLocation, new_path: str, key: str) -> dict
     with duckdb.connect() as con:
         columns = [row[0] for row in con.execute("describe select * from read_parquet(?)", [new_path]).fetchall()]
         old_columns = {row[0] for row in con.execute("describe select * from read_parquet(?)", [old_path]).fetchall()}
-        return _compare(con, "read_parquet(?)", "read_parquet(?)", [c for c in columns if c in old_columns], key,
-                        [old_path, new_path])
+        return _compare(
+            con,
+            "read_parquet(?)",
+            "read_parquet(?)",
+            [c for c in columns if c in old_columns],
+            key,
+            [old_path, new_path],
+        )

@@ -13,8 +13,8 @@ import json
 from datetime import datetime
 
 from civic_pipelines import sources
-from civic_pipelines.months import BlockPlanError, plan_months
 from civic_pipelines.core.variables import get_variable
+from civic_pipelines.months import BlockPlanError, plan_months
 
 DEFAULT_MAX_MAP_LENGTH = 1024  # Airflow's [core] max_map_length default
 
@@ -55,8 +55,9 @@ def landed_incomplete(lake: str | None, block: dict) -> bool:
     from civic_pipelines import settings
     from civic_pipelines.lake import BlockLocation, read_manifest
 
-    manifest = read_manifest(BlockLocation(lake or settings.lake_url(), block["source"], block["month"],
-                                           block.get("part")))
+    manifest = read_manifest(
+        BlockLocation(lake or settings.lake_url(), block["source"], block["month"], block.get("part"))
+    )
     return manifest is None or manifest.get("complete") is False
 
 
@@ -64,8 +65,7 @@ def validate_month(spec, month: str, now: datetime | None = None) -> str:
     """``month`` as one block of ``spec``'s source, checked as the planner checks a trigger's range
     (``start_month = end_month = month``); raises :class:`PlanError` with the planner's message."""
     try:
-        plan_months(month, month, None, None, first_month=spec.first_month, max_blocks=spec.max_blocks_per_run,
-                    now=now)
+        plan_months(month, month, None, None, first_month=spec.first_month, max_blocks=spec.max_blocks_per_run, now=now)
     except BlockPlanError as error:
         raise PlanError(spec.name, str(error)) from None
     return month
@@ -83,9 +83,16 @@ def validate_part(spec, part: str | None) -> str | None:
     return part
 
 
-def plan(spec, params: dict | None = None, interval_start: datetime | None = None,
-         interval_end: datetime | None = None, *, now: datetime | None = None,
-         max_map_length: int = DEFAULT_MAX_MAP_LENGTH, lake: str | None = None) -> tuple[list[dict], list[str]]:
+def plan(
+    spec,
+    params: dict | None = None,
+    interval_start: datetime | None = None,
+    interval_end: datetime | None = None,
+    *,
+    now: datetime | None = None,
+    max_map_length: int = DEFAULT_MAX_MAP_LENGTH,
+    lake: str | None = None,
+) -> tuple[list[dict], list[str]]:
     """The blocks a run lands, from the trigger form's ``params`` (``start_month``/``end_month``,
     ``force``, the parts list, ``incomplete_only``), else from the run's data interval.
 
@@ -113,16 +120,25 @@ def plan(spec, params: dict | None = None, interval_start: datetime | None = Non
             parts = enabled_parts(spec, params.get(spec.parts_param) if spec.parts_param else None)
         except ValueError as error:
             raise PlanError(name, str(error)) from None
-        blocks = [{"source": name, "part": part, "month": month, "force": force, "label": f"{name} {part} {month}"}
-                  for month in months for part in parts]
+        blocks = [
+            {"source": name, "part": part, "month": month, "force": force, "label": f"{name} {part} {month}"}
+            for month in months
+            for part in parts
+        ]
     else:
         blocks = [{"source": name, "month": month, "force": force, "label": f"{name} {month}"} for month in months]
     if params.get("incomplete_only"):
         blocks = [block for block in blocks if landed_incomplete(lake, block)]
     if len(blocks) > max_map_length:
         # Airflow would refuse to expand extract_load anyway, with a message about XCom lengths.
-        per = f" ({len(months)} months x {len(parts)} {spec.parts_param or 'parts'})" \
-            if len(blocks) == len(months) * len(parts) > len(months) else ""
-        raise PlanError(name, f"{len(blocks)} blocks{per} exceed Airflow's limit of {max_map_length} mapped "
-                              "tasks per run ([core] max_map_length): split the range into several runs")
+        per = (
+            f" ({len(months)} months x {len(parts)} {spec.parts_param or 'parts'})"
+            if len(blocks) == len(months) * len(parts) > len(months)
+            else ""
+        )
+        raise PlanError(
+            name,
+            f"{len(blocks)} blocks{per} exceed Airflow's limit of {max_map_length} mapped "
+            "tasks per run ([core] max_map_length): split the range into several runs",
+        )
     return blocks, months

@@ -10,7 +10,6 @@ the DAG factory treat both alike. Adding a city on a known API is adding a file.
 from __future__ import annotations
 
 import dataclasses
-
 import tomllib
 from importlib import import_module
 from pathlib import Path

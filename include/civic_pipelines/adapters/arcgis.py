@@ -63,7 +63,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -100,16 +100,30 @@ class ArcGisServiceError(SourceHTTPError):
         self.url = url
 
 
-
 class ArcGisFeatureLayerSource:
     """A source (``SPEC``, ``auth_headers``, ``probe``, ``extract_block``) over ArcGIS feature layers."""
 
     def __init__(self, spec: SourceSpec, config: dict, path: Path) -> None:
         self.SPEC = spec
         self.path = Path(path)
-        known = {"layer_path", "layers", "layers_variable", "date_field", "key", "object_id_field", "latest_field",
-                 "out_sr", "geometry", "watermark", "date_literal", "error_retries", "count_duplicates", "fields",
-                 "year_edge_layers", "layer_column"}
+        known = {
+            "layer_path",
+            "layers",
+            "layers_variable",
+            "date_field",
+            "key",
+            "object_id_field",
+            "latest_field",
+            "out_sr",
+            "geometry",
+            "watermark",
+            "date_literal",
+            "error_retries",
+            "count_duplicates",
+            "fields",
+            "year_edge_layers",
+            "layer_column",
+        }
         unknown = set(config) - known
         if unknown:
             raise _config_error(self.path, f"unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -120,11 +134,15 @@ class ArcGisFeatureLayerSource:
         # Declared, so docker mode forwards the year -> layer Variable to the extractor container.
         (self.layers_variable,) = adapter_variables("arcgis", spec, config)
         self.SPEC = with_variables(spec, (self.layers_variable,))
-        self.fields, self.by_source = configured_fields(config.get("fields"), self.path, lambda table: Field(table, self.path))
+        self.fields, self.by_source = configured_fields(
+            config.get("fields"), self.path, lambda table: Field(table, self.path)
+        )
         names = [field.name for field in self.fields]
         self.key = self._field(config.get("key"), "key")
         if spec.natural_key != self.key.name:
-            raise _config_error(self.path, f"[source] natural_key {spec.natural_key!r} must be the key's lake name {self.key.name!r}")
+            raise _config_error(
+                self.path, f"[source] natural_key {spec.natural_key!r} must be the key's lake name {self.key.name!r}"
+            )
         self.date_field = self._field(config.get("date_field"), "date_field")
         if self.date_field.type != "timestamp":
             raise _config_error(self.path, f"date_field {self.date_field.source} must have type timestamp")
@@ -148,8 +166,9 @@ class ArcGisFeatureLayerSource:
         self.layer_column = str(config["layer_column"]) if config.get("layer_column") else None
         lake_names = names + list(self.geometry or ()) + ([self.layer_column] if self.layer_column else [])
         if len(set(lake_names)) != len(lake_names) or {"_block_month", "_landed_at"} & set(lake_names):
-            raise _config_error(self.path, "geometry and layer_column names must differ from the fields' names and "
-                                           "the _ columns")
+            raise _config_error(
+                self.path, "geometry and layer_column names must differ from the fields' names and the _ columns"
+            )
         layer = [(self.layer_column, pa.int32())] if self.layer_column else []
         self.data_schema = contract.data_schema(
             [(field.name, field.arrow_type) for field in self.fields]
@@ -186,7 +205,9 @@ class ArcGisFeatureLayerSource:
         try:
             mapping = orjson.loads(raw)
         except orjson.JSONDecodeError as error:
-            raise ValueError(f"Airflow Variable {key} is not JSON ({error}); expected {{\"2024\": \"<layer url>\"}}") from None
+            raise ValueError(
+                f'Airflow Variable {key} is not JSON ({error}); expected {{"2024": "<layer url>"}}'
+            ) from None
         if not isinstance(mapping, dict) or not all(isinstance(v, str) and v.strip() for v in mapping.values()):
             raise ValueError(f"Airflow Variable {key} must be a JSON object of year -> layer URL, got {raw[:200]!r}")
         return {str(year).strip(): url.strip() for year, url in mapping.items()}
@@ -220,7 +241,8 @@ class ArcGisFeatureLayerSource:
                 details = envelope.get("details") if isinstance(envelope, dict) else None
                 where = f" (where: {params['where']})" if params and params.get("where") else ""
                 error = ArcGisServiceError(
-                    f"ArcGIS error {code} from {url}{where}: {message}" + (f"; details: {'; '.join(map(str, details))}" if details else ""),
+                    f"ArcGIS error {code} from {url}{where}: {message}"
+                    + (f"; details: {'; '.join(map(str, details))}" if details else ""),
                     code=code if isinstance(code, int) else None,
                     url=url,
                 )
@@ -230,7 +252,9 @@ class ArcGisFeatureLayerSource:
                     raise ArcGisServiceError(
                         f"{self.SPEC.name}: ArcGIS refused the request with {code} ({message}) from {url}: "
                         f"check {has} connection {self.SPEC.conn_id} (its password; tokens expire)",
-                        code=code, url=url)
+                        code=code,
+                        url=url,
+                    )
             if not retryable or attempt == self.error_retries:
                 raise error
             delay = retry_policy().delay(attempt, cap=math.inf)
@@ -285,8 +309,9 @@ class ArcGisFeatureLayerSource:
             years.append(parsed.year + 1)
         return years
 
-    def probe(self, session, connection, month: str | None = None, part: str | None = None,
-              previous: dict | None = None) -> dict:
+    def probe(
+        self, session, connection, month: str | None = None, part: str | None = None, previous: dict | None = None
+    ) -> dict:
         """The block's layers' metadata: watermark, page size, object id field and drift (one call a
         layer; two at a year edge, see the module docstring).
 
@@ -307,8 +332,13 @@ class ArcGisFeatureLayerSource:
                 if name in layer["drift"] and name not in probed["drift"]:
                     probed["drift"][name] = layer["drift"][name]
         if neighbours:
-            probed["watermark"] = probed["watermark"] + "|" + ",".join(
-                f"{layer['year']}={'absent' if layer.get('absent') else layer['watermark']}" for layer in layers[1:])
+            probed["watermark"] = (
+                probed["watermark"]
+                + "|"
+                + ",".join(
+                    f"{layer['year']}={'absent' if layer.get('absent') else layer['watermark']}" for layer in layers[1:]
+                )
+            )
         return {**probed, "layers": layers}
 
     def probe_layer(self, session, connection, year: int, neighbour: bool = False) -> dict:
@@ -319,8 +349,9 @@ class ArcGisFeatureLayerSource:
         except SourceHTTPError as error:
             # ArcGIS answers a service it does not have with 400 "Invalid URL" (on HTTP 200), some
             # servers with HTTP 404; anything else (a busy or refusing server) fails the block.
-            missing = (getattr(error, "code", None) == 400 and "invalid url" in str(error).lower()) \
-                or getattr(error, "status", None) == 404
+            missing = (getattr(error, "code", None) == 400 and "invalid url" in str(error).lower()) or getattr(
+                error, "status", None
+            ) == 404
             if neighbour and missing:
                 log.info("%s: no layer for %d at %s (%s): nothing to add from it", self.SPEC.name, year, url, error)
                 return {"year": year, "layer_url": url, "absent": True}
@@ -335,7 +366,10 @@ class ArcGisFeatureLayerSource:
         drift = self.drift(metadata.get("fields") or [])
         wire = drift.pop("wire_names")
         time_reference = metadata.get("dateFieldsTimeReference")
-        if time_reference and str(time_reference.get("timeZone", "UTC")).upper() not in ("UTC", "COORDINATED UNIVERSAL TIME"):
+        if time_reference and str(time_reference.get("timeZone", "UTC")).upper() not in (
+            "UTC",
+            "COORDINATED UNIVERSAL TIME",
+        ):
             drift["date_fields_time_reference"] = time_reference
             log.warning("%s: layer %s declares dates in %s, not UTC", self.SPEC.name, url, time_reference)
         return {
@@ -393,11 +427,18 @@ class ArcGisFeatureLayerSource:
                 pending = None
                 if document.get("exceededTransferLimit") is True:
                     if not features:
-                        raise ArcGisServiceError(f"{url} offset {offset}: exceededTransferLimit on an empty page", url=url)
+                        raise ArcGisServiceError(
+                            f"{url} offset {offset}: exceededTransferLimit on an empty page", url=url
+                        )
                     if len(features) < page_size:
                         # A server capping pages below its own maxRecordCount: step by what came, or rows are skipped.
-                        log.warning("%s offset %d: %d features on a page of %d with more to come", url, offset,
-                                    len(features), page_size)
+                        log.warning(
+                            "%s offset %d: %d features on a page of %d with more to come",
+                            url,
+                            offset,
+                            len(features),
+                            page_size,
+                        )
                     offset += min(page_size, len(features))
                     pending = pool.submit(fetch, offset)
                 yield features, size, document.get("fields")
@@ -427,13 +468,15 @@ class ArcGisFeatureLayerSource:
             raise SchemaDriftError(
                 f"{self.SPEC.name} {month}: required attribute(s) {', '.join(gone)} gone from the query answer at "
                 f"resultOffset {offset} although the layer's metadata lists them: the schema changed while the "
-                "block was read; nothing landed, the previous landing stays")
+                "block was read; nothing landed, the previous landing stays"
+            )
         unknown = set(declared) - known
         if unknown - set(drift["new_fields"]):
             drift["new_fields"] = sorted(set(drift["new_fields"]) | unknown)
 
-    def page_table(self, features: list, wire: dict, month: str, landed_at: datetime,
-                   layer_year: int | None = None) -> tuple[pa.Table, pa.Table | None, dict]:
+    def page_table(
+        self, features: list, wire: dict, month: str, landed_at: datetime, layer_year: int | None = None
+    ) -> tuple[pa.Table, pa.Table | None, dict]:
         """One page of features (of ``layer_year``'s layer) to (typed good rows, quarantined rows, counts)."""
         return features_table(self, features, wire, month, landed_at, layer_year)
 
@@ -441,11 +484,21 @@ class ArcGisFeatureLayerSource:
         """One row per key (the latest ``latest_field``, then the last seen), in key order."""
         return one_row_per_key(table, self.key.name, self.latest_field)
 
-    def extract_block(self, session, connection, month: str, probed: dict, landed_at: datetime | None = None, *,
-                      part: str | None = None, previous: dict | None = None, location=None,
-                      force: bool = False) -> BlockData:
+    def extract_block(
+        self,
+        session,
+        connection,
+        month: str,
+        probed: dict,
+        landed_at: datetime | None = None,
+        *,
+        part: str | None = None,
+        previous: dict | None = None,
+        location=None,
+        force: bool = False,
+    ) -> BlockData:
         """One month's block (the runner's keywords beyond ``landed_at`` do not concern this adapter)."""
-        landed_at = landed_at or datetime.now(timezone.utc)
+        landed_at = landed_at or datetime.now(UTC)
         if probed.get("year") != parse_month(month).year or "layer_url" not in probed or "layers" not in probed:
             probed = {**probed, **self.probe(session, connection, month=month)}
         started = time.monotonic()
@@ -482,8 +535,9 @@ class ArcGisFeatureLayerSource:
         if missing_pages:
             drift["missing_fields"] = sorted(set(drift["missing_fields"]) | set(missing_pages))
             drift["pages_without"] = dict(sorted(missing_pages.items()))
-            log.warning("%s %s: attribute(s) missing from pages (they land as null): %s", self.SPEC.name, month,
-                        missing_pages)
+            log.warning(
+                "%s %s: attribute(s) missing from pages (they land as null): %s", self.SPEC.name, month, missing_pages
+            )
         # Layers in year order, each in object id order: the same content gives the same bytes.
         data = pa.concat_tables([table for _year, table in sorted(layer_tables, key=lambda item: item[0])])
         del layer_tables
@@ -519,4 +573,3 @@ class ArcGisFeatureLayerSource:
                 "rows_per_second": round(fetched / seconds) if seconds > 0 else None,
             },
         )
-

@@ -14,7 +14,7 @@ its date falls outside the block. An optional value of the wrong type lands as n
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,11 +35,21 @@ ARROW_TYPES = contract.arrow_types(pa.timestamp("ms", tz="UTC"))  # esriFieldTyp
 # The Esri field types each configured type reads without loss; another is reported as a type change.
 COMPATIBLE_ESRI_TYPES = {
     "string": {"esriFieldTypeString", "esriFieldTypeGUID", "esriFieldTypeGlobalID"},
-    "int64": {"esriFieldTypeOID", "esriFieldTypeInteger", "esriFieldTypeSmallInteger", "esriFieldTypeBigInteger",
-              "esriFieldTypeDouble"},  # hosted layers often keep big integers (ids) as doubles
+    "int64": {
+        "esriFieldTypeOID",
+        "esriFieldTypeInteger",
+        "esriFieldTypeSmallInteger",
+        "esriFieldTypeBigInteger",
+        "esriFieldTypeDouble",
+    },  # hosted layers often keep big integers (ids) as doubles
     "int32": {"esriFieldTypeOID", "esriFieldTypeInteger", "esriFieldTypeSmallInteger"},
-    "float64": {"esriFieldTypeDouble", "esriFieldTypeSingle", "esriFieldTypeInteger", "esriFieldTypeSmallInteger",
-                "esriFieldTypeBigInteger"},
+    "float64": {
+        "esriFieldTypeDouble",
+        "esriFieldTypeSingle",
+        "esriFieldTypeInteger",
+        "esriFieldTypeSmallInteger",
+        "esriFieldTypeBigInteger",
+    },
     "timestamp": {"esriFieldTypeDate"},
 }
 _BAD = object()  # a present value that does not parse as the field's type
@@ -59,14 +69,21 @@ class Field:
         except KeyError as missing:
             raise _config_error(path, f"every field needs source, name and type; {table} lacks {missing}") from None
         if self.type not in ARROW_TYPES:
-            raise _config_error(path, f"field {self.source}: type must be one of {sorted(ARROW_TYPES)}, not {self.type!r}")
+            raise _config_error(
+                path, f"field {self.source}: type must be one of {sorted(ARROW_TYPES)}, not {self.type!r}"
+            )
         self.required = bool(table.get("required", False))
         self.arrow_type = ARROW_TYPES[self.type]
 
 
-
-def features_table(source: ArcGisFeatureLayerSource, features: list, wire: dict, month: str, landed_at: datetime,
-                   layer_year: int | None = None) -> tuple[pa.Table, pa.Table, dict]:
+def features_table(
+    source: ArcGisFeatureLayerSource,
+    features: list,
+    wire: dict,
+    month: str,
+    landed_at: datetime,
+    layer_year: int | None = None,
+) -> tuple[pa.Table, pa.Table, dict]:
     """One page of features (of ``layer_year``'s layer) to (typed good rows, quarantined rows, counts)."""
     n = len(features)
     attributes = [(f.get("attributes") if isinstance(f, dict) else None) or {} for f in features]
@@ -86,10 +103,11 @@ def features_table(source: ArcGisFeatureLayerSource, features: list, wire: dict,
     # Quarantine: the first broken rule names the reason (built back to front).
     rules = []
     for field in source.required:
-        rules.append((pc.and_(pc.is_null(columns[field.name]), pc.invert(bad[field.name])),
-                      contract.missing(field.name)))
+        rules.append(
+            (pc.and_(pc.is_null(columns[field.name]), pc.invert(bad[field.name])), contract.missing(field.name))
+        )
         rules.append((bad[field.name], contract.unparseable(field.name)))
-    start, end = (datetime.fromisoformat(bound).replace(tzinfo=timezone.utc) for bound in month_bounds(month))
+    start, end = (datetime.fromisoformat(bound).replace(tzinfo=UTC) for bound in month_bounds(month))
     date = columns[source.date_field.name]
     outside = pc.or_(pc.less(date, pa.scalar(start, date.type)), pc.greater_equal(date, pa.scalar(end, date.type)))
     rules.append((pc.fill_null(outside, False), contract.outside_block(source.date_field.name, month)))
@@ -122,6 +140,7 @@ def features_table(source: ArcGisFeatureLayerSource, features: list, wire: dict,
             schema=source.quarantine_schema,
         )
     return good, quarantine, {"nulled_values": nulled}
+
 
 def one_row_per_key(table: pa.Table, key: str, latest_field: Field | None) -> tuple[pa.Table, int]:
     """One row per key (the latest ``latest_field``, then the last seen), in key order."""

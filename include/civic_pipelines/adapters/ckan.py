@@ -69,7 +69,7 @@ import logging
 import re
 import time
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -98,13 +98,13 @@ from civic_pipelines.adapters.streamed_text import PiecesReader, Utf8Stream, cha
 from civic_pipelines.core import contract
 from civic_pipelines.core.zipstream import LOCAL_SIGNATURE, FirstMatch, ZipErrors
 from civic_pipelines.http import (
-    request_timeout,
     RETRY_STATUSES,
     SourceHTTPError,
     TransientBodyError,
     body_pieces,
     get_bytes,
     page_retry,
+    request_timeout,
 )
 from civic_pipelines.months import parse_month
 from civic_pipelines.sources.base import BlockData, SchemaDriftError, SourceSpec
@@ -143,9 +143,23 @@ class CkanResourceSource:
     """A source (``SPEC``, ``auth_headers``, ``probe``, ``extract_block``) over yearly CKAN files."""
 
     KEYS = {
-        "package_id", "action_path", "resource_name", "resource_url", "resource_formats", "watermark", "member",
-        "encoding", "date_field", "date_format", "date_fraction_digits", "newlines_in_values", "read_block_bytes",
-        "key", "fields", "splits", "date_bands",
+        "package_id",
+        "action_path",
+        "resource_name",
+        "resource_url",
+        "resource_formats",
+        "watermark",
+        "member",
+        "encoding",
+        "date_field",
+        "date_format",
+        "date_fraction_digits",
+        "newlines_in_values",
+        "read_block_bytes",
+        "key",
+        "fields",
+        "splits",
+        "date_bands",
     }
 
     def __init__(self, spec: SourceSpec, config: dict, path: Path) -> None:
@@ -192,7 +206,8 @@ class CkanResourceSource:
         self.block_bytes = int(config.get("read_block_bytes", DEFAULT_BLOCK_BYTES))
 
         self.fields, self.by_source = configured_fields(
-            config.get("fields"), self.path, lambda table: Field(table, self.path, self.date_format))
+            config.get("fields"), self.path, lambda table: Field(table, self.path, self.date_format)
+        )
         names = [field.name for field in self.fields]
         date_source = config.get("date_field")
         if date_source not in self.by_source or self.by_source[date_source].type != "timestamp":
@@ -223,7 +238,9 @@ class CkanResourceSource:
         else:
             raise _config_error(self.path, "key is required: a field source, or {name, hash_of}")
         if spec.natural_key != self.key_name:
-            raise _config_error(self.path, f"[source] natural_key {spec.natural_key!r} must be the key's lake name {self.key_name!r}")
+            raise _config_error(
+                self.path, f"[source] natural_key {spec.natural_key!r} must be the key's lake name {self.key_name!r}"
+            )
 
         self.splits = [Split(table, self.path, self.by_source) for table in config.get("splits") or []]
         self.bands = [DateBands(table, self.path, self.by_source) for table in config.get("date_bands") or []]
@@ -240,8 +257,9 @@ class CkanResourceSource:
         if len(set(lake_names)) != len(lake_names):
             raise _config_error(self.path, f"lake column names collide: {lake_names}")
         self.data_schema = contract.data_schema(columns)
-        self.quarantine_schema = contract.quarantine_schema([(field.name, pa.string()) for field in self.fields]
-                                                            + [("_raw_line", pa.string())])
+        self.quarantine_schema = contract.quarantine_schema(
+            [(field.name, pa.string()) for field in self.fields] + [("_raw_line", pa.string())]
+        )
 
     def __repr__(self) -> str:
         return f"CkanResourceSource({self.SPEC.name!r}, {self.path.name})"
@@ -262,7 +280,11 @@ class CkanResourceSource:
             envelope = orjson.loads(body)
         except orjson.JSONDecodeError:
             raise CkanError(f"{url}: expected CKAN's JSON envelope, got {body[:120]!r}") from None
-        if not isinstance(envelope, dict) or envelope.get("success") is not True or not isinstance(envelope.get("result"), dict):
+        if (
+            not isinstance(envelope, dict)
+            or envelope.get("success") is not True
+            or not isinstance(envelope.get("result"), dict)
+        ):
             error = envelope.get("error") if isinstance(envelope, dict) else None
             raise CkanError(f"{url} id={self.package_id}: CKAN error {error or body[:200]!r}")
         return envelope["result"]
@@ -284,14 +306,20 @@ class CkanResourceSource:
             candidates = [r for r in active if normalised_name(r.get("name") or "") == wanted]
         if not candidates and self.resource_url:
             pattern = re.compile(fill_year(self.resource_url, year))
-            candidates = [r for r in active if pattern.search(urlsplit(str(r.get("url") or "")).path.rsplit("/", 1)[-1])]
+            candidates = [
+                r for r in active if pattern.search(urlsplit(str(r.get("url") or "")).path.rsplit("/", 1)[-1])
+            ]
         candidates = [r for r in candidates if self._format_of(r) in self.resource_formats]
         if not candidates:
             names = ", ".join(sorted(str(r.get("name")) for r in active))
-            raise CkanError(f"{self.package_id}: no {'/'.join(self.resource_formats)} resource for {year} (resources: {names})")
+            raise CkanError(
+                f"{self.package_id}: no {'/'.join(self.resource_formats)} resource for {year} (resources: {names})"
+            )
         candidates.sort(key=lambda r: (self.resource_formats.index(self._format_of(r)), _negated(self.watermark_of(r))))
         if len(candidates) > 1:
-            log.warning("%s: %d resources for %s; using %s", self.SPEC.name, len(candidates), year, candidates[0].get("name"))
+            log.warning(
+                "%s: %d resources for %s; using %s", self.SPEC.name, len(candidates), year, candidates[0].get("name")
+            )
         return candidates[0]
 
     def watermark_of(self, resource: dict) -> str:
@@ -301,8 +329,9 @@ class CkanResourceSource:
                 return str(value)
         return ""
 
-    def probe(self, session, connection, month: str | None = None, part: str | None = None,
-              previous: dict | None = None) -> dict:
+    def probe(
+        self, session, connection, month: str | None = None, part: str | None = None, previous: dict | None = None
+    ) -> dict:
         """The block's year's resource and its watermark (one ``package_show`` call).
 
         Files are per year, so the month is needed; ``run_block`` passes it."""
@@ -347,7 +376,11 @@ class CkanResourceSource:
         def attempt():
             response = session.get(url, stream=True, timeout=request_timeout(), headers=headers)
             with response:
-                if response.status_code >= 400 or response.status_code in RETRY_STATUSES and response.status_code != 200:
+                if (
+                    response.status_code >= 400
+                    or response.status_code in RETRY_STATUSES
+                    and response.status_code != 200
+                ):
                     snippet = response.raw.read(300, decode_content=True) or b""
                     raise CkanError(f"{response.status_code} from {url}: {snippet.decode('utf-8', 'replace')}")
                 counter = {"bytes": 0}
@@ -357,7 +390,9 @@ class CkanResourceSource:
 
     # ------------------------------------------------------------ parse one year file
 
-    def read_file(self, pieces: Iterable[bytes], month: str, landed_at: datetime, counter: dict | None = None) -> BlockData:
+    def read_file(
+        self, pieces: Iterable[bytes], month: str, landed_at: datetime, counter: dict | None = None
+    ) -> BlockData:
         """Read one year file (a zip of a CSV, or a CSV) from byte pieces and keep ``month``.
 
         ``stats`` carry ``drift`` (from the header) and the file's counts; the block's
@@ -388,15 +423,23 @@ class CkanResourceSource:
         column_names = [f"c{i}" for i in range(len(header))]
         # A header and no line (a year file published before its first row): Arrow refuses an
         # empty stream, so there are simply no batches.
-        batches = [] if reader.at_end() else pacsv.open_csv(
-            reader,
-            read_options=pacsv.ReadOptions(column_names=column_names, block_size=self.block_bytes, use_threads=True),
-            parse_options=pacsv.ParseOptions(newlines_in_values=self.newlines_in_values, invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.string() for name in column_names},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
+        batches = (
+            []
+            if reader.at_end()
+            else pacsv.open_csv(
+                reader,
+                read_options=pacsv.ReadOptions(
+                    column_names=column_names, block_size=self.block_bytes, use_threads=True
+                ),
+                parse_options=pacsv.ParseOptions(
+                    newlines_in_values=self.newlines_in_values, invalid_row_handler=on_invalid
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={name: pa.string() for name in column_names},
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
         )
         kept: list[pa.Table] = []
         file_rows = 0
@@ -409,7 +452,8 @@ class CkanResourceSource:
         if state.unparsed and not state.parsed:
             raise SchemaDriftError(
                 f"{self.SPEC.name}: none of the {state.unparsed} {self.date_field.source} values of the {year} file "
-                f"parses as {self.date_format} (first: {state.example!r}): the column's format changed; nothing landed")
+                f"parses as {self.date_format} (first: {state.example!r}): the column's format changed; nothing landed"
+            )
         lines = [line for line in malformed if self.line_month(line[2], positions, year) == month]
         raw = pa.concat_tables(kept) if kept else self.raw_schema().empty_table()
         good, quarantine, stats = validate_block(self, raw, lines, month, year, landed_at)
@@ -452,12 +496,15 @@ class CkanResourceSource:
             drift["renamed"] = renamed
         gone = [f.source for f in [self.date_field] + self.required if f.source in missing]
         if gone:
-            raise SchemaDriftError(f"{self.SPEC.name}: required field(s) gone from the file's header: {', '.join(gone)}")
+            raise SchemaDriftError(
+                f"{self.SPEC.name}: required field(s) gone from the file's header: {', '.join(gone)}"
+            )
         keyed = [f.source for f in self.hash_of if f.source in missing]
         if keyed:
             raise SchemaDriftError(
                 f"{self.SPEC.name}: field(s) {', '.join(keyed)} that the key {self.key_name} hashes are gone from the "
-                "file's header: every row would get a new key; nothing landed (map the new header with aliases)")
+                "file's header: every row would get a new key; nothing landed (map the new header with aliases)"
+            )
         if drift["new_fields"] or missing or renamed:
             log.warning("%s schema drift: %s", self.SPEC.name, drift)
         return positions, drift
@@ -487,17 +534,29 @@ class CkanResourceSource:
 
     # ------------------------------------------------------------ the block
 
-    def extract_block(self, session, connection, month: str, probed: dict, landed_at: datetime | None = None, *,
-                      part: str | None = None, previous: dict | None = None, location=None,
-                      force: bool = False) -> BlockData:
+    def extract_block(
+        self,
+        session,
+        connection,
+        month: str,
+        probed: dict,
+        landed_at: datetime | None = None,
+        *,
+        part: str | None = None,
+        previous: dict | None = None,
+        location=None,
+        force: bool = False,
+    ) -> BlockData:
         """One month's block (the runner's keywords beyond ``landed_at`` do not concern this adapter)."""
-        landed_at = landed_at or datetime.now(timezone.utc)
+        landed_at = landed_at or datetime.now(UTC)
         if probed.get("year") != parse_month(month).year or "resource" not in probed:
             probed = {**probed, **self.probe(session, connection, month=month)}
         resource = probed["resource"]
         url = self.download_url(connection, resource)
         started = time.monotonic()
-        block = self._stream(session, connection, url, lambda pieces, counter: self.read_file(pieces, month, landed_at, counter))
+        block = self._stream(
+            session, connection, url, lambda pieces, counter: self.read_file(pieces, month, landed_at, counter)
+        )
         seconds = time.monotonic() - started
         probed["drift"] = block.stats.pop("drift")
         block.stats = {
@@ -515,5 +574,3 @@ class CkanResourceSource:
 def _negated(text: str) -> tuple:
     # Sort key for "most recent first" on ISO timestamps without parsing them.
     return tuple(-ord(c) for c in text)
-
-

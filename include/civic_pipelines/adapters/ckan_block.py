@@ -97,7 +97,6 @@ class FileMonths:
         return pc.fill_null(pc.equal(self.months(date_raw, source), self.month), False)
 
 
-
 def validate_block(source: CkanResourceSource, raw: pa.Table, lines: list, month: str, year: int, landed_at: datetime):
     """One block's raw strings checked, typed and derived: (landed rows, quarantine or None, stats)."""
     n = raw.num_rows
@@ -189,6 +188,7 @@ def validate_block(source: CkanResourceSource, raw: pa.Table, lines: list, month
     }
     return good, (quarantine if count else None), stats
 
+
 def malformed_table(fields: list[Field], lines: list) -> pa.Table:
     """Lines with the wrong field count: the leading fields under the field names (best
     effort), the whole line in ``_raw_line``."""
@@ -206,6 +206,7 @@ def malformed_table(fields: list[Field], lines: list) -> pa.Table:
     table["_raw_line"] = pa.array([text for _, text, _ in rows], pa.string())
     table["_reason"] = pa.array([reason for _, _, reason in rows], pa.string())
     return pa.table(table)
+
 
 def hash_keys(hash_of: list[Field], table: pa.Table) -> tuple[pa.Array, int]:
     """BLAKE2b of the identity fields' canonical text plus an occurrence number (file order)."""

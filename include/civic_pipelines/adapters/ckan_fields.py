@@ -53,7 +53,9 @@ class Field:
             raise _config_error(path, f"every field needs source and name; {table} lacks {missing}") from None
         self.type = str(table.get("type", "string"))
         if self.type not in ARROW_TYPES:
-            raise _config_error(path, f"field {self.source}: type must be one of {sorted(ARROW_TYPES)}, not {self.type!r}")
+            raise _config_error(
+                path, f"field {self.source}: type must be one of {sorted(ARROW_TYPES)}, not {self.type!r}"
+            )
         self.arrow_type = ARROW_TYPES[self.type]
         self.required = bool(table.get("required", False))
         # required: the column must be in the file's header (gone = drift, the block fails).
@@ -97,12 +99,16 @@ class Split:
             raise _config_error(path, f"split of {source}: the pattern needs named groups (?P<name>...)")
         types = dict(table.get("types") or {})
         if set(types) - set(groups):
-            raise _config_error(path, f"split of {source}: types for unknown group(s) {sorted(set(types) - set(groups))}")
+            raise _config_error(
+                path, f"split of {source}: types for unknown group(s) {sorted(set(types) - set(groups))}"
+            )
         self.outputs = []
         for group in groups:
             kind = str(types.get(group, "string"))
             if kind not in ("string", "int32", "int64", "float64"):
-                raise _config_error(path, f"split of {source}: group {group} type must be string, int32, int64 or float64")
+                raise _config_error(
+                    path, f"split of {source}: group {group} type must be string, int32, int64 or float64"
+                )
             self.outputs.append((group, kind))
 
 
@@ -150,7 +156,9 @@ def clean_strings(values, field: Field):
     if field.trim:
         values = pc.utf8_trim_whitespace(values)
     if field.null_values:
-        values = pc.if_else(pc.is_in(values, pa.array(field.null_values, pa.string())), pa.scalar(None, pa.string()), values)
+        values = pc.if_else(
+            pc.is_in(values, pa.array(field.null_values, pa.string())), pa.scalar(None, pa.string()), values
+        )
     return values
 
 

@@ -45,7 +45,7 @@ token is never retried without, nor printed.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -68,8 +68,13 @@ ARROW_TYPES = contract.arrow_types(pa.timestamp("ms"))  # floating: the publishe
 # What the dataset's column metadata calls each lake type (for the replay server's /api/views).
 SODA_TYPES = {"string": "text", "int64": "number", "int32": "number", "float64": "number", "timestamp": "calendar_date"}
 # What X-SODA2-Types calls each lake type on a data page.
-SODA2_TYPES = {"string": "text", "int64": "number", "int32": "number", "float64": "number",
-               "timestamp": "floating_timestamp"}
+SODA2_TYPES = {
+    "string": "text",
+    "int64": "number",
+    "int32": "number",
+    "float64": "number",
+    "timestamp": "floating_timestamp",
+}
 _INT_RE = r"^-?[0-9]{1,18}$"
 _FLOAT_RE = r"^\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
 DEFAULT_VARIANT = "default"
@@ -87,7 +92,9 @@ class Field:
         except KeyError as missing:
             raise _config_error(path, f"every field needs source, name and type; {table} lacks {missing}") from None
         if self.type not in ARROW_TYPES:
-            raise _config_error(path, f"field {self.name}: type must be one of {sorted(ARROW_TYPES)}, not {self.type!r}")
+            raise _config_error(
+                path, f"field {self.name}: type must be one of {sorted(ARROW_TYPES)}, not {self.type!r}"
+            )
         if isinstance(source, str):
             self.wire = {variant: source for variant in variants}
         elif isinstance(source, dict):
@@ -108,8 +115,18 @@ class SocrataDatasetSource:
     """A source (``SPEC``, ``auth_headers``, ``probe``, ``extract_block``) over one SODA dataset."""
 
     def __init__(self, spec: SourceSpec, config: dict, path: Path) -> None:
-        known = {"dataset_id", "date_field", "key", "latest_field", "page_size", "variant_column",
-                 "withheld_point", "variants", "fields", "watermark"}
+        known = {
+            "dataset_id",
+            "date_field",
+            "key",
+            "latest_field",
+            "page_size",
+            "variant_column",
+            "withheld_point",
+            "variants",
+            "fields",
+            "watermark",
+        }
         unknown = set(config) - known
         if unknown:
             raise _config_error(path, f"unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -154,8 +171,10 @@ class SocrataDatasetSource:
         if point is not None:
             if set(point) != {"x", "y"}:
                 raise _config_error(path, "withheld_point is { x = <field>, y = <field> }")
-            self.withheld_point = (self._field(point["x"], "withheld_point.x", "float64").name,
-                                   self._field(point["y"], "withheld_point.y", "float64").name)
+            self.withheld_point = (
+                self._field(point["x"], "withheld_point.x", "float64").name,
+                self._field(point["y"], "withheld_point.y", "float64").name,
+            )
 
         variant = [(self.variant_column, pa.string())] if self.variant_column else []
         self.DATA_SCHEMA = contract.data_schema([(f.name, f.arrow_type) for f in self.fields] + variant)
@@ -204,8 +223,9 @@ class SocrataDatasetSource:
             log.warning("%s schema drift (schema %s): %s", self.SPEC.name, schema, drift)
         return drift
 
-    def probe(self, session, connection, month: str | None = None, part: str | None = None,
-              previous: dict | None = None) -> dict:
+    def probe(
+        self, session, connection, month: str | None = None, part: str | None = None, previous: dict | None = None
+    ) -> dict:
         """The watermark and the variant, from one metadata call."""
         url = f"{connection.base_url}/api/views/{self.dataset_id}.json"
         try:
@@ -220,8 +240,11 @@ class SocrataDatasetSource:
         schema = self.detect_schema(column_names)
         if metadata.get("rowsUpdatedAt") is None:
             raise SourceHTTPError(f"{url}: dataset metadata has no rowsUpdatedAt")
-        return {"watermark": str(int(metadata["rowsUpdatedAt"])), "schema": schema,
-                "drift": self.schema_drift(schema, column_names)}
+        return {
+            "watermark": str(int(metadata["rowsUpdatedAt"])),
+            "schema": schema,
+            "drift": self.schema_drift(schema, column_names),
+        }
 
     # ------------------------------------------------------------ paging
 
@@ -235,8 +258,9 @@ class SocrataDatasetSource:
             "$offset": str(offset),
         }
 
-    def iter_pages(self, session, base_url: str, schema: str, month: str, page_size: int | None = None,
-                   sizes: list | None = None):
+    def iter_pages(
+        self, session, base_url: str, schema: str, month: str, page_size: int | None = None, sizes: list | None = None
+    ):
         """Yield each page as a :class:`JsonPage`; stop on a short page.
 
         The next page downloads in a background thread while the caller parses the current one
@@ -248,7 +272,9 @@ class SocrataDatasetSource:
 
         def fetch(offset: int) -> tuple[bytes, dict]:
             headers: dict = {}
-            body = get_bytes(session, url, params=self.page_params(schema, month, offset, page_size), headers_out=headers)
+            body = get_bytes(
+                session, url, params=self.page_params(schema, month, offset, page_size), headers_out=headers
+            )
             return body, headers
 
         with prefetch_pool("soda-prefetch") as pool:
@@ -309,12 +335,18 @@ class SocrataDatasetSource:
             if field.required:
                 rules.append((pc.is_null(raw[field.name]), contract.missing(field.name)))
                 if bad is not None:
-                    what = f"{field.name} is not an integer" if field.type.startswith("int") else contract.unparseable(field.name)
+                    what = (
+                        f"{field.name} is not an integer"
+                        if field.type.startswith("int")
+                        else contract.unparseable(field.name)
+                    )
                     rules.append((bad, what))
         start, end = month_bounds(month)
         date = typed[self.date_field.name]
-        in_month = pc.and_(pc.greater_equal(date, pa.scalar(datetime.fromisoformat(start), date.type)),
-                           pc.less(date, pa.scalar(datetime.fromisoformat(end), date.type)))
+        in_month = pc.and_(
+            pc.greater_equal(date, pa.scalar(datetime.fromisoformat(start), date.type)),
+            pc.less(date, pa.scalar(datetime.fromisoformat(end), date.type)),
+        )
         rules.append((pc.invert(pc.fill_null(in_month, False)), contract.outside_block(self.date_field.name, month)))
         reason = contract.first_broken_rule(rules, n_raw)
         bad = pc.is_valid(reason)
@@ -341,7 +373,11 @@ class SocrataDatasetSource:
         if self.variant_column:
             columns[self.variant_column] = constant(schema, pa.string())
         columns.update(contract.block_columns(n_raw, month, landed_at))
-        good = pa.table(columns, schema=self.DATA_SCHEMA).filter(pc.invert(bad)) if n_raw else self.DATA_SCHEMA.empty_table()
+        good = (
+            pa.table(columns, schema=self.DATA_SCHEMA).filter(pc.invert(bad))
+            if n_raw
+            else self.DATA_SCHEMA.empty_table()
+        )
 
         quarantine = raw.filter(bad)
         n_bad = quarantine.num_rows
@@ -366,7 +402,7 @@ class SocrataDatasetSource:
         with duckdb.connect() as con:
             con.register("block", ordered)
             deduped = con.sql(
-                f'SELECT * EXCLUDE (_seen) FROM block QUALIFY row_number() OVER '
+                f"SELECT * EXCLUDE (_seen) FROM block QUALIFY row_number() OVER "
                 f'(PARTITION BY "{key}" ORDER BY "{self.latest_field.name}" DESC NULLS LAST, _seen DESC) = 1'
             ).to_arrow_table()
         return deduped.cast(table.schema), table.num_rows - deduped.num_rows
@@ -407,7 +443,8 @@ class SocrataDatasetSource:
             raise SchemaDriftError(
                 f"{self.SPEC.name} {month}: required field(s) {', '.join(gone)} gone from the page at offset "
                 f"{getattr(page, 'offset', '?')} (X-SODA2-Fields) although the dataset's metadata lists them: "
-                "the schema changed while the block was read; nothing landed, the previous landing stays")
+                "the schema changed while the block was read; nothing landed, the previous landing stays"
+            )
         for field in self.fields:
             wire = field.wire[schema]
             if not wire:
@@ -433,13 +470,24 @@ class SocrataDatasetSource:
             f"{self.SPEC.name}: SODA refused the request with {error.status}"
             + (f" ({message})" if message else "")
             + f": check {token} connection {self.SPEC.conn_id} (an app token is optional; a wrong one is refused)",
-            error.status)
+            error.status,
+        )
 
-    def extract_block(self, session, connection, month: str, probed: dict, landed_at: datetime | None = None, *,
-                      part: str | None = None, previous: dict | None = None, location=None,
-                      force: bool = False) -> BlockData:
+    def extract_block(
+        self,
+        session,
+        connection,
+        month: str,
+        probed: dict,
+        landed_at: datetime | None = None,
+        *,
+        part: str | None = None,
+        previous: dict | None = None,
+        location=None,
+        force: bool = False,
+    ) -> BlockData:
         """One month's block (the runner's keywords beyond ``landed_at`` do not concern this adapter)."""
-        landed_at = landed_at or datetime.now(timezone.utc)
+        landed_at = landed_at or datetime.now(UTC)
         schema = probed["schema"]
         drift = probed["drift"]
         goods, quarantines, reasons, withheld, fetched, pages, sizes = [], [], {}, 0, 0, 0, []
@@ -467,8 +515,9 @@ class SocrataDatasetSource:
         if missing_pages:
             drift["missing_fields"] = sorted(set(drift["missing_fields"]) | set(missing_pages))
             drift["pages_without"] = dict(sorted(missing_pages.items()))
-            log.warning("%s %s: field(s) missing from pages (they land as null): %s", self.SPEC.name, month,
-                        missing_pages)
+            log.warning(
+                "%s %s: field(s) missing from pages (they land as null): %s", self.SPEC.name, month, missing_pages
+            )
         data = pa.concat_tables(goods) if goods else self.DATA_SCHEMA.empty_table()
         goods.clear()
         data, collapsed = self.collapse_duplicates(data)

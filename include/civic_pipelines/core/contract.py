@@ -37,8 +37,13 @@ INT64_RANGE = (-(2**63), 2**63 - 1)
 
 def arrow_types(timestamp: pa.DataType) -> dict[str, pa.DataType]:
     """The lake type of each field kind; ``timestamp`` is the publisher's own time type."""
-    return {"string": pa.string(), "int64": pa.int64(), "int32": pa.int32(), "float64": pa.float64(),
-            "timestamp": timestamp}
+    return {
+        "string": pa.string(),
+        "int64": pa.int64(),
+        "int32": pa.int32(),
+        "float64": pa.float64(),
+        "timestamp": timestamp,
+    }
 
 
 def data_schema(columns: list[tuple[str, pa.DataType]]) -> pa.Schema:
@@ -76,8 +81,9 @@ def text_to_numbers(values, kind: str, pattern: str):
     return parsed, pc.and_(pc.is_valid(values), pc.is_null(parsed))
 
 
-def text_to_timestamps(values, fmt: str, width: int, *, unit: str = "us", fraction_digits: int = 9,
-                       keep_fraction: bool = True):
+def text_to_timestamps(
+    values, fmt: str, width: int, *, unit: str = "us", fraction_digits: int = 9, keep_fraction: bool = True
+):
     """Fixed-width text in ``fmt`` (``width`` characters), optionally followed by ``.`` and up to
     ``fraction_digits`` digits, to naive ``timestamp[unit]``; anything else (an impossible date
     included) is null. ``keep_fraction`` adds the fraction (microseconds only)."""

@@ -105,7 +105,8 @@ def doc_columns(markdown: str, headings: list[str]) -> list[tuple[str, str]]:
     for heading in headings:
         rows = tables.get(heading, by_short.get(heading))
         if rows is None:
-            raise KeyError(f"no '| column | arrow type |' table under a heading {heading!r}; "
-                           f"tables are under {sorted(tables)}")
+            raise KeyError(
+                f"no '| column | arrow type |' table under a heading {heading!r}; tables are under {sorted(tables)}"
+            )
         columns += rows
     return columns

@@ -45,8 +45,9 @@ class Source(Protocol):
 
     def auth_headers(self, connection) -> dict: ...
 
-    def probe(self, session, connection, month: str | None = None, part: str | None = None,
-              previous: dict | None = None) -> dict: ...
+    def probe(
+        self, session, connection, month: str | None = None, part: str | None = None, previous: dict | None = None
+    ) -> dict: ...
 
 
 @runtime_checkable
@@ -54,9 +55,19 @@ class BlockSource(Source, Protocol):
     """A source returning a whole block. ``previous`` and ``force`` let a source refuse to empty a
     landed block (:func:`refuse_emptying`); ``location`` is where the block lands."""
 
-    def extract_block(self, session, connection, month: str, probed: dict, landed_at: datetime | None = None, *,
-                      part: str | None = None, previous: dict | None = None, location: Any = None,
-                      force: bool = False) -> BlockData: ...
+    def extract_block(
+        self,
+        session,
+        connection,
+        month: str,
+        probed: dict,
+        landed_at: datetime | None = None,
+        *,
+        part: str | None = None,
+        previous: dict | None = None,
+        location: Any = None,
+        force: bool = False,
+    ) -> BlockData: ...
 
 
 @runtime_checkable
@@ -64,9 +75,20 @@ class StreamedSource(Source, Protocol):
     """A source writing its block batch by batch into ``writer`` (a ``lake.BlockWriter``); returns
     the manifest's source-specific fields."""
 
-    def stream_block(self, session, connection, month: str, probed: dict, landed_at: datetime, writer, *,
-                     part: str | None = None, previous: dict | None = None, location: Any = None,
-                     force: bool = False) -> dict: ...
+    def stream_block(
+        self,
+        session,
+        connection,
+        month: str,
+        probed: dict,
+        landed_at: datetime,
+        writer,
+        *,
+        part: str | None = None,
+        previous: dict | None = None,
+        location: Any = None,
+        force: bool = False,
+    ) -> dict: ...
 
 
 class NotPublished(Exception):
@@ -91,5 +113,7 @@ def refuse_emptying(previous: dict | None, rows: int, force: bool, what: str) ->
     is not forced; ``what`` says what was read (e.g. "the permit archive for 2024-03 holds no events")."""
     landed = (previous or {}).get("rows") or 0
     if rows == 0 and landed > 0 and not force:
-        raise EmptyAnswerError(f"{what}, but {landed} rows were landed at {previous.get('landed_at')}: refusing to "
-                               "replace them with an empty block (re-run with force to accept an empty month)")
+        raise EmptyAnswerError(
+            f"{what}, but {landed} rows were landed at {previous.get('landed_at')}: refusing to "
+            "replace them with an empty block (re-run with force to accept an empty month)"
+        )

@@ -64,7 +64,9 @@ class SourceSpec:
         if not self.conn_id:
             object.__setattr__(self, "conn_id", f"civic_{self.name}")
         if self.parts and self.capabilities.configured_parts:
-            raise ValueError(f"{self.name}: parts are either fixed (parts) or configuration (configured_parts), not both")
+            raise ValueError(
+                f"{self.name}: parts are either fixed (parts) or configuration (configured_parts), not both"
+            )
         if self.part_conn_id is not None and "{part}" not in self.part_conn_id:
             raise ValueError(f"{self.name}: part_conn_id needs a {{part}} placeholder, not {self.part_conn_id!r}")
 

@@ -162,24 +162,29 @@ class ZipStream:
             return
         raise self.errors.truncated(
             f"the archive ends after {self.pulled} bytes and {self.entries} members, before its central "
-            "directory: it is truncated")
+            "directory: it is truncated"
+        )
 
     def _stray(self, buf: bytes, pos: int):
-        head = buf[pos:pos + 4]
+        head = buf[pos : pos + 4]
         return self.errors.corrupt(
             f"unexpected bytes {head!r} at offset {self.pulled - len(buf) + pos} after {self.entries} members: "
-            "neither a member nor the central directory")
+            "neither a member nor the central directory"
+        )
 
     def _cut(self, name: bytes | None = None):
         which = f"member {self.entries + 1}" + (f" ({member_name(name)})" if name is not None else "")
         return self.errors.truncated(
             f"the archive is cut short inside {which} (after {self.entries} whole members, {self.pulled} bytes), "
-            "before its central directory: it is truncated")
+            "before its central directory: it is truncated"
+        )
 
     def _damaged(self, name: bytes, what: str):
         # Damaged bytes are not a bad record: the member's content is lost.
-        return self.errors.corrupt(f"member {self.entries + 1} ({member_name(name)}) {what}: the archive's bytes are "
-                                   f"damaged (after {self.pulled} bytes)")
+        return self.errors.corrupt(
+            f"member {self.entries + 1} ({member_name(name)}) {what}: the archive's bytes are "
+            f"damaged (after {self.pulled} bytes)"
+        )
 
     def _unreadable(self, name: bytes, what: str):
         return self.errors.unsupported(f"member {member_name(name)} {what}: it cannot be read forward")
@@ -207,7 +212,7 @@ class ZipStream:
             end = start + csize
             if sig == _LOCAL_SIG and method == 8 and not flags & 0x09 and end <= n and csize != 0xFFFFFFFF != usize:
                 # The common case, kept short: a deflated member with its sizes in the header.
-                name = buf[pos + 30: pos + 30 + name_len]
+                name = buf[pos + 30 : pos + 30 + name_len]
                 pos = end
                 try:
                     body = decompress(buf[start:end], -15, usize or 1)
@@ -219,7 +224,7 @@ class ZipStream:
                 yield name, body, None
                 continue
             if sig != _LOCAL_SIG:
-                head = buf[pos:pos + 4]
+                head = buf[pos : pos + 4]
                 if head == CENTRAL_SIGNATURE or head in END_SIGNATURES:
                     self.complete = True
                     self._buf, self._pos = buf, pos
@@ -231,8 +236,8 @@ class ZipStream:
                 if not enough:
                     raise self._cut()
                 continue
-            name = buf[pos + 30: pos + 30 + name_len]
-            extra = buf[pos + 30 + name_len: start]
+            name = buf[pos + 30 : pos + 30 + name_len]
+            extra = buf[pos + 30 + name_len : start]
             if flags & FLAG_DESCRIPTOR:  # sizes after the data: inflate until the deflate stream ends
                 self._buf, self._pos = buf, start
                 body = b"".join(self._body(name, flags, method, crc, csize, usize, extra, 1 << 30))
@@ -288,7 +293,7 @@ class ZipStream:
             buf, enough = self._more(buf, 0, start)
             if not enough:
                 raise self._cut()
-            name, extra = buf[30:30 + name_len], buf[30 + name_len:start]
+            name, extra = buf[30 : 30 + name_len], buf[30 + name_len : start]
             self._buf, self._pos = buf, start
             member = StreamedMember(self, name, flags, method, crc, csize, usize, extra, piece_size)
             yield member
@@ -296,8 +301,9 @@ class ZipStream:
                 pass
             self.entries += 1
 
-    def _body(self, name: bytes, flags: int, method: int, crc: int, csize: int, usize: int, extra: bytes,
-              piece_size: int) -> Iterator[bytes]:
+    def _body(
+        self, name: bytes, flags: int, method: int, crc: int, csize: int, usize: int, extra: bytes, piece_size: int
+    ) -> Iterator[bytes]:
         """The member's bytes from ``self._buf[self._pos:]`` on, checked at its end; leaves the
         buffer just after the member (and its data descriptor)."""
         descriptor = bool(flags & FLAG_DESCRIPTOR)
@@ -308,10 +314,11 @@ class ZipStream:
             raise self._unreadable(name, "is stored or encrypted with its size after the data")
         problem = problem_of(flags, method)
         if problem is not None:
-            raise self.errors.unsupported(f"zip {problem} ({member_name(name, flags)}): only deflate and stored "
-                                          "members are read")
+            raise self.errors.unsupported(
+                f"zip {problem} ({member_name(name, flags)}): only deflate and stored members are read"
+            )
         got_crc, got_size = 0, 0
-        data = self._buf[self._pos:]
+        data = self._buf[self._pos :]
         self._buf, self._pos = b"", 0
         if method == DEFLATED:
             inflater = zlib.decompressobj(-15)
@@ -339,7 +346,7 @@ class ZipStream:
                     data = next(self._pieces, None)
                     if data is None:
                         raise self._cut(name)
-                out, data = data[:min(left, piece_size)], data[min(left, piece_size):]
+                out, data = data[: min(left, piece_size)], data[min(left, piece_size) :]
                 left -= len(out)
                 got_crc = zlib.crc32(out, got_crc)
                 got_size += len(out)
@@ -367,15 +374,25 @@ class ZipStream:
             rest = rest[4:]
         crc = struct.unpack_from("<I", rest, 0)[0]
         usize = struct.unpack_from("<Q" if zip64 else "<I", rest, 4 + (8 if zip64 else 4))[0]
-        return crc, usize, rest[4 + (16 if zip64 else 8):]
+        return crc, usize, rest[4 + (16 if zip64 else 8) :]
 
 
 class StreamedMember:
     """One member of a :class:`ZipStream`: ``name`` (decoded), ``raw_name``, ``size`` (bytes read
     so far) and its bytes by iterating it, once, in pieces of at most ``piece_size``."""
 
-    def __init__(self, stream: ZipStream, raw_name: bytes, flags: int, method: int, crc: int, csize: int,
-                 usize: int, extra: bytes, piece_size: int) -> None:
+    def __init__(
+        self,
+        stream: ZipStream,
+        raw_name: bytes,
+        flags: int,
+        method: int,
+        crc: int,
+        csize: int,
+        usize: int,
+        extra: bytes,
+        piece_size: int,
+    ) -> None:
         self.raw_name = raw_name
         self.name = member_name(raw_name, flags)
         self.size = 0
@@ -393,8 +410,14 @@ class FirstMatch:
     not read. ``name``, ``skipped`` (the names before it) and ``size`` tell what was read;
     ``no_match`` is the exception class raised when no member matches."""
 
-    def __init__(self, pieces: Iterable[bytes], pattern: str, errors: ZipErrors = ZipErrors(),
-                 no_match: type[Exception] = ZipError, piece_size: int = PIECE) -> None:
+    def __init__(
+        self,
+        pieces: Iterable[bytes],
+        pattern: str,
+        errors: ZipErrors = ZipErrors(),
+        no_match: type[Exception] = ZipError,
+        piece_size: int = PIECE,
+    ) -> None:
         self._stream = ZipStream(pieces, errors)
         self._pattern = re.compile(pattern)
         self._no_match = no_match
@@ -412,4 +435,5 @@ class FirstMatch:
                 return  # the rest of the archive is not needed
             self.skipped.append(member.name)
         raise self._no_match(
-            f"no zip member matches {self._pattern.pattern!r} (members: {', '.join(self.skipped) or 'none'})")
+            f"no zip member matches {self._pattern.pattern!r} (members: {', '.join(self.skipped) or 'none'})"
+        )

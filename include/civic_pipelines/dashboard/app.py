@@ -29,7 +29,7 @@ import hashlib
 import logging
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -49,13 +49,28 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 QUERY_FAILED = "This page could not read the warehouse (the error is in the server's log)."
 STATIC = HERE / "static"
-SOURCE_LABELS = {"overview": "Sources", "crime": "Source", "311": "Cities", "street-works": "Sources",
-                 "mobility": "Providers"}
+SOURCE_LABELS = {
+    "overview": "Sources",
+    "crime": "Source",
+    "311": "Cities",
+    "street-works": "Sources",
+    "mobility": "Providers",
+}
 # Models listed with their row counts on the overview's warehouse panel.
-WAREHOUSE_TABLES = ["fct_crime_offenses", "mart_crime_monthly", "mart_crime_by_area", "fct_service_requests",
-                    "mart_requests_by_category_month", "mart_requests_by_area", "mart_time_to_close",
-                    "mart_works_by_month", "mart_street_impact", "mart_srwr_activity_summary", "fct_mobility_trips",
-                    "mart_mobility_trips_daily"]
+WAREHOUSE_TABLES = [
+    "fct_crime_offenses",
+    "mart_crime_monthly",
+    "mart_crime_by_area",
+    "fct_service_requests",
+    "mart_requests_by_category_month",
+    "mart_requests_by_area",
+    "mart_time_to_close",
+    "mart_works_by_month",
+    "mart_street_impact",
+    "mart_srwr_activity_summary",
+    "fct_mobility_trips",
+    "mart_mobility_trips_daily",
+]
 
 
 def _json_default(value):
@@ -106,11 +121,13 @@ class Dashboard:
         self._plotly_lock = threading.Lock()
         # compressed once, off the request path (about 0.3 s); until then the file goes uncompressed
         threading.Thread(target=self.plotly_gzip, name="civic-plotly-gzip", daemon=True).start()
-        self.asset_version = hashlib.sha1(
-            b"".join(p.read_bytes() for p in sorted(STATIC.glob("*")))).hexdigest()[:10]
+        self.asset_version = hashlib.sha1(b"".join(p.read_bytes() for p in sorted(STATIC.glob("*")))).hexdigest()[:10]
         self.templates = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=jinja2.select_autoescape(["html"]),
-            trim_blocks=True, lstrip_blocks=True)
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=jinja2.select_autoescape(["html"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
         self.templates.filters.update(number=_number, when=_when, tojson_script=_tojson_script)
 
     # -- helpers -----------------------------------------------------------------------------
@@ -136,11 +153,17 @@ class Dashboard:
         context.setdefault("selected", [])
         context.setdefault("notes", [])
         html = self.templates.get_template(template).render(
-            root=root, keep_range=("?" + "&".join(f"{k}={v}" for k, v in keep.items())) if keep else "",
-            nav=list(pages.PAGES.items()), asset_version=self.asset_version, plotly_version=self.plotly_version,
+            root=root,
+            keep_range=("?" + "&".join(f"{k}={v}" for k, v in keep.items())) if keep else "",
+            nav=list(pages.PAGES.items()),
+            asset_version=self.asset_version,
+            plotly_version=self.plotly_version,
             filter_start=request.query_params.get("start") or context.get("range_start"),
             filter_end=request.query_params.get("end") or context.get("range_end"),
-            render_ms="{render_ms}", models=self.catalog.models(), **context)
+            render_ms="{render_ms}",
+            models=self.catalog.models(),
+            **context,
+        )
         elapsed = round((time.perf_counter() - started) * 1000, 1)
         html = html.replace("{render_ms}", str(elapsed), 2)
         return HTMLResponse(html, headers={"Server-Timing": f"render;dur={elapsed}", "Cache-Control": "no-store"})
@@ -151,7 +174,7 @@ def _root(request: Request) -> str:
     path = request.scope.get("path", "/")
     root_path = request.scope.get("root_path", "")
     if root_path and path.startswith(root_path):
-        path = path[len(root_path):] or "/"
+        path = path[len(root_path) :] or "/"
     depth = path.count("/") - 1
     return "../" * depth if depth > 0 else "./"
 
@@ -174,7 +197,7 @@ def _when(value: str | None) -> str:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return value
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _tojson_script(value) -> str:
@@ -187,8 +210,13 @@ def _tojson_script(value) -> str:
 def create_app(config: DashboardConfig | None = None) -> FastAPI:
     """The app; cheap to create (nothing is read until the first request)."""
     # The dependency runs before every route (a mounted plugin app gets none of Airflow's).
-    app = FastAPI(title="Civic data dashboard", docs_url=None, redoc_url=None, openapi_url=None,
-                  dependencies=[Depends(require_dashboard_access)])
+    app = FastAPI(
+        title="Civic data dashboard",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        dependencies=[Depends(require_dashboard_access)],
+    )
     app.add_exception_handler(HTTPException, refusal)
     lazy: dict[str, Dashboard] = {}
     lock = threading.Lock()
@@ -209,8 +237,9 @@ def create_app(config: DashboardConfig | None = None) -> FastAPI:
         headers = {"Cache-Control": "public, max-age=31536000, immutable", "Vary": "Accept-Encoding"}
         compressed = d._plotly_gzip
         if compressed is not None and "gzip" in request.headers.get("accept-encoding", ""):
-            return Response(compressed, media_type="application/javascript",
-                            headers={**headers, "Content-Encoding": "gzip"})
+            return Response(
+                compressed, media_type="application/javascript", headers={**headers, "Content-Encoding": "gzip"}
+            )
         return Response(d.plotly_path.read_bytes(), media_type="application/javascript", headers=headers)
 
     # A route rather than a StaticFiles mount: a mount would bypass the app's dependencies. The
@@ -239,14 +268,28 @@ def create_app(config: DashboardConfig | None = None) -> FastAPI:
             blocks = d.manifests.blocks(source.name)
             freshness = health.read_source_freshness(d.config.dbt_freshness, source.name)
             results = read_results(d.config.dbt_results, source.name)
-            cards.append(health.source_health(source, pages.page_of(source.name), blocks, tests, start, end,
-                                              freshness=freshness, dbt_results=results))
+            cards.append(
+                health.source_health(
+                    source,
+                    pages.page_of(source.name),
+                    blocks,
+                    tests,
+                    start,
+                    end,
+                    freshness=freshness,
+                    dbt_results=results,
+                )
+            )
         order = list(pages.PAGES)
         cards.sort(key=lambda c: (order.index(c.page) if c.page in order else len(order), c.source))
         months = sorted({m for c in cards for m in c.months})
-        return {"names": names, "selected": selected, "cards": cards,
-                "tests_total": len(tests) + sum(c.tests_total for c in cards if c.tests_from == "dag"),
-                "extent": (months[0], months[-1]) if months else (None, None)}
+        return {
+            "names": names,
+            "selected": selected,
+            "cards": cards,
+            "tests_total": len(tests) + sum(c.tests_total for c in cards if c.tests_from == "dag"),
+            "extent": (months[0], months[-1]) if months else (None, None),
+        }
 
     def warehouse_panel(d: Dashboard) -> tuple[dict, str | None, dict]:
         try:
@@ -256,19 +299,33 @@ def create_app(config: DashboardConfig | None = None) -> FastAPI:
             return {}, str(error), {"busy": isinstance(error, WarehouseBusy)}
 
     @app.get("/", response_class=HTMLResponse)
-    def overview(request: Request, start: str | None = None, end: str | None = None,
-                 source: list[str] | None = Query(None)):
+    def overview(
+        request: Request, start: str | None = None, end: str | None = None, source: list[str] | None = Query(None)
+    ):
         started = time.perf_counter()
         d = dash()
         filters = pages.Filters.parse(start, end, source)
         data = overview_data(d, filters)
         counts, error, meta = warehouse_panel(d)
         return d.render(
-            "overview.html", request, started, title="Overview", page_id="overview", cards=data["cards"],
+            "overview.html",
+            request,
+            started,
+            title="Overview",
+            page_id="overview",
+            cards=data["cards"],
             tests_total=data["tests_total"],
-            table_counts=counts, warehouse_error=error, source_options=data["names"], selected=data["selected"],
-            source_label=SOURCE_LABELS["overview"], extent=data["extent"], notes=filters.notes,
-            banner=_banner(meta), as_of=meta.get("as_of"), charts_on_page=False)
+            table_counts=counts,
+            warehouse_error=error,
+            source_options=data["names"],
+            selected=data["selected"],
+            source_label=SOURCE_LABELS["overview"],
+            extent=data["extent"],
+            notes=filters.notes,
+            banner=_banner(meta),
+            as_of=meta.get("as_of"),
+            charts_on_page=False,
+        )
 
     @app.get("/api/overview")
     def overview_json(start: str | None = None, end: str | None = None, source: list[str] | None = Query(None)):
@@ -276,11 +333,17 @@ def create_app(config: DashboardConfig | None = None) -> FastAPI:
         filters = pages.Filters.parse(start, end, source)
         data = overview_data(d, filters)
         counts, error, meta = warehouse_panel(d)
-        return json_response({
-            "page": "overview", "sources": data["names"], "selected": data["selected"],
-            "range": {"start": start, "end": end}, "cards": [c.as_dict() for c in data["cards"]],
-            "warehouse": {"tables": counts, "error": error, **meta}, "notes": filters.notes,
-        })
+        return json_response(
+            {
+                "page": "overview",
+                "sources": data["names"],
+                "selected": data["selected"],
+                "range": {"start": start, "end": end},
+                "cards": [c.as_dict() for c in data["cards"]],
+                "warehouse": {"tables": counts, "error": error, **meta},
+                "notes": filters.notes,
+            }
+        )
 
     def build_page(d: Dashboard, page_id: str, reading, filters: pages.Filters) -> pages.Page:
         if page_id == "crime":
@@ -296,8 +359,9 @@ def create_app(config: DashboardConfig | None = None) -> FastAPI:
         return pages.mobility(reading, filters)
 
     def page_view(page_id: str):
-        def view(request: Request, start: str | None = None, end: str | None = None,
-                 source: list[str] | None = Query(None)):
+        def view(
+            request: Request, start: str | None = None, end: str | None = None, source: list[str] | None = Query(None)
+        ):
             started = time.perf_counter()
             d = dash()
             filters = pages.Filters.parse(start, end, source)
@@ -314,11 +378,23 @@ def create_app(config: DashboardConfig | None = None) -> FastAPI:
                 page = pages.Page(page_id, title, [], [], empty=QUERY_FAILED)
                 meta = {}
             return d.render(
-                "page.html", request, started, title=title, page_id=page_id, page=page, extent=page.extent,
-                source_options=page.source_options, selected=page.selected, source_label=SOURCE_LABELS[page_id],
-                notes=filters.notes + page.notes, banner=_banner(meta), as_of=meta.get("as_of"),
-                range_start=page.start, range_end=page.end,
-                charts_on_page=any(c.figure for c in page.charts))
+                "page.html",
+                request,
+                started,
+                title=title,
+                page_id=page_id,
+                page=page,
+                extent=page.extent,
+                source_options=page.source_options,
+                selected=page.selected,
+                source_label=SOURCE_LABELS[page_id],
+                notes=filters.notes + page.notes,
+                banner=_banner(meta),
+                as_of=meta.get("as_of"),
+                range_start=page.start,
+                range_end=page.end,
+                charts_on_page=any(c.figure for c in page.charts),
+            )
 
         def view_json(start: str | None = None, end: str | None = None, source: list[str] | None = Query(None)):
             d = dash()
@@ -328,8 +404,11 @@ def create_app(config: DashboardConfig | None = None) -> FastAPI:
                     page = build_page(d, page_id, reading, filters)
                     meta = _reading_meta(reading)
             except WarehouseBusy as error:
-                return json_response({"page": page_id, "error": "warehouse busy", "detail": str(error)}, 503,
-                                     headers={"Retry-After": "5"})
+                return json_response(
+                    {"page": page_id, "error": "warehouse busy", "detail": str(error)},
+                    503,
+                    headers={"Retry-After": "5"},
+                )
             except WarehouseMissing as error:
                 page = pages.Page(page_id, pages.PAGES[page_id], [], [], empty=str(error))
                 meta = {}
@@ -353,9 +432,19 @@ def create_app(config: DashboardConfig | None = None) -> FastAPI:
         started = time.perf_counter()
         d = dash()
         found = d.catalog.model(name)
-        response = d.render("model.html", request, started, title=f"dbt model {name}", page_id="model", name=name,
-                            model=found, banner=None, as_of=None,
-                            charts_on_page=False, source_label="")
+        response = d.render(
+            "model.html",
+            request,
+            started,
+            title=f"dbt model {name}",
+            page_id="model",
+            name=name,
+            model=found,
+            banner=None,
+            as_of=None,
+            charts_on_page=False,
+            source_label="",
+        )
         if found is None:
             response.status_code = 404
         return response
@@ -387,11 +476,17 @@ def _reading_meta(reading) -> dict:
 
 def _banner(meta: dict) -> dict | None:
     if meta.get("stale"):
-        return {"kind": "busy", "text": f"Warehouse busy: a dbt run is writing it now. Showing the snapshot of "
-                                        f"{meta.get('as_of')}; figures may change when the run ends."}
+        return {
+            "kind": "busy",
+            "text": f"Warehouse busy: a dbt run is writing it now. Showing the snapshot of "
+            f"{meta.get('as_of')}; figures may change when the run ends.",
+        }
     if meta.get("busy"):
-        return {"kind": "busy", "text": "Warehouse busy: a dbt run is writing it and no earlier snapshot exists "
-                                        "in this server yet. This page fills in when the run ends."}
+        return {
+            "kind": "busy",
+            "text": "Warehouse busy: a dbt run is writing it and no earlier snapshot exists "
+            "in this server yet. This page fills in when the run ends.",
+        }
     return None
 
 

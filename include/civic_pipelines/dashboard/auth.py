@@ -20,7 +20,6 @@ and the DAG processor load plugins too and never serve a request.
 from __future__ import annotations
 
 import threading
-
 from html import escape
 
 from fastapi import Depends, HTTPException, Request, status
@@ -51,8 +50,7 @@ def auth_manager():
                 return init_auth_manager()
 
 
-async def require_dashboard_access(request: Request,
-                                   bearer: HTTPAuthorizationCredentials | None = Depends(_bearer)):
+async def require_dashboard_access(request: Request, bearer: HTTPAuthorizationCredentials | None = Depends(_bearer)):
     """The FastAPI dependency every route of the app declares: the authenticated user with access,
     or HTTPException 401 (no token) / 403 (invalid token, or no access to the view)."""
     manager = auth_manager()
@@ -62,7 +60,8 @@ async def require_dashboard_access(request: Request,
     # an auth manager may ask a remote service (Keycloak, AWS): off the event loop, as Airflow's
     # own (sync) access dependencies run
     allowed = await run_in_threadpool(
-        lambda: manager.is_authorized_custom_view(method="GET", resource_name=RESOURCE_NAME, user=user))
+        lambda: manager.is_authorized_custom_view(method="GET", resource_name=RESOURCE_NAME, user=user)
+    )
     if not allowed:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden")
     return user
@@ -78,5 +77,9 @@ async def refusal(request: Request, error: HTTPException):
     except Exception:  # noqa: BLE001 - no login page to offer: say so without a link
         login = None
     link = f' <a href="{escape(login)}" data-login>Sign in</a>' if login else ""
-    return HTMLResponse(f"<!doctype html><title>Civic data: sign in</title><p>The Civic data dashboard is "
-                        f"for signed-in Airflow users.{link}</p>", status_code=401, headers=error.headers)
+    return HTMLResponse(
+        f"<!doctype html><title>Civic data: sign in</title><p>The Civic data dashboard is "
+        f"for signed-in Airflow users.{link}</p>",
+        status_code=401,
+        headers=error.headers,
+    )

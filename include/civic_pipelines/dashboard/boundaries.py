@@ -64,8 +64,13 @@ def parse(city: str, path: Path) -> Boundaries:
         if name is None or not rings:
             errors.append(f"feature {index}: needs properties.area and a Polygon or MultiPolygon geometry")
             continue
-        areas.append(Area(str(name), properties.get("area_system"),
-                          tuple(tuple((float(x), float(y)) for x, y, *_ in ring) for ring in rings)))
+        areas.append(
+            Area(
+                str(name),
+                properties.get("area_system"),
+                tuple(tuple((float(x), float(y)) for x, y, *_ in ring) for ring in rings),
+            )
+        )
     return Boundaries(city, path, tuple(areas), tuple(errors))
 
 

@@ -132,13 +132,21 @@ class Catalog:
                 if not uid.startswith("test."):
                     continue
                 node = tests.get(uid, {})
-                upstream = tuple(d.split(".")[-1] for d in (node.get("depends_on") or {}).get("nodes", [])
-                                 if d.startswith(("model.", "seed.")))
+                upstream = tuple(
+                    d.split(".")[-1]
+                    for d in (node.get("depends_on") or {}).get("nodes", [])
+                    if d.startswith(("model.", "seed."))
+                )
                 tags = frozenset(t for m in upstream if m in models for t in models[m].tags)
                 latest[uid] = TestResult(
-                    unique_id=uid, name=node.get("name") or uid.split(".")[2], status=str(result.get("status")),
-                    failures=result.get("failures"), message=result.get("message"), generated_at=generated,
-                    models=upstream, tags=tags,
+                    unique_id=uid,
+                    name=node.get("name") or uid.split(".")[2],
+                    status=str(result.get("status")),
+                    failures=result.get("failures"),
+                    message=result.get("message"),
+                    generated_at=generated,
+                    models=upstream,
+                    tags=tags,
                 )
         return latest
 

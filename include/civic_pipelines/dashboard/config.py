@@ -31,7 +31,7 @@ class DashboardConfig:
     dbt_results: Path | None = None
 
     @classmethod
-    def from_env(cls) -> "DashboardConfig":
+    def from_env(cls) -> DashboardConfig:
         target = settings.dbt_project_dir() / "target"
         return cls(
             warehouse=settings.warehouse_path(),

@@ -11,8 +11,24 @@ from __future__ import annotations
 
 import math
 
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-           "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd"]
+PALETTE = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#393b79",
+    "#637939",
+    "#8c6d31",
+    "#843c39",
+    "#7b4173",
+    "#3182bd",
+]
 # Light to dark blue: the choropleth's scale.
 SEQUENTIAL = [(0.0, (222, 235, 247)), (0.5, (107, 174, 214)), (1.0, (8, 48, 107))]
 
@@ -49,54 +65,116 @@ def lines(series: dict[str, list[tuple]], y_title: str, x_title: str = "month", 
     """One line per series; each series is [(x, y), ...]."""
     data = []
     for i, (name, points) in enumerate(series.items()):
-        data.append({"type": "scatter", "mode": mode, "name": name, "x": [month_label(x) for x, _ in points],
-                     "y": [y for _, y in points], "line": {"color": color(i)}})
-    return {"data": data, "layout": layout(xaxis={"title": {"text": x_title}, "type": "category"},
-                                           yaxis={"title": {"text": y_title}, "rangemode": "tozero"})}
+        data.append(
+            {
+                "type": "scatter",
+                "mode": mode,
+                "name": name,
+                "x": [month_label(x) for x, _ in points],
+                "y": [y for _, y in points],
+                "line": {"color": color(i)},
+            }
+        )
+    return {
+        "data": data,
+        "layout": layout(
+            xaxis={"title": {"text": x_title}, "type": "category"},
+            yaxis={"title": {"text": y_title}, "rangemode": "tozero"},
+        ),
+    }
 
 
 def daily_lines(series: dict[str, list[tuple]], y_title: str, x_title: str = "day") -> dict:
     """One line per series on a date axis; each series is [(date or datetime, y), ...]."""
-    data = [{"type": "scatter", "mode": "lines", "name": name, "x": [x.isoformat() for x, _ in points],
-             "y": [y for _, y in points], "line": {"color": color(i)}} for i, (name, points) in enumerate(series.items())]
-    return {"data": data, "layout": layout(xaxis={"title": {"text": x_title}, "type": "date"},
-                                           yaxis={"title": {"text": y_title}, "rangemode": "tozero"})}
+    data = [
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "name": name,
+            "x": [x.isoformat() for x, _ in points],
+            "y": [y for _, y in points],
+            "line": {"color": color(i)},
+        }
+        for i, (name, points) in enumerate(series.items())
+    ]
+    return {
+        "data": data,
+        "layout": layout(
+            xaxis={"title": {"text": x_title}, "type": "date"},
+            yaxis={"title": {"text": y_title}, "rangemode": "tozero"},
+        ),
+    }
 
 
 def histogram(series: dict[str, list[tuple[float, int]]], bin_width: float, x_title: str) -> dict:
     """Counts per bin (binned in SQL), one bar series per group, side by side; each [(bin start, n)]."""
-    data = [{"type": "bar", "name": name, "x": [b + bin_width / 2 for b, _ in bins], "y": [n for _, n in bins],
-             "width": bin_width / max(len(series), 1), "marker": {"color": color(i)}, "opacity": 0.85}
-            for i, (name, bins) in enumerate(series.items())]
-    return {"data": data, "layout": layout(barmode="group", bargap=0, xaxis={"title": {"text": x_title}},
-                                           yaxis={"title": {"text": "trips"}})}
+    data = [
+        {
+            "type": "bar",
+            "name": name,
+            "x": [b + bin_width / 2 for b, _ in bins],
+            "y": [n for _, n in bins],
+            "width": bin_width / max(len(series), 1),
+            "marker": {"color": color(i)},
+            "opacity": 0.85,
+        }
+        for i, (name, bins) in enumerate(series.items())
+    ]
+    return {
+        "data": data,
+        "layout": layout(
+            barmode="group", bargap=0, xaxis={"title": {"text": x_title}}, yaxis={"title": {"text": "trips"}}
+        ),
+    }
 
 
-def stacked_bars(categories: list[str], series: dict[str, list], y_title: str, x_title: str = "month",
-                 barmode: str = "stack") -> dict:
-    data = [{"type": "bar", "name": name, "x": categories, "y": values, "marker": {"color": color(i)}}
-            for i, (name, values) in enumerate(series.items())]
-    return {"data": data, "layout": layout(barmode=barmode, xaxis={"title": {"text": x_title}, "type": "category"},
-                                           yaxis={"title": {"text": y_title}})}
+def stacked_bars(
+    categories: list[str], series: dict[str, list], y_title: str, x_title: str = "month", barmode: str = "stack"
+) -> dict:
+    data = [
+        {"type": "bar", "name": name, "x": categories, "y": values, "marker": {"color": color(i)}}
+        for i, (name, values) in enumerate(series.items())
+    ]
+    return {
+        "data": data,
+        "layout": layout(
+            barmode=barmode, xaxis={"title": {"text": x_title}, "type": "category"}, yaxis={"title": {"text": y_title}}
+        ),
+    }
 
 
-def ranking(labels: list[str], values: list, x_title: str, series: dict[str, list] | None = None,
-            hover: list[str] | None = None) -> dict:
+def ranking(
+    labels: list[str], values: list, x_title: str, series: dict[str, list] | None = None, hover: list[str] | None = None
+) -> dict:
     """Horizontal bars, largest on top; ``series`` stacks several measures per label."""
     series = series or {x_title: values}
     labels = _unique(labels)
     height = max(260, 22 * len(labels) + 80)
     data = []
     for i, (name, vals) in enumerate(series.items()):
-        trace = {"type": "bar", "orientation": "h", "name": name, "y": labels[::-1], "x": list(vals)[::-1],
-                 "marker": {"color": color(i)}}
+        trace = {
+            "type": "bar",
+            "orientation": "h",
+            "name": name,
+            "y": labels[::-1],
+            "x": list(vals)[::-1],
+            "marker": {"color": color(i)},
+        }
         if hover:
             trace["customdata"] = hover[::-1]
             trace["hovertemplate"] = "%{y}: %{x}<br>%{customdata}<extra></extra>"
         data.append(trace)
-    return {"data": data, "layout": layout(height=height, barmode="stack", showlegend=len(series) > 1,
-                                           margin={"l": 220}, xaxis={"title": {"text": x_title}},
-                                           yaxis={"automargin": True, "type": "category"})}
+    return {
+        "data": data,
+        "layout": layout(
+            height=height,
+            barmode="stack",
+            showlegend=len(series) > 1,
+            margin={"l": 220},
+            xaxis={"title": {"text": x_title}},
+            yaxis={"automargin": True, "type": "category"},
+        ),
+    }
 
 
 def _unique(labels: list[str]) -> list[str]:
@@ -110,23 +188,49 @@ def _unique(labels: list[str]) -> list[str]:
 
 
 def sunburst(ids: list[str], labels: list[str], parents: list[str], values: list) -> dict:
-    return {"data": [{"type": "sunburst", "ids": ids, "labels": labels, "parents": parents, "values": values,
-                      "branchvalues": "total", "maxdepth": 2}],
-            "layout": layout(height=420, margin={"l": 10, "r": 10, "t": 10, "b": 10})}
+    return {
+        "data": [
+            {
+                "type": "sunburst",
+                "ids": ids,
+                "labels": labels,
+                "parents": parents,
+                "values": values,
+                "branchvalues": "total",
+                "maxdepth": 2,
+            }
+        ],
+        "layout": layout(height=420, margin={"l": 10, "r": 10, "t": 10, "b": 10}),
+    }
 
 
 def donut(labels: list[str], values: list) -> dict:
-    return {"data": [{"type": "pie", "hole": 0.45, "labels": labels, "values": values, "sort": True,
-                      "marker": {"colors": [color(i) for i in range(len(labels))]}}],
-            "layout": layout(height=360, margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend={"orientation": "v"})}
+    return {
+        "data": [
+            {
+                "type": "pie",
+                "hole": 0.45,
+                "labels": labels,
+                "values": values,
+                "sort": True,
+                "marker": {"colors": [color(i) for i in range(len(labels))]},
+            }
+        ],
+        "layout": layout(height=360, margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend={"orientation": "v"}),
+    }
 
 
 def _geo_axes(lats: list[float]) -> tuple[dict, dict]:
     mid = (min(lats) + max(lats)) / 2 if lats else 0.0
     ratio = 1 / max(math.cos(math.radians(mid)), 0.2)
     xaxis = {"title": {"text": "longitude"}, "showgrid": False, "zeroline": False, "constrain": "domain"}
-    yaxis = {"title": {"text": "latitude"}, "showgrid": False, "zeroline": False, "scaleanchor": "x",
-             "scaleratio": ratio}
+    yaxis = {
+        "title": {"text": "latitude"},
+        "showgrid": False,
+        "zeroline": False,
+        "scaleanchor": "x",
+        "scaleratio": ratio,
+    }
     return xaxis, yaxis
 
 
@@ -135,9 +239,18 @@ def point_map(groups: dict[str, list[tuple[float, float, str]]]) -> dict:
     data, lats = [], []
     for i, (name, points) in enumerate(groups.items()):
         lats += [p[1] for p in points]
-        data.append({"type": "scatter", "mode": "markers", "name": name, "x": [p[0] for p in points],
-                     "y": [p[1] for p in points], "text": [p[2] for p in points], "hoverinfo": "text+name",
-                     "marker": {"size": 4, "opacity": 0.6, "color": color(i)}})
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": name,
+                "x": [p[0] for p in points],
+                "y": [p[1] for p in points],
+                "text": [p[2] for p in points],
+                "hoverinfo": "text+name",
+                "marker": {"size": 4, "opacity": 0.6, "color": color(i)},
+            }
+        )
     xaxis, yaxis = _geo_axes(lats)
     return {"data": data, "layout": layout(height=460, xaxis=xaxis, yaxis=yaxis)}
 
@@ -149,7 +262,7 @@ def _shade(fraction: float) -> str:
             t = (fraction - x0) / (x1 - x0)
             r, g, b = (round(a + (b_ - a) * t) for a, b_ in zip(c0, c1))
             return f"rgb({r},{g},{b})"
-    return "rgb(%d,%d,%d)" % SEQUENTIAL[-1][1]
+    return "rgb({},{},{})".format(*SEQUENTIAL[-1][1])
 
 
 def choropleth(areas: list[tuple[str, list, float | None]], value_title: str) -> dict:
@@ -166,14 +279,41 @@ def choropleth(areas: list[tuple[str, list, float | None]], value_title: str) ->
             lats += [p[1] for p in ring]
         fill = _shade((value - low) / span) if value is not None else "rgba(0,0,0,0.04)"
         label = f"{name}: {value:,.0f} {value_title}" if value is not None else f"{name}: none"
-        data.append({"type": "scatter", "mode": "lines", "x": xs[:-1], "y": ys[:-1], "fill": "toself",
-                     "fillcolor": fill, "line": {"color": "#ffffff", "width": 1}, "name": name,
-                     "text": label, "hoveron": "fills", "hoverinfo": "text", "showlegend": False})
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "x": xs[:-1],
+                "y": ys[:-1],
+                "fill": "toself",
+                "fillcolor": fill,
+                "line": {"color": "#ffffff", "width": 1},
+                "name": name,
+                "text": label,
+                "hoveron": "fills",
+                "hoverinfo": "text",
+                "showlegend": False,
+            }
+        )
     # an invisible marker trace carries the colour bar
-    data.append({"type": "scatter", "mode": "markers", "x": [None], "y": [None], "showlegend": False,
-                 "hoverinfo": "skip",
-                 "marker": {"size": 0, "color": [low, high], "cmin": low, "cmax": high, "showscale": True,
-                            "colorscale": [[x, "rgb(%d,%d,%d)" % c] for x, c in SEQUENTIAL],
-                            "colorbar": {"title": {"text": value_title}, "thickness": 12}}})
+    data.append(
+        {
+            "type": "scatter",
+            "mode": "markers",
+            "x": [None],
+            "y": [None],
+            "showlegend": False,
+            "hoverinfo": "skip",
+            "marker": {
+                "size": 0,
+                "color": [low, high],
+                "cmin": low,
+                "cmax": high,
+                "showscale": True,
+                "colorscale": [[x, "rgb({},{},{})".format(*c)] for x, c in SEQUENTIAL],
+                "colorbar": {"title": {"text": value_title}, "thickness": 12},
+            },
+        }
+    )
     xaxis, yaxis = _geo_axes(lats)
     return {"data": data, "layout": layout(height=460, xaxis=xaxis, yaxis=yaxis)}

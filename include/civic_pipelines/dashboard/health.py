@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from civic_pipelines.months import format_month, parse_month, previous_month
 
@@ -81,7 +81,7 @@ def _months_between(first: str, last: str) -> int:
 
 def expected_month(cadence: str, today: date | None = None) -> str:
     """The newest month a source of this cadence should have landed by today."""
-    month = (today or datetime.now(timezone.utc).date()).replace(day=1)
+    month = (today or datetime.now(UTC).date()).replace(day=1)
     for _ in range(CADENCE_LAG_MONTHS.get(cadence, 1)):
         month = previous_month(month)
     return format_month(month)
@@ -112,7 +112,7 @@ class LakeManifests:
         for info in filesystem.get_file_info(selector):
             if info.type != pafs.FileType.File or info.base_name != "_manifest.json":
                 continue
-            folders = info.path[len(root) + 1:].split("/")[:-1]  # source, [part], month=YYYY-MM
+            folders = info.path[len(root) + 1 :].split("/")[:-1]  # source, [part], month=YYYY-MM
             if not folders or not folders[-1].startswith("month="):
                 continue
             manifest = self._read(filesystem, info)
@@ -120,17 +120,23 @@ class LakeManifests:
                 continue
             part = "/".join(folders[1:-1]) or None
             drift = manifest.get("drift") or {}
-            blocks.append(Block(
-                month=folders[-1].split("=", 1)[1],
-                part=part,
-                rows=int(manifest.get("rows") or 0),
-                quarantined=int(manifest.get("quarantined") or 0),
-                landed_at=manifest.get("landed_at"),
-                checked_at=manifest.get("checked_at"),
-                complete=manifest.get("complete", True) is not False,
-                drift=bool(drift.get("missing_fields") or drift.get("new_fields") or drift.get("type_changes")
-                            or drift.get("changed_types")),  # Street Manager says type_changes, SODA/ArcGIS changed_types
-            ))
+            blocks.append(
+                Block(
+                    month=folders[-1].split("=", 1)[1],
+                    part=part,
+                    rows=int(manifest.get("rows") or 0),
+                    quarantined=int(manifest.get("quarantined") or 0),
+                    landed_at=manifest.get("landed_at"),
+                    checked_at=manifest.get("checked_at"),
+                    complete=manifest.get("complete", True) is not False,
+                    drift=bool(
+                        drift.get("missing_fields")
+                        or drift.get("new_fields")
+                        or drift.get("type_changes")
+                        or drift.get("changed_types")
+                    ),  # Street Manager says type_changes, SODA/ArcGIS changed_types
+                )
+            )
         return sorted(blocks, key=lambda b: (b.month, b.part or ""))
 
     def _read(self, filesystem, info) -> dict | None:
@@ -209,9 +215,16 @@ def apply_freshness(health: SourceHealth, result: dict | None) -> None:
         return
     tables = []
     for entry in result.get("results") or []:
-        tables.append({"table": entry.get("table"), "status": entry.get("status"),
-                       "age": human_age(entry.get("age_seconds")), "max_loaded_at": entry.get("max_loaded_at"),
-                       "warn_after": entry.get("warn_after"), "error_after": entry.get("error_after")})
+        tables.append(
+            {
+                "table": entry.get("table"),
+                "status": entry.get("status"),
+                "age": human_age(entry.get("age_seconds")),
+                "max_loaded_at": entry.get("max_loaded_at"),
+                "warn_after": entry.get("warn_after"),
+                "error_after": entry.get("error_after"),
+            }
+        )
         # dbt's error text (the table's lake path) stays in the file and the task log: a viewer gets no raw error.
     health.dbt_freshness = tables
     health.dbt_freshness_at = result.get("generated_at")
@@ -237,23 +250,37 @@ def apply_dag_test_results(health: SourceHealth, dbt_results: dict) -> None:
             continue
         # dbt's error text can carry paths and SQL: the card shows the test, its models and the
         # failing row count; the message stays in the file and the task log.
-        _count_test(health, {"test": node.get("name") or uid, "failures": node.get("failures"),
-                             "models": list(node.get("models") or [])}, str(node.get("status")))
+        _count_test(
+            health,
+            {
+                "test": node.get("name") or uid,
+                "failures": node.get("failures"),
+                "models": list(node.get("models") or []),
+            },
+            str(node.get("status")),
+        )
         newest = max(newest or "", node.get("generated_at") or "") or None
     health.tests_from = "dag"
     health.tests_at = newest
 
 
-def source_health(source: RegisteredSource, page: str | None, all_blocks: list[Block], tests: dict,
-                  start: str | None = None, end: str | None = None, today: date | None = None,
-                  freshness: dict | None = None, dbt_results: dict | None = None) -> SourceHealth:
+def source_health(
+    source: RegisteredSource,
+    page: str | None,
+    all_blocks: list[Block],
+    tests: dict,
+    start: str | None = None,
+    end: str | None = None,
+    today: date | None = None,
+    freshness: dict | None = None,
+    dbt_results: dict | None = None,
+) -> SourceHealth:
     """The card: counts over the blocks of the month range (``start``..``end``, YYYY-MM, either
     open); the last block and freshness over every block; ``freshness`` is the source's
     ``read_source_freshness`` result; ``dbt_results`` the tests and models the source's DAG ran
     (``civic_pipelines.dbt_results.read_results``), which replace ``tests`` (run_results.json files
     filtered by the source's tag) when they hold any test."""
-    health = SourceHealth(source=source.name, title=source.title, page=page, cadence=source.cadence,
-                          error=source.error)
+    health = SourceHealth(source=source.name, title=source.title, page=page, cadence=source.cadence, error=source.error)
     apply_freshness(health, freshness)
     cadence, tag = source.cadence, source.dbt_tag
     health.expected_month = expected_month(cadence, today)
@@ -289,7 +316,15 @@ def source_health(source: RegisteredSource, page: str | None, all_blocks: list[B
         for result in tests.values():
             if tag not in result.tags:
                 continue
-            _count_test(health, {"test": result.name, "failures": result.failures, "message": result.message,
-                                 "models": list(result.models)}, result.status)
+            _count_test(
+                health,
+                {
+                    "test": result.name,
+                    "failures": result.failures,
+                    "message": result.message,
+                    "models": list(result.models),
+                },
+                result.status,
+            )
             health.tests_from = "run_results"
     return health

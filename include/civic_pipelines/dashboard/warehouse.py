@@ -37,7 +37,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 try:
@@ -204,11 +204,13 @@ class WarehouseReader:
             self._discard(target)
             return None
         tables = frozenset(
-            name for (name,) in con.execute(
-                "select table_name from information_schema.tables where table_schema = 'main'").fetchall()
+            name
+            for (name,) in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'main'"
+            ).fetchall()
         )
         self.copies += 1
-        return Snapshot(target, key, datetime.now(timezone.utc), con, tables, time.perf_counter() - started)
+        return Snapshot(target, key, datetime.now(UTC), con, tables, time.perf_counter() - started)
 
     @staticmethod
     def _discard(target: Path) -> None:
@@ -264,9 +266,13 @@ class WarehouseReader:
 
             con = duckdb.connect(self.warehouse, read_only=True)
             try:
-                tables = frozenset(n for (n,) in con.execute(
-                    "select table_name from information_schema.tables where table_schema = 'main'").fetchall())
-                yield Reading(con, tables, datetime.now(timezone.utc))
+                tables = frozenset(
+                    n
+                    for (n,) in con.execute(
+                        "select table_name from information_schema.tables where table_schema = 'main'"
+                    ).fetchall()
+                )
+                yield Reading(con, tables, datetime.now(UTC))
             finally:
                 con.close()
             return

@@ -100,8 +100,10 @@ def install(packages: dict[str, tuple[str, ...]] | None = None, log=print) -> li
     if not absent:
         return []
     if os.geteuid() != 0:
-        raise MissingPackages(f"system package(s) not installed: {', '.join(absent)}; installing them needs root: "
-                              f"run `sudo make setup`, or `apt-get install {' '.join(absent)}` as root")
+        raise MissingPackages(
+            f"system package(s) not installed: {', '.join(absent)}; installing them needs root: "
+            f"run `sudo make setup`, or `apt-get install {' '.join(absent)}` as root"
+        )
     started = time.monotonic()
     log(f"installing {', '.join(absent)} from Debian's packages (apt-get; a few minutes on a fresh machine)")
     command = ("install", "-y", "-q", "--no-install-recommends", *absent)

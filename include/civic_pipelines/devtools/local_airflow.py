@@ -58,11 +58,9 @@ def airflow(env: dict, *args: str, check: bool = True) -> subprocess.CompletedPr
     return result
 
 
-
 def start_group(command: list[str], env: dict, logfile: Path) -> subprocess.Popen:
     handle = open(logfile, "ab")
     return subprocess.Popen(command, env=env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-
 
 
 def session_members(session_id: int) -> list[int]:
@@ -77,7 +75,6 @@ def session_members(session_id: int) -> list[int]:
             if int(fields[3]) == session_id and fields[0] != "Z":
                 members.append(int(entry.name))
     return members
-
 
 
 def stop_group(process: subprocess.Popen | None, name: str) -> None:
@@ -101,7 +98,6 @@ def stop_group(process: subprocess.Popen | None, name: str) -> None:
     log(f"could not stop every process of {name}: {session_members(process.pid)}")
 
 
-
 def listening_sockets(processes: dict[str, subprocess.Popen]) -> list[tuple[str, str, int]]:
     """(component, address, port) of every listening TCP socket held by any process of the
     components' sessions (their workers and subprocesses included), as the kernel reports them."""
@@ -120,13 +116,11 @@ def listening_sockets(processes: dict[str, subprocess.Popen]) -> list[tuple[str,
     return sorted(found)
 
 
-
 def loopback_only(sockets: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
     """The sockets not bound to a loopback address (empty when the demo is safe to run as admin)."""
     import ipaddress
 
     return [s for s in sockets if not ipaddress.ip_address(s[1].split("%")[0]).is_loopback]
-
 
 
 def components_healthy(api_port: int) -> bool:
@@ -140,7 +134,6 @@ def components_healthy(api_port: int) -> bool:
     return all((health.get(part) or {}).get("status") == "healthy" for part in ("scheduler", "triggerer"))
 
 
-
 def wait_for(predicate, timeout: float, what: str, interval: float = 2.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -149,7 +142,6 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 2.0):
             return value
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-
 
 
 def http_ok(url: str, timeout: float = 2, expect: int | None = None) -> bool:
@@ -161,7 +153,6 @@ def http_ok(url: str, timeout: float = 2, expect: int | None = None) -> bool:
     except requests.RequestException:
         return False
     return status == expect if expect else status < 500
-
 
 
 class AirflowAPI:
@@ -178,7 +169,9 @@ class AirflowAPI:
         # SQLite metadata allows one writer: the API answers 500 ("database is locked") while the
         # scheduler writes. Every call here is safe to repeat (PATCH is idempotent and the
         # trigger names its run id, so a repeat answers 409).
-        retry = Retry(total=8, backoff_factor=0.5, status_forcelist=(500, 502, 503), allowed_methods=None, raise_on_status=False)
+        retry = Retry(
+            total=8, backoff_factor=0.5, status_forcelist=(500, 502, 503), allowed_methods=None, raise_on_status=False
+        )
         self.session.mount("http://", HTTPAdapter(max_retries=retry))
 
     def login(self) -> None:
@@ -237,11 +230,13 @@ class AirflowAPI:
 
     def task_instances(self, runs: dict[str, str]) -> dict[str, list[dict]]:
         """{dag_id: the task instances of its run in ``runs``}, mapped ones one per map index."""
-        found = self._pages("/dags/~/dagRuns/~/taskInstances/list", "task_instances",
-                            {"dag_ids": sorted(runs), "dag_run_ids": sorted(set(runs.values()))})
+        found = self._pages(
+            "/dags/~/dagRuns/~/taskInstances/list",
+            "task_instances",
+            {"dag_ids": sorted(runs), "dag_run_ids": sorted(set(runs.values()))},
+        )
         by_dag: dict[str, list[dict]] = {dag_id: [] for dag_id in runs}
         for ti in found:
             if runs.get(ti["dag_id"]) == ti["dag_run_id"]:
                 by_dag[ti["dag_id"]].append(ti)
         return by_dag
-

@@ -22,8 +22,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from civic_pipelines.devtools.apt import SETUP_HINT, MissingPackages
 
@@ -68,8 +68,10 @@ def postgres_cluster(dbname: str = "civic", settings: dict[str, str] | None = No
     bin_dir = postgres_bin_dir()
     if bin_dir is None:
         # Never installed from here: `make setup` installs Debian's postgresql before the tests start.
-        raise MissingPackages(f"no PostgreSQL server binaries (initdb, pg_ctl; $PG_BIN, /usr/lib/postgresql/<v>/bin "
-                              f"or PATH); {SETUP_HINT}")
+        raise MissingPackages(
+            f"no PostgreSQL server binaries (initdb, pg_ctl; $PG_BIN, /usr/lib/postgresql/<v>/bin "
+            f"or PATH); {SETUP_HINT}"
+        )
     owner = server_user()
     root = Path(tempfile.mkdtemp(prefix="civic-pg-"))  # in /tmp, which any user can traverse
     password = "pw-" + secrets.token_urlsafe(18)
@@ -81,8 +83,15 @@ def postgres_cluster(dbname: str = "civic", settings: dict[str, str] | None = No
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")} | {"LC_ALL": "C", "LANG": "C"}
 
     def run(*args):
-        result = subprocess.run([str(bin_dir / args[0]), *args[1:]], cwd=root, env=env, capture_output=True, text=True,
-                                timeout=120, **run_as)
+        result = subprocess.run(
+            [str(bin_dir / args[0]), *args[1:]],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            **run_as,
+        )
         if result.returncode != 0:
             raise RuntimeError(f"{args[0]} failed: {result.stdout[-2000:]} {result.stderr[-2000:]}")
         return result
@@ -93,31 +102,69 @@ def postgres_cluster(dbname: str = "civic", settings: dict[str, str] | None = No
     data = root / "data"
     started = False
     try:
-        run("initdb", "-D", str(data), "-U", "civic", "--auth=scram-sha-256", f"--pwfile={root / 'pwfile'}",
-            "-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions")
+        run(
+            "initdb",
+            "-D",
+            str(data),
+            "-U",
+            "civic",
+            "--auth=scram-sha-256",
+            f"--pwfile={root / 'pwfile'}",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+            "--no-instructions",
+        )
         (root / "pwfile").unlink()
-        options = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c shared_preload_libraries=pg_stat_statements "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        options = (
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c shared_preload_libraries=pg_stat_statements "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
         options += "".join(f" -c {name}={value}" for name, value in (settings or {}).items())
         run("pg_ctl", "-D", str(data), "-l", str(root / "server.log"), "-o", options, "-w", "-t", "60", "start")
         started = True
         import psycopg
 
-        with psycopg.connect(host="127.0.0.1", port=port, user="civic", password=password, dbname="postgres",
-                             autocommit=True) as conn:
+        with psycopg.connect(
+            host="127.0.0.1", port=port, user="civic", password=password, dbname="postgres", autocommit=True
+        ) as conn:
             # Every database created from template1 (one per test) can read pg_stat_statements.
-            with psycopg.connect(host="127.0.0.1", port=port, user="civic", password=password, dbname="template1",
-                                 autocommit=True) as template:
+            with psycopg.connect(
+                host="127.0.0.1", port=port, user="civic", password=password, dbname="template1", autocommit=True
+            ) as template:
                 template.execute("create extension if not exists pg_stat_statements")
             conn.execute(f'create database "{dbname}"')
-        conn_json = json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": "civic",
-                                "password": password, "schema": dbname})
+        conn_json = json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": "127.0.0.1",
+                "port": port,
+                "login": "civic",
+                "password": password,
+                "schema": dbname,
+            }
+        )
         pid = int((data / "postmaster.pid").read_text().split()[0])
-        yield {"host": "127.0.0.1", "port": port, "user": "civic", "password": password, "dbname": dbname,
-               "conn_json": conn_json, "url": f"postgresql+psycopg2://civic:{password}@127.0.0.1:{port}/{dbname}",
-               "root": root, "pid": pid}
+        yield {
+            "host": "127.0.0.1",
+            "port": port,
+            "user": "civic",
+            "password": password,
+            "dbname": dbname,
+            "conn_json": conn_json,
+            "url": f"postgresql+psycopg2://civic:{password}@127.0.0.1:{port}/{dbname}",
+            "root": root,
+            "pid": pid,
+        }
     finally:
         if started:
-            subprocess.run([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], cwd=root,
-                           env=env, capture_output=True, timeout=60, **run_as)
+            subprocess.run(
+                [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                cwd=root,
+                env=env,
+                capture_output=True,
+                timeout=60,
+                **run_as,
+            )
         shutil.rmtree(root, ignore_errors=True)

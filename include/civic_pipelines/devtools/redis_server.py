@@ -17,8 +17,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from civic_pipelines.devtools.apt import require
 
@@ -43,21 +43,30 @@ def redis_server(database: int = 0) -> Iterator[dict]:
     port = _free_port()
     # The password goes in a config file, not on the command line, where `ps` would show it.
     config = root / "redis.conf"
-    config.write_text("\n".join([
-        "bind 127.0.0.1",
-        f"port {port}",
-        "protected-mode yes",
-        f"requirepass {password}",
-        f"dir {root}",
-        f"logfile {root / 'redis.log'}",
-        'save ""',
-        "appendonly no",
-        "daemonize no",
-        "",
-    ]))
+    config.write_text(
+        "\n".join(
+            [
+                "bind 127.0.0.1",
+                f"port {port}",
+                "protected-mode yes",
+                f"requirepass {password}",
+                f"dir {root}",
+                f"logfile {root / 'redis.log'}",
+                'save ""',
+                "appendonly no",
+                "daemonize no",
+                "",
+            ]
+        )
+    )
     config.chmod(0o600)
-    process = subprocess.Popen([shutil.which("redis-server") or "redis-server", str(config)], cwd=root,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [shutil.which("redis-server") or "redis-server", str(config)],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     client = redis.Redis(host="127.0.0.1", port=port, password=password, socket_timeout=5)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -71,8 +80,14 @@ def redis_server(database: int = 0) -> Iterator[dict]:
                 log = (root / "redis.log").read_text(errors="replace")[-2000:] if (root / "redis.log").exists() else ""
                 raise RuntimeError(f"redis-server did not answer on 127.0.0.1:{port}: {log}")
             time.sleep(0.1)
-        yield {"host": "127.0.0.1", "port": port, "password": password, "pid": process.pid, "root": root,
-               "url": f"redis://:{password}@127.0.0.1:{port}/{database}"}
+        yield {
+            "host": "127.0.0.1",
+            "port": port,
+            "password": password,
+            "pid": process.pid,
+            "root": root,
+            "url": f"redis://:{password}@127.0.0.1:{port}/{database}",
+        }
     finally:
         client.close()
         if process.poll() is None:

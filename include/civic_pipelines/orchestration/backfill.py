@@ -31,8 +31,9 @@ if sys.argv[1:2] == ["scheduler"] or sys.argv[1:3] == ["celery", "worker"]:
 '''
 
 
-def airflow_settings(parallelism: int = BACKFILL_PARALLELISM,
-                     dag_file_interval: int = BACKFILL_DAG_FILE_INTERVAL_SECONDS) -> dict[str, str]:
+def airflow_settings(
+    parallelism: int = BACKFILL_PARALLELISM, dag_file_interval: int = BACKFILL_DAG_FILE_INTERVAL_SECONDS
+) -> dict[str, str]:
     """The ``AIRFLOW__*`` variables of a backfill on one machine (see the module's docstring)."""
     return {
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",

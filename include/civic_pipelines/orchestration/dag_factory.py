@@ -8,7 +8,7 @@ the block ledger: there is no schedule table of our own.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from civic_pipelines import settings, sources
 from civic_pipelines.months import MONTH_PATTERN, parse_month
@@ -84,24 +84,50 @@ def build_params(spec) -> dict:
             title="End month",
             description="Last month to land, YYYY-MM, inclusive; not before the start and not the current month or later.",
         ),
-        "force": Param(False, type="boolean", title="Force", description="Land every block even if the source is unchanged."),
-        "dry_run": Param(False, type="boolean", title="Dry run", description="Plan and print the blocks; fetch and write nothing."),
-        **(
-            {"incomplete_only": Param(False, type="boolean", title="Incomplete only",
-                                      description="Plan only blocks never landed or landed incomplete (missing hours).")}
-            if spec.capabilities.incomplete_hours else {}
+        "force": Param(
+            False, type="boolean", title="Force", description="Land every block even if the source is unchanged."
+        ),
+        "dry_run": Param(
+            False, type="boolean", title="Dry run", description="Plan and print the blocks; fetch and write nothing."
         ),
         **(
-            {spec.parts_param: Param(None, type=["null", "array"], items={"type": "string"}, title=spec.parts_param.capitalize(),
-                                     description=f"Which {spec.parts_param} to land (names); empty: all of them.")}
-            if spec.parts_param else {}
+            {
+                "incomplete_only": Param(
+                    False,
+                    type="boolean",
+                    title="Incomplete only",
+                    description="Plan only blocks never landed or landed incomplete (missing hours).",
+                )
+            }
+            if spec.capabilities.incomplete_hours
+            else {}
         ),
         **(
-            {"sync_postgres": Param(True, type="boolean", title="Sync PostgreSQL",
-                                    description="After the blocks land, mirror every planned block that is in the lake into "
-                                                "PostgreSQL (connection civic_postgres; skipped when it is not set). "
-                                                "Force also re-syncs blocks unchanged since their last sync.")}
-            if spec.capabilities.postgres_sink else {}
+            {
+                spec.parts_param: Param(
+                    None,
+                    type=["null", "array"],
+                    items={"type": "string"},
+                    title=spec.parts_param.capitalize(),
+                    description=f"Which {spec.parts_param} to land (names); empty: all of them.",
+                )
+            }
+            if spec.parts_param
+            else {}
+        ),
+        **(
+            {
+                "sync_postgres": Param(
+                    True,
+                    type="boolean",
+                    title="Sync PostgreSQL",
+                    description="After the blocks land, mirror every planned block that is in the lake into "
+                    "PostgreSQL (connection civic_postgres; skipped when it is not set). "
+                    "Force also re-syncs blocks unchanged since their last sync.",
+                )
+            }
+            if spec.capabilities.postgres_sink
+            else {}
         ),
     }
 
@@ -128,9 +154,13 @@ def dag_doc(spec) -> str:
 * Connection: `{spec.conn_id}` (default endpoint `{spec.default_base_url}`); API pool `{spec.pool}`.
 * After the blocks, dbt builds the `{spec.dbt_tag or spec.name}` seeds, staging, intermediate and fact
   models; the landed blocks and the facts are Assets that schedule `civic_marts`, which builds the marts.
-""" + ("""* Beside dbt, `sync_postgres` mirrors the planned blocks into PostgreSQL (connection `civic_postgres`;
+""" + (
+        """* Beside dbt, `sync_postgres` mirrors the planned blocks into PostgreSQL (connection `civic_postgres`;
   trigger param `sync_postgres`).
-""" if spec.capabilities.postgres_sink else "")
+"""
+        if spec.capabilities.postgres_sink
+        else ""
+    )
 
 
 def max_map_length() -> int:
@@ -147,7 +177,11 @@ def build_source_dag(name: str, extract_mode: str | None = None):
     from airflow.sdk import DAG, get_current_context, task
     from airflow.timetables.interval import CronDataIntervalTimetable
 
-    from civic_pipelines.orchestration.dbt_group import build_dbt_group, build_freshness_task, cosmos_environment_defaults
+    from civic_pipelines.orchestration.dbt_group import (
+        build_dbt_group,
+        build_freshness_task,
+        cosmos_environment_defaults,
+    )
     from civic_pipelines.orchestration.marts_dag import emit_table_assets, lake_asset
     from civic_pipelines.orchestration.notify import RunFailureNotifier
 
@@ -165,7 +199,7 @@ def build_source_dag(name: str, extract_mode: str | None = None):
         doc_md=dag_doc(spec),
         # Cron with data intervals: the run at 2026-11-01 has the interval [2026-10-01, 2026-11-01).
         schedule=CronDataIntervalTimetable(spec.cron, timezone="UTC"),
-        start_date=datetime(start.year, start.month, 1, tzinfo=timezone.utc),
+        start_date=datetime(start.year, start.month, 1, tzinfo=UTC),
         catchup=True,
         max_active_runs=2,
         max_active_tasks=4,
@@ -186,14 +220,23 @@ def build_source_dag(name: str, extract_mode: str | None = None):
 
             params = params or {}
             try:
-                blocks, months = plan(spec, params, data_interval_start, data_interval_end,
-                                      max_map_length=max_map_length(), lake=settings.lake_url())
+                blocks, months = plan(
+                    spec,
+                    params,
+                    data_interval_start,
+                    data_interval_end,
+                    max_map_length=max_map_length(),
+                    lake=settings.lake_url(),
+                )
             except PlanError as error:
                 # A bad range will not get better on retry: fail now, with the reason, before any extraction.
                 raise AirflowFailException(str(error)) from None
             force = bool(params.get("force"))
-            print(f"planned {len(blocks)} block(s) for {name}: {', '.join(months)}" + (" (force)" if force else "")
-                  + (" (incomplete only)" if params.get("incomplete_only") else ""))
+            print(
+                f"planned {len(blocks)} block(s) for {name}: {', '.join(months)}"
+                + (" (force)" if force else "")
+                + (" (incomplete only)" if params.get("incomplete_only") else "")
+            )
             if params.get("dry_run"):
                 print("dry run: nothing will be fetched or written")
                 return []
@@ -203,8 +246,12 @@ def build_source_dag(name: str, extract_mode: str | None = None):
 
         if extract_mode == "local":
 
-            @task(pool=spec.pool, map_index_template="{{ block_label }}", execution_timeout=extract_timeout(name),
-                  outlets=[lake_asset(name)])
+            @task(
+                pool=spec.pool,
+                map_index_template="{{ block_label }}",
+                execution_timeout=extract_timeout(name),
+                outlets=[lake_asset(name)],
+            )
             def extract_load(block: dict) -> dict:
                 """Extract one block from the source and land it in the lake; the manifest is the XCom."""
                 from airflow.sdk.exceptions import AirflowSkipException
@@ -213,7 +260,9 @@ def build_source_dag(name: str, extract_mode: str | None = None):
 
                 context = get_current_context()
                 context["block_label"] = block["label"]
-                manifest = run_block(block["source"], block["month"], force=block.get("force", False), part=block.get("part"))
+                manifest = run_block(
+                    block["source"], block["month"], force=block.get("force", False), part=block.get("part")
+                )
                 print(manifest)
                 if manifest.get("skipped"):
                     context["ti"].xcom_push(key="manifest", value=manifest)

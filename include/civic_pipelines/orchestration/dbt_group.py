@@ -7,6 +7,7 @@ import json
 import os
 import threading
 from contextlib import contextmanager
+from datetime import UTC
 from pathlib import Path, PosixPath, WindowsPath
 
 from civic_pipelines import settings
@@ -157,33 +158,45 @@ def build_dbt_group(spec, group_id: str = "dbt", execution: str | None = None, s
         "callback_args": {"source": spec.name if spec is not None else MARTS_RESULTS_SOURCE},
     }
     if execution == "watcher":
-        execution_config = ExecutionConfig(execution_mode=ExecutionMode.WATCHER,
-                                           invocation_mode=InvocationMode.DBT_RUNNER,
-                                           setup_operator_args={"pool": DUCKDB_WRITER_POOL, "retries": 0,
-                                                                "pre_execute": hold_warehouse_lock})
+        execution_config = ExecutionConfig(
+            execution_mode=ExecutionMode.WATCHER,
+            invocation_mode=InvocationMode.DBT_RUNNER,
+            setup_operator_args={"pool": DUCKDB_WRITER_POOL, "retries": 0, "pre_execute": hold_warehouse_lock},
+        )
         test_behavior = TestBehavior.AFTER_EACH  # WATCHER has no per-node `dbt build` task
-        operator_args = {**common, **release_lock_args(), "retries": 2, "pre_execute": hold_warehouse_lock_once_producer_ended,
-                         "poke_interval": WATCHER_POKE_SECONDS}
+        operator_args = {
+            **common,
+            **release_lock_args(),
+            "retries": 2,
+            "pre_execute": hold_warehouse_lock_once_producer_ended,
+            "poke_interval": WATCHER_POKE_SECONDS,
+        }
     else:
         from civic_pipelines.dbt_results import collect_node_results
 
         execution_config = ExecutionConfig(invocation_mode=InvocationMode.DBT_RUNNER)
         test_behavior = TestBehavior.BUILD
-        operator_args = {**common, **release_lock_args(), "pool": DUCKDB_WRITER_POOL, "retries": 2,
-                         "pre_execute": hold_warehouse_lock,
-                         "dbt_cmd_flags": list(PER_NODE_DBT_FLAGS), "dbt_runner_callbacks": [collect_node_results]}
+        operator_args = {
+            **common,
+            **release_lock_args(),
+            "pool": DUCKDB_WRITER_POOL,
+            "retries": 2,
+            "pre_execute": hold_warehouse_lock,
+            "dbt_cmd_flags": list(PER_NODE_DBT_FLAGS),
+            "dbt_runner_callbacks": [collect_node_results],
+        }
     return DbtTaskGroup(
         group_id=group_id,
-        project_config=_with_local_manifest(ProjectConfig(
-            dbt_project_path=project_dir,
-            manifest_path=manifest_path(),
-            env_vars=env,
-            install_dbt_deps=False,  # no dbt packages: the hub is not reachable offline
-        )),
+        project_config=_with_local_manifest(
+            ProjectConfig(
+                dbt_project_path=project_dir,
+                manifest_path=manifest_path(),
+                env_vars=env,
+                install_dbt_deps=False,  # no dbt packages: the hub is not reachable offline
+            )
+        ),
         profile_config=ProfileConfig(
-            profile_name="civic",
-            target_name="dev",
-            profiles_yml_filepath=project_dir / "profiles.yml",
+            profile_name="civic", target_name="dev", profiles_yml_filepath=project_dir / "profiles.yml"
         ),
         execution_config=execution_config,
         render_config=RenderConfig(
@@ -266,8 +279,11 @@ def hold_warehouse_lock_once_producer_ended(context) -> None:
 def release_lock_args() -> dict:
     from civic_pipelines.orchestration.notify import FailureNotifier
 
-    return {"post_execute": release_warehouse_lock, "on_retry_callback": release_warehouse_lock,
-            "on_failure_callback": [release_warehouse_lock, FailureNotifier()]}
+    return {
+        "post_execute": release_warehouse_lock,
+        "on_retry_callback": release_warehouse_lock,
+        "on_failure_callback": [release_warehouse_lock, FailureNotifier()],
+    }
 
 
 def build_marts_group(group_id: str, marts: list[str]):
@@ -288,7 +304,7 @@ def run_source_freshness(source: str, out: Path | None = None) -> dict:
     import json
     import shutil
     import tempfile
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from dbt.cli.main import dbtRunner
 
@@ -304,11 +320,23 @@ def run_source_freshness(source: str, out: Path | None = None) -> dict:
         partial_parse = project_dir / "target" / "partial_parse.msgpack"
         if partial_parse.is_file():
             shutil.copy2(partial_parse, target / partial_parse.name)
-        invoked = dbtRunner().invoke([
-            "source", "freshness", "--select", f"source:{source}",
-            "--project-dir", str(project_dir), "--profiles-dir", str(project_dir),
-            "--target-path", str(target), "--log-path", f"{scratch}/logs", "--quiet",
-        ])
+        invoked = dbtRunner().invoke(
+            [
+                "source",
+                "freshness",
+                "--select",
+                f"source:{source}",
+                "--project-dir",
+                str(project_dir),
+                "--profiles-dir",
+                str(project_dir),
+                "--target-path",
+                str(target),
+                "--log-path",
+                f"{scratch}/logs",
+                "--quiet",
+            ]
+        )
     results = getattr(invoked.result, "results", None)
     if invoked.exception is not None or results is None:
         raise RuntimeError(f"dbt source freshness for {source} failed: {invoked.exception or 'no result'}")
@@ -318,19 +346,26 @@ def run_source_freshness(source: str, out: Path | None = None) -> dict:
         criteria = getattr(node, "freshness", None)
         max_loaded_at = getattr(result, "max_loaded_at", None)
         snapshotted_at = getattr(result, "snapshotted_at", None)
-        tables.append({
-            "unique_id": node.unique_id,
-            "table": node.name,
-            "status": tables_status(result),
-            "max_loaded_at": max_loaded_at.isoformat() if max_loaded_at else None,
-            "snapshotted_at": snapshotted_at.isoformat() if snapshotted_at else None,
-            "age_seconds": getattr(result, "age", None),
-            "warn_after": _period(getattr(criteria, "warn_after", None)),
-            "error_after": _period(getattr(criteria, "error_after", None)),
-            "message": _short_message(getattr(result, "message", None)) if tables_status(result) == "runtime error" else None,
-        })
-    payload = {"source": source, "generated_at": datetime.now(timezone.utc).isoformat(),
-               "results": sorted(tables, key=lambda t: t["table"])}
+        tables.append(
+            {
+                "unique_id": node.unique_id,
+                "table": node.name,
+                "status": tables_status(result),
+                "max_loaded_at": max_loaded_at.isoformat() if max_loaded_at else None,
+                "snapshotted_at": snapshotted_at.isoformat() if snapshotted_at else None,
+                "age_seconds": getattr(result, "age", None),
+                "warn_after": _period(getattr(criteria, "warn_after", None)),
+                "error_after": _period(getattr(criteria, "error_after", None)),
+                "message": _short_message(getattr(result, "message", None))
+                if tables_status(result) == "runtime error"
+                else None,
+            }
+        )
+    payload = {
+        "source": source,
+        "generated_at": datetime.now(UTC).isoformat(),
+        "results": sorted(tables, key=lambda t: t["table"]),
+    }
     partial = out.with_name(f".{out.name}.tmp")
     partial.write_text(json.dumps(payload, indent=1))
     partial.replace(out)

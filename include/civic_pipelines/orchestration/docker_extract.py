@@ -129,8 +129,11 @@ class CivicExtractDockerOperator(DockerOperator):
                 private[connections.env_var_name(conn_id)] = value
         self._private_environment = {**self._private_environment, **private}
         self.environment = {**self.environment, **block_variables(source, part)}
-        self.log.info("block %s: connections handed over (values private): %s", self.block.get("label"),
-                      ", ".join(sorted(private)) or "none")
+        self.log.info(
+            "block %s: connections handed over (values private): %s",
+            self.block.get("label"),
+            ", ".join(sorted(private)) or "none",
+        )
         try:
             output = super().execute(context)
         except DockerContainerFailedSkipException as skipped:

@@ -22,7 +22,7 @@ name what the data is, not where this deployment keeps it (the lake may be a fol
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from functools import reduce
 
 from civic_pipelines import sources
@@ -90,8 +90,11 @@ def source_tables(source: str) -> list[str]:
     """The incremental tables the source's DAG builds (its facts and incremental intermediates):
     what the marts read that changes with each landed block. Views need no Asset: they read the lake."""
     tag = _dbt_tag(source)
-    return sorted(name for name, model in _models().items()
-                  if tag in model["tags"] and not is_mart(name) and model["materialized"] == "incremental")
+    return sorted(
+        name
+        for name, model in _models().items()
+        if tag in model["tags"] and not is_mart(name) and model["materialized"] == "incremental"
+    )
 
 
 def mart_groups() -> dict[str, tuple[list[str], list[str]]]:
@@ -111,7 +114,8 @@ def mart_groups() -> dict[str, tuple[list[str], list[str]]]:
 def trigger_assets(group_sources: list[str]) -> list:
     """The Assets whose events mean the group's marts are out of date: the sources' lake and tables."""
     return [lake_asset(source) for source in group_sources] + [
-        table_asset(table) for source in group_sources for table in source_tables(source)]
+        table_asset(table) for source in group_sources for table in source_tables(source)
+    ]
 
 
 def trigger_uris(group_sources: list[str]) -> set[str]:
@@ -153,7 +157,7 @@ def source_runs_in_flight(get_dr_count) -> dict[str, int]:
 
 
 def build_marts_dag():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from airflow.sdk import DAG, Param, get_current_context, task
 
@@ -167,16 +171,22 @@ def build_marts_dag():
         description="The marts, built once the source DAGs have landed",
         doc_md=__doc__,
         schedule=marts_schedule(),
-        start_date=datetime(2020, 1, 1, tzinfo=timezone.utc),
+        start_date=datetime(2020, 1, 1, tzinfo=UTC),
         catchup=False,
         # One at a time: the events of the months landed while a run waits or builds stay queued and
         # make one next run, instead of one run per month.
         max_active_runs=1,
         default_args=default_args(),
-        params={"sources": Param([], type="array", items={"type": "string", "enum": sorted(
-            {s for owners, _ in groups.values() for s in owners})}, title="Sources",
-            description="Manual runs: whose marts to build (empty: every source's). Asset-triggered "
-                        "runs build the marts of the sources whose Assets changed.")},
+        params={
+            "sources": Param(
+                [],
+                type="array",
+                items={"type": "string", "enum": sorted({s for owners, _ in groups.values() for s in owners})},
+                title="Sources",
+                description="Manual runs: whose marts to build (empty: every source's). Asset-triggered "
+                "runs build the marts of the sources whose Assets changed.",
+            )
+        },
         tags=["civic", "marts"],
     ) as dag:
 
@@ -188,7 +198,9 @@ def build_marts_dag():
 
             busy = source_runs_in_flight(get_current_context()["ti"].get_dr_count)
             if busy:
-                print("waiting for source runs: " + ", ".join(f"{name} {count}" for name, count in sorted(busy.items())))
+                print(
+                    "waiting for source runs: " + ", ".join(f"{name} {count}" for name, count in sorted(busy.items()))
+                )
             return PokeReturnValue(is_done=not busy)
 
         @task

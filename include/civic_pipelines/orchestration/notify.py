@@ -58,7 +58,9 @@ def failure_message(context) -> tuple[str, str]:
     what = dag_id
     if ti is not None and reason is None:
         task_id = ti.task_id
-        label = getattr(ti, "rendered_map_index", None) or _block_label(context.get("task") or getattr(ti, "task", None))
+        label = getattr(ti, "rendered_map_index", None) or _block_label(
+            context.get("task") or getattr(ti, "task", None)
+        )
         map_index = getattr(ti, "map_index", -1)
         block = label or (f"map index {map_index}" if map_index not in (None, -1) else None)
         lines.append(f"Task: {task_id}" + (f" [{map_index}]" if map_index not in (None, -1) else ""))
@@ -135,8 +137,12 @@ class FailureNotifier(BaseNotifier):
                 return
             to = recipients(connection)
             if not to:
-                log.warning("failure not e-mailed: no recipient (Variable %s or %s extra 'to') (%s)",
-                            RECIPIENTS_VARIABLE, self.smtp_conn_id, subject)
+                log.warning(
+                    "failure not e-mailed: no recipient (Variable %s or %s extra 'to') (%s)",
+                    RECIPIENTS_VARIABLE,
+                    self.smtp_conn_id,
+                    subject,
+                )
                 return
             from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 

@@ -59,11 +59,15 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from civic_pipelines.replay.arcgis_layers import (  # noqa: F401 - re-exported: the names' old import path
-    CURRENT_VERSION, DEFAULT_MAX_RECORD_COUNT, NEW_FIELD, LayerFamily,
-)
+from civic_pipelines.replay.arcgis_layers import CURRENT_VERSION, DEFAULT_MAX_RECORD_COUNT, NEW_FIELD, LayerFamily  # noqa: F401 - re-exported: the names' old import path
 from civic_pipelines.replay.arcgis_where import (  # noqa: F401 - re-exported: the names' old import path
-    CHECK_PARAMETERS, INVALID_QUERY, ArcGisError, Where, WhereError, error_envelope, parse_date_literal,
+    CHECK_PARAMETERS,
+    INVALID_QUERY,
+    ArcGisError,
+    Where,
+    WhereError,
+    error_envelope,
+    parse_date_literal,
 )
 from civic_pipelines.replay.page_overlap import OVERLAP_ROWS  # noqa: F401 - re-exported: its old import path
 from civic_pipelines.replay.server import Request, Response, check_config_keys, fault_response, json_response
@@ -92,8 +96,11 @@ class _NoProcessing:
 def _arcgis_fault_answer(name: str, response: Response) -> Response:
     """The core's HTTP faults in the shapes ArcGIS Online answers them."""
     if name == "status_429":
-        return json_response(429, error_envelope(429, "Too many requests. Please try again later."),
-                             {"Retry-After": response.headers["Retry-After"]})
+        return json_response(
+            429,
+            error_envelope(429, "Too many requests. Please try again later."),
+            {"Retry-After": response.headers["Retry-After"]},
+        )
     if name == "status_503":
         return json_response(503, error_envelope(503, "Service Unavailable"))
     if name == "status_500":
@@ -164,9 +171,14 @@ class ArcGisApi:
         self.faults = _ArcGisFaults()
         self._installed = False
 
-    def add_layer_family(self, dataset, path_pattern: str, name: str | None = None,
-                         max_record_count: int = DEFAULT_MAX_RECORD_COUNT,
-                         accept_epoch_dates: bool = False) -> LayerFamily:
+    def add_layer_family(
+        self,
+        dataset,
+        path_pattern: str,
+        name: str | None = None,
+        max_record_count: int = DEFAULT_MAX_RECORD_COUNT,
+        accept_epoch_dates: bool = False,
+    ) -> LayerFamily:
         if self._installed:
             raise RuntimeError("add layer families before installing the API")
         family = LayerFamily(dataset, path_pattern, name, max_record_count, accept_epoch_dates)
@@ -227,13 +239,15 @@ class ArcGisApi:
             return _format_response(fmt)
         if self.faults.take("arcgis_error"):
             code = self.faults.error_code
-            return _render(error_envelope(code, ARCGIS_FAULT_MESSAGES[code]), fmt,
-                           {"X-Replay-Error": "fault: arcgis_error"})
+            return _render(
+                error_envelope(code, ARCGIS_FAULT_MESSAGES[code]), fmt, {"X-Replay-Error": "fault: arcgis_error"}
+            )
         try:
             document, data_page = family.query(year, params, faults)
         except ArcGisError as exc:
-            return _render(error_envelope(exc.code, exc.message, exc.details), fmt,
-                           {"X-Replay-Error": _header_safe(exc.reason)})
+            return _render(
+                error_envelope(exc.code, exc.message, exc.details), fmt, {"X-Replay-Error": _header_safe(exc.reason)}
+            )
         response = _render(document, fmt, data_page=data_page)
         if data_page and faults.take("reset_mid_page"):
             response.abort_half = True
@@ -252,23 +266,35 @@ def _params(request: Request) -> dict[str, str]:
 
 def _render(document: dict, fmt: str, headers: dict | None = None, data_page: bool = False) -> Response:
     if fmt == "pjson":
-        return Response(200, orjson.dumps(document, option=orjson.OPT_INDENT_2), headers or {},
-                        content_type="text/plain; charset=utf-8", data_page=data_page)
+        return Response(
+            200,
+            orjson.dumps(document, option=orjson.OPT_INDENT_2),
+            headers or {},
+            content_type="text/plain; charset=utf-8",
+            data_page=data_page,
+        )
     return Response(200, orjson.dumps(document), headers or {}, data_page=data_page)
 
 
 def _invalid_url(fmt: str, reason: str) -> Response:
-    return _render(error_envelope(400, "Invalid URL", ["Invalid URL"]), "pjson" if fmt == "pjson" else "json",
-                   {"X-Replay-Error": _header_safe(reason)})
+    return _render(
+        error_envelope(400, "Invalid URL", ["Invalid URL"]),
+        "pjson" if fmt == "pjson" else "json",
+        {"X-Replay-Error": _header_safe(reason)},
+    )
 
 
 def _format_response(fmt: str) -> Response:
     if fmt in ("", "html"):  # the REST services directory: a browser page, not JSON
         body = b"<html><head><title>ArcGIS REST Services Directory</title></head><body>replay</body></html>"
-        return Response(200, body, {"X-Replay-Error": "f=json or f=pjson expected"},
-                        content_type="text/html; charset=utf-8")
-    return _render(error_envelope(400, "Unable to complete operation.", ["Invalid format"]), "json",
-                   {"X-Replay-Error": _header_safe(f"the replay serves f=json and f=pjson, not f={fmt}")})
+        return Response(
+            200, body, {"X-Replay-Error": "f=json or f=pjson expected"}, content_type="text/html; charset=utf-8"
+        )
+    return _render(
+        error_envelope(400, "Unable to complete operation.", ["Invalid format"]),
+        "json",
+        {"X-Replay-Error": _header_safe(f"the replay serves f=json and f=pjson, not f={fmt}")},
+    )
 
 
 def _header_safe(text: str) -> str:

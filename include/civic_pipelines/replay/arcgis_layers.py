@@ -16,14 +16,23 @@ from civic_pipelines.replay.arcgis_where import CHECK_PARAMETERS, INVALID_QUERY,
 from civic_pipelines.replay.page_overlap import PageOverlap
 from civic_pipelines.replay.server import check_config_keys
 
-
 NEW_FIELD = ("EditDate", "esriFieldTypeDate")  # what editor tracking adds to a hosted layer
 DEFAULT_MAX_RECORD_COUNT = 2000  # not ArcGIS Online's 1000 or 16000 default: clients must read it
 CURRENT_VERSION = 11.5
 _WEB_MERCATOR = {"wkid": 102100, "latestWkid": 3857}
 _WGS84 = {"wkid": 4326, "latestWkid": 4326}
-_UNSUPPORTED = ("geometry", "outstatistics", "groupbyfieldsforstatistics", "having", "time",
-                "quantizationparameters", "returndistinctvalues", "returnextentonly")
+_UNSUPPORTED = (
+    "geometry",
+    "outstatistics",
+    "groupbyfieldsforstatistics",
+    "having",
+    "time",
+    "quantizationparameters",
+    "returndistinctvalues",
+    "returnextentonly",
+)
+
+
 class LayerFamily:
     """One dataset served as one layer per year under ``path_pattern`` (with ``{year}``).
 
@@ -35,8 +44,14 @@ class LayerFamily:
     ``reset()``, ``set_rows_per_month()``, ``set_years()``, ``set_layer_time_zone()``,
     ``apply_late_edits()``."""
 
-    def __init__(self, dataset, path_pattern: str, name: str | None = None,
-                 max_record_count: int = DEFAULT_MAX_RECORD_COUNT, accept_epoch_dates: bool = False) -> None:
+    def __init__(
+        self,
+        dataset,
+        path_pattern: str,
+        name: str | None = None,
+        max_record_count: int = DEFAULT_MAX_RECORD_COUNT,
+        accept_epoch_dates: bool = False,
+    ) -> None:
         if "{year}" not in path_pattern:
             raise ValueError("path_pattern needs a {year} placeholder")
         self.dataset = dataset
@@ -52,7 +67,10 @@ class LayerFamily:
         self.layer_id = int(layer)
         head, _, tail = service.partition("{year}")
         self._service_re = re.compile(
-            "^" + _arcgis_insensitive(re.escape(head)) + r"(?P<year>\d{4})" + re.escape(tail)
+            "^"
+            + _arcgis_insensitive(re.escape(head))
+            + r"(?P<year>\d{4})"
+            + re.escape(tail)
             + r"(?P<rest>(?:/[^/]*)*)$"
         )
         prefix = head[: head.rfind("/") + 1]
@@ -86,8 +104,15 @@ class LayerFamily:
     # ------------------------------------------------------------ configuration
 
     def configure(self, config: dict) -> dict:
-        known = {"late_edits", "rows_per_month", "max_record_count", "accept_epoch_dates", "first_year", "last_year",
-                 "layer_time_zone"}
+        known = {
+            "late_edits",
+            "rows_per_month",
+            "max_record_count",
+            "accept_epoch_dates",
+            "first_year",
+            "last_year",
+            "layer_time_zone",
+        }
         check_config_keys(self.name, config, known)
         result: dict = {}
         if "max_record_count" in config:
@@ -111,8 +136,9 @@ class LayerFamily:
                     raise ValueError('late_edits needs {"month": "YYYY-MM", "n": N}')
                 ids = self.dataset.apply_late_edits(edit["month"], int(edit.get("n", 1)))
                 year = self.dataset.year_of(edit["month"])
-                result["late_edits"].append({"month": edit["month"], "object_ids": ids,
-                                             "lastEditDate": self.dataset.layer_last_edit_date(year)})
+                result["late_edits"].append(
+                    {"month": edit["month"], "object_ids": ids, "lastEditDate": self.dataset.layer_last_edit_date(year)}
+                )
         result.update(self.describe())
         return result
 
@@ -154,9 +180,18 @@ class LayerFamily:
             "allowGeometryUpdates": True,
             "units": "esriMeters",
             "editingInfo": ds.editing_info(year),
-            "layers": [{"id": self.layer_id, "name": ds.layer_name(year), "parentLayerId": -1,
-                        "defaultVisibility": True, "subLayerIds": None, "minScale": 0, "maxScale": 0,
-                        "geometryType": "esriGeometryPoint"}],
+            "layers": [
+                {
+                    "id": self.layer_id,
+                    "name": ds.layer_name(year),
+                    "parentLayerId": -1,
+                    "defaultVisibility": True,
+                    "subLayerIds": None,
+                    "minScale": 0,
+                    "maxScale": 0,
+                    "geometryType": "esriGeometryPoint",
+                }
+            ],
             "tables": [],
         }
 
@@ -178,8 +213,13 @@ class LayerFamily:
             "hasM": False,
             "minScale": 0,
             "maxScale": 0,
-            "extent": {"xmin": -10389600.0, "ymin": 5607500.0, "xmax": -10374500.0, "ymax": 5632900.0,
-                       "spatialReference": dict(_WEB_MERCATOR)},
+            "extent": {
+                "xmin": -10389600.0,
+                "ymin": 5607500.0,
+                "xmax": -10374500.0,
+                "ymax": 5632900.0,
+                "spatialReference": dict(_WEB_MERCATOR),
+            },
             "hasAttachments": False,
             "objectIdField": ds.object_id_field,
             "uniqueIdField": {"name": ds.object_id_field, "isSystemMaintained": True},
@@ -216,8 +256,9 @@ class LayerFamily:
         for name in _UNSUPPORTED:
             value = params.get(name, "").strip()
             if value and value.lower() not in ("false", "none", "null"):
-                raise ArcGisError(INVALID_QUERY, [CHECK_PARAMETERS],
-                                  reason=f"parameter {name} is not supported by the replay")
+                raise ArcGisError(
+                    INVALID_QUERY, [CHECK_PARAMETERS], reason=f"parameter {name} is not supported by the replay"
+                )
 
         where_text = params.get("where", "").strip()
         object_ids = params.get("objectids", "").strip()
@@ -229,8 +270,9 @@ class LayerFamily:
             try:
                 id_filter = frozenset(int(v) for v in object_ids.split(",") if v.strip())
             except ValueError:
-                raise ArcGisError(INVALID_QUERY, ["'objectIds' parameter is invalid"],
-                                  reason="objectIds must be integers") from None
+                raise ArcGisError(
+                    INVALID_QUERY, ["'objectIds' parameter is invalid"], reason="objectIds must be integers"
+                ) from None
 
         out_fields = _out_fields(params.get("outfields", ""), types, oid)
         order = _order_by(params.get("orderbyfields", ""), types)
@@ -245,8 +287,9 @@ class LayerFamily:
         months = self._months(year, where, id_filter)
         default_order = not order or order == [(oid, False)]
         if not (count_only or ids_only):
-            offset = self.page_overlap.offset((year, where_text, object_ids, params.get("orderbyfields", "")),
-                                            offset, faults)
+            offset = self.page_overlap.offset(
+                (year, where_text, object_ids, params.get("orderbyfields", "")), offset, faults
+            )
 
         def matching(records):
             if where is not None and where.constant is False:
@@ -271,7 +314,7 @@ class LayerFamily:
                 matched = _sort(matched, order)
             if ids_only:
                 return {"objectIdFieldName": oid, "objectIds": [rec[0][oid] for rec in matched]}, False
-            page = matched[offset:offset + limit]
+            page = matched[offset : offset + limit]
             more = len(matched) > offset + limit
         else:  # OBJECTID order is month order: generate and filter only the months the page needs
             collected: list = []
@@ -283,15 +326,16 @@ class LayerFamily:
                         skipped += n
                         continue
                 if id_filter is None and where is not None and where.constant is None:
-                    rows = self._matched_month(year, month, where_text,
-                                               lambda month=month: matching(ds.layer_records(year, month)))
+                    rows = self._matched_month(
+                        year, month, where_text, lambda month=month: matching(ds.layer_records(year, month))
+                    )
                 else:
                     rows = matching(ds.layer_records(year, month))
                 k = 0
                 if skipped < offset:
                     k = min(offset - skipped, len(rows))
                     skipped += k
-                collected.extend(rows[k:k + limit + 1 - len(collected)])  # one slice: no copy of the month
+                collected.extend(rows[k : k + limit + 1 - len(collected)])  # one slice: no copy of the month
                 if len(collected) > limit:
                     break
             page = collected[:limit]
@@ -331,8 +375,9 @@ class LayerFamily:
         if where is not None and where.constant is False:
             return []
         if id_filter is not None:
-            months = [m for m in months if any(ds.object_id_range(m)[0] <= i <= ds.object_id_range(m)[1]
-                                               for i in id_filter)]
+            months = [
+                m for m in months if any(ds.object_id_range(m)[0] <= i <= ds.object_id_range(m)[1] for i in id_filter)
+            ]
         if where is None or where.constant is not None:
             return months
         date_ranges = where.ranges(ds.date_field)
@@ -386,8 +431,9 @@ def _int_param(params: dict, name: str, default: int) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise ArcGisError(INVALID_QUERY, [f"'{name}' parameter is invalid"],
-                          reason=f"{name} must be an integer") from None
+        raise ArcGisError(
+            INVALID_QUERY, [f"'{name}' parameter is invalid"], reason=f"{name} must be an integer"
+        ) from None
     if number < 0:
         raise ArcGisError(INVALID_QUERY, [f"'{name}' parameter is invalid"], reason=f"{name} must be >= 0")
     return number
@@ -406,8 +452,9 @@ def _out_sr(value: str) -> int:
         return 4326
     if value in ("102100", "3857", "102113"):
         return 102100
-    raise ArcGisError(INVALID_QUERY, ["'outSR' parameter is invalid"],
-                      reason="the replay serves outSR 4326 or 102100/3857 only")
+    raise ArcGisError(
+        INVALID_QUERY, ["'outSR' parameter is invalid"], reason="the replay serves outSR 4326 or 102100/3857 only"
+    )
 
 
 def _out_fields(text: str, types: dict[str, str], oid: str) -> list[str]:
@@ -421,8 +468,11 @@ def _out_fields(text: str, types: dict[str, str], oid: str) -> list[str]:
     for item in items:
         name = names.get(item.strip('"').lower())
         if name is None:
-            raise ArcGisError(INVALID_QUERY, [f"'Invalid field: {item}' parameter is invalid"],
-                              reason=f"outFields: unknown field {item!r}")
+            raise ArcGisError(
+                INVALID_QUERY,
+                [f"'Invalid field: {item}' parameter is invalid"],
+                reason=f"outFields: unknown field {item!r}",
+            )
         if name not in out:
             out.append(name)
     return out
@@ -438,8 +488,11 @@ def _order_by(text: str, types: dict[str, str]) -> list[tuple[str, bool]]:
         direction = parts[1].upper() if len(parts) > 1 else "ASC"
         name = names.get(parts[0].strip('"').lower())
         if name is None or len(parts) > 2 or direction not in ("ASC", "DESC"):
-            raise ArcGisError(INVALID_QUERY, ["'orderByFields' parameter is invalid"],
-                              reason=f"orderByFields: cannot order by {item!r}")
+            raise ArcGisError(
+                INVALID_QUERY,
+                ["'orderByFields' parameter is invalid"],
+                reason=f"orderByFields: cannot order by {item!r}",
+            )
         order.append((name, direction == "DESC"))
     return order
 
@@ -493,14 +546,35 @@ def _field_faults(features: list[dict], fields: list[dict], faults, dataset) -> 
         features = [{**f, "attributes": {k: v for k, v in f["attributes"].items() if k != name}} for f in features]
     if faults.take("new_field"):
         name, kind = NEW_FIELD
-        fields = fields + [{"name": name, "type": kind, "alias": name, "sqlType": "sqlTypeOther", "length": 8,
-                            "domain": None, "defaultValue": None}]
-        features = [{**f, "attributes": {**f["attributes"],
-                                         name: f["attributes"].get("LastUpdateDate") or f["attributes"].get(dataset.date_field)}}
-                    for f in features]
+        fields = fields + [
+            {
+                "name": name,
+                "type": kind,
+                "alias": name,
+                "sqlType": "sqlTypeOther",
+                "length": 8,
+                "domain": None,
+                "defaultValue": None,
+            }
+        ]
+        features = [
+            {
+                **f,
+                "attributes": {
+                    **f["attributes"],
+                    name: f["attributes"].get("LastUpdateDate") or f["attributes"].get(dataset.date_field),
+                },
+            }
+            for f in features
+        ]
     if faults.take("retype_field"):
-        numeric = ("esriFieldTypeDouble", "esriFieldTypeInteger", "esriFieldTypeSmallInteger", "esriFieldTypeBigInteger",
-                   "esriFieldTypeSingle")
+        numeric = (
+            "esriFieldTypeDouble",
+            "esriFieldTypeInteger",
+            "esriFieldTypeSmallInteger",
+            "esriFieldTypeBigInteger",
+            "esriFieldTypeSingle",
+        )
         name = faults.field or next((f["name"] for f in fields if f["type"] in numeric), None)
         fields = [{**f, "type": "esriFieldTypeString", "length": 256} if f["name"] == name else f for f in fields]
 
@@ -509,6 +583,10 @@ def _field_faults(features: list[dict], fields: list[dict], faults, dataset) -> 
                 return str(int(value))
             return None if value is None else str(value)
 
-        features = [{**f, "attributes": {**f["attributes"], name: as_text(f["attributes"].get(name))}}
-                    if name in f["attributes"] else f for f in features]
+        features = [
+            {**f, "attributes": {**f["attributes"], name: as_text(f["attributes"].get(name))}}
+            if name in f["attributes"]
+            else f
+            for f in features
+        ]
     return features, fields, emptied

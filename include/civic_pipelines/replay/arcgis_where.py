@@ -16,14 +16,24 @@ from civic_pipelines.replay.clause_parsing import BooleanClauseParser
 
 INVALID_QUERY = "Cannot perform query. Invalid query parameters."
 CHECK_PARAMETERS = "Unable to perform query. Please check your parameters."
-_KIND = {"esriFieldTypeOID": "num", "esriFieldTypeInteger": "num", "esriFieldTypeSmallInteger": "num",
-         "esriFieldTypeDouble": "num", "esriFieldTypeSingle": "num", "esriFieldTypeBigInteger": "num",
-         "esriFieldTypeString": "str", "esriFieldTypeDate": "date"}
+_KIND = {
+    "esriFieldTypeOID": "num",
+    "esriFieldTypeInteger": "num",
+    "esriFieldTypeSmallInteger": "num",
+    "esriFieldTypeDouble": "num",
+    "esriFieldTypeSingle": "num",
+    "esriFieldTypeBigInteger": "num",
+    "esriFieldTypeString": "str",
+    "esriFieldTypeDate": "date",
+}
+
+
 class ArcGisError(Exception):
     """An ArcGIS error envelope: ``code``, ``message``, ``details``; ``reason`` goes to a header."""
 
-    def __init__(self, message: str = INVALID_QUERY, details: list[str] | None = None, code: int = 400,
-                 reason: str = "") -> None:
+    def __init__(
+        self, message: str = INVALID_QUERY, details: list[str] | None = None, code: int = 400, reason: str = ""
+    ) -> None:
         super().__init__(reason or message)
         self.code = code
         self.message = message
@@ -53,11 +63,32 @@ _TOKEN_RE = re.compile(
     )""",
     re.X,
 )
-_KEYWORDS = {"AND", "OR", "NOT", "IS", "NULL", "BETWEEN", "IN", "LIKE", "ESCAPE", "DATE", "TIMESTAMP",
-             "INTERVAL", "CURRENT_TIMESTAMP", "CURRENT_DATE"}
+_KEYWORDS = {
+    "AND",
+    "OR",
+    "NOT",
+    "IS",
+    "NULL",
+    "BETWEEN",
+    "IN",
+    "LIKE",
+    "ESCAPE",
+    "DATE",
+    "TIMESTAMP",
+    "INTERVAL",
+    "CURRENT_TIMESTAMP",
+    "CURRENT_DATE",
+}
 _INTERVAL_MS = {"DAY": 86_400_000, "HOUR": 3_600_000, "MINUTE": 60_000, "SECOND": 1000}
-_CMP = {"=": operator.eq, "<>": operator.ne, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
-        ">": operator.gt, ">=": operator.ge}
+_CMP = {
+    "=": operator.eq,
+    "<>": operator.ne,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
 _FLIP = {"=": "=", "<>": "<>", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _DATE_RE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?)?$")
 
@@ -85,7 +116,7 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
             break
         match = _TOKEN_RE.match(text, pos)
         if not match or match.end() == pos:
-            raise WhereError(f"unexpected character at {pos}: {text[pos:pos + 10]!r}")
+            raise WhereError(f"unexpected character at {pos}: {text[pos : pos + 10]!r}")
         kind = match.lastgroup
         value = match.group(kind)
         if kind == "ident" and not value.startswith('"'):
@@ -496,8 +527,9 @@ def _ranges(node, field: str, compiler: _Compiler):
         if const is None or const[0] not in ("num", "date") or not isinstance(const[1], (int, float)):
             return None
         c = const[1]
-        return {"=": [(c, c)], "<": [(-_INF, c)], "<=": [(-_INF, c)], ">": [(c, _INF)],
-                ">=": [(c, _INF)]}.get(op)  # <> / != : unbounded
+        return {"=": [(c, c)], "<": [(-_INF, c)], "<=": [(-_INF, c)], ">": [(c, _INF)], ">=": [(c, _INF)]}.get(
+            op
+        )  # <> / != : unbounded
     if tag == "between" and not node[4] and node[1] == ("field", field):
         low, high = compiler.const(node[2]), compiler.const(node[3])
         if low and high and isinstance(low[1], (int, float)) and isinstance(high[1], (int, float)):

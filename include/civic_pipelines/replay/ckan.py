@@ -73,14 +73,14 @@ def _not_found_page(what: str) -> Response:
 
 
 def http_date(value: _dt.datetime) -> str:
-    return format_datetime(value.replace(microsecond=0, tzinfo=_dt.timezone.utc), usegmt=True)
+    return format_datetime(value.replace(microsecond=0, tzinfo=_dt.UTC), usegmt=True)
 
 
 def _damaged(data: bytes, truncate: int, corrupt: int) -> bytes:
     """truncate_archive (the first 60 %) and corrupt_archive (64 garbage bytes in the middle)."""
     if corrupt:
         middle = len(data) // 2
-        data = data[:middle] + bytes((0xA5 ^ i) & 0xFF for i in range(64)) + data[middle + 64:]
+        data = data[:middle] + bytes((0xA5 ^ i) & 0xFF for i in range(64)) + data[middle + 64 :]
     if truncate:
         data = data[: len(data) * 3 // 5]
     return data
@@ -134,7 +134,7 @@ class CkanApi:
     def handle_action(self, request: Request) -> Response:
         base = self._base(request)
         prefix = next(p for p in ACTION_PREFIXES if request.path.startswith(p))
-        action = request.path[len(prefix):].strip("/")
+        action = request.path[len(prefix) :].strip("/")
         params = dict(request.params)
         if request.method == "POST" and request.body.strip():
             try:
@@ -159,15 +159,17 @@ class CkanApi:
                 resource = package.resource_by_id(ident, base)
                 if resource is not None:
                     return ckan_ok(base, action, resource)
-            return ckan_error(base, action, 404, {"__type": "Not Found Error",
-                                                  "message": "Not found: Resource was not found."})
-        return ckan_error(base, action, 400, {"__type": "Bad request",
-                                              "message": f"Bad request - Action name not known: {action}"})
+            return ckan_error(
+                base, action, 404, {"__type": "Not Found Error", "message": "Not found: Resource was not found."}
+            )
+        return ckan_error(
+            base, action, 400, {"__type": "Bad request", "message": f"Bad request - Action name not known: {action}"}
+        )
 
     # ------------------------------------------------------------ downloads
 
     def handle_download(self, request: Request) -> Response:
-        parts = request.path[len(DOWNLOAD_PREFIX):].split("/")
+        parts = request.path[len(DOWNLOAD_PREFIX) :].split("/")
         # <package id>/resource/<resource id>/download/<file name>
         if len(parts) != 5 or parts[1] != "resource" or parts[3] != "download":
             return _not_found_page("Resource not found")
@@ -188,9 +190,12 @@ class CkanApi:
         for package in self.packages:
             if not request.path.startswith(package.external_prefix):
                 continue
-            match = package.external_file.fullmatch(request.path[len(package.external_prefix):])
-            if match and int(match.group(1)) in package.external_years \
-                    and int(match.group(1)) in package.dataset.years():
+            match = package.external_file.fullmatch(request.path[len(package.external_prefix) :])
+            if (
+                match
+                and int(match.group(1)) in package.external_years
+                and int(match.group(1)) in package.dataset.years()
+            ):
                 return self._serve(request, package, int(match.group(1)), match.group(2).lower())
         return _not_found_page("The requested URL was not found on this server.")
 
@@ -225,23 +230,28 @@ class CkanApi:
             try:
                 since = parsedate_to_datetime(request.headers["if-modified-since"])
                 if since.tzinfo is None:
-                    since = since.replace(tzinfo=_dt.timezone.utc)
-                if modified.replace(microsecond=0, tzinfo=_dt.timezone.utc) <= since:
+                    since = since.replace(tzinfo=_dt.UTC)
+                if modified.replace(microsecond=0, tzinfo=_dt.UTC) <= since:
                     return Response(304, b"", headers, content_type=content_type)
             except (TypeError, ValueError, IndexError):
                 pass
 
-        if range_header and if_range_ok(request.headers.get("if-range"), etag,
-                                        lambda value: self._modified_at(value, modified)):
+        if range_header and if_range_ok(
+            request.headers.get("if-range"), etag, lambda value: self._modified_at(value, modified)
+        ):
             parsed = parse_range(range_header, len(data))
             if parsed == "unsatisfiable":
-                return Response(416, b"", {**headers, "Content-Range": f"bytes */{len(data)}"},
-                                content_type=content_type)
+                return Response(
+                    416, b"", {**headers, "Content-Range": f"bytes */{len(data)}"}, content_type=content_type
+                )
             if parsed is not None:
                 start, end = parsed
-                return Response(206, data[start:end + 1],
-                                {**headers, "Content-Range": f"bytes {start}-{end}/{len(data)}"},
-                                content_type=content_type)
+                return Response(
+                    206,
+                    data[start : end + 1],
+                    {**headers, "Content-Range": f"bytes {start}-{end}/{len(data)}"},
+                    content_type=content_type,
+                )
         return Response(200, data, headers, content_type=content_type, data_page=True)
 
     @staticmethod
@@ -250,7 +260,7 @@ class CkanApi:
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
             return False
-        return when == modified.replace(microsecond=0, tzinfo=_dt.timezone.utc)
+        return when == modified.replace(microsecond=0, tzinfo=_dt.UTC)
 
 
 def __getattr__(name: str):

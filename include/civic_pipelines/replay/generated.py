@@ -35,7 +35,7 @@ from __future__ import annotations
 import random
 import threading
 import tomllib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from civic_pipelines.months import month_range
@@ -81,13 +81,15 @@ class GeneratedSodaDataset:
             if len(kinds) != 1:
                 raise ValueError(f"{path.name}: [replay.fields] {name} needs exactly one of {sorted(_KINDS)}")
         if self.generators.get(self.date_field, {}).get("within") != "month":
-            raise ValueError(f"{path.name}: [replay.fields] {self.date_field} must be {{ within = \"month\" }}")
+            raise ValueError(f'{path.name}: [replay.fields] {self.date_field} must be {{ within = "month" }}')
         if "sequence" not in self.generators.get(self.key, {}):
             raise ValueError(f"{path.name}: [replay.fields] {self.key} must be {{ sequence = <first> }}")
         self.tables = replay.get("tables") or {}
         for table_name, table in self.tables.items():
             if any(len(row) != len(table["columns"]) for row in table["rows"]):
-                raise ValueError(f"{path.name}: [replay.tables.{table_name}] every row needs {len(table['columns'])} values")
+                raise ValueError(
+                    f"{path.name}: [replay.tables.{table_name}] every row needs {len(table['columns'])} values"
+                )
         # Generation order: a field drawn "after" another comes after it.
         self.order = sorted(self.generators, key=lambda n: self._depth(n))
         months = replay.get("months", [adapter.get("first_month") or config["source"]["first_month"]])
@@ -108,7 +110,9 @@ class GeneratedSodaDataset:
         if after is None:
             return 0
         if after in seen or after not in self.generators:
-            raise ValueError(f"{self.path.name}: [replay.fields] {name} is after {after!r}, which is not generated first")
+            raise ValueError(
+                f"{self.path.name}: [replay.fields] {name} is after {after!r}, which is not generated first"
+            )
         return 1 + self._depth(after, seen + (name,))
 
     def reset(self) -> None:
@@ -122,8 +126,11 @@ class GeneratedSodaDataset:
     # ------------------------------------------------------------ metadata
 
     def columns(self) -> list[dict]:
-        return [{"fieldName": self.wire[name], "name": self.wire[name], "dataTypeName": self.soda_types[name]}
-                for name in self.wire if name in self.generators]
+        return [
+            {"fieldName": self.wire[name], "name": self.wire[name], "dataTypeName": self.soda_types[name]}
+            for name in self.wire
+            if name in self.generators
+        ]
 
     @property
     def last_month(self) -> str:
@@ -171,12 +178,22 @@ class GeneratedSodaDataset:
             values: dict = {}
             drawn_tables: dict = {}
             for name in self.order:
-                values[name] = self._draw(name, rng, values, drawn_tables, first_key + i, start + timedelta(seconds=created[i]))
+                values[name] = self._draw(
+                    name, rng, values, drawn_tables, first_key + i, start + timedelta(seconds=created[i])
+                )
             records.append(self._render(values, i, month))
         return records
 
-    def _draw(self, name: str, rng: random.Random, values: dict, drawn_tables: dict, key: int, moment: datetime,
-              force: bool = False):
+    def _draw(
+        self,
+        name: str,
+        rng: random.Random,
+        values: dict,
+        drawn_tables: dict,
+        key: int,
+        moment: datetime,
+        force: bool = False,
+    ):
         spec = self.generators[name]
         if not force and rng.random() < float(spec.get("null_share", 0)):
             return None
@@ -210,9 +227,11 @@ class GeneratedSodaDataset:
             if value is None or value == "":
                 continue
             row[self.wire[name]] = _floating(value) if isinstance(value, datetime) else str(value)
-        system = {":id": f"row-{seed_for(_SALT, self.name, month, index) & 0xFFFFFFFFFFFF:012x}",
-                  ":created_at": _floating(values[self.date_field]) + "Z",
-                  ":updated_at": _floating(values[self.date_field]) + "Z"}
+        system = {
+            ":id": f"row-{seed_for(_SALT, self.name, month, index) & 0xFFFFFFFFFFFF:012x}",
+            ":created_at": _floating(values[self.date_field]) + "Z",
+            ":updated_at": _floating(values[self.date_field]) + "Z",
+        }
         return row, system
 
     def apply_late_edits(self, month: str, n: int) -> list[str]:
@@ -230,8 +249,11 @@ class GeneratedSodaDataset:
             rng = random.Random(seed_for(_SALT, self.seed, self.name, "edit", month, count))
             fixed = self.late_edit.get("set") or {}
             # Prefer rows the edit changes (e.g. still open when the edit closes them).
-            changeable = [i for i, (row, _) in enumerate(records)
-                          if any(row.get(self.wire[f]) != str(v) for f, v in fixed.items())] or list(range(len(records)))
+            changeable = [
+                i
+                for i, (row, _) in enumerate(records)
+                if any(row.get(self.wire[f]) != str(v) for f, v in fixed.items())
+            ] or list(range(len(records)))
             chosen = sorted(rng.sample(changeable, min(n, len(changeable))))
             self.rows_updated_at += 3600
             edited = []
@@ -247,7 +269,10 @@ class GeneratedSodaDataset:
                         row[self.wire[name]] = _floating(parsed[name])
                     elif parsed[name] is not None:
                         row[self.wire[name]] = str(parsed[name])
-                system = {**system, ":updated_at": datetime.fromtimestamp(self.rows_updated_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")}
+                system = {
+                    **system,
+                    ":updated_at": datetime.fromtimestamp(self.rows_updated_at, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                }
                 records[i] = (row, system)
                 edited.append(row[self.wire[self.key]])
             self._rows[month] = records
@@ -280,8 +305,12 @@ class GeneratedSodaSource:
         return self.dataset.rows_updated_at
 
     def view(self) -> dict:
-        return {"id": self.dataset_id, "name": self.dataset.title, "rowsUpdatedAt": int(self.dataset.rows_updated_at),
-                "columns": self.columns()}
+        return {
+            "id": self.dataset_id,
+            "name": self.dataset.title,
+            "rowsUpdatedAt": int(self.dataset.rows_updated_at),
+            "columns": self.columns(),
+        }
 
     def columns(self) -> list[dict]:
         return self.dataset.columns()
@@ -343,15 +372,20 @@ class GeneratedSodaSource:
         if "late_edits" in config:
             edits = config["late_edits"]
             edits = edits if isinstance(edits, list) else [edits]
-            result["late_edits"] = [{"month": e["month"], "keys": dataset.apply_late_edits(e["month"], int(e.get("n", 1)))}
-                                    for e in edits]
+            result["late_edits"] = [
+                {"month": e["month"], "keys": dataset.apply_late_edits(e["month"], int(e.get("n", 1)))} for e in edits
+            ]
         result.update(self.describe())
         return result
 
     def describe(self) -> dict:
-        return {"dataset_id": self.dataset_id, "rows_per_month": self.dataset.rows_per_month,
-                "base_rows_per_month": self.dataset.base_rows, "rowsUpdatedAt": self.dataset.rows_updated_at,
-                "months": self.months}
+        return {
+            "dataset_id": self.dataset_id,
+            "rows_per_month": self.dataset.rows_per_month,
+            "base_rows_per_month": self.dataset.base_rows,
+            "rowsUpdatedAt": self.dataset.rows_updated_at,
+            "months": self.months,
+        }
 
     def reset_data(self) -> None:
         self.dataset.reset()

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from typing import Mapping, TypeVar
+from collections.abc import Mapping
+from typing import TypeVar
 
 TODAY_ENV = "CIVIC_REPLAY_TODAY"
 
@@ -33,14 +34,14 @@ def today() -> _dt.date:
             return _dt.date.fromisoformat(pinned)
         except ValueError:
             raise ValueError(f"{TODAY_ENV} must be YYYY-MM-DD, not {pinned!r}") from None
-    return _dt.datetime.now(_dt.timezone.utc).date()
+    return _dt.datetime.now(_dt.UTC).date()
 
 
 def now() -> _dt.datetime:
     """The replay's clock (UTC): midnight of ``CIVIC_REPLAY_TODAY`` if set, else the real time."""
     if os.environ.get(TODAY_ENV):
-        return _dt.datetime.combine(today(), _dt.time(), _dt.timezone.utc)
-    return _dt.datetime.now(_dt.timezone.utc)
+        return _dt.datetime.combine(today(), _dt.time(), _dt.UTC)
+    return _dt.datetime.now(_dt.UTC)
 
 
 def last_year(documented_last: int, on: _dt.date | None = None) -> int:

@@ -78,9 +78,19 @@ from urllib.parse import parse_qsl, urlencode
 
 from civic_pipelines.replay import horizon
 from civic_pipelines.replay.mds_data import (  # noqa: F401 - re-exported: the names' old import path
-    AUSTIN, INVALID_KINDS, OUTSIDE, SALT, STATUS_CHANGES, STATUS_CHANGES_1X, EVENTS_20, TRIP_EVENTS,
+    AUSTIN,
+    EVENTS_20,
+    INVALID_KINDS,
+    OUTSIDE,
+    SALT,
+    STATUS_CHANGES,
+    STATUS_CHANGES_1X,
+    TRIP_EVENTS,
     VEHICLE_TYPES,
-    generate_hour, _hour_start, _ms, _uuid,
+    _hour_start,
+    _ms,
+    _uuid,
+    generate_hour,
 )
 from civic_pipelines.replay.seeds import seed_for
 from civic_pipelines.replay.server import Request, Response, check_config_keys, json_response
@@ -88,21 +98,42 @@ from civic_pipelines.replay.server import Request, Response, check_config_keys, 
 PREFIX = "/mds/"
 AUTH_PREFIX = "/mds-auth/"  # token endpoints: off the data routes (as Voi's token URL is), so no data fault hits them
 DEFAULT_SEED = 20240101
-MEDIA = {"0.4": "application/vnd.mds.provider+json", "1.2": "application/vnd.mds+json", "2.0": "application/vnd.mds+json"}
+MEDIA = {
+    "0.4": "application/vnd.mds.provider+json",
+    "1.2": "application/vnd.mds+json",
+    "2.0": "application/vnd.mds+json",
+}
 PAYLOAD_VERSION = {"0.4": "0.4.1", "1.2": "1.2.0", "2.0": "2.0.0"}
 HOUR_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}$")
 
 # Four operators the contract names; their versions and auth modes here are the replay's choice
 # (the contract documents Voi's OAuth2 and 2.0 / 0.4 / 1.2 endpoints, Lyft's 2.0 Accept header).
 DEFAULT_PROVIDERS = {
-    "voi": {"version": "2.0", "auth": "oauth2", "client_id": "replay-voi-client", "client_secret": "replay-voi-secret",
-            "voi_quirks": True},
+    "voi": {
+        "version": "2.0",
+        "auth": "oauth2",
+        "client_id": "replay-voi-client",
+        "client_secret": "replay-voi-secret",
+        "voi_quirks": True,
+    },
     "lyft": {"version": "2.0", "auth": "bearer", "token": "replay-lyft-token"},
     "bolt": {"version": "1.2", "auth": "bearer", "token": "replay-bolt-token"},
-    "dott": {"version": "0.4", "auth": "oauth2", "client_id": "replay-dott-client", "client_secret": "replay-dott-secret"},
+    "dott": {
+        "version": "0.4",
+        "auth": "oauth2",
+        "client_id": "replay-dott-client",
+        "client_secret": "replay-dott-secret",
+    },
 }
-DEFAULTS = {"trips_per_hour": 3, "events_per_hour": 4, "page_size": 50, "fleet_size": 25, "invalid_share": 0.0,
-            "token_ttl_seconds": 900, "token_max_uses": None}
+DEFAULTS = {
+    "trips_per_hour": 3,
+    "events_per_hour": 4,
+    "page_size": 50,
+    "fleet_size": 25,
+    "invalid_share": 0.0,
+    "token_ttl_seconds": 900,
+    "token_max_uses": None,
+}
 
 
 def _parse_now(value) -> _dt.datetime | None:
@@ -115,12 +146,13 @@ def _parse_now(value) -> _dt.datetime | None:
             moment = _dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
         except ValueError:
             raise ValueError(f"now must be an ISO date-time or null, not {value!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=_dt.timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=_dt.UTC)
 
 
 def _error(status: int, error: str, description: str, headers: dict | None = None, **kwargs) -> Response:
-    return json_response(status, {"error": error, "error_description": description, "error_details": []},
-                         headers, **kwargs)
+    return json_response(
+        status, {"error": error, "error_description": description, "error_details": []}, headers, **kwargs
+    )
 
 
 class MdsProvider:
@@ -146,8 +178,13 @@ class MdsProvider:
         self.provider_id = _uuid(rng)
 
     def describe(self) -> dict:
-        return {"version": self.version, "auth": self.auth, "voi_quirks": self.voi_quirks,
-                "trips_per_hour": self.trips_per_hour, "events_per_hour": self.events_per_hour}
+        return {
+            "version": self.version,
+            "auth": self.auth,
+            "voi_quirks": self.voi_quirks,
+            "trips_per_hour": self.trips_per_hour,
+            "events_per_hour": self.events_per_hour,
+        }
 
 
 class MdsReplay:
@@ -199,8 +236,11 @@ class MdsReplay:
     def connection(self, provider: str) -> dict:
         """The Airflow connection (JSON form) a client needs for ``provider``."""
         p = self.providers[provider]
-        conn = {"conn_type": "http", "host": self.base_url(provider),
-                "extra": {"mds_version": p.version, "auth": p.auth}}
+        conn = {
+            "conn_type": "http",
+            "host": self.base_url(provider),
+            "extra": {"mds_version": p.version, "auth": p.auth},
+        }
         if p.auth == "bearer":
             conn["password"] = p.token
         elif p.auth == "oauth2":
@@ -234,11 +274,16 @@ class MdsReplay:
             if cached is None:
                 if len(self._cache) > 4096:
                     self._cache.clear()
-                cached = self._cache[key] = generate_hour(self.providers[provider], hour, self.seed, self.trips_per_hour,
-                                                           self.events_per_hour, self.fleet_size,
-                                                           self.invalid_share)
+                cached = self._cache[key] = generate_hour(
+                    self.providers[provider],
+                    hour,
+                    self.seed,
+                    self.trips_per_hour,
+                    self.events_per_hour,
+                    self.fleet_size,
+                    self.invalid_share,
+                )
             return cached
-
 
     def malformed(self, p: MdsProvider, endpoint: str, hour: str) -> list[dict]:
         """Two contract-breaking records (the core's ``malformed_row`` fault), made from the hour's
@@ -248,18 +293,34 @@ class MdsReplay:
         served = self.records(p.name, hour)[endpoint]
         if endpoint == "trips":
             key, time_field = "trip_id", "end_time"
-            base = dict(served[0]) if served else {"trip_id": "11111111-2222-4333-8444-555555555555",
-                                                   "start_time": moment - 60_000, "end_time": moment}
+            base = (
+                dict(served[0])
+                if served
+                else {
+                    "trip_id": "11111111-2222-4333-8444-555555555555",
+                    "start_time": moment - 60_000,
+                    "end_time": moment,
+                }
+            )
         elif p.version == "2.0":
             key, time_field = "event_id", "timestamp"
-            base = dict(served[0]) if served else {"event_id": "11111111-2222-4333-8444-666666666666",
-                                                   "timestamp": moment, "event_types": ["trip_end"],
-                                                   "vehicle_state": "available"}
+            base = (
+                dict(served[0])
+                if served
+                else {
+                    "event_id": "11111111-2222-4333-8444-666666666666",
+                    "timestamp": moment,
+                    "event_types": ["trip_end"],
+                    "vehicle_state": "available",
+                }
+            )
         else:
             key, time_field = "event_time", "event_time"
-            minimal = ({"vehicle_state": "available", "event_types": ["on_hours"], "event_time": moment}
-                       if p.version == "1.2" else
-                       {"event_type": "available", "event_type_reason": "user_drop_off", "event_time": moment})
+            minimal = (
+                {"vehicle_state": "available", "event_types": ["on_hours"], "event_time": moment}
+                if p.version == "1.2"
+                else {"event_type": "available", "event_type_reason": "user_drop_off", "event_time": moment}
+            )
             base = dict(served[0]) if served else minimal
         without_key = {k: v for k, v in base.items() if k != key}
         text_time = {**base, time_field: f"{hour}:00:01Z"}
@@ -272,7 +333,7 @@ class MdsReplay:
         return f"http://{host}" if host else self._server_url
 
     def handle(self, request: Request) -> Response:
-        rest = request.path[len(PREFIX):]
+        rest = request.path[len(PREFIX) :]
         name, _, endpoint = rest.partition("/")
         with self._lock:
             provider = self.providers.get(name)
@@ -282,9 +343,12 @@ class MdsReplay:
         if denied is not None:
             return denied
         if not self._accepts(provider, request.headers.get("accept", "")):
-            return _error(406, "not_acceptable",
-                          f"this provider serves MDS {provider.version} only "
-                          f"({MEDIA[provider.version]};version={provider.version})")
+            return _error(
+                406,
+                "not_acceptable",
+                f"this provider serves MDS {provider.version} only "
+                f"({MEDIA[provider.version]};version={provider.version})",
+            )
         events_path = "events/historical" if provider.version == "2.0" else "status_changes"
         if endpoint == "trips":
             kind, parameter = "trips", "end_time"
@@ -294,7 +358,7 @@ class MdsReplay:
             return _error(404, "not_found", f"no endpoint {endpoint!r} in MDS {provider.version}")
         hour = request.param(parameter)
         if not hour:
-            return _error(400, "bad_param", f"{parameter} is required", )
+            return _error(400, "bad_param", f"{parameter} is required")
         if not HOUR_RE.match(hour):
             return _error(400, "bad_param", f"{parameter} must be YYYY-MM-DDTHH, not {hour!r}")
         try:
@@ -316,8 +380,9 @@ class MdsReplay:
                 return True
         return False
 
-    def _page(self, p: MdsProvider, request: Request, kind: str, endpoint: str, parameter: str, hour: str,
-              records: list) -> Response:
+    def _page(
+        self, p: MdsProvider, request: Request, kind: str, endpoint: str, parameter: str, hour: str, records: list
+    ) -> Response:
         faults = request.state.faults
         if faults.take("empty_month"):
             records = []
@@ -332,8 +397,8 @@ class MdsReplay:
                 return _error(400, "bad_param", "page must be an integer")
             if not 1 <= number <= page_count:
                 return _error(400, "bad_param", f"page {number} out of range 1..{page_count}")
-            previous = records[(number - 2) * size:(number - 1) * size] if number > 1 else []
-            records = records[(number - 1) * size:number * size]
+            previous = records[(number - 2) * size : (number - 1) * size] if number > 1 else []
+            records = records[(number - 1) * size : number * size]
             if previous and faults.take("page_overlap"):
                 records = previous[-1:] + records
         records = self._field_faults(p, kind, records, faults)
@@ -356,9 +421,12 @@ class MdsReplay:
         else:
             payload["data"] = {key: records}
             if p.version == "1.2":
-                payload["links"] = {"first": link(1), "last": link(page_count),
-                                    "prev": link(number - 1 if number > 1 else None),
-                                    "next": link(number + 1 if number < page_count else None)}
+                payload["links"] = {
+                    "first": link(1),
+                    "last": link(page_count),
+                    "prev": link(number - 1 if number > 1 else None),
+                    "next": link(number + 1 if number < page_count else None),
+                }
         response = json_response(200, payload, data_page=True)
         response.content_type = f"{MEDIA[p.version]};version={p.version}"
         return response
@@ -367,14 +435,20 @@ class MdsReplay:
     def _field_faults(p: MdsProvider, kind: str, records: list, faults) -> list:
         """drop_field / new_field / retype_field on one page (records are copied first)."""
         if faults.take("drop_field"):
-            name = faults.field or ("end_time" if kind == "trips" else "timestamp" if p.version == "2.0" else "event_time")
+            name = faults.field or (
+                "end_time" if kind == "trips" else "timestamp" if p.version == "2.0" else "event_time"
+            )
             records = [{k: v for k, v in r.items() if k != name} for r in records]
         if faults.take("new_field"):
-            records = [{**r, "journey_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"journey:{_canonical_id(r)}"))}
-                       for r in records]
+            records = [
+                {**r, "journey_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"journey:{_canonical_id(r)}"))} for r in records
+            ]
         if faults.take("retype_field"):
-            default = ("duration" if p.version == "2.0" else "trip_duration") if kind == "trips" else (
-                "battery_percent" if p.version == "2.0" else "battery_pct")
+            default = (
+                ("duration" if p.version == "2.0" else "trip_duration")
+                if kind == "trips"
+                else ("battery_percent" if p.version == "2.0" else "battery_pct")
+            )
             name = faults.field or default
             records = [{**r, name: str(r[name])} if r.get(name) is not None else r for r in records]
         return records
@@ -382,7 +456,7 @@ class MdsReplay:
     # ------------------------------------------------------------ auth
 
     def handle_token(self, request: Request) -> Response:
-        name, _, rest = request.path[len(AUTH_PREFIX):].partition("/")
+        name, _, rest = request.path[len(AUTH_PREFIX) :].partition("/")
         with self._lock:
             provider = self.providers.get(name)
         if provider is None or rest != "token":
@@ -411,16 +485,16 @@ class MdsReplay:
         token = "rpl_" + secrets.token_hex(16)
         with self._lock:
             self._tokens[token] = {"provider": p.name, "expires_at": time.time() + self.token_ttl_seconds, "uses": 0}
-        return json_response(200, {"access_token": token, "expires_in": self.token_ttl_seconds,
-                                   "token_type": "bearer"})
+        return json_response(200, {"access_token": token, "expires_in": self.token_ttl_seconds, "token_type": "bearer"})
 
     def _authorise(self, p: MdsProvider, request: Request) -> Response | None:
         if p.auth == "none":
             return None
         header = request.headers.get("authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else None
-        unauthorised = _error(401, "unauthorized", "missing, unknown or expired access token",
-                              {"WWW-Authenticate": 'Bearer realm="mds"'})
+        unauthorised = _error(
+            401, "unauthorized", "missing, unknown or expired access token", {"WWW-Authenticate": 'Bearer realm="mds"'}
+        )
         if not token:
             return unauthorised
         if p.auth == "bearer":
@@ -437,8 +511,19 @@ class MdsReplay:
     # ------------------------------------------------------------ configuration
 
     def configure(self, config: dict) -> dict:
-        known = {"now", "trips_per_hour", "events_per_hour", "page_size", "fleet_size", "invalid_share", "late_hours",
-                 "providers", "token_ttl_seconds", "token_max_uses", "expire_tokens"}
+        known = {
+            "now",
+            "trips_per_hour",
+            "events_per_hour",
+            "page_size",
+            "fleet_size",
+            "invalid_share",
+            "late_hours",
+            "providers",
+            "token_ttl_seconds",
+            "token_max_uses",
+            "expire_tokens",
+        }
         check_config_keys("mds", config, known)
         with self._lock:
             if "now" in config:
@@ -446,7 +531,11 @@ class MdsReplay:
             for name in ("trips_per_hour", "events_per_hour", "page_size", "fleet_size", "token_ttl_seconds"):
                 if name in config:
                     value = config[name]
-                    if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "page_size" else 0):
+                    if (
+                        not isinstance(value, int)
+                        or isinstance(value, bool)
+                        or value < (1 if name == "page_size" else 0)
+                    ):
                         raise ValueError(f"{name} must be an integer >= {1 if name == 'page_size' else 0}")
                     setattr(self, name, value)
             if "token_max_uses" in config:
@@ -488,12 +577,19 @@ class MdsReplay:
                 "seed": self.seed,
                 "now": self.clock().isoformat(),
                 "now_configured": self.now is not None,
-                "trips_per_hour": self.trips_per_hour, "events_per_hour": self.events_per_hour,
-                "page_size": self.page_size, "fleet_size": self.fleet_size, "invalid_share": self.invalid_share,
+                "trips_per_hour": self.trips_per_hour,
+                "events_per_hour": self.events_per_hour,
+                "page_size": self.page_size,
+                "fleet_size": self.fleet_size,
+                "invalid_share": self.invalid_share,
                 "late_hours": {k: sorted(v) for k, v in self.late_hours.items()},
-                "token_ttl_seconds": self.token_ttl_seconds, "token_max_uses": self.token_max_uses,
-                "tokens_issued": len(self._tokens), "token_requests": self.token_requests,
-                "providers": {name: {**p.describe(), "base_url": self.base_url(name)} for name, p in self.providers.items()},
+                "token_ttl_seconds": self.token_ttl_seconds,
+                "token_max_uses": self.token_max_uses,
+                "tokens_issued": len(self._tokens),
+                "token_requests": self.token_requests,
+                "providers": {
+                    name: {**p.describe(), "base_url": self.base_url(name)} for name, p in self.providers.items()
+                },
             }
 
 

@@ -82,8 +82,11 @@ CASE_OPEN, CASE_CLOSED = 1, 0  # dbt docs: 0 = closed, 1 = open (uncertain in th
 # The real vocabulary: subject -> reason -> type names (mpls_311_categories.csv @3c0a5f75).
 CATEGORY_TREE: dict[str, dict[str, list[str]]] = {
     "Animal Related": {
-        "Animal Control": ["Animal Complaint - Livability", "Animal Complaint - Public Health",
-                           "Deceased Animal Pick Up"],
+        "Animal Control": [
+            "Animal Complaint - Livability",
+            "Animal Complaint - Public Health",
+            "Deceased Animal Pick Up",
+        ]
     },
     "City Administration": {
         "City Attorney": ["City Attorney Callback Request"],
@@ -92,119 +95,233 @@ CATEGORY_TREE: dict[str, dict[str, list[str]]] = {
         "GIS": ["GIS Service Requests"],
         "Risk Management and Claims": ["Risk Mgmt Callback Request", "Risk Mgmt Claim form Request"],
     },
-    "Community Services": {
-        "NCR": ["ADA Title II Coord Callback"],
-    },
+    "Community Services": {"NCR": ["ADA Title II Coord Callback"]},
     "Health / Environmental": {
         "Unhealthy Conditions": [
-            "Air Pollution Complaint", "Commercial Food Safety/Sanitation Complaint",
-            "Emergency Pollution Complaint", "Env Mgmt Callback Request", "Food Safety Callback", "Hoarding",
-            "Land Pollution Complaint", "Lead Inquiry", "Noise Pollution Complaint",
-            "Pollution Control Annual Registration - PCAR", "Syringe Litter Concern Pilot Project",
-            "Urgent Pollution Complaint", "Water Pollution Complaint",
-        ],
+            "Air Pollution Complaint",
+            "Commercial Food Safety/Sanitation Complaint",
+            "Emergency Pollution Complaint",
+            "Env Mgmt Callback Request",
+            "Food Safety Callback",
+            "Hoarding",
+            "Land Pollution Complaint",
+            "Lead Inquiry",
+            "Noise Pollution Complaint",
+            "Pollution Control Annual Registration - PCAR",
+            "Syringe Litter Concern Pilot Project",
+            "Urgent Pollution Complaint",
+            "Water Pollution Complaint",
+        ]
     },
     "Permits / Licensing": {
         "Commercial / Business Licensing": [
-            "Business License Application Request", "Business License Callback Request", "False Burglar Alarm",
-            "Licensing Complaint", "Permanent Liquor License Application Request",
-            "Permanent Liquor License Callback Request", "Smoking Ban Violation Complaint",
+            "Business License Application Request",
+            "Business License Callback Request",
+            "False Burglar Alarm",
+            "Licensing Complaint",
+            "Permanent Liquor License Application Request",
+            "Permanent Liquor License Callback Request",
+            "Smoking Ban Violation Complaint",
             "Temporary Liquor License Callback Request",
-        ],
+        ]
     },
     "Property": {
         "Assessor": ["Assessor Callback Request", "Homestead Fraud Report", "Homestead Removal Request"],
-        "Commercial Property": ["Commercial Structure Unsound", "Commercial/Mixed Conditions Complaint",
-                                "FIRE Commercial Exterior Nuisance"],
-        "Construction Inspections": ["Certificate of Code Compliance Request", "Certificate of Occupancy Request",
-                                     "Permitted Work", "Unpermitted Work", "Unpermitted Work - Self Service"],
+        "Commercial Property": [
+            "Commercial Structure Unsound",
+            "Commercial/Mixed Conditions Complaint",
+            "FIRE Commercial Exterior Nuisance",
+        ],
+        "Construction Inspections": [
+            "Certificate of Code Compliance Request",
+            "Certificate of Occupancy Request",
+            "Permitted Work",
+            "Unpermitted Work",
+            "Unpermitted Work - Self Service",
+        ],
         "CPED Property Management": ["Property Management Complaint"],
         "Development Review": [
-            "CCS Supervisor Callback", "CCS Supervisor Complaint", "Construction Plan Request", "Copy of Permit",
-            "Development Coordinator", "Permit Addition Refund", "Permit Fee Inquiry", "Permit Issuance",
-            "Permit Problem", "Permit Question Callback", "Permit Status Request", "Plan Review Callback",
-            "Records Management Specialist", "Regulated Backflow Assembly",
+            "CCS Supervisor Callback",
+            "CCS Supervisor Complaint",
+            "Construction Plan Request",
+            "Copy of Permit",
+            "Development Coordinator",
+            "Permit Addition Refund",
+            "Permit Fee Inquiry",
+            "Permit Issuance",
+            "Permit Problem",
+            "Permit Question Callback",
+            "Permit Status Request",
+            "Plan Review Callback",
+            "Records Management Specialist",
+            "Regulated Backflow Assembly",
         ],
         "Elevator": ["Elevator Inquiry"],
         "Private Property": [
-            "Exterior Nuisance - Self Service", "Exterior Nuisance Complaint", "Frenz Property Settlement",
-            "Homeless Encampment", "Housing Order Inquiry", "PPU Callback", "Regulatory Service Special Assessment",
-            "Rental License Complaint", "Rental License Followup", "Rental License Tier Inquiry",
-            "Rental License Tier Review Request", "Residential Conditions Complaint",
-            "Residential Conditions Complaint HOD", "Residential Conditions Complaint HOD Tenant",
-            "Residential Conditions Complaint Tenant", "RHOD Conditions Complaint",
-            "RHOD Exterior Nuisance Complaint", "RHOD Tenant Conditions Complaint",
-            "Snow - Illegal Dumping Residential", "Vacant Building / Open to Trespass",
+            "Exterior Nuisance - Self Service",
+            "Exterior Nuisance Complaint",
+            "Frenz Property Settlement",
+            "Homeless Encampment",
+            "Housing Order Inquiry",
+            "PPU Callback",
+            "Regulatory Service Special Assessment",
+            "Rental License Complaint",
+            "Rental License Followup",
+            "Rental License Tier Inquiry",
+            "Rental License Tier Review Request",
+            "Residential Conditions Complaint",
+            "Residential Conditions Complaint HOD",
+            "Residential Conditions Complaint HOD Tenant",
+            "Residential Conditions Complaint Tenant",
+            "RHOD Conditions Complaint",
+            "RHOD Exterior Nuisance Complaint",
+            "RHOD Tenant Conditions Complaint",
+            "Snow - Illegal Dumping Residential",
+            "Vacant Building / Open to Trespass",
             "Vacant Building / Open to Trespass Boarded",
         ],
         "Railroad": ["Railroad Complaint"],
-        "Truth in Sale of Housing": ["Acknowledgement of Responsibility Request", "Full TISH Report Request",
-                                     "Repair Checklist Request", "TISH Callback"],
+        "Truth in Sale of Housing": [
+            "Acknowledgement of Responsibility Request",
+            "Full TISH Report Request",
+            "Repair Checklist Request",
+            "TISH Callback",
+        ],
         "Zoning": [
-            "Campaign Sign Complaint", "Mural/Sign Callback Request", "Request Application - Land Use / Zoning Change",
-            "Request Application - Rebuild / Flood Plain Letter", "Request Callback - Flood Plain Designation",
-            "Request Callback - Setback/Height Requirements", "Request Callback - Zoning Classification",
-            "Request Meeting with a Planner", "Sign Complaint", "Zoning Ordinance Complaint",
+            "Campaign Sign Complaint",
+            "Mural/Sign Callback Request",
+            "Request Application - Land Use / Zoning Change",
+            "Request Application - Rebuild / Flood Plain Letter",
+            "Request Callback - Flood Plain Designation",
+            "Request Callback - Setback/Height Requirements",
+            "Request Callback - Zoning Classification",
+            "Request Meeting with a Planner",
+            "Sign Complaint",
+            "Zoning Ordinance Complaint",
         ],
     },
     "Public Safety": {
         "Fire": ["Fire Hydrant Snow Issue", "Fire Report Records Request", "Fire Rig Visit Request"],
         "Fire Prevention": ["Fire Prevention Callback"],
         "Graffiti / Clean City": ["Graffiti - Open311", "Graffiti complaint / reporting"],
-        "Police": ["Fireworks Complaint", "K9 Appearance Request", "Police Mounted Patrol Request",
-                   "Suspicious Activity"],
+        "Police": [
+            "Fireworks Complaint",
+            "K9 Appearance Request",
+            "Police Mounted Patrol Request",
+            "Suspicious Activity",
+        ],
     },
     "Sidewalks": {
-        "Complaints": ["Sidewalk Obstruction Complaint", "Sidewalk Structural - Open311",
-                       "Sidewalk Structural Complaint"],
+        "Complaints": [
+            "Sidewalk Obstruction Complaint",
+            "Sidewalk Structural - Open311",
+            "Sidewalk Structural Complaint",
+        ],
         "Inspection": ["Repair Notice Question", "Request Call from Sidewalk Inspector"],
-        "Snow & Ice": ["Sidewalk Snow & Ice Complaint", "Sidewalk Snow & Sand Letter Question",
-                       "Sidewalk Snow and Ice - SS", "Sidewalk Snow and Ice - SS City", "Sidewalk Snow Ice - Open311",
-                       "Sidewalk Snow Removal Resources"],
+        "Snow & Ice": [
+            "Sidewalk Snow & Ice Complaint",
+            "Sidewalk Snow & Sand Letter Question",
+            "Sidewalk Snow and Ice - SS",
+            "Sidewalk Snow and Ice - SS City",
+            "Sidewalk Snow Ice - Open311",
+            "Sidewalk Snow Removal Resources",
+        ],
     },
     "Solid Waste & Recycling": {
-        "Garbage & Recycling": ["Illegal Dumping Complaint", "Solid Waste General Issues",
-                                "Solid Waste Overflow Litter", "Solid Waste Overflowing Litter - Open311"],
+        "Garbage & Recycling": [
+            "Illegal Dumping Complaint",
+            "Solid Waste General Issues",
+            "Solid Waste Overflow Litter",
+            "Solid Waste Overflowing Litter - Open311",
+        ]
     },
     "Streets": {
         "Bridges": ["Bridge Complaint"],
         "Green Spaces - Public": ["Grass & Weed Complaint"],
-        "Lighting": ["Street Light - New", "Street Light Outage", "Street Light Outage - Open311",
-                     "Street Light Trouble", "Street Light Trouble - Open311", "Street Light Wreck - Open311",
-                     "Street Light Wreck/Damage", "Xcel Street Light Trouble"],
+        "Lighting": [
+            "Street Light - New",
+            "Street Light Outage",
+            "Street Light Outage - Open311",
+            "Street Light Trouble",
+            "Street Light Trouble - Open311",
+            "Street Light Wreck - Open311",
+            "Street Light Wreck/Damage",
+            "Xcel Street Light Trouble",
+        ],
         "Snow & Ice": ["Sand Barrel", "Snow & Ice Complaint", "Streets Snow & Ice - Open311"],
         "Street Cleaning / Sweeping": ["Special Sweep"],
-        "Street Maintenance": ["Barricade Pickup / Placement", "Chemical Spill", "Debris in the Street or Alley",
-                               "Fence or Guardrail Maintenance", "General Street Complaint", "Pothole",
-                               "Pothole - Open311", "Sport Equip in Street", "Trees Down"],
-        "Traffic": ["Traffic - General Issue", "Traffic Sign - New", "Traffic Sign - Removal", "Traffic Sign - Repair",
-                    "Traffic Sign Repair - Open311", "Traffic Signal - New/Modification",
-                    "Traffic Signal Timing - Open311", "Traffic Signal Timing Issue", "Traffic Signal Trouble",
-                    "Traffic Signal Trouble - Open311"],
+        "Street Maintenance": [
+            "Barricade Pickup / Placement",
+            "Chemical Spill",
+            "Debris in the Street or Alley",
+            "Fence or Guardrail Maintenance",
+            "General Street Complaint",
+            "Pothole",
+            "Pothole - Open311",
+            "Sport Equip in Street",
+            "Trees Down",
+        ],
+        "Traffic": [
+            "Traffic - General Issue",
+            "Traffic Sign - New",
+            "Traffic Sign - Removal",
+            "Traffic Sign - Repair",
+            "Traffic Sign Repair - Open311",
+            "Traffic Signal - New/Modification",
+            "Traffic Signal Timing - Open311",
+            "Traffic Signal Timing Issue",
+            "Traffic Signal Trouble",
+            "Traffic Signal Trouble - Open311",
+        ],
     },
     "Utilities Related": {
         "Sewer & Storm Drain": ["Sewer Callback", "Sewer Issues"],
         "Utility Billing": [
-            "Change Request - Mailing Address or Name", "Duplicate Water Bill Request", "E-bill Registration Request",
-            "Meter Reading / Service Appointment", "Start Utility Service - Move In / Buy Property",
-            "Stop & Start Utility Service - Move Out / In", "Stop Utility Service - Move Out / Sell Property",
-            "Utility Billing General Inquiry", "Water Service Turn Off", "Water Service Turn On",
+            "Change Request - Mailing Address or Name",
+            "Duplicate Water Bill Request",
+            "E-bill Registration Request",
+            "Meter Reading / Service Appointment",
+            "Start Utility Service - Move In / Buy Property",
+            "Stop & Start Utility Service - Move Out / In",
+            "Stop Utility Service - Move Out / Sell Property",
+            "Utility Billing General Inquiry",
+            "Water Service Turn Off",
+            "Water Service Turn On",
         ],
         "Utility Connections": ["Utility Connection Permit Inquiry", "Utility Cut Inquiry"],
         "Water": ["Hydrant Issue", "Water Main Break", "Water Quality Issues", "Water Service Issue"],
     },
     "Vehicles and Commuting": {
-        "Biking": ["Abandoned/Illegally Parked Bicycle", "Bicycle Lane Issue", "Bicycle Trail Improvement Request",
-                   "Bike Lane Issue - Open311", "Bike Rules Education Inquiry", "Bike Trail Safety Phone",
-                   "Bike Trail Safety Phone - Open 311"],
-        "Parking": ["Commercial Disability Zone", "Neighborhood Parking Information", "Parking Meter - Open311",
-                    "Parking Meter Problem", "Parking Ramp/Lot Issue", "Residential Disability Zone"],
+        "Biking": [
+            "Abandoned/Illegally Parked Bicycle",
+            "Bicycle Lane Issue",
+            "Bicycle Trail Improvement Request",
+            "Bike Lane Issue - Open311",
+            "Bike Rules Education Inquiry",
+            "Bike Trail Safety Phone",
+            "Bike Trail Safety Phone - Open 311",
+        ],
+        "Parking": [
+            "Commercial Disability Zone",
+            "Neighborhood Parking Information",
+            "Parking Meter - Open311",
+            "Parking Meter Problem",
+            "Parking Ramp/Lot Issue",
+            "Residential Disability Zone",
+        ],
         "Pedestrian": ["Pedestrian Complaint"],
         "Shared Mobility": ["Shared Mobility Issue", "Shared Mobility Issue - Open311"],
-        "Traffic Control": ["Abandoned Vehicle", "Abandoned Vehicle - Open311",
-                            "Dumpster and Storage Container Complaint", "Inoperable Vehicle Complaint",
-                            "Parking Violation - Open311", "Parking Violation Complaint", "Snow - Illegal Dumping",
-                            "Traffic Congestion Issue", "Traffic Control Officer Complaint"],
+        "Traffic Control": [
+            "Abandoned Vehicle",
+            "Abandoned Vehicle - Open311",
+            "Dumpster and Storage Container Complaint",
+            "Inoperable Vehicle Complaint",
+            "Parking Violation - Open311",
+            "Parking Violation Complaint",
+            "Snow - Illegal Dumping",
+            "Traffic Congestion Issue",
+            "Traffic Control Officer Complaint",
+        ],
         "Traffic Safety": ["Speed Hump Request", "Speed Wagon"],
     },
 }
@@ -220,30 +337,76 @@ CATEGORIES: list[tuple[str, str, str, str]] = [
 # listed weigh _DEFAULT_WEIGHT.
 _DEFAULT_WEIGHT = 0.5
 _TYPE_WEIGHT = {
-    "Parking Violation Complaint": 45, "Parking Violation - Open311": 25, "Abandoned Vehicle": 40,
-    "Abandoned Vehicle - Open311": 25, "Inoperable Vehicle Complaint": 6, "Exterior Nuisance Complaint": 30,
-    "Exterior Nuisance - Self Service": 10, "Residential Conditions Complaint": 25,
-    "Residential Conditions Complaint Tenant": 12, "Residential Conditions Complaint HOD": 3,
-    "Residential Conditions Complaint HOD Tenant": 2, "Graffiti complaint / reporting": 20,
-    "Graffiti - Open311": 18, "Pothole": 14, "Pothole - Open311": 12, "Snow & Ice Complaint": 10,
-    "Streets Snow & Ice - Open311": 5, "Sidewalk Snow & Ice Complaint": 25, "Sidewalk Snow Ice - Open311": 8,
-    "Sidewalk Snow and Ice - SS": 4, "Sidewalk Snow and Ice - SS City": 2, "Sidewalk Snow Removal Resources": 2,
-    "Sidewalk Snow & Sand Letter Question": 2, "Sand Barrel": 2, "Street Light Outage": 12,
-    "Street Light Outage - Open311": 8, "Street Light Trouble": 5, "Street Light Trouble - Open311": 3,
-    "Xcel Street Light Trouble": 3, "Street Light Wreck/Damage": 1, "Illegal Dumping Complaint": 15,
-    "Solid Waste General Issues": 15, "Solid Waste Overflow Litter": 3, "Solid Waste Overflowing Litter - Open311": 2,
-    "Homeless Encampment": 8, "Traffic Signal Trouble": 6, "Traffic Signal Trouble - Open311": 3,
-    "Traffic Signal Timing Issue": 3, "Traffic Signal Timing - Open311": 2, "Traffic - General Issue": 4,
-    "Traffic Sign - Repair": 4, "Traffic Sign Repair - Open311": 2, "Animal Complaint - Livability": 8,
-    "Animal Complaint - Public Health": 3, "Deceased Animal Pick Up": 6, "Utility Billing General Inquiry": 10,
-    "Stop & Start Utility Service - Move Out / In": 4, "Start Utility Service - Move In / Buy Property": 3,
-    "Stop Utility Service - Move Out / Sell Property": 3, "Meter Reading / Service Appointment": 3,
-    "Water Service Issue": 3, "Water Main Break": 1, "Hydrant Issue": 2, "Sewer Issues": 4,
-    "Rental License Complaint": 3, "Vacant Building / Open to Trespass": 3, "Noise Pollution Complaint": 3,
-    "Fireworks Complaint": 1, "Grass & Weed Complaint": 6, "Trees Down": 3, "Debris in the Street or Alley": 4,
-    "General Street Complaint": 3, "Sidewalk Obstruction Complaint": 3, "Sidewalk Structural Complaint": 2,
-    "Sidewalk Structural - Open311": 1, "Shared Mobility Issue": 1, "Dumpster and Storage Container Complaint": 2,
-    "Campaign Sign Complaint": 0.5, "Commercial Food Safety/Sanitation Complaint": 1.5, "Suspicious Activity": 1,
+    "Parking Violation Complaint": 45,
+    "Parking Violation - Open311": 25,
+    "Abandoned Vehicle": 40,
+    "Abandoned Vehicle - Open311": 25,
+    "Inoperable Vehicle Complaint": 6,
+    "Exterior Nuisance Complaint": 30,
+    "Exterior Nuisance - Self Service": 10,
+    "Residential Conditions Complaint": 25,
+    "Residential Conditions Complaint Tenant": 12,
+    "Residential Conditions Complaint HOD": 3,
+    "Residential Conditions Complaint HOD Tenant": 2,
+    "Graffiti complaint / reporting": 20,
+    "Graffiti - Open311": 18,
+    "Pothole": 14,
+    "Pothole - Open311": 12,
+    "Snow & Ice Complaint": 10,
+    "Streets Snow & Ice - Open311": 5,
+    "Sidewalk Snow & Ice Complaint": 25,
+    "Sidewalk Snow Ice - Open311": 8,
+    "Sidewalk Snow and Ice - SS": 4,
+    "Sidewalk Snow and Ice - SS City": 2,
+    "Sidewalk Snow Removal Resources": 2,
+    "Sidewalk Snow & Sand Letter Question": 2,
+    "Sand Barrel": 2,
+    "Street Light Outage": 12,
+    "Street Light Outage - Open311": 8,
+    "Street Light Trouble": 5,
+    "Street Light Trouble - Open311": 3,
+    "Xcel Street Light Trouble": 3,
+    "Street Light Wreck/Damage": 1,
+    "Illegal Dumping Complaint": 15,
+    "Solid Waste General Issues": 15,
+    "Solid Waste Overflow Litter": 3,
+    "Solid Waste Overflowing Litter - Open311": 2,
+    "Homeless Encampment": 8,
+    "Traffic Signal Trouble": 6,
+    "Traffic Signal Trouble - Open311": 3,
+    "Traffic Signal Timing Issue": 3,
+    "Traffic Signal Timing - Open311": 2,
+    "Traffic - General Issue": 4,
+    "Traffic Sign - Repair": 4,
+    "Traffic Sign Repair - Open311": 2,
+    "Animal Complaint - Livability": 8,
+    "Animal Complaint - Public Health": 3,
+    "Deceased Animal Pick Up": 6,
+    "Utility Billing General Inquiry": 10,
+    "Stop & Start Utility Service - Move Out / In": 4,
+    "Start Utility Service - Move In / Buy Property": 3,
+    "Stop Utility Service - Move Out / Sell Property": 3,
+    "Meter Reading / Service Appointment": 3,
+    "Water Service Issue": 3,
+    "Water Main Break": 1,
+    "Hydrant Issue": 2,
+    "Sewer Issues": 4,
+    "Rental License Complaint": 3,
+    "Vacant Building / Open to Trespass": 3,
+    "Noise Pollution Complaint": 3,
+    "Fireworks Complaint": 1,
+    "Grass & Weed Complaint": 6,
+    "Trees Down": 3,
+    "Debris in the Street or Alley": 4,
+    "General Street Complaint": 3,
+    "Sidewalk Obstruction Complaint": 3,
+    "Sidewalk Structural Complaint": 2,
+    "Sidewalk Structural - Open311": 1,
+    "Shared Mobility Issue": 1,
+    "Dumpster and Storage Container Complaint": 2,
+    "Campaign Sign Complaint": 0.5,
+    "Commercial Food Safety/Sanitation Complaint": 1.5,
+    "Suspicious Activity": 1,
 }
 # Seasonal multipliers by calendar month (Jan..Dec) for request types with a season.
 _SNOW = [3.0, 2.5, 1.5, 0.4, 0.02, 0.02, 0.02, 0.02, 0.02, 0.05, 0.8, 2.5]
@@ -255,18 +418,56 @@ _SEASONS: list[tuple[tuple[str, ...], list[float]]] = [
     (("Campaign Sign",), [0.3, 0.3, 0.3, 0.3, 0.3, 0.5, 0.8, 1.0, 2.0, 5.0, 3.0, 0.3]),
     (("Shared Mobility",), [0.1, 0.1, 0.3, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 1.5, 0.3, 0.1]),
     (("Trees Down",), [0.6, 0.6, 0.6, 0.8, 1.5, 2.5, 2.5, 2.0, 1.0, 0.8, 0.6, 0.6]),
-    (("Exterior Nuisance", "Homeless Encampment", "Illegal Dumping", "Graffiti", "Noise"),
-     [0.7, 0.7, 0.8, 1.0, 1.2, 1.3, 1.3, 1.3, 1.2, 1.0, 0.8, 0.7]),
+    (
+        ("Exterior Nuisance", "Homeless Encampment", "Illegal Dumping", "Graffiti", "Noise"),
+        [0.7, 0.7, 0.8, 1.0, 1.2, 1.3, 1.3, 1.3, 1.2, 1.0, 0.8, 0.7],
+    ),
 ]
 # Average requests per month by year (about 61,000-67,000 a year, in line with the 61,000 of 2006
 # in the contract's Volumes section) and the month-of-year profile (summer and snow peaks).
-_YEAR_LEVEL = {2015: 5200, 2016: 5300, 2017: 5400, 2018: 5500, 2019: 5600, 2020: 4600, 2021: 5000,
-               2022: 5200, 2023: 5300, 2024: 5400, 2025: 5400, 2026: 5400}
+_YEAR_LEVEL = {
+    2015: 5200,
+    2016: 5300,
+    2017: 5400,
+    2018: 5500,
+    2019: 5600,
+    2020: 4600,
+    2021: 5000,
+    2022: 5200,
+    2023: 5300,
+    2024: 5400,
+    2025: 5400,
+    2026: 5400,
+}
 # A year after 2026 repeats 2026's level (horizon.carried_forward): no figure is invented.
 _MONTH_FACTOR = [1.10, 1.05, 1.00, 0.95, 1.02, 1.08, 1.12, 1.10, 1.00, 0.95, 0.85, 0.92]
 # Hour-of-day profile in Minneapolis local time (the call centre works office hours).
-_LOCAL_HOUR_WEIGHTS = [0.3, 0.2, 0.15, 0.1, 0.1, 0.2, 0.6, 2, 4, 5, 5, 5, 4.5, 4.5, 4.5, 4, 3.5, 2.5, 1.8, 1.5,
-                       1.2, 1.0, 0.7, 0.5]
+_LOCAL_HOUR_WEIGHTS = [
+    0.3,
+    0.2,
+    0.15,
+    0.1,
+    0.1,
+    0.2,
+    0.6,
+    2,
+    4,
+    5,
+    5,
+    5,
+    4.5,
+    4.5,
+    4.5,
+    4,
+    3.5,
+    2.5,
+    1.8,
+    1.5,
+    1.2,
+    1.0,
+    0.7,
+    0.5,
+]
 _LOCAL_HOUR_CUM = [sum(_LOCAL_HOUR_WEIGHTS[: i + 1]) for i in range(24)]
 _FAST_WORDS = ("Callback", "Inquiry", "Request", "Question", "Information")
 # Minneapolis city limits (lon/lat) and downtown.
@@ -309,7 +510,7 @@ def months_of_year(year: int) -> list[str]:
 
 def fmt_ms(ms: int) -> str:
     """Epoch ms as ``YYYY-MM-DD HH:MM:SS`` UTC (the form of a ``DATE '...'`` literal)."""
-    return _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return _dt.datetime.fromtimestamp(ms / 1000, _dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _central_offset_hours(year: int, month: int, day: int) -> int:
@@ -362,9 +563,15 @@ class Minneapolis311Dataset(MonthlyRows):
     date_field = DATE_FIELD
     object_id_field = OBJECTID_FIELD
 
-    def __init__(self, seed: int = DEFAULT_SEED, rows_per_month: int | None = None,
-                 last_edit_date: int = DEFAULT_LAST_EDIT_DATE, first_year: int = FIRST_YEAR,
-                 last_year: int | None = None, layer_time_zone: str = "UTC") -> None:
+    def __init__(
+        self,
+        seed: int = DEFAULT_SEED,
+        rows_per_month: int | None = None,
+        last_edit_date: int = DEFAULT_LAST_EDIT_DATE,
+        first_year: int = FIRST_YEAR,
+        last_year: int | None = None,
+        layer_time_zone: str = "UTC",
+    ) -> None:
         self.seed = int(seed)
         self.rows_per_month = self._check_rows(rows_per_month)
         self.last_edit_date = int(last_edit_date)
@@ -432,8 +639,9 @@ class Minneapolis311Dataset(MonthlyRows):
 
     def set_years(self, first_year: int | None = None, last_year: int | None = None) -> None:
         """Add or drop layers (a new layer appears each January)."""
-        first, last = self._check_years(self.first_year if first_year is None else first_year,
-                                        self._last_year if last_year is None else last_year)
+        first, last = self._check_years(
+            self.first_year if first_year is None else first_year, self._last_year if last_year is None else last_year
+        )
         with self._lock:
             self.first_year, self._last_year = first, last
             self.version += 1
@@ -531,8 +739,9 @@ class Minneapolis311Dataset(MonthlyRows):
             field = {"name": name, "type": kind, "alias": name, "sqlType": "sqlTypeOther"}
             if length is not None:
                 field["length"] = length
-            field.update(nullable=name != OBJECTID_FIELD, editable=name != OBJECTID_FIELD, domain=None,
-                         defaultValue=None)
+            field.update(
+                nullable=name != OBJECTID_FIELD, editable=name != OBJECTID_FIELD, domain=None, defaultValue=None
+            )
             out.append(field)
         return out
 
@@ -674,12 +883,23 @@ class Minneapolis311Dataset(MonthlyRows):
             fast = any(word in type_name for word in _FAST_WORDS)
             u = rng.random()
             if fast:
-                lag_s = (rng.uniform(600, 8 * 3600) if u < 0.4 else
-                         rng.uniform(8 * 3600, 5 * 86400) if u < 0.85 else rng.uniform(5 * 86400, 40 * 86400))
+                lag_s = (
+                    rng.uniform(600, 8 * 3600)
+                    if u < 0.4
+                    else rng.uniform(8 * 3600, 5 * 86400)
+                    if u < 0.85
+                    else rng.uniform(5 * 86400, 40 * 86400)
+                )
             else:
-                lag_s = (rng.uniform(600, 6 * 3600) if u < 0.12 else
-                         rng.uniform(6 * 3600, 4 * 86400) if u < 0.5 else
-                         rng.uniform(4 * 86400, 30 * 86400) if u < 0.85 else rng.uniform(30 * 86400, 200 * 86400))
+                lag_s = (
+                    rng.uniform(600, 6 * 3600)
+                    if u < 0.12
+                    else rng.uniform(6 * 3600, 4 * 86400)
+                    if u < 0.5
+                    else rng.uniform(4 * 86400, 30 * 86400)
+                    if u < 0.85
+                    else rng.uniform(30 * 86400, 200 * 86400)
+                )
             closed_at = opened + int(lag_s) * 1000
             never = rng.random() < 0.015
             is_closed = not never and closed_at <= as_of

@@ -16,8 +16,17 @@ MOVED = {
     },
     "civic_pipelines.replay.ckan": {
         name: "civic_pipelines.replay.toronto_ckan"
-        for name in ("CKAN_BASE", "EXTERNAL_PREFIX", "EXTERNAL_YEARS", "KNOWN_RESOURCE_IDS", "NEW_COLUMN",
-                     "README_ID", "README_NAME", "TorontoCkanPackage", "install_toronto")
+        for name in (
+            "CKAN_BASE",
+            "EXTERNAL_PREFIX",
+            "EXTERNAL_YEARS",
+            "KNOWN_RESOURCE_IDS",
+            "NEW_COLUMN",
+            "README_ID",
+            "README_NAME",
+            "TorontoCkanPackage",
+            "install_toronto",
+        )
     },
 }
 

@@ -22,12 +22,12 @@ floating timestamps ``YYYY-MM-DDTHH:MM:SS.000`` (Pacific wall time, no zone).
 from __future__ import annotations
 
 import calendar
-from base64 import b32encode as _b32encode
 import csv
 import datetime as _dt
 import random
 import re
 import threading
+from base64 import b32encode as _b32encode
 from pathlib import Path
 
 from civic_pipelines.replay import horizon
@@ -112,7 +112,15 @@ OFFENSES: list[tuple[str, str, str, str, str, float, str]] = [
     ("A", "PROPERTY", "LARCENY-THEFT", "Purse-snatching", "23B", 0.2, _P),
     ("A", "PROPERTY", "LARCENY-THEFT", "Theft From Coin-Operated Machine or Device", "23E", 0.1, _P),
     ("A", "PROPERTY", "BURGLARY/BREAKING&ENTERING", "Burglary/Breaking & Entering", "220", 11.0, _P),
-    ("A", "PROPERTY", "DESTRUCTION/DAMAGE/VANDALISM OF PROPERTY", "Destruction/Damage/Vandalism of Property", "290", 11.0, _O),
+    (
+        "A",
+        "PROPERTY",
+        "DESTRUCTION/DAMAGE/VANDALISM OF PROPERTY",
+        "Destruction/Damage/Vandalism of Property",
+        "290",
+        11.0,
+        _O,
+    ),
     ("A", "PROPERTY", "MOTOR VEHICLE THEFT", "Motor Vehicle Theft", "240", 7.0, _P),
     ("A", "PROPERTY", "FRAUD OFFENSES", "False Pretenses/Swindle/Confidence Game", "26A", 2.2, _O),
     ("A", "PROPERTY", "FRAUD OFFENSES", "Credit Card/Automated Teller Machine Fraud", "26B", 1.2, _O),
@@ -162,9 +170,25 @@ _HOUR_WEIGHTS = [4, 3, 3, 2.5, 2, 2, 2.5, 3.5, 4.5, 5, 5, 5.5, 5.5, 5.5, 5.5, 5.
 _HOUR_CUM = [sum(_HOUR_WEIGHTS[: i + 1]) for i in range(24)]
 # Offense rows per month: a yearly level times a seasonal factor (summer high, winter low).
 _YEAR_LEVEL = {
-    2008: 5700, 2009: 5700, 2010: 5600, 2011: 5600, 2012: 5800, 2013: 5900, 2014: 6300, 2015: 6300,
-    2016: 6400, 2017: 6400, 2018: 6300, 2019: 6400, 2020: 6600, 2021: 6700, 2022: 6900, 2023: 6700,
-    2024: 6400, 2025: 6200, 2026: 6100,
+    2008: 5700,
+    2009: 5700,
+    2010: 5600,
+    2011: 5600,
+    2012: 5800,
+    2013: 5900,
+    2014: 6300,
+    2015: 6300,
+    2016: 6400,
+    2017: 6400,
+    2018: 6300,
+    2019: 6400,
+    2020: 6600,
+    2021: 6700,
+    2022: 6900,
+    2023: 6700,
+    2024: 6400,
+    2025: 6200,
+    2026: 6100,
 }  # a year after 2026 repeats 2026's level (horizon.carried_forward): no figure is invented
 _SEASON = [0.96, 0.93, 0.98, 0.97, 1.00, 1.01, 1.06, 1.07, 1.03, 1.02, 0.98, 0.97]
 _SPECIAL = {(2020, 5): 1.75, (2020, 6): 1.2}  # May 2020 had 11,692 offenses (contract, Volumes)
@@ -429,7 +453,14 @@ class SeattleCrimeDataset(MonthlyRows):
             return self.rows_per_month
         rng = random.Random(_seed_for(self.seed, "count", month))
         days = calendar.monthrange(y, m)[1]
-        n = horizon.carried_forward(_YEAR_LEVEL, y) * _SEASON[m - 1] * days / 30.44 * rng.uniform(0.96, 1.04) * _SPECIAL.get((y, m), 1.0)
+        n = (
+            horizon.carried_forward(_YEAR_LEVEL, y)
+            * _SEASON[m - 1]
+            * days
+            / 30.44
+            * rng.uniform(0.96, 1.04)
+            * _SPECIAL.get((y, m), 1.0)
+        )
         return int(min(_MAX_ROWS, max(_MIN_ROWS, n)))
 
     # ------------------------------------------------------------ rows
@@ -487,8 +518,16 @@ class SeattleCrimeDataset(MonthlyRows):
                 else:
                     loc = rng.choice(self._pool)
                     c.update(
-                        precinct=loc[0], sector=loc[1], beat=loc[2], mcpp=loc[3], addr=loc[4], lon=loc[5],
-                        lat=loc[6], reporting_area=loc[7], census_block=loc[8], withheld=False,
+                        precinct=loc[0],
+                        sector=loc[1],
+                        beat=loc[2],
+                        mcpp=loc[3],
+                        addr=loc[4],
+                        lon=loc[5],
+                        lat=loc[6],
+                        reporting_area=loc[7],
+                        census_block=loc[8],
+                        withheld=False,
                     )
                 c["updated"] = updated
                 canon[i] = c
@@ -509,7 +548,10 @@ class SeattleCrimeDataset(MonthlyRows):
         pool = []
         for precinct, sector, beat, mcpp, address, lon, lat in self._sample.located:
             area = (precinct, sector, beat, mcpp)
-            b_fields = (str(rng.randint(1000, 9999)), f"53033{rng.randint(1, 121) * 100:06d}{rng.randint(1000, 2040):04d}")
+            b_fields = (
+                str(rng.randint(1000, 9999)),
+                f"53033{rng.randint(1, 121) * 100:06d}{rng.randint(1000, 2040):04d}",
+            )
             pool.append(area + (address, lon, lat) + b_fields)
             match = _BLOCK_RE.match(address)
             for _ in range(4):
@@ -694,11 +736,7 @@ class SeattleCrimeDataset(MonthlyRows):
     @staticmethod
     def _render_a(c: dict) -> dict:
         offense = c["offense"]
-        row = {
-            "report_number": c["rn"],
-            "offense_id": c["oid"],
-            "offense_start_datetime": c["start"],
-        }
+        row = {"report_number": c["rn"], "offense_id": c["oid"], "offense_start_datetime": c["start"]}
         if c["end"] is not None:
             row["offense_end_datetime"] = c["end"]
         row["report_datetime"] = c["report"]

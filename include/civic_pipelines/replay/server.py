@@ -59,17 +59,32 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-FAULTS = ("status_429", "status_503", "status_202", "reset_mid_page", "malformed_row", "duplicate_row",
-          "status_500", "status_502", "status_401", "delay",
-          "empty_month", "page_overlap", "drop_field", "new_field", "retype_field",
-          "truncate_archive", "corrupt_archive")
+FAULTS = (
+    "status_429",
+    "status_503",
+    "status_202",
+    "reset_mid_page",
+    "malformed_row",
+    "duplicate_row",
+    "status_500",
+    "status_502",
+    "status_401",
+    "delay",
+    "empty_month",
+    "page_overlap",
+    "drop_field",
+    "new_field",
+    "retype_field",
+    "truncate_archive",
+    "corrupt_archive",
+)
 CONTROL_PREFIX = "/_replay/"
 
 
@@ -105,7 +120,9 @@ class Faults:
                     self.field = value
                     continue
                 if name not in self._counts:
-                    raise ValueError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}, retry_after, delay_seconds, field")
+                    raise ValueError(
+                        f"unknown fault {name!r}; known: {', '.join(FAULTS)}, retry_after, delay_seconds, field"
+                    )
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                     raise ValueError(f"fault {name} needs a count >= 0")
                 self._counts[name] = value
@@ -137,8 +154,13 @@ class Faults:
 
     def snapshot(self) -> dict:
         with self._lock:
-            return {**self._counts, "retry_after": self.retry_after, "delay_seconds": self.delay_seconds,
-                    "field": self.field, "fired": dict(self.fired)}
+            return {
+                **self._counts,
+                "retry_after": self.retry_after,
+                "delay_seconds": self.delay_seconds,
+                "field": self.field,
+                "fired": dict(self.fired),
+            }
 
 
 class ReplayState:
@@ -225,8 +247,9 @@ class Route:
     on_fault: Callable[[str, Response], Response] | None = None  # the API's own shape of a core fault
 
 
-def fault_response(faults: "Faults", processing_body: bytes = b"[]",
-                   on_fault: Callable[[str, Response], Response] | None = None) -> Response | None:
+def fault_response(
+    faults: Faults, processing_body: bytes = b"[]", on_fault: Callable[[str, Response], Response] | None = None
+) -> Response | None:
     """The core's HTTP-level faults (429, 503, 202, 500, 502, 401, then ``delay``), in that order:
     the answer of the first that fires, or None (after any delay) to answer normally.
     ``on_fault(name, response)`` lets an API reshape the answer the way its real service sends it."""
@@ -234,28 +257,49 @@ def fault_response(faults: "Faults", processing_body: bytes = b"[]",
     if faults.take("status_429"):
         retry_after = faults.retry_after
         value = str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)
-        name, response = "status_429", json_response(
-            429,
-            {"code": "too_many_requests", "error": True,
-             "message": "Too many requests; throttled. Retry later or use an app token."},
-            {"Retry-After": value},
+        name, response = (
+            "status_429",
+            json_response(
+                429,
+                {
+                    "code": "too_many_requests",
+                    "error": True,
+                    "message": "Too many requests; throttled. Retry later or use an app token.",
+                },
+                {"Retry-After": value},
+            ),
         )
     elif faults.take("status_503"):
-        name, response = "status_503", json_response(503, {"code": "service_unavailable", "error": True,
-                                                           "message": "Service temporarily unavailable"})
+        name, response = (
+            "status_503",
+            json_response(
+                503, {"code": "service_unavailable", "error": True, "message": "Service temporarily unavailable"}
+            ),
+        )
     elif faults.take("status_202"):
-        name, response = "status_202", Response(202, processing_body,
-                                                {"X-SODA2-Warning": "processing; retry the same request"})
+        name, response = (
+            "status_202",
+            Response(202, processing_body, {"X-SODA2-Warning": "processing; retry the same request"}),
+        )
     elif faults.take("status_500"):
-        name, response = "status_500", json_response(500, {"code": "internal_error", "error": True,
-                                                           "message": "Internal server error"})
+        name, response = (
+            "status_500",
+            json_response(500, {"code": "internal_error", "error": True, "message": "Internal server error"}),
+        )
     elif faults.take("status_502"):
-        name, response = "status_502", Response(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", {},
-                                                content_type="text/html")
+        name, response = (
+            "status_502",
+            Response(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", {}, content_type="text/html"),
+        )
     elif faults.take("status_401"):
-        name, response = "status_401", json_response(
-            401, {"code": "invalid_token", "error": True, "message": "The access token expired or was revoked"},
-            {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        name, response = (
+            "status_401",
+            json_response(
+                401,
+                {"code": "invalid_token", "error": True, "message": "The access token expired or was revoked"},
+                {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            ),
+        )
     elif faults.take("delay"):
         time.sleep(faults.delay_seconds)
     if response is not None and on_fault is not None:
@@ -271,7 +315,7 @@ class _HTTPServer(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
     request_queue_size = 128
-    replay: "ReplayServer"
+    replay: ReplayServer
 
     def handle_error(self, request, client_address) -> None:
         # A client that gave up (its read timeout during a ``delay`` fault, a retry after a reset)
@@ -385,9 +429,15 @@ class ReplayServer:
 
     # ------------------------------------------------------------ extension points
 
-    def add_route(self, prefix: str, handler: Callable[[Request], Response], methods=("GET",),
-                  faultable: bool = False, processing_body: bytes = b"[]",
-                  on_fault: Callable[[str, Response], Response] | None = None) -> None:
+    def add_route(
+        self,
+        prefix: str,
+        handler: Callable[[Request], Response],
+        methods=("GET",),
+        faultable: bool = False,
+        processing_body: bytes = b"[]",
+        on_fault: Callable[[str, Response], Response] | None = None,
+    ) -> None:
         self._routes.append(Route(prefix, handler, tuple(methods), faultable, processing_body, on_fault))
         self._routes.sort(key=lambda r: len(r.prefix), reverse=True)  # longest prefix wins
 
@@ -405,7 +455,7 @@ class ReplayServer:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> "ReplayServer":
+    def start(self) -> ReplayServer:
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="replay-server", daemon=True
@@ -423,7 +473,7 @@ class ReplayServer:
             self._thread = None
         self._httpd.server_close()
 
-    def __enter__(self) -> "ReplayServer":
+    def __enter__(self) -> ReplayServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -435,9 +485,15 @@ class ReplayServer:
         if request.path.startswith(CONTROL_PREFIX):
             return self._control(request)
         started = time.perf_counter()
-        entry = {"method": request.method, "path": request.path, "query": request.query,
-                 "params": request.params, "status": None, "at": round(time.time(), 4),
-                 "client_port": request.client[1] if len(request.client) > 1 else None}
+        entry = {
+            "method": request.method,
+            "path": request.path,
+            "query": request.query,
+            "params": request.params,
+            "status": None,
+            "at": round(time.time(), 4),
+            "client_port": request.client[1] if len(request.client) > 1 else None,
+        }
         self.state.log(entry)
         route = next((r for r in self._routes if request.path.startswith(r.prefix)), None)
         if route is None:
@@ -459,7 +515,7 @@ class ReplayServer:
         return fault_response(self.faults, route.processing_body, route.on_fault)
 
     def _control(self, request: Request) -> Response:
-        action = request.path[len(CONTROL_PREFIX):].strip("/")
+        action = request.path[len(CONTROL_PREFIX) :].strip("/")
         try:
             payload = orjson.loads(request.body) if request.body.strip() else {}
         except orjson.JSONDecodeError as exc:
@@ -490,19 +546,29 @@ class ReplayServer:
                     return json_response(200, self.state.request_details())
                 return json_response(200, self.state.requests)
             if action == "health":
-                return json_response(200, {"ok": True, "routes": [r.prefix for r in self._routes],
-                                           "config": sorted(self._config_handlers)})
+                return json_response(
+                    200,
+                    {"ok": True, "routes": [r.prefix for r in self._routes], "config": sorted(self._config_handlers)},
+                )
         except (ValueError, TypeError, KeyError) as exc:
             return json_response(400, {"error": True, "message": str(exc)})
-        return json_response(404, {"error": True, "message": f"unknown control endpoint {request.method} {request.path}"})
+        return json_response(
+            404, {"error": True, "message": f"unknown control endpoint {request.method} {request.path}"}
+        )
 
 
 # ---------------------------------------------------------------- factories
 
 
-def make_server(host: str = "127.0.0.1", port: int = 0, months: list[str] | None = None, schema: str = "A",
-                seed: int = 20240101, rows_per_month: int | None = None,
-                rows_updated_at: int = 1767225600) -> ReplayServer:
+def make_server(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    months: list[str] | None = None,
+    schema: str = "A",
+    seed: int = 20240101,
+    rows_per_month: int | None = None,
+    rows_updated_at: int = 1767225600,
+) -> ReplayServer:
     """A replay server with every API installed (Seattle crime over SODA, Minneapolis 311 over
     ArcGIS REST, Toronto 311 over CKAN). Not started.
 
@@ -514,8 +580,9 @@ def make_server(host: str = "127.0.0.1", port: int = 0, months: list[str] | None
     from civic_pipelines.replay.soda import SodaApi
 
     server = ReplayServer(host, port)
-    dataset = SeattleCrimeDataset(schema=schema, seed=seed, rows_per_month=rows_per_month,
-                                  rows_updated_at=rows_updated_at)
+    dataset = SeattleCrimeDataset(
+        schema=schema, seed=seed, rows_per_month=rows_per_month, rows_updated_at=rows_updated_at
+    )
     soda = SodaApi()
     soda.add_seattle(dataset, months=months)
     from civic_pipelines.replay.generated import generated_sources
@@ -548,8 +615,7 @@ def make_server(host: str = "127.0.0.1", port: int = 0, months: list[str] | None
 def serve_forever(host: str = "127.0.0.1", port: int = 8765) -> None:
     """Foreground server for ``civic replay``, serving the bundled and generated data."""
     server = make_server(host, port)
-    print(f"civic replay serving on {server.url} (Seattle crime: {server.url}/resource/tazs-3rd5.json)",
-          flush=True)
+    print(f"civic replay serving on {server.url} (Seattle crime: {server.url}/resource/tazs-3rd5.json)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

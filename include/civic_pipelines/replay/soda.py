@@ -32,8 +32,8 @@ import csv
 import io
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from email.utils import formatdate
-from typing import Iterable
 
 import orjson
 
@@ -43,8 +43,12 @@ from civic_pipelines.replay.server import Request, Response, json_response, socr
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 50000
-_SODA2_TYPE = {"calendar_date": "floating_timestamp", "number": "number", "text": "text",
-               "fixed_timestamp": "fixed_timestamp"}
+_SODA2_TYPE = {
+    "calendar_date": "floating_timestamp",
+    "number": "number",
+    "text": "text",
+    "fixed_timestamp": "fixed_timestamp",
+}
 _MALFORMED = "query.compiler.malformed"
 NEW_FIELD = ":@computed_region_replay_2fw8"  # the shape of Socrata's computed region columns
 
@@ -212,8 +216,9 @@ class SodaApi:
         return source
 
     def install(self, server) -> None:
-        server.add_route("/resource/", self.handle_resource, faultable=True, processing_body=b"[]",
-                         on_fault=_soda_fault_answer)
+        server.add_route(
+            "/resource/", self.handle_resource, faultable=True, processing_body=b"[]", on_fault=_soda_fault_answer
+        )
         server.add_route("/api/views/", self.handle_view)
         server.state.add_reset_hook(self.page_overlap.clear)
         for source in self.sources.values():
@@ -223,7 +228,7 @@ class SodaApi:
     # ------------------------------------------------------------ /api/views/<id>.json
 
     def handle_view(self, request: Request) -> Response:
-        dataset_id = request.path[len("/api/views/"):]
+        dataset_id = request.path[len("/api/views/") :]
         dataset_id = dataset_id[:-5] if dataset_id.endswith(".json") else dataset_id
         source = self.sources.get(dataset_id)
         if source is None:
@@ -247,7 +252,7 @@ class SodaApi:
         }
 
     def handle_resource(self, request: Request) -> Response:
-        name = request.path[len("/resource/"):]
+        name = request.path[len("/resource/") :]
         dataset_id, _, extension = name.rpartition(".")
         if extension not in ("json", "csv"):
             dataset_id, extension = name, "json"
@@ -310,8 +315,9 @@ class SodaApi:
         headers = self._common_headers(source)
         faults = request.state.faults
         if not is_count:
-            offset = self.page_overlap.offset((source.dataset_id, where_text, tuple(simple), order_text, select_text),
-                                            offset, faults)
+            offset = self.page_overlap.offset(
+                (source.dataset_id, where_text, tuple(simple), order_text, select_text), offset, faults
+            )
         if not order and not is_count and len(months) > 1 and not self._is_cached(key):
             # Unordered page over many months: generate months only until the page is full.
             page_records = self._lazy_page(source, months, where, fields, offset, limit)
@@ -323,7 +329,7 @@ class SodaApi:
                 headers["X-SODA2-Types"] = orjson.dumps(["number"]).decode()
                 rows = [{alias: str(len(matched))}]
                 return self._render(rows, [alias], extension, headers, data_page=False)
-            page_records = matched[offset:offset + limit]
+            page_records = matched[offset : offset + limit]
         if select is None:
             out_fields = data_fields
             types = [fields[f] for f in data_fields]
@@ -425,8 +431,9 @@ class SodaApi:
             writer.writerow(out_fields)
             for row in rows:
                 writer.writerow([row.get(f, "") for f in out_fields])
-            return Response(200, buffer.getvalue().encode(), headers, content_type="text/csv; charset=utf-8",
-                            data_page=data_page)
+            return Response(
+                200, buffer.getvalue().encode(), headers, content_type="text/csv; charset=utf-8", data_page=data_page
+            )
         return Response(200, orjson.dumps(rows), headers, data_page=data_page)
 
 

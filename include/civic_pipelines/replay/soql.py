@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import operator
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from civic_pipelines.replay.clause_parsing import BooleanClauseParser
 
@@ -195,7 +195,9 @@ class _Parser(BooleanClauseParser):
             pkind, pattern = self.take()
             if pkind != "str":
                 raise SoqlError("LIKE needs a quoted pattern")
-            regex = re.compile("".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern), re.S)
+            regex = re.compile(
+                "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern), re.S
+            )
             return ("like", field, regex, negated)
         if (kind, value) == ("kw", "IS") and not negated:
             if self.peek() == ("kw", "NOT"):
@@ -230,6 +232,7 @@ def parse_where(text: str, fields: dict[str, str]):
 def _getter(field: str, field_type: str) -> Callable[[Record], object]:
     index = 1 if field.startswith(":") else 0
     if field_type == "number":
+
         def get(rec, index=index, field=field):
             value = rec[index].get(field)
             if value is None:
@@ -238,11 +241,14 @@ def _getter(field: str, field_type: str) -> Callable[[Record], object]:
                 return to_number(value)
             except ValueError:
                 return None
+
         return get
     if field_type == "fixed_timestamp":
+
         def get(rec, index=index, field=field):
             value = rec[index].get(field)
             return None if value is None else value[:23]
+
         return get
     return lambda rec, index=index, field=field: rec[index].get(field)
 
@@ -267,27 +273,35 @@ def compile_where(node, fields: dict[str, str]) -> Callable[[Record], bool]:
     get = _getter(field, fields[field])
     if kind == "cmp":
         op, literal = _OPS[node[2]], node[3]
+
         def cmp(rec):
             value = get(rec)
             return value is not None and op(value, literal)
+
         return cmp
     if kind == "between":
         low, high, negated = node[2], node[3], node[4]
+
         def between(rec):
             value = get(rec)
             return value is not None and ((low <= value <= high) != negated)
+
         return between
     if kind == "in":
         values, negated = set(node[2]), node[3]
+
         def is_in(rec):
             value = get(rec)
             return value is not None and ((value in values) != negated)
+
         return is_in
     if kind == "like":
         regex, negated = node[2], node[3]
+
         def like(rec):
             value = get(rec)
             return value is not None and (bool(regex.fullmatch(str(value))) != negated)
+
         return like
     if kind == "isnull":
         negated = node[2]
@@ -370,13 +384,16 @@ def sort_records(records: list, order: list[tuple[str, bool]], fields: dict[str,
     for field, descending in reversed(order):
         get = _getter(field, fields[field])
         if fields[field] == "number":
+
             def key(rec, get=get):
                 value = get(rec)
                 return (True, 0) if value is None else (False, value)
         else:
+
             def key(rec, get=get):
                 value = get(rec)
                 return (True, "") if value is None else (False, value)
+
         out.sort(key=key, reverse=descending)
     return out
 

@@ -103,9 +103,23 @@ from civic_pipelines.replay.ckan import http_date
 from civic_pipelines.replay.http_stream import parse_range
 from civic_pipelines.replay.server import Request, Response, check_config_keys, json_response
 from civic_pipelines.replay.srwr_data import (  # noqa: F401 - re-exported: the names' old import path
-    COUNCILS, DEFAULT_ACTIVITIES, DEFAULT_DROP, DEFAULT_SEED, FIRST_YEAR, MODULE_FAULTS, MONTH_CODES,
-    NEW_FIELD_VALUE, PROMOTERS, RECORD_WIDTHS, SITE_LOCATIONS, STATUSES, STREETS, SrwrDataset, TRAFFIC_MANAGEMENT,
-    UNKNOWN_TYPES, WORK_CATEGORIES,
+    COUNCILS,
+    DEFAULT_ACTIVITIES,
+    DEFAULT_DROP,
+    DEFAULT_SEED,
+    FIRST_YEAR,
+    MODULE_FAULTS,
+    MONTH_CODES,
+    NEW_FIELD_VALUE,
+    PROMOTERS,
+    RECORD_WIDTHS,
+    SITE_LOCATIONS,
+    STATUSES,
+    STREETS,
+    TRAFFIC_MANAGEMENT,
+    UNKNOWN_TYPES,
+    WORK_CATEGORIES,
+    SrwrDataset,
 )
 
 API_PREFIX = "/export/api/v1/"
@@ -121,8 +135,10 @@ def _not_found(identifier: str) -> Response:
 
 def _s3_error(code: str, message: str, **extra) -> Response:
     parts = "".join(f"<{k}>{v}</{k}>" for k, v in extra.items())
-    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
-            f"{parts}<RequestId>REPLAY</RequestId></Error>").encode()
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
+        f"{parts}<RequestId>REPLAY</RequestId></Error>"
+    ).encode()
     return Response(403, body, {}, content_type="application/xml")
 
 
@@ -189,7 +205,7 @@ class SrwrApi:
         return f"{base}{path}?{urlencode(query, quote_via=quote)}"
 
     def handle_api(self, request: Request) -> Response:
-        rest = request.path[len(API_PREFIX):]
+        rest = request.path[len(API_PREFIX) :]
         base = self._base(request)
         if rest.rstrip("/") == "daily":
             today = self.dataset.today
@@ -198,7 +214,7 @@ class SrwrApi:
             return json_response(200, {"url": self.presign(base, f"{today.day - 1:02d}")})
         if not rest.startswith("file/") or not rest.endswith(".zip"):
             return json_response(404, {"error": "Not Found", "message": f"No route for {request.path}"})
-        identifier = rest[len("file/"):-len(".zip")]
+        identifier = rest[len("file/") : -len(".zip")]
         if self.dataset.resolve(identifier) is None:
             return _not_found(identifier)
         return json_response(200, {"url": self.presign(base, identifier)})
@@ -210,33 +226,44 @@ class SrwrApi:
         expires = request.param("X-Amz-Expires")
         signature = request.param("X-Amz-Signature")
         if not (amz_date and expires and signature):
-            return _s3_error("AccessDenied", "Query-string authentication requires the Signature, Expires and "
-                                             "AWSAccessKeyId parameters")
+            return _s3_error(
+                "AccessDenied",
+                "Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters",
+            )
         if not hmac.compare_digest(signature, _signature(request.path, amz_date, expires)):
-            return _s3_error("SignatureDoesNotMatch", "The request signature we calculated does not match the "
-                                                      "signature you provided.")
+            return _s3_error(
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided.",
+            )
         try:
-            signed_at = _dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=_dt.timezone.utc)
+            signed_at = _dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=_dt.UTC)
             lifetime = int(expires)
         except ValueError:
             return _s3_error("AuthorizationQueryParametersError", "X-Amz-Date or X-Amz-Expires is malformed")
-        now = _dt.datetime.now(_dt.timezone.utc)
+        now = _dt.datetime.now(_dt.UTC)
         if now > signed_at + _dt.timedelta(seconds=lifetime):
-            return _s3_error("AccessDenied", "Request has expired", **{
-                "X-Amz-Expires": lifetime,
-                "Expires": (signed_at + _dt.timedelta(seconds=lifetime)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "ServerTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")})
+            return _s3_error(
+                "AccessDenied",
+                "Request has expired",
+                **{
+                    "X-Amz-Expires": lifetime,
+                    "Expires": (signed_at + _dt.timedelta(seconds=lifetime)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "ServerTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                },
+            )
         return None
 
     def handle_download(self, request: Request) -> Response:
-        name = request.path[len(DOWNLOAD_PREFIX):]
+        name = request.path[len(DOWNLOAD_PREFIX) :]
         denied = self.check_signature(request)
         if denied is not None:
             return denied
-        identifier = name[:-len(".zip")] if name.endswith(".zip") else None
+        identifier = name[: -len(".zip")] if name.endswith(".zip") else None
         if identifier is None or self.dataset.resolve(identifier) is None:
-            body = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code>'
-                    b"<Message>The specified key does not exist.</Message></Error>")
+            body = (
+                b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code>'
+                b"<Message>The specified key does not exist.</Message></Error>"
+            )
             return Response(404, body, {}, content_type="application/xml")
         range_header = request.headers.get("range")
         data = None
@@ -255,19 +282,34 @@ class SrwrApi:
         if range_header:
             parsed = parse_range(range_header, len(data))
             if parsed == "unsatisfiable":
-                return Response(416, b"", {**headers, "Content-Range": f"bytes */{len(data)}"},
-                                content_type="application/zip")
+                return Response(
+                    416, b"", {**headers, "Content-Range": f"bytes */{len(data)}"}, content_type="application/zip"
+                )
             if parsed is not None:
                 start, end = parsed
-                return Response(206, data[start:end + 1], {**headers, "Content-Range": f"bytes {start}-{end}/{len(data)}"},
-                                content_type="application/zip")
+                return Response(
+                    206,
+                    data[start : end + 1],
+                    {**headers, "Content-Range": f"bytes {start}-{end}/{len(data)}"},
+                    content_type="application/zip",
+                )
         return Response(200, data, headers, content_type="application/zip", data_page=True)
 
     # ------------------------------------------------------------ configuration
 
     def configure(self, config: dict) -> dict:
-        known = {"activities_per_month", "today", "late_edits", "url_ttl_seconds", "expire_next_urls",
-                 "one_digit_share", "undated_share", "unknown_share", "late_start_share", "fault_options"}
+        known = {
+            "activities_per_month",
+            "today",
+            "late_edits",
+            "url_ttl_seconds",
+            "expire_next_urls",
+            "one_digit_share",
+            "undated_share",
+            "unknown_share",
+            "late_start_share",
+            "fault_options",
+        }
         check_config_keys("srwr", config, known)
         ds = self.dataset
         result: dict = {}
@@ -310,9 +352,13 @@ class SrwrApi:
         return {**self.describe(), **result}
 
     def describe(self) -> dict:
-        return {**self.dataset.describe(), "url_ttl_seconds": self.url_ttl_seconds,
-                "expire_next_urls": self.expire_next_urls, "urls_issued": self.issued,
-                "fault_options": self.fault_options}
+        return {
+            **self.dataset.describe(),
+            "url_ttl_seconds": self.url_ttl_seconds,
+            "expire_next_urls": self.expire_next_urls,
+            "urls_issued": self.issued,
+            "fault_options": self.fault_options,
+        }
 
     def reset_data(self) -> None:
         with self._lock:

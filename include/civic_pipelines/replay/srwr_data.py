@@ -17,7 +17,6 @@ import threading
 from civic_pipelines.replay import horizon
 from civic_pipelines.replay.zip_files import build_zip, etag_for
 
-
 FIRST_YEAR = 2020  # the contract's example year; the register's first export year is not documented
 MONTH_CODES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 DEFAULT_SEED = 20240101
@@ -33,26 +32,64 @@ TRAFFIC_MANAGEMENT = [f"{n:02d}" for n in range(0, 42)]
 SITE_LOCATIONS = [f"{n:02d}" for n in range(1, 13)]  # not in the contract: the replay's own list
 
 COUNCILS = [
-    "Aberdeen City Council", "Aberdeenshire Council", "Angus Council", "Argyll and Bute Council",
-    "City of Edinburgh Council", "Clackmannanshire Council", "Comhairle nan Eilean Siar",
-    "Dumfries and Galloway Council", "Dundee City Council", "East Ayrshire Council",
-    "East Dunbartonshire Council", "East Lothian Council", "East Renfrewshire Council", "Falkirk Council",
-    "Fife Council", "Glasgow City Council", "Highland Council", "Inverclyde Council", "Midlothian Council",
-    "Moray Council", "North Ayrshire Council", "North Lanarkshire Council", "Orkney Islands Council",
-    "Perth and Kinross Council", "Renfrewshire Council", "Scottish Borders Council", "Shetland Islands Council",
-    "South Ayrshire Council", "South Lanarkshire Council", "Stirling Council", "West Dunbartonshire Council",
+    "Aberdeen City Council",
+    "Aberdeenshire Council",
+    "Angus Council",
+    "Argyll and Bute Council",
+    "City of Edinburgh Council",
+    "Clackmannanshire Council",
+    "Comhairle nan Eilean Siar",
+    "Dumfries and Galloway Council",
+    "Dundee City Council",
+    "East Ayrshire Council",
+    "East Dunbartonshire Council",
+    "East Lothian Council",
+    "East Renfrewshire Council",
+    "Falkirk Council",
+    "Fife Council",
+    "Glasgow City Council",
+    "Highland Council",
+    "Inverclyde Council",
+    "Midlothian Council",
+    "Moray Council",
+    "North Ayrshire Council",
+    "North Lanarkshire Council",
+    "Orkney Islands Council",
+    "Perth and Kinross Council",
+    "Renfrewshire Council",
+    "Scottish Borders Council",
+    "Shetland Islands Council",
+    "South Ayrshire Council",
+    "South Lanarkshire Council",
+    "Stirling Council",
+    "West Dunbartonshire Council",
     "West Lothian Council",
 ]
 STREETS = [
-    "Princes Street, Edinburgh", "Leith Walk, Edinburgh", "Sauchiehall Street, Glasgow",
-    "Great Western Road, Glasgow", "Union Street, Aberdeen", "Murraygate, Dundee", "High Street, Perth",
-    "Academy Street, Inverness", "King Street, Stirling", "Bridge Street, Kilmarnock",
-    'Outside "The Auld Hoose", St Leonard\'s Street, Edinburgh', "A9 Dunkeld to Pitlochry",
+    "Princes Street, Edinburgh",
+    "Leith Walk, Edinburgh",
+    "Sauchiehall Street, Glasgow",
+    "Great Western Road, Glasgow",
+    "Union Street, Aberdeen",
+    "Murraygate, Dundee",
+    "High Street, Perth",
+    "Academy Street, Inverness",
+    "King Street, Stirling",
+    "Bridge Street, Kilmarnock",
+    'Outside "The Auld Hoose", St Leonard\'s Street, Edinburgh',
+    "A9 Dunkeld to Pitlochry",
 ]
 PROMOTERS = [f"{n:04d}" for n in (1001, 1002, 1003, 2101, 2102, 3050, 4000, 4001, 5200, 7700)]
 # The data faults this module implements on full downloads (see the docstring).
-MODULE_FAULTS = ("malformed_row", "empty_month", "drop_field", "new_field", "retype_field", "truncate_archive",
-                 "corrupt_archive")
+MODULE_FAULTS = (
+    "malformed_row",
+    "empty_month",
+    "drop_field",
+    "new_field",
+    "retype_field",
+    "truncate_archive",
+    "corrupt_archive",
+)
 DEFAULT_DROP = {"record_type": "001", "position": 5}
 NEW_FIELD_VALUE = "replay-new-field"
 
@@ -71,15 +108,28 @@ def _last_day(year: int, month: int) -> int:
 class SrwrDataset:
     """Generated activities per month, their CSV lines and the zipped files per identifier."""
 
-    def __init__(self, seed: int = DEFAULT_SEED, activities_per_month: int = DEFAULT_ACTIVITIES,
-                 today: str | _dt.date | None = None, one_digit_share: float = 0.25, undated_share: float = 0.03,
-                 unknown_share: float = 0.15, first_year: int = FIRST_YEAR, late_start_share: float = 0.0) -> None:
+    def __init__(
+        self,
+        seed: int = DEFAULT_SEED,
+        activities_per_month: int = DEFAULT_ACTIVITIES,
+        today: str | _dt.date | None = None,
+        one_digit_share: float = 0.25,
+        undated_share: float = 0.03,
+        unknown_share: float = 0.15,
+        first_year: int = FIRST_YEAR,
+        late_start_share: float = 0.0,
+    ) -> None:
         self.seed = seed
         self.first_year = first_year
         self._lock = threading.RLock()
-        self._initial = dict(activities_per_month=activities_per_month, today=today, one_digit_share=one_digit_share,
-                             undated_share=undated_share, unknown_share=unknown_share,
-                             late_start_share=late_start_share)
+        self._initial = dict(
+            activities_per_month=activities_per_month,
+            today=today,
+            one_digit_share=one_digit_share,
+            undated_share=undated_share,
+            unknown_share=unknown_share,
+            late_start_share=late_start_share,
+        )
         self.reset()
 
     # ------------------------------------------------------------ state
@@ -161,36 +211,50 @@ class SrwrDataset:
             for number in range(1, rng.choice((1, 1, 1, 2, 2, 3)) + 1):
                 if number > 1:
                     phase_start = phase_start + _dt.timedelta(days=rng.randint(1, 10), hours=rng.randint(0, 3))
-                end = None if rng.random() < 0.1 else phase_start + _dt.timedelta(days=rng.randint(0, 20), hours=rng.randint(1, 8))
-                phases.append({
-                    "number": number,
-                    "location": rng.choice(STREETS),
-                    "work_category": self._code(rng, rng.choice(WORK_CATEGORIES)),
-                    "status": self._code(rng, rng.choice(STATUSES)),
-                    "coordinates": f"POINT ({rng.randint(200000, 400000)} {rng.randint(600000, 900000)})",
-                    "start": phase_start,
-                    "end": end,
-                    "traffic_management": self._code(rng, rng.choice(TRAFFIC_MANAGEMENT)),
-                    "footway": rng.choice(("Y", "N", "N")),
-                })
+                end = (
+                    None
+                    if rng.random() < 0.1
+                    else phase_start + _dt.timedelta(days=rng.randint(0, 20), hours=rng.randint(1, 8))
+                )
+                phases.append(
+                    {
+                        "number": number,
+                        "location": rng.choice(STREETS),
+                        "work_category": self._code(rng, rng.choice(WORK_CATEGORIES)),
+                        "status": self._code(rng, rng.choice(STATUSES)),
+                        "coordinates": f"POINT ({rng.randint(200000, 400000)} {rng.randint(600000, 900000)})",
+                        "start": phase_start,
+                        "end": end,
+                        "traffic_management": self._code(rng, rng.choice(TRAFFIC_MANAGEMENT)),
+                        "footway": rng.choice(("Y", "N", "N")),
+                    }
+                )
             council = rng.randrange(len(COUNCILS))
             unknown = []
             if rng.random() < self.unknown_share:
                 record_type = rng.choice(UNKNOWN_TYPES)
                 unknown.append((record_type, [str(rng.randint(0, 999)) for _ in range(rng.randint(1, 5))]))
-            out.append({
-                "id": activity_id,
-                "month": _month_key(year, month),
-                "day": day,
-                "dated": dated,
-                "first_start": start if dated else None,
-                "promoter": rng.choice(PROMOTERS),
-                "phases": phases,
-                "sites": [{"location_code": self._code(rng, rng.choice(SITE_LOCATIONS))} for _ in range(rng.randint(0, 2))],
-                "district": {"key_1": f"{9001 + council:04d}", "key_2": f"{rng.randint(1, 4):02d}", "name": COUNCILS[council]},
-                "unknown": unknown,
-                "edits": 0,
-            })
+            out.append(
+                {
+                    "id": activity_id,
+                    "month": _month_key(year, month),
+                    "day": day,
+                    "dated": dated,
+                    "first_start": start if dated else None,
+                    "promoter": rng.choice(PROMOTERS),
+                    "phases": phases,
+                    "sites": [
+                        {"location_code": self._code(rng, rng.choice(SITE_LOCATIONS))} for _ in range(rng.randint(0, 2))
+                    ],
+                    "district": {
+                        "key_1": f"{9001 + council:04d}",
+                        "key_2": f"{rng.randint(1, 4):02d}",
+                        "name": COUNCILS[council],
+                    },
+                    "unknown": unknown,
+                    "edits": 0,
+                }
+            )
         self._start_late(out, year, month)
         return out
 
@@ -232,14 +296,30 @@ class SrwrDataset:
         phases = activity["phases"]
         record("001", {5: activity["promoter"], 11: str(len(phases))})
         for phase in phases:
-            record("007", {6: phase["location"], 7: str(phase["number"]), 9: phase["work_category"],
-                           10: phase["status"], 12: phase["coordinates"]})
+            record(
+                "007",
+                {
+                    6: phase["location"],
+                    7: str(phase["number"]),
+                    9: phase["work_category"],
+                    10: phase["status"],
+                    12: phase["coordinates"],
+                },
+            )
             if activity["dated"]:
                 end = phase["end"]
-                record("008", {3: str(phase["number"]), 4: phase["start"].strftime("%Y-%m-%d"),
-                               6: phase["start"].strftime("%H:%M"),
-                               8: end.strftime("%Y-%m-%d") if end else "", 9: end.strftime("%H:%M") if end else "",
-                               20: phase["traffic_management"], 21: phase["footway"]})
+                record(
+                    "008",
+                    {
+                        3: str(phase["number"]),
+                        4: phase["start"].strftime("%Y-%m-%d"),
+                        6: phase["start"].strftime("%H:%M"),
+                        8: end.strftime("%Y-%m-%d") if end else "",
+                        9: end.strftime("%H:%M") if end else "",
+                        20: phase["traffic_management"],
+                        21: phase["footway"],
+                    },
+                )
         for site in activity["sites"]:
             record("010", {9: site["location_code"]})
         district = activity["district"]
@@ -266,7 +346,9 @@ class SrwrDataset:
                 activity = activities[index]
                 phase = activity["phases"][-1]
                 current = phase["status"].zfill(2)
-                phase["status"] = STATUSES[(STATUSES.index(current) + 1) % len(STATUSES)] if current in STATUSES else "07"
+                phase["status"] = (
+                    STATUSES[(STATUSES.index(current) + 1) % len(STATUSES)] if current in STATUSES else "07"
+                )
                 phase["end"] = (phase["end"] or phase["start"]) + _dt.timedelta(days=1)
                 activity["edits"] += 1
             self._edits[(year, month)] = count + 1
@@ -301,8 +383,11 @@ class SrwrDataset:
 
     def identifiers(self) -> list[str]:
         today = self.today
-        return ([str(y) for y in range(self.first_year, today.year)] + list(MONTH_CODES[: today.month - 1])
-                + [f"{d:02d}" for d in range(1, today.day)])
+        return (
+            [str(y) for y in range(self.first_year, today.year)]
+            + list(MONTH_CODES[: today.month - 1])
+            + [f"{d:02d}" for d in range(1, today.day)]
+        )
 
     def file_activities(self, identifier: str) -> list[dict]:
         period = self.resolve(identifier)
@@ -346,8 +431,9 @@ class SrwrDataset:
                 self._files[key] = (body, etag_for(body), modified)
             return self._files[key]
 
-    def faulted_file(self, identifier: str, faults=("malformed_row",), drop: dict | None = None
-                     ) -> tuple[bytes, str, _dt.datetime]:
+    def faulted_file(
+        self, identifier: str, faults=("malformed_row",), drop: dict | None = None
+    ) -> tuple[bytes, str, _dt.datetime]:
         """The file as the data faults (``MODULE_FAULTS``) publish it (not cached)."""
         activities = self.file_activities(identifier)
         records = [] if "empty_month" in faults else [fields for a in activities for fields in self.lines(a)]
@@ -361,8 +447,12 @@ class SrwrDataset:
                 records += [phase[:6], undertaker]
         if "drop_field" in faults:
             drop = {**DEFAULT_DROP, **(drop or {})}
-            records = [fields[:drop["position"]] + fields[drop["position"] + 1:] if fields[1] == drop["record_type"]
-                       else fields for fields in records]
+            records = [
+                fields[: drop["position"]] + fields[drop["position"] + 1 :]
+                if fields[1] == drop["record_type"]
+                else fields
+                for fields in records
+            ]
         if "new_field" in faults:
             records = [[*fields, NEW_FIELD_VALUE] for fields in records]
         if "retype_field" in faults:
@@ -375,7 +465,7 @@ class SrwrDataset:
             body = body[: len(body) * 6 // 10]
         if "corrupt_archive" in faults and len(body) > 200:
             at = len(body) // 2
-            body = body[:at] + bytes((i * 73 + 41) & 0xFF for i in range(16)) + body[at + 16:]
+            body = body[:at] + bytes((i * 73 + 41) & 0xFF for i in range(16)) + body[at + 16 :]
         return body, etag_for(body), modified
 
     # ------------------------------------------------------------ what a client should land

@@ -106,16 +106,60 @@ from dataclasses import dataclass
 
 from civic_pipelines.replay import horizon
 from civic_pipelines.replay.street_manager_data import (  # noqa: F401 - re-exported: the names' old import path
-    ACTIVITY_EVENT_TYPES, ACTIVITY_TYPES, AREAS, AUTHORITIES, AUTHORITY_WEIGHTS, ArchiveSpec, CLOSE_FOOTWAY,
-    COVID_NULL_FROM, DEFAULT_EVENTS, EVENT_TYPES, FAULT_OPTIONS, FIRST_MONTH, GENERATOR_VERSION, LIFECYCLES,
-    LOCATION_TYPES, MODULE_FAULTS, OBJECT_TYPES, PERMIT_ACTIVITY_TYPES, PERMIT_CONDITIONS, PERMIT_EVENT_TYPES,
-    PERMIT_FIELDS_2020, PERMIT_FIELDS_LATER, PREFIX_FIELDS, Quirks, REAL_PERMIT_EVENTS, REFERENCE_FIELDS,
-    S58_DURATION, S58_EXTENT, S58_STATUS, SALT, SECTION_58_EVENT_TYPES, STREETS, TEST_PROMOTER, TM_WEIGHTS,
-    TRAFFIC_MANAGEMENT, TYPES, UTILITIES, WORK_CATEGORIES, WORK_STATUS, archive_events, build_archive,
-    iter_archive, iter_members, month_index, _MEMORY_LIMIT, _PIECE, _month_parts,
+    _MEMORY_LIMIT,
+    _PIECE,
+    ACTIVITY_EVENT_TYPES,
+    ACTIVITY_TYPES,
+    AREAS,
+    AUTHORITIES,
+    AUTHORITY_WEIGHTS,
+    CLOSE_FOOTWAY,
+    COVID_NULL_FROM,
+    DEFAULT_EVENTS,
+    EVENT_TYPES,
+    FAULT_OPTIONS,
+    FIRST_MONTH,
+    GENERATOR_VERSION,
+    LIFECYCLES,
+    LOCATION_TYPES,
+    MODULE_FAULTS,
+    OBJECT_TYPES,
+    PERMIT_ACTIVITY_TYPES,
+    PERMIT_CONDITIONS,
+    PERMIT_EVENT_TYPES,
+    PERMIT_FIELDS_2020,
+    PERMIT_FIELDS_LATER,
+    PREFIX_FIELDS,
+    REAL_PERMIT_EVENTS,
+    REFERENCE_FIELDS,
+    S58_DURATION,
+    S58_EXTENT,
+    S58_STATUS,
+    SALT,
+    SECTION_58_EVENT_TYPES,
+    STREETS,
+    TEST_PROMOTER,
+    TM_WEIGHTS,
+    TRAFFIC_MANAGEMENT,
+    TYPES,
+    UTILITIES,
+    WORK_CATEGORIES,
+    WORK_STATUS,
+    ArchiveSpec,
+    Quirks,
+    _month_parts,
+    archive_events,
+    build_archive,
+    iter_archive,
+    iter_members,
+    month_index,
 )
 from civic_pipelines.sources.street_manager.contract import (  # noqa: F401 - re-exported: the names' old import path
-    ACTIVITY_FIELDS, ENVELOPE_FIELDS, OBJECT_FIELDS, PERMIT_FIELDS, SECTION_58_FIELDS,
+    ACTIVITY_FIELDS,
+    ENVELOPE_FIELDS,
+    OBJECT_FIELDS,
+    PERMIT_FIELDS,
+    SECTION_58_FIELDS,
 )
 
 # ---------------------------------------------------------------- serving
@@ -124,7 +168,7 @@ from civic_pipelines.sources.street_manager.contract import (  # noqa: F401 - re
 def _http_date(value: _dt.datetime) -> str:
     from email.utils import format_datetime
 
-    return format_datetime(value.astimezone(_dt.timezone.utc).replace(microsecond=0), usegmt=True)
+    return format_datetime(value.astimezone(_dt.UTC).replace(microsecond=0), usegmt=True)
 
 
 @dataclass
@@ -140,7 +184,7 @@ class _Stored:
         end = self.size - 1 if end is None else end
         if self.data is not None:
             for at in range(start, end + 1, piece_size):
-                yield self.data[at: min(end + 1, at + piece_size)]
+                yield self.data[at : min(end + 1, at + piece_size)]
             return
         with open(self.path, "rb") as handle:
             handle.seek(start)
@@ -157,9 +201,18 @@ class StreetManagerArchives:
     """The replay's Street Manager host: configuration, what is published, and the archives."""
 
     name = "street_manager"
-    _DEFAULTS = {"events_per_month": None, "today": None, "latest_month": None, "truncate": False,
-                 "late_edit": {}, "quirks": {}, "central_directory": "corrupt", "seed": 20240101,
-                 "cache_dir": None, "fault_options": {}}
+    _DEFAULTS = {
+        "events_per_month": None,
+        "today": None,
+        "latest_month": None,
+        "truncate": False,
+        "late_edit": {},
+        "quirks": {},
+        "central_directory": "corrupt",
+        "seed": 20240101,
+        "cache_dir": None,
+        "fault_options": {},
+    }
 
     def __init__(self, cache_dir: str | None = None) -> None:
         self._lock = threading.Lock()
@@ -172,8 +225,13 @@ class StreetManagerArchives:
     # ------------------------------------------------------------ configuration
 
     def reset(self) -> None:
-        self.config = {**self._DEFAULTS, "late_edit": {}, "quirks": {}, "cache_dir": self._default_cache_dir,
-                       "fault_options": {}}
+        self.config = {
+            **self._DEFAULTS,
+            "late_edit": {},
+            "quirks": {},
+            "cache_dir": self._default_cache_dir,
+            "fault_options": {},
+        }
         self.quirks = Quirks()
 
     def configure(self, section: dict) -> dict:
@@ -280,15 +338,24 @@ class StreetManagerArchives:
         events = self.events_for(kind)
         revision = self.config["late_edit"].get(f"{kind}/{month}", 0)
         options = tuple(sorted(self.config.get("fault_options", {}).items())) if faults else ()
-        return ArchiveSpec(type=kind, month=month, events=events, seed=self.config["seed"], revision=revision,
-                           quirks=self.quirks, central_directory=self.config["central_directory"],
-                           truncate=truncated, faults=tuple(faults), fault_options=options)
+        return ArchiveSpec(
+            type=kind,
+            month=month,
+            events=events,
+            seed=self.config["seed"],
+            revision=revision,
+            quirks=self.quirks,
+            central_directory=self.config["central_directory"],
+            truncate=truncated,
+            faults=tuple(faults),
+            fault_options=options,
+        )
 
     def last_modified(self, spec: ArchiveSpec) -> _dt.datetime:
         """Published on the 1st of the next month, 03:00 UTC; a late edit a day later per revision."""
         year, month = _month_parts(spec.month)
         year, month = (year + (month == 12), month % 12 + 1)
-        return _dt.datetime(year, month, 1, 3, 0, tzinfo=_dt.timezone.utc) + _dt.timedelta(days=spec.revision)
+        return _dt.datetime(year, month, 1, 3, 0, tzinfo=_dt.UTC) + _dt.timedelta(days=spec.revision)
 
     # ------------------------------------------------------------ archives
 
@@ -393,9 +460,16 @@ class StreetManagerArchives:
         from civic_pipelines.replay.server import Response
 
         parts = request.path.strip("/").split("/")
-        if (len(parts) != 3 or parts[0] not in TYPES or not parts[1].isdigit() or len(parts[1]) != 4
-                or len(parts[2]) != 6 or not parts[2].endswith(".zip") or not parts[2][:2].isdigit()
-                or not 1 <= int(parts[2][:2]) <= 12):
+        if (
+            len(parts) != 3
+            or parts[0] not in TYPES
+            or not parts[1].isdigit()
+            or len(parts[1]) != 4
+            or len(parts[2]) != 6
+            or not parts[2].endswith(".zip")
+            or not parts[2][:2].isdigit()
+            or not 1 <= int(parts[2][:2]) <= 12
+        ):
             return _no_such_key(request.path)
         kind, month = parts[0], f"{parts[1]}-{parts[2][:2]}"
         if not self.published(month):
@@ -406,41 +480,70 @@ class StreetManagerArchives:
         headers = {"ETag": stored.etag, "Last-Modified": _http_date(modified), "Accept-Ranges": "bytes"}
         content_type = "application/zip"
         if_match = request.headers.get("if-match")
-        if if_match is not None and if_match.strip() != "*" and stored.etag not in [t.strip() for t in if_match.split(",")]:
-            return Response(412, _s3_error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold"),
-                            headers, content_type="application/xml")
+        if (
+            if_match is not None
+            and if_match.strip() != "*"
+            and stored.etag not in [t.strip() for t in if_match.split(",")]
+        ):
+            return Response(
+                412,
+                _s3_error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold"),
+                headers,
+                content_type="application/xml",
+            )
         if_none_match = request.headers.get("if-none-match")
-        if if_none_match is not None and (if_none_match.strip() == "*" or stored.etag in
-                                          [t.strip().removeprefix("W/") for t in if_none_match.split(",")]):
+        if if_none_match is not None and (
+            if_none_match.strip() == "*"
+            or stored.etag in [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+        ):
             return Response(304, b"", headers, content_type=content_type)
         range_header = request.headers.get("range")
-        if range_header and if_range_ok(request.headers.get("if-range"), stored.etag,
-                                        lambda value: value == _http_date(modified)):
+        if range_header and if_range_ok(
+            request.headers.get("if-range"), stored.etag, lambda value: value == _http_date(modified)
+        ):
             parsed = parse_range(range_header, stored.size)
             if parsed == "unsatisfiable":
-                return Response(416, b"", {**headers, "Content-Range": f"bytes */{stored.size}"},
-                                content_type=content_type)
+                return Response(
+                    416, b"", {**headers, "Content-Range": f"bytes */{stored.size}"}, content_type=content_type
+                )
             if parsed is not None:
                 start, end = parsed
-                return StreamedResponse(206, headers={**headers, "Content-Range": f"bytes {start}-{end}/{stored.size}"},
-                                        content_type=content_type, length=end - start + 1,
-                                        pieces=lambda: stored.pieces(start, end), data_page=body)
+                return StreamedResponse(
+                    206,
+                    headers={**headers, "Content-Range": f"bytes {start}-{end}/{stored.size}"},
+                    content_type=content_type,
+                    length=end - start + 1,
+                    pieces=lambda: stored.pieces(start, end),
+                    data_page=body,
+                )
         # data_page: the core's reset_mid_page fault may cut it (a HEAD has no body to cut).
-        return StreamedResponse(200, headers=headers, content_type=content_type, length=stored.size,
-                                pieces=lambda: stored.pieces(), data_page=body)
+        return StreamedResponse(
+            200,
+            headers=headers,
+            content_type=content_type,
+            length=stored.size,
+            pieces=lambda: stored.pieces(),
+            data_page=body,
+        )
 
 
 def _s3_error(code: str, message: str, key: str = "") -> bytes:
     key_xml = f"<Key>{key}</Key>" if key else ""
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
-            f"{key_xml}<RequestId>REPLAY</RequestId></Error>").encode()
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
+        f"{key_xml}<RequestId>REPLAY</RequestId></Error>"
+    ).encode()
 
 
 def _no_such_key(path: str):
     from civic_pipelines.replay.server import Response
 
-    return Response(404, _s3_error("NoSuchKey", "The specified key does not exist.", path.lstrip("/")), {},
-                    content_type="application/xml")
+    return Response(
+        404,
+        _s3_error("NoSuchKey", "The specified key does not exist.", path.lstrip("/")),
+        {},
+        content_type="application/xml",
+    )
 
 
 def install_street_manager(server, cache_dir: str | None = None) -> StreetManagerArchives:

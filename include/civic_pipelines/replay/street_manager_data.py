@@ -38,48 +38,86 @@ _PIECE = 1 << 20
 # ---------------------------------------------------------------- vocabularies (contract)
 
 WORK_CATEGORIES = [  # display, ref, weight
-    ("Minor", "minor", 46), ("Standard", "standard", 22), ("Major", "major", 6), ("Major (PAA)", "paa", 2),
-    ("Immediate - urgent", "immediate_urgent", 14), ("Immediate - emergency", "immediate_emergency", 9),
+    ("Minor", "minor", 46),
+    ("Standard", "standard", 22),
+    ("Major", "major", 6),
+    ("Major (PAA)", "paa", 2),
+    ("Immediate - urgent", "immediate_urgent", 14),
+    ("Immediate - emergency", "immediate_emergency", 9),
     ("HS2 (Highway)", "hs2_highway", 1),
 ]
 TRAFFIC_MANAGEMENT = [  # ref, display (the contract spells out road_closure, stop_go_boards, multi_way_signals)
-    ("give_and_take", "Give and take"), ("some_carriageway_incursion", "Some carriageway incursion"),
-    ("no_carriageway_incursion", "No carriageway incursion"), ("two_way_signals", "Two-way signals"),
-    ("road_closure", "Road closure"), ("multi_way_signals", "Multi-way signals"), ("lane_closure", "Lane closure"),
-    ("stop_go_boards", "Stop/go boards"), ("contra_flow", "Contra-flow"), ("priority_working", "Priority working"),
+    ("give_and_take", "Give and take"),
+    ("some_carriageway_incursion", "Some carriageway incursion"),
+    ("no_carriageway_incursion", "No carriageway incursion"),
+    ("two_way_signals", "Two-way signals"),
+    ("road_closure", "Road closure"),
+    ("multi_way_signals", "Multi-way signals"),
+    ("lane_closure", "Lane closure"),
+    ("stop_go_boards", "Stop/go boards"),
+    ("contra_flow", "Contra-flow"),
+    ("priority_working", "Priority working"),
     ("convoy_workings", "Convoy workings"),
 ]
 TM_WEIGHTS = [18, 16, 22, 12, 8, 4, 6, 6, 2, 5, 1]
-WORK_STATUS = {"planned": "Works planned", "in_progress": "Works in progress", "completed": "Works completed",
-               "cancelled": "Works cancelled"}
+WORK_STATUS = {
+    "planned": "Works planned",
+    "in_progress": "Works in progress",
+    "completed": "Works completed",
+    "cancelled": "Works cancelled",
+}
 PERMIT_ACTIVITY_TYPES = ["Utility asset works", "Remedial works", "Section 58"]
 LOCATION_TYPES = ["Carriageway", "Footpath", "Cycleway"]
 PERMIT_CONDITIONS = ["NCT01a", "NCT01b", "NCT02a", "NCT05a", "NCT06a", "NCT08a", "NCT11a", "NCT11b"]
-CLOSE_FOOTWAY = [("no", "No"), ("yes_provide_pedestrian_walkway", "Yes, a pedestrian walkway will be provided"),
-                 ("yes_provide_alternative_route", "Yes, an alternative route will be provided")]
+CLOSE_FOOTWAY = [
+    ("no", "No"),
+    ("yes_provide_pedestrian_walkway", "Yes, a pedestrian walkway will be provided"),
+    ("yes_provide_alternative_route", "Yes, an alternative route will be provided"),
+]
 ACTIVITY_TYPES = ["event", "skip", "scaffolding"]  # the contract: events, skips, scaffolding
 S58_DURATION, S58_EXTENT = "six_months", "whole_road"
 
 PERMIT_EVENT_TYPES = [
-    "PERMIT_SUBMITTED", "PERMIT_GRANTED", "PERMIT_REFUSED", "PERMIT_CANCELLED", "PERMIT_REVOKED",
-    "PERMIT_ALTERATION_SUBMITTED", "PERMIT_ALTERATION_GRANTED", "WORK_START", "WORK_STOP",
-    "WORK_START_REVERTED", "WORK_STOP_REVERTED", "CURRENT_TRAFFIC_MANAGEMENT_UPDATED",
+    "PERMIT_SUBMITTED",
+    "PERMIT_GRANTED",
+    "PERMIT_REFUSED",
+    "PERMIT_CANCELLED",
+    "PERMIT_REVOKED",
+    "PERMIT_ALTERATION_SUBMITTED",
+    "PERMIT_ALTERATION_GRANTED",
+    "WORK_START",
+    "WORK_STOP",
+    "WORK_START_REVERTED",
+    "WORK_STOP_REVERTED",
+    "CURRENT_TRAFFIC_MANAGEMENT_UPDATED",
 ]
 ACTIVITY_EVENT_TYPES = ["ACTIVITY_CREATED", "ACTIVITY_UPDATED", "ACTIVITY_CANCELLED"]
 SECTION_58_EVENT_TYPES = ["SECTION_58_CREATED", "SECTION_58_IN_FORCE", "SECTION_58_CANCELLED", "SECTION_58_CLOSED"]
 EVENT_TYPES = {"permit": PERMIT_EVENT_TYPES, "activity": ACTIVITY_EVENT_TYPES, "section_58": SECTION_58_EVENT_TYPES}
 # Section 58 statuses other than "proposed" are inferred from the event types (not documented).
-S58_STATUS = {"SECTION_58_CREATED": "proposed", "SECTION_58_IN_FORCE": "in_force",
-              "SECTION_58_CANCELLED": "cancelled", "SECTION_58_CLOSED": "closed"}
+S58_STATUS = {
+    "SECTION_58_CREATED": "proposed",
+    "SECTION_58_IN_FORCE": "in_force",
+    "SECTION_58_CANCELLED": "cancelled",
+    "SECTION_58_CLOSED": "closed",
+}
 
 # A permit's life within one month: sequences of events with (permit_status, work_status ref).
 LIFECYCLES = [  # events, weight
-    (("PERMIT_SUBMITTED",), 14), (("PERMIT_SUBMITTED", "PERMIT_GRANTED"), 16), (("PERMIT_GRANTED",), 10),
-    (("PERMIT_GRANTED", "WORK_START"), 9), (("WORK_START",), 8), (("WORK_START", "WORK_STOP"), 12),
-    (("WORK_STOP",), 9), (("PERMIT_ALTERATION_SUBMITTED", "PERMIT_ALTERATION_GRANTED"), 5),
-    (("WORK_START", "CURRENT_TRAFFIC_MANAGEMENT_UPDATED"), 4), (("PERMIT_CANCELLED",), 4),
-    (("PERMIT_SUBMITTED", "PERMIT_REFUSED"), 2), (("PERMIT_REVOKED",), 1),
-    (("WORK_START", "WORK_START_REVERTED"), 1), (("WORK_STOP", "WORK_STOP_REVERTED"), 1),
+    (("PERMIT_SUBMITTED",), 14),
+    (("PERMIT_SUBMITTED", "PERMIT_GRANTED"), 16),
+    (("PERMIT_GRANTED",), 10),
+    (("PERMIT_GRANTED", "WORK_START"), 9),
+    (("WORK_START",), 8),
+    (("WORK_START", "WORK_STOP"), 12),
+    (("WORK_STOP",), 9),
+    (("PERMIT_ALTERATION_SUBMITTED", "PERMIT_ALTERATION_GRANTED"), 5),
+    (("WORK_START", "CURRENT_TRAFFIC_MANAGEMENT_UPDATED"), 4),
+    (("PERMIT_CANCELLED",), 4),
+    (("PERMIT_SUBMITTED", "PERMIT_REFUSED"), 2),
+    (("PERMIT_REVOKED",), 1),
+    (("WORK_START", "WORK_START_REVERTED"), 1),
+    (("WORK_STOP", "WORK_STOP_REVERTED"), 1),
     (("PERMIT_SUBMITTED", "PERMIT_GRANTED", "WORK_START", "WORK_STOP"), 4),
 ]
 _EVENT_STATE = {  # event type -> (permit_status, work_status_ref, actual_start set?, actual_end set?)
@@ -104,33 +142,73 @@ AUTHORITIES = [
     ("5990", "CITY OF WESTMINSTER", "LONDON", 527155, 182227),
 ] + [
     (str(9101 + i), f"REPLAY HIGHWAY AUTHORITY {9101 + i}", town, x, y)
-    for i, (town, x, y) in enumerate([
-        ("REPLAY TOWN A", 430000, 433000), ("REPLAY TOWN B", 407000, 286000), ("REPLAY TOWN C", 384000, 398000),
-        ("REPLAY TOWN D", 359000, 173000), ("REPLAY TOWN E", 424000, 564000), ("REPLAY TOWN F", 623000, 308000),
-        ("REPLAY TOWN G", 248000, 55000), ("REPLAY TOWN H", 457000, 340000), ("REPLAY TOWN I", 335000, 390000),
-        ("REPLAY TOWN J", 545000, 258000),
-    ])
+    for i, (town, x, y) in enumerate(
+        [
+            ("REPLAY TOWN A", 430000, 433000),
+            ("REPLAY TOWN B", 407000, 286000),
+            ("REPLAY TOWN C", 384000, 398000),
+            ("REPLAY TOWN D", 359000, 173000),
+            ("REPLAY TOWN E", 424000, 564000),
+            ("REPLAY TOWN F", 623000, 308000),
+            ("REPLAY TOWN G", 248000, 55000),
+            ("REPLAY TOWN H", 457000, 340000),
+            ("REPLAY TOWN I", 335000, 390000),
+            ("REPLAY TOWN J", 545000, 258000),
+        ]
+    )
 ]
 AUTHORITY_WEIGHTS = [6, 8] + [5] * 10
 # Promoters: the highway authority itself (its own works), or a synthetic utility; (code, name, prefix)
-UTILITIES = [(str(9201 + i), f"REPLAY {kind} {9201 + i}", prefix) for i, (kind, prefix) in enumerate([
-    ("WATER", "RW"), ("GAS", "RG"), ("TELECOM", "RT"), ("ELECTRICITY", "RE"), ("WATER", "RX"), ("TELECOM", "RY"),
-])]
+UTILITIES = [
+    (str(9201 + i), f"REPLAY {kind} {9201 + i}", prefix)
+    for i, (kind, prefix) in enumerate(
+        [("WATER", "RW"), ("GAS", "RG"), ("TELECOM", "RT"), ("ELECTRICITY", "RE"), ("WATER", "RX"), ("TELECOM", "RY")]
+    )
+]
 TEST_PROMOTER = ("STPR", "Smoke Test Promoter", "TSR")
-STREETS = ["HIGH STREET", "CHURCH STREET", "STATION ROAD", "MAIN ROAD", "MILL LANE", "PARK ROAD", "VICTORIA ROAD",
-           "QUEEN STREET", "LONDON ROAD", "HIGH STREET NORTH", "LOWEDGES ROAD", "SCHOOL LANE", "NEW ROAD",
-           "GREEN LANE", "MANOR ROAD", "KING STREET", "BRIDGE STREET", "WEST STREET", "NORTH ROAD", "THE AVENUE"]
+STREETS = [
+    "HIGH STREET",
+    "CHURCH STREET",
+    "STATION ROAD",
+    "MAIN ROAD",
+    "MILL LANE",
+    "PARK ROAD",
+    "VICTORIA ROAD",
+    "QUEEN STREET",
+    "LONDON ROAD",
+    "HIGH STREET NORTH",
+    "LOWEDGES ROAD",
+    "SCHOOL LANE",
+    "NEW ROAD",
+    "GREEN LANE",
+    "MANOR ROAD",
+    "KING STREET",
+    "BRIDGE STREET",
+    "WEST STREET",
+    "NORTH ROAD",
+    "THE AVENUE",
+]
 AREAS = ["", "CITY CENTRE", "NORTH", "SOUTH", "EAST", "WEST", "OLD TOWN", "RIVERSIDE"]
 
 # The contract's field lists (the extractor checks the same ones); the 2020 docs example carries
 # the first 26 permit fields only.
 PERMIT_FIELDS_2020 = PERMIT_FIELDS[:26]
 PERMIT_FIELDS_LATER = PERMIT_FIELDS[26:]
-REFERENCE_FIELDS = {"permit": "permit_reference_number", "activity": "activity_reference_number",
-                    "section_58": "section_58_reference_number"}
+REFERENCE_FIELDS = {
+    "permit": "permit_reference_number",
+    "activity": "activity_reference_number",
+    "section_58": "section_58_reference_number",
+}
 # The data faults this module implements (server.py's docstring lists them), in the order applied.
-MODULE_FAULTS = ("empty_month", "malformed_row", "drop_field", "new_field", "retype_field", "truncate_archive",
-                 "corrupt_archive")
+MODULE_FAULTS = (
+    "empty_month",
+    "malformed_row",
+    "drop_field",
+    "new_field",
+    "retype_field",
+    "truncate_archive",
+    "corrupt_archive",
+)
 FAULT_OPTIONS = {"drop_field": None, "new_field": "replay_new_field", "retype_field": "usrn", "corrupt": "member"}
 
 
@@ -153,7 +231,7 @@ class Quirks:
     data_descriptors: bool = False  # sizes after the data (flag 0x08), as a streaming zip writer does
 
     @classmethod
-    def from_config(cls, values: dict, base: "Quirks | None" = None) -> "Quirks":
+    def from_config(cls, values: dict, base: Quirks | None = None) -> Quirks:
         base = base or cls()
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
@@ -251,7 +329,7 @@ class _Clock:
         day, ms = divmod(epoch_ms, 86_400_000)
         text = self._days.get(day)
         if text is None:
-            text = self._days[day] = _dt.datetime.fromtimestamp(day * 86400, _dt.timezone.utc).strftime("%Y-%m-%d")
+            text = self._days[day] = _dt.datetime.fromtimestamp(day * 86400, _dt.UTC).strftime("%Y-%m-%d")
         s, milli = divmod(ms, 1000)
         h, rest = divmod(s, 3600)
         m, sec = divmod(rest, 60)
@@ -355,7 +433,9 @@ class _EventMaker:
 
     def _street(self, swa: str):
         index = self.rng.randrange(len(STREETS))
-        return STREETS[index], str(int(swa) * 10_000 % 90_000_000 + 1_000_000 + index * 37) if swa.isdigit() else "8401426"
+        return STREETS[index], str(
+            int(swa) * 10_000 % 90_000_000 + 1_000_000 + index * 37
+        ) if swa.isdigit() else "8401426"
 
     def _event_type(self, event_type: str) -> str:
         rng, q = self.rng, self.q
@@ -416,15 +496,24 @@ class _EventMaker:
         close_ref, close_display = rng.choice(CLOSE_FOOTWAY)
         covid = None if self.covid_null else ("Yes" if rng.random() < 0.03 else "No")
         road_category = str(rng.randrange(10))
-        ttro = "Yes" if tm_ref == "road_closure" and rng.random() < 0.5 else ("Not provided" if rng.random() < 0.05 else "No")
+        ttro = (
+            "Yes"
+            if tm_ref == "road_closure" and rng.random() < 0.5
+            else ("Not provided" if rng.random() < 0.05 else "No")
+        )
         sensitive = "Yes" if rng.random() < 0.3 else "No"
         deemed = "Yes" if rng.random() < 0.05 else "No"
         sequence = _choice_weighted(rng, LIFECYCLES, _LIFE_CUM)[0]
         times = self._times(len(sequence))
         duration_days = rng.choice((1, 1, 2, 3, 3, 5, 10, 20)) if not major else rng.randint(3, 40)
         first_day = clock.local_day(times[0] / 1000)
-        if sequence[0] in ("PERMIT_SUBMITTED", "PERMIT_GRANTED", "PERMIT_ALTERATION_SUBMITTED", "PERMIT_CANCELLED",
-                           "PERMIT_REVOKED"):
+        if sequence[0] in (
+            "PERMIT_SUBMITTED",
+            "PERMIT_GRANTED",
+            "PERMIT_ALTERATION_SUBMITTED",
+            "PERMIT_CANCELLED",
+            "PERMIT_REVOKED",
+        ):
             start_day = first_day + rng.randint(3, 30)
         else:
             start_day = first_day - rng.randint(0, 5)
@@ -508,8 +597,15 @@ class _EventMaker:
         kind = rng.choices(ACTIVITY_TYPES, weights=(2, 5, 4))[0]
         coordinates = self._coordinates(cx, cy, False)
         road_category = str(rng.randrange(10))
-        sequence = rng.choice((("ACTIVITY_CREATED",), ("ACTIVITY_CREATED", "ACTIVITY_UPDATED"), ("ACTIVITY_UPDATED",),
-                               ("ACTIVITY_CREATED", "ACTIVITY_CANCELLED"), ("ACTIVITY_CANCELLED",)))
+        sequence = rng.choice(
+            (
+                ("ACTIVITY_CREATED",),
+                ("ACTIVITY_CREATED", "ACTIVITY_UPDATED"),
+                ("ACTIVITY_UPDATED",),
+                ("ACTIVITY_CREATED", "ACTIVITY_CANCELLED"),
+                ("ACTIVITY_CANCELLED",),
+            )
+        )
         times = self._times(len(sequence))
         start_day = clock.local_day(times[0] / 1000) + rng.randint(1, 20)
         end_day = start_day + rng.randint(0, 30)
@@ -526,8 +622,9 @@ class _EventMaker:
                 "area_name": rng.choice(AREAS),
                 "road_category": road_category,
                 "activity_coordinates": coordinates,
-                "activity_name": {"event": "Street event", "skip": "Skip on highway",
-                                  "scaffolding": "Scaffolding"}[kind],
+                "activity_name": {"event": "Street event", "skip": "Skip on highway", "scaffolding": "Scaffolding"}[
+                    kind
+                ],
                 "activity_type": kind,
                 "activity_type_details": "Activity type details",
                 "start_date": start_date,
@@ -552,8 +649,15 @@ class _EventMaker:
         street, usrn = self._street(swa)
         reference = f"S58-{swa}-{(self.object_base + serial) % 100_000_000:08d}"
         coordinates = self._coordinates(cx, cy, False)
-        sequence = rng.choice((("SECTION_58_CREATED",), ("SECTION_58_CREATED", "SECTION_58_IN_FORCE"),
-                               ("SECTION_58_IN_FORCE",), ("SECTION_58_CLOSED",), ("SECTION_58_CANCELLED",)))
+        sequence = rng.choice(
+            (
+                ("SECTION_58_CREATED",),
+                ("SECTION_58_CREATED", "SECTION_58_IN_FORCE"),
+                ("SECTION_58_IN_FORCE",),
+                ("SECTION_58_CLOSED",),
+                ("SECTION_58_CANCELLED",),
+            )
+        )
         times = self._times(len(sequence))
         start_day = clock.local_day(times[0] / 1000) + rng.randint(0, 10)
         start_date, _ = clock.day_bounds(start_day)
@@ -583,8 +687,9 @@ class _EventMaker:
 
     def events(self) -> Iterator[dict]:
         """The archive's events in member order (``events`` of them, plus ``revision``'s additions)."""
-        make = {"permit": self.permit_events, "activity": self.activity_events,
-                "section_58": self.section_58_events}[self.spec.type]
+        make = {"permit": self.permit_events, "activity": self.activity_events, "section_58": self.section_58_events}[
+            self.spec.type
+        ]
         total = self.spec.total
         serial = 0
         while self.emitted < total:
@@ -617,8 +722,10 @@ def _bad_member(kind: int, event: dict) -> bytes:
     if kind == 1:
         return orjson.dumps([event])  # JSON, not an object
     if kind == 2:
-        event = {**event, "object_data": {k: v for k, v in event["object_data"].items()
-                                          if not k.endswith("_reference_number")}}
+        event = {
+            **event,
+            "object_data": {k: v for k, v in event["object_data"].items() if not k.endswith("_reference_number")},
+        }
         return orjson.dumps(event)  # the object's reference number is gone
     if kind == 3:
         return orjson.dumps({**event, "event_time": "31/13/2024 25:61"})  # unreadable event_time
@@ -651,8 +758,9 @@ def _malformed_member(kind: int, event: dict, reference: int) -> tuple[str, byte
     if kind == 0:
         return f"{stem}_no_key.json", orjson.dumps({k: v for k, v in event.items() if k != "event_reference"})
     if kind == 1:
-        return f"{stem}_bad_time.json", orjson.dumps({**event, "event_reference": reference,
-                                                      "event_time": "31/13/2024 25:61"})
+        return f"{stem}_bad_time.json", orjson.dumps(
+            {**event, "event_reference": reference, "event_time": "31/13/2024 25:61"}
+        )
     return f"{stem}_not_json.json", orjson.dumps({**event, "event_reference": reference})[:-40]
 
 
@@ -688,14 +796,17 @@ def iter_members(spec: ArchiveSpec) -> Iterator[tuple[str, bytes, int]]:
 
 
 def _iso_epoch(text: str) -> int:
-    return calendar.timegm((int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]),
-                            int(text[17:19])))
+    return calendar.timegm(
+        (int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]), int(text[17:19]))
+    )
 
 
 def _dos_time(epoch: int) -> tuple[int, int]:
-    t = _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc)
-    return ((t.hour << 11) | (t.minute << 5) | (t.second // 2),
-            ((max(t.year, 1980) - 1980) << 9) | (t.month << 5) | t.day)
+    t = _dt.datetime.fromtimestamp(epoch, _dt.UTC)
+    return (
+        (t.hour << 11) | (t.minute << 5) | (t.second // 2),
+        ((max(t.year, 1980) - 1980) << 9) | (t.month << 5) | t.day,
+    )
 
 
 _LOCAL = struct.Struct("<IHHHHHIIIHH")
@@ -730,13 +841,14 @@ def iter_archive(spec: ArchiveSpec, piece_size: int = _PIECE) -> Iterator[bytes]
                 # Bytes damaged at rest or in transit: the headers keep the true CRC and sizes.
                 at = len(data) // 3
                 garbage = bytes((i * 73 + 41) & 0xFF for i in range(min(16, len(data) - at)))
-                data = data[:at] + garbage + data[at + len(garbage):]
+                data = data[:at] + garbage + data[at + len(garbage) :]
             if descriptors:
                 header = _LOCAL.pack(0x04034B50, 20, flags, 8, dtime, ddate, 0, 0, 0, len(raw_name), 0)
                 record = header + raw_name + data + _DESCRIPTOR.pack(0x08074B50, crc, len(data), len(body))
             else:
-                header = _LOCAL.pack(0x04034B50, 20, flags, 8, dtime, ddate, crc, len(data), len(body),
-                                     len(raw_name), 0)
+                header = _LOCAL.pack(
+                    0x04034B50, 20, flags, 8, dtime, ddate, crc, len(data), len(body), len(raw_name), 0
+                )
                 record = header + raw_name + data
             if cut_after is not None and entries == cut_after:
                 out.append(record[: len(header) + len(raw_name) + len(data) // 2])
@@ -749,8 +861,27 @@ def iter_archive(spec: ArchiveSpec, piece_size: int = _PIECE) -> Iterator[bytes]
             if spec.central_directory == "valid" and offset >= 0xFFFFFFFF:
                 extra = struct.pack("<HHQ", 0x0001, 8, offset)
                 local_offset = 0xFFFFFFFF
-            central.write(_CENTRAL.pack(0x02014B50, 0x031E, 20, flags, 8, dtime, ddate, crc, len(data), len(body),
-                                        len(raw_name), len(extra), 0, 0, 0, 0o100644 << 16, local_offset))
+            central.write(
+                _CENTRAL.pack(
+                    0x02014B50,
+                    0x031E,
+                    20,
+                    flags,
+                    8,
+                    dtime,
+                    ddate,
+                    crc,
+                    len(data),
+                    len(body),
+                    len(raw_name),
+                    len(extra),
+                    0,
+                    0,
+                    0,
+                    0o100644 << 16,
+                    local_offset,
+                )
+            )
             central.write(raw_name)
             central.write(extra)
             offset += len(record)
@@ -787,8 +918,9 @@ def _end_records(spec: ArchiveSpec, entries: int, cd_size: int, cd_offset: int) 
         # the count modulo 65,536, no ZIP64 record.
         wrong_size = (46 * entries) & 0xFFFFFFFF
         wrong_offset = min(cd_offset + (cd_size - wrong_size) // 2, 0xFFFFFFFF) if entries else cd_offset
-        return _EOCD.pack(0x06054B50, 0, 0, entries & 0xFFFF, entries & 0xFFFF, wrong_size,
-                          wrong_offset & 0xFFFFFFFF, 0)
+        return _EOCD.pack(
+            0x06054B50, 0, 0, entries & 0xFFFF, entries & 0xFFFF, wrong_size, wrong_offset & 0xFFFFFFFF, 0
+        )
     if entries < 0xFFFF and cd_offset < 0xFFFFFFFF and cd_size < 0xFFFFFFFF:
         return _EOCD.pack(0x06054B50, 0, 0, entries, entries, cd_size, cd_offset, 0)
     zip64_offset = cd_offset + cd_size

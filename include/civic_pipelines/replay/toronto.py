@@ -72,9 +72,22 @@ DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{7}$")
 # contract has them; 2014-2020 are a straight line between 2013 and 2021; 2026 is a full-year
 # level like 2025 (the current year's file only holds rows up to ``current_through``).
 YEAR_ROWS = {
-    2010: 254_218, 2011: 285_333, 2012: 307_299, 2013: 385_870,
-    2014: 378_121, 2015: 370_373, 2016: 362_624, 2017: 354_875, 2018: 347_126, 2019: 339_378,
-    2020: 331_629, 2021: 323_880, 2022: 407_369, 2023: 385_975, 2024: 402_824, 2025: 464_080,
+    2010: 254_218,
+    2011: 285_333,
+    2012: 307_299,
+    2013: 385_870,
+    2014: 378_121,
+    2015: 370_373,
+    2016: 362_624,
+    2017: 354_875,
+    2018: 347_126,
+    2019: 339_378,
+    2020: 331_629,
+    2021: 323_880,
+    2022: 407_369,
+    2023: 385_975,
+    2024: 402_824,
+    2025: 464_080,
     2026: 470_000,
 }  # a year after 2026 repeats 2026's figure (horizon.carried_forward): no figure is invented
 REAL_YEAR_ROWS = (2010, 2011, 2012, 2013, 2021, 2022, 2023, 2024, 2025)
@@ -82,8 +95,16 @@ REAL_YEAR_ROWS = (2010, 2011, 2012, 2013, 2021, 2022, 2023, 2024, 2025)
 # Share of rows located at an intersection (``Intersection Street 1`` filled, postal prefix
 # ``Intersection``): real non-null counts from kez-1a for 2010-2012 and 2022-2025, interpolated
 # between; and the share of those with ``Intersection Street 2`` empty.
-_INTERSECTION_SHARE = {2010: 0.0706, 2011: 0.0837, 2012: 0.0782, 2022: 0.1557, 2023: 0.1576,
-                       2024: 0.1499, 2025: 0.1632, 2026: 0.1632}
+_INTERSECTION_SHARE = {
+    2010: 0.0706,
+    2011: 0.0837,
+    2012: 0.0782,
+    2022: 0.1557,
+    2023: 0.1576,
+    2024: 0.1499,
+    2025: 0.1632,
+    2026: 0.1632,
+}
 _STREET2_EMPTY = {"old": 0.0004, "new": 0.0075}
 
 
@@ -174,8 +195,32 @@ _SEASON_FACTOR = {
 # Rows per month: a mild seasonal level (assumed) times the days in the month, +-3 % noise.
 _MONTH_LEVEL = (0.86, 0.80, 0.92, 0.98, 1.10, 1.12, 1.12, 1.08, 1.00, 0.98, 0.94, 0.86)
 # Hour-of-day profile of creation times (assumed: a call centre's working day).
-_HOUR_WEIGHTS = (1.2, 0.8, 0.6, 0.5, 0.5, 0.7, 1.5, 3.0, 5.0, 6.5, 7.0, 7.0, 6.8, 6.8, 6.5, 6.2, 5.5,
-                 4.5, 3.8, 3.4, 3.0, 2.6, 2.1, 1.6)
+_HOUR_WEIGHTS = (
+    1.2,
+    0.8,
+    0.6,
+    0.5,
+    0.5,
+    0.7,
+    1.5,
+    3.0,
+    5.0,
+    6.5,
+    7.0,
+    7.0,
+    6.8,
+    6.8,
+    6.5,
+    6.2,
+    5.5,
+    4.5,
+    3.8,
+    3.4,
+    3.0,
+    2.6,
+    2.1,
+    1.6,
+)
 _HOUR_CUM = [sum(_HOUR_WEIGHTS[: i + 1]) for i in range(24)]
 _HOURS = list(range(24))
 
@@ -189,55 +234,213 @@ _UNKNOWN_TYPE_SHARE = 0.4
 # Wards. The 44-ward names (2000-2018 boundaries, in force until 2018-11-30) and the 25-ward names
 # (from 2018-12-01); rows use the published ``Name (NN)`` form.
 # Before 2018-12 two neighbouring wards share each name (wards 1 and 2 are both Etobicoke North).
-WARDS_44 = {number: name for pair, name in enumerate([
-    "Etobicoke North", "Etobicoke Centre", "Etobicoke-Lakeshore", "York West", "York Centre",
-    "York South-Weston", "Parkdale-High Park", "Eglinton-Lawrence", "Davenport", "Trinity-Spadina",
-    "St. Paul's", "Willowdale", "Don Valley West", "Toronto Centre-Rosedale", "Toronto-Danforth",
-    "Beaches-East York", "Don Valley East", "Scarborough Southwest", "Scarborough Centre",
-    "Scarborough-Agincourt", "Scarborough-Rouge River", "Scarborough East",
-]) for number in (2 * pair + 1, 2 * pair + 2)}
-WARDS_25 = dict(enumerate([
-    "Etobicoke North", "Etobicoke Centre", "Etobicoke-Lakeshore", "Parkdale-High Park", "York South-Weston",
-    "York Centre", "Humber River-Black Creek", "Eglinton-Lawrence", "Davenport", "Spadina-Fort York",
-    "University-Rosedale", "Toronto-St. Paul's", "Toronto Centre", "Toronto-Danforth", "Don Valley West",
-    "Don Valley East", "Don Valley North", "Willowdale", "Beaches-East York", "Scarborough Southwest",
-    "Scarborough Centre", "Scarborough-Agincourt", "Scarborough North", "Scarborough-Guildwood",
-    "Scarborough-Rouge Park",
-], start=1))
+WARDS_44 = {
+    number: name
+    for pair, name in enumerate(
+        [
+            "Etobicoke North",
+            "Etobicoke Centre",
+            "Etobicoke-Lakeshore",
+            "York West",
+            "York Centre",
+            "York South-Weston",
+            "Parkdale-High Park",
+            "Eglinton-Lawrence",
+            "Davenport",
+            "Trinity-Spadina",
+            "St. Paul's",
+            "Willowdale",
+            "Don Valley West",
+            "Toronto Centre-Rosedale",
+            "Toronto-Danforth",
+            "Beaches-East York",
+            "Don Valley East",
+            "Scarborough Southwest",
+            "Scarborough Centre",
+            "Scarborough-Agincourt",
+            "Scarborough-Rouge River",
+            "Scarborough East",
+        ]
+    )
+    for number in (2 * pair + 1, 2 * pair + 2)
+}
+WARDS_25 = dict(
+    enumerate(
+        [
+            "Etobicoke North",
+            "Etobicoke Centre",
+            "Etobicoke-Lakeshore",
+            "Parkdale-High Park",
+            "York South-Weston",
+            "York Centre",
+            "Humber River-Black Creek",
+            "Eglinton-Lawrence",
+            "Davenport",
+            "Spadina-Fort York",
+            "University-Rosedale",
+            "Toronto-St. Paul's",
+            "Toronto Centre",
+            "Toronto-Danforth",
+            "Don Valley West",
+            "Don Valley East",
+            "Don Valley North",
+            "Willowdale",
+            "Beaches-East York",
+            "Scarborough Southwest",
+            "Scarborough Centre",
+            "Scarborough-Agincourt",
+            "Scarborough North",
+            "Scarborough-Guildwood",
+            "Scarborough-Rouge Park",
+        ],
+        start=1,
+    )
+)
 WARD_CHANGE = (2018, 12)  # rows created from this month use the 25-ward names
 # Postal prefixes (FSAs) per 25-ward area: hand-built from Toronto's geography and every real
 # (FSA, ward) pair in the sample and the kez-1a notebook.
 _FSA_25 = {
-    1: ("M9V", "M9W"), 2: ("M9B", "M9C", "M9P", "M9R"), 3: ("M8V", "M8W", "M8X", "M8Y", "M8Z", "M9A"),
-    4: ("M6K", "M6P", "M6R", "M6S"), 5: ("M6L", "M6M", "M6N", "M9N"), 6: ("M3H", "M3J", "M3K", "M3M"),
-    7: ("M3L", "M3N", "M9L", "M9M"), 8: ("M5M", "M5N", "M6A", "M6B"), 9: ("M6E", "M6G", "M6H"),
-    10: ("M5J", "M5T", "M5V", "M6J"), 11: ("M4T", "M4W", "M5R", "M5S"), 12: ("M4S", "M4V", "M5P", "M6C"),
-    13: ("M4X", "M4Y", "M5A", "M5B"), 14: ("M4J", "M4K", "M4M"), 15: ("M3B", "M4G", "M4N", "M4P"),
-    16: ("M3A", "M3C", "M4A"), 17: ("M2H", "M2J", "M2K"), 18: ("M2M", "M2N", "M2R"),
-    19: ("M4A", "M4B", "M4C", "M4E", "M4L"), 20: ("M1K", "M1L", "M1M", "M1N"), 21: ("M1H", "M1K", "M1P", "M1R"),
-    22: ("M1S", "M1T", "M1W"), 23: ("M1S", "M1V", "M1X"), 24: ("M1E", "M1G", "M1H", "M1J"),
+    1: ("M9V", "M9W"),
+    2: ("M9B", "M9C", "M9P", "M9R"),
+    3: ("M8V", "M8W", "M8X", "M8Y", "M8Z", "M9A"),
+    4: ("M6K", "M6P", "M6R", "M6S"),
+    5: ("M6L", "M6M", "M6N", "M9N"),
+    6: ("M3H", "M3J", "M3K", "M3M"),
+    7: ("M3L", "M3N", "M9L", "M9M"),
+    8: ("M5M", "M5N", "M6A", "M6B"),
+    9: ("M6E", "M6G", "M6H"),
+    10: ("M5J", "M5T", "M5V", "M6J"),
+    11: ("M4T", "M4W", "M5R", "M5S"),
+    12: ("M4S", "M4V", "M5P", "M6C"),
+    13: ("M4X", "M4Y", "M5A", "M5B"),
+    14: ("M4J", "M4K", "M4M"),
+    15: ("M3B", "M4G", "M4N", "M4P"),
+    16: ("M3A", "M3C", "M4A"),
+    17: ("M2H", "M2J", "M2K"),
+    18: ("M2M", "M2N", "M2R"),
+    19: ("M4A", "M4B", "M4C", "M4E", "M4L"),
+    20: ("M1K", "M1L", "M1M", "M1N"),
+    21: ("M1H", "M1K", "M1P", "M1R"),
+    22: ("M1S", "M1T", "M1W"),
+    23: ("M1S", "M1V", "M1X"),
+    24: ("M1E", "M1G", "M1H", "M1J"),
     25: ("M1B", "M1C", "M1E"),
 }
-_AREA_44 = {1: (1,), 2: (1,), 3: (2,), 4: (2,), 5: (3,), 6: (3,), 7: (7,), 8: (7,), 9: (6,), 10: (6,),
-            11: (5,), 12: (5,), 13: (4,), 14: (4,), 15: (8,), 16: (8,), 17: (9,), 18: (9,), 19: (10,),
-            20: (10,), 21: (12,), 22: (12,), 23: (18,), 24: (18,), 25: (15,), 26: (15,), 27: (13, 11),
-            28: (13,), 29: (14,), 30: (14,), 31: (19,), 32: (19,), 33: (16, 17), 34: (16,), 35: (20,),
-            36: (20,), 37: (21,), 38: (21,), 39: (22,), 40: (22,), 41: (23,), 42: (23, 25), 43: (24, 25),
-            44: (25,)}
+_AREA_44 = {
+    1: (1,),
+    2: (1,),
+    3: (2,),
+    4: (2,),
+    5: (3,),
+    6: (3,),
+    7: (7,),
+    8: (7,),
+    9: (6,),
+    10: (6,),
+    11: (5,),
+    12: (5,),
+    13: (4,),
+    14: (4,),
+    15: (8,),
+    16: (8,),
+    17: (9,),
+    18: (9,),
+    19: (10,),
+    20: (10,),
+    21: (12,),
+    22: (12,),
+    23: (18,),
+    24: (18,),
+    25: (15,),
+    26: (15,),
+    27: (13, 11),
+    28: (13,),
+    29: (14,),
+    30: (14,),
+    31: (19,),
+    32: (19,),
+    33: (16, 17),
+    34: (16,),
+    35: (20,),
+    36: (20,),
+    37: (21,),
+    38: (21,),
+    39: (22,),
+    40: (22,),
+    41: (23,),
+    42: (23, 25),
+    43: (24, 25),
+    44: (25,),
+}
 # Streets for intersection rows: the real sample's streets plus Toronto arterials (names in the
 # sample's abbreviation style). Not tied to the ward.
 STREETS = (
-    "Chaplin Cres", "Davisville Ave", "Don Mills Rd", "Sheppard Ave E", "High Park Blvd", "Parkside Dr",
-    "Yonge St", "Bloor St W", "Bloor St E", "Queen St W", "Queen St E", "King St W", "King St E",
-    "Dundas St W", "Dundas St E", "College St", "Spadina Ave", "Bathurst St", "Eglinton Ave W",
-    "Eglinton Ave E", "Lawrence Ave W", "Lawrence Ave E", "Finch Ave W", "Finch Ave E", "Steeles Ave W",
-    "Steeles Ave E", "Sheppard Ave W", "Kennedy Rd", "Markham Rd", "Victoria Park Ave", "Warden Ave",
-    "Jane St", "Keele St", "Dufferin St", "Avenue Rd", "Bayview Ave", "Leslie St", "Danforth Ave",
-    "Gerrard St E", "Kingston Rd", "Lake Shore Blvd W", "The Queensway", "Islington Ave", "Kipling Ave",
-    "Royal York Rd", "Wilson Ave", "St Clair Ave W", "St Clair Ave E", "Mount Pleasant Rd", "Coxwell Ave",
-    "Pape Ave", "Broadview Ave", "Ellesmere Rd", "McCowan Rd", "Midland Ave", "Birchmount Rd", "Brimley Rd",
-    "Morningside Ave", "Weston Rd", "Parliament St", "Jarvis St", "University Ave", "Ossington Ave",
-    "Roncesvalles Ave", "Jameson Ave", "Lansdowne Ave",
+    "Chaplin Cres",
+    "Davisville Ave",
+    "Don Mills Rd",
+    "Sheppard Ave E",
+    "High Park Blvd",
+    "Parkside Dr",
+    "Yonge St",
+    "Bloor St W",
+    "Bloor St E",
+    "Queen St W",
+    "Queen St E",
+    "King St W",
+    "King St E",
+    "Dundas St W",
+    "Dundas St E",
+    "College St",
+    "Spadina Ave",
+    "Bathurst St",
+    "Eglinton Ave W",
+    "Eglinton Ave E",
+    "Lawrence Ave W",
+    "Lawrence Ave E",
+    "Finch Ave W",
+    "Finch Ave E",
+    "Steeles Ave W",
+    "Steeles Ave E",
+    "Sheppard Ave W",
+    "Kennedy Rd",
+    "Markham Rd",
+    "Victoria Park Ave",
+    "Warden Ave",
+    "Jane St",
+    "Keele St",
+    "Dufferin St",
+    "Avenue Rd",
+    "Bayview Ave",
+    "Leslie St",
+    "Danforth Ave",
+    "Gerrard St E",
+    "Kingston Rd",
+    "Lake Shore Blvd W",
+    "The Queensway",
+    "Islington Ave",
+    "Kipling Ave",
+    "Royal York Rd",
+    "Wilson Ave",
+    "St Clair Ave W",
+    "St Clair Ave E",
+    "Mount Pleasant Rd",
+    "Coxwell Ave",
+    "Pape Ave",
+    "Broadview Ave",
+    "Ellesmere Rd",
+    "McCowan Rd",
+    "Midland Ave",
+    "Birchmount Rd",
+    "Brimley Rd",
+    "Morningside Ave",
+    "Weston Rd",
+    "Parliament St",
+    "Jarvis St",
+    "University Ave",
+    "Ossington Ave",
+    "Roncesvalles Ave",
+    "Jameson Ave",
+    "Lansdowne Ave",
 )
 _NBSP = "\u00a0"  # latin-1 byte 0xA0: not valid UTF-8 on its own
 
@@ -349,9 +552,14 @@ class Toronto311Dataset:
 
     cache_budget = 512 * 1024 * 1024  # bytes of rendered months and files kept in memory
 
-    def __init__(self, seed: int = DEFAULT_SEED, rows_per_year: int | None = None,
-                 current_through: str = DEFAULT_CURRENT_THROUGH, date_quirks: bool = False,
-                 location_quirks: bool = False) -> None:
+    def __init__(
+        self,
+        seed: int = DEFAULT_SEED,
+        rows_per_year: int | None = None,
+        current_through: str = DEFAULT_CURRENT_THROUGH,
+        date_quirks: bool = False,
+        location_quirks: bool = False,
+    ) -> None:
         self.seed = int(seed)
         self.rows_per_year = self._check_rows(rows_per_year)
         self.current_through = self._check_day(current_through)
@@ -499,11 +707,16 @@ class Toronto311Dataset:
         rng = random.Random(_h("last-modified", year))
         if year < self.current_year:
             day = _dt.datetime(year + 1, 1, 1) + _dt.timedelta(days=rng.randint(2, 11))
-            return day + _dt.timedelta(hours=rng.randint(9, 17), minutes=rng.randrange(60),
-                                       seconds=rng.randrange(60), microseconds=rng.randrange(1_000_000))
+            return day + _dt.timedelta(
+                hours=rng.randint(9, 17),
+                minutes=rng.randrange(60),
+                seconds=rng.randrange(60),
+                microseconds=rng.randrange(1_000_000),
+            )
         cut = _dt.date.fromisoformat(self.current_through) + _dt.timedelta(days=1)
-        return _dt.datetime(cut.year, cut.month, cut.day, 6, rng.randrange(60), rng.randrange(60),
-                            rng.randrange(1_000_000))
+        return _dt.datetime(
+            cut.year, cut.month, cut.day, 6, rng.randrange(60), rng.randrange(60), rng.randrange(1_000_000)
+        )
 
     def last_modified_dt(self, year: int) -> _dt.datetime:
         year = self._check_year(year)
@@ -526,8 +739,14 @@ class Toronto311Dataset:
     def revision(self, year: int) -> tuple:
         """Changes whenever the year's bytes may have changed (caches key on it)."""
         with self._lock:
-            return (self._rev.get(year, 0), self.rows_per_year, self.current_through, self.date_quirks,
-                    self.location_quirks, self._bumps.get(year, 0))
+            return (
+                self._rev.get(year, 0),
+                self.rows_per_year,
+                self.current_through,
+                self.date_quirks,
+                self.location_quirks,
+                self._bumps.get(year, 0),
+            )
 
     # ------------------------------------------------------------ files
 
@@ -565,14 +784,16 @@ class Toronto311Dataset:
     def csv_bytes(self, year: int) -> bytes:
         """``SR<YYYY>.csv`` exactly as served: header + rows, latin-1, CRLF line ends."""
         year = self._check_year(year)
-        return self._cached_file(year, "csv", lambda: HEADER_LINE + b"".join(
-            self._segment(year, key).data for key in self.month_keys(year)))
+        return self._cached_file(
+            year, "csv", lambda: HEADER_LINE + b"".join(self._segment(year, key).data for key in self.month_keys(year))
+        )
 
     def zip_bytes(self, year: int) -> bytes:
         """The yearly zip: one member ``SR<YYYY>.csv`` (upper case) holding :meth:`csv_bytes`."""
         year = self._check_year(year)
-        return self._cached_file(year, "zip", lambda: build_zip(f"SR{year}.csv", self.csv_bytes(year),
-                                                                 self.last_modified_dt(year)))
+        return self._cached_file(
+            year, "zip", lambda: build_zip(f"SR{year}.csv", self.csv_bytes(year), self.last_modified_dt(year))
+        )
 
     def file(self, year: int, kind: str) -> tuple[bytes, str]:
         """``(bytes, etag)`` of the ``csv`` or ``zip`` file; the ETag is the content's MD5."""
@@ -622,8 +843,11 @@ class Toronto311Dataset:
     def rows_for_month(self, month: str) -> list[dict]:
         """Rows of the month's year file whose Creation Date is a valid time in that month."""
         year, _m = parse_month(month)
-        return [r for r in self.rows(year) if r["Creation Date"].startswith(month)
-                and is_valid_creation_date(r["Creation Date"])]
+        return [
+            r
+            for r in self.rows(year)
+            if r["Creation Date"].startswith(month) and is_valid_creation_date(r["Creation Date"])
+        ]
 
     def quirk_counts(self, year: int) -> dict:
         """What the year's file holds (generates it if needed):
@@ -737,8 +961,11 @@ class Toronto311Dataset:
         if plan is None:
             total = self.year_count(year)
             rng = random.Random(_h(self.seed, "quirks", year, total))
-            sizes = {"malformed": max(2, round(total / 25000)), "latin1": max(2, round(total / 40000)),
-                     "ward": max(2, round(total / 50000))}
+            sizes = {
+                "malformed": max(2, round(total / 25000)),
+                "latin1": max(2, round(total / 40000)),
+                "ward": max(2, round(total / 50000)),
+            }
             plan = []
             for kind in QUIRK_KINDS:
                 for k in range(sizes[kind]):
@@ -809,8 +1036,9 @@ class Toronto311Dataset:
                 rows.append([date, status, "Intersection", s1, s2, ward[0], kind[0], kind[1], kind[2]])
             else:
                 fsas = ward[2]
-                rows.append([date, status, fsas[int(random_() * len(fsas))], "", "", ward[0], kind[0], kind[1],
-                             kind[2]])
+                rows.append(
+                    [date, status, fsas[int(random_() * len(fsas))], "", "", ward[0], kind[0], kind[1], kind[2]]
+                )
         return rows
 
     def _quirk_row(self, rng: random.Random, year: int, month: int, date: str) -> list[str]:
@@ -869,10 +1097,23 @@ class Toronto311Dataset:
             rng = random.Random(_h(self.seed, "date-quirks", year, key))
             if key == "pre":
                 minutes = sorted(rng.sample(range(50, 60), 2))
-                return [("out_of_year", self._quirk_row(rng, year, 1, f"{year - 1:04d}-12-31 23:{m:02d}:"
-                                                                f"{rng.randrange(60):02d}.0000000")) for m in minutes]
-            return [("out_of_year", self._quirk_row(rng, year, 1, f"{year + 1:04d}-01-01 00:0{rng.randrange(10)}:"
-                                                            f"{rng.randrange(60):02d}.0000000"))]
+                return [
+                    (
+                        "out_of_year",
+                        self._quirk_row(
+                            rng, year, 1, f"{year - 1:04d}-12-31 23:{m:02d}:{rng.randrange(60):02d}.0000000"
+                        ),
+                    )
+                    for m in minutes
+                ]
+            return [
+                (
+                    "out_of_year",
+                    self._quirk_row(
+                        rng, year, 1, f"{year + 1:04d}-01-01 00:0{rng.randrange(10)}:{rng.randrange(60):02d}.0000000"
+                    ),
+                )
+            ]
         _y, month = parse_month(key)
         gen = self._generated_rows(year, month)
         extra_after: dict[int, list[list[str]]] = {}
@@ -909,8 +1150,9 @@ class Toronto311Dataset:
         for i, status in self._edits.get((year, month), {}).items():
             gen[i] = list(gen[i])
             gen[i][1] = status
-        records: list[tuple[str, list[str]]] = [("sample", list(r)) for r in (
-            self._sample.by_year.get(year, []) if month == 1 else [])]
+        records: list[tuple[str, list[str]]] = [
+            ("sample", list(r)) for r in (self._sample.by_year.get(year, []) if month == 1 else [])
+        ]
         for i, fields in enumerate(gen):
             records.append(("row", fields))
             for extra in extra_after.get(i, ()):
@@ -920,8 +1162,10 @@ class Toronto311Dataset:
             thirty = rng.choice((4, 6, 9, 11))
             for bad_month, day in ((2, 30), (thirty, 31)):
                 if bad_month == month:
-                    date = f"{year:04d}-{month:02d}-{day} {rng.randrange(8, 18):02d}:{rng.randrange(60):02d}:" \
-                           f"{rng.randrange(60):02d}.0000000"
+                    date = (
+                        f"{year:04d}-{month:02d}-{day} {rng.randrange(8, 18):02d}:{rng.randrange(60):02d}:"
+                        f"{rng.randrange(60):02d}.0000000"
+                    )
                     records.append(("bad_date", self._quirk_row(rng, year, month, date)))
                 else:
                     rng.random()
@@ -931,6 +1175,18 @@ class Toronto311Dataset:
         return records
 
 
-_COUNT_NAMES = ("rows", "malformed_lines", "sample_rows", "latin1_rows", "non_pattern_wards", "intersection_rows",
-                "street2_empty", "unknown_status", "unknown_type", "out_of_year_dates", "unparseable_dates",
-                "empty_wards", "empty_postal_prefixes")
+_COUNT_NAMES = (
+    "rows",
+    "malformed_lines",
+    "sample_rows",
+    "latin1_rows",
+    "non_pattern_wards",
+    "intersection_rows",
+    "street2_empty",
+    "unknown_status",
+    "unknown_type",
+    "out_of_year_dates",
+    "unparseable_dates",
+    "empty_wards",
+    "empty_postal_prefixes",
+)

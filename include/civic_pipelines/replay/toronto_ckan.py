@@ -30,7 +30,6 @@ from civic_pipelines.replay.server import check_config_keys
 from civic_pipelines.replay.toronto import PACKAGE_TITLE, Toronto311Dataset
 from civic_pipelines.replay.zip_files import build_zip, etag_for
 
-
 CKAN_BASE = "https://ckan0.cf.opendata.inter.prod-toronto.ca"
 EXTERNAL_PREFIX = "/data/311/opendata/servicerequest/"
 README_ID = "bb11ece8-a2b3-401a-92c0-fa115f867fff"
@@ -45,8 +44,11 @@ KNOWN_RESOURCE_IDS = {
 }
 EXTERNAL_YEARS = (2020, 2021)  # resources whose url is toronto.ca's SR<YYYY>.zip, not CKAN
 _ID_NAMESPACE = uuid.UUID("6f0f3a3e-1b3c-4f47-9d2a-3a1d0c311311")
-_MIME = {"ZIP": "application/zip", "CSV": "text/csv",
-         "XLSX": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+_MIME = {
+    "ZIP": "application/zip",
+    "CSV": "text/csv",
+    "XLSX": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
 _README_MODIFIED = "2019-07-23T17:46:11.532718"
 _SIZE_AUTO_LIMIT = 2_000_000  # "auto": fill every size when all years together are this small
 # ---------------------------------------------------------------- the Toronto 311 package
@@ -60,8 +62,13 @@ class TorontoCkanPackage:
     external_file = re.compile(r"(?i)sr(\d{4})\.(zip|csv)")  # a file under it: its year and kind
     unserved_resources = {README_ID: "The readme workbook is not replayed"}  # listed, not downloadable
 
-    def __init__(self, dataset: Toronto311Dataset, resource_format: str = "ZIP",
-                 external_years=EXTERNAL_YEARS, size_policy: str = "auto") -> None:
+    def __init__(
+        self,
+        dataset: Toronto311Dataset,
+        resource_format: str = "ZIP",
+        external_years=EXTERNAL_YEARS,
+        size_policy: str = "auto",
+    ) -> None:
         self.dataset = dataset
         self.package_name = dataset.package_name
         self.package_id = dataset.package_id
@@ -211,8 +218,15 @@ class TorontoCkanPackage:
     def file(self, year: int, kind: str) -> tuple[bytes, str]:
         return self.dataset.file(year, kind)
 
-    def faulted_file(self, year: int, kind: str, malformed: int, duplicate: int, changes: dict | None = None,
-                     field: str | None = None) -> tuple[bytes, str]:
+    def faulted_file(
+        self,
+        year: int,
+        kind: str,
+        malformed: int,
+        duplicate: int,
+        changes: dict | None = None,
+        field: str | None = None,
+    ) -> tuple[bytes, str]:
         """The file with fault lines added or its columns changed (a fresh body; its ETag is its own).
         ``changes``: which of empty_month, drop_field, new_field, retype_field fired."""
         changes = changes or {}
@@ -240,8 +254,16 @@ class TorontoCkanPackage:
     # ------------------------------------------------------------ configuration over HTTP
 
     def configure(self, config: dict) -> dict:
-        known = {"rows_per_year", "late_edits", "resource_format", "current_through", "date_quirks", "prebuild",
-                 "size_policy", "location_quirks"}
+        known = {
+            "rows_per_year",
+            "late_edits",
+            "resource_format",
+            "current_through",
+            "date_quirks",
+            "prebuild",
+            "size_policy",
+            "location_quirks",
+        }
         check_config_keys("toronto_311", config, known)
         ds = self.dataset
         result: dict = {}
@@ -271,8 +293,15 @@ class TorontoCkanPackage:
                         raise ValueError("late_edits: give year with a numeric month")
                     year = int(month[:4])
                 rows = ds.apply_late_edits(int(year), month, int(edit.get("n", 1)))
-                done.append({"year": int(year), "month": month, "n": len(rows), "rows": rows,
-                             "last_modified": ds.last_modified(int(year))})
+                done.append(
+                    {
+                        "year": int(year),
+                        "month": month,
+                        "n": len(rows),
+                        "rows": rows,
+                        "last_modified": ds.last_modified(int(year)),
+                    }
+                )
             result["late_edits"] = done
         if config.get("prebuild"):
             for year in ds.years():
@@ -336,8 +365,8 @@ def _column_faults(header: list[bytes], data: list[bytes], changes: dict, field:
         name = field or "Ward"
         if name in names:
             at = names.index(name)
-            names = names[:at] + names[at + 1:]
-            rows = [row[:at] + row[at + 1:] for row in rows]
+            names = names[:at] + names[at + 1 :]
+            rows = [row[:at] + row[at + 1 :] for row in rows]
     return [join(names)], [join(row) for row in rows]
 
 

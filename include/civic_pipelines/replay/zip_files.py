@@ -16,8 +16,17 @@ def etag_for(data: bytes) -> str:
 def build_zip(member: str, data: bytes, modified: _dt.datetime) -> bytes:
     """A deterministic zip with one deflated member (its time is the file's last_modified)."""
     buffer = io.BytesIO()
-    info = zipfile.ZipInfo(member, date_time=(max(1980, modified.year), modified.month, modified.day,
-                                              modified.hour, modified.minute, modified.second - modified.second % 2))
+    info = zipfile.ZipInfo(
+        member,
+        date_time=(
+            max(1980, modified.year),
+            modified.month,
+            modified.day,
+            modified.hour,
+            modified.minute,
+            modified.second - modified.second % 2,
+        ),
+    )
     info.compress_type = zipfile.ZIP_DEFLATED
     info.external_attr = 0o644 << 16
     info.create_system = 0

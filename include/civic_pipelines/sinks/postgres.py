@@ -71,8 +71,20 @@ LEDGER = "civic_sync_ledger"
 COPY_BATCH_ROWS = 65_536
 # libpq parameters an Airflow connection's extras may carry (others, like the provider's
 # "cursor" or "iam", are the hook's business and ignored here).
-LIBPQ_EXTRAS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "connect_timeout", "options",
-                "target_session_attrs", "application_name", "keepalives", "keepalives_idle", "channel_binding")
+LIBPQ_EXTRAS = (
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+    "connect_timeout",
+    "options",
+    "target_session_attrs",
+    "application_name",
+    "keepalives",
+    "keepalives_idle",
+    "channel_binding",
+)
 SECRET_EXTRAS = ("sslpassword",)
 
 
@@ -106,7 +118,13 @@ class PostgresConnection:
         """An autocommit psycopg connection (transactions are explicit, one per block)."""
         import psycopg
 
-        params = {"host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user, "password": self.password}
+        params = {
+            "host": self.host,
+            "port": self.port,
+            "dbname": self.dbname,
+            "user": self.user,
+            "password": self.password,
+        }
         params = {k: v for k, v in params.items() if v not in (None, "")}
         params.update({k: v for k, v in self.options.items() if v not in (None, "")})
         params.setdefault("application_name", "civic-pipelines sync")
@@ -115,7 +133,9 @@ class PostgresConnection:
             return psycopg.connect(autocommit=True, **params)
         except psycopg.Error as error:
             # `from None`: the original exception is not chained into the traceback.
-            raise PostgresSyncError(f"cannot connect to PostgreSQL {self.describe()}: {scrub(str(error), self.secrets())}") from None
+            raise PostgresSyncError(
+                f"cannot connect to PostgreSQL {self.describe()}: {scrub(str(error), self.secrets())}"
+            ) from None
 
 
 def scrub(text: str, secrets: list[str]) -> str:
@@ -129,8 +149,14 @@ def _from_fields(host, port, schema, login, password, extra) -> PostgresConnecti
     if isinstance(extra, str):
         extra = json.loads(extra) if extra.strip() else {}
     options = {k: v for k, v in (extra or {}).items() if k in LIBPQ_EXTRAS}
-    return PostgresConnection(host=host or None, port=int(port) if port not in (None, "") else None,
-                              dbname=schema or None, user=login or None, password=password or None, options=options)
+    return PostgresConnection(
+        host=host or None,
+        port=int(port) if port not in (None, "") else None,
+        dbname=schema or None,
+        user=login or None,
+        password=password or None,
+        options=options,
+    )
 
 
 def parse_connection(value: str) -> PostgresConnection:
@@ -139,17 +165,28 @@ def parse_connection(value: str) -> PostgresConnection:
     value = value.strip()
     if value.startswith("{"):
         data = json.loads(value)
-        return _from_fields(data.get("host"), data.get("port"), data.get("schema"), data.get("login"),
-                            data.get("password"), data.get("extra"))
+        return _from_fields(
+            data.get("host"),
+            data.get("port"),
+            data.get("schema"),
+            data.get("login"),
+            data.get("password"),
+            data.get("extra"),
+        )
     parts = urlsplit(value)
     query = dict(parse_qsl(parts.query))
     extra = json.loads(query.pop("__extra__")) if "__extra__" in query else query
     hostport = parts.netloc.rpartition("@")[2]
     if parts.port is not None:
         hostport = hostport[: hostport.rfind(":")]
-    return _from_fields(unquote(hostport).strip("[]"), parts.port, unquote(parts.path.lstrip("/")),
-                        unquote(parts.username) if parts.username else None,
-                        unquote(parts.password) if parts.password else None, extra)
+    return _from_fields(
+        unquote(hostport).strip("[]"),
+        parts.port,
+        unquote(parts.path.lstrip("/")),
+        unquote(parts.username) if parts.username else None,
+        unquote(parts.password) if parts.password else None,
+        extra,
+    )
 
 
 def _from_airflow(conn_id: str) -> PostgresConnection | None:
@@ -211,9 +248,19 @@ def pg_type(arrow_type: pa.DataType) -> str:
         return "double precision"
     if types.is_decimal(t):
         return f"numeric({t.precision},{t.scale})"
-    if types.is_string(t) or types.is_large_string(t) or getattr(types, "is_string_view", lambda _: False)(t) or types.is_null(t):
+    if (
+        types.is_string(t)
+        or types.is_large_string(t)
+        or getattr(types, "is_string_view", lambda _: False)(t)
+        or types.is_null(t)
+    ):
         return "text"
-    if types.is_binary(t) or types.is_large_binary(t) or types.is_fixed_size_binary(t) or getattr(types, "is_binary_view", lambda _: False)(t):
+    if (
+        types.is_binary(t)
+        or types.is_large_binary(t)
+        or types.is_fixed_size_binary(t)
+        or getattr(types, "is_binary_view", lambda _: False)(t)
+    ):
         return "bytea"
     if types.is_date(t):
         return "date"
@@ -247,7 +294,12 @@ def _csv_column(column: pa.Array, t: pa.DataType) -> pa.Array:
     if types.is_nested(t):
         # Nested values go to jsonb: JSON text (Arrow's CSV writer has no nested types).
         return pa.array([None if v is None else _json(v) for v in column.to_pylist()], pa.string())
-    if types.is_binary(t) or types.is_large_binary(t) or types.is_fixed_size_binary(t) or getattr(types, "is_binary_view", lambda _: False)(t):
+    if (
+        types.is_binary(t)
+        or types.is_large_binary(t)
+        or types.is_fixed_size_binary(t)
+        or getattr(types, "is_binary_view", lambda _: False)(t)
+    ):
         return pa.array([None if v is None else "\\x" + v.hex() for v in column.to_pylist()], pa.string())
     if types.is_duration(t):
         values = column.cast(pa.int64()).to_pylist()
@@ -268,8 +320,9 @@ def _csv_bytes(batch: pa.RecordBatch) -> pa.Buffer:
     sink = pa.BufferOutputStream()
     # Arrow quotes every string (so "" is an empty string) and writes a null as an empty
     # unquoted field, which is exactly PostgreSQL's CSV convention for NULL.
-    pacsv.write_csv(pa.RecordBatch.from_arrays(columns, names=batch.schema.names), sink,
-                    pacsv.WriteOptions(include_header=False))
+    pacsv.write_csv(
+        pa.RecordBatch.from_arrays(columns, names=batch.schema.names), sink, pacsv.WriteOptions(include_header=False)
+    )
     return sink.getvalue()
 
 
@@ -343,10 +396,12 @@ def _ensure_ledger(conn) -> None:
 
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtextextended('civic_sync:ledger', 0))")
-        conn.execute(sql.SQL(
-            "create table if not exists {} (target_table text not null, block text not null, fingerprint text, "
-            "rows bigint not null, synced_at timestamptz not null default now(), primary key (target_table, block))"
-        ).format(sql.Identifier(LEDGER)))
+        conn.execute(
+            sql.SQL(
+                "create table if not exists {} (target_table text not null, block text not null, fingerprint text, "
+                "rows bigint not null, synced_at timestamptz not null default now(), primary key (target_table, block))"
+            ).format(sql.Identifier(LEDGER))
+        )
 
 
 def _existing_columns(conn, table) -> dict[str, str] | None:
@@ -355,7 +410,9 @@ def _existing_columns(conn, table) -> dict[str, str] | None:
         return None
     rows = conn.execute(
         "select attname, format_type(atttypid, atttypmod) from pg_attribute "
-        "where attrelid = %s and attnum > 0 and not attisdropped order by attnum", [regclass]).fetchall()
+        "where attrelid = %s and attnum > 0 and not attisdropped order by attnum",
+        [regclass],
+    ).fetchall()
     return dict(rows)
 
 
@@ -377,34 +434,53 @@ def _ensure_table(conn, spec: TableSpec, schema: pa.Schema) -> tuple[list[str], 
         if "." in spec.table:
             conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(spec.table.split(".", 1)[0])))
         columns = sql.SQL(", ").join(
-            sql.SQL("{} {}{}").format(sql.Identifier(name), sql.SQL(kind), sql.SQL(" not null" if name in spec.key else ""))
-            for name, kind in wanted.items())
-        conn.execute(sql.SQL("create table {} ({}, primary key ({}))").format(
-            target, columns, sql.SQL(", ").join(map(sql.Identifier, spec.key))))
+            sql.SQL("{} {}{}").format(
+                sql.Identifier(name), sql.SQL(kind), sql.SQL(" not null" if name in spec.key else "")
+            )
+            for name, kind in wanted.items()
+        )
+        conn.execute(
+            sql.SQL("create table {} ({}, primary key ({}))").format(
+                target, columns, sql.SQL(", ").join(map(sql.Identifier, spec.key))
+            )
+        )
         existing = dict(wanted)
     else:
         for name, kind in wanted.items():
             if name not in existing:
                 log.warning("%s: new column %s %s (from %s)", spec.table, name, kind, spec.parquet)
-                conn.execute(sql.SQL("alter table {} add column {} {}").format(target, sql.Identifier(name), sql.SQL(kind)))
+                conn.execute(
+                    sql.SQL("alter table {} add column {} {}").format(target, sql.Identifier(name), sql.SQL(kind))
+                )
                 existing[name] = kind
             elif existing[name] != kind and not pa.types.is_null(schema.field(name).type):  # all-null casts to anything
-                log.warning("%s.%s is %s in PostgreSQL but %s in the lake: COPY casts (and fails the block if it cannot)",
-                            spec.table, name, existing[name], kind)
+                log.warning(
+                    "%s.%s is %s in PostgreSQL but %s in the lake: COPY casts (and fails the block if it cannot)",
+                    spec.table,
+                    name,
+                    existing[name],
+                    kind,
+                )
     index = f"{spec.table.rsplit('.', 1)[-1]}_block_idx"[:63]
-    conn.execute(sql.SQL("create index if not exists {} on {} ({})").format(
-        sql.Identifier(index), target, sql.SQL(", ").join(map(sql.Identifier, spec.block_key))))
+    conn.execute(
+        sql.SQL("create index if not exists {} on {} ({})").format(
+            sql.Identifier(index), target, sql.SQL(", ").join(map(sql.Identifier, spec.block_key))
+        )
+    )
     return list(existing), created
 
 
 def _block_condition(spec: TableSpec, alias: str):
     from psycopg import sql
 
-    return sql.SQL(" and ").join(sql.SQL("{}.{} = %s").format(sql.Identifier(alias), sql.Identifier(c)) for c in spec.block_key)
+    return sql.SQL(" and ").join(
+        sql.SQL("{}.{} = %s").format(sql.Identifier(alias), sql.Identifier(c)) for c in spec.block_key
+    )
 
 
-def _sync_table(conn, spec: TableSpec, location: BlockLocation, identity: list, block_id: str,
-                fingerprint: str | None, force: bool) -> dict:
+def _sync_table(
+    conn, spec: TableSpec, location: BlockLocation, identity: list, block_id: str, fingerprint: str | None, force: bool
+) -> dict:
     started = time.monotonic()
     conn.execute("select pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"civic_sync:{spec.table}"])
     parquet = _open_parquet(location, spec.parquet)
@@ -415,8 +491,9 @@ def _sync_table(conn, spec: TableSpec, location: BlockLocation, identity: list, 
         return _sync_file(conn, spec, parquet, identity, block_id, fingerprint, force, started)
 
 
-def _sync_file(conn, spec: TableSpec, parquet, identity: list, block_id: str, fingerprint: str | None, force: bool,
-               started: float) -> dict:
+def _sync_file(
+    conn, spec: TableSpec, parquet, identity: list, block_id: str, fingerprint: str | None, force: bool, started: float
+) -> dict:
     from psycopg import sql
 
     target = _identifier(spec.table)
@@ -425,48 +502,80 @@ def _sync_file(conn, spec: TableSpec, parquet, identity: list, block_id: str, fi
     if created:
         conn.execute(sql.SQL("delete from {} where target_table = %s").format(ledger), [spec.table])
     elif fingerprint and not force:
-        previous = conn.execute(sql.SQL("select fingerprint, rows, synced_at from {} where target_table = %s and block = %s")
-                                .format(ledger), [spec.table, block_id]).fetchone()
+        previous = conn.execute(
+            sql.SQL("select fingerprint, rows, synced_at from {} where target_table = %s and block = %s").format(
+                ledger
+            ),
+            [spec.table, block_id],
+        ).fetchone()
         if previous and previous[0] == fingerprint:
-            (now_rows,) = conn.execute(sql.SQL("select count(*) from {} t where {}").format(
-                target, _block_condition(spec, "t")), identity).fetchone()
+            (now_rows,) = conn.execute(
+                sql.SQL("select count(*) from {} t where {}").format(target, _block_condition(spec, "t")), identity
+            ).fetchone()
             if now_rows == previous[1]:
-                return {"table": spec.table, "skipped": True, "rows": now_rows,
-                        "reason": f"landing unchanged since the sync at {previous[2].isoformat()}"}
+                return {
+                    "table": spec.table,
+                    "skipped": True,
+                    "rows": now_rows,
+                    "reason": f"landing unchanged since the sync at {previous[2].isoformat()}",
+                }
 
     stage = sql.Identifier(f"civic_stage_{spec.file}")
     conn.execute(sql.SQL("create temporary table {} (like {}) on commit drop").format(stage, target))
     names = parquet.schema_arrow.names
     copied = 0
-    with conn.cursor().copy(sql.SQL("copy {} ({}) from stdin (format csv)").format(
-            stage, sql.SQL(", ").join(map(sql.Identifier, names)))) as copy:
+    with conn.cursor().copy(
+        sql.SQL("copy {} ({}) from stdin (format csv)").format(stage, sql.SQL(", ").join(map(sql.Identifier, names)))
+    ) as copy:
         for batch in parquet.iter_batches(batch_size=COPY_BATCH_ROWS):
             copy.write(memoryview(_csv_bytes(batch)))
             copied += batch.num_rows
 
     block_cols = sql.SQL(", ").join(map(sql.Identifier, spec.block_key))
-    (strays,) = conn.execute(sql.SQL("select count(*) from {} where ({}) is distinct from ({})").format(
-        stage, block_cols, sql.SQL(", ").join(sql.Placeholder() * len(identity))), identity).fetchone()
+    (strays,) = conn.execute(
+        sql.SQL("select count(*) from {} where ({}) is distinct from ({})").format(
+            stage, block_cols, sql.SQL(", ").join(sql.Placeholder() * len(identity))
+        ),
+        identity,
+    ).fetchone()
     if strays:
-        raise PostgresSyncError(f"{spec.table}: {strays} row(s) of {block_id} have {', '.join(spec.block_key)} other than "
-                                f"{identity}: the block's rows could not be replaced exactly")
+        raise PostgresSyncError(
+            f"{spec.table}: {strays} row(s) of {block_id} have {', '.join(spec.block_key)} other than "
+            f"{identity}: the block's rows could not be replaced exactly"
+        )
     key_cols = sql.SQL(", ").join(map(sql.Identifier, spec.key))
-    (duplicates,) = conn.execute(sql.SQL("select count(*) from (select 1 from {} group by {} having count(*) > 1) d")
-                                 .format(stage, key_cols)).fetchone()
+    (duplicates,) = conn.execute(
+        sql.SQL("select count(*) from (select 1 from {} group by {} having count(*) > 1) d").format(stage, key_cols)
+    ).fetchone()
     if duplicates:
-        raise PostgresSyncError(f"{spec.table}: {duplicates} key(s) ({', '.join(spec.key)}) appear more than once in {block_id}")
+        raise PostgresSyncError(
+            f"{spec.table}: {duplicates} key(s) ({', '.join(spec.key)}) appear more than once in {block_id}"
+        )
 
     key_match = sql.SQL(" and ").join(sql.SQL("s.{0} = t.{0}").format(sql.Identifier(c)) for c in spec.key)
-    deleted = conn.execute(sql.SQL("delete from {} t where {} and not exists (select 1 from {} s where {})").format(
-        target, _block_condition(spec, "t"), stage, key_match), identity).rowcount
+    deleted = conn.execute(
+        sql.SQL("delete from {} t where {} and not exists (select 1 from {} s where {})").format(
+            target, _block_condition(spec, "t"), stage, key_match
+        ),
+        identity,
+    ).rowcount
 
     # A key the table holds under another block (a trip re-dated into another month) moves here:
     # the key is the table's identity, so it lives in whichever of the two blocks synced last.
-    (moved,) = conn.execute(sql.SQL("select count(*) from {} s join {} t on {} where ({}) is distinct from ({})").format(
-        stage, target, key_match, sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in spec.block_key),
-        sql.SQL(", ").join(sql.Placeholder() * len(identity))), identity).fetchone()
+    (moved,) = conn.execute(
+        sql.SQL("select count(*) from {} s join {} t on {} where ({}) is distinct from ({})").format(
+            stage,
+            target,
+            key_match,
+            sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in spec.block_key),
+            sql.SQL(", ").join(sql.Placeholder() * len(identity)),
+        ),
+        identity,
+    ).fetchone()
     if moved:
-        log.warning("%s: %d key(s) of %s were held under another block and move to this one", spec.table, moved, block_id)
+        log.warning(
+            "%s: %d key(s) of %s were held under another block and move to this one", spec.table, moved, block_id
+        )
 
     all_cols = sql.SQL(", ").join(map(sql.Identifier, columns))
     others = [c for c in columns if c not in spec.key]
@@ -475,24 +584,41 @@ def _sync_file(conn, spec: TableSpec, parquet, identity: list, block_id: str, fi
         conflict = sql.SQL("do update set {} where ({}) is distinct from ({})").format(
             sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in others),
             sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in others),
-            sql.SQL(", ").join(sql.SQL("excluded.{}").format(sql.Identifier(c)) for c in others))
+            sql.SQL(", ").join(sql.SQL("excluded.{}").format(sql.Identifier(c)) for c in others),
+        )
     else:
         conflict = sql.SQL("do nothing")
-    inserted, updated = conn.execute(sql.SQL(
-        "with upserted as (insert into {} as t ({}) select {} from {} on conflict ({}) {} returning (t.xmax = 0) as fresh) "
-        "select count(*) filter (where fresh), count(*) filter (where not fresh) from upserted"
-    ).format(target, all_cols, all_cols, stage, key_cols, conflict)).fetchone()
+    inserted, updated = conn.execute(
+        sql.SQL(
+            "with upserted as (insert into {} as t ({}) select {} from {} on conflict ({}) {} returning (t.xmax = 0) as fresh) "
+            "select count(*) filter (where fresh), count(*) filter (where not fresh) from upserted"
+        ).format(target, all_cols, all_cols, stage, key_cols, conflict)
+    ).fetchone()
 
-    conn.execute(sql.SQL(
-        "insert into {} (target_table, block, fingerprint, rows, synced_at) values (%s, %s, %s, %s, now()) "
-        "on conflict (target_table, block) do update set fingerprint = excluded.fingerprint, rows = excluded.rows, "
-        "synced_at = excluded.synced_at").format(ledger), [spec.table, block_id, fingerprint, copied])
-    return {"table": spec.table, "skipped": False, "rows": copied, "inserted": inserted, "updated": updated,
-            "deleted": deleted, "moved": moved, "created": created, "seconds": round(time.monotonic() - started, 3)}
+    conn.execute(
+        sql.SQL(
+            "insert into {} (target_table, block, fingerprint, rows, synced_at) values (%s, %s, %s, %s, now()) "
+            "on conflict (target_table, block) do update set fingerprint = excluded.fingerprint, rows = excluded.rows, "
+            "synced_at = excluded.synced_at"
+        ).format(ledger),
+        [spec.table, block_id, fingerprint, copied],
+    )
+    return {
+        "table": spec.table,
+        "skipped": False,
+        "rows": copied,
+        "inserted": inserted,
+        "updated": updated,
+        "deleted": deleted,
+        "moved": moved,
+        "created": created,
+        "seconds": round(time.monotonic() - started, 3),
+    }
 
 
-def sync_block(conn, location: BlockLocation, tables: list[TableSpec], *, manifest: dict | None = None,
-               force: bool = False) -> dict:
+def sync_block(
+    conn, location: BlockLocation, tables: list[TableSpec], *, manifest: dict | None = None, force: bool = False
+) -> dict:
     """Mirror one landed block's tables, in one transaction (all of them or none)."""
     import psycopg
 
@@ -508,8 +634,10 @@ def sync_block(conn, location: BlockLocation, tables: list[TableSpec], *, manife
         with conn.transaction():
             for spec in tables:
                 if len(spec.block_key) != len(identity):
-                    raise PostgresSyncError(f"{spec.table}: block_key {list(spec.block_key)} must name "
-                                            f"{'the part and month' if location.part else 'the month'} columns of {label}")
+                    raise PostgresSyncError(
+                        f"{spec.table}: block_key {list(spec.block_key)} must name "
+                        f"{'the part and month' if location.part else 'the month'} columns of {label}"
+                    )
                 results.append(_sync_table(conn, spec, location, identity, block_id, fingerprint, force))
     except psycopg.Error as error:
         # The server's message (with its DETAIL and CONTEXT lines), without chaining the driver's exception.
@@ -520,17 +648,37 @@ def sync_block(conn, location: BlockLocation, tables: list[TableSpec], *, manife
         if result["skipped"]:
             log.info("%s -> %s: skipped (%s)", label, result["table"], result["reason"])
         else:
-            log.info("%s -> %s: %s row(s) copied; %s inserted, %s updated, %s deleted, %s moved from other blocks in %.2f s",
-                     label, result["table"], f"{result['rows']:,}", result["inserted"], result["updated"], result["deleted"],
-                     result["moved"], result["seconds"])
+            log.info(
+                "%s -> %s: %s row(s) copied; %s inserted, %s updated, %s deleted, %s moved from other blocks in %.2f s",
+                label,
+                result["table"],
+                f"{result['rows']:,}",
+                result["inserted"],
+                result["updated"],
+                result["deleted"],
+                result["moved"],
+                result["seconds"],
+            )
     synced = any(not r["skipped"] for r in results)
     reasons = [r["reason"] for r in results if r["skipped"]]
-    reason = None if synced else "unchanged" if all(r.startswith("landing unchanged") for r in reasons) else "; ".join(reasons)
+    reason = (
+        None
+        if synced
+        else "unchanged"
+        if all(r.startswith("landing unchanged") for r in reasons)
+        else "; ".join(reasons)
+    )
     return {"block": label, "synced": synced, "reason": reason, "tables": results}
 
 
-def sync_blocks(source: str, blocks: list[dict], *, lake: str | None = None, connection: PostgresConnection | None = None,
-                force: bool = False) -> dict:
+def sync_blocks(
+    source: str,
+    blocks: list[dict],
+    *,
+    lake: str | None = None,
+    connection: PostgresConnection | None = None,
+    force: bool = False,
+) -> dict:
     """Mirror each block (``{"month": ..., "part": ...}``) that is in the lake. Each block is its own
     transaction: a failing block is rolled back, the others still sync, and the failures are raised
     together at the end."""
@@ -549,7 +697,9 @@ def sync_blocks(source: str, blocks: list[dict], *, lake: str | None = None, con
         try:
             _ensure_ledger(conn)
         except psycopg.Error as error:
-            raise PostgresSyncError(scrub(f"{connection.describe()}: cannot create {LEDGER}: {error}", connection.secrets())) from None
+            raise PostgresSyncError(
+                scrub(f"{connection.describe()}: cannot create {LEDGER}: {error}", connection.secrets())
+            ) from None
         for block in blocks:
             location = BlockLocation(lake=lake, source=source, month=block["month"], part=block.get("part"))
             try:
@@ -569,7 +719,9 @@ def sync_blocks(source: str, blocks: list[dict], *, lake: str | None = None, con
         "blocks": results,
     }
     if failures:
-        raise PostgresSyncError(f"{len(failures)} of {len(blocks)} block(s) failed to sync (rolled back): " + "; ".join(failures))
+        raise PostgresSyncError(
+            f"{len(failures)} of {len(blocks)} block(s) failed to sync (rolled back): " + "; ".join(failures)
+        )
     return summary
 
 
@@ -585,6 +737,8 @@ def sync_task(source: str, planned: list[dict] | None, params: dict) -> dict:
         raise AirflowSkipException("no blocks planned in this run")
     connection = resolve_connection()
     if connection is None:
-        raise AirflowSkipException(f"no {CONN_ID} connection configured (set AIRFLOW_CONN_{CONN_ID.upper()} "
-                                   "or add it in Airflow): PostgreSQL is not synced")
+        raise AirflowSkipException(
+            f"no {CONN_ID} connection configured (set AIRFLOW_CONN_{CONN_ID.upper()} "
+            "or add it in Airflow): PostgreSQL is not synced"
+        )
     return sync_blocks(source, planned, connection=connection, force=bool(params.get("force")))

@@ -6,7 +6,7 @@ declared capabilities, ``auth_headers``, ``probe`` and ``extract_block`` (or ``s
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib import import_module
 
 from civic_pipelines.sources.base import SourceSpec
@@ -30,7 +30,7 @@ def names() -> list[str]:
     return list(_MODULES) + list(_dataset_files())
 
 
-@lru_cache(maxsize=None)
+@cache
 def get(name: str):
     """The source (a module or an adapter instance with ``SPEC`` and ``extract_block``)."""
     if name in _MODULES:
@@ -46,7 +46,7 @@ def get(name: str):
     raise KeyError(f"unknown source {name!r}; known sources: {', '.join(names())}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _declared_spec(name: str) -> SourceSpec | None:
     if name in _MODULES:
         from civic_pipelines.sources.declared import SPECS

@@ -35,8 +35,10 @@ def _street_manager() -> list[LakeTable]:
 
     tables = []
     for part in street_manager.SPEC.parts:
-        tables += [LakeTable("street_manager", "data", street_manager.data_schema(part), part),
-                   LakeTable("street_manager", "quarantine", street_manager.QUARANTINE_SCHEMA, part)]
+        tables += [
+            LakeTable("street_manager", "data", street_manager.data_schema(part), part),
+            LakeTable("street_manager", "quarantine", street_manager.QUARANTINE_SCHEMA, part),
+        ]
     return tables
 
 
@@ -45,16 +47,21 @@ def _srwr() -> list[LakeTable]:
 
     # The activity table is the block's data.parquet; every other table is <table>.parquet.
     files = {name: "data" if name == contract.ACTIVITY else name for name in contract.SCHEMAS}
-    return ([LakeTable("srwr", files[name], schema) for name, schema in contract.SCHEMAS.items()]
-            + [LakeTable("srwr", "quarantine", contract.QUARANTINE_SCHEMA)])
+    return [LakeTable("srwr", files[name], schema) for name, schema in contract.SCHEMAS.items()] + [
+        LakeTable("srwr", "quarantine", contract.QUARANTINE_SCHEMA)
+    ]
 
 
 def _mds() -> list[LakeTable]:
     from civic_pipelines.sources.mds import contract
 
     # Trips are the block's data.parquet (civic_pipelines.sources.mds.fetch).
-    return [LakeTable("mds", "data", contract.TRIPS_SCHEMA), LakeTable("mds", "events", contract.EVENTS_SCHEMA),
-            LakeTable("mds", "hours", contract.HOURS_SCHEMA), LakeTable("mds", "quarantine", contract.QUARANTINE_SCHEMA)]
+    return [
+        LakeTable("mds", "data", contract.TRIPS_SCHEMA),
+        LakeTable("mds", "events", contract.EVENTS_SCHEMA),
+        LakeTable("mds", "hours", contract.HOURS_SCHEMA),
+        LakeTable("mds", "quarantine", contract.QUARANTINE_SCHEMA),
+    ]
 
 
 _HAND_WRITTEN = {"street_manager": _street_manager, "srwr": _srwr, "mds": _mds}

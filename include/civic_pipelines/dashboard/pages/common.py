@@ -19,13 +19,7 @@ AREAS_PER_CITY = 10
 
 # ---------------------------------------------------------------- pages and sources
 
-PAGES = {
-    "overview": "Overview",
-    "crime": "Crime",
-    "311": "311",
-    "street-works": "Street works",
-    "mobility": "Mobility",
-}
+PAGES = {"overview": "Overview", "crime": "Crime", "311": "311", "street-works": "Street works", "mobility": "Mobility"}
 CRIME_SOURCES = ["seattle_crime"]
 STREET_WORKS_SOURCES = ["street_manager", "srwr"]
 MOBILITY_SOURCES = ["mds"]
@@ -65,7 +59,7 @@ class Filters:
     notes: list[str] = field(default_factory=list)
 
     @classmethod
-    def parse(cls, start: str | None, end: str | None, sources: list[str] | None) -> "Filters":
+    def parse(cls, start: str | None, end: str | None, sources: list[str] | None) -> Filters:
         filters = cls()
         for name, value in (("start", start), ("end", end)):
             if not value:
@@ -106,8 +100,14 @@ class Chart:
     wide: bool = False
 
     def as_json(self) -> dict:
-        return {"id": self.id, "title": self.title, "model": self.model, "data": self.data, "empty": self.empty,
-                "note": self.note}
+        return {
+            "id": self.id,
+            "title": self.title,
+            "model": self.model,
+            "data": self.data,
+            "empty": self.empty,
+            "note": self.note,
+        }
 
 
 @dataclass
@@ -126,10 +126,15 @@ class Page:
 
     def as_json(self) -> dict:
         return {
-            "page": self.page, "title": self.title, "sources": self.source_options, "selected": self.selected,
+            "page": self.page,
+            "title": self.title,
+            "sources": self.source_options,
+            "selected": self.selected,
             "extent": {"first": self.extent[0], "last": self.extent[1]},
             "range": {"start": self.start, "end": self.end},
-            "figures": dict(self.figures), "charts": [c.as_json() for c in self.charts], "notes": self.notes,
+            "figures": dict(self.figures),
+            "charts": [c.as_json() for c in self.charts],
+            "notes": self.notes,
             "empty": self.empty,
         }
 
@@ -163,15 +168,29 @@ def not_built(reading, *tables: str) -> str | None:
     return None
 
 
-def point_map(chart_id: str, title: str, model: str, points: list[tuple], empty: str, data: dict | None = None,
-               note: str | None = None) -> Chart:
+def point_map(
+    chart_id: str,
+    title: str,
+    model: str,
+    points: list[tuple],
+    empty: str,
+    data: dict | None = None,
+    note: str | None = None,
+) -> Chart:
     """A wide map of ``(group, lon, lat, hover text)`` rows, one colour per group."""
     groups: dict[str, list] = {}
     for group, lon, lat, text in points:
         groups.setdefault(group, []).append((lon, lat, text))
-    return Chart(chart_id, title, model, data={"points_drawn": len(points), **(data or {})},
-                 figure=figures.point_map(groups) if points else None,
-                 empty=None if points else empty, note=note if points else None, wide=True)
+    return Chart(
+        chart_id,
+        title,
+        model,
+        data={"points_drawn": len(points), **(data or {})},
+        figure=figures.point_map(groups) if points else None,
+        empty=None if points else empty,
+        note=note if points else None,
+        wide=True,
+    )
 
 
 def empty_page(page: Page, message: str) -> Page:

@@ -23,64 +23,124 @@ def crime(reading, filters: Filters) -> Page:
     where = "report_month between $start and $end"
     p = {"start": start, "end": end}
 
-    total, person, property_ = common.row(reading, f"""
+    total, person, property_ = common.row(
+        reading,
+        f"""
         select coalesce(sum(offenses), 0),
                coalesce(sum(offenses) filter (where crime_against_category = 'PERSON'), 0),
                coalesce(sum(offenses) filter (where crime_against_category = 'PROPERTY'), 0)
-        from mart_crime_monthly where {where}""", **p)
-    page.figures = [("offenses", int(total)), ("against persons (violent)", int(person)),
-                    ("against property", int(property_))]
+        from mart_crime_monthly where {where}""",
+        **p,
+    )
+    page.figures = [
+        ("offenses", int(total)),
+        ("against persons (violent)", int(person)),
+        ("against property", int(property_)),
+    ]
 
-    trend = common.rows(reading, f"""
+    trend = common.rows(
+        reading,
+        f"""
         select report_month, coalesce(crime_against_category, 'UNKNOWN') as category, sum(offenses)::bigint
-        from mart_crime_monthly where {where} group by all order by 1, 2""", **p)
+        from mart_crime_monthly where {where} group by all order by 1, 2""",
+        **p,
+    )
     series: dict[str, list] = {}
     for month, category, n in trend:
         series.setdefault(category, []).append((month, n))
     order = ["PERSON", "PROPERTY", "SOCIETY", "NOT_A_CRIME", "UNKNOWN"]
     series = {k: series[k] for k in sorted(series, key=lambda c: order.index(c) if c in order else 99)}
-    page.charts.append(Chart(
-        "crime-trend", "Violent (PERSON) vs property offenses by month", "mart_crime_monthly",
-        data=[{"month": common.month_text(m), "category": c, "offenses": n} for m, c, n in trend],
-        figure=figures.lines(series, "offenses") if trend else None,
-        empty=None if trend else "No offenses in this range.", wide=True))
+    page.charts.append(
+        Chart(
+            "crime-trend",
+            "Violent (PERSON) vs property offenses by month",
+            "mart_crime_monthly",
+            data=[{"month": common.month_text(m), "category": c, "offenses": n} for m, c, n in trend],
+            figure=figures.lines(series, "offenses") if trend else None,
+            empty=None if trend else "No offenses in this range.",
+            wide=True,
+        )
+    )
 
     if covers_all and "mart_crime_by_area" in reading.tables:
-        model, areas = "mart_crime_by_area", common.rows(reading, f"""
+        model, areas = (
+            "mart_crime_by_area",
+            common.rows(
+                reading,
+                f"""
             select precinct, sector, beat, offenses from mart_crime_by_area
-            order by offenses desc, precinct nulls last, sector nulls last, beat nulls last limit {common.TOP}""")
+            order by offenses desc, precinct nulls last, sector nulls last, beat nulls last limit {common.TOP}""",
+            ),
+        )
     else:
-        model, areas = "fct_crime_offenses", common.rows(reading, f"""
+        model, areas = (
+            "fct_crime_offenses",
+            common.rows(
+                reading,
+                f"""
             select precinct, sector, beat, count(*) as offenses from fct_crime_offenses where {where}
             group by all order by offenses desc, precinct nulls last, sector nulls last, beat nulls last
-            limit {common.TOP}""", **p)
+            limit {common.TOP}""",
+                **p,
+            ),
+        )
     labels = [f"{pr or '?'} / {se or '?'} / {be or 'no beat'}" for pr, se, be, _ in areas]
-    page.charts.append(Chart(
-        "crime-areas", "Beats with the most offenses (precinct / sector / beat)", model,
-        data=[{"precinct": pr, "sector": se, "beat": be, "offenses": n} for pr, se, be, n in areas],
-        figure=figures.ranking(labels, [n for *_, n in areas], "offenses") if areas else None,
-        empty=None if areas else "No offenses in this range."))
+    page.charts.append(
+        Chart(
+            "crime-areas",
+            "Beats with the most offenses (precinct / sector / beat)",
+            model,
+            data=[{"precinct": pr, "sector": se, "beat": be, "offenses": n} for pr, se, be, n in areas],
+            figure=figures.ranking(labels, [n for *_, n in areas], "offenses") if areas else None,
+            empty=None if areas else "No offenses in this range.",
+        )
+    )
 
-    offenses = common.rows(reading, f"""
+    offenses = common.rows(
+        reading,
+        f"""
         select coalesce(offense_parent_group, '(unknown group)') as offense_group, count(*) as offenses
-        from fct_crime_offenses where {where} group by all order by offenses desc, offense_group limit {common.TOP}""", **p)
-    page.charts.append(Chart(
-        "crime-offenses", "Offenses by NIBRS offense group", "fct_crime_offenses",
-        data=[{"offense_group": g, "offenses": n} for g, n in offenses],
-        figure=figures.ranking([g for g, _ in offenses], [n for _, n in offenses], "offenses") if offenses else None,
-        empty=None if offenses else "No offenses in this range."))
+        from fct_crime_offenses where {where} group by all order by offenses desc, offense_group limit {common.TOP}""",
+        **p,
+    )
+    page.charts.append(
+        Chart(
+            "crime-offenses",
+            "Offenses by NIBRS offense group",
+            "fct_crime_offenses",
+            data=[{"offense_group": g, "offenses": n} for g, n in offenses],
+            figure=figures.ranking([g for g, _ in offenses], [n for _, n in offenses], "offenses")
+            if offenses
+            else None,
+            empty=None if offenses else "No offenses in this range.",
+        )
+    )
 
-    points = common.rows(reading, f"""
+    points = common.rows(
+        reading,
+        f"""
         select coalesce(crime_against_category, 'UNKNOWN'), round(longitude, 5), round(latitude, 5),
                coalesce(offense, '') || ' · ' || coalesce(block_address, '') || ' · ' || strftime(report_datetime, '%Y-%m-%d')
         from fct_crime_offenses
         where {where} and longitude is not null and latitude is not null
-        order by hash(offense_id) limit {common.MAP_POINTS}""", **p)
-    with_point = common.row(reading, f"select count(*) filter (where longitude is not null), count(*) from fct_crime_offenses where {where}", **p)
-    page.charts.append(common.point_map(
-        "crime-map", "Where offenses were reported", "fct_crime_offenses", points,
-        "No offense in this range has a location.",
-        data={"offenses_with_point": with_point[0], "offenses": with_point[1]},
-        note=f"{len(points):,} of {with_point[0]:,} located offenses drawn (a fixed sample); "
-             f"{with_point[1] - with_point[0]:,} have no published location."))
+        order by hash(offense_id) limit {common.MAP_POINTS}""",
+        **p,
+    )
+    with_point = common.row(
+        reading,
+        f"select count(*) filter (where longitude is not null), count(*) from fct_crime_offenses where {where}",
+        **p,
+    )
+    page.charts.append(
+        common.point_map(
+            "crime-map",
+            "Where offenses were reported",
+            "fct_crime_offenses",
+            points,
+            "No offense in this range has a location.",
+            data={"offenses_with_point": with_point[0], "offenses": with_point[1]},
+            note=f"{len(points):,} of {with_point[0]:,} located offenses drawn (a fixed sample); "
+            f"{with_point[1] - with_point[0]:,} have no published location.",
+        )
+    )
     return page

@@ -15,7 +15,9 @@ def mobility(reading, filters: Filters) -> Page:
     page's "sources" are the MDS providers (one registered source, several operators)."""
     providers = []
     if "mart_mobility_trips_daily" in reading.tables:
-        providers = [p for (p,) in common.rows(reading, "select distinct provider from mart_mobility_trips_daily order by 1")]
+        providers = [
+            p for (p,) in common.rows(reading, "select distinct provider from mart_mobility_trips_daily order by 1")
+        ]
     page = Page("mobility", "Mobility (dockless scooters and bikes, MDS)", providers, filters.selected(providers))
     missing = common.not_built(reading, "fct_mobility_trips", "mart_mobility_trips_daily")
     if missing:
@@ -24,109 +26,203 @@ def mobility(reading, filters: Filters) -> Page:
         return common.empty_page(page, "No trips landed yet.")
     if not page.selected:
         return common.empty_page(page, "no provider selected")
-    first, last = common.row(reading, "select min(date_trunc('month', trip_date))::date, max(date_trunc('month', trip_date))::date "
-                                "from mart_mobility_trips_daily where list_contains($providers, provider)",
-                       providers=page.selected)
+    first, last = common.row(
+        reading,
+        "select min(date_trunc('month', trip_date))::date, max(date_trunc('month', trip_date))::date "
+        "from mart_mobility_trips_daily where list_contains($providers, provider)",
+        providers=page.selected,
+    )
     start, end, _ = common.month_range(page, filters, first, last)
     p = {"providers": page.selected, "start": start, "end": end}
     where = "list_contains($providers, provider) and date_trunc('month', trip_date) between $start and $end"
 
-    trips, failing, distance, duration = common.row(reading, f"""
+    trips, failing, distance, duration = common.row(
+        reading,
+        f"""
         select count(*), count(*) filter (where fails_sanity_rules), median(distance_miles), median(duration_seconds) / 60
-        from fct_mobility_trips where {where}""", **p)
-    page.figures = [("trips", trips), ("median distance (miles)", round(distance, 2) if distance is not None else None),
-                    ("median duration (minutes)", round(duration, 1) if duration is not None else None),
-                    ("trips failing sanity rules", failing)]
+        from fct_mobility_trips where {where}""",
+        **p,
+    )
+    page.figures = [
+        ("trips", trips),
+        ("median distance (miles)", round(distance, 2) if distance is not None else None),
+        ("median duration (minutes)", round(duration, 1) if duration is not None else None),
+        ("trips failing sanity rules", failing),
+    ]
 
-    daily = common.rows(reading, f"""
+    daily = common.rows(
+        reading,
+        f"""
         select provider, trip_date, sum(trips)::bigint from mart_mobility_trips_daily where {where}
-        group by all order by 1, 2""", **p)
+        group by all order by 1, 2""",
+        **p,
+    )
     series: dict[str, list] = {}
     for provider, day, n in daily:
         series.setdefault(provider, []).append((day, n))
-    page.charts.append(Chart(
-        "mobility-daily", "Trips per day by provider", "mart_mobility_trips_daily",
-        data=[{"provider": pr, "trip_date": d.isoformat(), "trips": n} for pr, d, n in daily],
-        figure=figures.daily_lines(series, "trips") if daily else None,
-        empty=None if daily else "No trips in this range.", wide=True))
+    page.charts.append(
+        Chart(
+            "mobility-daily",
+            "Trips per day by provider",
+            "mart_mobility_trips_daily",
+            data=[{"provider": pr, "trip_date": d.isoformat(), "trips": n} for pr, d, n in daily],
+            figure=figures.daily_lines(series, "trips") if daily else None,
+            empty=None if daily else "No trips in this range.",
+            wide=True,
+        )
+    )
 
-    districts = common.rows(reading, f"""
+    districts = common.rows(
+        reading,
+        f"""
         select coalesce(council_district, '(outside every district)') as district, provider, sum(trips)::bigint
-        from mart_mobility_trips_daily where {where} group by all order by 1, 2""", **p)
+        from mart_mobility_trips_daily where {where} group by all order by 1, 2""",
+        **p,
+    )
     totals: dict[str, int] = {}
     for district, _, n in districts:
         totals[district] = totals.get(district, 0) + n
     ordered = sorted(totals, key=lambda d: (-totals[d], d))
     cells = {(d, pr): n for d, pr, n in districts}
-    page.charts.append(Chart(
-        "mobility-districts", "Trips by start council district", "mart_mobility_trips_daily",
-        data=[{"council_district": d, "provider": pr, "trips": n} for d, pr, n in districts],
-        figure=figures.ranking([f"district {d}" if d[0] != "(" else d for d in ordered], [totals[d] for d in ordered],
-                               "trips", series={pr: [cells.get((d, pr), 0) for d in ordered] for pr in page.selected})
-        if districts else None,
-        empty=None if districts else "No trips in this range."))
+    page.charts.append(
+        Chart(
+            "mobility-districts",
+            "Trips by start council district",
+            "mart_mobility_trips_daily",
+            data=[{"council_district": d, "provider": pr, "trips": n} for d, pr, n in districts],
+            figure=figures.ranking(
+                [f"district {d}" if d[0] != "(" else d for d in ordered],
+                [totals[d] for d in ordered],
+                "trips",
+                series={pr: [cells.get((d, pr), 0) for d in ordered] for pr in page.selected},
+            )
+            if districts
+            else None,
+            empty=None if districts else "No trips in this range.",
+        )
+    )
 
     for key, title, column, width, unit in (
-            ("distance", "Trip distance distribution", "distance_miles", 0.25, "miles"),
-            ("duration", "Trip duration distribution", "duration_seconds / 60.0", 2.0, "minutes")):
+        ("distance", "Trip distance distribution", "distance_miles", 0.25, "miles"),
+        ("duration", "Trip duration distribution", "duration_seconds / 60.0", 2.0, "minutes"),
+    ):
         cap = common.row(reading, f"select quantile_cont({column}, 0.99) from fct_mobility_trips where {where}", **p)[0]
-        bins = common.rows(reading, f"""
+        bins = common.rows(
+            reading,
+            f"""
             select provider, floor(least({column}, $cap) / $width) * $width as bin, count(*)
             from fct_mobility_trips where {where} and {column} is not null and {column} >= 0
-            group by all order by 1, 2""", **p, cap=cap or 0, width=width)
+            group by all order by 1, 2""",
+            **p,
+            cap=cap or 0,
+            width=width,
+        )
         groups: dict[str, list] = {}
         for provider, b, n in bins:
             groups.setdefault(provider, []).append((float(b), n))
-        page.charts.append(Chart(
-            f"mobility-{key}", f"{title} ({unit})", "fct_mobility_trips",
-            data=[{"provider": pr, "bin_start": float(b), "bin_width": width, "trips": n} for pr, b, n in bins],
-            figure=figures.histogram(groups, width, unit) if bins else None,
-            empty=None if bins else "No trips in this range.",
-            note=f"Bins of {width:g} {unit}; trips beyond the 99th percentile ({cap:,.1f} {unit}) in the last bin."
-            if bins and cap is not None else None))
+        page.charts.append(
+            Chart(
+                f"mobility-{key}",
+                f"{title} ({unit})",
+                "fct_mobility_trips",
+                data=[{"provider": pr, "bin_start": float(b), "bin_width": width, "trips": n} for pr, b, n in bins],
+                figure=figures.histogram(groups, width, unit) if bins else None,
+                empty=None if bins else "No trips in this range.",
+                note=f"Bins of {width:g} {unit}; trips beyond the 99th percentile ({cap:,.1f} {unit}) in the last bin."
+                if bins and cap is not None
+                else None,
+            )
+        )
 
     if "mart_mobility_vehicles_hourly" in reading.tables:
-        hourly = common.rows(reading, f"""
+        hourly = common.rows(
+            reading,
+            """
             select provider, hour_start, vehicles_deployed from mart_mobility_vehicles_hourly
             where list_contains($providers, provider)
               and date_trunc('month', timezone('America/Chicago', hour_start)) between $start and $end
-            order by 1, 2""", **p)
+            order by 1, 2""",
+            **p,
+        )
         series = {}
         for provider, hour, n in hourly:
             series.setdefault(provider, []).append((hour, n))
-        page.charts.append(Chart(
-            "mobility-vehicles", "Vehicles deployed per hour", "mart_mobility_vehicles_hourly",
-            data={"hours": len(hourly), "max_by_provider": {pr: max(n for _, n in pts) for pr, pts in series.items()}},
-            figure=figures.daily_lines(series, "vehicles", x_title="hour (UTC)") if hourly else None,
-            empty=None if hourly else "No vehicle events in this range.",
-            note="Only events that identify their vehicle count (MDS 0.4 status changes often do not)."
-            if hourly else None, wide=True))
+        page.charts.append(
+            Chart(
+                "mobility-vehicles",
+                "Vehicles deployed per hour",
+                "mart_mobility_vehicles_hourly",
+                data={
+                    "hours": len(hourly),
+                    "max_by_provider": {pr: max(n for _, n in pts) for pr, pts in series.items()},
+                },
+                figure=figures.daily_lines(series, "vehicles", x_title="hour (UTC)") if hourly else None,
+                empty=None if hourly else "No vehicle events in this range.",
+                note="Only events that identify their vehicle count (MDS 0.4 status changes often do not)."
+                if hourly
+                else None,
+                wide=True,
+            )
+        )
 
     if "mart_mobility_trip_sanity" in reading.tables:
-        sanity = common.rows(reading, """
+        sanity = common.rows(
+            reading,
+            """
             select provider, sum(trips)::bigint, sum(trips_over_24_hours)::bigint, sum(trips_over_500_miles)::bigint,
                    sum(trips_zero_span_with_duration)::bigint, sum(trips_same_location_with_duration)::bigint,
                    sum(trips_failing)::bigint
             from mart_mobility_trip_sanity
             where list_contains($providers, provider) and block_month between strftime($start, '%Y-%m') and strftime($end, '%Y-%m')
-            group by provider order by provider""", **p)
+            group by provider order by provider""",
+            **p,
+        )
         rules = ["over 24 hours", "over 500 miles", "zero time span", "same start and end point"]
-        page.charts.append(Chart(
-            "mobility-sanity", "Trips failing the sanity rules (by landed month)", "mart_mobility_trip_sanity",
-            data=[{"provider": r[0], "trips": r[1], **{k.replace(' ', '_'): v for k, v in zip(rules, r[2:6])},
-                   "trips_failing": r[6]} for r in sanity],
-            figure=figures.stacked_bars([r[0] for r in sanity], {k: [r[i + 2] for r in sanity] for i, k in enumerate(rules)},
-                                        "trips", x_title="provider", barmode="group")
-            if any(r[6] for r in sanity) else None,
-            empty=None if any(r[6] for r in sanity) else
-            (f"No trip fails a sanity rule in this range ({sum(r[1] for r in sanity):,} trips checked)."
-             if sanity else "No landed blocks in this range.")))
+        page.charts.append(
+            Chart(
+                "mobility-sanity",
+                "Trips failing the sanity rules (by landed month)",
+                "mart_mobility_trip_sanity",
+                data=[
+                    {
+                        "provider": r[0],
+                        "trips": r[1],
+                        **{k.replace(" ", "_"): v for k, v in zip(rules, r[2:6])},
+                        "trips_failing": r[6],
+                    }
+                    for r in sanity
+                ],
+                figure=figures.stacked_bars(
+                    [r[0] for r in sanity],
+                    {k: [r[i + 2] for r in sanity] for i, k in enumerate(rules)},
+                    "trips",
+                    x_title="provider",
+                    barmode="group",
+                )
+                if any(r[6] for r in sanity)
+                else None,
+                empty=None
+                if any(r[6] for r in sanity)
+                else (
+                    f"No trip fails a sanity rule in this range ({sum(r[1] for r in sanity):,} trips checked)."
+                    if sanity
+                    else "No landed blocks in this range."
+                ),
+            )
+        )
 
-    points = common.rows(reading, f"""
+    points = common.rows(
+        reading,
+        f"""
         select provider, round(start_lon, 5), round(start_lat, 5),
                strftime(start_time_local, '%Y-%m-%d %H:%M') || ' · ' || coalesce(round(distance_miles, 2)::varchar, '?') || ' mi'
         from fct_mobility_trips where {where} and start_lon is not null and start_lat is not null
-        order by hash(provider, trip_id) limit {common.MAP_POINTS}""", **p)
-    page.charts.append(common.point_map("mobility-map", "Where trips started", "fct_mobility_trips", points,
-                                  "No located trips in this range."))
+        order by hash(provider, trip_id) limit {common.MAP_POINTS}""",
+        **p,
+    )
+    page.charts.append(
+        common.point_map(
+            "mobility-map", "Where trips started", "fct_mobility_trips", points, "No located trips in this range."
+        )
+    )
     return page

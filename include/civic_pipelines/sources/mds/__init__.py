@@ -66,24 +66,53 @@ point-in-polygon (shapely STRtree) against a GeoJSON file: the Variable
 
 # The source's interface (what the registry and the runner read) and the names tests use, top-down:
 # the contract, the configuration, the fetch, then the pieces it is built from.
-from civic_pipelines.sources.mds.contract import (  # noqa: F401
-    SPEC, POSTGRES_TABLES, DEFAULT_PROVIDERS, PROVIDERS_VARIABLE, DISTRICTS_PATH_VARIABLE,
-    DISTRICT_PROPERTY_VARIABLE, DISTRICT_PROPERTIES, PROVIDER_NAME, SCHEMA_DIR, BUNDLED_DISTRICTS, FAMILIES,
-    ACCEPT, ENDPOINTS, SCHEMA_FILES, MAX_PAGES_PER_HOUR, TOKEN_ATTEMPTS, DERIVED_EVENT_NAMESPACE,
-    ENDPOINT_NAMES, TIMESTAMP, LANDED_TYPE, TEXT_LIST, TRIPS_SCHEMA, EVENTS_SCHEMA, HOURS_SCHEMA,
-    QUARANTINE_SCHEMA, KNOWN_FIELDS, MdsConfigError, MdsAuthError, MdsFormatError, ITEM_POINTERS, schema,
-    _contains_combinations, validator, schema_error,
-)
+from civic_pipelines.sources.mds.client import Auth, Client, clear_token_cache, loads_lenient, log  # noqa: F401
 from civic_pipelines.sources.mds.config import (  # noqa: F401
-    parts, auth_headers, provider_conn_id, Provider, parse_version,
-    provider_config, Districts, districts_path, load_districts,
+    Districts,
+    Provider,
+    auth_headers,
+    districts_path,
+    load_districts,
+    parse_version,
+    parts,
+    provider_config,
+    provider_conn_id,
 )
-from civic_pipelines.sources.mds.fetch import (  # noqa: F401
-    month_hours, hour_text, parse_hour, probe, extract_block,
+from civic_pipelines.sources.mds.contract import (  # noqa: F401
+    ACCEPT,
+    BUNDLED_DISTRICTS,
+    DEFAULT_PROVIDERS,
+    DERIVED_EVENT_NAMESPACE,
+    DISTRICT_PROPERTIES,
+    DISTRICT_PROPERTY_VARIABLE,
+    DISTRICTS_PATH_VARIABLE,
+    ENDPOINT_NAMES,
+    ENDPOINTS,
+    EVENTS_SCHEMA,
+    FAMILIES,
+    HOURS_SCHEMA,
+    ITEM_POINTERS,
+    KNOWN_FIELDS,
+    LANDED_TYPE,
+    MAX_PAGES_PER_HOUR,
+    POSTGRES_TABLES,
+    PROVIDER_NAME,
+    PROVIDERS_VARIABLE,
+    QUARANTINE_SCHEMA,
+    SCHEMA_DIR,
+    SCHEMA_FILES,
+    SPEC,
+    TEXT_LIST,
+    TIMESTAMP,
+    TOKEN_ATTEMPTS,
+    TRIPS_SCHEMA,
+    MdsAuthError,
+    MdsConfigError,
+    MdsFormatError,
+    _contains_combinations,
+    schema,
+    schema_error,
+    validator,
 )
-from civic_pipelines.sources.mds.client import (  # noqa: F401
-    log, clear_token_cache, Auth, loads_lenient, Client,
-)
-from civic_pipelines.sources.mds.transform import (  # noqa: F401
-    _canonical, derived_event_id, trip_row, event_row, record_key,
-)
+from civic_pipelines.sources.mds.fetch import extract_block, hour_text, month_hours, parse_hour, probe  # noqa: F401
+from civic_pipelines.sources.mds.transform import _canonical, derived_event_id, event_row, record_key, trip_row  # noqa: F401

@@ -100,9 +100,13 @@ class Auth:
             self.counters["requests"] += 1
             self.counters["token_requests"] += 1
             response = self.session.post(
-                provider.token_url, data={"grant_type": "client_credentials"},
-                auth=(provider.client_id, provider.secret), headers={"Accept": "application/json"},
-                timeout=request_timeout(), **self.settings(provider.token_url))
+                provider.token_url,
+                data={"grant_type": "client_credentials"},
+                auth=(provider.client_id, provider.secret),
+                headers={"Accept": "application/json"},
+                timeout=request_timeout(),
+                **self.settings(provider.token_url),
+            )
             if response.status_code in RETRY_STATUSES and response.status_code != 200 and attempt < TOKEN_ATTEMPTS - 1:
                 wait = _retry_after(response.headers.get("Retry-After"), retry_policy().delay(attempt))
                 response.close()
@@ -119,7 +123,9 @@ class Auth:
             raise MdsAuthError(
                 f"{provider.name}: the token endpoint {provider.token_url} answered {status}"
                 + (f" ({self.redact(str(code))[:80]})" if code else "")
-                + ": check the client id and secret of connection " + provider_conn_id(provider.name))
+                + ": check the client id and secret of connection "
+                + provider_conn_id(provider.name)
+            )
         token = payload["access_token"]
         _mask_in_airflow(token)
         self._issued.append(token)
@@ -191,8 +197,9 @@ class Client:
         def attempt() -> tuple[int, bytes, dict]:
             headers = {"Accept": self.provider.accept, **self.auth.headers()}
             self.counters["requests"] += 1
-            response = self.session.get(url, params=params, headers=headers, timeout=request_timeout(), stream=True,
-                                        **self.settings(url))
+            response = self.session.get(
+                url, params=params, headers=headers, timeout=request_timeout(), stream=True, **self.settings(url)
+            )
             body = read_whole_body(response)
             return response.status_code, body, dict(response.headers)
 
@@ -211,8 +218,9 @@ class Client:
             try:
                 payload, lenient = loads_lenient(body)
             except orjson.JSONDecodeError as error:
-                raise MdsFormatError(f"{self.provider.name}: {_show(url, params)} answered 200 with a body that is not "
-                                     f"JSON ({error})") from None
+                raise MdsFormatError(
+                    f"{self.provider.name}: {_show(url, params)} answered 200 with a body that is not JSON ({error})"
+                ) from None
             if lenient:
                 self.counters["lenient_json_pages"] += 1
             return 200, payload
@@ -221,11 +229,15 @@ class Client:
         detail = self.auth.redact(_error_text(body))
         where = _show(url, params)
         if status == 401:
-            raise MdsAuthError(f"{self.provider.name}: 401 unauthorised from {where}: check the credentials of "
-                               f"connection {provider_conn_id(self.provider.name)}{detail}")
+            raise MdsAuthError(
+                f"{self.provider.name}: 401 unauthorised from {where}: check the credentials of "
+                f"connection {provider_conn_id(self.provider.name)}{detail}"
+            )
         if status == 406:
-            raise SourceHTTPError(f"{self.provider.name}: 406 from {where}: the provider does not serve MDS "
-                                  f"{self.provider.version} (Accept: {self.provider.accept}){detail}")
+            raise SourceHTTPError(
+                f"{self.provider.name}: 406 from {where}: the provider does not serve MDS "
+                f"{self.provider.version} (Accept: {self.provider.accept}){detail}"
+            )
         if status in RETRY_STATUSES:
             raise SourceHTTPError(f"{self.provider.name}: {status} from {where} after retries{detail}")
         raise SourceHTTPError(f"{self.provider.name}: {status} from {where}{detail}")
@@ -266,13 +278,17 @@ def _fetch_hour(client: Client, url: str, params: dict, key: str) -> tuple[int, 
             return 404, [], pages
         pages += 1
         if not isinstance(payload, dict):
-            raise MdsFormatError(f"{client.provider.name}: {_show(next_url, next_params)} answered a JSON "
-                                 f"{type(payload).__name__}, not an object")
+            raise MdsFormatError(
+                f"{client.provider.name}: {_show(next_url, next_params)} answered a JSON "
+                f"{type(payload).__name__}, not an object"
+            )
         container = payload.get("data") if family != "2.0" else payload
         if not isinstance(container, dict) or not isinstance(container.get(key), list):
             where = f"data.{key}" if family != "2.0" else key
-            raise MdsFormatError(f"{client.provider.name}: {_show(next_url, next_params)} has no {where} array "
-                                 f"(MDS {client.provider.version} response shape; top-level keys {sorted(payload)[:10]})")
+            raise MdsFormatError(
+                f"{client.provider.name}: {_show(next_url, next_params)} has no {where} array "
+                f"(MDS {client.provider.version} response shape; top-level keys {sorted(payload)[:10]})"
+            )
         records.extend(container[key])
         links = payload.get("links")
         link = links.get("next") if isinstance(links, dict) else None
@@ -280,8 +296,9 @@ def _fetch_hour(client: Client, url: str, params: dict, key: str) -> tuple[int, 
             break
         link = urljoin(next_url, link)
         if link in seen or len(seen) >= MAX_PAGES_PER_HOUR:
-            raise MdsFormatError(f"{client.provider.name}: links.next of {_show(url, params)} loops or never ends "
-                                 f"({len(seen)} pages)")
+            raise MdsFormatError(
+                f"{client.provider.name}: links.next of {_show(url, params)} loops or never ends ({len(seen)} pages)"
+            )
         seen.add(link)
         next_url, next_params = link, None
     return 200, records, pages

@@ -29,7 +29,6 @@ from civic_pipelines.sources.mds.contract import (
     MdsConfigError,
 )
 
-
 # ---------------------------------------------------------------- configuration
 
 
@@ -43,8 +42,10 @@ def parts() -> list[str]:
         raise MdsConfigError(f"{PROVIDERS_VARIABLE} must be a non-empty JSON list of provider names, not {value!r}")
     bad = [name for name in listed if not isinstance(name, str) or not PROVIDER_NAME.match(name)]
     if bad:
-        raise MdsConfigError(f"{PROVIDERS_VARIABLE}: provider names are lower-case letters, digits and _ "
-                             f"(they name a connection and a folder): {bad}")
+        raise MdsConfigError(
+            f"{PROVIDERS_VARIABLE}: provider names are lower-case letters, digits and _ "
+            f"(they name a connection and a folder): {bad}"
+        )
     return list(dict.fromkeys(listed))
 
 
@@ -95,8 +96,10 @@ def parse_version(value) -> tuple[str, str]:
         return version, "1.x"
     if (major, minor) == (2, 0):
         return version, "2.0"
-    raise MdsConfigError(f"MDS version {version} is not supported (0.4, 1.x and 2.0 are; 0.2/0.3 take millisecond "
-                         "ranges that this client does not send)")
+    raise MdsConfigError(
+        f"MDS version {version} is not supported (0.4, 1.x and 2.0 are; 0.2/0.3 take millisecond "
+        "ranges that this client does not send)"
+    )
 
 
 def provider_config(provider: str) -> Provider:
@@ -106,7 +109,9 @@ def provider_config(provider: str) -> Provider:
     conn_id = provider_conn_id(provider)
     connection = connections.resolve(conn_id, "")
     if not connection.base_url or connection.base_url.rstrip("/") in ("https:/", "https://", "http://"):
-        raise NotPublished(f"no connection {conn_id} (base URL, mds_version, auth) is configured for provider {provider!r}")
+        raise NotPublished(
+            f"no connection {conn_id} (base URL, mds_version, auth) is configured for provider {provider!r}"
+        )
     extra = dict(connection.extra or {})
     version, family = parse_version(extra.get("mds_version"))
     auth = str(extra.get("auth") or ("bearer" if connection.password else "none")).lower()
@@ -123,7 +128,11 @@ def provider_config(provider: str) -> Provider:
         raise MdsConfigError(f"{conn_id}: auth bearer needs the token as the connection's password")
     empty_after = extra.get("empty_after_hours")
     return Provider(
-        name=provider, base_url=connection.base_url.rstrip("/"), version=version, family=family, auth=auth,
+        name=provider,
+        base_url=connection.base_url.rstrip("/"),
+        version=version,
+        family=family,
+        auth=auth,
         token_url=token_url if auth == "oauth2" else None,
         client_id=connection.login if auth == "oauth2" else None,
         secret=connection.password if auth in ("bearer", "oauth2") else None,
@@ -156,8 +165,9 @@ class Districts:
         present = [i for i in range(n) if lons[i] is not None and lats[i] is not None]
         if not present:
             return out, 0
-        points = shapely.points(np.array([lons[i] for i in present], dtype="float64"),
-                                np.array([lats[i] for i in present], dtype="float64"))
+        points = shapely.points(
+            np.array([lons[i] for i in present], dtype="float64"), np.array([lats[i] for i in present], dtype="float64")
+        )
         found, polygons = self.tree.query(points, predicate="intersects")
         best: dict[int, int] = {}
         for point_index, polygon_index in zip(found.tolist(), polygons.tolist()):
@@ -168,8 +178,12 @@ class Districts:
         return out, len(present) - len(best)
 
     def describe(self) -> dict:
-        return {"file": self.source, "sha256": self.sha256, "districts": len(set(self.labels)),
-                "generated_grid": self.generated}
+        return {
+            "file": self.source,
+            "sha256": self.sha256,
+            "districts": len(set(self.labels)),
+            "generated_grid": self.generated,
+        }
 
 
 def districts_path() -> Path:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pyarrow as pa
 
-from civic_pipelines.http import SourceHTTPError
 from civic_pipelines.core.contract import LANDED_TYPE
+from civic_pipelines.http import SourceHTTPError
 from civic_pipelines.sources import declared
 
 PROVIDERS_VARIABLE = declared.PROVIDERS_VARIABLE
@@ -46,9 +46,12 @@ ENDPOINTS = {
     "2.0": {"trips": ("trips", "end_time", "trips"), "events": ("events/historical", "event_time", "events")},
 }
 SCHEMA_FILES = {
-    ("0.4", "trips"): "trips_0.4.json", ("0.4", "events"): "status_changes_0.4.json",
-    ("1.x", "trips"): "trips_1.x.json", ("1.x", "events"): "status_changes_1.x.json",
-    ("2.0", "trips"): "trips_2.0.json", ("2.0", "events"): "events_2.0.json",
+    ("0.4", "trips"): "trips_0.4.json",
+    ("0.4", "events"): "status_changes_0.4.json",
+    ("1.x", "trips"): "trips_1.x.json",
+    ("1.x", "events"): "status_changes_1.x.json",
+    ("2.0", "trips"): "trips_2.0.json",
+    ("2.0", "events"): "events_2.0.json",
 }
 MAX_PAGES_PER_HOUR = 10_000
 TOKEN_ATTEMPTS = 4
@@ -58,60 +61,178 @@ ENDPOINT_NAMES = ("trips", "events")
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 TEXT_LIST = pa.list_(pa.string())
 
-TRIPS_SCHEMA = pa.schema([
-    ("provider", pa.string()), ("trip_id", pa.string()), ("mds_version", pa.string()),
-    ("provider_id", pa.string()), ("provider_name", pa.string()), ("device_id", pa.string()),
-    ("vehicle_id", pa.string()), ("vehicle_type", pa.string()), ("propulsion_types", TEXT_LIST),
-    ("trip_type", TEXT_LIST), ("start_time", TIMESTAMP), ("end_time", TIMESTAMP), ("publication_time", TIMESTAMP),
-    ("trip_duration", pa.int64()), ("trip_distance", pa.int64()), ("accuracy", pa.int64()),
-    ("start_lon", pa.float64()), ("start_lat", pa.float64()), ("end_lon", pa.float64()), ("end_lat", pa.float64()),
-    ("route_points", pa.int32()), ("route", pa.string()),
-    ("standard_cost", pa.int64()), ("actual_cost", pa.int64()), ("currency", pa.string()),
-    ("parking_verification_url", pa.string()), ("accessibility_attributes", pa.string()),
-    ("council_district_start", pa.string()), ("council_district_end", pa.string()),
-    ("extras", pa.string()), ("_hour", TIMESTAMP), ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE),
-])
-EVENTS_SCHEMA = pa.schema([
-    ("provider", pa.string()), ("event_id", pa.string()), ("event_id_derived", pa.bool_()), ("mds_version", pa.string()),
-    ("provider_id", pa.string()), ("device_id", pa.string()), ("event_time", TIMESTAMP),
-    ("event_type", pa.string()), ("event_type_reason", pa.string()), ("event_types", TEXT_LIST),
-    ("vehicle_state", pa.string()), ("lon", pa.float64()), ("lat", pa.float64()), ("battery_fraction", pa.float64()),
-    ("trip_ids", TEXT_LIST), ("associated_ticket", pa.string()), ("council_district", pa.string()),
-    ("extras", pa.string()), ("_hour", TIMESTAMP), ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE),
-])
-HOURS_SCHEMA = pa.schema([
-    ("provider", pa.string()), ("hour", TIMESTAMP), ("trips_status", pa.int32()), ("events_status", pa.int32()),
-    ("trips", pa.int32()), ("events", pa.int32()), ("trips_pages", pa.int32()), ("events_pages", pa.int32()),
-    ("complete", pa.bool_()), ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE),
-])
-QUARANTINE_SCHEMA = pa.schema([
-    ("provider", pa.string()), ("mds_version", pa.string()), ("endpoint", pa.string()), ("record_id", pa.string()),
-    ("raw", pa.string()), ("_reason", pa.string()), ("_reason_kind", pa.string()), ("_hour", TIMESTAMP),
-    ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE),
-])
+TRIPS_SCHEMA = pa.schema(
+    [
+        ("provider", pa.string()),
+        ("trip_id", pa.string()),
+        ("mds_version", pa.string()),
+        ("provider_id", pa.string()),
+        ("provider_name", pa.string()),
+        ("device_id", pa.string()),
+        ("vehicle_id", pa.string()),
+        ("vehicle_type", pa.string()),
+        ("propulsion_types", TEXT_LIST),
+        ("trip_type", TEXT_LIST),
+        ("start_time", TIMESTAMP),
+        ("end_time", TIMESTAMP),
+        ("publication_time", TIMESTAMP),
+        ("trip_duration", pa.int64()),
+        ("trip_distance", pa.int64()),
+        ("accuracy", pa.int64()),
+        ("start_lon", pa.float64()),
+        ("start_lat", pa.float64()),
+        ("end_lon", pa.float64()),
+        ("end_lat", pa.float64()),
+        ("route_points", pa.int32()),
+        ("route", pa.string()),
+        ("standard_cost", pa.int64()),
+        ("actual_cost", pa.int64()),
+        ("currency", pa.string()),
+        ("parking_verification_url", pa.string()),
+        ("accessibility_attributes", pa.string()),
+        ("council_district_start", pa.string()),
+        ("council_district_end", pa.string()),
+        ("extras", pa.string()),
+        ("_hour", TIMESTAMP),
+        ("_block_month", pa.string()),
+        ("_landed_at", LANDED_TYPE),
+    ]
+)
+EVENTS_SCHEMA = pa.schema(
+    [
+        ("provider", pa.string()),
+        ("event_id", pa.string()),
+        ("event_id_derived", pa.bool_()),
+        ("mds_version", pa.string()),
+        ("provider_id", pa.string()),
+        ("device_id", pa.string()),
+        ("event_time", TIMESTAMP),
+        ("event_type", pa.string()),
+        ("event_type_reason", pa.string()),
+        ("event_types", TEXT_LIST),
+        ("vehicle_state", pa.string()),
+        ("lon", pa.float64()),
+        ("lat", pa.float64()),
+        ("battery_fraction", pa.float64()),
+        ("trip_ids", TEXT_LIST),
+        ("associated_ticket", pa.string()),
+        ("council_district", pa.string()),
+        ("extras", pa.string()),
+        ("_hour", TIMESTAMP),
+        ("_block_month", pa.string()),
+        ("_landed_at", LANDED_TYPE),
+    ]
+)
+HOURS_SCHEMA = pa.schema(
+    [
+        ("provider", pa.string()),
+        ("hour", TIMESTAMP),
+        ("trips_status", pa.int32()),
+        ("events_status", pa.int32()),
+        ("trips", pa.int32()),
+        ("events", pa.int32()),
+        ("trips_pages", pa.int32()),
+        ("events_pages", pa.int32()),
+        ("complete", pa.bool_()),
+        ("_block_month", pa.string()),
+        ("_landed_at", LANDED_TYPE),
+    ]
+)
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("provider", pa.string()),
+        ("mds_version", pa.string()),
+        ("endpoint", pa.string()),
+        ("record_id", pa.string()),
+        ("raw", pa.string()),
+        ("_reason", pa.string()),
+        ("_reason_kind", pa.string()),
+        ("_hour", TIMESTAMP),
+        ("_block_month", pa.string()),
+        ("_landed_at", LANDED_TYPE),
+    ]
+)
 
 # The contract's field list per family and endpoint: anything else goes to ``extras``.
 KNOWN_FIELDS = {
-    ("0.4", "trips"): frozenset({
-        "provider_id", "provider_name", "device_id", "vehicle_id", "vehicle_type", "propulsion_type", "trip_id",
-        "trip_duration", "trip_distance", "route", "accuracy", "start_time", "end_time", "publication_time",
-        "parking_verification_url", "standard_cost", "actual_cost", "currency"}),
-    ("0.4", "events"): frozenset({
-        "event_type", "event_type_reason", "event_time", "event_location", "battery_pct", "associated_trip",
-        "associated_ticket"}),
-    ("2.0", "trips"): frozenset({
-        "provider_id", "device_id", "trip_id", "trip_type", "start_time", "end_time", "start_location", "end_location",
-        "duration", "distance", "accessibility_attributes"}),
-    ("2.0", "events"): frozenset({
-        "event_id", "provider_id", "device_id", "event_types", "vehicle_state", "location", "battery_percent",
-        "timestamp", "trip_ids"}),
+    ("0.4", "trips"): frozenset(
+        {
+            "provider_id",
+            "provider_name",
+            "device_id",
+            "vehicle_id",
+            "vehicle_type",
+            "propulsion_type",
+            "trip_id",
+            "trip_duration",
+            "trip_distance",
+            "route",
+            "accuracy",
+            "start_time",
+            "end_time",
+            "publication_time",
+            "parking_verification_url",
+            "standard_cost",
+            "actual_cost",
+            "currency",
+        }
+    ),
+    ("0.4", "events"): frozenset(
+        {
+            "event_type",
+            "event_type_reason",
+            "event_time",
+            "event_location",
+            "battery_pct",
+            "associated_trip",
+            "associated_ticket",
+        }
+    ),
+    ("2.0", "trips"): frozenset(
+        {
+            "provider_id",
+            "device_id",
+            "trip_id",
+            "trip_type",
+            "start_time",
+            "end_time",
+            "start_location",
+            "end_location",
+            "duration",
+            "distance",
+            "accessibility_attributes",
+        }
+    ),
+    ("2.0", "events"): frozenset(
+        {
+            "event_id",
+            "provider_id",
+            "device_id",
+            "event_types",
+            "vehicle_state",
+            "location",
+            "battery_percent",
+            "timestamp",
+            "trip_ids",
+        }
+    ),
 }
 KNOWN_FIELDS[("1.x", "trips")] = (KNOWN_FIELDS[("0.4", "trips")] - {"propulsion_type"}) | {"propulsion_types"}
 # 1.x status changes (OMF provider/status_changes.json): the 1.0 state model (vehicle_state +
 # event_types, trip_id) in the 0.4 envelope. Fields without an events column stay in extras.
-KNOWN_FIELDS[("1.x", "events")] = frozenset({
-    "provider_id", "device_id", "vehicle_state", "event_types", "event_time", "event_location", "battery_pct",
-    "trip_id", "associated_ticket"})
+KNOWN_FIELDS[("1.x", "events")] = frozenset(
+    {
+        "provider_id",
+        "device_id",
+        "vehicle_state",
+        "event_types",
+        "event_time",
+        "event_location",
+        "battery_pct",
+        "trip_id",
+        "associated_ticket",
+    }
+)
 
 
 class MdsConfigError(ValueError):
@@ -137,7 +258,7 @@ ITEM_POINTERS = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema(family: str, endpoint: str) -> dict:
     return json.loads((SCHEMA_DIR / SCHEMA_FILES[(family, endpoint)]).read_text())
 
@@ -161,7 +282,7 @@ def _contains_combinations(item: dict) -> dict:
     return item
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(family: str, endpoint: str):
     import jsonschema
 

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -48,9 +48,9 @@ log = logging.getLogger(__package__)  # one logger for the source, whichever mod
 
 def month_hours(month: str) -> list[datetime]:
     start = parse_month(month)
-    first = datetime(start.year, start.month, start.day, tzinfo=timezone.utc)
+    first = datetime(start.year, start.month, start.day, tzinfo=UTC)
     end = next_month(start)
-    last = datetime(end.year, end.month, end.day, tzinfo=timezone.utc)
+    last = datetime(end.year, end.month, end.day, tzinfo=UTC)
     hours = []
     current = first
     while current < last:
@@ -64,7 +64,7 @@ def hour_text(hour: datetime) -> str:
 
 
 def parse_hour(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H").replace(tzinfo=timezone.utc)
+    return datetime.strptime(text, "%Y-%m-%dT%H").replace(tzinfo=UTC)
 
 
 def _ms(moment: datetime) -> int:
@@ -72,7 +72,7 @@ def _ms(moment: datetime) -> int:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # ---------------------------------------------------------------- probe
@@ -83,7 +83,7 @@ def probe(session, connection, month: str, part: str | None = None, previous: di
     gets a new one (it runs). No request is made."""
     provider = provider_config(part)
     start = parse_month(month)
-    if datetime(start.year, start.month, 1, tzinfo=timezone.utc) > _now():
+    if datetime(start.year, start.month, 1, tzinfo=UTC) > _now():
         raise NotPublished(f"{month} has not started yet")
     if previous and previous.get("complete") is True and previous.get("watermark") and _holds_records(previous):
         return {"watermark": previous["watermark"], "provider": provider.name}
@@ -117,8 +117,12 @@ def _read_previous_table(location, name: str, schema_: pa.Schema) -> pa.Table | 
     try:
         return table.select(schema_.names).cast(schema_)
     except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-        log.warning("mds %s: the landed %s.parquet does not have the current columns (%s): fetching every hour",
-                    location.folder, name, error)
+        log.warning(
+            "mds %s: the landed %s.parquet does not have the current columns (%s): fetching every hour",
+            location.folder,
+            name,
+            error,
+        )
         return None
 
 
@@ -149,14 +153,24 @@ def _plan(hours: list[datetime], previous: dict | None, location) -> _Plan:
     if carried["quarantine"] is None and previous.get("quarantined"):
         return everything
     wanted = set(hours)
-    fetch = {endpoint: sorted(h for h in map(parse_hour, missing[endpoint]) if h in wanted) for endpoint in ENDPOINT_NAMES}
+    fetch = {
+        endpoint: sorted(h for h in map(parse_hour, missing[endpoint]) if h in wanted) for endpoint in ENDPOINT_NAMES
+    }
     ledger = {row["hour"]: row for row in carried["hours"].to_pylist()}
     return _Plan(fetch=fetch, carried=carried, ledger=ledger)
 
 
-def extract_block(session, connection, month: str, probed: dict, landed_at: datetime | None = None,
-                  part: str | None = None, previous: dict | None = None, location=None,
-                  force: bool = False) -> BlockData:
+def extract_block(
+    session,
+    connection,
+    month: str,
+    probed: dict,
+    landed_at: datetime | None = None,
+    part: str | None = None,
+    previous: dict | None = None,
+    location=None,
+    force: bool = False,
+) -> BlockData:
     landed_at = landed_at or _now()
     provider = provider_config(part)
     if force:
@@ -166,8 +180,9 @@ def extract_block(session, connection, month: str, probed: dict, landed_at: date
         return _extract(Client(own, provider), month, probed, landed_at, previous, location)
 
 
-def _extract(client: Client, month: str, probed: dict, landed_at: datetime, previous: dict | None,
-             location) -> BlockData:
+def _extract(
+    client: Client, month: str, probed: dict, landed_at: datetime, previous: dict | None, location
+) -> BlockData:
     provider = client.provider
     districts = load_districts()
     hours = month_hours(month)
@@ -190,8 +205,15 @@ def _extract(client: Client, month: str, probed: dict, landed_at: datetime, prev
                 continue
             status, records, pages = _fetch_hour(client, provider.url(path), {parameter: hour_text(hour)}, key)
             answers[(endpoint, hour)] = {"status": status, "records": len(records), "pages": pages}
-            log.debug("mds %s %s %s: %s, %d record(s), %d page(s)", provider.name, endpoint, hour_text(hour),
-                      status, len(records), pages)
+            log.debug(
+                "mds %s %s %s: %s, %d record(s), %d page(s)",
+                provider.name,
+                endpoint,
+                hour_text(hour),
+                status,
+                len(records),
+                pages,
+            )
             hour_rows = []
             for record in records:
                 problem = schema_error(record, provider.family, endpoint)
@@ -202,17 +224,32 @@ def _extract(client: Client, month: str, probed: dict, landed_at: datetime, prev
                         field_name = "end_time" if endpoint == "trips" else "event_time"
                         problem = (f"{field_name} outside the block's month", f"{field_name} outside the block's month")
                 if problem is not None:
-                    quarantine.append({
-                        "provider": provider.name, "mds_version": provider.version, "endpoint": quarantine_endpoint,
-                        "record_id": record_key(record, endpoint),
-                        "raw": _canonical(record), "_reason": problem[0], "_reason_kind": problem[1],
-                        "_hour": _ms(hour), "_block_month": month, "_landed_at": landed_at})
+                    quarantine.append(
+                        {
+                            "provider": provider.name,
+                            "mds_version": provider.version,
+                            "endpoint": quarantine_endpoint,
+                            "record_id": record_key(record, endpoint),
+                            "raw": _canonical(record),
+                            "_reason": problem[0],
+                            "_reason_kind": problem[1],
+                            "_hour": _ms(hour),
+                            "_block_month": month,
+                            "_landed_at": landed_at,
+                        }
+                    )
                     continue
                 row.update({"_hour": _ms(hour), "_block_month": month, "_landed_at": landed_at})
                 hour_rows.append(row)
             if endpoint == "trips":
-                _assign_districts(districts, hour_rows, [("start_lon", "start_lat", "council_district_start"),
-                                                         ("end_lon", "end_lat", "council_district_end")])
+                _assign_districts(
+                    districts,
+                    hour_rows,
+                    [
+                        ("start_lon", "start_lat", "council_district_start"),
+                        ("end_lon", "end_lat", "council_district_end"),
+                    ],
+                )
             else:
                 _assign_districts(districts, hour_rows, [("lon", "lat", "council_district")])
             target = trips if endpoint == "trips" else events
@@ -228,8 +265,12 @@ def _extract(client: Client, month: str, probed: dict, landed_at: datetime, prev
     missing: dict[str, list[str]] = {e: [] for e in ENDPOINT_NAMES}
     for hour in hours:
         old = plan.ledger.get(hour) or {}
-        row = {"provider": provider.name, "hour": _ms(hour), "_block_month": month,
-               "_landed_at": old.get("_landed_at") or landed_at}
+        row = {
+            "provider": provider.name,
+            "hour": _ms(hour),
+            "_block_month": month,
+            "_landed_at": old.get("_landed_at") or landed_at,
+        }
         fetched_now = False
         for endpoint in ENDPOINT_NAMES:
             answer = answers.get((endpoint, hour))
@@ -257,8 +298,10 @@ def _extract(client: Client, month: str, probed: dict, landed_at: datetime, prev
     duplicates: Counter = Counter()
     carried_rows = 0
     tables = {}
-    for name, rows, key, time_column, endpoint in (("data", trips, "trip_id", "end_time", "trips"),
-                                                   ("events", events, "event_id", "event_time", "events")):
+    for name, rows, key, time_column, endpoint in (
+        ("data", trips, "trip_id", "end_time", "trips"),
+        ("events", events, "event_id", "event_time", "events"),
+    ):
         new = rows.table()
         old = plan.carried.get(name)
         if old is not None and old.num_rows:
@@ -271,19 +314,27 @@ def _extract(client: Client, month: str, probed: dict, landed_at: datetime, prev
     old_quarantine = plan.carried.get("quarantine")
     if old_quarantine is not None and old_quarantine.num_rows:
         refetched = {endpoint: set(plan.fetch[endpoint]) for endpoint in ENDPOINT_NAMES}
-        keep = [row for row in old_quarantine.to_pylist()
-                if row["_hour"] not in refetched["trips" if row["endpoint"] == "trips" else "events"]]
+        keep = [
+            row
+            for row in old_quarantine.to_pylist()
+            if row["_hour"] not in refetched["trips" if row["endpoint"] == "trips" else "events"]
+        ]
         quarantine_table = pa.concat_tables([pa.Table.from_pylist(keep, schema=QUARANTINE_SCHEMA), quarantine_table])
     if quarantine_table.num_rows:
-        quarantine_table = quarantine_table.sort_by([("_hour", "ascending"), ("endpoint", "ascending"),
-                                                     ("raw", "ascending")])
+        quarantine_table = quarantine_table.sort_by(
+            [("_hour", "ascending"), ("endpoint", "ascending"), ("raw", "ascending")]
+        )
 
-    fetched = {e: sum(1 for (endpoint, _), a in answers.items() if endpoint == e and a["status"] is not None)
-               for e in ENDPOINT_NAMES}
+    fetched = {
+        e: sum(1 for (endpoint, _), a in answers.items() if endpoint == e and a["status"] is not None)
+        for e in ENDPOINT_NAMES
+    }
     total_pages = sum(a["pages"] for a in answers.values())
     probed["watermark"] = (
-        f"complete|{hour_text(hours[0])}..{hour_text(hours[-1])}" if complete
-        else _incomplete_watermark(f"missing={len(missing_hours)}"))
+        f"complete|{hour_text(hours[0])}..{hour_text(hours[-1])}"
+        if complete
+        else _incomplete_watermark(f"missing={len(missing_hours)}")
+    )
     stats = {
         "provider": provider.name,
         "mds_version": provider.version,
@@ -298,9 +349,11 @@ def _extract(client: Client, month: str, probed: dict, landed_at: datetime, prev
         "unauthorized_retries": client.counters["unauthorized_retries"],
         "lenient_json_pages": client.counters["lenient_json_pages"],
         "quarantine_reasons": dict(sorted(Counter(quarantine_table["_reason_kind"].to_pylist()).items())),
-        "district_unmatched": {"trip_start": _unmatched(tables["data"], "start_lon", "council_district_start"),
-                               "trip_end": _unmatched(tables["data"], "end_lon", "council_district_end"),
-                               "events": _unmatched(tables["events"], "lon", "council_district")},
+        "district_unmatched": {
+            "trip_start": _unmatched(tables["data"], "start_lon", "council_district_start"),
+            "trip_end": _unmatched(tables["data"], "end_lon", "council_district_end"),
+            "events": _unmatched(tables["events"], "lon", "council_district"),
+        },
         "districts": districts.describe(),
         "duplicates_dropped": {"trips": duplicates["trips"], "events": duplicates["events"]},
         "merged_from_previous": carried_rows,
@@ -308,8 +361,19 @@ def _extract(client: Client, month: str, probed: dict, landed_at: datetime, prev
         "fetch_seconds": round(time.monotonic() - started, 3),
     }
     level = logging.INFO if complete else logging.WARNING
-    log.log(level, "mds %s %s: %d trips, %d events, %d quarantined; %s", provider.name, month,
-            tables["data"].num_rows, tables["events"].num_rows, quarantine_table.num_rows,
-            "complete" if complete else f"{len(missing_hours)} hour(s) missing, first {missing_hours[0]}")
-    return BlockData(data=tables["data"], quarantine=quarantine_table if quarantine_table.num_rows else None,
-                     stats=stats, tables={"events": tables["events"], "hours": hours_table})
+    log.log(
+        level,
+        "mds %s %s: %d trips, %d events, %d quarantined; %s",
+        provider.name,
+        month,
+        tables["data"].num_rows,
+        tables["events"].num_rows,
+        quarantine_table.num_rows,
+        "complete" if complete else f"{len(missing_hours)} hour(s) missing, first {missing_hours[0]}",
+    )
+    return BlockData(
+        data=tables["data"],
+        quarantine=quarantine_table if quarantine_table.num_rows else None,
+        stats=stats,
+        tables={"events": tables["events"], "hours": hours_table},
+    )

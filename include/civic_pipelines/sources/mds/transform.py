@@ -13,7 +13,6 @@ import pyarrow.compute as pc
 from civic_pipelines.sources.mds.config import Districts, Provider
 from civic_pipelines.sources.mds.contract import DERIVED_EVENT_NAMESPACE, KNOWN_FIELDS
 
-
 # ---------------------------------------------------------------- normalisation
 
 
@@ -44,34 +43,55 @@ def _route_ends(route: dict) -> tuple[tuple[float, float], tuple[float, float], 
 def trip_row(record: dict, provider: Provider) -> dict:
     """A valid trip record as a lake row (without districts and the block columns)."""
     family = provider.family
-    row = {"provider": provider.name, "trip_id": record["trip_id"], "mds_version": provider.version,
-           "provider_id": record.get("provider_id"), "device_id": record.get("device_id"),
-           "start_time": record["start_time"], "end_time": record["end_time"],
-           "extras": _extras(record, family, "trips")}
+    row = {
+        "provider": provider.name,
+        "trip_id": record["trip_id"],
+        "mds_version": provider.version,
+        "provider_id": record.get("provider_id"),
+        "device_id": record.get("device_id"),
+        "start_time": record["start_time"],
+        "end_time": record["end_time"],
+        "extras": _extras(record, family, "trips"),
+    }
     if family == "2.0":
         start, end = record["start_location"], record["end_location"]
         accessibility = record.get("accessibility_attributes")
-        row.update({
-            "trip_type": record.get("trip_type"), "trip_duration": record.get("duration"),
-            "trip_distance": record.get("distance"),
-            "start_lon": float(start["lng"]), "start_lat": float(start["lat"]),
-            "end_lon": float(end["lng"]), "end_lat": float(end["lat"]),
-            "accessibility_attributes": _canonical(accessibility) if accessibility is not None else None,
-        })
+        row.update(
+            {
+                "trip_type": record.get("trip_type"),
+                "trip_duration": record.get("duration"),
+                "trip_distance": record.get("distance"),
+                "start_lon": float(start["lng"]),
+                "start_lat": float(start["lat"]),
+                "end_lon": float(end["lng"]),
+                "end_lat": float(end["lat"]),
+                "accessibility_attributes": _canonical(accessibility) if accessibility is not None else None,
+            }
+        )
         return row
     (start_lon, start_lat), (end_lon, end_lat), points = _route_ends(record["route"])
-    row.update({
-        "provider_name": record.get("provider_name"), "vehicle_id": record.get("vehicle_id"),
-        "vehicle_type": record.get("vehicle_type"),
-        "propulsion_types": record.get("propulsion_types" if family == "1.x" else "propulsion_type"),
-        "publication_time": record.get("publication_time"),
-        "trip_duration": record.get("trip_duration"), "trip_distance": record.get("trip_distance"),
-        "accuracy": record.get("accuracy"),
-        "start_lon": start_lon, "start_lat": start_lat, "end_lon": end_lon, "end_lat": end_lat,
-        "route_points": points, "route": _canonical(record["route"]),
-        "standard_cost": record.get("standard_cost"), "actual_cost": record.get("actual_cost"),
-        "currency": record.get("currency"), "parking_verification_url": record.get("parking_verification_url"),
-    })
+    row.update(
+        {
+            "provider_name": record.get("provider_name"),
+            "vehicle_id": record.get("vehicle_id"),
+            "vehicle_type": record.get("vehicle_type"),
+            "propulsion_types": record.get("propulsion_types" if family == "1.x" else "propulsion_type"),
+            "publication_time": record.get("publication_time"),
+            "trip_duration": record.get("trip_duration"),
+            "trip_distance": record.get("trip_distance"),
+            "accuracy": record.get("accuracy"),
+            "start_lon": start_lon,
+            "start_lat": start_lat,
+            "end_lon": end_lon,
+            "end_lat": end_lat,
+            "route_points": points,
+            "route": _canonical(record["route"]),
+            "standard_cost": record.get("standard_cost"),
+            "actual_cost": record.get("actual_cost"),
+            "currency": record.get("currency"),
+            "parking_verification_url": record.get("parking_verification_url"),
+        }
+    )
     return row
 
 
@@ -84,32 +104,53 @@ def event_row(record: dict, provider: Provider) -> dict:
     if family == "2.0":
         location = record.get("location")
         battery = record.get("battery_percent")
-        row.update({
-            "event_id": record["event_id"], "event_id_derived": False,
-            "provider_id": record.get("provider_id"), "device_id": record.get("device_id"),
-            "event_time": record["timestamp"], "event_types": record.get("event_types"),
-            "vehicle_state": record.get("vehicle_state"),
-            "lon": float(location["lng"]) if location else None, "lat": float(location["lat"]) if location else None,
-            "battery_fraction": battery / 100 if battery is not None else None,
-            "trip_ids": record.get("trip_ids"),
-        })
+        row.update(
+            {
+                "event_id": record["event_id"],
+                "event_id_derived": False,
+                "provider_id": record.get("provider_id"),
+                "device_id": record.get("device_id"),
+                "event_time": record["timestamp"],
+                "event_types": record.get("event_types"),
+                "vehicle_state": record.get("vehicle_state"),
+                "lon": float(location["lng"]) if location else None,
+                "lat": float(location["lat"]) if location else None,
+                "battery_fraction": battery / 100 if battery is not None else None,
+                "trip_ids": record.get("trip_ids"),
+            }
+        )
         return row
     coordinates = record["event_location"]["geometry"]["coordinates"]
     # 0.4 and 1.x status changes share the location, battery and ticket; 1.x names the state model
     # (vehicle_state, event_types) and one trip_id where 0.4 has event_type(_reason) and associated_trip.
     trip_id = record.get("trip_id") if family == "1.x" else record.get("associated_trip")
-    row.update({"event_id": derived_event_id(provider.name, record), "event_id_derived": True,
-                "event_time": record["event_time"]})
+    row.update(
+        {
+            "event_id": derived_event_id(provider.name, record),
+            "event_id_derived": True,
+            "event_time": record["event_time"],
+        }
+    )
     if family == "1.x":
-        row.update({"provider_id": record.get("provider_id"), "device_id": record.get("device_id"),
-                    "event_types": record.get("event_types"), "vehicle_state": record.get("vehicle_state")})
+        row.update(
+            {
+                "provider_id": record.get("provider_id"),
+                "device_id": record.get("device_id"),
+                "event_types": record.get("event_types"),
+                "vehicle_state": record.get("vehicle_state"),
+            }
+        )
     else:
         row.update({"event_type": record.get("event_type"), "event_type_reason": record.get("event_type_reason")})
-    row.update({
-        "lon": float(coordinates[0]), "lat": float(coordinates[1]),
-        "battery_fraction": float(record["battery_pct"]) if record.get("battery_pct") is not None else None,
-        "trip_ids": [trip_id] if trip_id else None, "associated_ticket": record.get("associated_ticket"),
-    })
+    row.update(
+        {
+            "lon": float(coordinates[0]),
+            "lat": float(coordinates[1]),
+            "battery_fraction": float(record["battery_pct"]) if record.get("battery_pct") is not None else None,
+            "trip_ids": [trip_id] if trip_id else None,
+            "associated_ticket": record.get("associated_ticket"),
+        }
+    )
     return row
 
 

@@ -31,11 +31,16 @@ ZIP_MAGIC = b"PK\x03\x04"
 TIMESTAMP_TYPE = pa.timestamp("us")
 
 ACTIVITY, PHASE, UNDERTAKER_PHASE, SITE, DISTRICT, UNKNOWN = (
-    "activity", "phase", "undertaker_phase", "site", "district", "unknown_records")
+    "activity",
+    "phase",
+    "undertaker_phase",
+    "site",
+    "district",
+    "unknown_records",
+)
 DIRECTORY = "district_directory"  # one row per district key listed anywhere in the file (099)
 # How an activity got its block month (the activity table's ``placement``): see *Which month*.
-PLACED_BY_START, PLACED_BEFORE, PLACED_AFTER, PLACED_UNDATED = ("start", "before_period", "after_period",
-                                                                "undated")
+PLACED_BY_START, PLACED_BEFORE, PLACED_AFTER, PLACED_UNDATED = ("start", "before_period", "after_period", "undated")
 
 
 class SrwrError(SourceHTTPError):
@@ -59,15 +64,37 @@ ARROW = {"text": pa.string(), "code": pa.string(), "int": pa.int32()}
 # record type -> (table, named columns). Positions: contract *SRWR CSV record types*.
 LAYOUTS: dict[str, tuple[str, list[Column]]] = {
     "001": (ACTIVITY, [Column("promoter_id", 5, filled=True), Column("latest_phase", 11, "int", filled=True)]),
-    "007": (PHASE, [Column("location_text", 6), Column("phase_number", 7, "int", filled=True),
-                    Column("work_category_code", 9, "code", filled=True),
-                    Column("status_code", 10, "code", filled=True), Column("coordinates", 12)]),
-    "008": (UNDERTAKER_PHASE, [Column("phase_number", 3, "int", filled=True), Column("start_date", 4, filled=True),
-                               Column("start_time", 6), Column("end_date", 8), Column("end_time", 9),
-                               Column("traffic_management_type_code", 20, "code"), Column("footway", 21)]),
+    "007": (
+        PHASE,
+        [
+            Column("location_text", 6),
+            Column("phase_number", 7, "int", filled=True),
+            Column("work_category_code", 9, "code", filled=True),
+            Column("status_code", 10, "code", filled=True),
+            Column("coordinates", 12),
+        ],
+    ),
+    "008": (
+        UNDERTAKER_PHASE,
+        [
+            Column("phase_number", 3, "int", filled=True),
+            Column("start_date", 4, filled=True),
+            Column("start_time", 6),
+            Column("end_date", 8),
+            Column("end_time", 9),
+            Column("traffic_management_type_code", 20, "code"),
+            Column("footway", 21),
+        ],
+    ),
     "010": (SITE, [Column("location_code", 9, "code", filled=True)]),
-    "099": (DISTRICT, [Column("district_key_1", 3, filled=True), Column("district_key_2", 4, filled=True),
-                       Column("organisation_name", 5, filled=True)]),
+    "099": (
+        DISTRICT,
+        [
+            Column("district_key_1", 3, filled=True),
+            Column("district_key_2", 4, filled=True),
+            Column("organisation_name", 5, filled=True),
+        ],
+    ),
 }
 LAYOUT_CHECK_MIN = 5  # records of a type a file needs before its layout is judged
 _CODE_RE = re.compile(r"^\s*\d{1,2}\s*$")  # contract: codes are two digits, sometimes one
@@ -78,14 +105,27 @@ LISTED_UNDECODED = ("000", "002", "003", "004", "006", "009", "036", "041", "098
 
 # Contract code lists (incomplete): for documentation and dbt seeds, not applied in the lake.
 WORK_CATEGORY_NAMES = {"01": "Minor With Excavation", "26": "Unexpected Buried Object"}
-STATUS_NAMES = {"01": "Potential", "04": "Proposed", "05": "In Progress", "07": "Closed", "15": "In Force",
-                "18": "Completed"}
+STATUS_NAMES = {
+    "01": "Potential",
+    "04": "Proposed",
+    "05": "In Progress",
+    "07": "Closed",
+    "15": "In Force",
+    "18": "Completed",
+}
 
 
 def _schema(columns: list[tuple[str, pa.DataType]]) -> pa.Schema:
-    return pa.schema([("activity_id", pa.string()), *columns, ("field_count", pa.int32()),
-                      ("raw_fields", pa.list_(pa.string())), ("_block_month", pa.string()),
-                      ("_landed_at", LANDED_TYPE)])
+    return pa.schema(
+        [
+            ("activity_id", pa.string()),
+            *columns,
+            ("field_count", pa.int32()),
+            ("raw_fields", pa.list_(pa.string())),
+            ("_block_month", pa.string()),
+            ("_landed_at", LANDED_TYPE),
+        ]
+    )
 
 
 def _table_columns(record_type: str) -> list[tuple[str, pa.DataType]]:
@@ -98,16 +138,35 @@ def _table_columns(record_type: str) -> list[tuple[str, pa.DataType]]:
 
 
 SCHEMAS: dict[str, pa.Schema] = {TABLE_OF[rt]: _schema(_table_columns(rt)) for rt in LAYOUTS}
-SCHEMAS[UNKNOWN] = pa.schema([("record_type", pa.string()), ("activity_id", pa.string()), ("field_count", pa.int32()),
-                              ("raw_line", pa.string()), ("raw_fields", pa.list_(pa.string())),
-                              ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)])
-SCHEMAS[DIRECTORY] = pa.schema([
-    ("district_key", pa.string()), ("district_key_1", pa.string()), ("district_key_2", pa.string()),
-    ("organisation_name", pa.string()), ("organisation_names", pa.list_(pa.string())),
-    ("record_count", pa.int32()), ("activity_count", pa.int32()), ("field_count", pa.int32()),
-    ("raw_fields", pa.list_(pa.string())), ("_block_month", pa.string()), ("_landed_at", LANDED_TYPE)])
-QUARANTINE_SCHEMA = contract.quarantine_schema([("record_type", pa.string()), ("activity_id", pa.string()),
-                                                ("raw_line", pa.string())])
+SCHEMAS[UNKNOWN] = pa.schema(
+    [
+        ("record_type", pa.string()),
+        ("activity_id", pa.string()),
+        ("field_count", pa.int32()),
+        ("raw_line", pa.string()),
+        ("raw_fields", pa.list_(pa.string())),
+        ("_block_month", pa.string()),
+        ("_landed_at", LANDED_TYPE),
+    ]
+)
+SCHEMAS[DIRECTORY] = pa.schema(
+    [
+        ("district_key", pa.string()),
+        ("district_key_1", pa.string()),
+        ("district_key_2", pa.string()),
+        ("organisation_name", pa.string()),
+        ("organisation_names", pa.list_(pa.string())),
+        ("record_count", pa.int32()),
+        ("activity_count", pa.int32()),
+        ("field_count", pa.int32()),
+        ("raw_fields", pa.list_(pa.string())),
+        ("_block_month", pa.string()),
+        ("_landed_at", LANDED_TYPE),
+    ]
+)
+QUARANTINE_SCHEMA = contract.quarantine_schema(
+    [("record_type", pa.string()), ("activity_id", pa.string()), ("raw_line", pa.string())]
+)
 
 
 # ---------------------------------------------------------------- values
@@ -207,15 +266,23 @@ def decode(text: str) -> Decoded:
     except csv.Error as error:
         return broken(text, f"malformed CSV: {error}")
     if len(fields) < 3:
-        return Decoded(record_type=fields[1].strip() if len(fields) > 1 else None, fields=fields,
-                       error=f"{len(fields)} field(s): a record needs at least 3 (row[1] record type, row[2] activity id)")
+        return Decoded(
+            record_type=fields[1].strip() if len(fields) > 1 else None,
+            fields=fields,
+            error=f"{len(fields)} field(s): a record needs at least 3 (row[1] record type, row[2] activity id)",
+        )
     record_type, activity_id = fields[1].strip(), fields[2].strip()
     if not activity_id and record_type != "099":  # a district record may list a district on its own
         return Decoded(record_type, None, fields, "missing activity id")
     activity_id = activity_id or None
     needed = MIN_FIELDS.get(record_type)
     if needed is not None and len(fields) < needed:
-        return Decoded(record_type, activity_id, fields, f"record type {record_type} needs at least {needed} fields, got {len(fields)}")
+        return Decoded(
+            record_type,
+            activity_id,
+            fields,
+            f"record type {record_type} needs at least {needed} fields, got {len(fields)}",
+        )
     return Decoded(record_type, activity_id, fields)
 
 
@@ -286,8 +353,10 @@ def identifier_for(month: str, today: date) -> str:
     if first.year == today.year and first.month < today.month:
         return MONTH_CODES[first.month - 1]
     if (first.year, first.month) == (today.year, today.month):
-        raise NotPublished(f"{month} is the current month (today is {today.isoformat()}): its month file appears "
-                           "once the month has ended")
+        raise NotPublished(
+            f"{month} is the current month (today is {today.isoformat()}): its month file appears "
+            "once the month has ended"
+        )
     raise NotPublished(f"{month} is in the future (today is {today.isoformat()})")
 
 

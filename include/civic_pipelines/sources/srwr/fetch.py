@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from urllib.parse import urljoin, urlsplit
 
 import orjson
@@ -47,10 +47,10 @@ def presigned_url(session, connection, identifier: str) -> str:
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise SrwrError(f"{url}: expected JSON {{\"url\": ...}}, got {body[:120]!r}") from None
+        raise SrwrError(f'{url}: expected JSON {{"url": ...}}, got {body[:120]!r}') from None
     signed = payload.get("url") if isinstance(payload, dict) else None
     if not isinstance(signed, str) or not signed:
-        raise SrwrError(f"{url}: the JSON has no \"url\": {body[:200]!r}")
+        raise SrwrError(f'{url}: the JSON has no "url": {body[:200]!r}')
     return signed if "://" in signed else urljoin(connection.base_url.rstrip("/") + "/", signed.lstrip("/"))
 
 
@@ -85,14 +85,20 @@ def with_fresh_url(session, connection, identifier: str, consume, headers: dict 
                 last = f"403 {code.group(1) if code else ''} from {_public(signed)}".strip()
                 log.warning("srwr %s: the pre-signed URL was refused (%s); asking for a new one", identifier, last)
                 continue
-            if response.status_code >= 400 or response.status_code in RETRY_STATUSES and response.status_code not in (200, 206):
+            if (
+                response.status_code >= 400
+                or response.status_code in RETRY_STATUSES
+                and response.status_code not in (200, 206)
+            ):
                 snippet = (response.raw.read(300, decode_content=True) or b"").decode("utf-8", "replace")
                 raise SrwrError(f"{response.status_code} from {_public(signed)}: {snippet}")
             try:
                 return consume(response, {"attempts": attempt, "url": _public(signed)})
             except BODY_ERRORS as error:
                 last = f"{type(error).__name__}: {error}"
-                log.warning("srwr %s: download attempt %d cut short (%s); asking for a new URL", identifier, attempt, last)
+                log.warning(
+                    "srwr %s: download attempt %d cut short (%s); asking for a new URL", identifier, attempt, last
+                )
                 _pause(attempt)
     raise SrwrError(f"srwr {identifier}: no usable download after {URL_ATTEMPTS} pre-signed URLs (last: {last})")
 
@@ -129,8 +135,11 @@ def probe(session, connection, month: str, part: str | None = None, previous: di
 
     def read_validators(response, info):
         # A host that ignores Range sends the whole body: closing the response drops it unread.
-        return {"headers": {k: response.headers.get(k) for k in ("ETag", "Last-Modified")},
-                "total": _total_length(response), **info}
+        return {
+            "headers": {k: response.headers.get(k) for k in ("ETag", "Last-Modified")},
+            "total": _total_length(response),
+            **info,
+        }
 
     found = with_fresh_url(session, connection, identifier, read_validators, headers={"Range": "bytes=0-0"})
     return {
@@ -143,10 +152,18 @@ def probe(session, connection, month: str, part: str | None = None, previous: di
     }
 
 
-def extract_block(session, connection, month: str, probed: dict, landed_at: datetime | None = None,
-                  part: str | None = None, previous: dict | None = None, location=None,
-                  force: bool = False) -> BlockData:
-    landed_at = landed_at or datetime.now(timezone.utc)
+def extract_block(
+    session,
+    connection,
+    month: str,
+    probed: dict,
+    landed_at: datetime | None = None,
+    part: str | None = None,
+    previous: dict | None = None,
+    location=None,
+    force: bool = False,
+) -> BlockData:
+    landed_at = landed_at or datetime.now(UTC)
     today = date.fromisoformat(probed["today"]) if probed.get("today") else today_for(connection)
     identifier = probed.get("identifier") or identifier_for(month, today)
 
@@ -162,8 +179,16 @@ def extract_block(session, connection, month: str, probed: dict, landed_at: date
         # The file changed between the probe and the download: record what was actually read.
         log.warning("srwr %s: the file changed since the probe (%s -> %s)", month, probed.get("watermark"), downloaded)
         probed["watermark"] = downloaded
-    refuse_emptying(previous, block.data.num_rows, force,
-                    f"the {identifier} export holds no activity for {month} ({block.stats['file_lines']} lines)")
-    block.stats = {"download_url": info["url"], "url_attempts": info["attempts"], **block.stats,
-                   "download_parse_seconds": round(time.monotonic() - started, 3)}
+    refuse_emptying(
+        previous,
+        block.data.num_rows,
+        force,
+        f"the {identifier} export holds no activity for {month} ({block.stats['file_lines']} lines)",
+    )
+    block.stats = {
+        "download_url": info["url"],
+        "url_attempts": info["attempts"],
+        **block.stats,
+        "download_parse_seconds": round(time.monotonic() - started, 3),
+    }
     return block

@@ -7,7 +7,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pyarrow as pa
 
@@ -123,16 +123,27 @@ class _Held:
 
     def flush(self) -> None:
         if self._ids:
-            self.chunks.append(pa.table({"line": pa.array(self._lines, pa.int64()), "activity_id": pa.array(self._ids, pa.string()),
-                                         "text": pa.array(self._texts, pa.large_string()),
-                                         "error": pa.array(self._errors, pa.string())}))
+            self.chunks.append(
+                pa.table(
+                    {
+                        "line": pa.array(self._lines, pa.int64()),
+                        "activity_id": pa.array(self._ids, pa.string()),
+                        "text": pa.array(self._texts, pa.large_string()),
+                        "error": pa.array(self._errors, pa.string()),
+                    }
+                )
+            )
             self._ids, self._texts, self._errors, self._lines = [], [], [], []
 
     def rows(self):
         self.flush()
         for chunk in self.chunks:
-            yield from zip(chunk["line"].to_pylist(), chunk["activity_id"].to_pylist(), chunk["text"].to_pylist(),
-                           chunk["error"].to_pylist())
+            yield from zip(
+                chunk["line"].to_pylist(),
+                chunk["activity_id"].to_pylist(),
+                chunk["text"].to_pylist(),
+                chunk["error"].to_pylist(),
+            )
 
 
 class _Directory:
@@ -163,22 +174,27 @@ class _Directory:
         keys = sorted(self.keys)
         entries = [self.keys[k] for k in keys]
         n = len(keys)
-        return pa.table({
-            "district_key": pa.array([f"{a}-{b}" for a, b in keys], pa.string()),
-            "district_key_1": pa.array([a or None for a, _ in keys], pa.string()),
-            "district_key_2": pa.array([b or None for _, b in keys], pa.string()),
-            "organisation_name": pa.array([e["name"] for e in entries], pa.string()),
-            "organisation_names": pa.array([e["names"] for e in entries], pa.list_(pa.string())),
-            "record_count": pa.array([e["records"] for e in entries], pa.int32()),
-            "activity_count": pa.array([len(e["activities"]) for e in entries], pa.int32()),
-            "field_count": pa.array([len(e["fields"]) for e in entries], pa.int32()),
-            "raw_fields": pa.array([e["fields"] for e in entries], pa.list_(pa.string())),
-            "_block_month": pa.array([month] * n, pa.string()),
-            "_landed_at": pa.array([landed] * n, LANDED_TYPE),
-        }, schema=SCHEMAS[DIRECTORY])
+        return pa.table(
+            {
+                "district_key": pa.array([f"{a}-{b}" for a, b in keys], pa.string()),
+                "district_key_1": pa.array([a or None for a, _ in keys], pa.string()),
+                "district_key_2": pa.array([b or None for _, b in keys], pa.string()),
+                "organisation_name": pa.array([e["name"] for e in entries], pa.string()),
+                "organisation_names": pa.array([e["names"] for e in entries], pa.list_(pa.string())),
+                "record_count": pa.array([e["records"] for e in entries], pa.int32()),
+                "activity_count": pa.array([len(e["activities"]) for e in entries], pa.int32()),
+                "field_count": pa.array([len(e["fields"]) for e in entries], pa.int32()),
+                "raw_fields": pa.array([e["fields"] for e in entries], pa.list_(pa.string())),
+                "_block_month": pa.array([month] * n, pa.string()),
+                "_landed_at": pa.array([landed] * n, LANDED_TYPE),
+            },
+            schema=SCHEMAS[DIRECTORY],
+        )
 
 
-def read_file(pieces, month: str, identifier: str, today: date, landed_at: datetime, counter: dict | None = None) -> BlockData:
+def read_file(
+    pieces, month: str, identifier: str, today: date, landed_at: datetime, counter: dict | None = None
+) -> BlockData:
     """Read one export file (a zip of one CSV) from byte pieces and keep ``month``'s records."""
     started = time.monotonic()
     period = period_months(identifier, today)
@@ -263,8 +279,9 @@ def read_file(pieces, month: str, identifier: str, today: date, landed_at: datet
             continue
         record_type = record.record_type
         if record_type not in LAYOUTS:
-            rows[UNKNOWN].append((activity_id, line, {"record_type": record_type, "raw_line": record_text,
-                                                      "raw_fields": record.fields}))
+            rows[UNKNOWN].append(
+                (activity_id, line, {"record_type": record_type, "raw_line": record_text, "raw_fields": record.fields})
+            )
             continue
         values, reason = decode_row(record, padded)
         if reason:
@@ -276,18 +293,21 @@ def read_file(pieces, month: str, identifier: str, today: date, landed_at: datet
         values["raw_fields"] = record.fields
         rows[TABLE_OF[record_type]].append((activity_id, line, values))
 
-    landed = landed_at.astimezone(timezone.utc)
+    landed = landed_at.astimezone(UTC)
     tables = {name: _build(name, items, month, landed) for name, items in rows.items()}
     tables[DIRECTORY] = directory.table(month, landed)
     quarantine.sort(key=lambda item: ((item[0] or ""), item[1]))
-    q = pa.table({
-        "record_type": pa.array([item[2] for item in quarantine], pa.string()),
-        "activity_id": pa.array([item[0] for item in quarantine], pa.string()),
-        "raw_line": pa.array([item[3] for item in quarantine], pa.string()),
-        "_reason": pa.array([item[4] for item in quarantine], pa.string()),
-        "_block_month": pa.array([month] * len(quarantine), pa.string()),
-        "_landed_at": pa.array([landed] * len(quarantine), LANDED_TYPE),
-    }, schema=QUARANTINE_SCHEMA)
+    q = pa.table(
+        {
+            "record_type": pa.array([item[2] for item in quarantine], pa.string()),
+            "activity_id": pa.array([item[0] for item in quarantine], pa.string()),
+            "raw_line": pa.array([item[3] for item in quarantine], pa.string()),
+            "_reason": pa.array([item[4] for item in quarantine], pa.string()),
+            "_block_month": pa.array([month] * len(quarantine), pa.string()),
+            "_landed_at": pa.array([landed] * len(quarantine), LANDED_TYPE),
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
 
     dated_months = Counter(format_month(start.date()) for start in earliest.values())
     file_placements = Counter(placement(a)[1] for a in activity_ids)
@@ -357,14 +377,19 @@ class _LayoutCheck:
             for column in LAYOUTS[record_type][1]:
                 key = (record_type, column.name)
                 if column.filled and not self.given[key]:
-                    problems.append(f"{record_type} {column.name} (row[{column.position}]) is empty in all {count} records")
+                    problems.append(
+                        f"{record_type} {column.name} (row[{column.position}]) is empty in all {count} records"
+                    )
                 elif column.kind == "code" and self.given[key] and not self.valid[key]:
-                    problems.append(f"{record_type} {column.name} (row[{column.position}]) holds no code in any of "
-                                    f"{count} records")
+                    problems.append(
+                        f"{record_type} {column.name} (row[{column.position}]) holds no code in any of {count} records"
+                    )
         if problems:
-            raise SchemaDriftError(f"srwr {identifier}: the record layout changed ({'; '.join(problems)}; widths "
-                                   f"{self.widths()}): a column was removed, added or moved, so the documented "
-                                   "positions cannot be trusted; nothing is landed")
+            raise SchemaDriftError(
+                f"srwr {identifier}: the record layout changed ({'; '.join(problems)}; widths "
+                f"{self.widths()}): a column was removed, added or moved, so the documented "
+                "positions cannot be trusted; nothing is landed"
+            )
 
 
 def _reason_kind(reason: str) -> str:

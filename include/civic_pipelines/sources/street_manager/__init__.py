@@ -59,24 +59,45 @@ event of a non-empty archive is a schema change, not bad rows: the block fails
 (:class:`SchemaDriftError`).
 """
 
-
 # The source's interface (what the registry and the runner read) and the names tests use, top-down:
 # the contract, the fetch, the transform, then the pieces they are built from.
+from civic_pipelines.sources.street_manager.archive import CHUNK_BYTES, QUEUE_CHUNKS, Chunk, ZipWalker, pipelined  # noqa: F401
 from civic_pipelines.sources.street_manager.contract import (  # noqa: F401
-    SPEC, OBJECT_TYPES, REFERENCE_FIELDS, COORDINATE_FIELDS, PERMIT_FIELDS, ACTIVITY_FIELDS, SECTION_58_FIELDS,
-    OBJECT_FIELDS, TIMESTAMP_FIELDS, BARE_TIME_FIELDS, ENVELOPE_FIELDS, KNOWN_EVENT_TYPES, EVENT_TYPE_ALIASES,
-    TIMESTAMP, LANDED_TYPE, _LONDON, BNG_TO_WGS84, ArchiveError, ArchiveTruncated, ArchiveCorrupt,
-    ArchiveChanged, data_schema, QUARANTINE_SCHEMA, _parse_schema, normalise_event_type,
+    _LONDON,
+    ACTIVITY_FIELDS,
+    BARE_TIME_FIELDS,
+    BNG_TO_WGS84,
+    COORDINATE_FIELDS,
+    ENVELOPE_FIELDS,
+    EVENT_TYPE_ALIASES,
+    KNOWN_EVENT_TYPES,
+    LANDED_TYPE,
+    OBJECT_FIELDS,
+    OBJECT_TYPES,
+    PERMIT_FIELDS,
+    QUARANTINE_SCHEMA,
+    REFERENCE_FIELDS,
+    SECTION_58_FIELDS,
+    SPEC,
+    TIMESTAMP,
+    TIMESTAMP_FIELDS,
+    ArchiveChanged,
+    ArchiveCorrupt,
+    ArchiveError,
+    ArchiveTruncated,
+    _parse_schema,
+    data_schema,
+    normalise_event_type,
 )
+from civic_pipelines.sources.street_manager.coordinates import bng_wkt_to_wgs84  # noqa: F401
 from civic_pipelines.sources.street_manager.fetch import (  # noqa: F401
-    log, HTTP_PIECE, RESUME_ATTEMPTS, auth_headers, archive_url, probe, stream_block, Download,
+    HTTP_PIECE,
+    RESUME_ATTEMPTS,
+    Download,
+    archive_url,
+    auth_headers,
+    log,
+    probe,
+    stream_block,
 )
-from civic_pipelines.sources.street_manager.transform import (  # noqa: F401
-    PARSE_BLOCK, ArchiveReader,
-)
-from civic_pipelines.sources.street_manager.archive import (  # noqa: F401
-    CHUNK_BYTES, QUEUE_CHUNKS, Chunk, ZipWalker, pipelined,
-)
-from civic_pipelines.sources.street_manager.coordinates import (  # noqa: F401
-    bng_wkt_to_wgs84,
-)
+from civic_pipelines.sources.street_manager.transform import PARSE_BLOCK, ArchiveReader  # noqa: F401

@@ -31,7 +31,7 @@ class Chunk:
     bad: list[tuple[str, bytes, str]] = field(default_factory=list)  # (member, raw, reason)
 
     def line(self, index: int) -> bytes:
-        return self.text[self.offsets[index]: self.offsets[index + 1] - 1]
+        return self.text[self.offsets[index] : self.offsets[index + 1] - 1]
 
     def name(self, index: int) -> str:
         return _member_name(self.names[index])

@@ -4,7 +4,7 @@ the archive errors, and how event types and timestamps are read (see the package
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
@@ -17,55 +17,154 @@ from civic_pipelines.sources import declared
 SPEC = declared.STREET_MANAGER_SPEC  # declared with its capabilities in sources/declared.py: parsing reads it there
 
 OBJECT_TYPES = {"permit": "PERMIT", "activity": "ACTIVITY", "section_58": "SECTION_58"}
-REFERENCE_FIELDS = {"permit": "permit_reference_number", "activity": "activity_reference_number",
-                    "section_58": "section_58_reference_number"}
-COORDINATE_FIELDS = {"permit": "works_location_coordinates", "activity": "activity_coordinates",
-                     "section_58": "section_58_coordinates"}
+REFERENCE_FIELDS = {
+    "permit": "permit_reference_number",
+    "activity": "activity_reference_number",
+    "section_58": "section_58_reference_number",
+}
+COORDINATE_FIELDS = {
+    "permit": "works_location_coordinates",
+    "activity": "activity_coordinates",
+    "section_58": "section_58_coordinates",
+}
 
 PERMIT_FIELDS = [
-    "work_reference_number", "permit_reference_number", "promoter_swa_code", "promoter_organisation",
-    "highway_authority", "works_location_coordinates", "street_name", "area_name", "work_category",
-    "traffic_management_type", "proposed_start_date", "proposed_start_time", "proposed_end_date",
-    "proposed_end_time", "actual_start_date_time", "actual_end_date_time", "work_status", "usrn",
-    "highway_authority_swa_code", "work_category_ref", "traffic_management_type_ref", "work_status_ref",
-    "activity_type", "is_ttro_required", "is_covid_19_response", "works_location_type", "permit_conditions",
-    "road_category", "is_traffic_sensitive", "is_deemed", "permit_status", "town", "collaborative_working",
-    "collaboration_type", "collaboration_type_ref", "close_footway", "close_footway_ref",
-    "current_traffic_management_type", "current_traffic_management_type_ref",
+    "work_reference_number",
+    "permit_reference_number",
+    "promoter_swa_code",
+    "promoter_organisation",
+    "highway_authority",
+    "works_location_coordinates",
+    "street_name",
+    "area_name",
+    "work_category",
+    "traffic_management_type",
+    "proposed_start_date",
+    "proposed_start_time",
+    "proposed_end_date",
+    "proposed_end_time",
+    "actual_start_date_time",
+    "actual_end_date_time",
+    "work_status",
+    "usrn",
+    "highway_authority_swa_code",
+    "work_category_ref",
+    "traffic_management_type_ref",
+    "work_status_ref",
+    "activity_type",
+    "is_ttro_required",
+    "is_covid_19_response",
+    "works_location_type",
+    "permit_conditions",
+    "road_category",
+    "is_traffic_sensitive",
+    "is_deemed",
+    "permit_status",
+    "town",
+    "collaborative_working",
+    "collaboration_type",
+    "collaboration_type_ref",
+    "close_footway",
+    "close_footway_ref",
+    "current_traffic_management_type",
+    "current_traffic_management_type_ref",
     "current_traffic_management_update_date",
 ]
 ACTIVITY_FIELDS = [
-    "activity_reference_number", "usrn", "street_name", "town", "area_name", "road_category", "activity_coordinates",
-    "activity_name", "activity_type", "activity_type_details", "start_date", "start_time", "end_date", "end_time",
-    "activity_location_type", "activity_location_description", "traffic_management_type",
-    "traffic_management_required", "collaborative_working", "cancelled", "highway_authority",
+    "activity_reference_number",
+    "usrn",
+    "street_name",
+    "town",
+    "area_name",
+    "road_category",
+    "activity_coordinates",
+    "activity_name",
+    "activity_type",
+    "activity_type_details",
+    "start_date",
+    "start_time",
+    "end_date",
+    "end_time",
+    "activity_location_type",
+    "activity_location_description",
+    "traffic_management_type",
+    "traffic_management_required",
+    "collaborative_working",
+    "cancelled",
+    "highway_authority",
     "highway_authority_swa_code",
 ]
 SECTION_58_FIELDS = [
-    "section_58_reference_number", "section_58_coordinates", "section_58_status", "start_date", "end_date",
-    "section_58_duration", "section_58_extent", "section_58_location_type", "status_change_date",
-    "highway_authority_swa_code", "highway_authority", "usrn", "street_name", "area_name", "town",
+    "section_58_reference_number",
+    "section_58_coordinates",
+    "section_58_status",
+    "start_date",
+    "end_date",
+    "section_58_duration",
+    "section_58_extent",
+    "section_58_location_type",
+    "status_change_date",
+    "highway_authority_swa_code",
+    "highway_authority",
+    "usrn",
+    "street_name",
+    "area_name",
+    "town",
 ]
 OBJECT_FIELDS = {"permit": PERMIT_FIELDS, "activity": ACTIVITY_FIELDS, "section_58": SECTION_58_FIELDS}
 TIMESTAMP_FIELDS = {
-    "permit": {"proposed_start_date", "proposed_start_time", "proposed_end_date", "proposed_end_time",
-               "actual_start_date_time", "actual_end_date_time", "current_traffic_management_update_date"},
+    "permit": {
+        "proposed_start_date",
+        "proposed_start_time",
+        "proposed_end_date",
+        "proposed_end_time",
+        "actual_start_date_time",
+        "actual_end_date_time",
+        "current_traffic_management_update_date",
+    },
     "activity": {"start_date", "start_time", "end_date", "end_time"},
     "section_58": {"start_date", "end_date", "status_change_date"},
 }
 # A time that may be published bare ("13:50") -> the date field whose UK-local day it belongs to.
-BARE_TIME_FIELDS = {"permit": {"proposed_start_time": "proposed_start_date", "proposed_end_time": "proposed_end_date"},
-                    "activity": {}, "section_58": {}}
-ENVELOPE_FIELDS = ["event_reference", "event_type", "object_data", "event_time", "object_type", "object_reference",
-                   "version"]
+BARE_TIME_FIELDS = {
+    "permit": {"proposed_start_time": "proposed_start_date", "proposed_end_time": "proposed_end_date"},
+    "activity": {},
+    "section_58": {},
+}
+ENVELOPE_FIELDS = [
+    "event_reference",
+    "event_type",
+    "object_data",
+    "event_time",
+    "object_type",
+    "object_reference",
+    "version",
+]
 
 # The event types seen in or typed by consumers (contract, "Event types"; not an official list).
-KNOWN_EVENT_TYPES = frozenset([
-    "PERMIT_SUBMITTED", "PERMIT_GRANTED", "PERMIT_REFUSED", "PERMIT_CANCELLED", "PERMIT_REVOKED",
-    "PERMIT_ALTERATION_SUBMITTED", "PERMIT_ALTERATION_GRANTED", "WORK_START", "WORK_STOP", "WORK_START_REVERTED",
-    "WORK_STOP_REVERTED", "CURRENT_TRAFFIC_MANAGEMENT_UPDATED", "ACTIVITY_CREATED", "ACTIVITY_UPDATED",
-    "ACTIVITY_CANCELLED", "SECTION_58_CREATED", "SECTION_58_IN_FORCE", "SECTION_58_CANCELLED", "SECTION_58_CLOSED",
-])
+KNOWN_EVENT_TYPES = frozenset(
+    [
+        "PERMIT_SUBMITTED",
+        "PERMIT_GRANTED",
+        "PERMIT_REFUSED",
+        "PERMIT_CANCELLED",
+        "PERMIT_REVOKED",
+        "PERMIT_ALTERATION_SUBMITTED",
+        "PERMIT_ALTERATION_GRANTED",
+        "WORK_START",
+        "WORK_STOP",
+        "WORK_START_REVERTED",
+        "WORK_STOP_REVERTED",
+        "CURRENT_TRAFFIC_MANAGEMENT_UPDATED",
+        "ACTIVITY_CREATED",
+        "ACTIVITY_UPDATED",
+        "ACTIVITY_CANCELLED",
+        "SECTION_58_CREATED",
+        "SECTION_58_IN_FORCE",
+        "SECTION_58_CANCELLED",
+        "SECTION_58_CLOSED",
+    ]
+)
 EVENT_TYPE_ALIASES = {"CURRENT_TRAFFIC_MANAGEMENT_TYPE_UPDATED": "CURRENT_TRAFFIC_MANAGEMENT_UPDATED"}
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
@@ -103,12 +202,16 @@ def data_schema(part: str) -> pa.Schema:
     return _data_schema(part)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _data_schema(part: str) -> pa.Schema:
     timestamps = TIMESTAMP_FIELDS[part]
     columns = [
-        ("event_reference", pa.int64()), ("event_type", pa.string()), ("event_type_published", pa.string()),
-        ("event_time", TIMESTAMP), ("object_type", pa.string()), ("object_reference", pa.string()),
+        ("event_reference", pa.int64()),
+        ("event_type", pa.string()),
+        ("event_type_published", pa.string()),
+        ("event_time", TIMESTAMP),
+        ("object_type", pa.string()),
+        ("object_reference", pa.string()),
         ("version", pa.int32()),
     ]
     columns += [(name, TIMESTAMP if name in timestamps else pa.string()) for name in OBJECT_FIELDS[part]]
@@ -119,14 +222,21 @@ def _data_schema(part: str) -> pa.Schema:
 QUARANTINE_SCHEMA = contract.quarantine_schema([("member", pa.string()), ("raw", pa.string())])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _parse_schema(part: str, inferred: frozenset) -> pa.Schema:
     """What pyarrow.json is told: the envelope and object_data, every object field a string,
     except the fields whose type clashed earlier in this archive (left to inference)."""
-    envelope = {"event_reference": pa.int64(), "event_type": pa.string(), "event_time": pa.string(),
-                "object_type": pa.string(), "object_reference": pa.string(), "version": pa.int64()}
-    object_struct = pa.struct([(name, pa.string()) for name in OBJECT_FIELDS[part]
-                               if f"object_data.{name}" not in inferred])
+    envelope = {
+        "event_reference": pa.int64(),
+        "event_type": pa.string(),
+        "event_time": pa.string(),
+        "object_type": pa.string(),
+        "object_reference": pa.string(),
+        "version": pa.int64(),
+    }
+    object_struct = pa.struct(
+        [(name, pa.string()) for name in OBJECT_FIELDS[part] if f"object_data.{name}" not in inferred]
+    )
     columns = []
     for name in ENVELOPE_FIELDS:
         if name == "object_data":

@@ -12,7 +12,6 @@ import pyarrow.compute as pc
 
 from civic_pipelines.sources.street_manager.contract import BNG_TO_WGS84
 
-
 # ---------------------------------------------------------------- coordinates
 
 
@@ -56,7 +55,9 @@ def bng_wkt_to_wgs84(wkt: pa.Array) -> tuple[pa.Array, pa.Array, Counter]:
     counts["missing"] = pc.sum(pc.cast(missing, pa.int64())).as_py() or 0
     remaining = pc.invert(missing)
     # Points (most of them), straight from the text; then each kind on the rows still unread.
-    point = pc.extract_regex(wkt, rf"(?i)^\s*POINT\s*\(\s*(?P<x>{_SIMPLE})\s+(?P<y>{_SIMPLE})(?:\s+{_SIMPLE})?\s*\)\s*$")
+    point = pc.extract_regex(
+        wkt, rf"(?i)^\s*POINT\s*\(\s*(?P<x>{_SIMPLE})\s+(?P<y>{_SIMPLE})(?:\s+{_SIMPLE})?\s*\)\s*$"
+    )
     is_point = pc.fill_null(pc.is_valid(point), False)
     if pc.any(is_point).as_py():
         rows = pc.indices_nonzero(is_point).to_numpy()
@@ -79,8 +80,9 @@ def bng_wkt_to_wgs84(wkt: pa.Array) -> tuple[pa.Array, pa.Array, Counter]:
             x[line_rows], y[line_rows] = done
             counts["linestrings"] = len(line_rows)
             remaining = pc.and_(remaining, pc.invert(_mask(n, line_rows)))
-    polygon = _unread_matching(wkt, remaining,
-                               r"(?i)^\s*POLYGON\s*\(\s*\((?P<v>[^()]*(?:\)\s*,\s*\([^()]*)*)\)\s*\)\s*$")
+    polygon = _unread_matching(
+        wkt, remaining, r"(?i)^\s*POLYGON\s*\(\s*\((?P<v>[^()]*(?:\)\s*,\s*\([^()]*)*)\)\s*\)\s*$"
+    )
     if polygon is not None:
         polygon_rows, vertices = polygon
         ring_lists = pc.split_pattern_regex(vertices, r"\)\s*,\s*\(")
@@ -114,8 +116,7 @@ def bng_wkt_to_wgs84(wkt: pa.Array) -> tuple[pa.Array, pa.Array, Counter]:
         counts["converted"] = int(np.count_nonzero(np.isfinite(longitude)))
     counts["unreadable"] += int(np.count_nonzero(have & ~np.isfinite(longitude)))
     nulls = ~np.isfinite(longitude)
-    return (pa.array(longitude, pa.float64(), mask=nulls), pa.array(latitude, pa.float64(), mask=nulls),
-            +counts)
+    return (pa.array(longitude, pa.float64(), mask=nulls), pa.array(latitude, pa.float64(), mask=nulls), +counts)
 
 
 def _mask(n: int, rows) -> pa.Array:

@@ -44,8 +44,10 @@ def probe(session, connection, month: str, part: str, previous: dict | None = No
     response = session.head(url, timeout=request_timeout(), allow_redirects=True)
     response.close()
     if response.status_code == 404:
-        raise NotPublished(f"no {part} archive for {month} at {url} (HTTP 404): DfT publishes a month on the 1st "
-                           "of the next; a month still missing later was never published")
+        raise NotPublished(
+            f"no {part} archive for {month} at {url} (HTTP 404): DfT publishes a month on the 1st "
+            "of the next; a month still missing later was never published"
+        )
     if response.status_code >= 400:
         raise SourceHTTPError(f"HEAD {url}: HTTP {response.status_code}")
     etag = response.headers.get("ETag")
@@ -53,12 +55,27 @@ def probe(session, connection, month: str, part: str, previous: dict | None = No
     length = response.headers.get("Content-Length")
     if not (etag or modified):
         raise SourceHTTPError(f"HEAD {url}: neither ETag nor Last-Modified; cannot tell a changed archive")
-    return {"watermark": f"etag={etag}|last-modified={modified}|length={length}", "url": url, "etag": etag,
-            "last_modified": modified, "length": int(length) if length and length.isdigit() else None}
+    return {
+        "watermark": f"etag={etag}|last-modified={modified}|length={length}",
+        "url": url,
+        "etag": etag,
+        "last_modified": modified,
+        "length": int(length) if length and length.isdigit() else None,
+    }
 
 
-def stream_block(session, connection, month: str, probed: dict, landed_at: datetime, writer, part: str,
-                 previous: dict | None = None, location=None, force: bool = False) -> dict:
+def stream_block(
+    session,
+    connection,
+    month: str,
+    probed: dict,
+    landed_at: datetime,
+    writer,
+    part: str,
+    previous: dict | None = None,
+    location=None,
+    force: bool = False,
+) -> dict:
     """Download, unzip, parse, flatten, validate and write one archive; returns the manifest's
     source-specific fields. Raises (and lands nothing) on a truncated or corrupt archive, and on
     an archive with nothing to land where the previous landing had rows (unless ``force``)."""
@@ -76,8 +93,12 @@ def stream_block(session, connection, month: str, probed: dict, landed_at: datet
     finally:
         download.close()  # the central directory that follows the members is not needed
     stats = reader.finish()
-    refuse_emptying(previous, reader.rows_written, force,
-                    f"the {part} archive for {month} holds {reader.events} events and no row to land")
+    refuse_emptying(
+        previous,
+        reader.rows_written,
+        force,
+        f"the {part} archive for {month} holds {reader.events} events and no row to land",
+    )
     stats["archive_size"] = download.expected  # Content-Length
     stats["archive_bytes"] = download.received  # read: up to the central directory, which is not needed
     stats["download_resumes"] = download.resumes
@@ -137,9 +158,13 @@ class Download:
                     return
                 attempt += 1
                 if attempt > RESUME_ATTEMPTS:
-                    raise ArchiveTruncated(f"download of {self.url} kept failing after {self.received} bytes: {error}") from error
+                    raise ArchiveTruncated(
+                        f"download of {self.url} kept failing after {self.received} bytes: {error}"
+                    ) from error
                 self.resumes += 1
-                log.warning("download of %s cut after %d bytes (%s): resuming with Range", self.url, self.received, error)
+                log.warning(
+                    "download of %s cut after %d bytes (%s): resuming with Range", self.url, self.received, error
+                )
                 retry_policy().sleep(attempt - 1, scale=0.4, cap=10.0)
 
     def _check(self, response) -> None:
@@ -149,7 +174,9 @@ class Download:
             if status != 200:
                 raise SourceHTTPError(f"GET {self.url}: HTTP {status}")
             if self.etag and etag and etag != self.etag:
-                raise ArchiveChanged(f"{self.url} changed since its HEAD (ETag {self.etag} -> {etag}): run the block again")
+                raise ArchiveChanged(
+                    f"{self.url} changed since its HEAD (ETag {self.etag} -> {etag}): run the block again"
+                )
             length = response.headers.get("Content-Length")
             if length and length.isdigit():
                 self.expected = int(length)

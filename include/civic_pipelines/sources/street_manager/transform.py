@@ -7,7 +7,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pyarrow as pa
@@ -94,11 +94,16 @@ class ArchiveReader:
             raise ArchiveTruncated("the archive ended before its central directory")
         for name, count in self.missing_required.items():
             if self.events and count == self.events:
-                raise SchemaDriftError(f"required field {name} is missing from all {self.events} events of the "
-                                       f"{self.part} archive for {self.month}: the publisher changed the format")
+                raise SchemaDriftError(
+                    f"required field {name} is missing from all {self.events} events of the "
+                    f"{self.part} archive for {self.month}: the publisher changed the format"
+                )
         never = [name for name in self.fields if name not in self.present_fields]
-        drift = {"new_fields": dict(sorted(self.new_fields.items())), "missing_fields": never,
-                 "type_changes": dict(sorted(self.type_changes.items()))}
+        drift = {
+            "new_fields": dict(sorted(self.new_fields.items())),
+            "missing_fields": never,
+            "type_changes": dict(sorted(self.type_changes.items())),
+        }
         if drift["new_fields"] or drift["type_changes"] or (never and self.events):
             log.warning("street_manager %s %s schema drift: %s", self.part, self.month, drift)
         return {
@@ -220,8 +225,11 @@ class ArchiveReader:
             return pa.nulls(len(array), pa.string())
         self.type_changes[f"{path}: {_json_kind(array.type)}"] += len(array) - array.null_count
         if pa.types.is_integer(array.type) or pa.types.is_boolean(array.type):
-            return pc.cast(array, pa.string()) if not pa.types.is_boolean(array.type) else \
-                pc.if_else(array, pa.scalar("true"), pa.scalar("false"))
+            return (
+                pc.cast(array, pa.string())
+                if not pa.types.is_boolean(array.type)
+                else pc.if_else(array, pa.scalar("true"), pa.scalar("false"))
+            )
         if pa.types.is_floating(array.type):
             return pa.array([None if v is None else _number_text(v) for v in array.to_pylist()], pa.string())
         raise _NeedsExactPath(path)  # an object or a list where the contract has a string
@@ -234,8 +242,11 @@ class ArchiveReader:
         self.type_changes[f"{path}: {_json_kind(array.type)}"] += len(array) - array.null_count
         if pa.types.is_string(array.type):
             digits = pc.match_substring_regex(array, r"^\s*-?[0-9]{1,18}\s*$")
-            return pc.if_else(digits, pc.cast(pc.if_else(digits, pc.utf8_trim_whitespace(array), "0"), pa.int64()),
-                              pa.scalar(None, pa.int64()))
+            return pc.if_else(
+                digits,
+                pc.cast(pc.if_else(digits, pc.utf8_trim_whitespace(array), "0"), pa.int64()),
+                pa.scalar(None, pa.int64()),
+            )
         raise _NeedsExactPath(path)
 
     def _extras_json(self, extras: list[tuple[str, pa.Array]], n: int) -> pa.Array:
@@ -267,8 +278,17 @@ class ArchiveReader:
         return pa.array(out, pa.string())
 
     def _raw_table(self, columns: dict[str, pa.Array], n: int) -> pa.Table:
-        names = ["event_reference", "event_type", "event_time", "object_type", "object_reference", "version",
-                 "_object_data_present", *self.fields, "extras"]
+        names = [
+            "event_reference",
+            "event_type",
+            "event_time",
+            "object_type",
+            "object_reference",
+            "version",
+            "_object_data_present",
+            *self.fields,
+            "extras",
+        ]
         arrays = []
         for name in names:
             array = columns.get(name)
@@ -325,12 +345,25 @@ class ArchiveReader:
             keep.append(index)
         n = len(rows)
         columns = {}
-        for name in ["event_reference", "event_type", "event_time", "object_type", "object_reference", "version",
-                     "_object_data_present", *self.fields, "extras"]:
-            kind = pa.int64() if name in ("event_reference", "version") else (
-                pa.bool_() if name == "_object_data_present" else pa.string())
-            columns[name] = pa.array([row.get(name, False if name == "_object_data_present" else None)
-                                      for row in rows], kind)
+        for name in [
+            "event_reference",
+            "event_type",
+            "event_time",
+            "object_type",
+            "object_reference",
+            "version",
+            "_object_data_present",
+            *self.fields,
+            "extras",
+        ]:
+            kind = (
+                pa.int64()
+                if name in ("event_reference", "version")
+                else (pa.bool_() if name == "_object_data_present" else pa.string())
+            )
+            columns[name] = pa.array(
+                [row.get(name, False if name == "_object_data_present" else None) for row in rows], kind
+            )
         table = self._raw_table(columns, n)
         # The rows kept refer to chunk lines by index (for quarantine text later).
         return table.append_column("_line", pa.array(keep, pa.int32()))
@@ -384,13 +417,14 @@ class ArchiveReader:
         flag(pc.invert(raw.column("_object_data_present").combine_chunks()), "missing object_data", "object_data")
         flag(_blank(raw.column(ref_field).combine_chunks()), f"missing {ref_field}", ref_field)
         object_type = raw.column("object_type").combine_chunks()
-        flag(pc.not_equal(pc.fill_null(object_type, ""), OBJECT_TYPES[self.part]),
-             f"object_type is not {OBJECT_TYPES[self.part]}")
+        flag(
+            pc.not_equal(pc.fill_null(object_type, ""), OBJECT_TYPES[self.part]),
+            f"object_type is not {OBJECT_TYPES[self.part]}",
+        )
         # The natural key: the first event with a reference wins, within the chunk and the archive.
         references = event_reference.to_pylist()
         fresh = set(references)
-        if len(fresh) == len(references) and None not in fresh and self.seen.isdisjoint(fresh) \
-                and not any(reasons):
+        if len(fresh) == len(references) and None not in fresh and self.seen.isdisjoint(fresh) and not any(reasons):
             self.seen |= fresh
         else:
             for index, reference in enumerate(references):
@@ -429,7 +463,9 @@ class ArchiveReader:
             if name in timestamps:
                 typed, unparsed = _timestamps(values)
                 if name in bare:
-                    typed, unparsed = self._bare_times(name, values, typed, unparsed, raw.column(bare[name]).combine_chunks())
+                    typed, unparsed = self._bare_times(
+                        name, values, typed, unparsed, raw.column(bare[name]).combine_chunks()
+                    )
                 count = pc.sum(pc.cast(unparsed, pa.int64())).as_py() or 0
                 if count:
                     self.nulled[name] += count
@@ -478,9 +514,10 @@ class ArchiveReader:
                 failed.append(True)
                 continue
             local_day = day.astimezone(_LONDON).date()
-            local = datetime(local_day.year, local_day.month, local_day.day, hour, minute, second[0] if second else 0,
-                             tzinfo=_LONDON)
-            fixed.append(local.astimezone(timezone.utc))
+            local = datetime(
+                local_day.year, local_day.month, local_day.day, hour, minute, second[0] if second else 0, tzinfo=_LONDON
+            )
+            fixed.append(local.astimezone(UTC))
             failed.append(False)
             self.bare_times[name] += 1
         typed = pc.replace_with_mask(typed, bare, pa.array(fixed, TIMESTAMP))
@@ -499,13 +536,16 @@ class ArchiveReader:
             self.reasons[_reason_key(reason)] += 1
         self.quarantined += len(bad)
         n = len(bad)
-        return pa.Table.from_arrays([
-            pa.array([member for member, _, _ in bad], pa.string()),
-            pa.array([raw[: 1 << 20].decode("utf-8", "replace") for _, raw, _ in bad], pa.string()),
-            pa.array([reason for _, _, reason in bad], pa.string()),
-            pa.array([self.month] * n, pa.string()),
-            pa.array([self.landed_at] * n, LANDED_TYPE),
-        ], schema=QUARANTINE_SCHEMA)
+        return pa.Table.from_arrays(
+            [
+                pa.array([member for member, _, _ in bad], pa.string()),
+                pa.array([raw[: 1 << 20].decode("utf-8", "replace") for _, raw, _ in bad], pa.string()),
+                pa.array([reason for _, _, reason in bad], pa.string()),
+                pa.array([self.month] * n, pa.string()),
+                pa.array([self.landed_at] * n, LANDED_TYPE),
+            ],
+            schema=QUARANTINE_SCHEMA,
+        )
 
 
 class _NeedsExactPath(Exception):
@@ -514,8 +554,13 @@ class _NeedsExactPath(Exception):
 
 def _reason_key(reason: str) -> str:
     """Reasons grouped for the manifest (the quarantine file keeps the full text)."""
-    for prefix in ("member is not valid JSON", "member does not inflate", "member fails its CRC-32",
-                   "duplicate event_reference", "unparseable event_time"):
+    for prefix in (
+        "member is not valid JSON",
+        "member does not inflate",
+        "member fails its CRC-32",
+        "duplicate event_reference",
+        "unparseable event_time",
+    ):
         if reason.startswith(prefix):
             return prefix
     return reason
@@ -535,7 +580,8 @@ def _json_kind(kind: pa.DataType) -> str:
 
 def _py_kind(value) -> str:
     return {bool: "boolean", int: "number", float: "number", str: "string", dict: "object", list: "array"}.get(
-        type(value), type(value).__name__)
+        type(value), type(value).__name__
+    )
 
 
 def _number_text(value) -> str:
