@@ -1,0 +1,67 @@
+"""The replay server as tests point the project at it: one connection JSON for every source's
+``AIRFLOW_CONN_<ID>``, and one context that starts a server with a lake, a warehouse and
+connections of its own (the end-to-end modules' environments and the dbt modules' lakes).
+
+Plain functions, not fixtures, so a module-scoped fixture and a test body can both use them; the
+fixtures built on them live in ``conftest.py``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+
+def replay_connection(server, **fields) -> str:
+    """The JSON of an HTTP connection to ``server`` (what ``AIRFLOW_CONN_<ID>`` holds); ``fields``
+    add to it or replace its defaults (``extra``, ``password``, ``port``)."""
+    host, port = server.url.split("://", 1)[1].split(":")
+    return json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http", **fields})
+
+
+def connection_env(server, *conn_ids: str, **fields) -> dict[str, str]:
+    """``AIRFLOW_CONN_<ID>`` for each of ``conn_ids``, all pointed at ``server``."""
+    return {f"AIRFLOW_CONN_{conn_id.upper()}": replay_connection(server, **fields) for conn_id in conn_ids}
+
+
+def fresh_folder(folder: Path) -> Path:
+    """``folder``, emptied: a module's own lake and warehouse start from nothing on every run."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+@contextlib.contextmanager
+def replay_environment(lake: Path, warehouse: Path, connections: Callable[[object], dict[str, str]] | None = None,
+                       configure: Callable[[object], None] | None = None, **env: str) -> Iterator:
+    """A started replay server (``configure``\\ d first), with ``CIVIC_LAKE``, ``CIVIC_WAREHOUSE``,
+    the ``connections(server)`` variables and ``env`` set for as long as the context lasts; yields
+    the server, stopped at the end."""
+    from civic_pipelines.replay.server import make_server
+
+    server = make_server(host="127.0.0.1", port=0)
+    server.start()
+    try:
+        if configure:
+            configure(server)
+        with pytest.MonkeyPatch.context() as patch:
+            variables = {"CIVIC_LAKE": str(lake), "CIVIC_WAREHOUSE": str(warehouse),
+                         **(connections(server) if connections else {}), **env}
+            for key, value in variables.items():
+                patch.setenv(key, value)
+            yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def module_environment(run_dir: Path, name: str, **kwargs) -> Iterator[dict]:
+    """``replay_environment`` in a fresh ``run_dir/name`` (lake/ and warehouse.duckdb inside), as
+    the end-to-end modules share it: yields ``{"server": ..., "data": folder}``."""
+    data = fresh_folder(run_dir / name)
+    with replay_environment(data / "lake", data / "warehouse.duckdb", **kwargs) as server:
+        yield {"server": server, "data": data}
