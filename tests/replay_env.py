@@ -41,6 +41,22 @@ def replay_environment(lake: Path, warehouse: Path, connections: Callable[[objec
     """A started replay server (``configure``\\ d first), with ``CIVIC_LAKE``, ``CIVIC_WAREHOUSE``,
     the ``connections(server)`` variables and ``env`` set for as long as the context lasts; yields
     the server, stopped at the end."""
+    with _environment(lake, warehouse, connections, configure, env) as (server, _):
+        yield server
+
+
+@contextlib.contextmanager
+def module_environment(data: Path, **kwargs) -> Iterator[dict]:
+    """``replay_environment`` with its lake (``lake/``) and warehouse (``warehouse.duckdb``) in
+    ``data``, as the end-to-end modules share it: yields ``{"server", "data", "patch"}``, ``patch``
+    the environment's MonkeyPatch (for what a module sets once the server runs)."""
+    configure, connections = kwargs.pop("configure", None), kwargs.pop("connections", None)
+    with _environment(data / "lake", data / "warehouse.duckdb", connections, configure, kwargs) as (server, patch):
+        yield {"server": server, "data": data, "patch": patch}
+
+
+@contextlib.contextmanager
+def _environment(lake: Path, warehouse: Path, connections, configure, env: dict) -> Iterator[tuple]:
     from civic_pipelines.replay.server import make_server
 
     server = make_server(host="127.0.0.1", port=0)
@@ -53,15 +69,30 @@ def replay_environment(lake: Path, warehouse: Path, connections: Callable[[objec
                          **(connections(server) if connections else {}), **env}
             for key, value in variables.items():
                 patch.setenv(key, value)
-            yield server
+            yield server, patch
     finally:
         server.stop()
 
+CITIES_311 = ("civic_minneapolis_311", "civic_toronto_311", "civic_nyc_311")
 
-@contextlib.contextmanager
-def module_environment(run_dir: Path, name: str, **kwargs) -> Iterator[dict]:
-    """``replay_environment`` in a fresh ``run_dir/name`` (lake/ and warehouse.duckdb inside), as
-    the end-to-end modules share it: yields ``{"server": ..., "data": folder}``."""
-    data = fresh_folder(run_dir / name)
-    with replay_environment(data / "lake", data / "warehouse.duckdb", **kwargs) as server:
-        yield {"server": server, "data": data}
+
+def cities_311(server) -> dict[str, str]:
+    """The three 311 cities' connections, all on ``server``."""
+    return connection_env(server, *CITIES_311)
+
+
+def street_works(events_per_month: dict[str, int], activities_per_month: int, today: str) -> dict:
+    """``replay_environment``'s arguments for the street-works sources: Street Manager's archives
+    (published to June 2024, ``events_per_month`` per part) and SRWR's exports (as of ``today``,
+    ``activities_per_month``), each with its connection (SRWR's names its ``today`` too)."""
+
+    def configure(server) -> None:
+        server.street_manager.configure({"latest_month": "2024-06", "events_per_month": events_per_month})
+        server.srwr.set_today(today)
+        server.srwr.set_activities_per_month(activities_per_month)
+
+    def connections(server) -> dict[str, str]:
+        return {**connection_env(server, "civic_street_manager"),
+                **connection_env(server, "civic_srwr", extra={"today": today})}
+
+    return {"configure": configure, "connections": connections}

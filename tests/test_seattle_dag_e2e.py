@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import duckdb
 import pytest
 from airflow_runs import asset_events, run_marts
 from docker_mode import MODES, assert_extract_mode, container_engine, use_mode  # noqa: F401 - container_engine is a fixture
+from replay_env import connection_env, fresh_folder, module_environment
 
 MONTHS = ["2024-01", "2024-02"]
 # Every test, once per extract mode; module scope: one lake per mode, the tests in order.
@@ -26,25 +26,12 @@ pytestmark = pytest.mark.parametrize("mode", MODES, scope="module")
 @pytest.fixture(scope="module")
 def environment(airflow_db, run_dir, mode, request):
     """A fresh lake and warehouse, and the replay server, for the whole module (per mode)."""
-    from civic_pipelines.replay.server import make_server
-
-    data = run_dir / f"e2e_seattle_{mode}"
-    shutil.rmtree(data, ignore_errors=True)
-    data.mkdir(parents=True)
-    server = make_server(host="127.0.0.1", port=0)
-    server.start()
-    host, port = server.url.split("://", 1)[1].split(":")
+    data = fresh_folder(run_dir / f"e2e_seattle_{mode}")
     with pytest.MonkeyPatch.context() as patch:
         use_mode(request, patch, mode)
-        patch.setenv("CIVIC_LAKE", str(data / "lake"))
-        patch.setenv("CIVIC_WAREHOUSE", str(data / "warehouse.duckdb"))
-        patch.setenv("CIVIC_DBT_FRESHNESS", str(data / "dbt_freshness"))
-        patch.setenv("AIRFLOW_CONN_CIVIC_SEATTLE_CRIME",
-                     json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"}))
-        try:
-            yield {"server": server, "data": data}
-        finally:
-            server.stop()
+        with module_environment(data, connections=lambda server: connection_env(server, "civic_seattle_crime"),
+                                CIVIC_DBT_FRESHNESS=str(data / "dbt_freshness")) as environment:
+            yield environment
 
 
 @pytest.fixture(scope="module")
