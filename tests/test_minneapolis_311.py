@@ -38,13 +38,9 @@ def source():
 
 
 @pytest.fixture
-def mpls(replay, monkeypatch):
+def mpls(replay, point_at_replay, monkeypatch):
     """The replay server with the minneapolis_311 connection pointing at it."""
-    host, port = replay.url.split("://", 1)[1].split(":")
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_CIVIC_MINNEAPOLIS_311",
-        json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"}),
-    )
+    point_at_replay(replay, "civic_minneapolis_311")
     monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
     monkeypatch.delenv(VARIABLE, raising=False)
     return replay
