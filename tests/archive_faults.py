@@ -133,6 +133,7 @@ class StreetManager(ArchiveSource):
 
     def configure(self) -> None:
         self.post("config", {"street_manager": {"latest_month": "2024-06", "events_per_month": {PART: EVENTS}}})
+        assert self.rows() == EVENTS  # so every row's "exactly the published events" is exactly EVENTS
 
     def folder(self, lake: str) -> Path:
         return Path(lake) / "street_manager" / PART / f"month={MONTH}"
