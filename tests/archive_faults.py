@@ -106,6 +106,11 @@ class ArchiveSource:
     def post(self, what: str, body: dict) -> dict:
         return post(self.server, what, body)
 
+    def run_faulted(self, lake: str, faults: dict, *args, **kwargs) -> dict:
+        """The block run once with ``faults`` switched on (each fires as often as it says)."""
+        self.post("faults", faults)
+        return self.run(lake, *args, **kwargs)
+
     def arm_after_probe(self, config: dict | None = None, **faults) -> None:
         """Switch ``faults`` on (and post ``config``) once the block's probe is done, so they hit the
         download itself."""
@@ -252,3 +257,22 @@ def fails_and_keeps(source: ArchiveSource, lake: str, error, match: str, **fault
     assert not again["skipped"] and again["watermark"] != first["watermark"]
     assert again["rows"] == source.exact(lake) == source.rows()
     return first, again, str(raised.value)
+
+
+# ---------------------------------------------------------------- the fixtures the matrix modules import
+
+
+@pytest.fixture(scope="module")
+def server(module_replay):
+    """One replay server for a module (starting one costs about 1.5 s); each test resets it."""
+    return module_replay
+
+
+@pytest.fixture
+def street(server, monkeypatch) -> StreetManager:
+    return open_source("street_manager", server, monkeypatch)
+
+
+@pytest.fixture
+def scot(server, monkeypatch) -> Srwr:
+    return open_source("srwr", server, monkeypatch)

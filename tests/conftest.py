@@ -69,13 +69,16 @@ def module_replay():
 
 @pytest.fixture
 def point_at_replay(monkeypatch):
-    """``point_at_replay(server, *conn_ids, **fields)``: each connection's ``AIRFLOW_CONN_<ID>`` at
-    ``server`` for the test (``fields``: extra, password, ...); returns the server."""
+    """``point_at_replay(server, *conn_ids, offline=False, **fields)``: each connection's
+    ``AIRFLOW_CONN_<ID>`` at ``server`` for the test (``fields``: extra, password, ...); ``offline``:
+    connections and Variables from the environment only, never the metadata DB. Returns the server."""
     from replay_env import connection_env
 
-    def point(server, *conn_ids: str, **fields):
+    def point(server, *conn_ids: str, offline: bool = False, **fields):
         for key, value in connection_env(server, *conn_ids, **fields).items():
             monkeypatch.setenv(key, value)
+        if offline:
+            monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
         return server
 
     return point

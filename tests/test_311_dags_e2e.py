@@ -7,8 +7,9 @@ the warehouse still holds one row per request.
 
 from __future__ import annotations
 
-import duckdb
 import pytest
+from airflow_runs import states_of as states
+from dbt_helpers import module_query as query
 from replay_env import cities_311, fresh_folder, module_environment
 
 MONTHS = ["2024-02", "2024-03"]
@@ -18,15 +19,6 @@ MONTHS = ["2024-02", "2024-03"]
 def environment(airflow_db, run_dir):
     with module_environment(fresh_folder(run_dir / "e2e_311"), connections=cities_311) as environment:
         yield environment
-
-
-def query(environment, sql):
-    with duckdb.connect(str(environment["data"] / "warehouse.duckdb")) as con:
-        return con.sql(sql).fetchall()
-
-
-def states(run, task_id):
-    return sorted(ti.state for ti in run.get_task_instances() if ti.task_id == task_id)
 
 
 def test_minneapolis_lands_skips_and_takes_late_edits(environment):

@@ -24,18 +24,13 @@ from dataclasses import dataclass, field
 import pytest
 from archive_faults import (EVENTS, SRWR_MONTH, fails_and_keeps, folder_bytes, gap_after, open_source, settle,
                             timeline)
+from archive_faults import server  # noqa: F401 - a fixture
 
 from civic_pipelines.sources import srwr as srwr_source
 from civic_pipelines.sources import street_manager as sm
 from civic_pipelines.sources.base import EmptyAnswerError, SchemaDriftError
 
 ARCHIVE_SOURCES = ["street_manager", "srwr"]
-
-
-@pytest.fixture(scope="module")
-def server(module_replay):
-    """One replay server for the module (starting one costs about 1.5 s); each test resets it."""
-    return module_replay
 
 
 @pytest.fixture(params=ARCHIVE_SOURCES)
@@ -119,8 +114,7 @@ def test_an_empty_archive_does_not_wipe_a_landed_month(source, lake, reliability
     assert folder_bytes(source.folder(lake)) == before
     if source.name == "street_manager":  # the archive as published is unchanged: nothing to do
         assert source.run(lake)["skipped"] and source.exact(lake) == EVENTS
-    source.post("faults", {"empty_month": 1})
-    forced = source.run(lake, force=True)
+    forced = source.run_faulted(lake, {"empty_month": 1}, force=True)
     assert forced["rows"] == 0 and source.table(lake).num_rows == 0
     assert source.run(lake)["rows"] == source.exact(lake) == landed == source.rows()
     reliability.observed(f"refused, {landed} rows kept; forced: 0 rows; follow-up {landed} rows, key set equal")

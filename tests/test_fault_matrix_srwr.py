@@ -9,20 +9,11 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 import pytest
-from archive_faults import SRWR_ACTIVITIES, SRWR_MONTH, SRWR_TODAY, folder_bytes, open_source, step2, timeline
+from archive_faults import SRWR_ACTIVITIES, SRWR_MONTH, SRWR_TODAY, folder_bytes, step2, timeline
+from archive_faults import scot, server  # noqa: F401 - fixtures
 from fault_checks import assert_no_partial, landed_keys
 
 from civic_pipelines.sources import srwr as srwr_source
-
-
-@pytest.fixture(scope="module")
-def server(module_replay):
-    return module_replay
-
-
-@pytest.fixture
-def scot(server, monkeypatch):
-    return open_source("srwr", server, monkeypatch)
 
 
 def test_a_reset_mid_download_is_retried(scot, lake, monkeypatch, reliability):
@@ -57,8 +48,7 @@ def test_malformed_lines_are_quarantined(scot, lake, reliability):
                              "with the reason; the rest of the month lands, the activity too (its good lines date "
                              "it); the fixed file re-lands without the stale quarantine")
     month = "2023-01"  # the broken lines belong to the file's first activity
-    scot.post("faults", {"malformed_row": 1})
-    manifest = scot.run(lake, month)
+    manifest = scot.run_faulted(lake, {"malformed_row": 1}, month)
     quarantine = pq.read_table(scot.folder(lake, month) / "quarantine.parquet")
     assert quarantine.num_rows == manifest["quarantined"] == 2  # undated activities land (January)
     reasons = set(quarantine["_reason"].to_pylist())
@@ -108,8 +98,7 @@ def test_an_empty_export_lands_an_empty_month(scot, lake, reliability):
     reliability.row(fault="empty month (export with no lines), first landing", source="srwr",
                     expected="lands an empty block (every table, 0 rows; file_lines 0 in the manifest); the "
                              "republished file then lands the month whole")
-    scot.post("faults", {"empty_month": 1})
-    manifest = scot.run(lake)
+    manifest = scot.run_faulted(lake, {"empty_month": 1})
     assert manifest["rows"] == manifest["file_lines"] == 0 and set(manifest["tables"].values()) == {0}
     again = scot.run(lake)
     assert not again["skipped"]
@@ -140,8 +129,7 @@ def test_a_vanished_last_field_quarantines_the_lines(scot, lake, reliability):
                     expected="every district line is quarantined (too few fields) with the reason, the rest lands; "
                              "the follow-up lands the month whole")
     scot.post("config", {"srwr": {"fault_options": {"drop_field": {"record_type": "099", "position": 5}}}})
-    scot.post("faults", {"drop_field": 1})
-    manifest = scot.run(lake)
+    manifest = scot.run_faulted(lake, {"drop_field": 1})
     want = scot.server.srwr.expected_month(SRWR_MONTH)
     assert manifest["quarantined"] == len(want["099"]) and manifest["tables"]["district"] == 0
     assert manifest["quarantine_reasons"] == {"record type 099 needs at least 6 fields, got 5": len(want["099"])}
@@ -157,8 +145,7 @@ def test_a_new_trailing_field_is_kept(scot, lake, reliability):
     reliability.row(fault="new field", source="srwr",
                     expected="every record lands with its documented columns unchanged; the extra field stays in "
                              "raw_fields and the widths in file_field_counts show it")
-    scot.post("faults", {"new_field": 1})
-    manifest = scot.run(lake)
+    manifest = scot.run_faulted(lake, {"new_field": 1})
     phase = pq.read_table(scot.folder(lake) / "phase.parquet").to_pylist()
     assert all(r["raw_fields"][-1] == "replay-new-field" for r in phase)
     assert manifest["file_field_counts"]["001"] == {"15": 12 * SRWR_ACTIVITIES}
@@ -175,8 +162,7 @@ def test_a_changed_date_format_reads_the_same(scot, lake, reliability):
     reliability.row(fault="changed type (008 dates DD/MM/YYYY, times HHMM)", source="srwr",
                     expected="every record lands; start_at/end_at equal the normal file's (the text is kept as "
                              "published); no month assignment changes")
-    scot.post("faults", {"retype_field": 1})
-    manifest = scot.run(lake)
+    manifest = scot.run_faulted(lake, {"retype_field": 1})
     columns = ["activity_id", "phase_number", "start_at", "end_at"]
     faulted = pq.read_table(scot.folder(lake) / "undertaker_phase.parquet")
     assert all("/" in d for d in faulted["start_date"].to_pylist())

@@ -9,21 +9,12 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from archive_faults import EVENTS, MONTH, PART, folder_bytes, open_source, timeline
+from archive_faults import EVENTS, MONTH, PART, folder_bytes, timeline
+from archive_faults import server, street  # noqa: F401 - fixtures
 
 from civic_pipelines.http import SourceHTTPError
 from civic_pipelines.replay.street_manager import archive_events
 from civic_pipelines.sources import street_manager as sm
-
-
-@pytest.fixture(scope="module")
-def server(module_replay):
-    return module_replay
-
-
-@pytest.fixture
-def street(server, monkeypatch):
-    return open_source("street_manager", server, monkeypatch)
 
 
 def test_a_reset_mid_archive_is_resumed(street, lake, monkeypatch, reliability):
@@ -32,8 +23,7 @@ def test_a_reset_mid_archive_is_resumed(street, lake, monkeypatch, reliability):
                              "when the reset came before any byte was read); every event lands once")
     street.post("config", {"street_manager": {"events_per_month": {PART: 3000}}})  # ~2.5 MB: cut mid-stream
     seen = timeline(monkeypatch, street.server)
-    street.post("faults", {"reset_mid_page": 1})
-    manifest = street.run(lake)
+    manifest = street.run_faulted(lake, {"reset_mid_page": 1})
     gets = [(e["status"], e["range"]) for e in seen if e["method"] == "GET"]
     assert manifest["download_resumes"] == 1 and len(gets) == 2 and gets[0] == (200, None)
     assert gets[1] == (200, None) or (gets[1][0] == 206 and gets[1][1].startswith("bytes="))
@@ -50,8 +40,7 @@ def test_malformed_records_are_quarantined(street, lake, reliability):
                     expected="members that are not JSON, lack event_reference (the key) or have an unreadable "
                              "event_time are quarantined with the reason; every good event lands; the fixed "
                              "republication re-lands without the stale quarantine")
-    street.post("faults", {"malformed_row": 1})
-    manifest = street.run(lake)
+    manifest = street.run_faulted(lake, {"malformed_row": 1})
     quarantine = street.table(lake, "quarantine.parquet")
     reasons = sorted(r.split(":")[0] for r in quarantine["_reason"].to_pylist())
     assert reasons == ["member is not valid JSON", "missing event_reference", "unparseable event_time"]
@@ -70,8 +59,7 @@ def test_an_empty_archive_lands_an_empty_month(street, lake, reliability):
     reliability.row(fault="empty month (archive with no events), first landing", source="street_manager",
                     expected="lands an empty block with the part's schema and events = 0 in the manifest; the "
                              "republished month then lands whole")
-    street.post("faults", {"empty_month": 1})
-    manifest = street.run(lake)
+    manifest = street.run_faulted(lake, {"empty_month": 1})
     table = street.table(lake)
     assert manifest["rows"] == manifest["events"] == table.num_rows == 0 and table.schema == sm.data_schema(PART)
     again = street.run(lake)
@@ -121,8 +109,7 @@ def test_a_vanished_optional_field_is_reported(street, lake, reliability, caplog
 def test_a_new_field_is_kept_and_reported(street, lake, reliability):
     reliability.row(fault="new field", source="street_manager",
                     expected="every event lands; the unknown field is kept in extras and counted in drift.new_fields")
-    street.post("faults", {"new_field": 1})
-    manifest = street.run(lake)
+    manifest = street.run_faulted(lake, {"new_field": 1})
     assert manifest["drift"]["new_fields"] == {"object_data.replay_new_field": EVENTS}
     extras = [orjson.loads(v) for v in street.table(lake)["extras"].to_pylist()]
     assert all(e["object_data"]["replay_new_field"] == "a field the contract lacks" for e in extras)
@@ -136,8 +123,7 @@ def test_a_changed_type_is_converted_and_reported(street, lake, reliability):
     reliability.row(fault="changed type (usrn as a JSON number)", source="street_manager",
                     expected="every event lands with usrn as the same digits (text, the contract's type); the "
                              "change is counted in drift.type_changes")
-    street.post("faults", {"retype_field": 1})
-    manifest = street.run(lake)
+    manifest = street.run_faulted(lake, {"retype_field": 1})
     assert manifest["drift"]["type_changes"] == {"object_data.usrn: number": EVENTS}
     faulted = street.table(lake).select(["event_reference", "usrn"]).to_pylist()
     assert manifest["rows"] == street.exact(lake) == EVENTS

@@ -40,8 +40,7 @@ def source():
 @pytest.fixture
 def mpls(replay, point_at_replay, monkeypatch):
     """The replay server with the minneapolis_311 connection pointing at it."""
-    point_at_replay(replay, "civic_minneapolis_311")
-    monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
+    point_at_replay(replay, "civic_minneapolis_311", offline=True)
     monkeypatch.delenv(VARIABLE, raising=False)
     return replay
 

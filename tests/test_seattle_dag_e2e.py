@@ -12,9 +12,9 @@ import json
 import os
 from pathlib import Path
 
-import duckdb
 import pytest
-from airflow_runs import asset_events, run_marts
+from airflow_runs import asset_events, run_marts, task_states
+from dbt_helpers import module_query as warehouse_query
 from docker_mode import MODES, assert_extract_mode, container_engine, use_mode  # noqa: F401 - container_engine is a fixture
 from replay_env import connection_env, fresh_folder, module_environment
 
@@ -43,19 +43,9 @@ def dag(environment, mode):
     return dag
 
 
-def warehouse_query(environment, sql):
-    # Same configuration as dbt's own connection in this process (a read-only open would conflict with it).
-    with duckdb.connect(str(environment["data"] / "warehouse.duckdb")) as con:
-        return con.sql(sql).fetchall()
-
-
 def expected_ids(environment, months):
     dataset = environment["server"].dataset
     return {int(row["offense_id"]) for month in months for row in dataset.rows_for_month(month)}
-
-
-def task_states(run):
-    return {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
 
 
 def test_two_months_land_exactly_the_replay_rows(dag, environment):

@@ -36,9 +36,8 @@ def server(module_replay):
 
 
 @pytest.fixture
-def street(server, point_at_replay, monkeypatch):
-    point_at_replay(server, "civic_street_manager")
-    monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
+def street(server, point_at_replay):
+    point_at_replay(server, "civic_street_manager", offline=True)
     requests.post(f"{server.url}/_replay/reset", json={"data": True}, timeout=10).raise_for_status()
     configure(server, {"latest_month": "2024-06", "events_per_month": {"permit": 300, "activity": 40, "section_58": 15}})
     return server

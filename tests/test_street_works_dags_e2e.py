@@ -9,9 +9,10 @@ an extractor container (``docker``, ``tests/docker_mode.py``); the assertions ar
 
 from __future__ import annotations
 
-import duckdb
 import pytest
 from airflow_runs import asset_events, run_marts
+from airflow_runs import states_of as states
+from dbt_helpers import module_query as query
 from docker_mode import MODES, assert_extract_mode, container_engine, use_mode  # noqa: F401 - container_engine is a fixture
 from replay_env import fresh_folder, module_environment, street_works
 
@@ -28,15 +29,6 @@ def environment(airflow_db, run_dir):
     replay = street_works(EVENTS, SRWR_ACTIVITIES, TODAY)
     with module_environment(fresh_folder(run_dir / "e2e_street_works"), **replay) as environment:
         yield environment
-
-
-def query(environment, sql):
-    with duckdb.connect(str(environment["data"] / "warehouse.duckdb")) as con:
-        return con.sql(sql).fetchall()
-
-
-def states(run, task_id):
-    return sorted(ti.state for ti in run.get_task_instances() if ti.task_id == task_id)
 
 
 def dbt_states(run):

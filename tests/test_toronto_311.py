@@ -46,10 +46,9 @@ def source():
 
 
 @pytest.fixture
-def toronto(replay, point_at_replay, monkeypatch):
+def toronto(replay, point_at_replay):
     """The replay server, small yearly files, and the toronto_311 connection pointing at it."""
-    point_at_replay(replay, "civic_toronto_311")
-    monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
+    point_at_replay(replay, "civic_toronto_311", offline=True)
     configure(replay, {"rows_per_year": ROWS})
     return replay
 
