@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import requests
 from fault_checks import assert_exactly, assert_no_partial, landed_keys
+from replay_env import control as post
 from replay_env import replay_connection
 
 from civic_pipelines.extract import run_block
@@ -29,12 +29,6 @@ SRWR_TODAY = "2026-11-23"
 SRWR_MONTH = "2023-03"  # read from the 2023 year file
 SRWR_ACTIVITIES = 40
 SRWR_TABLES = {"007": "phase", "008": "undertaker_phase", "010": "site", "099": "district"}
-
-
-def post(server, what: str, body: dict) -> dict:
-    response = requests.post(f"{server.url}/_replay/{what}", json=body, timeout=30)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def timeline(monkeypatch, server) -> list[dict]:

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 from fault_checks import assert_exactly, assert_no_partial, landed_keys
-from replay_env import connection_env
+from replay_env import connection_env, control, requests_seen
 
 from civic_pipelines import sources
 from civic_pipelines.extract import run_block
@@ -31,12 +31,6 @@ FAKE_TOKEN = "fake-token-for-tests-0000"
 # ---------------------------------------------------------------- the replay, driven over HTTP
 
 
-def control(server, path: str, body: dict) -> dict:
-    response = requests.post(f"{server.url}/_replay/{path}", json=body, timeout=60)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 def set_faults(server, **body) -> None:
     control(server, "faults", body)
 
@@ -46,7 +40,7 @@ def fired(server) -> dict:
 
 
 def log(server) -> list[dict]:
-    return requests.get(f"{server.url}/_replay/requests", params={"detail": 1}, timeout=30).json()
+    return requests_seen(server, detail=True)
 
 
 def set_connection(monkeypatch, conn_id: str, server, password: str | None = None) -> None:

@@ -14,6 +14,19 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+import requests
+
+
+def control(server, what: str, body: dict, timeout: float = 60) -> dict:
+    """POST ``body`` to the replay's ``/_replay/<what>`` (config, faults, reset); its JSON answer."""
+    response = requests.post(f"{server.url}/_replay/{what}", json=body, timeout=timeout)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def requests_seen(server, detail: bool = False) -> list:
+    """The data requests the replay has answered since its last reset (``detail``: as dicts)."""
+    return requests.get(f"{server.url}/_replay/requests", params={"detail": 1} if detail else {}, timeout=30).json()
 
 
 def replay_connection(server, **fields) -> str:

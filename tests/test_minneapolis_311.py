@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import requests
+from replay_env import control
 
 from civic_pipelines import sources
 from civic_pipelines.adapters import DatasetConfigError, load_dataset
@@ -46,13 +47,11 @@ def mpls(replay, point_at_replay, monkeypatch):
 
 
 def configure(server, section: str, body: dict) -> dict:
-    response = requests.post(f"{server.url}/_replay/config", json={section: body}, timeout=30)
-    response.raise_for_status()
-    return response.json()[section]
+    return control(server, "config", {section: body})[section]
 
 
 def faults(server, body: dict) -> None:
-    requests.post(f"{server.url}/_replay/faults", json=body, timeout=30).raise_for_status()
+    control(server, "faults", body)
 
 
 def query_requests(server) -> list[dict]:

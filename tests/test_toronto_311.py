@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import requests
+from replay_env import control, requests_seen
 
 from civic_pipelines import sources
 from civic_pipelines.adapters import DatasetConfigError, load_dataset
@@ -54,17 +54,15 @@ def toronto(replay, point_at_replay):
 
 
 def configure(server, body: dict) -> dict:
-    response = requests.post(f"{server.url}/_replay/config", json={SOURCE: body}, timeout=60)
-    response.raise_for_status()
-    return response.json()[SOURCE]
+    return control(server, "config", {SOURCE: body})[SOURCE]
 
 
 def faults(server, body: dict) -> None:
-    requests.post(f"{server.url}/_replay/faults", json=body, timeout=30).raise_for_status()
+    control(server, "faults", body)
 
 
 def logged(server) -> list[str]:
-    return requests.get(f"{server.url}/_replay/requests", timeout=30).json()
+    return requests_seen(server)
 
 
 def connection():
