@@ -37,6 +37,11 @@ def task_states(run) -> dict:
     return {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
 
 
+def states_of(run, task_id: str) -> list[str]:
+    """The states of one task's instances (each mapped one) in ``run``, sorted."""
+    return sorted(ti.state for ti in run.get_task_instances() if ti.task_id == task_id)
+
+
 def run_rows(run_id: str, dag_id: str) -> dict:
     """Every XCom value and rendered template field the run stored, as JSON text per task instance."""
     from sqlalchemy import select

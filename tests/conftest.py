@@ -68,16 +68,26 @@ def module_replay():
 
 
 @pytest.fixture
-def seattle_conn(replay, monkeypatch):
-    """Point the seattle_crime connection at the replay server, as tests and the demo do."""
-    import json
+def point_at_replay(monkeypatch):
+    """``point_at_replay(server, *conn_ids, offline=False, **fields)``: each connection's
+    ``AIRFLOW_CONN_<ID>`` at ``server`` for the test (``fields``: extra, password, ...); ``offline``:
+    connections and Variables from the environment only, never the metadata DB. Returns the server."""
+    from replay_env import connection_env
 
-    host, port = replay.url.split("://", 1)[1].split(":")
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_CIVIC_SEATTLE_CRIME",
-        json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"}),
-    )
-    return replay
+    def point(server, *conn_ids: str, offline: bool = False, **fields):
+        for key, value in connection_env(server, *conn_ids, **fields).items():
+            monkeypatch.setenv(key, value)
+        if offline:
+            monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
+        return server
+
+    return point
+
+
+@pytest.fixture
+def seattle_conn(replay, point_at_replay):
+    """Point the seattle_crime connection at the replay server, as tests and the demo do."""
+    return point_at_replay(replay, "civic_seattle_crime")
 
 
 @pytest.fixture

@@ -22,6 +22,9 @@ from datetime import datetime
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+from replay_env import replay_connection
+
 ROOT = Path(__file__).resolve().parents[1]
 DBT_DIR = ROOT / "dbt"
 MONTHS = ["2024-02", "2024-03"]
@@ -44,7 +47,7 @@ def _has_mobility_models() -> bool:
 
 def build_key() -> str:
     digest = hashlib.sha256()
-    files = [Path(__file__)]
+    files = [Path(__file__), Path(__file__).with_name("replay_env.py")]
     files += sorted(p for p in DBT_DIR.rglob("*") if p.is_file() and p.suffix in (".sql", ".yml", ".csv", ".md")
                     and "target" not in p.parts and "logs" not in p.parts)
     files += sorted((ROOT / "include" / "civic_pipelines").rglob("*.py"))
@@ -107,11 +110,9 @@ def _build(out: Path) -> None:
         server.street_manager.configure({"latest_month": "2024-06", "events_per_month": STREET_MANAGER_EVENTS})
         server.srwr.set_today(TODAY)
         server.srwr.set_activities_per_month(SRWR_ACTIVITIES)
-        host, port = server.url.split("://", 1)[1].split(":")
-        conn = {"conn_type": "http", "host": host, "port": int(port), "schema": "http"}
         for source in ("seattle_crime", "minneapolis_311", "toronto_311", "nyc_311", "chicago_311", "street_manager"):
-            os.environ[f"AIRFLOW_CONN_CIVIC_{source.upper()}"] = json.dumps(conn)
-        os.environ["AIRFLOW_CONN_CIVIC_SRWR"] = json.dumps({**conn, "extra": {"today": TODAY}})
+            os.environ[f"AIRFLOW_CONN_CIVIC_{source.upper()}"] = replay_connection(server)
+        os.environ["AIRFLOW_CONN_CIVIC_SRWR"] = replay_connection(server, extra={"today": TODAY})
         blocks = [(source, month, None) for month in MONTHS
                   for source in ("seattle_crime", "minneapolis_311", "toronto_311", "nyc_311", "chicago_311", "srwr")]
         blocks += [("street_manager", month, part) for month in MONTHS for part in STREET_MANAGER_EVENTS]
@@ -228,3 +229,49 @@ def signed_in(client, role: str | None = "viewer"):
 
     client.cookies.set(COOKIE_NAME_JWT_TOKEN, token(role=role))
     return client
+
+
+# ---------------------------------------------------------------- the dashboard modules' fixtures
+# (imported by test_dashboard.py and test_dashboard_serving.py, which share one build)
+
+PAGES = ["crime", "311", "street-works", "mobility"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def metadata_db(airflow_db):
+    """Every request is authenticated through Airflow's auth manager, which checks a token against
+    the metadata database's revoked tokens."""
+    return airflow_db
+
+
+@pytest.fixture(scope="module")
+def built(run_dir) -> Path:
+    return ensure_built(run_dir / "dashboard")
+
+
+@pytest.fixture(scope="module")
+def warehouse(built) -> Path:
+    return built / "warehouse.duckdb"
+
+
+@pytest.fixture(scope="module")
+def boundaries(tmp_path_factory, warehouse) -> tuple[Path, dict]:
+    folder = tmp_path_factory.mktemp("boundaries")
+    return folder, write_boundaries(warehouse, folder, "toronto")
+
+
+@pytest.fixture(scope="module")
+def client(built, boundaries):
+    from fastapi.testclient import TestClient
+
+    from civic_pipelines.dashboard.app import standalone_app
+
+    app = standalone_app(dashboard_config(built, boundaries[0]))
+    with signed_in(TestClient(app)) as test_client:
+        yield test_client
+
+
+def api(client, page: str, **params) -> dict:
+    response = client.get(f"/civic/api/{page}", params=params)
+    assert response.status_code == 200, response.text[:2000]
+    return response.json()

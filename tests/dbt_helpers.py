@@ -31,3 +31,8 @@ def query(warehouse: Path, sql: str) -> list[tuple]:
     # read-write, like dbt's own connection in this process (a read-only open would conflict with it)
     with duckdb.connect(str(warehouse)) as con:
         return con.sql(sql).fetchall()
+
+
+def module_query(environment: dict, sql: str) -> list[tuple]:
+    """``query`` of an end-to-end module's warehouse (``replay_env.module_environment``'s)."""
+    return query(environment["data"] / "warehouse.duckdb", sql)

@@ -7,44 +7,18 @@ the warehouse still holds one row per request.
 
 from __future__ import annotations
 
-import json
-import shutil
-
-import duckdb
 import pytest
+from airflow_runs import states_of as states
+from dbt_helpers import module_query as query
+from replay_env import cities_311, fresh_folder, module_environment
 
 MONTHS = ["2024-02", "2024-03"]
 
 
 @pytest.fixture(scope="module")
 def environment(airflow_db, run_dir):
-    from civic_pipelines.replay.server import make_server
-
-    data = run_dir / "e2e_311"
-    shutil.rmtree(data, ignore_errors=True)
-    data.mkdir(parents=True)
-    server = make_server(host="127.0.0.1", port=0)
-    server.start()
-    host, port = server.url.split("://", 1)[1].split(":")
-    conn = json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"})
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CIVIC_LAKE", str(data / "lake"))
-        patch.setenv("CIVIC_WAREHOUSE", str(data / "warehouse.duckdb"))
-        for key in ("AIRFLOW_CONN_CIVIC_MINNEAPOLIS_311", "AIRFLOW_CONN_CIVIC_TORONTO_311", "AIRFLOW_CONN_CIVIC_NYC_311"):
-            patch.setenv(key, conn)
-        try:
-            yield {"server": server, "data": data}
-        finally:
-            server.stop()
-
-
-def query(environment, sql):
-    with duckdb.connect(str(environment["data"] / "warehouse.duckdb")) as con:
-        return con.sql(sql).fetchall()
-
-
-def states(run, task_id):
-    return sorted(ti.state for ti in run.get_task_instances() if ti.task_id == task_id)
+    with module_environment(fresh_folder(run_dir / "e2e_311"), connections=cities_311) as environment:
+        yield environment
 
 
 def test_minneapolis_lands_skips_and_takes_late_edits(environment):

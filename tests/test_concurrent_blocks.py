@@ -26,17 +26,15 @@ from pathlib import Path
 import pytest
 
 from fault_checks import assert_exactly
+from replay_env import connection_env
 
 CIVIC = str(Path(sys.executable).with_name("civic"))
 MONTH = "2024-01"
 
 
 def seattle_env(replay, lake: str, hold: Path, **extra) -> dict:
-    host, port = replay.url.split("://", 1)[1].split(":")
     return {**os.environ, "CIVIC_LAKE": lake, "CIVIC_NO_AIRFLOW_LOOKUP": "1", "CIVIC_TEST_BLOCK_LOCK_DIR": str(hold),
-            "AIRFLOW_CONN_CIVIC_SEATTLE_CRIME": json.dumps({"conn_type": "http", "host": host, "port": int(port),
-                                                            "schema": "http"}),
-            **extra}
+            **connection_env(replay, "civic_seattle_crime"), **extra}
 
 
 def wait_for(condition, what: str, processes=(), timeout: float = 90) -> None:

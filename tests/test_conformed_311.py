@@ -10,10 +10,8 @@ then add its requests incrementally.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime as dt
-import json
 import os
 import re
 from pathlib import Path
@@ -23,6 +21,7 @@ import duckdb
 import pytest
 
 from dbt_helpers import dbt_build, query
+from replay_env import cities_311, replay_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 DBT_DIR = ROOT / "dbt"
@@ -39,31 +38,13 @@ CHANNEL_SUFFIX = re.compile(r"\s*-\s*(open\s*311|self service|ss city|ss)\s*$", 
 # ---------------------------------------------------------------- helpers
 
 
-@contextlib.contextmanager
-def replay_environment(lake: Path, warehouse: Path):
-    """A replay server with both 311 connections pointed at it, and the lake/warehouse env vars."""
-    from civic_pipelines.replay.server import make_server
+def cities(lake: Path, warehouse: Path):
+    """A replay server with the 311 cities' connections pointed at it, and the lake/warehouse env vars."""
 
-    server = make_server(host="127.0.0.1", port=0)
-    server.start()
-    server.toronto.set_rows_per_year(20_000)  # small yearly files: the adapter reads them the same way
-    host, port = server.url.split("://", 1)[1].split(":")
-    conn = json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"})
-    env = {
-        "CIVIC_LAKE": str(lake),
-        "CIVIC_WAREHOUSE": str(warehouse),
-        "AIRFLOW_CONN_CIVIC_MINNEAPOLIS_311": conn,
-        "AIRFLOW_CONN_CIVIC_TORONTO_311": conn,
-        "AIRFLOW_CONN_CIVIC_NYC_311": conn,
-        "CIVIC_NO_AIRFLOW_LOOKUP": "1",
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        try:
-            yield server
-        finally:
-            server.stop()
+    def small_files(server) -> None:
+        server.toronto.set_rows_per_year(20_000)  # small yearly files: the adapter reads them the same way
+
+    return replay_environment(lake, warehouse, connections=cities_311, configure=small_files, CIVIC_NO_AIRFLOW_LOOKUP="1")
 
 
 def land(source: str, months: list[str]) -> list[dict]:
@@ -98,7 +79,7 @@ def local_chicago(epoch_ms: int | None) -> dt.datetime | None:
 def built(tmp_path_factory):
     work = tmp_path_factory.mktemp("conformed_311")
     lake, warehouse = work / "lake", work / "warehouse.duckdb"
-    with replay_environment(lake, warehouse) as server:
+    with cities(lake, warehouse) as server:
         manifests = {city: land(source, MONTHS) for city, source in CITIES.items()}
         nodes = dbt_build(work, BOTH)
         yield {"server": server, "work": work, "lake": lake, "warehouse": warehouse, "manifests": manifests, "nodes": nodes}
@@ -262,7 +243,7 @@ def test_late_edits_replace_rows_in_the_relanded_month(built):
 
 def test_builds_with_only_minneapolis_landed_then_toronto_joins(tmp_path):
     lake, warehouse = tmp_path / "lake", tmp_path / "warehouse.duckdb"
-    with replay_environment(lake, warehouse):
+    with cities(lake, warehouse):
         land("minneapolis_311", MONTHS[:1])
         assert not (lake / "toronto_311").exists()
 
@@ -298,7 +279,7 @@ def test_year_edge_requests_and_requests_without_a_location_reach_the_fact(tmp_p
     staging and fact tests (unique request ids, not-null layer year) pass."""
     lake, warehouse = tmp_path / "lake", tmp_path / "warehouse.duckdb"
     months = ["2023-12", "2024-01"]
-    with replay_environment(lake, warehouse) as server:
+    with cities(lake, warehouse) as server:
         mpls = server.minneapolis
         mpls.set_rows_per_month(2000)
         mpls.set_layer_time_zone("America/Chicago")

@@ -29,14 +29,9 @@ from civic_pipelines.extract import run_block
 from civic_pipelines.lake import BlockLocation
 from civic_pipelines.replay.street_manager import archive_events
 from fault_checks import assert_exactly, assert_no_partial, landed_keys
+from replay_env import connection_env
 
 CIVIC = str(Path(sys.executable).with_name("civic"))
-
-
-def connection_env(replay, conn_id: str) -> dict:
-    host, port = replay.url.split("://", 1)[1].split(":")
-    return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps({"conn_type": "http", "host": host, "port": int(port),
-                                                           "schema": "http"})}
 
 
 def snapshot(folder: Path) -> dict:

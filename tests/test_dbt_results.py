@@ -12,13 +12,13 @@ node fails after its retries, each retry re-running the node, and the card names
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
+from replay_env import connection_env, fresh_folder, module_environment
 
 MONTH = "2024-01"
 STAGING = "stg_seattle_crime__offenses"
@@ -29,26 +29,13 @@ CATEGORY = "accepted_values_stg_seattle_crime__offenses_crime_against_category__
 @pytest.fixture(scope="module")
 def environment(airflow_db, run_dir):
     from civic_pipelines.extract import run_block
-    from civic_pipelines.replay.server import make_server
 
-    data = run_dir / "dbt_results_e2e"
-    shutil.rmtree(data, ignore_errors=True)
-    data.mkdir(parents=True)
-    server = make_server(host="127.0.0.1", port=0)
-    server.start()
-    host, port = server.url.split("://", 1)[1].split(":")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CIVIC_LAKE", str(data / "lake"))
-        patch.setenv("CIVIC_WAREHOUSE", str(data / "warehouse.duckdb"))
-        patch.setenv("CIVIC_DBT_RESULTS", str(data / "dbt_results"))
-        patch.setenv("AIRFLOW_CONN_CIVIC_SEATTLE_CRIME",
-                     json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"}))
-        try:
-            manifest = run_block("seattle_crime", MONTH)
-            assert manifest["rows"] > 1000, manifest
-            yield {"server": server, "data": data, "rows": manifest["rows"]}
-        finally:
-            server.stop()
+    data = fresh_folder(run_dir / "dbt_results_e2e")
+    with module_environment(data, connections=lambda server: connection_env(server, "civic_seattle_crime"),
+                            CIVIC_DBT_RESULTS=str(data / "dbt_results")) as environment:
+        manifest = run_block("seattle_crime", MONTH)
+        assert manifest["rows"] > 1000, manifest
+        yield {**environment, "rows": manifest["rows"]}
 
 
 DAG_FILE = '''"""The Seattle DAG's dbt task group alone (the lake is landed already), retried at once."""

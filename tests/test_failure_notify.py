@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from airflow_runs import execution_api, extract_side, small_dags_folder, task_log_files, task_states
+from replay_env import replay_connection
 
 SOCRATA_APP_TOKEN = "FAKE-socrata-app-token-notify-4be19d"
 SMTP_LOGIN = "civic-alerts"
@@ -116,14 +117,12 @@ def smtp_connection(port: int, **extra) -> str:
 @pytest.fixture
 def environment(airflow_db, tmp_path, replay, smtp_server):
     inbox, smtp_port = smtp_server
-    host, port = replay.url.split("://", 1)[1].split(":")
     with pytest.MonkeyPatch.context() as patch:
         for key, value in small_dags_folder(tmp_path / "dags", ["seattle_crime"]).items():
             patch.setenv(key, value)
         patch.setenv("CIVIC_LAKE", str(tmp_path / "lake"))
         patch.setenv("CIVIC_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
-        patch.setenv("AIRFLOW_CONN_CIVIC_SEATTLE_CRIME", json.dumps(
-            {"conn_type": "http", "host": host, "port": int(port), "schema": "http", "password": SOCRATA_APP_TOKEN}))
+        patch.setenv("AIRFLOW_CONN_CIVIC_SEATTLE_CRIME", replay_connection(replay, password=SOCRATA_APP_TOKEN))
         patch.setenv("AIRFLOW_CONN_CIVIC_SMTP", smtp_connection(smtp_port))
         patch.delenv("AIRFLOW_VAR_CIVIC_ALERT_TO", raising=False)
         patch.delenv("CIVIC_NO_AIRFLOW_LOOKUP", raising=False)

@@ -7,7 +7,8 @@
   refuses fails the block at once: one error naming the connection, no retry warnings (urllib3's
   retries do not run under tenacity's any more), seconds measured. A connect timeout (a loopback
   listener whose accept queue is full drops the SYN) gives up within the configured deadline.
-* A fractional ``Retry-After`` (``0.5``) on a 429 is waited, then the block lands.
+* A fractional ``Retry-After`` (``0.5``) on a 429 is waited, then the block lands: a row of
+  ``test_fault_matrix_http.test_a_request_is_asked_again_after_the_wait``.
 
 Each test publishes its row of ``docs/reliability.md`` through the ``reliability`` fixture.
 """
@@ -28,9 +29,7 @@ import pytest
 from civic_pipelines.extract import run_block
 from civic_pipelines.http import SourceUnreachable
 from civic_pipelines.sources import mds
-from test_fault_matrix_http import (  # noqa: F401 - case is the fixture the Retry-After test takes
-    HTTP_SOURCES, MDS_CLOCK, SETUPS, case, fired, follow_up, gap_after, set_faults,
-)
+from http_faults import MDS_CLOCK, SETUPS
 
 NOWHERE = "civic-test.invalid"  # RFC 2606: resolves nowhere, with or without the internet
 # Every source's block (source, month, part) and its connection id.
@@ -206,22 +205,3 @@ def test_a_host_with_a_path_as_get_uri_writes_it_reaches_the_provider(replay, mo
         mds.clear_token_cache()
     assert not manifest["skipped"] and manifest["rows"] == rows > 0
     reliability.observed(f"{uri.split('@')[-1].split('?')[0]} -> {rows:,} trips landed, key set equal")
-
-
-# ---------------------------------------------------------------- Retry-After
-
-
-@pytest.mark.parametrize("case", HTTP_SOURCES, indirect=True)
-def test_a_fractional_retry_after_is_honoured(case, reliability):
-    reliability.row(fault="429 + fractional Retry-After (0.5)", source=case.source,
-                    expected="waits 0.5 s (urllib3 alone refused the header and failed the request), then lands "
-                             "every row once")
-    set_faults(case.server, status_429=1, retry_after=0.5)
-    manifest = case.run()
-    entries = case.data_log()
-    index = next(i for i, e in enumerate(entries) if e["status"] == 429)
-    waited = gap_after(entries, index)
-    assert 0.5 <= waited < 1.5, f"asked again after {waited:.2f} s, Retry-After said 0.5 s"
-    assert not manifest["skipped"] and fired(case.server)["status_429"] == 1
-    _, rows = follow_up(case)
-    reliability.observed(f"waited {waited:.2f} s before the repeat; {rows:,} rows, key set equal, 0 duplicates")

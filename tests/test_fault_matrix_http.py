@@ -16,232 +16,78 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import pyarrow.parquet as pq
 import pytest
-import requests
+from fault_checks import assert_no_partial, landed_keys
+from http_faults import (  # noqa: F401 - case is the fixture the rows take
+    FAKE_TOKEN, HTTP_SOURCES, MDS_CLOCK, SODA, _seattle, case, control, fails_keeping_the_landing, fired,
+    follow_up, gap_after, set_connection, set_faults,
+)
 
-from civic_pipelines import sources
 from civic_pipelines.extract import run_block
 from civic_pipelines.http import SourceHTTPError
 from civic_pipelines.lake import BlockLocation, read_manifest
 from civic_pipelines.sources import mds
 from civic_pipelines.sources.base import SchemaDriftError
-from fault_checks import assert_exactly, assert_no_partial, landed_keys
-
-HTTP_SOURCES = ["seattle_crime", "nyc_311", "minneapolis_311", "toronto_311", "mds"]
-SODA = ["seattle_crime", "nyc_311"]
-MDS_NOW = "2023-03-01T00:00:00Z"  # the replay's clock: every hour of 2023-02 has ended
-MDS_CLOCK = datetime(2023, 2, 1, 12, tzinfo=timezone.utc)  # the client's: twelve hours are walked
-FAKE_TOKEN = "fake-token-for-tests-0000"
-
-
-# ---------------------------------------------------------------- the replay, driven over HTTP
-
-
-def control(server, path: str, body: dict) -> dict:
-    response = requests.post(f"{server.url}/_replay/{path}", json=body, timeout=60)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def set_faults(server, **body) -> None:
-    control(server, "faults", body)
-
-
-def fired(server) -> dict:
-    return requests.get(f"{server.url}/_replay/faults", timeout=30).json()["fired"]
-
-
-def log(server) -> list[dict]:
-    return requests.get(f"{server.url}/_replay/requests", params={"detail": 1}, timeout=30).json()
-
-
-def set_connection(monkeypatch, conn_id: str, server, password: str | None = None) -> None:
-    host, port = server.url.split("://", 1)[1].split(":")
-    conn = {"conn_type": "http", "host": host, "port": int(port), "schema": "http"}
-    if password:
-        conn["password"] = password
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
-
-
-# ---------------------------------------------------------------- one case per source
-
-
-@dataclass
-class Case:
-    """One source's block on the replay: how to run it and what it must hold."""
-
-    source: str
-    month: str
-    lake: str
-    server: object
-    data_path: str  # path prefix (or suffix for ArcGIS) of the data requests, to read the log
-    keys: Callable[[], list]
-    part: str | None = None
-    notes: dict = field(default_factory=dict)
-
-    def run(self, force: bool = False) -> dict:
-        return run_block(self.source, self.month, lake=self.lake, force=force, part=self.part)
-
-    def location(self) -> BlockLocation:
-        return BlockLocation(lake=self.lake, source=self.source, month=self.month, part=self.part)
-
-    def manifest(self) -> dict | None:
-        return read_manifest(self.location())
-
-    def table(self, name: str = "data.parquet"):
-        return pq.read_table(f"{self.location().folder}/{name}")
-
-    def is_data(self, entry: dict) -> bool:
-        path = entry["path"]
-        return path.endswith(self.data_path) if self.data_path == "/query" else path.startswith(self.data_path)
-
-    def data_log(self) -> list[dict]:
-        return [e for e in log(self.server) if self.is_data(e)]
-
-    def exactly(self) -> int:
-        """The follow-up check: exactly the source's keys, once each, nothing partial."""
-        return assert_exactly(self.lake, self.source, self.month, self.keys(), part=self.part)
-
-
-def _seattle(server, monkeypatch, lake, tmp_path) -> Case:
-    set_connection(monkeypatch, "civic_seattle_crime", server)
-    control(server, "config", {"seattle_crime": {"rows_per_month": 1200}})
-    monkeypatch.setattr(sources.get("seattle_crime"), "page_size", 500)  # three pages a month
-    month = "2024-02"
-    return Case("seattle_crime", month, lake, server, "/resource/",
-                lambda: [int(r["offense_id"]) for r in server.dataset.rows_for_month(month)],
-                notes={"key": "offense_id", "conn_id": "civic_seattle_crime"})
-
-
-def _nyc(server, monkeypatch, lake, tmp_path) -> Case:
-    set_connection(monkeypatch, "civic_nyc_311", server)
-    control(server, "config", {"nyc_311": {"rows_per_month": 1200}})
-    monkeypatch.setattr(sources.get("nyc_311"), "page_size", 500)
-    month = "2024-03"
-    dataset = server.generated["nyc_311"]
-    return Case("nyc_311", month, lake, server, "/resource/",
-                lambda: [int(r["unique_key"]) for r in dataset.rows_for_month(month)],
-                notes={"key": "unique_key", "conn_id": "civic_nyc_311"})
-
-
-def _minneapolis(server, monkeypatch, lake, tmp_path) -> Case:
-    set_connection(monkeypatch, "civic_minneapolis_311", server)
-    monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
-    monkeypatch.delenv("AIRFLOW_VAR_CIVIC_MINNEAPOLIS_311_LAYERS", raising=False)
-    control(server, "config", {"minneapolis_311": {"rows_per_month": 1200, "max_record_count": 500}})
-    month = "2024-02"
-    return Case("minneapolis_311", month, lake, server, "/query",
-                lambda: [a["OBJECTID"] for a in server.minneapolis.rows_for_month(month)],
-                notes={"key": "OBJECTID", "conn_id": "civic_minneapolis_311"})
-
-
-def _toronto(server, monkeypatch, lake, tmp_path) -> Case:
-    set_connection(monkeypatch, "civic_toronto_311", server)
-    monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
-    # lazy sizes: package_show must not build all seventeen year files to fill their sizes
-    control(server, "config", {"toronto_311": {"rows_per_year": 6000, "size_policy": "lazy"}})
-    month = "2024-02"
-    # The files carry no id: the key is derived (a hash of the row's identity fields), so the
-    # expected key set is a clean run's, and its count must be the replay's own count of the
-    # month's rows (from its view of the file, not from the adapter).
-    baseline = str(tmp_path / "baseline-lake")
-    run_block("toronto_311", month, lake=baseline)
-    clean = landed_keys(baseline, "toronto_311", month)
-    assert len(clean) == len(server.toronto.rows_for_month(month)) > 300
-    quarantined = read_manifest(BlockLocation(baseline, "toronto_311", month))["quarantined"]
-    control(server, "reset", {})  # the baseline's requests out of the log
-    return Case("toronto_311", month, lake, server, "/dataset/", lambda: clean,
-                notes={"key": "request_id (derived)", "conn_id": "civic_toronto_311",
-                       "quarantined": quarantined})
-
-
-def _mds(provider: str):
-    def setup(server, monkeypatch, lake, tmp_path) -> Case:
-        monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
-        monkeypatch.setenv("AIRFLOW_VAR_CIVIC_MDS_PROVIDERS", '["voi", "lyft", "bolt", "dott"]')
-        monkeypatch.setenv("AIRFLOW_VAR_CIVIC_MDS_DISTRICTS_PATH", "")
-        monkeypatch.setenv("AIRFLOW_VAR_CIVIC_MDS_DISTRICT_PROPERTY", "")
-        mds.clear_token_cache()
-        control(server, "config", {"mds": {"now": MDS_NOW, "trips_per_hour": 3, "events_per_hour": 2,
-                                           "page_size": 2}})
-        for name in server.mds.providers:
-            monkeypatch.setenv(f"AIRFLOW_CONN_CIVIC_MDS_{name.upper()}", json.dumps(server.mds.connection(name)))
-        monkeypatch.setattr(mds.fetch, "_now", lambda: MDS_CLOCK)  # hours after it are not asked: a twelve-hour walk
-        hours = [h for h in mds.month_hours("2023-02") if h < MDS_CLOCK]
-
-        def keys() -> list:
-            return [t["trip_id"] for h in hours for t in server.mds.records(provider, mds.hour_text(h))["trips"]]
-
-        return Case("mds", "2023-02", lake, server, f"/mds/{provider}/", keys, part=provider,
-                    notes={"key": "trip_id", "conn_id": f"civic_mds_{provider}", "provider": provider})
-
-    return setup
-
-
-SETUPS = {"seattle_crime": _seattle, "nyc_311": _nyc, "minneapolis_311": _minneapolis, "toronto_311": _toronto,
-          "mds": _mds("lyft"), "mds:lyft": _mds("lyft"), "mds:voi": _mds("voi"), "mds:bolt": _mds("bolt")}
-
-
-@pytest.fixture
-def case(request, replay, monkeypatch, lake, tmp_path) -> Case:
-    built = SETUPS[request.param](replay, monkeypatch, lake, tmp_path)
-    yield built
-    mds.clear_token_cache()
-
-
-def fails_keeping_the_landing(case: Case, faults: dict, error_type, match: str) -> str:
-    """Land the block cleanly, run it again (forced) under ``faults``: it must fail with ``match``
-    and leave the landing exactly as it was. Returns the error's text."""
-    first = case.run()
-    assert not first["skipped"]
-    set_faults(case.server, **faults)
-    with pytest.raises(error_type, match=match) as error:
-        case.run(force=True)
-    after = case.manifest()
-    assert after["sha256"] == first["sha256"] and after["landed_at"] == first["landed_at"], "the landing changed"
-    assert_no_partial(case.lake, case.source, case.month, case.part)
-    case.exactly()
-    return str(error.value)
-
-
-def follow_up(case: Case, force: bool = False) -> tuple[dict, int]:
-    """The normal run after the fault: what it did and the exact row count it leaves."""
-    manifest = case.run(force=force)
-    return manifest, case.exactly()
-
-
-def gap_after(entries: list[dict], index: int) -> float:
-    """Seconds from entry ``index`` to the next request for the same URL (its repeat)."""
-    first = entries[index]
-    again = next(e for e in entries[index + 1:] if e["path"] == first["path"] and e["query"] == first["query"])
-    return again["at"] - first["at"]
 
 
 # ---------------------------------------------------------------- transient HTTP faults (every source)
 
 
+@dataclass
+class Wait:
+    """A fault the client must wait out before asking again: how long, and which request it repeats."""
+
+    name: str
+    fault: str
+    expected: str
+    faults: dict
+    fired: str
+    at_least: float
+    below: float
+    repeated: Callable[[list[dict]], int]  # the index of the request that is asked again
+    read_timeout: str | None = None
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def first_429(entries: list[dict]) -> int:
+    return next(i for i, e in enumerate(entries) if e["status"] == 429)
+
+
+WAITS = [
+    Wait("retry-after", "429 + Retry-After", "waits the Retry-After (1 s) before asking again, then lands every row once",
+         {"status_429": 1, "retry_after": 1}, "status_429", 1.0, 3.0, first_429),
+    Wait("fractional-retry-after", "429 + fractional Retry-After (0.5)",
+         "waits 0.5 s (urllib3 alone refused the header and failed the request), then lands every row once",
+         {"status_429": 1, "retry_after": 0.5}, "status_429", 0.5, 1.5, first_429),
+    Wait("stall", "timeout (answer stalls)", "with a 1 s read timeout, a request whose answer stalls 2.5 s times out "
+         "after ~1 s and is asked again; the block lands whole",
+         {"delay": 1, "delay_seconds": 2.5}, "delay", 0.9, 2.4, lambda entries: 0, read_timeout="1"),
+]
+
+
 @pytest.mark.parametrize("case", HTTP_SOURCES, indirect=True)
-def test_429_with_retry_after_is_honoured(case, reliability):
-    reliability.row(fault="429 + Retry-After", source=case.source,
-                    expected="waits the Retry-After (1 s) before asking again, then lands every row once")
-    set_faults(case.server, status_429=1, retry_after=1)
+@pytest.mark.parametrize("wait", WAITS, ids=str)
+def test_a_request_is_asked_again_after_the_wait(case, wait, reliability, monkeypatch):
+    if wait.read_timeout:
+        monkeypatch.setenv("CIVIC_HTTP_READ_TIMEOUT", wait.read_timeout)
+    reliability.row(fault=wait.fault, source=case.source, expected=wait.expected)
+    set_faults(case.server, **wait.faults)
     started = time.monotonic()
     manifest = case.run()
     took = time.monotonic() - started
     entries = case.data_log()
-    index = next(i for i, e in enumerate(entries) if e["status"] == 429)
-    waited = gap_after(entries, index)
-    assert 1.0 <= waited < 3.0, f"asked again after {waited:.2f} s, Retry-After said 1 s"
-    assert not manifest["skipped"] and fired(case.server)["status_429"] == 1
+    waited = gap_after(entries, wait.repeated(entries))
+    assert wait.at_least <= waited < wait.below, f"asked again after {waited:.2f} s ({wait.fault})"
+    assert not manifest["skipped"] and fired(case.server)[wait.fired] == 1
     _, rows = follow_up(case)
-    reliability.observed(f"waited {waited:.2f} s before the repeat (block {took:.2f} s); {rows:,} rows, key set equal, "
-                         "0 duplicates")
+    reliability.observed(f"waited {waited:.2f} s before the repeat (block {took:.2f} s); {rows:,} rows, key set "
+                         "equal, 0 duplicates")
 
 
 @pytest.mark.parametrize("case", HTTP_SOURCES, indirect=True)
@@ -278,22 +124,6 @@ def test_a_burst_longer_than_the_retry_budget_fails_and_keeps_the_landing(replay
     again, rows = follow_up(case)
     assert again["skipped"]
     reliability.observed(f"{tried} answers of 503, then: {str(error.value)[:70]}...; landing kept, {rows:,} rows")
-
-
-@pytest.mark.parametrize("case", HTTP_SOURCES, indirect=True)
-def test_a_stalled_answer_times_out_and_is_asked_again(case, reliability, monkeypatch):
-    monkeypatch.setenv("CIVIC_HTTP_READ_TIMEOUT", "1")
-    reliability.row(fault="timeout (answer stalls)", source=case.source,
-                    expected="with a 1 s read timeout, a request whose answer stalls 2.5 s times out after ~1 s and "
-                             "is asked again; the block lands whole")
-    set_faults(case.server, delay=1, delay_seconds=2.5)
-    manifest = case.run()
-    entries = case.data_log()
-    waited = gap_after(entries, 0)
-    assert 0.9 <= waited < 2.4, f"repeated after {waited:.2f} s"
-    assert not manifest["skipped"] and fired(case.server)["delay"] == 1
-    _, rows = follow_up(case)
-    reliability.observed(f"timed out and repeated after {waited:.2f} s; {rows:,} rows, key set equal")
 
 
 @pytest.mark.parametrize("case", HTTP_SOURCES, indirect=True)

@@ -17,6 +17,7 @@ import socket
 
 import pyarrow.dataset as ds
 import pytest
+from replay_env import replay_connection
 
 from civic_pipelines import lake as lake_module
 from civic_pipelines.extract import run_block
@@ -155,10 +156,8 @@ def test_blocks_land_on_s3_with_the_connection_rerun_without_duplicates_and_read
 
 def test_a_streamed_block_and_one_with_extra_tables_land_whole_on_s3(s3_lake, replay, monkeypatch):
     """Street Manager (BlockWriter, batch by batch) and SRWR (several parquet files per block)."""
-    host, port = replay.url.split("://", 1)[1].split(":")
-    connection = {"conn_type": "http", "host": host, "port": int(port), "schema": "http"}
-    monkeypatch.setenv("AIRFLOW_CONN_CIVIC_STREET_MANAGER", json.dumps(connection))
-    monkeypatch.setenv("AIRFLOW_CONN_CIVIC_SRWR", json.dumps({**connection, "extra": {"today": "2026-11-23"}}))
+    monkeypatch.setenv("AIRFLOW_CONN_CIVIC_STREET_MANAGER", replay_connection(replay))
+    monkeypatch.setenv("AIRFLOW_CONN_CIVIC_SRWR", replay_connection(replay, extra={"today": "2026-11-23"}))
     replay.street_manager.configure({"latest_month": "2024-06", "events_per_month": {"permit": 120}})
     replay.srwr.set_today("2026-11-23")
     replay.srwr.set_activities_per_month(30)

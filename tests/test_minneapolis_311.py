@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import requests
+from replay_env import control
 
 from civic_pipelines import sources
 from civic_pipelines.adapters import DatasetConfigError, load_dataset
@@ -37,26 +38,19 @@ def source():
 
 
 @pytest.fixture
-def mpls(replay, monkeypatch):
+def mpls(replay, point_at_replay, monkeypatch):
     """The replay server with the minneapolis_311 connection pointing at it."""
-    host, port = replay.url.split("://", 1)[1].split(":")
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_CIVIC_MINNEAPOLIS_311",
-        json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"}),
-    )
-    monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
+    point_at_replay(replay, "civic_minneapolis_311", offline=True)
     monkeypatch.delenv(VARIABLE, raising=False)
     return replay
 
 
 def configure(server, section: str, body: dict) -> dict:
-    response = requests.post(f"{server.url}/_replay/config", json={section: body}, timeout=30)
-    response.raise_for_status()
-    return response.json()[section]
+    return control(server, "config", {section: body})[section]
 
 
 def faults(server, body: dict) -> None:
-    requests.post(f"{server.url}/_replay/faults", json=body, timeout=30).raise_for_status()
+    control(server, "faults", body)
 
 
 def query_requests(server) -> list[dict]:

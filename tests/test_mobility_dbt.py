@@ -17,7 +17,6 @@ with a duration; one trip fails two rules). They are ordinary rows of the lake c
 
 from __future__ import annotations
 
-import contextlib
 import json
 import statistics
 import time
@@ -31,6 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dbt_helpers import dbt_build, query
+from replay_env import replay_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 DBT_DIR = ROOT / "dbt"
@@ -50,35 +50,24 @@ OVER_24_HOURS, OVER_500_MILES = 86_400, 804_672
 # ---------------------------------------------------------------- helpers
 
 
-@contextlib.contextmanager
-def replay_environment(lake: Path, warehouse: Path):
-    """A replay server with one connection per provider pointed at it, the providers Variable, and
-    the lake/warehouse env vars."""
-    from civic_pipelines.replay.server import make_server
-
-    server = make_server(host="127.0.0.1", port=0)
-    server.start()
-    server.mds.configure({"now": REPLAY_NOW, **VOLUME})
-    env = {
-        "CIVIC_LAKE": str(lake),
-        "CIVIC_WAREHOUSE": str(warehouse),
-        "AIRFLOW_VAR_CIVIC_MDS_PROVIDERS": json.dumps(list(PROVIDERS)),
-        # the bundled district grid, without asking Airflow for the Variables
-        "AIRFLOW_VAR_CIVIC_MDS_DISTRICTS_PATH": "",
-        "AIRFLOW_VAR_CIVIC_MDS_DISTRICT_PROPERTY": "",
-        "CIVIC_NO_AIRFLOW_LOOKUP": "1",
-    }
+def providers(server) -> dict[str, str]:
+    """One connection per provider, as the replay describes it (each with its MDS version)."""
+    env = {}
     for provider, version in PROVIDERS.items():
         connection = server.mds.connection(provider)
         assert connection["extra"]["mds_version"] == version, provider
         env[f"AIRFLOW_CONN_CIVIC_MDS_{provider.upper()}"] = json.dumps(connection)
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        try:
-            yield server
-        finally:
-            server.stop()
+    return env
+
+
+def mds_environment(lake: Path, warehouse: Path):
+    """A replay server with one connection per provider pointed at it, the providers Variable, and
+    the lake/warehouse env vars."""
+    return replay_environment(
+        lake, warehouse, connections=providers, configure=lambda server: server.mds.configure({"now": REPLAY_NOW, **VOLUME}),
+        AIRFLOW_VAR_CIVIC_MDS_PROVIDERS=json.dumps(list(PROVIDERS)),
+        # the bundled district grid, without asking Airflow for the Variables
+        AIRFLOW_VAR_CIVIC_MDS_DISTRICTS_PATH="", AIRFLOW_VAR_CIVIC_MDS_DISTRICT_PROPERTY="", CIVIC_NO_AIRFLOW_LOOKUP="1")
 
 
 def land(lake: Path, provider: str, force: bool = False) -> dict:
@@ -161,7 +150,7 @@ def built(tmp_path_factory):
     work = tmp_path_factory.mktemp("mobility_dbt")
     lake, warehouse = work / "lake", work / "warehouse.duckdb"
     timings = {}
-    with replay_environment(lake, warehouse) as server:
+    with mds_environment(lake, warehouse) as server:
         started = time.monotonic()
         manifests = {provider: land(lake, provider) for provider in PROVIDERS}
         timings["land"] = time.monotonic() - started

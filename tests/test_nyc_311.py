@@ -22,10 +22,8 @@ PACKAGE = Path(sources.__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def nyc(replay, monkeypatch):
-    host, port = replay.url.split("://", 1)[1].split(":")
-    monkeypatch.setenv("AIRFLOW_CONN_CIVIC_NYC_311",
-                       json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"}))
+def nyc(replay, point_at_replay):
+    point_at_replay(replay, "civic_nyc_311")
     requests.post(f"{replay.url}/_replay/reset", json={}, timeout=10).raise_for_status()
     return replay
 

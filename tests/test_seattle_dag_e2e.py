@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
-import duckdb
 import pytest
-from airflow_runs import asset_events, run_marts
+from airflow_runs import asset_events, run_marts, task_states
+from dbt_helpers import module_query as warehouse_query
 from docker_mode import MODES, assert_extract_mode, container_engine, use_mode  # noqa: F401 - container_engine is a fixture
+from replay_env import connection_env, fresh_folder, module_environment
 
 MONTHS = ["2024-01", "2024-02"]
 # Every test, once per extract mode; module scope: one lake per mode, the tests in order.
@@ -26,25 +26,12 @@ pytestmark = pytest.mark.parametrize("mode", MODES, scope="module")
 @pytest.fixture(scope="module")
 def environment(airflow_db, run_dir, mode, request):
     """A fresh lake and warehouse, and the replay server, for the whole module (per mode)."""
-    from civic_pipelines.replay.server import make_server
-
-    data = run_dir / f"e2e_seattle_{mode}"
-    shutil.rmtree(data, ignore_errors=True)
-    data.mkdir(parents=True)
-    server = make_server(host="127.0.0.1", port=0)
-    server.start()
-    host, port = server.url.split("://", 1)[1].split(":")
+    data = fresh_folder(run_dir / f"e2e_seattle_{mode}")
     with pytest.MonkeyPatch.context() as patch:
         use_mode(request, patch, mode)
-        patch.setenv("CIVIC_LAKE", str(data / "lake"))
-        patch.setenv("CIVIC_WAREHOUSE", str(data / "warehouse.duckdb"))
-        patch.setenv("CIVIC_DBT_FRESHNESS", str(data / "dbt_freshness"))
-        patch.setenv("AIRFLOW_CONN_CIVIC_SEATTLE_CRIME",
-                     json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"}))
-        try:
-            yield {"server": server, "data": data}
-        finally:
-            server.stop()
+        with module_environment(data, connections=lambda server: connection_env(server, "civic_seattle_crime"),
+                                CIVIC_DBT_FRESHNESS=str(data / "dbt_freshness")) as environment:
+            yield environment
 
 
 @pytest.fixture(scope="module")
@@ -56,19 +43,9 @@ def dag(environment, mode):
     return dag
 
 
-def warehouse_query(environment, sql):
-    # Same configuration as dbt's own connection in this process (a read-only open would conflict with it).
-    with duckdb.connect(str(environment["data"] / "warehouse.duckdb")) as con:
-        return con.sql(sql).fetchall()
-
-
 def expected_ids(environment, months):
     dataset = environment["server"].dataset
     return {int(row["offense_id"]) for month in months for row in dataset.rows_for_month(month)}
-
-
-def task_states(run):
-    return {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
 
 
 def test_two_months_land_exactly_the_replay_rows(dag, environment):

@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from airflow_runs import execution_api, extract_side, run_rows, small_dags_folder, task_log_files, task_states
+from replay_env import module_environment, replay_connection
 
 SOCRATA_APP_TOKEN = "FAKE-socrata-app-token-7f3a9c41e2"
 MDS_BEARER = "FAKE-mds-bearer-lyft-91c2e4b7d0"
@@ -41,45 +42,40 @@ def forms(secret: str, login: str | None = None) -> set[str]:
 
 @pytest.fixture(scope="module")
 def environment(airflow_db, tmp_path_factory):
-    from civic_pipelines.replay.server import make_server
-
-    root = tmp_path_factory.mktemp("secrets")
-    server = make_server(host="127.0.0.1", port=0)
-    server.start()
-    host, port = server.url.split("://", 1)[1].split(":")
-    requests.post(f"{server.url}/_replay/config", timeout=30, json={"mds": {
-        "trips_per_hour": 1, "events_per_hour": 1,
-        "token_max_uses": 300,  # voi's OAuth2 tokens run out during the month: the client fetches new ones
-        "providers": {"voi": {"version": "2.0", "auth": "oauth2", "client_id": MDS_CLIENT_ID,
-                              "client_secret": MDS_CLIENT_SECRET, "voi_quirks": True},
-                      "lyft": {"version": "2.0", "auth": "bearer", "token": MDS_BEARER},
-                      "bolt": None, "dott": None}}}).raise_for_status()
     from airflow.models.connection import Connection
     from airflow.utils.session import create_session
 
-    with create_session() as session:
-        session.query(Connection).filter(Connection.conn_id == "civic_seattle_crime").delete()
-        session.add(Connection(conn_id="civic_seattle_crime", conn_type="http", host=host, port=int(port),
-                               schema="http", password=SOCRATA_APP_TOKEN))
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in small_dags_folder(root / "dags", ["seattle_crime", "mds"]).items():
-            patch.setenv(key, value)
-        patch.setenv("CIVIC_LAKE", str(root / "lake"))
-        patch.setenv("CIVIC_WAREHOUSE", str(root / "warehouse.duckdb"))
+    def providers(server) -> None:
+        requests.post(f"{server.url}/_replay/config", timeout=30, json={"mds": {
+            "trips_per_hour": 1, "events_per_hour": 1,
+            "token_max_uses": 300,  # voi's OAuth2 tokens run out during the month: the client fetches new ones
+            "providers": {"voi": {"version": "2.0", "auth": "oauth2", "client_id": MDS_CLIENT_ID,
+                                  "client_secret": MDS_CLIENT_SECRET, "voi_quirks": True},
+                          "lyft": {"version": "2.0", "auth": "bearer", "token": MDS_BEARER},
+                          "bolt": None, "dott": None}}}).raise_for_status()
+
+    def connections(server) -> dict[str, str]:
+        return {f"AIRFLOW_CONN_CIVIC_MDS_{provider.upper()}": json.dumps(server.mds.connection(provider))
+                for provider in ("voi", "lyft")}
+
+    root = tmp_path_factory.mktemp("secrets")
+    dags = small_dags_folder(root / "dags", ["seattle_crime", "mds"])
+    with module_environment(root, configure=providers, connections=connections, **dags,
+                            AIRFLOW_VAR_CIVIC_MDS_PROVIDERS=json.dumps(["voi", "lyft"]),
+                            AIRFLOW_VAR_CIVIC_MDS_DISTRICTS_PATH="", AIRFLOW_VAR_CIVIC_MDS_DISTRICT_PROPERTY="",
+                            AIRFLOW__CORE__PARALLELISM="2") as environment:
+        server, patch = environment["server"], environment["patch"]
         patch.delenv("AIRFLOW_CONN_CIVIC_SEATTLE_CRIME", raising=False)  # the metadata DB's, not an env var
         patch.delenv("CIVIC_NO_AIRFLOW_LOOKUP", raising=False)
-        for provider in ("voi", "lyft"):
-            patch.setenv(f"AIRFLOW_CONN_CIVIC_MDS_{provider.upper()}", json.dumps(server.mds.connection(provider)))
-        patch.setenv("AIRFLOW_VAR_CIVIC_MDS_PROVIDERS", json.dumps(["voi", "lyft"]))
-        patch.setenv("AIRFLOW_VAR_CIVIC_MDS_DISTRICTS_PATH", "")
-        patch.setenv("AIRFLOW_VAR_CIVIC_MDS_DISTRICT_PROPERTY", "")
-        patch.setenv("AIRFLOW__CORE__PARALLELISM", "2")
+        with create_session() as session:
+            session.query(Connection).filter(Connection.conn_id == "civic_seattle_crime").delete()
+            session.add(Connection(conn_id="civic_seattle_crime",
+                                   **json.loads(replay_connection(server, password=SOCRATA_APP_TOKEN))))
         try:
             with execution_api() as url:
                 patch.setenv("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", url)
                 yield {"server": server, "root": root, "dags": root / "dags" / "civic_test_dags.py"}
         finally:
-            server.stop()
             with create_session() as session:
                 session.query(Connection).filter(Connection.conn_id == "civic_seattle_crime").delete()
 

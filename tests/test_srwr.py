@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import zipfile
 from collections import Counter
 from datetime import date, datetime, timezone
@@ -35,18 +34,11 @@ def configure(server, body: dict) -> dict:
     return response.json()["srwr"]
 
 
-def set_connection(monkeypatch, server, today: str = TODAY) -> None:
-    host, port = server.url.split("://", 1)[1].split(":")
-    monkeypatch.setenv("AIRFLOW_CONN_CIVIC_SRWR", json.dumps(
-        {"conn_type": "http", "host": host, "port": int(port), "schema": "http", "extra": {"today": today}}))
-
-
 @pytest.fixture
-def server(replay, monkeypatch):
+def server(replay, point_at_replay):
     requests.post(f"{replay.url}/_replay/reset", json={"data": True}, timeout=10).raise_for_status()
     configure(replay, {"today": TODAY, "activities_per_month": ACTIVITIES})
-    set_connection(monkeypatch, replay)
-    return replay
+    return point_at_replay(replay, "civic_srwr", extra={"today": TODAY})
 
 
 def connection():

@@ -9,13 +9,12 @@ an extractor container (``docker``, ``tests/docker_mode.py``); the assertions ar
 
 from __future__ import annotations
 
-import json
-import shutil
-
-import duckdb
 import pytest
 from airflow_runs import asset_events, run_marts
+from airflow_runs import states_of as states
+from dbt_helpers import module_query as query
 from docker_mode import MODES, assert_extract_mode, container_engine, use_mode  # noqa: F401 - container_engine is a fixture
+from replay_env import fresh_folder, module_environment, street_works
 
 MONTHS = ["2024-02", "2024-03"]
 EVENTS = {"permit": 150, "activity": 20, "section_58": 10}
@@ -27,36 +26,9 @@ STAGING = {"permit": "stg_street_manager__permit_events", "activity": "stg_stree
 
 @pytest.fixture(scope="module")
 def environment(airflow_db, run_dir):
-    from civic_pipelines.replay.server import make_server
-
-    data = run_dir / "e2e_street_works"
-    shutil.rmtree(data, ignore_errors=True)
-    data.mkdir(parents=True)
-    server = make_server(host="127.0.0.1", port=0)
-    server.start()
-    server.street_manager.configure({"latest_month": "2024-06", "events_per_month": EVENTS})
-    server.srwr.set_today(TODAY)
-    server.srwr.set_activities_per_month(SRWR_ACTIVITIES)
-    host, port = server.url.split("://", 1)[1].split(":")
-    conn = {"conn_type": "http", "host": host, "port": int(port), "schema": "http"}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CIVIC_LAKE", str(data / "lake"))
-        patch.setenv("CIVIC_WAREHOUSE", str(data / "warehouse.duckdb"))
-        patch.setenv("AIRFLOW_CONN_CIVIC_STREET_MANAGER", json.dumps(conn))
-        patch.setenv("AIRFLOW_CONN_CIVIC_SRWR", json.dumps({**conn, "extra": {"today": TODAY}}))
-        try:
-            yield {"server": server, "data": data}
-        finally:
-            server.stop()
-
-
-def query(environment, sql):
-    with duckdb.connect(str(environment["data"] / "warehouse.duckdb")) as con:
-        return con.sql(sql).fetchall()
-
-
-def states(run, task_id):
-    return sorted(ti.state for ti in run.get_task_instances() if ti.task_id == task_id)
+    replay = street_works(EVENTS, SRWR_ACTIVITIES, TODAY)
+    with module_environment(fresh_folder(run_dir / "e2e_street_works"), **replay) as environment:
+        yield environment
 
 
 def dbt_states(run):

@@ -16,9 +16,7 @@ type on some February permits. Both are ordinary rows of the lake contract's sch
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import json
 import math
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
@@ -30,6 +28,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dbt_helpers import dbt_build, query
+from replay_env import replay_environment, street_works
 
 ROOT = Path(__file__).resolve().parents[1]
 DBT_DIR = ROOT / "dbt"
@@ -56,32 +55,9 @@ TM_FACTOR = {"road_closure": 2.0, "lane_closure": 1.5, "contra_flow": 1.5, "conv
 # ---------------------------------------------------------------- helpers
 
 
-@contextlib.contextmanager
-def replay_environment(lake: Path, warehouse: Path):
+def street_works_environment(lake: Path, warehouse: Path):
     """A replay server with both street-works connections pointed at it, and the lake/warehouse env vars."""
-    from civic_pipelines.replay.server import make_server
-
-    server = make_server(host="127.0.0.1", port=0)
-    server.start()
-    server.street_manager.configure({"latest_month": "2024-06", "events_per_month": EVENTS})
-    server.srwr.set_today(TODAY)
-    server.srwr.set_activities_per_month(SRWR_ACTIVITIES)
-    host, port = server.url.split("://", 1)[1].split(":")
-    conn = {"conn_type": "http", "host": host, "port": int(port), "schema": "http"}
-    env = {
-        "CIVIC_LAKE": str(lake),
-        "CIVIC_WAREHOUSE": str(warehouse),
-        "AIRFLOW_CONN_CIVIC_STREET_MANAGER": json.dumps(conn),
-        "AIRFLOW_CONN_CIVIC_SRWR": json.dumps({**conn, "extra": {"today": TODAY}}),
-        "CIVIC_NO_AIRFLOW_LOOKUP": "1",
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        try:
-            yield server
-        finally:
-            server.stop()
+    return replay_environment(lake, warehouse, **street_works(EVENTS, SRWR_ACTIVITIES, TODAY), CIVIC_NO_AIRFLOW_LOOKUP="1")
 
 
 def land_all(lake: Path) -> dict:
@@ -214,7 +190,7 @@ def add_cross_month_and_new_connection_events(lake: Path) -> dict:
 def built(tmp_path_factory):
     work = tmp_path_factory.mktemp("street_works_dbt")
     lake, warehouse = work / "lake", work / "warehouse.duckdb"
-    with replay_environment(lake, warehouse) as server:
+    with street_works_environment(lake, warehouse) as server:
         manifests = land_all(lake)
         touched = add_cross_month_and_new_connection_events(lake)
         nodes = dbt_build(work, SELECT)

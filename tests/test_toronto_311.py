@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import requests
+from replay_env import control, requests_seen
 
 from civic_pipelines import sources
 from civic_pipelines.adapters import DatasetConfigError, load_dataset
@@ -28,7 +28,6 @@ from civic_pipelines.extract import run_block
 from civic_pipelines.http import TransientBodyError, make_session
 from civic_pipelines.lake import content_sha256
 from civic_pipelines.replay.toronto import HEADER, is_valid_creation_date
-from civic_pipelines.sources.base import SchemaDriftError
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = ROOT / "include/civic_pipelines/datasets/toronto_311.toml"
@@ -47,30 +46,23 @@ def source():
 
 
 @pytest.fixture
-def toronto(replay, monkeypatch):
+def toronto(replay, point_at_replay):
     """The replay server, small yearly files, and the toronto_311 connection pointing at it."""
-    host, port = replay.url.split("://", 1)[1].split(":")
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_CIVIC_TORONTO_311",
-        json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"}),
-    )
-    monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
+    point_at_replay(replay, "civic_toronto_311", offline=True)
     configure(replay, {"rows_per_year": ROWS})
     return replay
 
 
 def configure(server, body: dict) -> dict:
-    response = requests.post(f"{server.url}/_replay/config", json={SOURCE: body}, timeout=60)
-    response.raise_for_status()
-    return response.json()[SOURCE]
+    return control(server, "config", {SOURCE: body})[SOURCE]
 
 
 def faults(server, body: dict) -> None:
-    requests.post(f"{server.url}/_replay/faults", json=body, timeout=30).raise_for_status()
+    control(server, "faults", body)
 
 
 def logged(server) -> list[str]:
-    return requests.get(f"{server.url}/_replay/requests", timeout=30).json()
+    return requests_seen(server)
 
 
 def connection():
@@ -411,90 +403,13 @@ def test_late_edits_reland_only_the_month_that_changed(toronto, lake):
     assert mar2["sha256"] == mar["sha256"] and mar2["watermark"] == done["last_modified"]
 
 
-# ---------------------------------------------------------------- CSV quirks the replay does not make
-
-QUIRKY = (
-    "Creation Date ,Status,First 3 Chars of Postal Code,Intersection Street 1,Intersection Street 2,Ward,"
-    "Service Request Type,Division,Section\r\n"
-    "2024-01-31 23:59:59.9999999,Closed,M4C,,,Beaches-East York (19),Noise,MLS,District\r\n"
-    "2024-02-03 04:05:06.1234567,Completed  ,M4C ,,,Beaches-East York (19) ,\"Sidewalk Icy, Needs Salt\",TS,Road\r\n"
-    "2024-02-03 05:00:00.0000000,Completed,Intersection,Caf\xe9 St,Queen St E,Toronto-Danforth (14),Pot hole,TS,Road\r\n"
-    "2024-02-04 06:00:00.0000000,Completed,,,,Toronto-Danforth (14),Pot hole,TS,Road\r\n"
-    "2024-02-04 07:00:00.0000000,Completed,M4K,,,   ,Pot hole,TS,Road\r\n"
-    "2024-02-04 08:00:00.0000000,Completed,M4K,,,Toronto-Danforth (14),Sidewalk Icy, Needs Salt,TS,Road\r\n"
-    "2024-02-30 09:00:00.0000000,Completed,M4K,,,Toronto-Danforth (14),Pot hole,TS,Road\r\n"
-    "2024-03-01 00:00:00.0000000,Completed,M4K,,,Toronto-Danforth (14),Pot hole,TS,Road\r\n"
-    "2024-03-01 00:00:01,Completed,M4K,,,Toronto-Danforth (14),Pot hole,TS,Road\r\n"
-)
+# ---------------------------------------------------------------- CSV quirks: test_toronto_311_csv.py
 
 
 def read(source, data: bytes, month="2024-02", piece=7):
     """Feed bytes in small pieces, so every boundary (BOM, header, multi-byte) is crossed."""
     return source.read_file((data[i : i + piece] for i in range(0, len(data), piece)), month, LANDED)
 
-
-@pytest.mark.parametrize("bom", [False, True])
-def test_csv_quirks_quoted_commas_bom_spaces_fractions_encodings(source, bom):
-    text = QUIRKY
-    data = (b"\xef\xbb\xbf" + text.encode("utf-8")) if bom else text.encode("latin-1")
-    block = read(source, data)
-    rows = {r["created_at"]: r for r in block.data.to_pylist()}
-    # the rows without a postal prefix / with a blank Ward are requests without a location: they land
-    assert sorted(rows) == [datetime(2024, 2, 3, 4, 5, 6, 123456), datetime(2024, 2, 3, 5, 0),
-                            datetime(2024, 2, 4, 6, 0), datetime(2024, 2, 4, 7, 0)]
-    assert rows[datetime(2024, 2, 4, 6, 0)]["postal_prefix"] is None
-    assert rows[datetime(2024, 2, 4, 7, 0)]["ward"] is None and rows[datetime(2024, 2, 4, 7, 0)]["ward_number"] is None
-    assert block.stats["empty_values"] == {"postal_prefix": 1, "ward": 1}
-    quoted = rows[datetime(2024, 2, 3, 4, 5, 6, 123456)]
-    assert quoted["service_request_type"] == "Sidewalk Icy, Needs Salt" and quoted["status"] == "Completed"
-    assert quoted["postal_prefix"] == "M4C" and quoted["ward"] == "Beaches-East York (19)" and quoted["ward_number"] == 19
-    assert rows[datetime(2024, 2, 3, 5, 0)]["intersection_street_1"] == "Café St"
-    assert block.stats["encoding"] == ("utf-8 (BOM)" if bom else "latin-1")
-    assert block.stats["drift"] == {"new_fields": [], "missing_fields": []}  # "Creation Date " is trimmed
-    assert block.stats["quarantine_reasons"] == {
-        EXTRA_FIELD: 1,
-        "unparseable created_at": 1,
-    }
-    assert block.stats["file_rows"] == 8 and block.stats["file_malformed_lines"] == 1
-
-
-def test_rows_of_other_years_and_undated_rows_are_placed_and_quarantined(source):
-    header = ",".join(HEADER) + "\r\n"
-    row = ",Closed,M4C,,,Beaches-East York (19),Noise,MLS,District\r\n"
-    dates = ["2023-12-31 23:59:00.0000000", "2024-01-05 10:00:00.0000000", "2024-05-05 10:00:00.0000000", "garbage",
-             "2024-06-05 10:00:00.0000000", "2025-01-01 00:00:01.0000000"]
-    data = (header + "".join(date + row for date in dates)).encode("latin-1")
-    placed = {month: read(source, data, month) for month in ("2024-01", "2024-05", "2024-06", "2024-12")}
-    assert placed["2024-01"].stats["quarantine_reasons"] == {OUTSIDE.format(year=2024): 1}
-    assert placed["2024-01"].data.num_rows == 1
-    assert placed["2024-05"].stats["quarantine_reasons"] == {"unparseable created_at": 1}  # after a May row
-    assert placed["2024-06"].stats["quarantine_reasons"] == {}
-    assert placed["2024-12"].stats["quarantine_reasons"] == {OUTSIDE.format(year=2024): 1}
-    assert placed["2024-12"].data.num_rows == 0 and placed["2024-12"].data.schema.equals(source.data_schema)
-
-
-def test_identical_rows_get_distinct_stable_keys(source):
-    header = ",".join(HEADER) + "\r\n"
-    row = "2024-02-05 10:00:00.0000000,Closed,M4C,,,Beaches-East York (19),Noise,MLS,District\r\n"
-    edited = row.replace("Closed", "Cancelled")
-    first = read(source, (header + row + row).encode())
-    second = read(source, (header + row + edited).encode())
-    assert first.stats["identical_rows"] == 1
-    keys = first.data["request_id"].to_pylist()
-    assert len(set(keys)) == 2 and set(second.data["request_id"].to_pylist()) == set(keys)
-    assert all(re.fullmatch(r"[0-9a-f]{16}", key) for key in keys)
-
-
-def test_a_required_column_gone_fails_and_renames_are_drift(source):
-    header = [h for h in HEADER if h != "Ward"]
-    body = ",".join(header) + "\r\n" + "2024-02-05 10:00:00.0000000,Closed,M4C,,,Noise,MLS,District\r\n"
-    with pytest.raises(SchemaDriftError, match="Ward"):
-        read(source, body.encode())
-    renamed = ["Service Request Status" if h == "Status" else h for h in HEADER] + ["Location"]
-    body = ",".join(renamed) + "\r\n" + "2024-02-05 10:00:00.0000000,Closed,M4C,,,Willowdale (18),Noise,MLS,Sec,X\r\n"
-    block = read(source, body.encode())
-    assert block.data["status"].to_pylist() == ["Closed"]
-    assert block.stats["drift"] == {"new_fields": ["Location"], "missing_fields": [], "renamed": {"Status": "Service Request Status"}}
 
 
 # ---------------------------------------------------------------- the forward zip reader

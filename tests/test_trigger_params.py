@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 import pytest
 
 from airflow_runs import small_dags_folder, task_states
+from replay_env import connection_env, module_environment
 from civic_pipelines.months import current_month, format_month, next_month, parse_month, previous_month
 
 THIS_MONTH = current_month()
@@ -29,26 +30,17 @@ ELEVEN_PROVIDERS = ["voi", "lyft", "bolt", "dott", "bird", "lime", "spin", "jump
 @pytest.fixture(scope="module")
 def environment(airflow_db, tmp_path_factory):
     from civic_pipelines.replay.mds import connections_for
-    from civic_pipelines.replay.server import make_server
+
+    def connections(server) -> dict[str, str]:
+        return {**connection_env(server, "civic_seattle_crime"),
+                **{f"AIRFLOW_CONN_CIVIC_MDS_{provider.upper()}": json.dumps(connection)
+                   for provider, connection in connections_for(server.url).items()}}
 
     root = tmp_path_factory.mktemp("trigger_params")
-    server = make_server(host="127.0.0.1", port=0)
-    server.start()
-    host, port = server.url.split("://", 1)[1].split(":")
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in small_dags_folder(root / "dags", ["seattle_crime", "mds"]).items():
-            patch.setenv(key, value)
-        patch.setenv("CIVIC_LAKE", str(root / "lake"))
-        patch.setenv("CIVIC_WAREHOUSE", str(root / "warehouse.duckdb"))
-        patch.setenv("AIRFLOW_CONN_CIVIC_SEATTLE_CRIME",
-                     json.dumps({"conn_type": "http", "host": host, "port": int(port), "schema": "http"}))
-        for provider, connection in connections_for(server.url).items():
-            patch.setenv(f"AIRFLOW_CONN_CIVIC_MDS_{provider.upper()}", json.dumps(connection))
-        patch.delenv("AIRFLOW_VAR_CIVIC_MDS_PROVIDERS", raising=False)
-        try:
-            yield {"server": server, "root": root, "patch": patch}
-        finally:
-            server.stop()
+    dags = small_dags_folder(root / "dags", ["seattle_crime", "mds"])
+    with module_environment(root, connections=connections, **dags) as environment:
+        environment["patch"].delenv("AIRFLOW_VAR_CIVIC_MDS_PROVIDERS", raising=False)
+        yield {**environment, "root": root}
 
 
 def planning_dag(dag_id: str):
