@@ -7,7 +7,7 @@ UV := $(VENV)/bin/uv
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export DO_NOT_TRACK := 1
 
-.PHONY: setup system-packages demo test bench bench-dlt containers manifest lock astro-local clean
+.PHONY: setup system-packages demo test lint bench bench-dlt containers manifest lock astro-local clean
 
 # The ONE place that says which Airflow the project runs: the Astro Runtime tag in the Dockerfile's
 # FROM line (runtime:<Airflow major.minor>-<Runtime build>). The development lock is compiled with
@@ -42,8 +42,13 @@ demo: setup
 
 # Two lanes (the machine's two cores): the demo, which waits on the scheduler most of its time,
 # runs in one while the rest of the suite shares the other.
-test: setup
+test: setup lint
 	$(PY) -m pytest -n 2 --dist loadgroup
+
+# ruff's lint and format checks (pyproject.toml), first in `make test`: a second each.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Every bench/extract_*.py in turn, then the DAG parse figures (each prints its own figures; none
 # asserts a speed); a failing script does not stop the others, but fails the target. bench/parse.py

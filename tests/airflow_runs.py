@@ -26,11 +26,21 @@ def small_dags_folder(folder: Path, names: list[str], with_marts: bool = False) 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "civic_test_dags.py").write_text(ONE_DAG)
     if with_marts:
-        (folder / "civic_marts.py").write_text((Path(__file__).resolve().parents[1] / "dags" / "civic_marts.py").read_text())
-    bundles = [{"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-                "kwargs": {"path": str(folder)}}]
-    return {"AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(folder), "CIVIC_TEST_DAGS": ",".join(names)}
+        (folder / "civic_marts.py").write_text(
+            (Path(__file__).resolve().parents[1] / "dags" / "civic_marts.py").read_text()
+        )
+    bundles = [
+        {
+            "name": "dags-folder",
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(folder)},
+        }
+    ]
+    return {
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(folder),
+        "CIVIC_TEST_DAGS": ",".join(names),
+    }
 
 
 def task_states(run) -> dict:
@@ -44,17 +54,22 @@ def states_of(run, task_id: str) -> list[str]:
 
 def run_rows(run_id: str, dag_id: str) -> dict:
     """Every XCom value and rendered template field the run stored, as JSON text per task instance."""
-    from sqlalchemy import select
-
     from airflow.models.renderedtifields import RenderedTaskInstanceFields as RTIF
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
-        xcoms = session.execute(select(XComModel.task_id, XComModel.map_index, XComModel.key, XComModel.value)
-                                .where(XComModel.dag_id == dag_id, XComModel.run_id == run_id)).all()
-        rendered = session.execute(select(RTIF.task_id, RTIF.map_index, RTIF.rendered_fields)
-                                   .where(RTIF.dag_id == dag_id, RTIF.run_id == run_id)).all()
+        xcoms = session.execute(
+            select(XComModel.task_id, XComModel.map_index, XComModel.key, XComModel.value).where(
+                XComModel.dag_id == dag_id, XComModel.run_id == run_id
+            )
+        ).all()
+        rendered = session.execute(
+            select(RTIF.task_id, RTIF.map_index, RTIF.rendered_fields).where(
+                RTIF.dag_id == dag_id, RTIF.run_id == run_id
+            )
+        ).all()
     return {
         "xcom": {f"{t}[{m}].{k}": json.dumps(v, default=str) for t, m, k, v in xcoms},
         "rendered": {f"{t}[{m}]": json.dumps(v, default=str) for t, m, v in rendered},
@@ -72,7 +87,6 @@ def execution_api():
     import threading
 
     import uvicorn
-
     from airflow.api_fastapi.app import create_app
 
     with socket.socket() as probe:
@@ -116,8 +130,11 @@ def sync_dags() -> None:
     manager.sync_bundles_to_db()
     for bundle in manager.get_all_dag_bundles():
         bundle.initialize()
-        sync_bag_to_db(BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name),
-                       bundle.name, bundle.version)
+        sync_bag_to_db(
+            BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name),
+            bundle.name,
+            bundle.version,
+        )
 
 
 def parse_dag_bundle_once(monkeypatch) -> None:
@@ -178,16 +195,17 @@ def extract_side(dag_id: str, dags_file: Path):
 
 def asset_events(run) -> dict[str, int]:
     """``{asset URI: events}`` that one DAG run's tasks emitted (the metadata DB's asset_event rows)."""
-    from sqlalchemy import func, select
-
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
+    from sqlalchemy import func, select
 
     with create_session() as session:
         rows = session.execute(
-            select(AssetModel.uri, func.count()).join(AssetEvent, AssetEvent.asset_id == AssetModel.id)
+            select(AssetModel.uri, func.count())
+            .join(AssetEvent, AssetEvent.asset_id == AssetModel.id)
             .where(AssetEvent.source_dag_id == run.dag_id, AssetEvent.source_run_id == run.run_id)
-            .group_by(AssetModel.uri)).all()
+            .group_by(AssetModel.uri)
+        ).all()
     return dict(rows)
 
 
@@ -197,6 +215,9 @@ def run_marts(*source_names: str):
     from civic_pipelines.orchestration.marts_dag import build_marts_dag
 
     run = build_marts_dag().test(run_conf={"sources": list(source_names)})
-    marts = {ti.task_id.removeprefix("marts.").removesuffix("_model_build"): ti.state
-             for ti in run.get_task_instances() if ti.task_id.startswith("marts.")}
+    marts = {
+        ti.task_id.removeprefix("marts.").removesuffix("_model_build"): ti.state
+        for ti in run.get_task_instances()
+        if ti.task_id.startswith("marts.")
+    }
     return run, marts

@@ -39,8 +39,12 @@ def timeline(monkeypatch, server) -> list[dict]:
     def dispatch(request):
         if request.path.startswith("/_replay/"):
             return real(request)
-        entry = {"at": time.monotonic(), "method": request.method, "path": request.path,
-                 "range": request.headers.get("range")}
+        entry = {
+            "at": time.monotonic(),
+            "method": request.method,
+            "path": request.path,
+            "range": request.headers.get("range"),
+        }
         seen.append(entry)
         response = real(request)
         entry["status"] = response.status
@@ -63,7 +67,7 @@ def gap_after(entries: list[dict], status: int) -> float:
     """Seconds from the first answer with ``status`` to the next request for the same path."""
     for i, entry in enumerate(entries):
         if entry["status"] == status:
-            later = [e for e in entries[i + 1:] if e["path"] == entry["path"] and e["method"] == entry["method"]]
+            later = [e for e in entries[i + 1 :] if e["path"] == entry["path"] and e["method"] == entry["method"]]
             return later[0]["at"] - entry["at"]
     raise AssertionError(f"no {status} in {entries}")
 
@@ -94,7 +98,9 @@ class ArchiveSource:
 
     def connect(self) -> None:
         """The source's connection on the replay, read from the environment only."""
-        self.monkeypatch.setenv(f"AIRFLOW_CONN_{self.conn_id.upper()}", replay_connection(self.server, **self.conn_fields))
+        self.monkeypatch.setenv(
+            f"AIRFLOW_CONN_{self.conn_id.upper()}", replay_connection(self.server, **self.conn_fields)
+        )
         self.monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
 
     def post(self, what: str, body: dict) -> dict:
@@ -201,8 +207,9 @@ class Srwr(ArchiveSource):
         for record_type, name in SRWR_TABLES.items():
             table = pq.read_table(self.folder(lake, month) / f"{name}.parquet")
             assert sorted(table["raw_fields"].to_pylist()) == sorted(want.get(record_type, [])), name
-        unknown = [fields for record_type, rows in want.items() if record_type not in (*SRWR_TABLES, "001")
-                   for fields in rows]
+        unknown = [
+            fields for record_type, rows in want.items() if record_type not in (*SRWR_TABLES, "001") for fields in rows
+        ]
         table = pq.read_table(self.folder(lake, month) / "unknown_records.parquet")
         assert sorted(table["raw_fields"].to_pylist()) == sorted(unknown)
         return count

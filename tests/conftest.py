@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from reliability_plugin import pytest_configure, pytest_runtest_makereport, reliability  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +100,9 @@ def airflow_db():
     import subprocess
 
     bin_dir = Path(sys.executable).parent
-    result = subprocess.run([str(bin_dir / "airflow"), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy())
+    result = subprocess.run(
+        [str(bin_dir / "airflow"), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy()
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return os.environ["AIRFLOW_HOME"]
 
@@ -130,19 +131,27 @@ def postgres(postgres_server, monkeypatch):
     import psycopg
 
     name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = dict(host=postgres_server["host"], port=postgres_server["port"], user=postgres_server["user"],
-                 password=postgres_server["password"], autocommit=True)
+    admin = dict(
+        host=postgres_server["host"],
+        port=postgres_server["port"],
+        user=postgres_server["user"],
+        password=postgres_server["password"],
+        autocommit=True,
+    )
     with psycopg.connect(dbname="postgres", **admin) as conn:
         conn.execute(f'create database "{name}"')
     conn_json = json.dumps({**json.loads(postgres_server["conn_json"]), "schema": name})
     monkeypatch.setenv("AIRFLOW_CONN_CIVIC_POSTGRES", conn_json)
     try:
-        yield {**postgres_server, "dbname": name, "conn_json": conn_json,
-               "connect": lambda: psycopg.connect(dbname=name, **admin)}
+        yield {
+            **postgres_server,
+            "dbname": name,
+            "conn_json": conn_json,
+            "connect": lambda: psycopg.connect(dbname=name, **admin),
+        }
     finally:
         with psycopg.connect(dbname="postgres", **admin) as conn:
             conn.execute(f'drop database if exists "{name}" with (force)')
-
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -153,7 +162,9 @@ def pytest_collection_modifyitems(config, items):
     gets its module's; the named groups (demo, containers) stay as they are."""
     for item in items:
         if not any(True for _ in item.iter_markers("xdist_group")):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid.split("::")[0]))
+            item.add_marker(
+                pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid.split("::")[0])
+            )
     longest_groups_first(items)
 
 

@@ -18,8 +18,8 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -31,8 +31,15 @@ MONTHS = ["2024-02", "2024-03"]
 TODAY = "2026-11-23"  # SRWR's "today": both months are published
 STREET_MANAGER_EVENTS = {"permit": 300, "activity": 40, "section_58": 15}
 SRWR_ACTIVITIES = 30
-SELECT = ["tag:seattle_crime+", "tag:minneapolis_311+", "tag:toronto_311+", "tag:nyc_311+", "tag:chicago_311+",
-          "tag:street_manager+", "tag:srwr+"]
+SELECT = [
+    "tag:seattle_crime+",
+    "tag:minneapolis_311+",
+    "tag:toronto_311+",
+    "tag:nyc_311+",
+    "tag:chicago_311+",
+    "tag:street_manager+",
+    "tag:srwr+",
+]
 # The mobility models are optional: built (with two months of MDS landed) when the project has them.
 MOBILITY_TAG = "tag:mds+"
 MDS_PROVIDERS = ["dott", "voi"]  # the replay's default providers (MDS 0.4 and 2.0)
@@ -48,8 +55,14 @@ def _has_mobility_models() -> bool:
 def build_key() -> str:
     digest = hashlib.sha256()
     files = [Path(__file__), Path(__file__).with_name("replay_env.py")]
-    files += sorted(p for p in DBT_DIR.rglob("*") if p.is_file() and p.suffix in (".sql", ".yml", ".csv", ".md")
-                    and "target" not in p.parts and "logs" not in p.parts)
+    files += sorted(
+        p
+        for p in DBT_DIR.rglob("*")
+        if p.is_file()
+        and p.suffix in (".sql", ".yml", ".csv", ".md")
+        and "target" not in p.parts
+        and "logs" not in p.parts
+    )
     files += sorted((ROOT / "include" / "civic_pipelines").rglob("*.py"))
     files += sorted((ROOT / "include" / "civic_pipelines" / "datasets").glob("*.toml"))
     for path in files:
@@ -73,8 +86,9 @@ def ensure_built(base: Path) -> Path:
             shutil.rmtree(stale, ignore_errors=True)
     out.mkdir(parents=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "include"), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, __file__, str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        [sys.executable, __file__, str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     if result.returncode != 0:
         raise RuntimeError(f"dashboard warehouse build failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
     return out
@@ -90,15 +104,17 @@ def _build(out: Path) -> None:
     """Land the months and run dbt (this is the child process)."""
     sys.path.insert(0, str(ROOT / "include"))
     lake, warehouse = out / "lake", out / "warehouse.duckdb"
-    os.environ.update({
-        "CIVIC_LAKE": str(lake),
-        "CIVIC_WAREHOUSE": str(warehouse),
-        "CIVIC_NO_AIRFLOW_LOOKUP": "1",
-        "CIVIC_HTTP_BACKOFF": "0.05",
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
-        "DO_NOT_TRACK": "1",
-        "NO_PROXY": "*",
-    })
+    os.environ.update(
+        {
+            "CIVIC_LAKE": str(lake),
+            "CIVIC_WAREHOUSE": str(warehouse),
+            "CIVIC_NO_AIRFLOW_LOOKUP": "1",
+            "CIVIC_HTTP_BACKOFF": "0.05",
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+            "DO_NOT_TRACK": "1",
+            "NO_PROXY": "*",
+        }
+    )
     from civic_pipelines.extract import run_block
     from civic_pipelines.replay.server import make_server
 
@@ -113,8 +129,11 @@ def _build(out: Path) -> None:
         for source in ("seattle_crime", "minneapolis_311", "toronto_311", "nyc_311", "chicago_311", "street_manager"):
             os.environ[f"AIRFLOW_CONN_CIVIC_{source.upper()}"] = replay_connection(server)
         os.environ["AIRFLOW_CONN_CIVIC_SRWR"] = replay_connection(server, extra={"today": TODAY})
-        blocks = [(source, month, None) for month in MONTHS
-                  for source in ("seattle_crime", "minneapolis_311", "toronto_311", "nyc_311", "chicago_311", "srwr")]
+        blocks = [
+            (source, month, None)
+            for month in MONTHS
+            for source in ("seattle_crime", "minneapolis_311", "toronto_311", "nyc_311", "chicago_311", "srwr")
+        ]
         blocks += [("street_manager", month, part) for month in MONTHS for part in STREET_MANAGER_EVENTS]
         mobility = _has_mobility_models()
         if mobility:
@@ -140,9 +159,21 @@ def _build(out: Path) -> None:
     from dbt.cli.main import dbtRunner
 
     def dbt_build(select: list[str]) -> tuple[bool, dict]:  # noqa: E306
-        args = ["build", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR),
-                "--target-path", str(out / "dbt_target"), "--log-path", str(out / "dbt_logs"), "--threads", "4",
-                "--select", *select]
+        args = [
+            "build",
+            "--project-dir",
+            str(DBT_DIR),
+            "--profiles-dir",
+            str(DBT_DIR),
+            "--target-path",
+            str(out / "dbt_target"),
+            "--log-path",
+            str(out / "dbt_logs"),
+            "--threads",
+            "4",
+            "--select",
+            *select,
+        ]
         result = dbtRunner().invoke(args)
         if result.exception is not None:
             raise result.exception
@@ -152,14 +183,19 @@ def _build(out: Path) -> None:
     ok, statuses = dbt_build(SELECT + ([MOBILITY_TAG] if mobility else []))
     bad = {k: v for k, v in statuses.items() if v not in ("success", "pass", "warn")}
     # The mobility models are new: a failure there leaves the mobility page empty, not the build broken.
-    mobility_error = {k: v for k, v in bad.items() if k.split(".")[2].startswith(("stg_mds", "fct_mobility", "mart_mobility"))
-                      or "mds" in k or "mobility" in k}
+    mobility_error = {
+        k: v
+        for k, v in bad.items()
+        if k.split(".")[2].startswith(("stg_mds", "fct_mobility", "mart_mobility")) or "mds" in k or "mobility" in k
+    }
     if set(bad) - set(mobility_error):
         raise RuntimeError(f"dbt build failed: {bad}")
     summary = {
         "months": MONTHS,
-        "blocks": [{k: m.get(k) for k in ("source", "month", "part", "rows", "quarantined", "skipped",
-                                                   "build_seconds")} for m in manifests],
+        "blocks": [
+            {k: m.get(k) for k in ("source", "month", "part", "rows", "quarantined", "skipped", "build_seconds")}
+            for m in manifests
+        ],
         "dbt_statuses": statuses,
         "mobility": {"built": mobility and not mobility_error, "error": mobility_error or None},
         "seconds": {"land": round(landed, 1), "total": round(time.monotonic() - started, 1)},
@@ -178,9 +214,13 @@ def dashboard_config(out: Path, boundaries: Path, warehouse: Path | None = None)
     """The dashboard pointed at a build (its own boundaries folder, so each test module decides)."""
     from civic_pipelines.dashboard.config import DashboardConfig
 
-    return DashboardConfig(warehouse=str(warehouse or out / "warehouse.duckdb"), lake=str(out / "lake"),
-                           dbt_manifest=out / "dbt_target" / "manifest.json", dbt_run_results=out / "dbt_target",
-                           boundaries=boundaries)
+    return DashboardConfig(
+        warehouse=str(warehouse or out / "warehouse.duckdb"),
+        lake=str(out / "lake"),
+        dbt_manifest=out / "dbt_target" / "manifest.json",
+        dbt_run_results=out / "dbt_target",
+        boundaries=boundaries,
+    )
 
 
 def query(warehouse: Path, sql: str, params: dict | None = None) -> list[tuple]:
@@ -194,14 +234,21 @@ def query(warehouse: Path, sql: str, params: dict | None = None) -> list[tuple]:
 def write_boundaries(warehouse: Path, folder: Path, city: str = "toronto") -> dict[str, int]:
     """A small generated boundary file for the city's areas: one square per area with requests
     (a grid around the city), plus one area with no requests; returns {area: requests}."""
-    counts = dict(query(warehouse, "select area, count(*) from fct_service_requests where city = $city "
-                                   "and area is not null group by area order by area", {"city": city}))
+    counts = dict(
+        query(
+            warehouse,
+            "select area, count(*) from fct_service_requests where city = $city "
+            "and area is not null group by area order by area",
+            {"city": city},
+        )
+    )
     features = []
     for i, area in enumerate([*counts, "Nowhere Ward (99)"]):
         x, y = -79.6 + (i % 6) * 0.05, 43.6 + (i // 6) * 0.05
         ring = [[x, y], [x + 0.045, y], [x + 0.045, y + 0.045], [x, y + 0.045], [x, y]]
-        features.append({"type": "Feature", "properties": {"area": area},
-                         "geometry": {"type": "Polygon", "coordinates": [ring]}})
+        features.append(
+            {"type": "Feature", "properties": {"area": area}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
+        )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{city}.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
     return counts

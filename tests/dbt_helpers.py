@@ -16,9 +16,17 @@ def dbt_build(work: Path, select: list[str]) -> dict:
     from dbt.cli.main import dbtRunner
 
     args = [
-        "build", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR),
-        "--target-path", str(work / "dbt_target"), "--log-path", str(work / "dbt_logs"),
-        "--select", *select,
+        "build",
+        "--project-dir",
+        str(DBT_DIR),
+        "--profiles-dir",
+        str(DBT_DIR),
+        "--target-path",
+        str(work / "dbt_target"),
+        "--log-path",
+        str(work / "dbt_logs"),
+        "--select",
+        *select,
     ]
     result = dbtRunner().invoke(args)
     assert result.exception is None, result.exception

@@ -35,8 +35,11 @@ def container_engine(tmp_path_factory):
     """The extractor image (built once, then cached) and the Docker API on a socket of this module."""
     done = container_setup.setup()
     FIGURES.append(
-        "setup: " + ("cached" if done.cached else "built") + ", "
-        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in done.seconds.items()) + f"; image {done.image}"
+        "setup: "
+        + ("cached" if done.cached else "built")
+        + ", "
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in done.seconds.items())
+        + f"; image {done.image}"
     )
     service = container_setup.Service(tmp_path_factory.mktemp("podman"), done.env)
     started = time.monotonic()
@@ -82,9 +85,17 @@ def record_engine_calls(monkeypatch) -> list[dict]:
 
     def record_create(self, *args, **kwargs):
         container = create(self, *args, **kwargs)
-        calls.append({"id": container["Id"], "command": kwargs.get("command"), "environment": kwargs.get("environment"),
-                      "host_config": kwargs.get("host_config"), "image": kwargs.get("image"), "user": kwargs.get("user"),
-                      "created": time.monotonic()})
+        calls.append(
+            {
+                "id": container["Id"],
+                "command": kwargs.get("command"),
+                "environment": kwargs.get("environment"),
+                "host_config": kwargs.get("host_config"),
+                "image": kwargs.get("image"),
+                "user": kwargs.get("user"),
+                "created": time.monotonic(),
+            }
+        )
         return container
 
     def record_start(self, container, *args, **kwargs):
@@ -110,9 +121,11 @@ def record_engine_calls(monkeypatch) -> list[dict]:
 def overhead_figure(label: str, call: dict, manifest: dict) -> str:
     """One block's container cost: create, start -> exit, and what of it was not the extraction."""
     container = call["ended"] - call["started"]
-    return (f"{label}: {manifest.get('rows')} rows; container create {call['started'] - call['created']:.2f} s, "
-            f"start -> exit {container:.2f} s, of which extract {manifest['seconds']:.2f} s "
-            f"(overhead {container - manifest['seconds']:.2f} s: runtime + interpreter + imports)")
+    return (
+        f"{label}: {manifest.get('rows')} rows; container create {call['started'] - call['created']:.2f} s, "
+        f"start -> exit {container:.2f} s, of which extract {manifest['seconds']:.2f} s "
+        f"(overhead {container - manifest['seconds']:.2f} s: runtime + interpreter + imports)"
+    )
 
 
 def assert_extract_mode(dag, mode: str) -> None:

@@ -11,8 +11,9 @@ from civic_pipelines import sources
 from civic_pipelines.lake import MANIFEST_FILE, BlockLocation, read_block_table, read_manifest
 
 
-def landed_keys(lake: str, source: str, month: str, part: str | None = None, table: str = "data.parquet",
-                key: str | None = None) -> list:
+def landed_keys(
+    lake: str, source: str, month: str, part: str | None = None, table: str = "data.parquet", key: str | None = None
+) -> list:
     """The landed block's natural keys, sorted; asserts there are no duplicates."""
     location = BlockLocation(lake=lake, source=source, month=month, part=part)
     data = read_block_table(location, table)
@@ -24,13 +25,22 @@ def landed_keys(lake: str, source: str, month: str, part: str | None = None, tab
     return sorted(keys)
 
 
-def assert_exactly(lake: str, source: str, month: str, expected_keys, part: str | None = None,
-                   table: str = "data.parquet", key: str | None = None) -> int:
+def assert_exactly(
+    lake: str,
+    source: str,
+    month: str,
+    expected_keys,
+    part: str | None = None,
+    table: str = "data.parquet",
+    key: str | None = None,
+) -> int:
     """The block holds exactly ``expected_keys`` (count and set) and its manifest agrees."""
     keys = landed_keys(lake, source, month, part, table, key)
     expected = sorted(expected_keys)
     assert len(keys) == len(expected), f"{len(keys)} rows landed, source has {len(expected)}"
-    assert keys == expected, f"key sets differ: {len(set(keys) - set(expected))} extra, {len(set(expected) - set(keys))} missing"
+    assert keys == expected, (
+        f"key sets differ: {len(set(keys) - set(expected))} extra, {len(set(expected) - set(keys))} missing"
+    )
     manifest = read_manifest(BlockLocation(lake=lake, source=source, month=month, part=part))
     assert manifest is not None
     if table == "data.parquet":

@@ -6,9 +6,9 @@ end with. ``test_fault_matrix_http.py`` and ``test_fault_matrix_connect.py`` hol
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
 import pytest
@@ -24,7 +24,7 @@ from civic_pipelines.sources import mds
 HTTP_SOURCES = ["seattle_crime", "nyc_311", "minneapolis_311", "toronto_311", "mds"]
 SODA = ["seattle_crime", "nyc_311"]
 MDS_NOW = "2023-03-01T00:00:00Z"  # the replay's clock: every hour of 2023-02 has ended
-MDS_CLOCK = datetime(2023, 2, 1, 12, tzinfo=timezone.utc)  # the client's: twelve hours are walked
+MDS_CLOCK = datetime(2023, 2, 1, 12, tzinfo=UTC)  # the client's: twelve hours are walked
 FAKE_TOKEN = "fake-token-for-tests-0000"
 
 
@@ -93,9 +93,15 @@ def _seattle(server, monkeypatch, lake, tmp_path) -> Case:
     control(server, "config", {"seattle_crime": {"rows_per_month": 1200}})
     monkeypatch.setattr(sources.get("seattle_crime"), "page_size", 500)  # three pages a month
     month = "2024-02"
-    return Case("seattle_crime", month, lake, server, "/resource/",
-                lambda: [int(r["offense_id"]) for r in server.dataset.rows_for_month(month)],
-                notes={"key": "offense_id", "conn_id": "civic_seattle_crime"})
+    return Case(
+        "seattle_crime",
+        month,
+        lake,
+        server,
+        "/resource/",
+        lambda: [int(r["offense_id"]) for r in server.dataset.rows_for_month(month)],
+        notes={"key": "offense_id", "conn_id": "civic_seattle_crime"},
+    )
 
 
 def _nyc(server, monkeypatch, lake, tmp_path) -> Case:
@@ -104,9 +110,15 @@ def _nyc(server, monkeypatch, lake, tmp_path) -> Case:
     monkeypatch.setattr(sources.get("nyc_311"), "page_size", 500)
     month = "2024-03"
     dataset = server.generated["nyc_311"]
-    return Case("nyc_311", month, lake, server, "/resource/",
-                lambda: [int(r["unique_key"]) for r in dataset.rows_for_month(month)],
-                notes={"key": "unique_key", "conn_id": "civic_nyc_311"})
+    return Case(
+        "nyc_311",
+        month,
+        lake,
+        server,
+        "/resource/",
+        lambda: [int(r["unique_key"]) for r in dataset.rows_for_month(month)],
+        notes={"key": "unique_key", "conn_id": "civic_nyc_311"},
+    )
 
 
 def _minneapolis(server, monkeypatch, lake, tmp_path) -> Case:
@@ -115,9 +127,15 @@ def _minneapolis(server, monkeypatch, lake, tmp_path) -> Case:
     monkeypatch.delenv("AIRFLOW_VAR_CIVIC_MINNEAPOLIS_311_LAYERS", raising=False)
     control(server, "config", {"minneapolis_311": {"rows_per_month": 1200, "max_record_count": 500}})
     month = "2024-02"
-    return Case("minneapolis_311", month, lake, server, "/query",
-                lambda: [a["OBJECTID"] for a in server.minneapolis.rows_for_month(month)],
-                notes={"key": "OBJECTID", "conn_id": "civic_minneapolis_311"})
+    return Case(
+        "minneapolis_311",
+        month,
+        lake,
+        server,
+        "/query",
+        lambda: [a["OBJECTID"] for a in server.minneapolis.rows_for_month(month)],
+        notes={"key": "OBJECTID", "conn_id": "civic_minneapolis_311"},
+    )
 
 
 def _toronto(server, monkeypatch, lake, tmp_path) -> Case:
@@ -135,9 +153,15 @@ def _toronto(server, monkeypatch, lake, tmp_path) -> Case:
     assert len(clean) == len(server.toronto.rows_for_month(month)) > 300
     quarantined = read_manifest(BlockLocation(baseline, "toronto_311", month))["quarantined"]
     control(server, "reset", {})  # the baseline's requests out of the log
-    return Case("toronto_311", month, lake, server, "/dataset/", lambda: clean,
-                notes={"key": "request_id (derived)", "conn_id": "civic_toronto_311",
-                       "quarantined": quarantined})
+    return Case(
+        "toronto_311",
+        month,
+        lake,
+        server,
+        "/dataset/",
+        lambda: clean,
+        notes={"key": "request_id (derived)", "conn_id": "civic_toronto_311", "quarantined": quarantined},
+    )
 
 
 def _mds(provider: str):
@@ -147,8 +171,7 @@ def _mds(provider: str):
         monkeypatch.setenv("AIRFLOW_VAR_CIVIC_MDS_DISTRICTS_PATH", "")
         monkeypatch.setenv("AIRFLOW_VAR_CIVIC_MDS_DISTRICT_PROPERTY", "")
         mds.clear_token_cache()
-        control(server, "config", {"mds": {"now": MDS_NOW, "trips_per_hour": 3, "events_per_hour": 2,
-                                           "page_size": 2}})
+        control(server, "config", {"mds": {"now": MDS_NOW, "trips_per_hour": 3, "events_per_hour": 2, "page_size": 2}})
         for name in server.mds.providers:
             monkeypatch.setenv(f"AIRFLOW_CONN_CIVIC_MDS_{name.upper()}", json.dumps(server.mds.connection(name)))
         monkeypatch.setattr(mds.fetch, "_now", lambda: MDS_CLOCK)  # hours after it are not asked: a twelve-hour walk
@@ -157,14 +180,30 @@ def _mds(provider: str):
         def keys() -> list:
             return [t["trip_id"] for h in hours for t in server.mds.records(provider, mds.hour_text(h))["trips"]]
 
-        return Case("mds", "2023-02", lake, server, f"/mds/{provider}/", keys, part=provider,
-                    notes={"key": "trip_id", "conn_id": f"civic_mds_{provider}", "provider": provider})
+        return Case(
+            "mds",
+            "2023-02",
+            lake,
+            server,
+            f"/mds/{provider}/",
+            keys,
+            part=provider,
+            notes={"key": "trip_id", "conn_id": f"civic_mds_{provider}", "provider": provider},
+        )
 
     return setup
 
 
-SETUPS = {"seattle_crime": _seattle, "nyc_311": _nyc, "minneapolis_311": _minneapolis, "toronto_311": _toronto,
-          "mds": _mds("lyft"), "mds:lyft": _mds("lyft"), "mds:voi": _mds("voi"), "mds:bolt": _mds("bolt")}
+SETUPS = {
+    "seattle_crime": _seattle,
+    "nyc_311": _nyc,
+    "minneapolis_311": _minneapolis,
+    "toronto_311": _toronto,
+    "mds": _mds("lyft"),
+    "mds:lyft": _mds("lyft"),
+    "mds:voi": _mds("voi"),
+    "mds:bolt": _mds("bolt"),
+}
 
 
 @pytest.fixture
@@ -198,5 +237,5 @@ def follow_up(case: Case, force: bool = False) -> tuple[dict, int]:
 def gap_after(entries: list[dict], index: int) -> float:
     """Seconds from entry ``index`` to the next request for the same URL (its repeat)."""
     first = entries[index]
-    again = next(e for e in entries[index + 1:] if e["path"] == first["path"] and e["query"] == first["query"])
+    again = next(e for e in entries[index + 1 :] if e["path"] == first["path"] and e["query"] == first["query"])
     return again["at"] - first["at"]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 import requests
@@ -49,8 +49,13 @@ def fresh_folder(folder: Path) -> Path:
 
 
 @contextlib.contextmanager
-def replay_environment(lake: Path, warehouse: Path, connections: Callable[[object], dict[str, str]] | None = None,
-                       configure: Callable[[object], None] | None = None, **env: str) -> Iterator:
+def replay_environment(
+    lake: Path,
+    warehouse: Path,
+    connections: Callable[[object], dict[str, str]] | None = None,
+    configure: Callable[[object], None] | None = None,
+    **env: str,
+) -> Iterator:
     """A started replay server (``configure``\\ d first), with ``CIVIC_LAKE``, ``CIVIC_WAREHOUSE``,
     the ``connections(server)`` variables and ``env`` set for as long as the context lasts; yields
     the server, stopped at the end."""
@@ -78,13 +83,18 @@ def _environment(lake: Path, warehouse: Path, connections, configure, env: dict)
         if configure:
             configure(server)
         with pytest.MonkeyPatch.context() as patch:
-            variables = {"CIVIC_LAKE": str(lake), "CIVIC_WAREHOUSE": str(warehouse),
-                         **(connections(server) if connections else {}), **env}
+            variables = {
+                "CIVIC_LAKE": str(lake),
+                "CIVIC_WAREHOUSE": str(warehouse),
+                **(connections(server) if connections else {}),
+                **env,
+            }
             for key, value in variables.items():
                 patch.setenv(key, value)
             yield server, patch
     finally:
         server.stop()
+
 
 CITIES_311 = ("civic_minneapolis_311", "civic_toronto_311", "civic_nyc_311")
 
@@ -105,7 +115,9 @@ def street_works(events_per_month: dict[str, int], activities_per_month: int, to
         server.srwr.set_activities_per_month(activities_per_month)
 
     def connections(server) -> dict[str, str]:
-        return {**connection_env(server, "civic_street_manager"),
-                **connection_env(server, "civic_srwr", extra={"today": today})}
+        return {
+            **connection_env(server, "civic_street_manager"),
+            **connection_env(server, "civic_srwr", extra={"today": today}),
+        }
 
     return {"configure": configure, "connections": connections}

@@ -44,8 +44,12 @@ def test_minneapolis_lands_skips_and_takes_late_edits(environment):
     assert states(run, "extract_load") == ["skipped", "success"]
     rows = query(environment, "select request_id, status, closed_at from stg_minneapolis_311__requests")
     assert len(rows) == len({r[0] for r in rows}) == len(want), "one row per request after the re-landing"
-    new = {row["OBJECTID"]: row for row in server.minneapolis.rows_for_month(MONTHS[1]) if row["OBJECTID"] in set(edited)}
-    landed = {int(r[0].split("-")[1]): r for r in rows if r[0].startswith(MONTHS[1][:4]) and int(r[0].split("-")[1]) in new}
+    new = {
+        row["OBJECTID"]: row for row in server.minneapolis.rows_for_month(MONTHS[1]) if row["OBJECTID"] in set(edited)
+    }
+    landed = {
+        int(r[0].split("-")[1]): r for r in rows if r[0].startswith(MONTHS[1][:4]) and int(r[0].split("-")[1]) in new
+    }
     for object_id, row in new.items():
         assert (landed[object_id][2] is None) == (row["CLOSEDDATETIME"] is None), object_id
 

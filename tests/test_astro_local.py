@@ -30,20 +30,28 @@ import astro_local  # noqa: E402
 BLOCKS = sum(len(months) for months in astro_local.SOURCES.values())
 
 
-@pytest.mark.xdist_group("containers")  # one lane with the docker-mode tests: its check counts the extractor image's container starts
+@pytest.mark.xdist_group(
+    "containers"
+)  # one lane with the docker-mode tests: its check counts the extractor image's container starts
 @pytest.mark.timeout(3600)
 def test_astro_local_stack_lands_both_sources_through_extractor_containers(tmp_path_factory, capsys):
     result = astro_local.run(tmp_path_factory.mktemp("astro"))
 
-    assert {dag_id: run["state"] for dag_id, run in result.runs.items()} == {dag_id: "success" for dag_id in astro_local.SOURCES}
+    assert {dag_id: run["state"] for dag_id, run in result.runs.items()} == {
+        dag_id: "success" for dag_id in astro_local.SOURCES
+    }
     extracts = [ti for run in result.runs.values() for ti in run["task_instances"] if ti["task_id"] == "extract_load"]
     assert len(extracts) == BLOCKS and {ti["state"] for ti in extracts} == {"success"}
     assert {ti["operator"] for ti in extracts} == {"CivicExtractDockerOperator"}
 
     # One extractor container per block, started by the scheduler's DockerOperator through the
     # socket: the triggered runs' blocks plus those of the one scheduled (catchup) run per DAG.
-    ran = [ti for run in result.runs.values() for ti in run["all_task_instances"]
-           if ti["task_id"] == "extract_load" and ti["state"] in ("success", "skipped")]
+    ran = [
+        ti
+        for run in result.runs.values()
+        for ti in run["all_task_instances"]
+        if ti["task_id"] == "extract_load" and ti["state"] in ("success", "skipped")
+    ]
     assert all(state == "success" for run in result.runs.values() for state in run["all_runs"].values())
     assert len(result.containers) == len(ran) >= BLOCKS, (result.containers, ran)
 
@@ -69,5 +77,11 @@ def test_astro_local_stack_lands_both_sources_through_extractor_containers(tmp_p
     assert {"civic_seattle_crime", "civic_street_manager"} <= set(result.settings["connections"])
 
     with capsys.disabled():
-        print("\n[astro-local] " + json.dumps({**result.figures, "lake_rows": result.lake_rows, "warehouse": result.warehouse},
-                                              default=lambda value: str(value), indent=1).replace("\n", "\n[astro-local] "))
+        print(
+            "\n[astro-local] "
+            + json.dumps(
+                {**result.figures, "lake_rows": result.lake_rows, "warehouse": result.warehouse},
+                default=lambda value: str(value),
+                indent=1,
+            ).replace("\n", "\n[astro-local] ")
+        )

@@ -52,7 +52,7 @@ def test_the_lock_pins_airflow_on_the_runtime_tags_line():
     assert Version(airflow).release[:2] == tuple(int(part) for part in astro_local.airflow_line(tag).split("."))
     # `make lock` holds Airflow to the tag's line, read from the Dockerfile (the one place).
     makefile = (ROOT / "Makefile").read_text()
-    assert "RUNTIME_TAG := $(shell sed" in makefile and 'apache-airflow==$(RUNTIME_AIRFLOW).*' in makefile
+    assert "RUNTIME_TAG := $(shell sed" in makefile and "apache-airflow==$(RUNTIME_AIRFLOW).*" in makefile
     assert "-r requirements-dev.txt" in makefile and "requirements.txt pyproject.toml" not in makefile
 
 

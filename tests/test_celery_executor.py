@@ -72,7 +72,8 @@ def celery_environment(work: Path, pg: dict, broker_url: str, replay_url: str, a
     # every task they start begins with them loaded.
     (airflow_home / "config").mkdir(parents=True, exist_ok=True)
     (airflow_home / "config" / "airflow_local_settings.py").write_text(
-        "from civic_pipelines.orchestration.preload import preload\n\npreload()\n")
+        "from civic_pipelines.orchestration.preload import preload\n\npreload()\n"
+    )
     (work / "plugins").mkdir(exist_ok=True)
     result_backend = "db+" + pg["url"]  # Celery's SQLAlchemy result backend, in Airflow's own database
     env = {
@@ -186,17 +187,34 @@ def celery_cluster(run_dir):
                 # --skip-serve-logs: both workers would bind the log server's one port (8793) on every
                 # interface; the API server reads the task logs from the shared disk instead.
                 processes[worker] = start_group(
-                    [str(VENV_BIN / "airflow"), "celery", "worker", "--celery-hostname", worker,
-                     "--concurrency", str(WORKER_SLOTS), "--skip-serve-logs"],
-                    {**env, "CIVIC_WORKER_HOSTNAME": worker}, logs / f"{worker}.log")
+                    [
+                        str(VENV_BIN / "airflow"),
+                        "celery",
+                        "worker",
+                        "--celery-hostname",
+                        worker,
+                        "--concurrency",
+                        str(WORKER_SLOTS),
+                        "--skip-serve-logs",
+                    ],
+                    {**env, "CIVIC_WORKER_HOSTNAME": worker},
+                    logs / f"{worker}.log",
+                )
             wait_for(lambda: http_ok(f"http://127.0.0.1:{api_port}/api/v2/monitor/health"), 300, "the API server")
             wait_for(lambda: celery_workers_answering(broker["url"]) >= set(WORKERS), 300, "both Celery workers")
             api = AirflowAPI(f"http://127.0.0.1:{api_port}")
             api.login()
             for name in SOURCES:
                 wait_for(lambda: api.dag_registered(name), 600, f"DAG {name} to be parsed")
-            yield {"api": api, "pg": pg, "broker": broker, "replay": replay, "work": work, "logs": logs,
-                   "processes": processes}
+            yield {
+                "api": api,
+                "pg": pg,
+                "broker": broker,
+                "replay": replay,
+                "work": work,
+                "logs": logs,
+                "processes": processes,
+            }
         finally:
             for name, process in reversed(list(processes.items())):
                 stop_group(process, name)
@@ -206,8 +224,9 @@ def celery_cluster(run_dir):
 def metadata(pg: dict, sql: str, params=None) -> list[tuple]:
     import psycopg
 
-    with psycopg.connect(host=pg["host"], port=pg["port"], user=pg["user"], password=pg["password"],
-                         dbname=pg["dbname"], autocommit=True) as con:
+    with psycopg.connect(
+        host=pg["host"], port=pg["port"], user=pg["user"], password=pg["password"], dbname=pg["dbname"], autocommit=True
+    ) as con:
         return con.execute(sql, params).fetchall()
 
 
@@ -220,30 +239,50 @@ def lake_rows(work: Path, source: str) -> dict[str, int]:
     """Rows per landed month of a source's ``data.parquet`` blocks."""
     folder = work / "lake" / source
     with duckdb.connect() as con:
-        return {path.parent.name.removeprefix("month="): con.execute(f"select count(*) from read_parquet('{path}')").fetchall()[0][0]
-                for path in sorted(folder.glob("month=*/data.parquet"))}
+        return {
+            path.parent.name.removeprefix("month="): con.execute(
+                f"select count(*) from read_parquet('{path}')"
+            ).fetchall()[0][0]
+            for path in sorted(folder.glob("month=*/data.parquet"))
+        }
 
 
 def test_two_sources_backfill_across_two_celery_workers_exactly(celery_cluster):
-    api, pg, work, replay = celery_cluster["api"], celery_cluster["pg"], celery_cluster["work"], celery_cluster["replay"]
+    api, pg, work, replay = (
+        celery_cluster["api"],
+        celery_cluster["pg"],
+        celery_cluster["work"],
+        celery_cluster["replay"],
+    )
     started = time.monotonic()
     run_ids = {}
     for name in SOURCES:
         run_id = f"celery__{name}__{int(time.time())}"
         api.send("POST", f"/dags/{name}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": RANGE})
         run_ids[name] = run_id
-    outcomes = {name: wait_for(lambda: (s := api.run_state(name, run_id)) in ("success", "failed") and s,
-                               RUN_TIMEOUT_S, f"run {run_id}", interval=3)
-                for name, run_id in run_ids.items()}
+    outcomes = {
+        name: wait_for(
+            lambda: (s := api.run_state(name, run_id)) in ("success", "failed") and s,
+            RUN_TIMEOUT_S,
+            f"run {run_id}",
+            interval=3,
+        )
+        for name, run_id in run_ids.items()
+    }
     # The source runs' Asset events queue civic_marts, which builds the marts (mart_crime_monthly below).
     outcomes["civic_marts"] = wait_for(api.marts_settled, RUN_TIMEOUT_S, "the civic_marts run", interval=3)
     elapsed = time.monotonic() - started
 
-    tis = metadata(pg, "select id::text, dag_id, task_id, map_index, state, hostname, rendered_map_index "
-                       "from task_instance where run_id = any(%s) order by dag_id, task_id, map_index",
-                   [list(run_ids.values())])
-    placement = "\n".join(f"  {dag_id:<16} {task_id:<48} {rendered or map_index!s:<22} {state:<8} {host}"
-                          for _, dag_id, task_id, map_index, state, host, rendered in tis)
+    tis = metadata(
+        pg,
+        "select id::text, dag_id, task_id, map_index, state, hostname, rendered_map_index "
+        "from task_instance where run_id = any(%s) order by dag_id, task_id, map_index",
+        [list(run_ids.values())],
+    )
+    placement = "\n".join(
+        f"  {dag_id:<16} {task_id:<48} {rendered or map_index!s:<22} {state:<8} {host}"
+        for _, dag_id, task_id, map_index, state, host, rendered in tis
+    )
     report = f"two runs in {elapsed:.0f} s under the CeleryExecutor; task instances and their workers:\n{placement}"
     print(report)
     (work / "placement.txt").write_text(report + "\n")
@@ -262,16 +301,23 @@ def test_two_sources_backfill_across_two_celery_workers_exactly(celery_cluster):
     # a try that failed on one worker, e.g. an Execution API call timing out on a loaded machine,
     # is retried wherever the broker sends it, and the row keeps the last try's host.)
     for worker in WORKERS:
-        received = set(re.findall(r"Executing workload in Celery: .*? ti=TaskInstanceDTO\(id=UUID\('([0-9a-f-]+)'\)",
-                                  (celery_cluster["logs"] / f"{worker}.log").read_text(errors="replace")))
+        received = set(
+            re.findall(
+                r"Executing workload in Celery: .*? ti=TaskInstanceDTO\(id=UUID\('([0-9a-f-]+)'\)",
+                (celery_cluster["logs"] / f"{worker}.log").read_text(errors="replace"),
+            )
+        )
         attributed = {row[0] for row in tis if row[5] == worker}
         assert attributed and attributed <= received, (worker, attributed - received)
 
     # One writer on the DuckDB file, whichever worker ran the dbt node: every node took the one
     # slot of the duckdb_writer pool, and no two ran at once (the scheduler enforces the pool).
-    dbt_nodes = metadata(pg, "select dag_id, task_id, pool, hostname, start_date, end_date from task_instance "
-                             "where run_id = any(%s) and task_id like 'dbt.%%' order by start_date",
-                         [list(run_ids.values())])
+    dbt_nodes = metadata(
+        pg,
+        "select dag_id, task_id, pool, hostname, start_date, end_date from task_instance "
+        "where run_id = any(%s) and task_id like 'dbt.%%' order by start_date",
+        [list(run_ids.values())],
+    )
     assert dbt_nodes and {row[2] for row in dbt_nodes} == {"duckdb_writer"}, dbt_nodes
     for before, after in zip(dbt_nodes, dbt_nodes[1:]):
         assert before[5] <= after[4], f"dbt nodes overlapped in the one-slot pool: {before[:4]} and {after[:4]}"

@@ -21,23 +21,65 @@ LAST_COMPLETE = format_month(previous_month(parse_month(THIS_MONTH)))
 NEXT_MONTH = format_month(next_month(parse_month(THIS_MONTH)))
 
 REFUSED = [
-    pytest.param("seattle_crime", "2099-01", None, "a month far in the future (2099-01)",
-                 f"month 2099-01 is not complete yet (current month is {THIS_MONTH}); the latest month you can ask "
-                 f"for is {LAST_COMPLETE}", id="2099-01"),
-    pytest.param("seattle_crime", NEXT_MONTH, None, "next month",
-                 f"month {NEXT_MONTH} is not complete yet (current month is {THIS_MONTH}); the latest month you can "
-                 f"ask for is {LAST_COMPLETE}", id="next-month"),
-    pytest.param("nyc_311", THIS_MONTH, None, "the current (unfinished) month",
-                 f"month {THIS_MONTH} is not complete yet (current month is {THIS_MONTH}); the latest month you can "
-                 f"ask for is {LAST_COMPLETE}", id="current-month"),
-    pytest.param("seattle_crime", "2005-01", None, "a month before the source's first month",
-                 "month 2005-01 is before the source's first month 2008-01", id="before-first-month"),
-    pytest.param("street_manager", "2020-06", "permit", "a month before the source's first month",
-                 "month 2020-06 is before the source's first month 2020-07", id="street-manager-before-first"),
-    pytest.param("seattle_crime", "2024-13", None, "a malformed month",
-                 "month '2024-13' is not in YYYY-MM form (for example 2024-03)", id="malformed"),
-    pytest.param("mds", "2024-01", "scootz", "an unknown provider",
-                 "unknown providers ['scootz']; known: ['voi', 'lyft', 'bolt', 'dott']", id="unknown-provider"),
+    pytest.param(
+        "seattle_crime",
+        "2099-01",
+        None,
+        "a month far in the future (2099-01)",
+        f"month 2099-01 is not complete yet (current month is {THIS_MONTH}); the latest month you can ask "
+        f"for is {LAST_COMPLETE}",
+        id="2099-01",
+    ),
+    pytest.param(
+        "seattle_crime",
+        NEXT_MONTH,
+        None,
+        "next month",
+        f"month {NEXT_MONTH} is not complete yet (current month is {THIS_MONTH}); the latest month you can "
+        f"ask for is {LAST_COMPLETE}",
+        id="next-month",
+    ),
+    pytest.param(
+        "nyc_311",
+        THIS_MONTH,
+        None,
+        "the current (unfinished) month",
+        f"month {THIS_MONTH} is not complete yet (current month is {THIS_MONTH}); the latest month you can "
+        f"ask for is {LAST_COMPLETE}",
+        id="current-month",
+    ),
+    pytest.param(
+        "seattle_crime",
+        "2005-01",
+        None,
+        "a month before the source's first month",
+        "month 2005-01 is before the source's first month 2008-01",
+        id="before-first-month",
+    ),
+    pytest.param(
+        "street_manager",
+        "2020-06",
+        "permit",
+        "a month before the source's first month",
+        "month 2020-06 is before the source's first month 2020-07",
+        id="street-manager-before-first",
+    ),
+    pytest.param(
+        "seattle_crime",
+        "2024-13",
+        None,
+        "a malformed month",
+        "month '2024-13' is not in YYYY-MM form (for example 2024-03)",
+        id="malformed",
+    ),
+    pytest.param(
+        "mds",
+        "2024-01",
+        "scootz",
+        "an unknown provider",
+        "unknown providers ['scootz']; known: ['voi', 'lyft', 'bolt', 'dott']",
+        id="unknown-provider",
+    ),
 ]
 
 
@@ -53,10 +95,14 @@ def planner_message(source: str, month: str, part: str | None) -> str:
 
 
 @pytest.mark.parametrize("source,month,part,fault,reason", REFUSED)
-def test_civic_extract_refuses_what_the_planner_refuses(source, month, part, fault, reason, monkeypatch, lake,
-                                                        capsys, reliability):
-    reliability.row(fault=f"civic extract: {fault}", source=source,
-                    expected="refused before any request, exit 1, one stderr line equal to plan_blocks' message")
+def test_civic_extract_refuses_what_the_planner_refuses(
+    source, month, part, fault, reason, monkeypatch, lake, capsys, reliability
+):
+    reliability.row(
+        fault=f"civic extract: {fault}",
+        source=source,
+        expected="refused before any request, exit 1, one stderr line equal to plan_blocks' message",
+    )
     monkeypatch.setenv("AIRFLOW_VAR_CIVIC_MDS_PROVIDERS", '["voi", "lyft", "bolt", "dott"]')
     monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
     # A connection nowhere: had the block been started, it would have failed differently.
@@ -77,15 +123,15 @@ def test_civic_extract_still_takes_a_month_the_planner_plans(monkeypatch, lake, 
     monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
     blocks, months = plan(sources.spec("seattle_crime"), {"start_month": LAST_COMPLETE, "end_month": LAST_COMPLETE})
     assert months == [LAST_COMPLETE] and len(blocks) == 1
-    assert cli.main(["extract", "--source", "seattle_crime", "--month", LAST_COMPLETE, "--lake", lake,
-                     "--dry-run"]) == 0
+    assert (
+        cli.main(["extract", "--source", "seattle_crime", "--month", LAST_COMPLETE, "--lake", lake, "--dry-run"]) == 0
+    )
     assert '"skipped": true' in capsys.readouterr().out
     assert cli.main(["extract", "--source", "seattle_crime", "--month", "2008-01", "--lake", lake, "--dry-run"]) == 0
 
 
 def test_help_lists_the_sources(capsys, reliability):
-    reliability.row(fault="civic extract --help", source="all",
-                    expected="--source lists every source in the registry")
+    reliability.row(fault="civic extract --help", source="all", expected="--source lists every source in the registry")
     with pytest.raises(SystemExit) as done:
         cli.main(["extract", "--help"])
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines

@@ -20,11 +20,10 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
 from fault_checks import assert_exactly
 from replay_env import connection_env
 
@@ -33,8 +32,14 @@ MONTH = "2024-01"
 
 
 def seattle_env(replay, lake: str, hold: Path, **extra) -> dict:
-    return {**os.environ, "CIVIC_LAKE": lake, "CIVIC_NO_AIRFLOW_LOOKUP": "1", "CIVIC_TEST_BLOCK_LOCK_DIR": str(hold),
-            **connection_env(replay, "civic_seattle_crime"), **extra}
+    return {
+        **os.environ,
+        "CIVIC_LAKE": lake,
+        "CIVIC_NO_AIRFLOW_LOOKUP": "1",
+        "CIVIC_TEST_BLOCK_LOCK_DIR": str(hold),
+        **connection_env(replay, "civic_seattle_crime"),
+        **extra,
+    }
 
 
 def wait_for(condition, what: str, processes=(), timeout: float = 90) -> None:
@@ -66,8 +71,13 @@ def finish(process, timeout: float = 120) -> tuple[str, str]:
 
 
 def extract(env) -> subprocess.Popen:
-    return subprocess.Popen([CIVIC, "extract", "--source", "seattle_crime", "--month", MONTH], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [CIVIC, "extract", "--source", "seattle_crime", "--month", MONTH],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def expected_keys(replay) -> list[int]:
@@ -75,9 +85,12 @@ def expected_keys(replay) -> list[int]:
 
 
 def test_two_extract_processes_one_lands_the_other_waits_and_skips(replay, lake, tmp_path, reliability):
-    reliability.row(fault="two runs of one block at once (two civic extract processes)", source="seattle_crime",
-                    expected="one lands the block, the other waits for the block lock, then skips (unchanged); "
-                             "rows land once and the month is fetched once")
+    reliability.row(
+        fault="two runs of one block at once (two civic extract processes)",
+        source="seattle_crime",
+        expected="one lands the block, the other waits for the block lock, then skips (unchanged); "
+        "rows land once and the month is fetched once",
+    )
     hold = tmp_path / "hold"
     hold.mkdir()
     env = seattle_env(replay, lake, hold)
@@ -102,15 +115,19 @@ def test_two_extract_processes_one_lands_the_other_waits_and_skips(replay, lake,
     rows = assert_exactly(lake, "seattle_crime", MONTH, expected_keys(replay))
     pages = data_pages(replay)
     assert pages == 1, f"the month was fetched {pages} times"
-    reliability.observed(f"pid {loser} waited {waited['lock_waited_seconds']:.2f} s behind pid {winner}, then skipped; "
-                         f"{rows:,} rows landed once, key set equal, 0 duplicates, 1 data page fetched")
+    reliability.observed(
+        f"pid {loser} waited {waited['lock_waited_seconds']:.2f} s behind pid {winner}, then skipped; "
+        f"{rows:,} rows landed once, key set equal, 0 duplicates, 1 data page fetched"
+    )
 
 
 def test_a_run_that_waits_past_the_timeout_fails_naming_the_block_and_the_holder(replay, lake, tmp_path, reliability):
-    reliability.row(fault="two runs of one block at once, the second past CIVIC_BLOCK_LOCK_TIMEOUT",
-                    source="seattle_crime",
-                    expected="the second fails with one line naming the block and the holder (pid, host, since); "
-                             "the first lands the block once")
+    reliability.row(
+        fault="two runs of one block at once, the second past CIVIC_BLOCK_LOCK_TIMEOUT",
+        source="seattle_crime",
+        expected="the second fails with one line naming the block and the holder (pid, host, since); "
+        "the first lands the block once",
+    )
     hold = tmp_path / "hold"
     hold.mkdir()
     holder = extract(seattle_env(replay, lake, hold))
@@ -123,8 +140,10 @@ def test_a_run_that_waits_past_the_timeout_fails_naming_the_block_and_the_holder
         lines = err.strip().splitlines()
         assert len(lines) == 1, err
         line = lines[0]
-        assert line.startswith("civic extract: error: BlockLockTimeout: block seattle_crime 2024-01 is being written "
-                               f"by another run (pid {holder.pid} on {socket.gethostname()} since 20"), line
+        assert line.startswith(
+            "civic extract: error: BlockLockTimeout: block seattle_crime 2024-01 is being written "
+            f"by another run (pid {holder.pid} on {socket.gethostname()} since 20"
+        ), line
         assert "gave up after waiting 1 s (CIVIC_BLOCK_LOCK_TIMEOUT=1)" in line
         assert data_pages(replay) == 0
         (hold / "release").touch()
@@ -138,8 +157,9 @@ def test_a_run_that_waits_past_the_timeout_fails_naming_the_block_and_the_holder
     assert json.loads(out.strip().splitlines()[-1])["skipped"] is False
     rows = assert_exactly(lake, "seattle_crime", MONTH, expected_keys(replay))
     assert data_pages(replay) == 1
-    reliability.observed(f"after 1 s: \"{line.split('error: ', 1)[1][:140]}...\"; holder then landed {rows:,} rows "
-                         "once, 0 duplicates")
+    reliability.observed(
+        f'after 1 s: "{line.split("error: ", 1)[1][:140]}..."; holder then landed {rows:,} rows once, 0 duplicates'
+    )
 
 
 def test_the_lock_file_of_another_user_still_locks_and_a_timeout_names_the_holder(tmp_path, monkeypatch):
@@ -169,27 +189,43 @@ def test_the_lock_file_of_another_user_still_locks_and_a_timeout_names_the_holde
                 pytest.fail("two holders of one block")
         monkeypatch.setattr(builtins, "open", real_open)
     message = str(timed_out.value)
-    assert message.startswith(f"block street_manager permit 2024-03 is being written by another run (pid {os.getpid()} "
-                              f"on {socket.gethostname()} since 20")
+    assert message.startswith(
+        f"block street_manager permit 2024-03 is being written by another run (pid {os.getpid()} "
+        f"on {socket.gethostname()} since 20"
+    )
     assert f"lock file {path}" in message and "\n" not in message
 
 
 # ---------------------------------------------------------------- through Airflow
 
 
-def test_two_dag_runs_of_one_block_at_once_land_it_once(replay, lake, tmp_path, airflow_db, monkeypatch,
-                                                        reliability):
-    reliability.row(fault="two DAG runs of one block at once (a data-interval run for the month, as the schedule "
-                          "makes it, and a manual trigger)", source="seattle_crime",
-                    expected="both runs succeed: one extract_load lands the block, the other waits for the block "
-                             "lock and is skipped (unchanged); rows land once, fetched once")
-    from airflow_runs import execution_api, extract_side, parse_dag_bundle_once, small_dags_folder, sync_dags, task_states
+def test_two_dag_runs_of_one_block_at_once_land_it_once(replay, lake, tmp_path, airflow_db, monkeypatch, reliability):
+    reliability.row(
+        fault="two DAG runs of one block at once (a data-interval run for the month, as the schedule "
+        "makes it, and a manual trigger)",
+        source="seattle_crime",
+        expected="both runs succeed: one extract_load lands the block, the other waits for the block "
+        "lock and is skipped (unchanged); rows land once, fetched once",
+    )
+    from airflow_runs import (
+        execution_api,
+        extract_side,
+        parse_dag_bundle_once,
+        small_dags_folder,
+        sync_dags,
+        task_states,
+    )
 
     hold = tmp_path / "hold"
     hold.mkdir()
-    env = seattle_env(replay, lake, hold, CIVIC_WAREHOUSE=str(tmp_path / "warehouse.duckdb"),
-                      AIRFLOW__CORE__PARALLELISM="2",
-                      **small_dags_folder(tmp_path / "dags", ["seattle_crime"]))
+    env = seattle_env(
+        replay,
+        lake,
+        hold,
+        CIVIC_WAREHOUSE=str(tmp_path / "warehouse.duckdb"),
+        AIRFLOW__CORE__PARALLELISM="2",
+        **small_dags_folder(tmp_path / "dags", ["seattle_crime"]),
+    )
     env.pop("CIVIC_NO_AIRFLOW_LOOKUP")
     for key, value in env.items():
         if os.environ.get(key) != value:
@@ -208,7 +244,7 @@ def test_two_dag_runs_of_one_block_at_once_land_it_once(replay, lake, tmp_path, 
         try:
             dag = dags[kind]
             if kind == "interval":  # the run the schedule makes for January: its data interval, no params
-                results[kind] = dag.test(logical_date=datetime(2024, 2, 1, tzinfo=timezone.utc), use_executor=True)
+                results[kind] = dag.test(logical_date=datetime(2024, 2, 1, tzinfo=UTC), use_executor=True)
             else:  # a manual trigger for the same month
                 results[kind] = dag.test(run_conf={"start_month": MONTH, "end_month": MONTH}, use_executor=True)
         except BaseException as error:  # noqa: BLE001 - reported by the test thread
@@ -247,15 +283,19 @@ def test_two_dag_runs_of_one_block_at_once_land_it_once(replay, lake, tmp_path, 
     loser = next(kind for kind, e in extract.items() if e[("extract_load", 0)] == "skipped")
     from airflow_runs import run_rows, task_log_files
 
-    log = "".join(p.read_text() for p in task_log_files("seattle_crime", results[loser].run_id) if "extract_load" in str(p))
+    log = "".join(
+        p.read_text() for p in task_log_files("seattle_crime", results[loser].run_id) if "extract_load" in str(p)
+    )
     assert "block seattle_crime 2024-01 is being written by pid" in log and "lock acquired after waiting" in log
     assert "source unchanged since last landing" in log
     skipped = json.loads(run_rows(results[loser].run_id, "seattle_crime")["xcom"]["extract_load[0].manifest"])
     rows = assert_exactly(lake, "seattle_crime", MONTH, expected_keys(replay))
     assert data_pages(replay) == 1
-    reliability.observed(f"the {loser} run's extract_load waited {skipped['lock_waited_seconds']:.2f} s for the lock, "
-                         f"then skipped (unchanged); {rows:,} rows landed once, key set equal, 0 duplicates, "
-                         f"1 data page fetched ({seconds:.0f} s for both runs)")
+    reliability.observed(
+        f"the {loser} run's extract_load waited {skipped['lock_waited_seconds']:.2f} s for the lock, "
+        f"then skipped (unchanged); {rows:,} rows landed once, key set equal, 0 duplicates, "
+        f"1 data page fetched ({seconds:.0f} s for both runs)"
+    )
 
 
 def test_dag_bundle_parse_of_dag_test_in_two_threads_is_done_once(tmp_path, monkeypatch):
@@ -268,7 +308,6 @@ def test_dag_bundle_parse_of_dag_test_in_two_threads_is_done_once(tmp_path, monk
     that whole DAG, three times over."""
     from airflow.dag_processing import dagbag
     from airflow.serialization.serialized_objects import LazyDeserializedDAG
-
     from airflow_runs import parse_dag_bundle_once, small_dags_folder
 
     folder = tmp_path / "dags"
@@ -278,8 +317,9 @@ def test_dag_bundle_parse_of_dag_test_in_two_threads_is_done_once(tmp_path, monk
     monkeypatch.setenv("CIVIC_LAKE", str(tmp_path / "lake"))
     parses = []
     real_parse = dagbag.BundleDagBag
-    monkeypatch.setattr(dagbag, "BundleDagBag", lambda *a, **k: parses.append(threading.current_thread().name)
-                        or real_parse(*a, **k))
+    monkeypatch.setattr(
+        dagbag, "BundleDagBag", lambda *a, **k: parses.append(threading.current_thread().name) or real_parse(*a, **k)
+    )
     parse_dag_bundle_once(monkeypatch)
 
     def parse() -> tuple[dict, list[str], str]:

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import os
 import re
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import duckdb
 import pytest
-
 from dbt_helpers import dbt_build, query
 from replay_env import cities_311, replay_environment
 
@@ -44,7 +42,9 @@ def cities(lake: Path, warehouse: Path):
     def small_files(server) -> None:
         server.toronto.set_rows_per_year(20_000)  # small yearly files: the adapter reads them the same way
 
-    return replay_environment(lake, warehouse, connections=cities_311, configure=small_files, CIVIC_NO_AIRFLOW_LOOKUP="1")
+    return replay_environment(
+        lake, warehouse, connections=cities_311, configure=small_files, CIVIC_NO_AIRFLOW_LOOKUP="1"
+    )
 
 
 def land(source: str, months: list[str]) -> list[dict]:
@@ -68,7 +68,7 @@ def fact_counts(warehouse: Path) -> dict[str, int]:
 def local_chicago(epoch_ms: int | None) -> dt.datetime | None:
     if epoch_ms is None:
         return None
-    utc = dt.datetime.fromtimestamp(epoch_ms / 1000, dt.timezone.utc)
+    utc = dt.datetime.fromtimestamp(epoch_ms / 1000, dt.UTC)
     return utc.astimezone(ZoneInfo("America/Chicago")).replace(tzinfo=None)
 
 
@@ -82,7 +82,14 @@ def built(tmp_path_factory):
     with cities(lake, warehouse) as server:
         manifests = {city: land(source, MONTHS) for city, source in CITIES.items()}
         nodes = dbt_build(work, BOTH)
-        yield {"server": server, "work": work, "lake": lake, "warehouse": warehouse, "manifests": manifests, "nodes": nodes}
+        yield {
+            "server": server,
+            "work": work,
+            "lake": lake,
+            "warehouse": warehouse,
+            "manifests": manifests,
+            "nodes": nodes,
+        }
 
 
 def test_fact_holds_every_landed_request_once(built):
@@ -94,14 +101,21 @@ def test_fact_holds_every_landed_request_once(built):
     assert counts["toronto"] > 1000
     # NYC (added by configuration alone): its request ids are the replay's unique_keys
     want_nyc = {row["unique_key"] for m in MONTHS for row in server.generated["nyc_311"].rows_for_month(m)}
-    assert {r[0] for r in query(warehouse, "select request_id from fct_service_requests where city = 'nyc'")} == want_nyc
-    (dupes,) = query(warehouse, "select count(*) from (select city, request_id from fct_service_requests group by all having count(*) > 1)")[0]
+    assert {
+        r[0] for r in query(warehouse, "select request_id from fct_service_requests where city = 'nyc'")
+    } == want_nyc
+    (dupes,) = query(
+        warehouse,
+        "select count(*) from (select city, request_id from fct_service_requests group by all having count(*) > 1)",
+    )[0]
     assert dupes == 0
     # Minneapolis's request ids are the replay's OBJECTIDs under the layer year.
     want = {f"{m[:4]}-{row['OBJECTID']}" for m in MONTHS for row in server.minneapolis.rows_for_month(m)}
     got = {r[0] for r in query(warehouse, "select request_id from fct_service_requests where city = 'minneapolis'")}
     assert got == want
-    statuses = dict(query(warehouse, "select city, list(distinct status order by status) from fct_service_requests group by city"))
+    statuses = dict(
+        query(warehouse, "select city, list(distinct status order by status) from fct_service_requests group by city")
+    )
     assert statuses["minneapolis"] == ["Closed", "Open"]
     assert set(statuses["toronto"]) <= {"Completed", "Cancelled", "Unknown"}
     # the warn/error tests on the fact and the marts ran in the build, and the error-level ones passed
@@ -118,11 +132,16 @@ def test_fact_holds_every_landed_request_once(built):
 def test_every_request_type_is_on_a_shared_category(built):
     warehouse, nodes = built["warehouse"], built["nodes"]
     assert nodes["assert_service_request_types_mapped"] == ("pass", 0)
-    assert query(warehouse, "select count(*) from fct_service_requests where major_category is null or minor_category is null") == [(0,)]
+    assert query(
+        warehouse, "select count(*) from fct_service_requests where major_category is null or minor_category is null"
+    ) == [(0,)]
     # the seed covers the replay's whole vocabulary, not only what two months drew
     from civic_pipelines.replay import minneapolis, toronto
 
-    seed = {(r["city"], r["request_type"]) for r in csv.DictReader(open(DBT_DIR / "seeds" / "service_category_map.csv", newline=""))}
+    seed = {
+        (r["city"], r["request_type"])
+        for r in csv.DictReader(open(DBT_DIR / "seeds" / "service_category_map.csv", newline=""))
+    }
     mpls = {CHANNEL_SUFFIX.sub("", t).strip() for _s, _r, t, _title in minneapolis.CATEGORIES}
     tor = {t[0] for t in toronto.SERVICE_TYPES} | {toronto.UNKNOWN_TYPE[0], toronto.MALFORMED_TYPE[0]}
     tor |= {row[6] for rows in toronto.load_sample_rows().values() for row in rows}
@@ -134,13 +153,20 @@ def test_every_request_type_is_on_a_shared_category(built):
     missing = {("minneapolis", t) for t in mpls} | {("toronto", t) for t in tor} | {("nyc", t) for t in nyc}
     assert missing - seed == set()
     # channel variants share one standard type: "Pothole" and "Pothole - Open311"
-    pairs = dict(query(warehouse, """
+    pairs = dict(
+        query(
+            warehouse,
+            """
         select request_type, standard_request_type from fct_service_requests
         where city = 'minneapolis' and request_type in ('Pothole', 'Pothole - Open311')
-        group by all"""))
+        group by all""",
+        )
+    )
     assert pairs == {"Pothole": "Pothole", "Pothole - Open311": "Pothole"}
     # majors are few and shared: both cities use most of them
-    majors = dict(query(warehouse, "select city, count(distinct major_category) from fct_service_requests group by city"))
+    majors = dict(
+        query(warehouse, "select city, count(distinct major_category) from fct_service_requests group by city")
+    )
     assert majors["minneapolis"] >= 12 and majors["toronto"] >= 10
     (seed_majors,) = query(warehouse, "select count(distinct major_category) from service_category_map")[0]
     assert seed_majors <= 14
@@ -152,37 +178,59 @@ def test_marts_add_up_to_the_fact(built):
     by_month = dict(query(warehouse, "select city, sum(requests) from mart_requests_by_category_month group by city"))
     by_area = dict(query(warehouse, "select city, sum(requests) from mart_requests_by_area group by city"))
     assert by_month == facts == by_area
-    for city, share, wards in query(warehouse, """
+    for city, share, wards in query(
+        warehouse,
+        """
             select city, sum(share_of_city_requests), count(distinct area) filter (where regexp_matches(area, ' \\(\\d\\d\\)$'))
-            from mart_requests_by_area group by city"""):
+            from mart_requests_by_area group by city""",
+    ):
         assert share == pytest.approx(1.0), city
         assert wards == (25 if city == "toronto" else 0), city  # no area in Minneapolis's lake; 25 wards
     # Area totals and ranks agree with the fact.
-    ward_totals = dict(query(warehouse, "select area, count(*) from fct_service_requests where city = 'toronto' group by area"))
-    mart_totals = dict(query(warehouse, "select distinct area, area_requests from mart_requests_by_area where city = 'toronto'"))
+    ward_totals = dict(
+        query(warehouse, "select area, count(*) from fct_service_requests where city = 'toronto' group by area")
+    )
+    mart_totals = dict(
+        query(warehouse, "select distinct area, area_requests from mart_requests_by_area where city = 'toronto'")
+    )
     assert mart_totals == ward_totals
-    (top_area,) = query(warehouse, "select distinct area from mart_requests_by_area where city = 'toronto' and area_rank = 1")[0]
+    (top_area,) = query(
+        warehouse, "select distinct area from mart_requests_by_area where city = 'toronto' and area_rank = 1"
+    )[0]
     assert ward_totals[top_area] == max(ward_totals.values())
     # time to close: Minneapolis only (Toronto publishes no close date); median <= p90
-    closed = dict(query(warehouse, "select city, count(*) from fct_service_requests where hours_to_close >= 0 group by city"))
+    closed = dict(
+        query(warehouse, "select city, count(*) from fct_service_requests where hours_to_close >= 0 group by city")
+    )
     mart_closed = dict(query(warehouse, "select city, sum(closed_requests) from mart_time_to_close group by city"))
     assert mart_closed == closed and "toronto" not in mart_closed and closed["minneapolis"] > 5000
-    (bad,) = query(warehouse, "select count(*) from mart_time_to_close where not (median_hours_to_close <= p90_hours_to_close)")[0]
+    (bad,) = query(
+        warehouse, "select count(*) from mart_time_to_close where not (median_hours_to_close <= p90_hours_to_close)"
+    )[0]
     assert bad == 0
     # seasons follow the local month: February is winter, March spring
     seasons = set(query(warehouse, "select distinct month(opened_month), season from fct_service_requests"))
     assert {(2, "winter"), (3, "spring")} <= seasons and all(
-        s == {12: "winter", 1: "winter", 2: "winter", 3: "spring"}[m] for m, s in seasons)
+        s == {12: "winter", 1: "winter", 2: "winter", 3: "spring"}[m] for m, s in seasons
+    )
 
 
 def test_late_edits_replace_rows_in_the_relanded_month(built):
     server, warehouse, work, lake = built["server"], built["warehouse"], built["work"], built["lake"]
-    before_landed = dict(query(warehouse, "select city || ' ' || _block_month, max(_landed_at) from fct_service_requests group by 1"))
+    before_landed = dict(
+        query(warehouse, "select city || ' ' || _block_month, max(_landed_at) from fct_service_requests group by 1")
+    )
 
     mpls_edited = server.minneapolis.apply_late_edits(EDITED_MONTH, 5)
     mpls_ids = [f"{EDITED_MONTH[:4]}-{oid}" for oid in mpls_edited]
     id_list = ", ".join(f"'{i}'" for i in mpls_ids)
-    mpls_before = {r[0]: r[1:] for r in query(warehouse, f"select request_id, status, closed_at from fct_service_requests where city = 'minneapolis' and request_id in ({id_list})")}
+    mpls_before = {
+        r[0]: r[1:]
+        for r in query(
+            warehouse,
+            f"select request_id, status, closed_at from fct_service_requests where city = 'minneapolis' and request_id in ({id_list})",
+        )
+    }
     tor_edits = server.toronto.apply_late_edits(int(EDITED_MONTH[:4]), EDITED_MONTH, 5)
     tor_times = sorted({dt.datetime.strptime(e["creation_date"][:19], "%Y-%m-%d %H:%M:%S") for e in tor_edits})
     time_list = ", ".join(f"timestamp '{t}'" for t in tor_times)
@@ -199,16 +247,33 @@ def test_late_edits_replace_rows_in_the_relanded_month(built):
     counts = fact_counts(warehouse)
     for city, source in CITIES.items():
         assert counts[city] == landed_rows(lake, source), city
-    (dupes,) = query(warehouse, "select count(*) from (select city, request_id from fct_service_requests group by all having count(*) > 1)")[0]
+    (dupes,) = query(
+        warehouse,
+        "select count(*) from (select city, request_id from fct_service_requests group by all having count(*) > 1)",
+    )[0]
     assert dupes == 0, "one row per request after the re-landing"
-    after_landed = dict(query(warehouse, "select city || ' ' || _block_month, max(_landed_at) from fct_service_requests group by 1"))
+    after_landed = dict(
+        query(warehouse, "select city || ' ' || _block_month, max(_landed_at) from fct_service_requests group by 1")
+    )
     for city in CITIES:
         assert after_landed[f"{city} {MONTHS[0]}"] == before_landed[f"{city} {MONTHS[0]}"], "untouched block kept"
-        assert after_landed[f"{city} {EDITED_MONTH}"] > before_landed[f"{city} {EDITED_MONTH}"], "re-landed block replaced"
+        assert after_landed[f"{city} {EDITED_MONTH}"] > before_landed[f"{city} {EDITED_MONTH}"], (
+            "re-landed block replaced"
+        )
 
     # Minneapolis: every edited request's status and close date are the replay's new values
-    new_rows = {f"{EDITED_MONTH[:4]}-{r['OBJECTID']}": r for r in server.minneapolis.rows_for_month(EDITED_MONTH) if r["OBJECTID"] in set(mpls_edited)}
-    mpls_after = {r[0]: r[1:] for r in query(warehouse, f"select request_id, status, closed_at from fct_service_requests where city = 'minneapolis' and request_id in ({id_list})")}
+    new_rows = {
+        f"{EDITED_MONTH[:4]}-{r['OBJECTID']}": r
+        for r in server.minneapolis.rows_for_month(EDITED_MONTH)
+        if r["OBJECTID"] in set(mpls_edited)
+    }
+    mpls_after = {
+        r[0]: r[1:]
+        for r in query(
+            warehouse,
+            f"select request_id, status, closed_at from fct_service_requests where city = 'minneapolis' and request_id in ({id_list})",
+        )
+    }
     assert set(mpls_after) == set(mpls_ids)
     for request_id, row in new_rows.items():
         want = ("Closed" if row["CLOSEDDATETIME"] is not None else "Open", local_chicago(row["CLOSEDDATETIME"]))
@@ -228,7 +293,10 @@ def test_late_edits_replace_rows_in_the_relanded_month(built):
 
     # NYC: the edited requests are closed now, with a close date, still one row each
     keys = ", ".join(f"'{k}'" for k in nyc_edited)
-    nyc_after = query(warehouse, f"select request_id, status, closed_at from fct_service_requests where city = 'nyc' and request_id in ({keys})")
+    nyc_after = query(
+        warehouse,
+        f"select request_id, status, closed_at from fct_service_requests where city = 'nyc' and request_id in ({keys})",
+    )
     assert sorted(r[0] for r in nyc_after) == sorted(nyc_edited)
     assert all(r[1] == "Closed" and r[2] is not None for r in nyc_after)
 
@@ -309,7 +377,12 @@ def test_year_edge_requests_and_requests_without_a_location_reach_the_fact(tmp_p
         no_postal = sum(not r["First 3 Chars of Postal Code"] for r in month_rows)
         assert no_ward + no_postal == empty[toronto_month] > 0
         assert fact_counts(warehouse)["toronto"] == landed_rows(lake, "toronto_311") == len(month_rows)
-        assert query(warehouse, "select count(*) filter (where ward is null), count(*) filter (where postal_prefix is null) "
-                                "from stg_toronto_311__requests") == [(no_ward, no_postal)]
-        (no_area,) = query(warehouse, "select count(*) from fct_service_requests where city = 'toronto' and area is null")[0]
+        assert query(
+            warehouse,
+            "select count(*) filter (where ward is null), count(*) filter (where postal_prefix is null) "
+            "from stg_toronto_311__requests",
+        ) == [(no_ward, no_postal)]
+        (no_area,) = query(
+            warehouse, "select count(*) from fct_service_requests where city = 'toronto' and area is null"
+        )[0]
         assert no_area >= no_ward

@@ -16,7 +16,10 @@ from civic_pipelines.connections import parse_connection, resolve
 
 
 def test_json_form_with_scheme_in_schema_and_token_as_password():
-    conn = parse_connection("civic_x", json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": 8765, "schema": "http", "password": "s3cret"}))
+    conn = parse_connection(
+        "civic_x",
+        json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": 8765, "schema": "http", "password": "s3cret"}),
+    )
     assert conn.base_url == "http://127.0.0.1:8765"
     assert conn.password == "s3cret"
     assert "s3cret" not in repr(conn)
@@ -52,8 +55,12 @@ def test_lookup_says_when_there_is_no_connection(monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_CIVIC_LAKE_S3", raising=False)
     monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
     assert lookup("civic_lake_s3") is None
-    monkeypatch.setenv("AIRFLOW_CONN_CIVIC_LAKE_S3", json.dumps(
-        {"conn_type": "aws", "login": "AKIAFAKE", "password": "fake-secret", "extra": {"region_name": "eu-west-2"}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CIVIC_LAKE_S3",
+        json.dumps(
+            {"conn_type": "aws", "login": "AKIAFAKE", "password": "fake-secret", "extra": {"region_name": "eu-west-2"}}
+        ),
+    )
     found = lookup("civic_lake_s3")
     assert (found.login, found.password, found.extra) == ("AKIAFAKE", "fake-secret", {"region_name": "eu-west-2"})
     assert "fake-secret" not in repr(found)
@@ -86,17 +93,38 @@ def forms() -> dict[str, str]:
         "uri, schema http, extras": "http://user:pw@localhost:9000/http?__extra__=%7B%22a%22%3A+1%7D",
         "json, no schema": json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": 8765}),
         "json, schema http": json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": 8765, "schema": "http"}),
-        "json, host with a path": json.dumps({"conn_type": "http", "host": "api.example.org/v1/mds", "schema": "https",
-                                              "password": "fake-token", "extra": extra}),
-        "json, host with protocol": json.dumps({"conn_type": "http", "host": "https://api.example.org/v1/mds",
-                                                "password": "fake-token", "extra": json.dumps(extra)}),
+        "json, host with a path": json.dumps(
+            {
+                "conn_type": "http",
+                "host": "api.example.org/v1/mds",
+                "schema": "https",
+                "password": "fake-token",
+                "extra": extra,
+            }
+        ),
+        "json, host with protocol": json.dumps(
+            {
+                "conn_type": "http",
+                "host": "https://api.example.org/v1/mds",
+                "password": "fake-token",
+                "extra": json.dumps(extra),
+            }
+        ),
         # Connection.get_uri() percent-encodes the host's path: api.example.org%2Fv1%2Fmds.
-        "get_uri, host with a path": Connection(conn_id="x", conn_type="http", host="api.example.org/v1/mds",
-                                                schema="https", password="fake-token", extra=json.dumps(extra)).get_uri(),
-        "get_uri, host with protocol": Connection(conn_id="x", conn_type="http",
-                                                  host="http://127.0.0.1:8765/mds/voi").get_uri(),
-        "get_uri, no schema": Connection(conn_id="x", conn_type="http", host="data.example.org", login="me",
-                                         password="p@ss:word/").get_uri(),
+        "get_uri, host with a path": Connection(
+            conn_id="x",
+            conn_type="http",
+            host="api.example.org/v1/mds",
+            schema="https",
+            password="fake-token",
+            extra=json.dumps(extra),
+        ).get_uri(),
+        "get_uri, host with protocol": Connection(
+            conn_id="x", conn_type="http", host="http://127.0.0.1:8765/mds/voi"
+        ).get_uri(),
+        "get_uri, no schema": Connection(
+            conn_id="x", conn_type="http", host="data.example.org", login="me", password="p@ss:word/"
+        ).get_uri(),
     }
 
 
@@ -108,8 +136,12 @@ def airflow_reading(conn_id: str) -> dict:
     hook = HttpHook(method="GET", http_conn_id=conn_id)
     hook.get_conn().close()
     conn = BaseHook.get_connection(conn_id)
-    return {"base_url": hook.base_url.rstrip("/"), "login": conn.login, "password": conn.password,
-            "extra": conn.extra_dejson}
+    return {
+        "base_url": hook.base_url.rstrip("/"),
+        "login": conn.login,
+        "password": conn.password,
+        "extra": conn.extra_dejson,
+    }
 
 
 def our_reading(conn_id: str, default: str) -> dict:
@@ -132,8 +164,11 @@ def test_every_source_reads_every_form_as_airflow_does(conn_id, default, form, m
     assert ours == theirs, form
     assert ours["base_url"].startswith(("http://", "https://")) and "%2" not in ours["base_url"]
     # The round trip: what Airflow writes back for the connection it read is read the same again.
-    parsed = Connection.from_json(value, conn_id=conn_id) if value.startswith("{") else \
-        Connection.from_uri(value, conn_id=conn_id)
+    parsed = (
+        Connection.from_json(value, conn_id=conn_id)
+        if value.startswith("{")
+        else Connection.from_uri(value, conn_id=conn_id)
+    )
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", parsed.get_uri())
     again = our_reading(conn_id, default)
     assert again == airflow_reading(conn_id), parsed.get_uri()
@@ -145,7 +180,13 @@ def test_the_forms_of_the_issue_read_as_http_and_decoded():
     """The two reports: an http URI without schema became https (an SSL error against the replay),
     and a host written by get_uri() (``api.voiapp.io%2Fv1%2F...``) stayed encoded."""
     assert parse_connection("civic_seattle_crime", "http://127.0.0.1:8765").base_url == "http://127.0.0.1:8765"
-    assert parse_connection("civic_seattle_crime", json.dumps({"conn_type": "http", "host": "127.0.0.1",
-                                                                "port": 8765})).base_url == "http://127.0.0.1:8765"
-    assert parse_connection("civic_mds_voi", "http://:tok@api.voiapp.io%2Fv1%2Fmds/https").base_url \
+    assert (
+        parse_connection(
+            "civic_seattle_crime", json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": 8765})
+        ).base_url
+        == "http://127.0.0.1:8765"
+    )
+    assert (
+        parse_connection("civic_mds_voi", "http://:tok@api.voiapp.io%2Fv1%2Fmds/https").base_url
         == "https://api.voiapp.io/v1/mds"
+    )

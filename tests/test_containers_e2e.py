@@ -27,10 +27,8 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-
-from test_lake_s3 import ACCESS_KEY, BUCKET, SECRET_KEY, moto_endpoint, objects, recorded_access_keys, s3_lake  # noqa: F401
-
 from docker_mode import CONTAINERS, FIGURES, container_engine, docker_settings, overhead_figure, record_engine_calls  # noqa: F401
+from test_lake_s3 import ACCESS_KEY, BUCKET, SECRET_KEY, moto_endpoint, objects, recorded_access_keys, s3_lake  # noqa: F401
 
 pytestmark = CONTAINERS
 
@@ -71,8 +69,14 @@ def environment(container_engine, airflow_db, run_dir):
         for key, value in settings.items():
             patch.setenv(key, value)
         try:
-            yield {"server": server, "tokens": tokens, "data": data, "lake": data / "lake",
-                   "local_lake": data / "local_lake", **container_engine}
+            yield {
+                "server": server,
+                "tokens": tokens,
+                "data": data,
+                "lake": data / "lake",
+                "local_lake": data / "local_lake",
+                **container_engine,
+            }
         finally:
             server.stop()
 
@@ -101,8 +105,10 @@ def run_docker_dag(source: str, tasks: list[str]):
     assert getattr(operator_class, "__name__", operator_class) == "CivicExtractDockerOperator"
     dag = dag.partial_subset(task_ids=tasks, include_upstream=True, include_downstream=False)
     run = dag.test(run_conf={"start_month": MONTHS[0], "end_month": MONTHS[1]})
-    FIGURES.append(f"{source}: DAG built in {built - started:.1f} s; dag.test() of {', '.join(tasks)} "
-                   f"(and upstream) {time.monotonic() - built:.1f} s")
+    FIGURES.append(
+        f"{source}: DAG built in {built - started:.1f} s; dag.test() of {', '.join(tasks)} "
+        f"(and upstream) {time.monotonic() - built:.1f} s"
+    )
     return dag, run
 
 
@@ -203,7 +209,11 @@ def skipped_manifests(dag_id: str, run_id: str) -> dict[str, bool]:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        rows = session.query(XComModel).filter_by(dag_id=dag_id, run_id=run_id, task_id="extract_load", key="manifest").all()
+        rows = (
+            session.query(XComModel)
+            .filter_by(dag_id=dag_id, run_id=run_id, task_id="extract_load", key="manifest")
+            .all()
+        )
         values = [row.value if isinstance(row.value, dict) else json.loads(row.value) for row in rows]
     return {value["month"]: value["skipped"] for value in values}
 
@@ -240,7 +250,9 @@ def test_seattle_dag_runs_its_blocks_in_containers(environment, engine_calls, ca
     want = {int(row["offense_id"]) for month in MONTHS for row in dataset.rows_for_month(month)}
     pattern = str(environment["lake"] / "seattle_crime" / "month=*" / "data.parquet")
     with duckdb.connect() as con:
-        got = [row[0] for row in con.sql(f"select cast(offense_id as bigint) from read_parquet('{pattern}')").fetchall()]
+        got = [
+            row[0] for row in con.sql(f"select cast(offense_id as bigint) from read_parquet('{pattern}')").fetchall()
+        ]
     assert len(got) == len(want) and set(got) == want
 
     check_landing_matches_local(environment, "seattle_crime")
@@ -296,7 +308,9 @@ def test_an_s3_lake_in_docker_mode_lands_each_block_once(environment, engine_cal
     assert recorded_access_keys(endpoint) == {ACCESS_KEY}, "the containers signed with the connection's key"
 
     dataset = environment["server"].dataset
-    expected = sorted(f"docker-lake/seattle_crime/month={m}/{n}" for m in MONTHS for n in ("_manifest.json", "data.parquet"))
+    expected = sorted(
+        f"docker-lake/seattle_crime/month={m}/{n}" for m in MONTHS for n in ("_manifest.json", "data.parquet")
+    )
     landed = [key for key in objects(client, "docker-lake/") if not key.endswith("/")]
     assert landed == expected, "one data object and one manifest per block, no staged object left"
     for month in MONTHS:
@@ -304,17 +318,29 @@ def test_an_s3_lake_in_docker_mode_lands_each_block_once(environment, engine_cal
         want = {int(row["offense_id"]) for row in dataset.rows_for_month(month)}
         assert len(keys) == len(set(keys)) == len(want) > 1000 and set(keys) == want, month
     before = {key: client.head_object(Bucket=BUCKET, Key=key)["ETag"] for key in landed}
-    FIGURES.extend(overhead_figure(f"s3 seattle_crime {call['command'][5]}", call, {**json.loads(
-        client.get_object(Bucket=BUCKET, Key=f"docker-lake/seattle_crime/month={call['command'][5]}/_manifest.json")
-        ["Body"].read())}) for call in engine_calls)
+    FIGURES.extend(
+        overhead_figure(
+            f"s3 seattle_crime {call['command'][5]}",
+            call,
+            {
+                **json.loads(
+                    client.get_object(
+                        Bucket=BUCKET, Key=f"docker-lake/seattle_crime/month={call['command'][5]}/_manifest.json"
+                    )["Body"].read()
+                )
+            },
+        )
+        for call in engine_calls
+    )
 
     # Unchanged: both containers exit with the skip code, the tasks are skipped, nothing is rewritten.
     again = dag.test(run_conf={"start_month": MONTHS[0], "end_month": MONTHS[1]})
     skipped = sorted(ti.state for ti in again.get_task_instances() if ti.task_id == "extract_load")
     assert skipped == ["skipped", "skipped"]
-    assert [call["exit_code"] for call in engine_calls[len(MONTHS):]] == [99, 99]
-    assert skipped_manifests(dag.dag_id, again.run_id) == {month: True for month in MONTHS}, \
+    assert [call["exit_code"] for call in engine_calls[len(MONTHS) :]] == [99, 99]
+    assert skipped_manifests(dag.dag_id, again.run_id) == {month: True for month in MONTHS}, (
         "each skipped block's manifest is its XCom (key manifest), as in local mode"
+    )
     assert {key: client.head_object(Bucket=BUCKET, Key=key)["ETag"] for key in landed} == before
     requests.post(f"{endpoint}/moto-api/recorder/stop-recording", timeout=10).raise_for_status()
 

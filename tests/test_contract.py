@@ -3,7 +3,7 @@ rules, checked value by value against the code each adapter carried before it mo
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -14,12 +14,54 @@ from civic_pipelines.sources import srwr, street_manager
 
 # (No "+3": ckan's integer pattern lets a leading + through, and Arrow's cast then refuses it;
 # that was so before the move too and is left as it is.)
-TEXT = pa.array(["1", " 2 ", "3", "-4", "1.5", "1e3", ".5", "x", "", None, "2147483648", "-2147483649",
-                 "123456789012345678", "1234567890123456789", " 7.25 ", "inf", "NaN"], pa.string())
-STAMPS = pa.array(["2024-01-31T23:59:59", "2024-01-31T23:59:59.999", "2024-02-30T00:00:00", "2024-03-01T00:00:00.1234567891",
-                   "2024-03-01T00:00:00Z", "2024-03-01", "not a date", None, "2024-03-01T00:00:00.123456789"], pa.string())
-CKAN_STAMPS = pa.array(["2024/01/31 23:59:59", "2024/02/30 10:00:00", "2024/03/01 08:15:00.250", "2024/03/01 08:15",
-                        "2024/03/01 08:15:00.1234567", None, ""], pa.string())
+TEXT = pa.array(
+    [
+        "1",
+        " 2 ",
+        "3",
+        "-4",
+        "1.5",
+        "1e3",
+        ".5",
+        "x",
+        "",
+        None,
+        "2147483648",
+        "-2147483649",
+        "123456789012345678",
+        "1234567890123456789",
+        " 7.25 ",
+        "inf",
+        "NaN",
+    ],
+    pa.string(),
+)
+STAMPS = pa.array(
+    [
+        "2024-01-31T23:59:59",
+        "2024-01-31T23:59:59.999",
+        "2024-02-30T00:00:00",
+        "2024-03-01T00:00:00.1234567891",
+        "2024-03-01T00:00:00Z",
+        "2024-03-01",
+        "not a date",
+        None,
+        "2024-03-01T00:00:00.123456789",
+    ],
+    pa.string(),
+)
+CKAN_STAMPS = pa.array(
+    [
+        "2024/01/31 23:59:59",
+        "2024/02/30 10:00:00",
+        "2024/03/01 08:15:00.250",
+        "2024/03/01 08:15",
+        "2024/03/01 08:15:00.1234567",
+        None,
+        "",
+    ],
+    pa.string(),
+)
 
 
 def socrata_numbers_before(values, arrow_type, pattern):
@@ -31,7 +73,9 @@ def socrata_numbers_before(values, arrow_type, pattern):
 
 def ckan_numbers_before(values, kind, pattern):
     ok = pc.fill_null(pc.match_substring_regex(values, pattern), False)
-    parsed = pc.cast(pc.if_else(ok, values, pa.scalar(None, pa.string())), pa.int64() if kind != "float64" else pa.float64())
+    parsed = pc.cast(
+        pc.if_else(ok, values, pa.scalar(None, pa.string())), pa.int64() if kind != "float64" else pa.float64()
+    )
     if kind == "int32":
         fits = pc.fill_null(pc.and_(pc.greater_equal(parsed, -(2**31)), pc.less_equal(parsed, 2**31 - 1)), False)
         parsed = pc.cast(pc.if_else(fits, parsed, pa.scalar(None, pa.int64())), pa.int32())
@@ -65,7 +109,9 @@ def test_numbers_convert_as_each_adapter_converted_them():
     for kind in ("int64", "float64"):  # socrata's fields are int64, float64 (no dataset file has an int32)
         pattern = socrata._INT_RE if kind == "int64" else socrata._FLOAT_RE
         expected = socrata_numbers_before(TEXT, socrata.ARROW_TYPES[kind], pattern)
-        assert [a.to_pylist() for a in contract.text_to_numbers(TEXT, kind, pattern)] == [a.to_pylist() for a in expected]
+        assert [a.to_pylist() for a in contract.text_to_numbers(TEXT, kind, pattern)] == [
+            a.to_pylist() for a in expected
+        ]
     for kind in ("int64", "int32", "float64"):
         pattern = ckan._FLOAT_RE if kind == "float64" else ckan._INT_RE
         expected = ckan_numbers_before(TEXT, kind, pattern)
@@ -83,10 +129,15 @@ def test_timestamps_parse_as_each_adapter_parsed_them():
     assert parsed[0] == datetime(2024, 1, 31, 23, 59, 59) and parsed[2] is None and parsed[4] is None
     fmt = "%Y/%m/%d %H:%M:%S"
     for digits in (0, 3, 9):
-        assert ckan.parse_timestamps(CKAN_STAMPS, fmt, 19, digits).to_pylist() == \
-            ckan_timestamps_before(CKAN_STAMPS, fmt, 19, digits).to_pylist()
+        assert (
+            ckan.parse_timestamps(CKAN_STAMPS, fmt, 19, digits).to_pylist()
+            == ckan_timestamps_before(CKAN_STAMPS, fmt, 19, digits).to_pylist()
+        )
     assert ckan.parse_timestamps(CKAN_STAMPS, fmt, 19, 9).to_pylist()[:3] == [
-        datetime(2024, 1, 31, 23, 59, 59), None, datetime(2024, 3, 1, 8, 15, 0, 250_000)]
+        datetime(2024, 1, 31, 23, 59, 59),
+        None,
+        datetime(2024, 3, 1, 8, 15, 0, 250_000),
+    ]
 
 
 def test_the_first_broken_rule_names_the_reason_and_the_counts_add_up():
@@ -101,7 +152,7 @@ def test_the_first_broken_rule_names_the_reason_and_the_counts_add_up():
 
 
 def test_every_source_lands_the_same_block_columns():
-    landed = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    landed = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     columns = contract.block_columns(2, "2024-03", landed)
     assert columns["_block_month"].to_pylist() == ["2024-03"] * 2 and columns["_landed_at"].to_pylist() == [landed] * 2
     tail = [("_block_month", pa.string()), ("_landed_at", pa.timestamp("us", tz="UTC"))]
@@ -110,4 +161,6 @@ def test_every_source_lands_the_same_block_columns():
     for schema in (street_manager.QUARANTINE_SCHEMA, srwr.QUARANTINE_SCHEMA):
         assert list(zip(schema.names, schema.types))[-3:] == [("_reason", pa.string())] + tail
     assert arcgis.ARROW_TYPES["timestamp"] == pa.timestamp("ms", tz="UTC")
-    assert socrata.ARROW_TYPES["timestamp"] == pa.timestamp("ms") and ckan.ARROW_TYPES["timestamp"] == pa.timestamp("us")
+    assert socrata.ARROW_TYPES["timestamp"] == pa.timestamp("ms") and ckan.ARROW_TYPES["timestamp"] == pa.timestamp(
+        "us"
+    )

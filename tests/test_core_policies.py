@@ -49,8 +49,9 @@ def test_only_orchestration_imports_orchestration_or_airflow():
                 imported = [node.module]
             elif isinstance(node, ast.Import):
                 imported = [alias.name for alias in node.names]
-            crossing += [(name, module) for module in imported
-                         if module.startswith(("civic_pipelines.orchestration", "airflow"))]
+            crossing += [
+                (name, module) for module in imported if module.startswith(("civic_pipelines.orchestration", "airflow"))
+            ]
     # connections.py and sinks/postgres.py still ask Airflow for a connection themselves (lazily).
     assert {name for name, _ in crossing} <= {"connections.py", "sinks/postgres.py"}, crossing
 
@@ -59,7 +60,9 @@ def test_a_variable_comes_from_the_environment_then_the_registered_lookup(monkey
     monkeypatch.delenv("CIVIC_NO_AIRFLOW_LOOKUP", raising=False)
     monkeypatch.delenv("AIRFLOW_VAR_CIVIC_TEST_KEY", raising=False)
     asked = []
-    monkeypatch.setattr(variables, "_lookup", lambda key: asked.append(key) or ("from airflow" if key == "civic_test_key" else None))
+    monkeypatch.setattr(
+        variables, "_lookup", lambda key: asked.append(key) or ("from airflow" if key == "civic_test_key" else None)
+    )
     assert variables.get_variable("civic_test_key", "default") == "from airflow"
     assert variables.get_variable("civic_other_key", "default") == "default"
     monkeypatch.setenv("AIRFLOW_VAR_CIVIC_TEST_KEY", "from env")

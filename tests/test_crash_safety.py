@@ -24,20 +24,23 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 import requests
+from fault_checks import assert_exactly, assert_no_partial, landed_keys
+from replay_env import connection_env
 
 from civic_pipelines.extract import run_block
 from civic_pipelines.lake import BlockLocation
 from civic_pipelines.replay.street_manager import archive_events
-from fault_checks import assert_exactly, assert_no_partial, landed_keys
-from replay_env import connection_env
 
 CIVIC = str(Path(sys.executable).with_name("civic"))
 
 
 def snapshot(folder: Path) -> dict:
     """Every landed file of the block (temporary files excluded) by name -> sha256 of its bytes."""
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
-            if not p.name.startswith(".")}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.iterdir())
+        if not p.name.startswith(".")
+    }
 
 
 def glob_keys(lake: str, pattern: str, key: str) -> list:
@@ -50,8 +53,13 @@ def kill_mid_write(args: list[str], env: dict, marker: Path) -> tuple[Path, int,
     """Run ``civic extract`` with the failpoint, wait until it has half-written its temporary data file,
     SIGKILL it; returns the temporary file's path and size, and the seconds until the kill."""
     started = time.monotonic()
-    process = subprocess.Popen([CIVIC, *args], env={**env, "CIVIC_TEST_PAUSE_MID_WRITE": str(marker)},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [CIVIC, *args],
+        env={**env, "CIVIC_TEST_PAUSE_MID_WRITE": str(marker)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not marker.exists():
@@ -83,10 +91,14 @@ def env(monkeypatch):
 
 
 def test_sigkill_mid_write_block_keeps_the_previous_landing_and_the_rerun_lands_whole(
-        replay, lake, env, tmp_path, monkeypatch, reliability):
-    reliability.row(fault="SIGKILL mid-write (in-memory write_block)", source="seattle_crime",
-                    expected="previous landing unchanged and readable (same files, manifest, sha256); the rerun "
-                             "removes the dead writer's temp file and lands the new month whole")
+    replay, lake, env, tmp_path, monkeypatch, reliability
+):
+    reliability.row(
+        fault="SIGKILL mid-write (in-memory write_block)",
+        source="seattle_crime",
+        expected="previous landing unchanged and readable (same files, manifest, sha256); the rerun "
+        "removes the dead writer's temp file and lands the new month whole",
+    )
     month = "2024-01"
     conn = connection_env(replay, "civic_seattle_crime")
     for key, value in conn.items():
@@ -98,8 +110,9 @@ def test_sigkill_mid_write_block_keeps_the_previous_landing_and_the_rerun_lands_
 
     # The source changes (late edits move the watermark), and the run that would land it is killed.
     replay.dataset.apply_late_edits(month, 25)
-    temp, size, seconds = kill_mid_write(["extract", "--source", "seattle_crime", "--month", month, "--lake", lake],
-                                   {**env, **conn}, tmp_path / "paused")
+    temp, size, seconds = kill_mid_write(
+        ["extract", "--source", "seattle_crime", "--month", month, "--lake", lake], {**env, **conn}, tmp_path / "paused"
+    )
 
     # The previous landing: the same files byte for byte, the same manifest and checksum, readable by
     # the readers' glob, which does not see the dead writer's temporary file.
@@ -118,16 +131,22 @@ def test_sigkill_mid_write_block_keeps_the_previous_landing_and_the_rerun_lands_
     rows = assert_exactly(lake, "seattle_crime", month, want)
     assert_no_partial(lake, "seattle_crime", month)
     assert glob_keys(lake, "seattle_crime/month=*/data.parquet", "offense_id") == sorted(want)
-    reliability.observed(f"killed {seconds:.1f} s after start with a {size:,}-byte footerless temp file; old block "
-                         f"byte-identical ({len(keys_before):,} rows); rerun landed {rows:,} rows, {rerun['rows_changed']['changed']} changed, key set equal, "
-                         "0 duplicates, 1 stale temp removed")
+    reliability.observed(
+        f"killed {seconds:.1f} s after start with a {size:,}-byte footerless temp file; old block "
+        f"byte-identical ({len(keys_before):,} rows); rerun landed {rows:,} rows, {rerun['rows_changed']['changed']} changed, key set equal, "
+        "0 duplicates, 1 stale temp removed"
+    )
 
 
 def test_sigkill_mid_stream_keeps_the_previous_landing_and_the_rerun_lands_whole(
-        replay, lake, env, tmp_path, monkeypatch, reliability):
-    reliability.row(fault="SIGKILL mid-write (streamed BlockWriter)", source="street_manager",
-                    expected="previous landing unchanged and readable (same files, manifest, sha256); the rerun "
-                             "removes the dead writer's temp file and lands the republished month whole")
+    replay, lake, env, tmp_path, monkeypatch, reliability
+):
+    reliability.row(
+        fault="SIGKILL mid-write (streamed BlockWriter)",
+        source="street_manager",
+        expected="previous landing unchanged and readable (same files, manifest, sha256); the rerun "
+        "removes the dead writer's temp file and lands the republished month whole",
+    )
     month, part = "2024-03", "permit"
 
     def configure(body):
@@ -144,8 +163,11 @@ def test_sigkill_mid_stream_keeps_the_previous_landing_and_the_rerun_lands_whole
     assert first["rows"] == 400
 
     configure({"late_edit": {f"{part}/{month}": 1}})  # the month is republished (new and changed events)
-    temp, size, seconds = kill_mid_write(["extract", "--source", "street_manager", "--part", part, "--month", month,
-                                    "--lake", lake], {**env, **conn}, tmp_path / "paused")
+    temp, size, seconds = kill_mid_write(
+        ["extract", "--source", "street_manager", "--part", part, "--month", month, "--lake", lake],
+        {**env, **conn},
+        tmp_path / "paused",
+    )
 
     assert snapshot(folder) == before
     manifest = json.loads((folder / "_manifest.json").read_text())
@@ -164,6 +186,8 @@ def test_sigkill_mid_stream_keeps_the_previous_landing_and_the_rerun_lands_whole
     assert rerun["rows_changed"]["added"] == 5 and set(keys_before) <= set(landed)
     assert_no_partial(lake, "street_manager", month, part)
     assert glob_keys(lake, f"street_manager/{part}/month=*/data.parquet", key) == landed
-    reliability.observed(f"killed {seconds:.1f} s after start mid-stream ({size:,}-byte footerless temp file); old block byte-identical "
-                         f"({len(keys_before):,} events); rerun landed {len(landed):,} events (5 added), "
-                         "0 duplicates, 1 stale temp removed")
+    reliability.observed(
+        f"killed {seconds:.1f} s after start mid-stream ({size:,}-byte footerless temp file); old block byte-identical "
+        f"({len(keys_before):,} events); rerun landed {len(landed):,} events (5 added), "
+        "0 duplicates, 1 stale temp removed"
+    )

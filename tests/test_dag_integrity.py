@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -61,7 +61,9 @@ def test_failures_notify_and_nothing_runs_forever(dagbag, dag_id):
     assert any(isinstance(c, RunFailureNotifier) for c in run_callbacks), dag.on_failure_callback
     assert dag.dagrun_timeout and dag.dagrun_timeout <= timedelta(days=2)
     for task in dag.tasks:
-        callbacks = task.on_failure_callback if isinstance(task.on_failure_callback, list) else [task.on_failure_callback]
+        callbacks = (
+            task.on_failure_callback if isinstance(task.on_failure_callback, list) else [task.on_failure_callback]
+        )
         assert any(type(c) is FailureNotifier for c in callbacks), f"{task.task_id} does not notify on failure"
     extract = dag.get_task("extract_load")
     assert extract.execution_timeout and extract.execution_timeout <= dag.dagrun_timeout
@@ -95,17 +97,22 @@ def test_monthly_data_intervals_cover_the_previous_month(dagbag):
     from civic_pipelines.months import plan_months
 
     dag = dagbag.dags["seattle_crime"]
-    september = DataInterval(datetime(2026, 9, 1, tzinfo=timezone.utc), datetime(2026, 10, 1, tzinfo=timezone.utc))
+    september = DataInterval(datetime(2026, 9, 1, tzinfo=UTC), datetime(2026, 10, 1, tzinfo=UTC))
     info = dag.timetable.next_dagrun_info(
         last_automated_data_interval=september,
-        restriction=TimeRestriction(earliest=datetime(2008, 1, 1, tzinfo=timezone.utc), latest=None, catchup=True),
+        restriction=TimeRestriction(earliest=datetime(2008, 1, 1, tzinfo=UTC), latest=None, catchup=True),
     )
-    assert info.run_after == datetime(2026, 11, 1, tzinfo=timezone.utc)
-    assert info.data_interval.start == datetime(2026, 10, 1, tzinfo=timezone.utc)
-    assert info.data_interval.end == datetime(2026, 11, 1, tzinfo=timezone.utc)
+    assert info.run_after == datetime(2026, 11, 1, tzinfo=UTC)
+    assert info.data_interval.start == datetime(2026, 10, 1, tzinfo=UTC)
+    assert info.data_interval.end == datetime(2026, 11, 1, tzinfo=UTC)
     months = plan_months(
-        None, None, info.data_interval.start, info.data_interval.end,
-        first_month="2008-01", max_blocks=12, now=datetime(2026, 11, 1, 0, 5, tzinfo=timezone.utc),
+        None,
+        None,
+        info.data_interval.start,
+        info.data_interval.end,
+        first_month="2008-01",
+        max_blocks=12,
+        now=datetime(2026, 11, 1, 0, 5, tzinfo=UTC),
     )
     assert months == ["2026-10"]
 
@@ -152,7 +159,11 @@ def _dbt_nodes(dag, group: str) -> set[str]:
     """The dbt nodes (models and seeds) a DAG's Cosmos group builds, one ``<node>_<kind>_build`` task each."""
     import re
 
-    built = {re.fullmatch(rf"{group}\.(.+)_(model|seed)_build", t.task_id) for t in dag.tasks if t.task_id.startswith(f"{group}.")}
+    built = {
+        re.fullmatch(rf"{group}\.(.+)_(model|seed)_build", t.task_id)
+        for t in dag.tasks
+        if t.task_id.startswith(f"{group}.")
+    }
     assert None not in built, [t.task_id for t in dag.tasks if t.task_id.startswith(f"{group}.")]
     return {match.group(1) for match in built}
 
@@ -185,8 +196,12 @@ def test_source_dags_emit_their_lake_and_table_assets(dagbag, dag_id):
     assert [a.uri for a in dag.get_task("extract_load").outlets] == [f"x-civic://lake/{dag_id}"]
     producers = {a.uri: t.task_id for t in dag.tasks for a in t.outlets if t.task_id != "extract_load"}
     tag = sources.spec(dag_id).dbt_tag or dag_id
-    tables = {"seattle_crime": ["fct_crime_offenses"], "mds": ["fct_mobility_trips"],
-              "street_manager": ["int_permit_months", "int_permits_latest"], "srwr": []}.get(tag, ["fct_service_requests"])
+    tables = {
+        "seattle_crime": ["fct_crime_offenses"],
+        "mds": ["fct_mobility_trips"],
+        "street_manager": ["int_permit_months", "int_permits_latest"],
+        "srwr": [],
+    }.get(tag, ["fct_service_requests"])
     assert producers == {f"x-civic://warehouse/{t}": f"dbt.{t}_model_build" for t in tables}
 
 
@@ -202,11 +217,22 @@ def test_marts_dag_builds_exactly_the_marts_on_the_sources_assets(dagbag):
     condition = dag.timetable.asset_condition
     assert isinstance(condition, AssetAny)
     assert {a.uri for a in condition.objects} == {f"x-civic://lake/{name}" for name in sources.names()} | {
-        f"x-civic://warehouse/{t}" for t in ("fct_crime_offenses", "fct_service_requests", "fct_mobility_trips",
-                                              "int_permit_months", "int_permits_latest")}
+        f"x-civic://warehouse/{t}"
+        for t in (
+            "fct_crime_offenses",
+            "fct_service_requests",
+            "fct_mobility_trips",
+            "int_permit_months",
+            "int_permits_latest",
+        )
+    }
     assert dag.max_active_runs == 1 and dag.catchup is False
     # Each mart waits on its sources' gate, after the wait for the source runs.
-    gate_of = {t.task_id[len("marts."):-len("_model_build")]: t.upstream_task_ids for t in dag.tasks if t.task_id.startswith("marts.")}
+    gate_of = {
+        t.task_id[len("marts.") : -len("_model_build")]: t.upstream_task_ids
+        for t in dag.tasks
+        if t.task_id.startswith("marts.")
+    }
     assert gate_of["mart_crime_monthly"] == {"seattle_crime_changed"}
     assert gate_of["mart_time_to_close"] == {"chicago_311__minneapolis_311__nyc_311__toronto_311_changed"}
     assert gate_of["mart_works_by_month"] == {"street_manager_changed"}
@@ -223,8 +249,16 @@ def test_marts_of_the_sources_that_changed():
     every = set(sources.names())
     assert changed_sources({"x-civic://lake/seattle_crime"}, None) == {"seattle_crime"}
     # fct_service_requests is fed by the three cities: its update rebuilds the 311 marts.
-    assert changed_sources({"x-civic://warehouse/fct_service_requests"}, []) == {"chicago_311", "minneapolis_311", "nyc_311", "toronto_311"}
-    assert changed_sources({"x-civic://warehouse/int_permit_months", "x-civic://lake/srwr"}, None) == {"street_manager", "srwr"}
+    assert changed_sources({"x-civic://warehouse/fct_service_requests"}, []) == {
+        "chicago_311",
+        "minneapolis_311",
+        "nyc_311",
+        "toronto_311",
+    }
+    assert changed_sources({"x-civic://warehouse/int_permit_months", "x-civic://lake/srwr"}, None) == {
+        "street_manager",
+        "srwr",
+    }
     # Run by hand: the param, or every source when it is empty.
     assert changed_sources(set(), ["mds"]) == {"mds"}
     assert changed_sources(set(), []) == every

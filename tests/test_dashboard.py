@@ -75,8 +75,12 @@ def test_overview_has_a_card_per_source_with_the_lake_and_dbt_test_figures(clien
         assert card["freshness"] == "behind" and card["months_behind"] > 0  # the test data is from 2024
         # dbt tests on the source's models: as run_results.json says
         tag = sources.spec(name).dbt_tag or name
-        mine = {uid for uid, node in manifest["nodes"].items() if node["resource_type"] == "test"
-                and any(tag in manifest["nodes"].get(dep, {}).get("tags", []) for dep in node["depends_on"]["nodes"])}
+        mine = {
+            uid
+            for uid, node in manifest["nodes"].items()
+            if node["resource_type"] == "test"
+            and any(tag in manifest["nodes"].get(dep, {}).get("tags", []) for dep in node["depends_on"]["nodes"])
+        }
         ran = {uid: status for uid, status in results.items() if uid in mine}
         assert card["tests_total"] == len(ran), name
         assert len(card["tests_warned"]) == sum(s == "warn" for s in ran.values()), name
@@ -84,17 +88,22 @@ def test_overview_has_a_card_per_source_with_the_lake_and_dbt_test_figures(clien
     assert cards["seattle_crime"]["rows"] > 10_000 and cards["seattle_crime"]["months"] == dw.MONTHS
     assert cards["street_manager"]["parts"] == {part: 2 for part in dw.STREET_MANAGER_EVENTS}
     # the 311 data holds requests closed before they were opened: a warn-level test on all three cities
-    assert any(t["test"] == "assert_service_requests_opened_before_closed" for t in cards["minneapolis_311"]["tests_warned"])
+    assert any(
+        t["test"] == "assert_service_requests_opened_before_closed" for t in cards["minneapolis_311"]["tests_warned"]
+    )
     assert cards["mds"]["incomplete_blocks"] == len(dw.MDS_PROVIDERS)  # a week of the month so far
     assert cards["mds"]["last_status"].startswith("landed, incomplete")
     # the warehouse panel counts rows of the facts
     tables = payload["warehouse"]["tables"]
-    assert tables["fct_crime_offenses"] == q(built / "warehouse.duckdb", "select count(*) from fct_crime_offenses")[0][0]
+    assert (
+        tables["fct_crime_offenses"] == q(built / "warehouse.duckdb", "select count(*) from fct_crime_offenses")[0][0]
+    )
 
 
 def test_overview_filters_by_month_and_source(client, built):
-    payload = client.get("/civic/api/overview", params={"start": "2024-03", "end": "2024-03",
-                                                        "source": ["seattle_crime", "toronto_311"]}).json()
+    payload = client.get(
+        "/civic/api/overview", params={"start": "2024-03", "end": "2024-03", "source": ["seattle_crime", "toronto_311"]}
+    ).json()
     assert [c["source"] for c in payload["cards"]] == ["seattle_crime", "toronto_311"]
     march = lake_count(built / "lake", "seattle_crime/month=2024-03/data.parquet")
     assert payload["cards"][0]["months"] == ["2024-03"] and payload["cards"][0]["rows"] == march
@@ -108,27 +117,43 @@ def test_overview_filters_by_month_and_source(client, built):
 def test_crime_page_numbers_match_the_warehouse(client, warehouse):
     payload = api(client, "crime")
     assert payload["extent"] == {"first": "2024-02", "last": "2024-03"}
-    total, person, prop = q(warehouse, """
+    total, person, prop = q(
+        warehouse,
+        """
         select count(*), count(*) filter (where crime_against_category = 'PERSON'),
-               count(*) filter (where crime_against_category = 'PROPERTY') from fct_crime_offenses""")[0]
+               count(*) filter (where crime_against_category = 'PROPERTY') from fct_crime_offenses""",
+    )[0]
     assert payload["figures"] == {"offenses": total, "against persons (violent)": person, "against property": prop}
     trend = chart(payload, "crime-trend")
     assert trend["model"] == "mart_crime_monthly"
-    expected = q(warehouse, "select report_month, coalesce(crime_against_category, 'UNKNOWN'), offenses "
-                            "from mart_crime_monthly order by 1, 2")
-    assert sorted((r["month"], r["category"], r["offenses"]) for r in trend["data"]) == \
-        sorted((month(m), c, n) for m, c, n in expected)
+    expected = q(
+        warehouse,
+        "select report_month, coalesce(crime_against_category, 'UNKNOWN'), offenses "
+        "from mart_crime_monthly order by 1, 2",
+    )
+    assert sorted((r["month"], r["category"], r["offenses"]) for r in trend["data"]) == sorted(
+        (month(m), c, n) for m, c, n in expected
+    )
     areas = chart(payload, "crime-areas")
     assert areas["model"] == "mart_crime_by_area"  # the whole range: the mart itself
-    top = q(warehouse, "select precinct, sector, beat, offenses from mart_crime_by_area order by offenses desc, "
-                       "precinct nulls last, sector nulls last, beat nulls last limit 15")
+    top = q(
+        warehouse,
+        "select precinct, sector, beat, offenses from mart_crime_by_area order by offenses desc, "
+        "precinct nulls last, sector nulls last, beat nulls last limit 15",
+    )
     assert [(a["precinct"], a["sector"], a["beat"], a["offenses"]) for a in areas["data"]] == top
     offenses = chart(payload, "crime-offenses")
-    groups = dict(q(warehouse, "select coalesce(offense_parent_group, '(unknown group)'), count(*) "
-                               "from fct_crime_offenses group by 1"))
+    groups = dict(
+        q(
+            warehouse,
+            "select coalesce(offense_parent_group, '(unknown group)'), count(*) from fct_crime_offenses group by 1",
+        )
+    )
     assert all(groups[r["offense_group"]] == r["offenses"] for r in offenses["data"])
     assert offenses["data"][0]["offenses"] == max(groups.values())
-    located = q(warehouse, "select count(*) from fct_crime_offenses where longitude is not null and latitude is not null")[0][0]
+    located = q(
+        warehouse, "select count(*) from fct_crime_offenses where longitude is not null and latitude is not null"
+    )[0][0]
     crime_map = chart(payload, "crime-map")
     assert crime_map["data"]["points_drawn"] == min(located, 1000)
     assert crime_map["data"]["offenses_with_point"] == located
@@ -142,9 +167,12 @@ def test_crime_month_filter_reads_the_fact_for_the_areas(client, warehouse):
     assert {r["month"] for r in chart(payload, "crime-trend")["data"]} == {"2024-03"}
     areas = chart(payload, "crime-areas")
     assert areas["model"] == "fct_crime_offenses"  # one month of an all-months mart: from the fact
-    top = q(warehouse, """select precinct, sector, beat, count(*) from fct_crime_offenses
+    top = q(
+        warehouse,
+        """select precinct, sector, beat, count(*) from fct_crime_offenses
                           where report_month = DATE '2024-03-01' group by all
-                          order by 4 desc, precinct nulls last, sector nulls last, beat nulls last limit 15""")
+                          order by 4 desc, precinct nulls last, sector nulls last, beat nulls last limit 15""",
+    )
     assert [(a["precinct"], a["sector"], a["beat"], a["offenses"]) for a in areas["data"]] == top
 
 
@@ -157,55 +185,84 @@ def test_311_page_numbers_match_the_warehouse(client, warehouse, boundaries):
     assert payload["figures"] == {"requests": sum(per_city.values()), **per_city}
     assert payload["selected"] == ["chicago_311", "minneapolis_311", "nyc_311", "toronto_311"]
     volume = chart(payload, "311-volume")
-    expected = q(warehouse, "select month, coalesce(major_category, '(unmapped type)'), sum(requests) "
-                            "from mart_requests_by_category_month group by all")
-    assert sorted((r["month"], r["major_category"], r["requests"]) for r in volume["data"]) == \
-        sorted((month(m), c, n) for m, c, n in expected)
+    expected = q(
+        warehouse,
+        "select month, coalesce(major_category, '(unmapped type)'), sum(requests) "
+        "from mart_requests_by_category_month group by all",
+    )
+    assert sorted((r["month"], r["major_category"], r["requests"]) for r in volume["data"]) == sorted(
+        (month(m), c, n) for m, c, n in expected
+    )
     season = chart(payload, "311-seasonality")
-    expected = q(warehouse, "select city, month(month), sum(requests) from mart_requests_by_category_month group by all")
+    expected = q(
+        warehouse, "select city, month(month), sum(requests) from mart_requests_by_category_month group by all"
+    )
     assert sorted((r["city"], r["month_of_year"], r["requests"]) for r in season["data"]) == sorted(expected)
     categories = chart(payload, "311-categories")
     assert sum(r["requests"] for r in categories["data"]) == sum(per_city.values())
     areas = chart(payload, "311-areas")
     assert areas["model"] == "mart_requests_by_area"
     for city in ("nyc", "toronto"):
-        top = q(warehouse, "select area, count(*) from fct_service_requests where city = $city and area is not null "
-                           "group by area order by 2 desc, area limit 10", city=city)
+        top = q(
+            warehouse,
+            "select area, count(*) from fct_service_requests where city = $city and area is not null "
+            "group by area order by 2 desc, area limit 10",
+            city=city,
+        )
         assert [(r["area"], r["requests"]) for r in areas["data"] if r["city"] == city] == top
     assert "minneapolis" in areas["note"]  # no areas published
     for city in ("minneapolis", "nyc"):
-        located, total = q(warehouse, "select count(*) filter (where longitude is not null and latitude is not null), "
-                                      "count(*) from fct_service_requests where city = $city", city=city)[0]
+        located, total = q(
+            warehouse,
+            "select count(*) filter (where longitude is not null and latitude is not null), "
+            "count(*) from fct_service_requests where city = $city",
+            city=city,
+        )[0]
         city_map = chart(payload, f"311-map-{city}")
         assert city_map["data"] == {"points_drawn": min(located, 1000), "with_point": located, "requests": total}
     assert not [c for c in payload["charts"] if c["id"] == "311-map-toronto"]
     assert any("toronto publishes no coordinates" in n for n in payload["notes"])
     closing = chart(payload, "311-time-to-close")
-    expected = {(c, k): (n, round(m, 2), round(p, 2)) for c, k, n, m, p in q(warehouse, """
+    expected = {
+        (c, k): (n, round(m, 2), round(p, 2))
+        for c, k, n, m, p in q(
+            warehouse,
+            """
         select city, coalesce(major_category, '(unmapped type)'), count(*), quantile_cont(hours_to_close, 0.5),
                quantile_cont(hours_to_close, 0.9)
-        from fct_service_requests where hours_to_close >= 0 group by all""")}
-    assert {(r["city"], r["major_category"]): (r["closed_requests"], r["median_hours"], r["p90_hours"])
-            for r in closing["data"]} == expected
+        from fct_service_requests where hours_to_close >= 0 group by all""",
+        )
+    }
+    assert {
+        (r["city"], r["major_category"]): (r["closed_requests"], r["median_hours"], r["p90_hours"])
+        for r in closing["data"]
+    } == expected
     assert "toronto" not in {r["city"] for r in closing["data"]}  # Toronto publishes no close date
     trend = chart(payload, "311-close-trend")
     assert trend["model"] == "mart_time_to_close"
-    closed = dict(((month(m), c), n) for m, c, n in q(
-        warehouse, "select month, city, sum(closed_requests) from mart_time_to_close group by all"))
+    closed = dict(
+        ((month(m), c), n)
+        for m, c, n in q(warehouse, "select month, city, sum(closed_requests) from mart_time_to_close group by all")
+    )
     assert {(r["month"], r["city"]): r["closed_requests"] for r in trend["data"]} == closed
 
 
 def test_311_filters_by_city_and_month(client, warehouse):
     payload = api(client, "311", source="toronto_311", start="2024-03", end="2024-03")
     assert payload["selected"] == ["toronto_311"]
-    march = q(warehouse, "select count(*) from fct_service_requests where city = 'toronto' "
-                         "and opened_month = DATE '2024-03-01'")[0][0]
+    march = q(
+        warehouse,
+        "select count(*) from fct_service_requests where city = 'toronto' and opened_month = DATE '2024-03-01'",
+    )[0][0]
     assert payload["figures"] == {"requests": march, "toronto": march}
     assert {r["month"] for r in chart(payload, "311-volume")["data"]} == {"2024-03"}
     areas = chart(payload, "311-areas")
     assert areas["model"] == "fct_service_requests"
-    top = q(warehouse, "select area, count(*) from fct_service_requests where city = 'toronto' and area is not null "
-                       "and opened_month = DATE '2024-03-01' group by area order by 2 desc, area limit 10")
+    top = q(
+        warehouse,
+        "select area, count(*) from fct_service_requests where city = 'toronto' and area is not null "
+        "and opened_month = DATE '2024-03-01' group by area order by 2 desc, area limit 10",
+    )
     assert [(r["area"], r["requests"]) for r in areas["data"]] == top
     # Toronto has no coordinates and no close dates: empty states, not errors
     assert chart(payload, "311-map")["empty"]
@@ -250,34 +307,68 @@ def test_a_broken_boundary_file_is_a_note_not_an_error(built, tmp_path, warehous
 
 def test_street_works_page_numbers_match_the_warehouse(client, warehouse):
     payload = api(client, "street-works")
-    permits, in_progress, completed = q(warehouse, "select sum(permits), sum(works_in_progress), sum(works_completed) "
-                                                   "from mart_works_by_month")[0]
-    scotland = q(warehouse, "select sum(works_in_progress + works_completed + works_planned + restrictions "
-                            "+ status_unknown) from mart_srwr_activity_summary")[0][0]
-    assert payload["figures"] == {"England: permits with events": permits, "in progress (month-ends)": in_progress,
-                                  "completed": completed, "Scotland: activities": scotland}
-    monthly = q(warehouse, "select month, sum(works_in_progress), sum(works_completed) from mart_works_by_month group by 1")
-    assert sorted((r["month"], r["works_in_progress"], r["works_completed"])
-                  for r in chart(payload, "works-monthly")["data"]) == sorted((month(m), a, b) for m, a, b in monthly)
-    authorities = q(warehouse, """
+    permits, in_progress, completed = q(
+        warehouse, "select sum(permits), sum(works_in_progress), sum(works_completed) from mart_works_by_month"
+    )[0]
+    scotland = q(
+        warehouse,
+        "select sum(works_in_progress + works_completed + works_planned + restrictions "
+        "+ status_unknown) from mart_srwr_activity_summary",
+    )[0][0]
+    assert payload["figures"] == {
+        "England: permits with events": permits,
+        "in progress (month-ends)": in_progress,
+        "completed": completed,
+        "Scotland: activities": scotland,
+    }
+    monthly = q(
+        warehouse, "select month, sum(works_in_progress), sum(works_completed) from mart_works_by_month group by 1"
+    )
+    assert sorted(
+        (r["month"], r["works_in_progress"], r["works_completed"]) for r in chart(payload, "works-monthly")["data"]
+    ) == sorted((month(m), a, b) for m, a, b in monthly)
+    authorities = q(
+        warehouse,
+        """
         select coalesce(highway_authority, highway_authority_swa_code, '(unknown)') as name,
                sum(works_in_progress), sum(works_completed) from mart_works_by_month group by 1
         having sum(works_in_progress) + sum(works_completed) > 0
-        order by sum(works_in_progress) + sum(works_completed) desc, name limit 15""")
-    assert [(r["highway_authority"], r["works_in_progress"], r["works_completed"])
-            for r in chart(payload, "works-authorities")["data"]] == authorities
-    mix = dict(q(warehouse, "select coalesce(work_category, '(unknown)'), count(*) from int_permit_months "
-                            "where not is_test_data and work_status_ref in ('in_progress', 'completed') group by 1"))
+        order by sum(works_in_progress) + sum(works_completed) desc, name limit 15""",
+    )
+    assert [
+        (r["highway_authority"], r["works_in_progress"], r["works_completed"])
+        for r in chart(payload, "works-authorities")["data"]
+    ] == authorities
+    mix = dict(
+        q(
+            warehouse,
+            "select coalesce(work_category, '(unknown)'), count(*) from int_permit_months "
+            "where not is_test_data and work_status_ref in ('in_progress', 'completed') group by 1",
+        )
+    )
     assert {r["work_category"]: r["works"] for r in chart(payload, "works-categories")["data"]} == mix
-    impact = q(warehouse, "select usrn, round(sum(impact_score), 3) from mart_street_impact group by usrn "
-                          "order by sum(impact_score) desc, usrn limit 15")
+    impact = q(
+        warehouse,
+        "select usrn, round(sum(impact_score), 3) from mart_street_impact group by usrn "
+        "order by sum(impact_score) desc, usrn limit 15",
+    )
     assert [(r["usrn"], r["impact_score"]) for r in chart(payload, "works-impact")["data"]] == impact
-    assert chart(payload, "works-map")["data"]["points_drawn"] == min(1000, q(warehouse, """
+    assert chart(payload, "works-map")["data"]["points_drawn"] == min(
+        1000,
+        q(
+            warehouse,
+            """
         select count(*) from int_permit_months where not is_test_data and work_status_ref in ('in_progress', 'completed')
-        and longitude is not null and latitude is not null""")[0][0])
-    srwr = q(warehouse, "select month, sum(works_in_progress), sum(works_completed) from mart_srwr_activity_summary group by 1")
-    assert sorted((r["month"], r["in_progress"], r["completed"]) for r in chart(payload, "srwr-monthly")["data"]) == \
-        sorted((month(m), a, b) for m, a, b in srwr)
+        and longitude is not null and latitude is not null""",
+        )[0][0],
+    )
+    srwr = q(
+        warehouse,
+        "select month, sum(works_in_progress), sum(works_completed) from mart_srwr_activity_summary group by 1",
+    )
+    assert sorted(
+        (r["month"], r["in_progress"], r["completed"]) for r in chart(payload, "srwr-monthly")["data"]
+    ) == sorted((month(m), a, b) for m, a, b in srwr)
 
 
 def test_street_works_source_filter_shows_scotland_alone(client, warehouse):
@@ -302,8 +393,9 @@ def test_mobility_page_numbers_match_the_warehouse(client, built, warehouse):
     assert payload["figures"]["median distance (miles)"] == round(median_miles, 2)
     assert payload["selected"] == sorted(dw.MDS_PROVIDERS)
     daily = q(warehouse, "select provider, trip_date, sum(trips) from mart_mobility_trips_daily group by all")
-    assert sorted((r["provider"], r["trip_date"], r["trips"]) for r in chart(payload, "mobility-daily")["data"]) == \
-        sorted((p, d.isoformat(), n) for p, d, n in daily)
+    assert sorted(
+        (r["provider"], r["trip_date"], r["trips"]) for r in chart(payload, "mobility-daily")["data"]
+    ) == sorted((p, d.isoformat(), n) for p, d, n in daily)
     districts = chart(payload, "mobility-districts")
     assert sum(r["trips"] for r in districts["data"]) == trips
     for key in ("distance", "duration"):
@@ -311,7 +403,9 @@ def test_mobility_page_numbers_match_the_warehouse(client, built, warehouse):
         counted = q(warehouse, f"select count(*) from fct_mobility_trips where {column} >= 0")[0][0]
         assert sum(r["trips"] for r in chart(payload, f"mobility-{key}")["data"]) == counted
     one = api(client, "mobility", source="voi")
-    assert one["figures"]["trips"] == q(warehouse, "select count(*) from fct_mobility_trips where provider = 'voi'")[0][0]
+    assert (
+        one["figures"]["trips"] == q(warehouse, "select count(*) from fct_mobility_trips where provider = 'voi'")[0][0]
+    )
 
 
 # ---------------------------------------------------------------- HTML, links, figures, assets
@@ -333,7 +427,9 @@ def test_every_page_answers_with_its_charts_and_their_model_links(client, built)
             assert f'data-chart-card="{c["id"]}"' in html
             assert c["model"] in models, c
             summary = " ".join(models[c["model"]]["description"].split()).split(". ")[0]
-            assert f'data-model-link="{c["model"]}"' in html and summary[:60] in html.replace("&#34;", '"').replace("&#39;", "'")
+            assert f'data-model-link="{c["model"]}"' in html and summary[:60] in html.replace("&#34;", '"').replace(
+                "&#39;", "'"
+            )
             if c["empty"]:
                 assert f'data-empty="{c["id"]}"' in html
             else:
@@ -358,7 +454,7 @@ def test_figures_are_valid_plotly(client):
     for page in PAGES:
         html = client.get(f"/civic/{page}").text
         figures = re.findall(r'<script type="application/json" data-figure="([^"]+)">(.*?)</script>', html, re.S)
-        for chart_id, text in figures:
+        for _chart_id, text in figures:
             figure = json.loads(text)
             go.Figure(figure)  # raises on any property plotly.js does not know
 
@@ -413,10 +509,14 @@ def test_a_warehouse_without_data_gives_empty_states(tmp_path):
     from civic_pipelines.dashboard.config import DashboardConfig
 
     duckdb.connect(str(tmp_path / "empty.duckdb")).close()
-    for warehouse in (tmp_path / "empty.duckdb", tmp_path / "missing.duckdb"):
-        config = DashboardConfig(warehouse=str(warehouse), lake=str(tmp_path / "lake"),
-                                 dbt_manifest=tmp_path / "none.json", dbt_run_results=tmp_path / "none",
-                                 boundaries=tmp_path / "boundaries")
+    for warehouse_path in (tmp_path / "empty.duckdb", tmp_path / "missing.duckdb"):
+        config = DashboardConfig(
+            warehouse=str(warehouse_path),
+            lake=str(tmp_path / "lake"),
+            dbt_manifest=tmp_path / "none.json",
+            dbt_run_results=tmp_path / "none",
+            boundaries=tmp_path / "boundaries",
+        )
         with dw.signed_in(TestClient(standalone_app(config))) as client:
             for page in PAGES:
                 response = client.get(f"/civic/{page}")
@@ -435,9 +535,13 @@ def test_a_model_with_unexpected_columns_is_a_panel_not_a_crash(tmp_path):
     with duckdb.connect(str(tmp_path / "odd.duckdb")) as con:
         con.execute("create table fct_crime_offenses (x integer)")
         con.execute("create table mart_crime_monthly (x integer)")
-    config = DashboardConfig(warehouse=str(tmp_path / "odd.duckdb"), lake=str(tmp_path / "lake"),
-                             dbt_manifest=tmp_path / "none.json", dbt_run_results=tmp_path / "none",
-                             boundaries=tmp_path / "boundaries")
+    config = DashboardConfig(
+        warehouse=str(tmp_path / "odd.duckdb"),
+        lake=str(tmp_path / "lake"),
+        dbt_manifest=tmp_path / "none.json",
+        dbt_run_results=tmp_path / "none",
+        boundaries=tmp_path / "boundaries",
+    )
     with dw.signed_in(TestClient(standalone_app(config))) as client:
         html = client.get("/civic/crime")
         assert html.status_code == 200 and "could not read the warehouse" in html.text

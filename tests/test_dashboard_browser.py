@@ -88,8 +88,13 @@ class AirflowApiServer:
         self.env["AIRFLOW__API__PORT"] = str(self.port)
         airflow = str(Path(sys.executable).parent / "airflow")
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen([airflow, "api-server", "--port", str(self.port)], env=self.env,
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                [airflow, "api-server", "--port", str(self.port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     @property
     def log(self) -> Path:
@@ -135,20 +140,22 @@ def airflow_server(airflow_db, built, boundaries, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__API")}
     passwords = {user: secrets.token_urlsafe(12) for user in USERS}
     (tmp_path / "passwords.json").write_text(json.dumps(passwords))
-    env.update({
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in USERS.items()),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(tmp_path / "passwords.json"),
-        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-        "CIVIC_WAREHOUSE": str(built / "warehouse.duckdb"),
-        "CIVIC_LAKE": str(built / "lake"),
-        "CIVIC_DBT_MANIFEST": str(built / "dbt_target" / "manifest.json"),
-        "CIVIC_DBT_RUN_RESULTS": str(built / "dbt_target"),
-        "CIVIC_BOUNDARIES": str(boundaries),
-        "PYTHONPATH": str(ROOT / "include"),
-    })
+    env.update(
+        {
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+            "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in USERS.items()),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(tmp_path / "passwords.json"),
+            "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+            "CIVIC_WAREHOUSE": str(built / "warehouse.duckdb"),
+            "CIVIC_LAKE": str(built / "lake"),
+            "CIVIC_DBT_MANIFEST": str(built / "dbt_target" / "manifest.json"),
+            "CIVIC_DBT_RUN_RESULTS": str(built / "dbt_target"),
+            "CIVIC_BOUNDARIES": str(boundaries),
+            "PYTHONPATH": str(ROOT / "include"),
+        }
+    )
     server = AirflowApiServer(tmp_path, env)
     server.passwords = passwords
     try:
@@ -168,8 +175,11 @@ def dashboard_url(built, boundaries):
     from civic_pipelines.dashboard.auth import auth_manager
 
     auth_manager()  # set up before the first page, as `civic dashboard` does
-    server = uvicorn.Server(uvicorn.Config(standalone_app(dw.dashboard_config(built, boundaries)),
-                                           host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            standalone_app(dw.dashboard_config(built, boundaries)), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -186,8 +196,9 @@ def browser(chromium_path):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path, headless=True,
-                                             args=["--no-sandbox", "--disable-dev-shm-usage"])
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
         yield browser
         browser.close()
 
@@ -212,12 +223,19 @@ class Watched:
     def __init__(self, context, allowed_host: str = "127.0.0.1"):
         self.page = context.new_page()
         self.problems: list[str] = []
-        self.page.on("console", lambda m: self.problems.append(f"console {m.type}: {m.text}")
-                     if m.type == "error" else None)
+        self.page.on(
+            "console", lambda m: self.problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None
+        )
         self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
         self.page.on("requestfailed", lambda r: self.problems.append(f"request failed: {r.url} {r.failure}"))
-        self.page.on("request", lambda r: self.problems.append(f"off-machine request: {r.url}")
-                     if urlparse(r.url).hostname not in (allowed_host, None) and not r.url.startswith("data:") else None)
+        self.page.on(
+            "request",
+            lambda r: (
+                self.problems.append(f"off-machine request: {r.url}")
+                if urlparse(r.url).hostname not in (allowed_host, None) and not r.url.startswith("data:")
+                else None
+            ),
+        )
 
     def open(self, url: str) -> tuple[float, float]:
         """Navigate and wait until every chart is drawn; returns (first screen ready, all charts
@@ -252,20 +270,34 @@ def login(base: str, user: str, password: str) -> str:
 def test_the_plugin_loads_in_a_real_airflow_api_server(airflow_server, browser, built, screenshots, reliability):
     import requests
 
-    reliability.row(fault="anonymous dashboard request (Airflow login on)", source="dashboard",
-                    expected="the plugin's /civic/ pages, JSON and static files refuse anonymous (401), "
-                             "invalid-token (403) and role-less (403) callers with no data; a viewer's "
-                             "token and the UI's login cookie are served")
+    reliability.row(
+        fault="anonymous dashboard request (Airflow login on)",
+        source="dashboard",
+        expected="the plugin's /civic/ pages, JSON and static files refuse anonymous (401), "
+        "invalid-token (403) and role-less (403) callers with no data; a viewer's "
+        "token and the UI's login cookie are served",
+    )
     airflow_server.wait()
     base = airflow_server.url
     offenses = dw.query(built / "warehouse.duckdb", "select count(*) from fct_crime_offenses")[0][0]
-    routes = ["/civic/", "/civic/api/overview", "/civic/crime", "/civic/api/crime", "/civic/api/status",
-              "/civic/models/fct_crime_offenses", "/civic/static/icon.svg", "/civic/static/dashboard.js"]
+    routes = [
+        "/civic/",
+        "/civic/api/overview",
+        "/civic/crime",
+        "/civic/api/crime",
+        "/civic/api/status",
+        "/civic/models/fct_crime_offenses",
+        "/civic/static/icon.svg",
+        "/civic/static/dashboard.js",
+    ]
     # Airflow's login is on: its own API refuses an anonymous token request
     assert requests.get(f"{base}/auth/token", timeout=30).status_code == 403
     carol = login(base, "carol", airflow_server.passwords["carol"])
-    refused = {"anonymous": ({}, 401), "forged": ({"Authorization": "Bearer not-a-token"}, 403),
-               "carol, no role": ({"Authorization": f"Bearer {carol}"}, 403)}
+    refused = {
+        "anonymous": ({}, 401),
+        "forged": ({"Authorization": "Bearer not-a-token"}, 403),
+        "carol, no role": ({"Authorization": f"Bearer {carol}"}, 403),
+    }
     for who, (headers, status) in refused.items():
         for route in routes:
             response = requests.get(base + route, headers=headers, timeout=30)
@@ -311,8 +343,10 @@ def test_the_plugin_loads_in_a_real_airflow_api_server(airflow_server, browser, 
     ui.screenshot(path=str(screenshots / "airflow-menu.png"))
     assert any(c["name"] == "_token" for c in context.cookies())  # what the iframe sent
     context.close()
-    reliability.observed(f"{len(routes)} routes: anonymous 401, forged 403, role-less 403, none with data; "
-                         f"bob (viewer) 200 by token and cookie, and by the UI's menu after the login page")
+    reliability.observed(
+        f"{len(routes)} routes: anonymous 401, forged 403, role-less 403, none with data; "
+        f"bob (viewer) 200 by token and cookie, and by the UI's menu after the login page"
+    )
 
 
 def test_every_page_draws_its_charts_with_no_console_error(browser, dashboard_url, screenshots, built):
@@ -328,9 +362,14 @@ def test_every_page_draws_its_charts_with_no_console_error(browser, dashboard_ur
         assert state["drawn"] == state["announced"] == state["withData"] == state["rendered"], (name, state)
         watched.page.screenshot(path=str(screenshots / f"{name}.png"), full_page=True)
         server_ms = float(watched.page.get_attribute("[data-render-ms]", "data-render-ms"))
-        times[name] = {"first_visit_ready_s": round(cold, 3), "first_visit_all_charts_s": round(cold_all, 3),
-                       "ready_s": round(warm, 3), "all_charts_s": round(warm_all, 3), "server_ms": server_ms,
-                       "charts": state["drawn"]}
+        times[name] = {
+            "first_visit_ready_s": round(cold, 3),
+            "first_visit_all_charts_s": round(cold_all, 3),
+            "ready_s": round(warm, 3),
+            "all_charts_s": round(warm_all, 3),
+            "server_ms": server_ms,
+            "charts": state["drawn"],
+        }
         assert warm < WARM_READY_LIMIT_S, (name, times[name])
     # a model page (every chart links to one)
     watched.page.click("[data-model-link]")
@@ -355,8 +394,11 @@ def test_filters_change_what_is_shown(browser, dashboard_url, built, screenshots
     watched.open(dashboard_url + "311")
     total = dw.query(warehouse, "select count(*) from fct_service_requests")[0][0]
     assert stat(page, "requests") == total
-    assert page.evaluate("() => document.querySelector('[data-chart=\"311-volume\"]').data[0].x") == \
-        ["2024-01", "2024-02", "2024-03"]
+    assert page.evaluate("() => document.querySelector('[data-chart=\"311-volume\"]').data[0].x") == [
+        "2024-01",
+        "2024-02",
+        "2024-03",
+    ]
 
     # the month range: March only
     page.fill("input[name=start]", "2024-03")
@@ -364,7 +406,9 @@ def test_filters_change_what_is_shown(browser, dashboard_url, built, screenshots
     with page.expect_navigation():
         page.click("form[data-filters] button[type=submit]")
     watched.wait_ready()
-    march = dw.query(warehouse, "select count(*) from fct_service_requests where opened_month = DATE '2024-03-01'")[0][0]
+    march = dw.query(warehouse, "select count(*) from fct_service_requests where opened_month = DATE '2024-03-01'")[0][
+        0
+    ]
     assert stat(page, "requests") == march < total
     assert page.evaluate("() => document.querySelector('[data-chart=\"311-volume\"]').data[0].x") == ["2024-03"]
 
@@ -375,8 +419,13 @@ def test_filters_change_what_is_shown(browser, dashboard_url, built, screenshots
     watched.wait_ready()
     assert page.locator("[data-chart='311-map-nyc']").count() == 0
     assert stat(page, "nyc") is None
-    assert stat(page, "requests") == dw.query(
-        warehouse, "select count(*) from fct_service_requests where opened_month = DATE '2024-03-01' and city <> 'nyc'")[0][0]
+    assert (
+        stat(page, "requests")
+        == dw.query(
+            warehouse,
+            "select count(*) from fct_service_requests where opened_month = DATE '2024-03-01' and city <> 'nyc'",
+        )[0][0]
+    )
     assert "start=2024-03" in page.url  # the month range is kept
     page.screenshot(path=str(screenshots / "311-filtered.png"), full_page=True)
 
@@ -399,10 +448,14 @@ def test_the_choropleth_draws_the_drop_in_boundaries(browser, dashboard_url, bui
     context = new_context(browser, dashboard_url)
     watched = Watched(context)
     watched.open(dashboard_url + "311?source=toronto_311")
-    areas = dw.query(built / "warehouse.duckdb", "select count(distinct area) from fct_service_requests "
-                                                 "where city = 'toronto' and area is not null")[0][0]
+    areas = dw.query(
+        built / "warehouse.duckdb",
+        "select count(distinct area) from fct_service_requests where city = 'toronto' and area is not null",
+    )[0][0]
     # one filled trace per feature (the areas with requests and the one without), plus the colour bar
-    traces = watched.page.evaluate("() => document.querySelector('[data-chart=\"311-choropleth-toronto\"]').data.length")
+    traces = watched.page.evaluate(
+        "() => document.querySelector('[data-chart=\"311-choropleth-toronto\"]').data.length"
+    )
     assert traces == areas + 1 + 1
     watched.page.locator("#chart-311-choropleth-toronto").screenshot(path=str(screenshots / "311-choropleth.png"))
     assert not watched.problems, watched.problems

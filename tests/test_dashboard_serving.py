@@ -17,12 +17,11 @@ import time
 from datetime import date
 from pathlib import Path
 
-import duckdb
-from fastapi.testclient import TestClient
-
 import dashboard_warehouse as dw
+import duckdb
 import pytest
 from dashboard_warehouse import PAGES, api, boundaries, built, metadata_db, warehouse  # noqa: F401 - fixtures
+from fastapi.testclient import TestClient
 
 # The build lives in the lane's run folder: share test_dashboard's lane.
 pytestmark = pytest.mark.xdist_group("test_dashboard")
@@ -43,10 +42,17 @@ class LockHolder:
     """Another process holding DuckDB's write lock on a file (as a running dbt task does)."""
 
     def __init__(self, path: Path):
-        code = ("import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
-                "sys.stdin.read(); con.close()")
-        self.process = subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        code = (
+            "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
+            "sys.stdin.read(); con.close()"
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert self.process.stdout.readline().strip() == "locked", self.process.stderr.read()
 
     def release(self) -> None:
@@ -59,7 +65,9 @@ def test_busy_warehouse_without_a_snapshot_says_so(built, private_warehouse, bou
 
     holder = LockHolder(private_warehouse)
     try:
-        with dw.signed_in(TestClient(standalone_app(dw.dashboard_config(built, boundaries[0], private_warehouse)))) as client:
+        with dw.signed_in(
+            TestClient(standalone_app(dw.dashboard_config(built, boundaries[0], private_warehouse)))
+        ) as client:
             for page in PAGES:
                 response = client.get(f"/civic/{page}")
                 assert response.status_code == 200
@@ -81,7 +89,9 @@ def test_busy_warehouse_without_a_snapshot_says_so(built, private_warehouse, bou
 def test_busy_warehouse_serves_the_last_snapshot(built, private_warehouse, boundaries):
     from civic_pipelines.dashboard.app import standalone_app
 
-    with dw.signed_in(TestClient(standalone_app(dw.dashboard_config(built, boundaries[0], private_warehouse)))) as client:
+    with dw.signed_in(
+        TestClient(standalone_app(dw.dashboard_config(built, boundaries[0], private_warehouse)))
+    ) as client:
         before = api(client, "crime")
         assert before["warehouse"]["stale"] is False
         holder = LockHolder(private_warehouse)
@@ -115,7 +125,10 @@ print("ok", flush=True)
     stop = threading.Event()
     errors, reads = [], []
 
-    with dw.signed_in(TestClient(standalone_app(dw.dashboard_config(built, boundaries[0], private_warehouse)))) as client:
+    with dw.signed_in(
+        TestClient(standalone_app(dw.dashboard_config(built, boundaries[0], private_warehouse)))
+    ) as client:
+
         def read_loop():
             while not stop.is_set():
                 response = client.get("/civic/api/crime")
@@ -126,8 +139,9 @@ print("ok", flush=True)
         reader = threading.Thread(target=read_loop)
         reader.start()
         try:
-            result = subprocess.run([sys.executable, "-c", writer, str(private_warehouse)], capture_output=True,
-                                    text=True, timeout=120)
+            result = subprocess.run(
+                [sys.executable, "-c", writer, str(private_warehouse)], capture_output=True, text=True, timeout=120
+            )
         finally:
             stop.set()
             reader.join()
@@ -151,11 +165,21 @@ def test_civic_dashboard_command_serves_the_same_app(built, boundaries):
     import requests
 
     port = free_port()
-    env = {**os.environ, "CIVIC_WAREHOUSE": str(built / "warehouse.duckdb"), "CIVIC_LAKE": str(built / "lake"),
-           "CIVIC_DBT_MANIFEST": str(built / "dbt_target" / "manifest.json"),
-           "CIVIC_DBT_RUN_RESULTS": str(built / "dbt_target"), "CIVIC_BOUNDARIES": str(boundaries[0])}
-    process = subprocess.Popen([str(Path(sys.executable).parent / "civic"), "dashboard", "--port", str(port)],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "CIVIC_WAREHOUSE": str(built / "warehouse.duckdb"),
+        "CIVIC_LAKE": str(built / "lake"),
+        "CIVIC_DBT_MANIFEST": str(built / "dbt_target" / "manifest.json"),
+        "CIVIC_DBT_RUN_RESULTS": str(built / "dbt_target"),
+        "CIVIC_BOUNDARIES": str(boundaries[0]),
+    }
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "civic"), "dashboard", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         # its first lines may be Airflow's (the auth manager it sets up before serving)
         address, lines = f"http://127.0.0.1:{port}/civic/", []
@@ -178,8 +202,10 @@ def test_civic_dashboard_command_serves_the_same_app(built, boundaries):
         assert response.status_code == 200 and response.url.endswith("/civic/")
         assert "data-source-card" in response.text
         crime = requests.get(f"http://127.0.0.1:{port}/civic/api/crime", cookies=cookies, timeout=10).json()
-        assert crime["figures"]["offenses"] == dw.query(built / "warehouse.duckdb",
-                                                        "select count(*) from fct_crime_offenses")[0][0]
+        assert (
+            crime["figures"]["offenses"]
+            == dw.query(built / "warehouse.duckdb", "select count(*) from fct_crime_offenses")[0][0]
+        )
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -202,9 +228,11 @@ def every_route(app, plotly_version: str) -> list[str]:
     urls = []
     for route in app.routes:
         assert isinstance(route, APIRoute), f"{route!r}: a mount or raw route would skip the auth dependency"
-        urls.append(route.path.replace("{version}", plotly_version).replace("{name}", "fct_crime_offenses")
-                    if "{version}" in route.path or route.path.startswith("/models/")
-                    else route.path.replace("{name}", "icon.svg"))
+        urls.append(
+            route.path.replace("{version}", plotly_version).replace("{name}", "fct_crime_offenses")
+            if "{version}" in route.path or route.path.startswith("/models/")
+            else route.path.replace("{name}", "icon.svg")
+        )
     return urls
 
 
@@ -216,23 +244,40 @@ def test_every_route_refuses_anonymous_and_invalid_tokens_and_serves_a_viewer(bu
 
     from civic_pipelines.dashboard.app import create_app
 
-    reliability.row(fault="anonymous or invalid-token dashboard request", source="dashboard",
-                    expected="every route (pages, JSON, static) 401 without a token, 403 with a forged one or "
-                             "without access, no data; a viewer 200")
+    reliability.row(
+        fault="anonymous or invalid-token dashboard request",
+        source="dashboard",
+        expected="every route (pages, JSON, static) 401 without a token, 403 with a forged one or "
+        "without access, no data; a viewer 200",
+    )
 
     app = create_app(dw.dashboard_config(built, boundaries[0]))
     with TestClient(app) as client:
         version = app.state.dashboard().plotly_version
         urls = every_route(app, version)
-        assert {"/", "/api/overview", "/crime", "/api/crime", "/api/status", "/models/fct_crime_offenses",
-                "/static/icon.svg", f"/static/plotly-{version}.min.js"} <= set(urls)
+        assert {
+            "/",
+            "/api/overview",
+            "/crime",
+            "/api/crime",
+            "/api/status",
+            "/models/fct_crime_offenses",
+            "/static/icon.svg",
+            f"/static/plotly-{version}.min.js",
+        } <= set(urls)
         secret_rows = str(dw.query(built / "warehouse.duckdb", "select count(*) from fct_crime_offenses")[0][0])
-        forged = jwt.encode({"sub": "mallory", "role": "admin", "aud": "apache-airflow", "exp": 4102444800},
-                            "not-the-secret", algorithm="HS512")
-        refusals = {"anonymous": ({}, {}, 401), "forged bearer": ({"Authorization": f"Bearer {forged}"}, {}, 403),
-                    "forged cookie": ({}, {"_token": forged}, 403),
-                    "garbage cookie": ({}, {"_token": "not-a-jwt"}, 403),
-                    "user without a role": ({}, {"_token": dw.token("nobody", role=None)}, 403)}
+        forged = jwt.encode(
+            {"sub": "mallory", "role": "admin", "aud": "apache-airflow", "exp": 4102444800},
+            "not-the-secret",
+            algorithm="HS512",
+        )
+        refusals = {
+            "anonymous": ({}, {}, 401),
+            "forged bearer": ({"Authorization": f"Bearer {forged}"}, {}, 403),
+            "forged cookie": ({}, {"_token": forged}, 403),
+            "garbage cookie": ({}, {"_token": "not-a-jwt"}, 403),
+            "user without a role": ({}, {"_token": dw.token("nobody", role=None)}, 403),
+        }
         for who, (headers, cookies, expected) in refusals.items():
             client.cookies.clear()
             client.cookies.update(cookies)
@@ -253,8 +298,10 @@ def test_every_route_refuses_anonymous_and_invalid_tokens_and_serves_a_viewer(bu
         bearer = {"Authorization": f"Bearer {dw.token('bob', 'viewer')}"}
         crime = client.get("/api/crime", headers=bearer)
         assert crime.status_code == 200 and crime.json()["figures"]["offenses"] == int(secret_rows)
-    reliability.observed(f"{len(urls)} routes x {len(refusals)} refused callers: every answer 401/403 with no data; "
-                         f"a viewer 200 on all {len(urls)}")
+    reliability.observed(
+        f"{len(urls)} routes x {len(refusals)} refused callers: every answer 401/403 with no data; "
+        f"a viewer 200 on all {len(urls)}"
+    )
 
 
 def test_viewers_see_no_server_paths_or_raw_errors(built, boundaries, tmp_path, monkeypatch, caplog):
@@ -279,7 +326,7 @@ def test_viewers_see_no_server_paths_or_raw_errors(built, boundaries, tmp_path, 
         shown += [client.get(f"/civic/api/{page}").text for page in ["overview", "status", *PAGES]]
         cards = {c["source"]: c for c in client.get("/civic/api/overview").json()["cards"]}
     assert "failed to load" in cards["toronto_311"]["error"] and "secret-settings" not in cards["toronto_311"]["error"]
-    assert 'data-card-error' in shown[0]
+    assert "data-card-error" in shown[0]
     for text in shown:
         for path in hidden:
             assert path not in text
@@ -291,12 +338,20 @@ def test_viewers_see_no_server_paths_or_raw_errors(built, boundaries, tmp_path, 
     with duckdb.connect(str(tmp_path / "odd.duckdb")) as con:
         con.execute("create table fct_crime_offenses (x integer)")
         con.execute("create table mart_crime_monthly (x integer)")
-    for warehouse in (missing, tmp_path / "odd.duckdb"):
-        config = DashboardConfig(warehouse=str(warehouse), lake=str(tmp_path / "lake"),
-                                 dbt_manifest=tmp_path / "none.json", dbt_run_results=tmp_path / "none",
-                                 boundaries=tmp_path / "boundaries")
+    for warehouse_path in (missing, tmp_path / "odd.duckdb"):
+        config = DashboardConfig(
+            warehouse=str(warehouse_path),
+            lake=str(tmp_path / "lake"),
+            dbt_manifest=tmp_path / "none.json",
+            dbt_run_results=tmp_path / "none",
+            boundaries=tmp_path / "boundaries",
+        )
         with dw.signed_in(TestClient(standalone_app(config))) as client:
-            texts = [client.get("/civic/crime").text, client.get("/civic/api/crime").text,
-                     client.get("/civic/").text, client.get("/civic/api/status").text]
+            texts = [
+                client.get("/civic/crime").text,
+                client.get("/civic/api/crime").text,
+                client.get("/civic/").text,
+                client.get("/civic/api/status").text,
+            ]
         for text in texts:
             assert str(tmp_path) not in text and "Binder Error" not in text and "Catalog Error" not in text

@@ -116,10 +116,17 @@ class FakeSensor:
         return self.producer_state
 
 
-@pytest.mark.parametrize("producer_state, takes_lock", [
-    (None, False), ("queued", False), ("running", False),  # it will read XComs and defer
-    ("success", True), ("failed", True), ("skipped", True),  # it may run its node itself
-])
+@pytest.mark.parametrize(
+    "producer_state, takes_lock",
+    [
+        (None, False),
+        ("queued", False),
+        ("running", False),  # it will read XComs and defer
+        ("success", True),
+        ("failed", True),
+        ("skipped", True),  # it may run its node itself
+    ],
+)
 def test_a_watcher_sensor_takes_the_lock_only_once_the_producer_ended(warehouse, producer_state, takes_lock):
     from civic_pipelines.dbt_results import warehouse_lock
     from civic_pipelines.orchestration import dbt_group

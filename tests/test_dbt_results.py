@@ -12,7 +12,6 @@ node fails after its retries, each retry re-running the node, and the card names
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,8 +30,11 @@ def environment(airflow_db, run_dir):
     from civic_pipelines.extract import run_block
 
     data = fresh_folder(run_dir / "dbt_results_e2e")
-    with module_environment(data, connections=lambda server: connection_env(server, "civic_seattle_crime"),
-                            CIVIC_DBT_RESULTS=str(data / "dbt_results")) as environment:
+    with module_environment(
+        data,
+        connections=lambda server: connection_env(server, "civic_seattle_crime"),
+        CIVIC_DBT_RESULTS=str(data / "dbt_results"),
+    ) as environment:
         manifest = run_block("seattle_crime", MONTH)
         assert manifest["rows"] > 1000, manifest
         yield {**environment, "rows": manifest["rows"]}
@@ -80,10 +82,15 @@ def card(environment) -> tuple[dict, str]:
     from civic_pipelines.dashboard.config import DashboardConfig
 
     data = environment["data"]
-    config = DashboardConfig(warehouse=str(data / "none.duckdb"), lake=str(data / "lake"),
-                             dbt_manifest=data / "none.json", dbt_run_results=data / "none",
-                             boundaries=data / "boundaries", dbt_freshness=data / "dbt_freshness",
-                             dbt_results=data / "dbt_results")
+    config = DashboardConfig(
+        warehouse=str(data / "none.duckdb"),
+        lake=str(data / "lake"),
+        dbt_manifest=data / "none.json",
+        dbt_run_results=data / "none",
+        boundaries=data / "boundaries",
+        dbt_freshness=data / "dbt_freshness",
+        dbt_results=data / "dbt_results",
+    )
     with dw.signed_in(TestClient(standalone_app(config))) as client:
         cards = {c["source"]: c for c in client.get("/civic/api/overview").json()["cards"]}
         html = client.get("/civic/").text
@@ -105,7 +112,9 @@ def test_a_run_keeps_its_tests_and_the_card_shows_them(environment, dags):
     tests = {n["name"]: n for n in nodes.values() if n["resource_type"] == "test"}
     models = {n["name"]: n for n in nodes.values() if n["resource_type"] == "model"}
     # The source's own layers: its marts are civic_marts' (kept under that name).
-    assert {STAGING, "fct_crime_offenses"} <= set(models) and not any(m.startswith("mart_") for m in models), sorted(models)
+    assert {STAGING, "fct_crime_offenses"} <= set(models) and not any(m.startswith("mart_") for m in models), sorted(
+        models
+    )
     assert all(m["status"] == "success" and m["run_id"] == run.run_id for m in models.values()), models
     assert tests[UNIQUE]["status"] == "pass" and tests[UNIQUE]["failures"] == 0
     assert tests[UNIQUE]["models"] == [STAGING]
@@ -127,8 +136,11 @@ def test_a_failing_test_fails_its_node_each_retry_reruns_it_and_the_card_names_i
     table = pq.read_table(block)
     category = table.column("crime_against_category").to_pylist()
     category[1] = "ALIENS"  # not an accepted value: a warning, the node still passes on it
-    table = table.set_column(table.schema.get_field_index("crime_against_category"), "crime_against_category",
-                             pa.array(category, table.schema.field("crime_against_category").type))
+    table = table.set_column(
+        table.schema.get_field_index("crime_against_category"),
+        "crime_against_category",
+        pa.array(category, table.schema.field("crime_against_category").type),
+    )
     pq.write_table(pa.concat_tables([table, table.slice(0, 1)]), block)  # one offense twice: unique fails
 
     run = dags.dbt_results_broken.test()

@@ -44,7 +44,9 @@ def load_demo():
     return demo
 
 
-PROGRESS_LINE = re.compile(r"^\[demo [0-9:]{8}\] progress (\S+): blocks (\d+)/(\d+|\?), dbt nodes (\d+)/(\d+) \((.*)\)$")
+PROGRESS_LINE = re.compile(
+    r"^\[demo [0-9:]{8}\] progress (\S+): blocks (\d+)/(\d+|\?), dbt nodes (\d+)/(\d+) \((.*)\)$"
+)
 
 
 def progress_lines(output: str) -> dict[str, list[tuple]]:
@@ -53,8 +55,15 @@ def progress_lines(output: str) -> dict[str, list[tuple]]:
     for line in output.splitlines():
         if match := PROGRESS_LINE.match(line):
             dag_id, blocks_done, blocks_planned, dbt_done, dbt_planned, status = match.groups()
-            found.setdefault(dag_id, []).append((int(blocks_done), None if blocks_planned == "?" else int(blocks_planned),
-                                                 int(dbt_done), int(dbt_planned), status))
+            found.setdefault(dag_id, []).append(
+                (
+                    int(blocks_done),
+                    None if blocks_planned == "?" else int(blocks_planned),
+                    int(dbt_done),
+                    int(dbt_planned),
+                    status,
+                )
+            )
     return found
 
 
@@ -72,18 +81,25 @@ def test_the_demo_lands_the_most_recent_complete_months_and_every_source_publish
 def test_progress_counts_blocks_and_dbt_nodes_done_of_planned():
     demo = load_demo()
     run = {"state": "running", "start_date": "2026-12-07T03:00:00Z", "end_date": None}
-    unexpanded = [{"task_id": "plan_blocks", "map_index": -1, "state": "running"},
-                  {"task_id": "extract_load", "map_index": -1, "state": None},
-                  {"task_id": "dbt.stg_x_run", "map_index": -1, "state": None},
-                  {"task_id": "dbt.fct_x_run", "map_index": -1, "state": None}]
+    unexpanded = [
+        {"task_id": "plan_blocks", "map_index": -1, "state": "running"},
+        {"task_id": "extract_load", "map_index": -1, "state": None},
+        {"task_id": "dbt.stg_x_run", "map_index": -1, "state": None},
+        {"task_id": "dbt.fct_x_run", "map_index": -1, "state": None},
+    ]
     line = demo.RunProgress.of("x", run, unexpanded).line()
     assert line == "progress x: blocks 0/?, dbt nodes 0/2 (running)"
     assert progress_lines(f"[demo 03:00:00] {line}")["x"] == [(0, None, 0, 2, "running")]
-    expanded = [{"task_id": "plan_blocks", "map_index": -1, "state": "success"},
-                *({"task_id": "extract_load", "map_index": i, "state": s} for i, s in enumerate(["success", "skipped", "running"])),
-                {"task_id": "dbt.stg_x_run", "map_index": -1, "state": "success"},
-                {"task_id": "dbt.fct_x_run", "map_index": -1, "state": "queued"},
-                {"task_id": "source_freshness", "map_index": -1, "state": None}]
+    expanded = [
+        {"task_id": "plan_blocks", "map_index": -1, "state": "success"},
+        *(
+            {"task_id": "extract_load", "map_index": i, "state": s}
+            for i, s in enumerate(["success", "skipped", "running"])
+        ),
+        {"task_id": "dbt.stg_x_run", "map_index": -1, "state": "success"},
+        {"task_id": "dbt.fct_x_run", "map_index": -1, "state": "queued"},
+        {"task_id": "source_freshness", "map_index": -1, "state": None},
+    ]
     assert demo.RunProgress.of("x", run, expanded).line() == "progress x: blocks 2/3, dbt nodes 1/2 (running)"
     done = {"state": "success", "start_date": "2026-12-07T03:00:00Z", "end_date": "2026-12-07T03:01:30Z"}
     finished = demo.RunProgress.of("x", done, [{**ti, "state": "success"} for ti in expanded])
@@ -96,7 +112,10 @@ def test_only_the_scheduler_preloads_dbt(monkeypatch, tmp_path):
     from civic_pipelines.orchestration import preload
 
     demo = load_demo()
-    settings_file = demo.demo_environment(tmp_path, replay_port=18555, api_port=18556)["AIRFLOW_HOME"] + "/config/airflow_local_settings.py"
+    settings_file = (
+        demo.demo_environment(tmp_path, replay_port=18555, api_port=18556)["AIRFLOW_HOME"]
+        + "/config/airflow_local_settings.py"
+    )
     calls = []
     monkeypatch.setattr(preload, "preload", lambda: calls.append(sys.argv[1]))
     for command in ("scheduler", "api-server", "dag-processor", "triggerer"):
@@ -131,18 +150,23 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
     data = run_dir / "demo"
     subprocess.run(["rm", "-rf", str(data)], check=True)
     api_port, replay_port = free_port(), free_port()
-    env = {
-        k: v for k, v in os.environ.items()
-        if not k.startswith(("AIRFLOW", "CIVIC_"))
-    }
-    env.update({
-        "CIVIC_DEMO_EXIT": "1",
-        "CIVIC_DATA_DIR": str(data),
-        "CIVIC_AIRFLOW_PORT": str(api_port),
-        "CIVIC_REPLAY_PORT": str(replay_port),
-    })
-    demo = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "demo.py")], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CIVIC_"))}
+    env.update(
+        {
+            "CIVIC_DEMO_EXIT": "1",
+            "CIVIC_DATA_DIR": str(data),
+            "CIVIC_AIRFLOW_PORT": str(api_port),
+            "CIVIC_REPLAY_PORT": str(replay_port),
+        }
+    )
+    demo = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "demo.py")],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         stdout, _ = demo.communicate(timeout=2600)
     finally:
@@ -188,12 +212,18 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
     dataset = SeattleCrimeDataset()
     with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
         per_month = dict(con.sql("select _block_month, count(*) from fct_crime_offenses group by 1").fetchall())
-        cities = dict(con.sql("select city, count(distinct _block_month) from fct_service_requests "
-                              f"where _block_month between '{months[0]}' and '{months[-1]}' group by 1").fetchall())
+        cities = dict(
+            con.sql(
+                "select city, count(distinct _block_month) from fct_service_requests "
+                f"where _block_month between '{months[0]}' and '{months[-1]}' group by 1"
+            ).fetchall()
+        )
         newest = dict(con.sql("select city, max(_block_month) from fct_service_requests group by 1").fetchall())
         # civic_marts, queued by the source runs' Asset events, built the marts from the facts.
         (crime_mart,) = con.sql("select sum(offenses) from mart_crime_monthly").fetchall()[0]
-        requests = con.sql("select (select count(*) from fct_service_requests), (select sum(requests) from mart_requests_by_category_month)").fetchall()[0]
+        requests = con.sql(
+            "select (select count(*) from fct_service_requests), (select sum(requests) from mart_requests_by_category_month)"
+        ).fetchall()[0]
         (works,) = con.sql("select count(*) from mart_works_by_month").fetchall()[0]
         (trips,) = con.sql("select count(*) from mart_mobility_trips_daily").fetchall()[0]
     assert cities == {"minneapolis": len(months), "toronto": len(months), "nyc": len(months)}
@@ -211,21 +241,46 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
         marts_runs = db.execute("select run_type, state from dag_run where dag_id = 'civic_marts'").fetchall()
         producers = db.execute("""select a.uri, r.dag_id, r.task_id from asset a
                                   join task_outlet_asset_reference r on r.asset_id = a.id""").fetchall()
-        consumers = dict(db.execute("""select a.uri, group_concat(r.dag_id) from asset a
-                                       join dag_schedule_asset_reference r on r.asset_id = a.id group by a.uri""").fetchall())
-        events = {row[0] for row in db.execute("select distinct a.uri from asset_event e join asset a on a.id = e.asset_id")}
+        consumers = dict(
+            db.execute("""select a.uri, group_concat(r.dag_id) from asset a
+                                       join dag_schedule_asset_reference r on r.asset_id = a.id group by a.uri""").fetchall()
+        )
+        events = {
+            row[0] for row in db.execute("select distinct a.uri from asset_event e join asset a on a.id = e.asset_id")
+        }
     assert marts_runs and {run_type for run_type, _ in marts_runs} == {"asset_triggered"}, marts_runs
     assert {state for _, state in marts_runs} == {"success"}, marts_runs
     lake = {f"x-civic://lake/{name}" for name in sources.names()}
-    tables = {f"x-civic://warehouse/{t}" for t in ("fct_crime_offenses", "fct_service_requests", "fct_mobility_trips",
-                                                   "int_permit_months", "int_permits_latest")}
+    tables = {
+        f"x-civic://warehouse/{t}"
+        for t in (
+            "fct_crime_offenses",
+            "fct_service_requests",
+            "fct_mobility_trips",
+            "int_permit_months",
+            "int_permits_latest",
+        )
+    }
     assert {uri: "civic_marts" for uri in lake | tables} == consumers
     assert {(uri, dag, task) for uri, dag, task in producers if uri in lake} == {
-        (f"x-civic://lake/{name}", name, "extract_load") for name in sources.names()}
+        (f"x-civic://lake/{name}", name, "extract_load") for name in sources.names()
+    }
     assert {(uri, task) for uri, _, task in producers if uri in tables} == {
-        (f"x-civic://warehouse/{t}", f"dbt.{t}_model_build") for t in (
-            "fct_crime_offenses", "fct_service_requests", "fct_mobility_trips", "int_permit_months", "int_permits_latest")}
-    assert {dag for uri, dag, _ in producers if uri.endswith("fct_service_requests")} == {"minneapolis_311", "toronto_311", "nyc_311", "chicago_311"}
+        (f"x-civic://warehouse/{t}", f"dbt.{t}_model_build")
+        for t in (
+            "fct_crime_offenses",
+            "fct_service_requests",
+            "fct_mobility_trips",
+            "int_permit_months",
+            "int_permits_latest",
+        )
+    }
+    assert {dag for uri, dag, _ in producers if uri.endswith("fct_service_requests")} == {
+        "minneapolis_311",
+        "toronto_311",
+        "nyc_311",
+        "chicago_311",
+    }
     assert events == lake | tables, "every Asset was updated by the demo's runs, and no other (Cosmos's own are off)"
 
     # Pools, as the real scheduler applied them.
@@ -234,7 +289,9 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
             "select run_id, task_id, pool, state, start_date, end_date from task_instance "
             "where task_id like 'dbt.%' or task_id like 'marts.%'"
         ).fetchall()
-        extract_pools = {row[0] for row in db.execute("select distinct pool from task_instance where task_id = 'extract_load'")}
+        extract_pools = {
+            row[0] for row in db.execute("select distinct pool from task_instance where task_id = 'extract_load'")
+        }
         weights = db.execute("select dag_id, task_id, priority_weight from task_instance").fetchall()
     assert rows and {row[2] for row in rows} == {"duckdb_writer"}
     # A run's dbt nodes take a free executor slot before any run's blocks (the writer slot is the
@@ -244,7 +301,9 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
         block_weights = [w for dag, task, w in weights if task == "extract_load"]
         assert dbt_weights and min(dbt_weights) > max(block_weights), (source, dbt_weights, max(block_weights))
     assert extract_pools == {sources.spec(name).pool for name in sources.names()}
-    ran = sorted((datetime.fromisoformat(r[4]), datetime.fromisoformat(r[5]), r[1], r[0]) for r in rows if r[3] == "success")
+    ran = sorted(
+        (datetime.fromisoformat(r[4]), datetime.fromisoformat(r[5]), r[1], r[0]) for r in rows if r[3] == "success"
+    )
     assert len(ran) >= 4
-    for (start_a, end_a, *a), (start_b, end_b, *b) in zip(ran, ran[1:]):
+    for (_start_a, end_a, *a), (start_b, _end_b, *b) in zip(ran, ran[1:]):
         assert end_a <= start_b, f"dbt tasks overlapped in the one-slot pool: {a} and {b}"

@@ -35,9 +35,12 @@ def load_demo():
 @pytest.mark.xdist_group("demo")
 @pytest.mark.timeout(900)
 def test_every_server_the_demo_starts_listens_on_loopback_only(tmp_path, reliability):
-    reliability.row(fault="demo servers reachable from the network (all users admin)", source="demo",
-                    expected="API server, replay server and every Airflow component listen on 127.0.0.1 only; "
-                             "no log server on 8793/8794")
+    reliability.row(
+        fault="demo servers reachable from the network (all users admin)",
+        source="demo",
+        expected="API server, replay server and every Airflow component listen on 127.0.0.1 only; "
+        "no log server on 8793/8794",
+    )
     demo = load_demo()
     data, logs = tmp_path / "data", tmp_path / "logs"
     data.mkdir()
@@ -45,13 +48,20 @@ def test_every_server_the_demo_starts_listens_on_loopback_only(tmp_path, reliabi
     api_port, replay_port = free_port(), free_port()
     env = demo.demo_environment(data, replay_port, api_port)
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "True"  # why this test exists
-    processes = {"replay": demo.start_group([str(Path(sys.executable).parent / "civic"), "replay", "--port",
-                                             str(replay_port)], env, logs / "replay.log")}
+    processes = {
+        "replay": demo.start_group(
+            [str(Path(sys.executable).parent / "civic"), "replay", "--port", str(replay_port)], env, logs / "replay.log"
+        )
+    }
     try:
         demo.airflow(env, "db", "migrate")
         processes.update(demo.start_airflow(env, logs, api_port))
-        demo.wait_for(lambda: demo.http_ok(f"http://127.0.0.1:{api_port}/api/v2/monitor/health"), 300,
-                      "the API server", interval=1)
+        demo.wait_for(
+            lambda: demo.http_ok(f"http://127.0.0.1:{api_port}/api/v2/monitor/health"),
+            300,
+            "the API server",
+            interval=1,
+        )
         demo.wait_for(lambda: demo.components_healthy(api_port), 300, "the scheduler and the triggerer")
         time.sleep(5)  # a log server subprocess, had one been started, has bound its port by now
         sockets = demo.listening_sockets(processes)
@@ -61,8 +71,10 @@ def test_every_server_the_demo_starts_listens_on_loopback_only(tmp_path, reliabi
         assert not {port for *_, port in sockets} & {8793, 8794}, sockets
         # the check would see a log server: the scheduler's session holds its processes, which are alive
         assert all(demo.session_members(processes[name].pid) for name in ("scheduler", "triggerer", "dag-processor"))
-        reliability.observed(f"{len(sockets)} listening sockets of {sorted(names)}, all on 127.0.0.1: "
-                             + ", ".join(f"{n} :{p}" for n, _, p in sockets))
+        reliability.observed(
+            f"{len(sockets)} listening sockets of {sorted(names)}, all on 127.0.0.1: "
+            + ", ".join(f"{n} :{p}" for n, _, p in sockets)
+        )
     finally:
         for name, process in reversed(processes.items()):
             demo.stop_group(process, name)

@@ -30,15 +30,29 @@ def test_rendered_operator_for_a_block(docker_dag, monkeypatch):
     from civic_pipelines.orchestration.docker_extract import CivicExtractDockerOperator
 
     mapped = docker_dag.get_task("extract_load")
-    assert mapped.operator_class is CivicExtractDockerOperator or mapped.operator_class.__name__ == "CivicExtractDockerOperator"
+    assert (
+        mapped.operator_class is CivicExtractDockerOperator
+        or mapped.operator_class.__name__ == "CivicExtractDockerOperator"
+    )
     block = {"source": "seattle_crime", "month": "2024-02", "force": True, "label": "seattle_crime 2024-02"}
     kwargs = {k: v for k, v in mapped.partial_kwargs.items() if k not in ("task_id",)}
     operator = CivicExtractDockerOperator(task_id="extract_load_render", block=block, **kwargs)
 
     assert operator.image == "civic-extractor:test"
     assert operator.docker_url == "unix:///tmp/podman.sock"
-    assert operator.command == ["civic", "extract", "--source", "seattle_crime", "--month", "2024-02", "--lake", "/lake", "--force",
-                                "--skipped-exit-code", "99"]
+    assert operator.command == [
+        "civic",
+        "extract",
+        "--source",
+        "seattle_crime",
+        "--month",
+        "2024-02",
+        "--lake",
+        "/lake",
+        "--force",
+        "--skipped-exit-code",
+        "99",
+    ]
     assert operator.skip_on_exit_code == [99]
     assert operator.environment["CIVIC_LAKE"] == "/lake"
     assert operator.auto_remove == "success"
@@ -88,8 +102,12 @@ def capture_run(monkeypatch, result):
     seen = {}
 
     def fake_execute(self, context):
-        seen.update(private=dict(self._private_environment), environment=dict(self.environment),
-                    command=list(self.command), mounts=list(self.mounts))
+        seen.update(
+            private=dict(self._private_environment),
+            environment=dict(self.environment),
+            command=list(self.command),
+            mounts=list(self.mounts),
+        )
         if isinstance(result, Exception):
             raise result
         return result
@@ -102,7 +120,12 @@ def test_a_skipped_block_is_a_skipped_task_with_its_manifest(docker_dag, monkeyp
     from airflow.providers.docker.exceptions import DockerContainerFailedSkipException
     from airflow.sdk.exceptions import AirflowSkipException
 
-    manifest = {"source": "seattle_crime", "month": "2024-02", "skipped": True, "reason": "source unchanged since last landing"}
+    manifest = {
+        "source": "seattle_crime",
+        "month": "2024-02",
+        "skipped": True,
+        "reason": "source unchanged since last landing",
+    }
     logs = ["2026-12-07 INFO civic_pipelines.extract: seattle_crime 2024-02 unchanged", json.dumps(manifest)]
     capture_run(monkeypatch, DockerContainerFailedSkipException("exit 99", logs=logs))
     operator = render(docker_dag, {"source": "seattle_crime", "month": "2024-02", "label": "seattle_crime 2024-02"})
@@ -132,13 +155,24 @@ def test_every_mds_provider_connection_and_variable_reaches_its_container(monkey
     monkeypatch.setenv("AIRFLOW_VAR_CIVIC_MDS_DISTRICT_PROPERTY", "council_district")
     monkeypatch.delenv("AIRFLOW_VAR_CIVIC_MDS_DISTRICTS_PATH", raising=False)
     for provider in providers:
-        monkeypatch.setenv(f"AIRFLOW_CONN_CIVIC_MDS_{provider.upper()}", json.dumps(
-            {"conn_type": "http", "host": f"http://127.0.0.1:9/{provider}", "login": f"id-{provider}",
-             "password": f"{SECRET}-{provider}", "extra": {"mds_version": "2.0", "auth": "oauth2", "token_url": "/token"}}))
+        monkeypatch.setenv(
+            f"AIRFLOW_CONN_CIVIC_MDS_{provider.upper()}",
+            json.dumps(
+                {
+                    "conn_type": "http",
+                    "host": f"http://127.0.0.1:9/{provider}",
+                    "login": f"id-{provider}",
+                    "password": f"{SECRET}-{provider}",
+                    "extra": {"mds_version": "2.0", "auth": "oauth2", "token_url": "/token"},
+                }
+            ),
+        )
     dag = build_source_dag("mds", extract_mode="docker")
     for provider in providers:
         seen = capture_run(monkeypatch, json.dumps({"source": "mds", "part": provider, "rows": 3}))
-        operator = render(dag, {"source": "mds", "part": provider, "month": "2024-02", "label": f"mds {provider} 2024-02"})
+        operator = render(
+            dag, {"source": "mds", "part": provider, "month": "2024-02", "label": f"mds {provider} 2024-02"}
+        )
         assert operator.command[:8] == ["civic", "extract", "--source", "mds", "--part", provider, "--month", "2024-02"]
         assert operator.execute({}) == {"source": "mds", "part": provider, "rows": 3}
         variable = f"AIRFLOW_CONN_CIVIC_MDS_{provider.upper()}"
@@ -146,8 +180,9 @@ def test_every_mds_provider_connection_and_variable_reaches_its_container(monkey
         assert handed["password"] == f"{SECRET}-{provider}" and handed["login"] == f"id-{provider}"
         assert handed["host"] == f"http://127.0.0.1:9/{provider}" and handed["extra"]["auth"] == "oauth2"
         others = [p for p in providers if p != provider]
-        assert not any(f"CIVIC_MDS_{p.upper()}" in name for p in others for name in seen["private"]), \
+        assert not any(f"CIVIC_MDS_{p.upper()}" in name for p in others for name in seen["private"]), (
             "a block gets its own provider's connection only"
+        )
         assert SECRET not in json.dumps(seen["environment"]) + json.dumps(seen["command"])
         # The Variables the block reads: the container has no Airflow.
         assert json.loads(seen["environment"]["AIRFLOW_VAR_CIVIC_MDS_PROVIDERS"]) == providers
@@ -159,10 +194,20 @@ def test_an_s3_lake_is_passed_through_with_its_aws_connection(monkeypatch):
     from civic_pipelines.orchestration.dag_factory import build_source_dag
 
     monkeypatch.setenv("CIVIC_LAKE", "s3://civic-lake/prefix")
-    monkeypatch.setenv("AIRFLOW_CONN_CIVIC_LAKE_S3", json.dumps(
-        {"conn_type": "aws", "login": "AKIDEXAMPLE", "password": SECRET,
-         "extra": {"region_name": "us-east-1", "endpoint_url": "http://127.0.0.1:9"}}))
-    monkeypatch.setenv("AIRFLOW_CONN_CIVIC_SEATTLE_CRIME", json.dumps({"conn_type": "http", "host": "127.0.0.1", "schema": "http"}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CIVIC_LAKE_S3",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "AKIDEXAMPLE",
+                "password": SECRET,
+                "extra": {"region_name": "us-east-1", "endpoint_url": "http://127.0.0.1:9"},
+            }
+        ),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CIVIC_SEATTLE_CRIME", json.dumps({"conn_type": "http", "host": "127.0.0.1", "schema": "http"})
+    )
     dag = build_source_dag("seattle_crime", extract_mode="docker")
     operator = render(dag, {"source": "seattle_crime", "month": "2024-02", "label": "seattle_crime 2024-02"})
     assert operator.command[6:8] == ["--lake", "s3://civic-lake/prefix"]

@@ -20,7 +20,6 @@ from email import policy
 
 import pytest
 import requests
-
 from airflow_runs import execution_api, extract_side, small_dags_folder, task_log_files, task_states
 from replay_env import replay_connection
 
@@ -44,11 +43,17 @@ class Inbox:
     async def handle_DATA(self, server, session, envelope):  # aiosmtpd's handler hook
         message = email.message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
         parts = [part.get_content() for part in message.walk() if part.get_content_maintype() == "text"]
-        self.messages.append({
-            "received": time.time(), "authenticated": session.authenticated, "rcpt_tos": list(envelope.rcpt_tos),
-            "mail_from": envelope.mail_from, "subject": str(message["subject"]), "body": "\n".join(parts),
-            "raw": (envelope.original_content or envelope.content).decode("utf-8", "replace"),
-        })
+        self.messages.append(
+            {
+                "received": time.time(),
+                "authenticated": session.authenticated,
+                "rcpt_tos": list(envelope.rcpt_tos),
+                "mail_from": envelope.mail_from,
+                "subject": str(message["subject"]),
+                "body": "\n".join(parts),
+                "raw": (envelope.original_content or envelope.content).decode("utf-8", "replace"),
+            }
+        )
         self.arrived.set()
         return "250 Message accepted for delivery"
 
@@ -67,16 +72,20 @@ def smtp_server():
     from aiosmtpd.smtp import AuthResult, LoginPassword
 
     def authenticate(server, session, envelope, mechanism, auth_data):
-        ok = isinstance(auth_data, LoginPassword) and auth_data.login.decode() == SMTP_LOGIN \
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login.decode() == SMTP_LOGIN
             and auth_data.password.decode() == SMTP_PASSWORD
+        )
         if ok:
             inbox.logins.append(auth_data.login.decode())
         return AuthResult(success=ok)
 
     inbox = Inbox()
     port = _free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port, authenticator=authenticate,
-                            auth_required=True, auth_require_tls=False)
+    controller = Controller(
+        inbox, hostname="127.0.0.1", port=port, authenticator=authenticate, auth_required=True, auth_require_tls=False
+    )
     controller.start()
     try:
         yield inbox, port
@@ -108,10 +117,24 @@ def notifier_log():
 
 
 def smtp_connection(port: int, **extra) -> str:
-    return json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": port, "login": SMTP_LOGIN,
-                       "password": SMTP_PASSWORD,
-                       "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "airflow@civic.test",
-                                 "to": ALERT_TO, "timeout": 10, "retry_limit": 0, **extra}})
+    return json.dumps(
+        {
+            "conn_type": "smtp",
+            "host": "127.0.0.1",
+            "port": port,
+            "login": SMTP_LOGIN,
+            "password": SMTP_PASSWORD,
+            "extra": {
+                "disable_tls": True,
+                "disable_ssl": True,
+                "from_email": "airflow@civic.test",
+                "to": ALERT_TO,
+                "timeout": 10,
+                "retry_limit": 0,
+                **extra,
+            },
+        }
+    )
 
 
 @pytest.fixture
@@ -142,13 +165,17 @@ def failing_extract_dag(environment):
 
 
 def test_a_failed_block_emails_the_dag_the_block_and_the_error(environment, reliability):
-    reliability.row(fault="failure notifies by e-mail (a block fails for good: 500 forever)", source="seattle_crime",
-                    expected="the failed block's task mails civic_smtp's recipient (a real SMTP server with a login, "
-                             "on loopback): DAG, block label and error named; no secret in the mail")
+    reliability.row(
+        fault="failure notifies by e-mail (a block fails for good: 500 forever)",
+        source="seattle_crime",
+        expected="the failed block's task mails civic_smtp's recipient (a real SMTP server with a login, "
+        "on loopback): DAG, block label and error named; no secret in the mail",
+    )
     server, inbox = environment["server"], environment["inbox"]
     requests.post(f"{server.url}/_replay/faults", timeout=10, json={"status_500": 100_000}).raise_for_status()
-    run = failing_extract_dag(environment).test(run_conf={"start_month": "2024-01", "end_month": "2024-01"},
-                                                 use_executor=True)
+    run = failing_extract_dag(environment).test(
+        run_conf={"start_month": "2024-01", "end_month": "2024-01"}, use_executor=True
+    )
     states = task_states(run)
     assert run.state == "failed", states
     assert states == {("plan_blocks", -1): "success", ("extract_load", 0): "failed"}, states
@@ -178,17 +205,24 @@ def test_a_failed_block_emails_the_dag_the_block_and_the_error(environment, reli
     assert 0 <= seconds < 30, seconds
     assert SMTP_PASSWORD not in logs[0].read_text(), "the SMTP password is in the task log"
     assert any("failure e-mailed to 1 recipient(s)" in str(e.get("event")) for e in events)
-    reliability.observed(f"1 mail to {ALERT_TO} {seconds:.2f} s after the block failed, naming seattle_crime, "
-                         "extract_load, seattle_crime 2024-01 and the 500; neither secret in it or the log")
+    reliability.observed(
+        f"1 mail to {ALERT_TO} {seconds:.2f} s after the block failed, naming seattle_crime, "
+        "extract_load, seattle_crime 2024-01 and the 500; neither secret in it or the log"
+    )
     print(f"mail received {seconds:.2f} s after the task failed: {mail['subject']}")
 
 
 def test_a_hung_block_hits_its_execution_timeout_and_mails(environment, reliability):
-    reliability.row(fault="a block hangs (the API answers after 30 s; execution_timeout 6 s)", source="seattle_crime",
-                    expected="extract_load fails at its execution_timeout (Variable civic_<source>_extract_timeout_minutes) "
-                             "and the failure mail names the block and the timeout")
+    reliability.row(
+        fault="a block hangs (the API answers after 30 s; execution_timeout 6 s)",
+        source="seattle_crime",
+        expected="extract_load fails at its execution_timeout (Variable civic_<source>_extract_timeout_minutes) "
+        "and the failure mail names the block and the timeout",
+    )
     server, inbox = environment["server"], environment["inbox"]
-    requests.post(f"{server.url}/_replay/faults", timeout=10, json={"delay": 100, "delay_seconds": 30}).raise_for_status()
+    requests.post(
+        f"{server.url}/_replay/faults", timeout=10, json={"delay": 100, "delay_seconds": 30}
+    ).raise_for_status()
     with pytest.MonkeyPatch.context() as patch:
         # Read when the DAG is built, here and in the task process that parses the DAG file.
         patch.setenv("AIRFLOW_VAR_CIVIC_SEATTLE_CRIME_EXTRACT_TIMEOUT_MINUTES", "0.1")
@@ -213,18 +247,24 @@ def test_a_hung_block_hits_its_execution_timeout_and_mails(environment, reliabil
 
     ran = at(failed) - at(first)
     assert 6 <= ran < 20, ran  # the task process's first log line to the timeout, not to the 30 s answer
-    note = (f"failed {ran:.1f} s into the task (timeout 6 s, the API answering after 30 s); mail "
-            f"{mail['received'] - at(failed):.2f} s later naming seattle_crime 2024-02 and AirflowTaskTimeout; "
-            f"whole run {time.monotonic() - started:.0f} s")
+    note = (
+        f"failed {ran:.1f} s into the task (timeout 6 s, the API answering after 30 s); mail "
+        f"{mail['received'] - at(failed):.2f} s later naming seattle_crime 2024-02 and AirflowTaskTimeout; "
+        f"whole run {time.monotonic() - started:.0f} s"
+    )
     reliability.observed(note)
     print(note)
 
 
-def test_without_a_connection_the_failure_is_logged_in_one_line(airflow_db, monkeypatch, notifier_log, smtp_server,
-                                                                reliability):
+def test_without_a_connection_the_failure_is_logged_in_one_line(
+    airflow_db, monkeypatch, notifier_log, smtp_server, reliability
+):
     """No ``civic_smtp``: one warning line, nothing sent, the callback itself does not fail."""
-    reliability.row(fault="failure notifies by e-mail: no SMTP connection configured", source="toronto_311",
-                    expected="the notifier logs one line naming the failed block and error; the callback does not fail")
+    reliability.row(
+        fault="failure notifies by e-mail: no SMTP connection configured",
+        source="toronto_311",
+        expected="the notifier logs one line naming the failed block and error; the callback does not fail",
+    )
     from types import SimpleNamespace
 
     from airflow.sdk import DAG
@@ -233,10 +273,20 @@ def test_without_a_connection_the_failure_is_logged_in_one_line(airflow_db, monk
 
     inbox, _ = smtp_server
     monkeypatch.delenv("AIRFLOW_CONN_CIVIC_SMTP", raising=False)
-    ti = SimpleNamespace(task_id="extract_load", map_index=3, rendered_map_index="toronto_311 2024-04",
-                         try_number=3, run_id="manual__x", log_url=None)
-    context = {"dag": DAG("toronto_311", schedule=None), "ti": ti, "run_id": "manual__x",
-               "exception": RuntimeError("boom")}
+    ti = SimpleNamespace(
+        task_id="extract_load",
+        map_index=3,
+        rendered_map_index="toronto_311 2024-04",
+        try_number=3,
+        run_id="manual__x",
+        log_url=None,
+    )
+    context = {
+        "dag": DAG("toronto_311", schedule=None),
+        "ti": ti,
+        "run_id": "manual__x",
+        "exception": RuntimeError("boom"),
+    }
     FailureNotifier()(context)
     lines = notifier_log
     assert len(lines) == 1 and "failure not e-mailed: no connection civic_smtp" in lines[0], lines
@@ -246,8 +296,11 @@ def test_without_a_connection_the_failure_is_logged_in_one_line(airflow_db, monk
 
 
 def test_an_unreachable_smtp_server_does_not_fail_the_callback(airflow_db, monkeypatch, notifier_log, reliability):
-    reliability.row(fault="failure notifies by e-mail: the SMTP server refuses connections", source="nyc_311",
-                    expected="one log line with the cause, no secret; the callback does not fail")
+    reliability.row(
+        fault="failure notifies by e-mail: the SMTP server refuses connections",
+        source="nyc_311",
+        expected="one log line with the cause, no secret; the callback does not fail",
+    )
     from airflow.sdk import DAG
 
     from civic_pipelines.orchestration.notify import FailureNotifier
@@ -264,16 +317,20 @@ def test_an_unreachable_smtp_server_does_not_fail_the_callback(airflow_db, monke
     reliability.observed(f"1 log line after {elapsed:.2f} s, no exception")
 
 
-def test_a_timed_out_run_mails_and_a_task_failure_run_does_not_mail_twice(airflow_db, monkeypatch, smtp_server,
-                                                                          reliability):
+def test_a_timed_out_run_mails_and_a_task_failure_run_does_not_mail_twice(
+    airflow_db, monkeypatch, smtp_server, reliability
+):
     """The DAG-level notifier: a run that timed out (no task failed) mails; a run failed by a task
     does not (the task mailed already, naming its block)."""
     from airflow.sdk import DAG
 
     from civic_pipelines.orchestration.notify import RunFailureNotifier
 
-    reliability.row(fault="failure notifies by e-mail: a run times out (dagrun_timeout)", source="street_manager",
-                    expected="the DAG-level notifier mails the run and reason; a run failed by a task mails only once")
+    reliability.row(
+        fault="failure notifies by e-mail: a run times out (dagrun_timeout)",
+        source="street_manager",
+        expected="the DAG-level notifier mails the run and reason; a run failed by a task mails only once",
+    )
 
     inbox, port = smtp_server
     monkeypatch.setenv("AIRFLOW_CONN_CIVIC_SMTP", smtp_connection(port))

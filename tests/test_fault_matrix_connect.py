@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 import pytest
+from http_faults import MDS_CLOCK, SETUPS
 
 from civic_pipelines.extract import run_block
 from civic_pipelines.http import SourceUnreachable
 from civic_pipelines.sources import mds
-from http_faults import MDS_CLOCK, SETUPS
 
 NOWHERE = "civic-test.invalid"  # RFC 2606: resolves nowhere, with or without the internet
 # Every source's block (source, month, part) and its connection id.
@@ -89,11 +89,13 @@ def fails_fast(source: str, lake: str, caplog) -> tuple[float, str, int]:
 
 
 @pytest.mark.parametrize("source", list(BLOCKS))
-def test_a_host_that_does_not_resolve_fails_fast_naming_the_connection(source, monkeypatch, lake, caplog,
-                                                                        reliability):
-    reliability.row(fault="host does not resolve (.invalid)", source=source,
-                    expected=f"fails within {FAIL_FAST_SECONDS} s with one line naming the connection; no retry "
-                             "chain (no urllib3 retry inside a tenacity retry), no warning per attempt")
+def test_a_host_that_does_not_resolve_fails_fast_naming_the_connection(source, monkeypatch, lake, caplog, reliability):
+    reliability.row(
+        fault="host does not resolve (.invalid)",
+        source=source,
+        expected=f"fails within {FAIL_FAST_SECONDS} s with one line naming the connection; no retry "
+        "chain (no urllib3 retry inside a tenacity retry), no warning per attempt",
+    )
     point_at(monkeypatch, source, f"http://{NOWHERE}")
     took, message, warnings = fails_fast(source, lake, caplog)
     assert "does not resolve" in message and NOWHERE in message
@@ -104,9 +106,11 @@ def test_a_host_that_does_not_resolve_fails_fast_naming_the_connection(source, m
 
 @pytest.mark.parametrize("source", list(BLOCKS))
 def test_a_refused_port_fails_fast_naming_the_connection(source, monkeypatch, lake, caplog, reliability):
-    reliability.row(fault="connection refused (loopback port)", source=source,
-                    expected=f"fails within {FAIL_FAST_SECONDS} s with one line naming the connection; "
-                             "no retry warnings")
+    reliability.row(
+        fault="connection refused (loopback port)",
+        source=source,
+        expected=f"fails within {FAIL_FAST_SECONDS} s with one line naming the connection; no retry warnings",
+    )
     port = refused_port()
     point_at(monkeypatch, source, f"http://127.0.0.1:{port}")
     took, message, warnings = fails_fast(source, lake, caplog)
@@ -119,9 +123,12 @@ def test_a_refused_port_fails_fast_naming_the_connection(source, monkeypatch, la
 def test_a_connect_timeout_gives_up_within_the_configured_deadline(monkeypatch, lake, caplog, reliability):
     """A loopback listener that never accepts, with its queue full: the kernel drops further SYNs,
     so connecting times out (as a firewalled host does)."""
-    reliability.row(fault="connect timeout (SYN dropped)", source="seattle_crime",
-                    expected="with a 1 s connect timeout and a 3 s deadline (CIVIC_HTTP_CONNECT_TIMEOUT/"
-                             "_DEADLINE) the block fails within the deadline naming the connection")
+    reliability.row(
+        fault="connect timeout (SYN dropped)",
+        source="seattle_crime",
+        expected="with a 1 s connect timeout and a 3 s deadline (CIVIC_HTTP_CONNECT_TIMEOUT/"
+        "_DEADLINE) the block fails within the deadline naming the connection",
+    )
     monkeypatch.setenv("CIVIC_HTTP_CONNECT_TIMEOUT", "1")
     monkeypatch.setenv("CIVIC_HTTP_CONNECT_DEADLINE", "3")
     listener = socket.socket()
@@ -150,34 +157,50 @@ def test_a_connect_timeout_gives_up_within_the_configured_deadline(monkeypatch, 
 
 def test_the_cli_prints_one_line_and_exits_fast_for_a_dead_host(tmp_path, reliability):
     """``civic extract`` as a person runs it: seconds to fail and lines on stderr."""
-    reliability.row(fault="host does not resolve, via `civic extract`", source="seattle_crime",
-                    expected="exit 1 within seconds, stderr is one line naming the connection")
-    env = {**os.environ, "AIRFLOW_CONN_CIVIC_SEATTLE_CRIME": f"http://{NOWHERE}", "CIVIC_NO_AIRFLOW_LOOKUP": "1",
-           "CIVIC_LAKE": str(tmp_path / "lake")}
+    reliability.row(
+        fault="host does not resolve, via `civic extract`",
+        source="seattle_crime",
+        expected="exit 1 within seconds, stderr is one line naming the connection",
+    )
+    env = {
+        **os.environ,
+        "AIRFLOW_CONN_CIVIC_SEATTLE_CRIME": f"http://{NOWHERE}",
+        "CIVIC_NO_AIRFLOW_LOOKUP": "1",
+        "CIVIC_LAKE": str(tmp_path / "lake"),
+    }
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "civic_pipelines.cli", "extract", "--source", "seattle_crime",
-                             "--month", "2024-01"], capture_output=True, text=True, env=env, timeout=120,
-                            cwd=Path(__file__).resolve().parents[1])
+    result = subprocess.run(
+        [sys.executable, "-m", "civic_pipelines.cli", "extract", "--source", "seattle_crime", "--month", "2024-01"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     took = time.monotonic() - started
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1, result.stderr
     assert "connection civic_seattle_crime" in lines[0] and "does not resolve" in lines[0]
     assert took < FAIL_FAST_SECONDS
-    reliability.observed(f"exit 1 after {took:.2f} s (process start included), {len(lines)} stderr line: "
-                         f"{lines[0][:100]}...")
+    reliability.observed(
+        f"exit 1 after {took:.2f} s (process start included), {len(lines)} stderr line: {lines[0][:100]}..."
+    )
 
 
 # ---------------------------------------------------------------- how connections are written
 
 
 @pytest.mark.parametrize("form", ["uri", "json"])
-def test_a_connection_without_schema_reaches_the_replay_over_http(form, seattle_conn, monkeypatch, lake,
-                                                                   reliability):
-    reliability.row(fault=f"connection without schema ({form.upper()} form)", source="seattle_crime",
-                    expected="read as Airflow's HttpHook reads it: http (not https, an SSL error); the block lands")
+def test_a_connection_without_schema_reaches_the_replay_over_http(form, seattle_conn, monkeypatch, lake, reliability):
+    reliability.row(
+        fault=f"connection without schema ({form.upper()} form)",
+        source="seattle_crime",
+        expected="read as Airflow's HttpHook reads it: http (not https, an SSL error); the block lands",
+    )
     host, port = seattle_conn.url.split("://", 1)[1].split(":")
-    value = f"http://{host}:{port}" if form == "uri" else json.dumps({"conn_type": "http", "host": host,
-                                                                         "port": int(port)})
+    value = (
+        f"http://{host}:{port}" if form == "uri" else json.dumps({"conn_type": "http", "host": host, "port": int(port)})
+    )
     monkeypatch.setenv("AIRFLOW_CONN_CIVIC_SEATTLE_CRIME", value)
     monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
     manifest = run_block("seattle_crime", "2024-02", lake=lake)
@@ -185,17 +208,25 @@ def test_a_connection_without_schema_reaches_the_replay_over_http(form, seattle_
     reliability.observed(f"{value} -> {manifest['rows']:,} rows landed")
 
 
-def test_a_host_with_a_path_as_get_uri_writes_it_reaches_the_provider(replay, monkeypatch, lake, tmp_path,
-                                                                     reliability):
+def test_a_host_with_a_path_as_get_uri_writes_it_reaches_the_provider(replay, monkeypatch, lake, tmp_path, reliability):
     from airflow.sdk import Connection
 
-    reliability.row(fault="host with a path, URI from Connection.get_uri()", source="mds",
-                    expected="the percent-encoded host (host%2Fpath) is decoded as Airflow decodes it; the "
-                             "provider's block lands whole")
+    reliability.row(
+        fault="host with a path, URI from Connection.get_uri()",
+        source="mds",
+        expected="the percent-encoded host (host%2Fpath) is decoded as Airflow decodes it; the "
+        "provider's block lands whole",
+    )
     block = SETUPS["mds:voi"](replay, monkeypatch, lake, tmp_path)
     written = replay.mds.connection("voi")  # host http://127.0.0.1:PORT/mds/voi, a bearer token
-    uri = Connection(conn_id="civic_mds_voi", conn_type="http", host=written["host"], login=written.get("login"),
-                     password=written.get("password"), extra=json.dumps(written["extra"])).get_uri()
+    uri = Connection(
+        conn_id="civic_mds_voi",
+        conn_type="http",
+        host=written["host"],
+        login=written.get("login"),
+        password=written.get("password"),
+        extra=json.dumps(written["extra"]),
+    ).get_uri()
     assert "%2Fmds%2Fvoi" in uri
     monkeypatch.setenv("AIRFLOW_CONN_CIVIC_MDS_VOI", uri)
     try:

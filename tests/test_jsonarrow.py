@@ -19,8 +19,11 @@ def test_compact_page_with_the_separator_inside_a_value_falls_back_to_the_exact_
     assert page.size == len(body)
     assert orjson.loads(page.body) == ROWS
     table = page.to_table(["id", "text"])
-    assert table.to_pylist() == [{"id": "1", "text": "plain"}, {"id": "2", "text": "a },{ inside a value"},
-                                 {"id": "3", "text": None}]
+    assert table.to_pylist() == [
+        {"id": "1", "text": "plain"},
+        {"id": "2", "text": "a },{ inside a value"},
+        {"id": "3", "text": None},
+    ]
     assert page.parsed_rows == 3
     assert page.first_keys() == {"id", "text"}
 

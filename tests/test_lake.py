@@ -8,13 +8,17 @@ import textwrap
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from civic_pipelines.lake import BlockLocation, content_sha256, landed_months, read_manifest, write_block
 
 
 def table(ids):
-    return pa.table({"offense_id": pa.array(ids, pa.int64()), "_landed_at": pa.array([None] * len(ids), pa.timestamp("us", tz="UTC"))})
+    return pa.table(
+        {
+            "offense_id": pa.array(ids, pa.int64()),
+            "_landed_at": pa.array([None] * len(ids), pa.timestamp("us", tz="UTC")),
+        }
+    )
 
 
 def test_write_then_replace(lake):
@@ -26,7 +30,9 @@ def test_write_then_replace(lake):
     assert pq.read_table(location.path("quarantine.parquet")).num_rows == 1
     assert read_manifest(location)["watermark"] == "2"
     write_block(location, table([6]), None, {"rows": 1, "watermark": "3"})
-    assert not os.path.exists(location.path("quarantine.parquet")), "a stale quarantine file must not survive a re-landing"
+    assert not os.path.exists(location.path("quarantine.parquet")), (
+        "a stale quarantine file must not survive a re-landing"
+    )
     assert sorted(os.listdir(location.folder)) == ["_manifest.json", "data.parquet"], "no temporary files left behind"
     assert landed_months(lake, "demo") == ["2024-01"]
 
@@ -45,7 +51,7 @@ def test_crash_between_write_and_rename_leaves_the_old_block(lake, tmp_path):
     script = textwrap.dedent(
         f"""
         import os, signal, sys
-        sys.path.insert(0, {str(os.path.join(os.path.dirname(__file__), '..', 'include'))!r})
+        sys.path.insert(0, {str(os.path.join(os.path.dirname(__file__), "..", "include"))!r})
         import pyarrow as pa
         from civic_pipelines import lake
         def die(filesystem, src, dest):

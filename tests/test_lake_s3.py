@@ -63,11 +63,24 @@ def s3_lake(moto_endpoint, monkeypatch, tmp_path):
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
-    monkeypatch.setenv("AIRFLOW_CONN_CIVIC_LAKE_S3", json.dumps({
-        "conn_type": "aws", "login": ACCESS_KEY, "password": SECRET_KEY,
-        "extra": {"endpoint_url": endpoint, "region_name": "eu-west-2"}}))
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=ACCESS_KEY,
-                          aws_secret_access_key=SECRET_KEY, region_name="eu-west-2")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CIVIC_LAKE_S3",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": ACCESS_KEY,
+                "password": SECRET_KEY,
+                "extra": {"endpoint_url": endpoint, "region_name": "eu-west-2"},
+            }
+        ),
+    )
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name="eu-west-2",
+    )
     client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
     return {"endpoint": endpoint, "client": client}
 
@@ -94,7 +107,8 @@ def recorded_access_keys(endpoint: str) -> set[str]:
 
 
 def test_blocks_land_on_s3_with_the_connection_rerun_without_duplicates_and_read_back(
-        s3_lake, seattle_conn, monkeypatch, caplog, capsys):
+    s3_lake, seattle_conn, monkeypatch, caplog, capsys
+):
     import requests
 
     replay = seattle_conn
@@ -110,8 +124,9 @@ def test_blocks_land_on_s3_with_the_connection_rerun_without_duplicates_and_read
     for month, manifest in first.items():
         assert not manifest["skipped"] and manifest["rows"] == len(want[month]) > 200
         assert manifest["path"] == f"{LAKE}/seattle_crime/month={month}/data.parquet"
-    expected_objects = sorted(f"lake/seattle_crime/month={month}/{name}" for month in MONTHS
-                              for name in ("_manifest.json", "data.parquet"))
+    expected_objects = sorted(
+        f"lake/seattle_crime/month={month}/{name}" for month in MONTHS for name in ("_manifest.json", "data.parquet")
+    )
     # pyarrow may leave directory markers ("lake/seattle_crime/month=.../"); never a staged ".tmp" object.
     assert [key for key in objects(client) if not key.endswith("/")] == expected_objects
     assert landed_months(LAKE, "seattle_crime") == MONTHS
@@ -132,15 +147,21 @@ def test_blocks_land_on_s3_with_the_connection_rerun_without_duplicates_and_read
     for month in MONTHS:
         keys = read_block_table(BlockLocation(LAKE, "seattle_crime", month))["offense_id"].to_pylist()
         assert len(keys) == len(set(keys)) == len(want[month]) and set(keys) == want[month]
-    dataset = ds.dataset(f"{root}/seattle_crime", filesystem=filesystem, format="parquet", partitioning="hive",
-                         exclude_invalid_files=False)
+    dataset = ds.dataset(
+        f"{root}/seattle_crime",
+        filesystem=filesystem,
+        format="parquet",
+        partitioning="hive",
+        exclude_invalid_files=False,
+    )
     assert sorted(f.rsplit("/", 2)[-2] for f in dataset.files) == [f"month={m}" for m in MONTHS]
     import duckdb
 
     with duckdb.connect() as con:
         con.register("lake_rows", dataset)
         total, distinct, per_month = con.execute(
-            "select count(*), count(distinct offense_id), list(distinct month order by month) from lake_rows").fetchone()
+            "select count(*), count(distinct offense_id), list(distinct month order by month) from lake_rows"
+        ).fetchone()
     assert total == distinct == sum(len(v) for v in want.values())
     assert per_month == MONTHS
 
@@ -171,7 +192,9 @@ def test_a_streamed_block_and_one_with_extra_tables_land_whole_on_s3(s3_lake, re
         keys = read_block_table(BlockLocation(LAKE, "street_manager", month, "permit"))["event_reference"].to_pylist()
         assert sorted(keys) == sorted(events)
     assert [k for k in objects(client, "lake/street_manager/") if not k.endswith("/")] == [
-        f"lake/street_manager/permit/month={month}/_manifest.json", f"lake/street_manager/permit/month={month}/data.parquet"]
+        f"lake/street_manager/permit/month={month}/_manifest.json",
+        f"lake/street_manager/permit/month={month}/data.parquet",
+    ]
 
     for force in (False, True):
         manifest = run_block("srwr", month, lake=LAKE, force=force)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -104,7 +104,12 @@ def test_the_source_is_registered_with_providers_as_parts(monkeypatch):
     assert sources.get("mds") is mds
     spec = mds.SPEC
     assert (spec.name, spec.conn_id, spec.natural_key, spec.dbt_tag, spec.cron) == (
-        "mds", "civic_mds", "trip_id", "mds", "0 0 1 * *")
+        "mds",
+        "civic_mds",
+        "trip_id",
+        "mds",
+        "0 0 1 * *",
+    )
     assert spec.parts == () and spec.parts_param == "providers" and spec.first_month == "2018-01"
     assert sources.parts("mds") == ["voi", "lyft", "bolt", "dott"]
     monkeypatch.setenv("AIRFLOW_VAR_CIVIC_MDS_PROVIDERS", '["bird", "voi", "bird"]')
@@ -118,10 +123,17 @@ def test_the_source_is_registered_with_providers_as_parts(monkeypatch):
     assert mds.auth_headers(None) == {}
 
 
-@pytest.mark.parametrize("configured, want", [
-    ("0.4", ("0.4", "0.4")), ("0.4.1", ("0.4", "0.4")), ("1.2", ("1.2", "1.x")), ("1.1.0", ("1.1", "1.x")),
-    ("2.0", ("2.0", "2.0")), (2.0, ("2.0", "2.0")),
-])
+@pytest.mark.parametrize(
+    "configured, want",
+    [
+        ("0.4", ("0.4", "0.4")),
+        ("0.4.1", ("0.4", "0.4")),
+        ("1.2", ("1.2", "1.x")),
+        ("1.1.0", ("1.1", "1.x")),
+        ("2.0", ("2.0", "2.0")),
+        (2.0, ("2.0", "2.0")),
+    ],
+)
 def test_versions(configured, want):
     assert mds.parse_version(configured) == want
 
@@ -133,25 +145,43 @@ def test_unsupported_versions(configured):
 
 
 def test_provider_connections(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_CIVIC_MDS_ACME", json.dumps({
-        "conn_type": "http", "host": "https://mds.acme.example/en/austin", "login": "client-7",
-        "password": "s3cret-value", "extra": {"mds_version": "1.2", "auth": "oauth2", "token_url": "/token",
-                                              "empty_after_hours": 48}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CIVIC_MDS_ACME",
+        json.dumps(
+            {
+                "conn_type": "http",
+                "host": "https://mds.acme.example/en/austin",
+                "login": "client-7",
+                "password": "s3cret-value",
+                "extra": {"mds_version": "1.2", "auth": "oauth2", "token_url": "/token", "empty_after_hours": 48},
+            }
+        ),
+    )
     provider = mds.provider_config("acme")
     assert (provider.base_url, provider.family, provider.version, provider.auth) == (
-        "https://mds.acme.example/en/austin", "1.x", "1.2", "oauth2")
+        "https://mds.acme.example/en/austin",
+        "1.x",
+        "1.2",
+        "oauth2",
+    )
     assert provider.token_url == "https://mds.acme.example/token" and provider.empty_after_hours == 48
     assert provider.accept == "application/vnd.mds+json;version=1.2"
     assert "s3cret" not in repr(provider) and "client-7" not in repr(provider)
     assert provider.url("trips") == "https://mds.acme.example/en/austin/trips"
     with pytest.raises(NotPublished, match="no connection civic_mds_nobody"):
         mds.provider_config("nobody")
-    monkeypatch.setenv("AIRFLOW_CONN_CIVIC_MDS_ACME", json.dumps({
-        "conn_type": "http", "host": "https://x.example", "extra": {"mds_version": "2.0", "auth": "oauth2"}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CIVIC_MDS_ACME",
+        json.dumps(
+            {"conn_type": "http", "host": "https://x.example", "extra": {"mds_version": "2.0", "auth": "oauth2"}}
+        ),
+    )
     with pytest.raises(mds.MdsConfigError, match="token_url"):
         mds.provider_config("acme")
-    monkeypatch.setenv("AIRFLOW_CONN_CIVIC_MDS_ACME", json.dumps({
-        "conn_type": "http", "host": "https://x.example", "extra": {"mds_version": "2.0", "auth": "jwt"}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CIVIC_MDS_ACME",
+        json.dumps({"conn_type": "http", "host": "https://x.example", "extra": {"mds_version": "2.0", "auth": "jwt"}}),
+    )
     with pytest.raises(mds.MdsConfigError, match="auth 'jwt'"):
         mds.provider_config("acme")
 
@@ -175,7 +205,9 @@ def test_a_block_lands_exactly_the_replay_records(server, lake, name, monkeypatc
     walked = HOURS if until is None else 10 * 24
     configure(server, {"invalid_share": 0.05})
     if name == "bolt":  # throttled twice on the way: the session retries (Retry-After 0)
-        requests.post(f"{server.url}/_replay/faults", json={"status_429": 2, "retry_after": 0}, timeout=10).raise_for_status()
+        requests.post(
+            f"{server.url}/_replay/faults", json={"status_429": 2, "retry_after": 0}, timeout=10
+        ).raise_for_status()
     p = server.mds.providers[name]
     manifest = run_block("mds", MONTH, lake=lake, part=name)
     want = expected(server, name, until=until)
@@ -195,20 +227,28 @@ def test_a_block_lands_exactly_the_replay_records(server, lake, name, monkeypatc
     else:
         assert not manifest["complete"] and manifest["missing_hours"][0] == "2023-02-11T00"
         assert manifest["watermark"].startswith(f"incomplete|missing={HOURS - walked}|")
-    assert manifest["rows"] == len(want["trips"]) and manifest["tables"] == {"events": len(want["events"]), "hours": HOURS}
+    assert manifest["rows"] == len(want["trips"]) and manifest["tables"] == {
+        "events": len(want["events"]),
+        "hours": HOURS,
+    }
     assert hours["complete"].to_pylist() == [True] * walked + [False] * (HOURS - walked)
     assert set(trips["mds_version"].to_pylist()) == {p.version} and set(trips["provider"].to_pylist()) == {name}
 
     # Trips: exactly the valid records, once each, with their values.
     by_id = {t["trip_id"]: t for t in want["trips"]}
     rows = trips.to_pylist()
-    assert [r["trip_id"] for r in rows] == [t["trip_id"] for t in sorted(want["trips"], key=lambda t: (t["end_time"], t["trip_id"]))]
+    assert [r["trip_id"] for r in rows] == [
+        t["trip_id"] for t in sorted(want["trips"], key=lambda t: (t["end_time"], t["trip_id"]))
+    ]
     for row in rows:
         record = by_id[row["trip_id"]]
         assert (ms(row["start_time"]), ms(row["end_time"])) == (record["start_time"], record["end_time"])
         if p.version == "2.0":
             assert (row["trip_duration"], row["trip_distance"]) == (record["duration"], record["distance"])
-            assert (row["start_lon"], row["start_lat"]) == (record["start_location"]["lng"], record["start_location"]["lat"])
+            assert (row["start_lon"], row["start_lat"]) == (
+                record["start_location"]["lng"],
+                record["start_location"]["lat"],
+            )
             assert row["route"] is None and row["vehicle_type"] is None
         else:
             first, last = record["route"]["features"][0], record["route"]["features"][-1]
@@ -241,22 +281,29 @@ def test_a_block_lands_exactly_the_replay_records(server, lake, name, monkeypatc
         assert (row["council_district"] is not None) == inside_grid(row["lon"], row["lat"])
 
     # Quarantine: exactly the schema-invalid records, with the error.
-    assert sorted(quarantine["raw"].to_pylist()) == sorted(mds._canonical(r) for r in want["bad_trips"] + want["bad_events"])
+    assert sorted(quarantine["raw"].to_pylist()) == sorted(
+        mds._canonical(r) for r in want["bad_trips"] + want["bad_events"]
+    )
     assert all(reason.startswith("schema: ") for reason in quarantine["_reason"].to_pylist())
     assert manifest["quarantined"] == quarantine.num_rows == sum(manifest["quarantine_reasons"].values())
 
     # Requests: one per endpoint-hour and page (1 record a page where the version pages).
     data_requests = [e for e in provider_requests(server, name) if e["path"].startswith("/mds/")]
     statuses = [e["status"] for e in data_requests]
-    assert statuses.count(200) == manifest["pages"] == sum(hours["trips_pages"].to_pylist()) + sum(
-        hours["events_pages"].to_pylist())
+    assert (
+        statuses.count(200)
+        == manifest["pages"]
+        == sum(hours["trips_pages"].to_pylist()) + sum(hours["events_pages"].to_pylist())
+    )
     if p.version == "0.4":  # never pages
         assert manifest["pages"] == 2 * walked
     else:  # 1.2 pages both endpoints, 2.0 its events: two records a page
         paged = ("trips", "events") if p.version == "1.2" else ("events",)
-        assert manifest["pages"] == sum(max(1, -(-len(server.mds.records(name, mds.hour_text(h))[k]) // 2))
-                                        if k in paged else 1
-                                        for h in mds.month_hours(MONTH)[:walked] for k in ("trips", "events"))
+        assert manifest["pages"] == sum(
+            max(1, -(-len(server.mds.records(name, mds.hour_text(h))[k]) // 2)) if k in paged else 1
+            for h in mds.month_hours(MONTH)[:walked]
+            for k in ("trips", "events")
+        )
         assert manifest["pages"] > 2 * walked  # links.next was followed
     if name == "bolt":
         assert statuses.count(429) == 2
@@ -284,7 +331,9 @@ def test_incomplete_hours_land_then_complete_only_what_was_missing(server, lake,
     before = len(provider_requests(server, "lyft"))
     still = run_block("mds", MONTH, lake=lake, part="lyft")
     asked = provider_requests(server, "lyft")[before:]
-    assert [e["path"].rsplit("/", 1)[1] for e in asked if e["path"].startswith("/mds/")] == ["trips"] * 4 + ["historical"] * 4
+    assert [e["path"].rsplit("/", 1)[1] for e in asked if e["path"].startswith("/mds/")] == ["trips"] * 4 + [
+        "historical"
+    ] * 4
     assert still["skipped"] and "content unchanged" in still["reason"]
     manifest = json.loads((block_files(lake, "lyft") / "_manifest.json").read_text())
     assert manifest["complete"] is False and manifest["missing_hours"] == missing
@@ -295,8 +344,11 @@ def test_incomplete_hours_land_then_complete_only_what_was_missing(server, lake,
     done = run_block("mds", MONTH, lake=lake, part="lyft")
     asked = [e for e in provider_requests(server, "lyft")[before:] if e["path"].startswith("/mds/")]
     assert sorted(e["query"] for e in asked) == sorted(
-        [f"end_time={h}" for h in missing] + [f"event_time={h}" for h in missing])
-    assert done["complete"] is True and done["missing_hours"] == [] and done["fetched_hours"] == {"trips": 4, "events": 4}
+        [f"end_time={h}" for h in missing] + [f"event_time={h}" for h in missing]
+    )
+    assert (
+        done["complete"] is True and done["missing_hours"] == [] and done["fetched_hours"] == {"trips": 4, "events": 4}
+    )
     assert done["merged_from_previous"] == trips_before.num_rows + first["tables"]["events"]
     want = expected(server, "lyft")
     trips = pq.read_table(block_files(lake, "lyft") / "data.parquet")
@@ -329,7 +381,7 @@ def test_an_hour_missing_on_one_endpoint_is_asked_again_there_only(server, lake,
     assert [(e["path"], e["query"]) for e in asked][0] == ("/mds/bolt/status_changes", "event_time=2023-02-01T07")
     assert all("2023-02-01" not in e["query"] or e["query"].startswith("event_time=2023-02-01T07") for e in asked)
     assert second["fetched_hours"] == {"trips": 0, "events": 1} and "2023-02-01T07" not in second["missing_hours"]
-    want = expected(server, "bolt", until=datetime(2023, 2, 2, tzinfo=timezone.utc))
+    want = expected(server, "bolt", until=datetime(2023, 2, 2, tzinfo=UTC))
     events = pq.read_table(block_files(lake, "bolt") / "events.parquet")
     assert sorted(events["event_id"].to_pylist()) == sorted(mds.derived_event_id("bolt", r) for r in want["events"])
 
@@ -375,7 +427,9 @@ def test_a_404_long_ago_counts_as_empty_with_empty_after_hours(server, lake, mon
     # 03T04 ended more than 24 h before the clock: empty; 04T20 did not: still missing.
     assert "2023-02-03T04" not in manifest["missing_hours"] and manifest["missing_hours"][0] == "2023-02-04T20"
     assert manifest["missing_hours"][1] == "2023-02-05T00"
-    hours = {mds.hour_text(h["hour"]): h for h in pq.read_table(block_files(lake, "lyft") / "hours.parquet").to_pylist()}
+    hours = {
+        mds.hour_text(h["hour"]): h for h in pq.read_table(block_files(lake, "lyft") / "hours.parquet").to_pylist()
+    }
     assert hours["2023-02-03T04"]["trips_status"] == 404 and hours["2023-02-03T04"]["complete"]
 
 
@@ -388,13 +442,16 @@ def test_malformed_records_are_quarantined_with_the_schema_error(server, lake, m
     reasons = sorted(r["_reason"] for r in quarantine)
     assert reasons == ["schema: (record): 'trip_id' is a required property"] * 2 + [
         "schema: end_time: '2023-02-01T00:00:01Z' is not of type 'integer'",
-        "schema: end_time: '2023-02-01T01:00:01Z' is not of type 'integer'"]
+        "schema: end_time: '2023-02-01T01:00:01Z' is not of type 'integer'",
+    ]
     assert manifest["quarantine_reasons"] == {"schema: (record): required": 2, "schema: end_time: type": 2}
     first_trips = [server.mds.records("voi", h)["trips"][0]["trip_id"] for h in ("2023-02-01T00", "2023-02-01T01")]
     assert {r["endpoint"] for r in quarantine} == {"trips"}
     assert sorted(r["record_id"] or "" for r in quarantine) == sorted(["", ""] + first_trips)
     trips = pq.read_table(block_files(lake, "voi") / "data.parquet")
-    assert sorted(trips["trip_id"].to_pylist()) == sorted(t["trip_id"] for t in expected(server, "voi", until=until)["trips"])
+    assert sorted(trips["trip_id"].to_pylist()) == sorted(
+        t["trip_id"] for t in expected(server, "voi", until=until)["trips"]
+    )
 
 
 def test_expired_tokens_are_refreshed_once_and_secrets_never_logged(server, lake, caplog, monkeypatch):
@@ -445,7 +502,9 @@ def test_expired_tokens_are_refreshed_once_and_secrets_never_logged(server, lake
     assert [e["status"] for e in entries if e["path"].startswith("/mds/")].count(401) == voi["unauthorized_retries"]
     assert "401 unauthorised" in failures[1] and "token endpoint" in failures[0]
 
-    secrets = [p.client_secret for p in server.mds.providers.values()] + [p.token for p in server.mds.providers.values()]
+    secrets = [p.client_secret for p in server.mds.providers.values()] + [
+        p.token for p in server.mds.providers.values()
+    ]
     secrets += server.mds.issued_tokens() + ["wrong-dott-secret-xxxxxxxx", "not-the-lyft-token-123"]
     assert len(server.mds.issued_tokens()) == voi["token_requests"]
     lines = [record.getMessage() for record in captured] + [record.getMessage() for record in caplog.records]

@@ -46,8 +46,15 @@ def environment(airflow_db, run_dir, postgres, monkeypatch, mode, request):
     requests.post(f"{server.url}/_replay/config", json={"mds": {"late_hours": LATE}}, timeout=10).raise_for_status()
     secrets = {c.get("password") for c in connections.values()} | {postgres["password"]}
     try:
-        yield {"server": server, "data": data, "postgres": postgres, "secrets": {s for s in secrets if s},
-               "connections": connections, "mode": mode, "engine_calls": calls}
+        yield {
+            "server": server,
+            "data": data,
+            "postgres": postgres,
+            "secrets": {s for s in secrets if s},
+            "connections": connections,
+            "mode": mode,
+            "engine_calls": calls,
+        }
     finally:
         server.stop()
 
@@ -78,7 +85,9 @@ def test_two_providers_land_sync_to_postgres_and_complete_late_hours(environment
     run = dag.test(run_conf=conf)
     assert run.state == "success"
     assert extract_states(run) == ["success", "success"]
-    manifests = {p: json.loads((data / "lake" / "mds" / p / f"month={MONTH}" / "_manifest.json").read_text()) for p in PROVIDERS}
+    manifests = {
+        p: json.loads((data / "lake" / "mds" / p / f"month={MONTH}" / "_manifest.json").read_text()) for p in PROVIDERS
+    }
     for provider, manifest in manifests.items():
         assert manifest["complete"] is False and manifest["missing_hours"], provider
     # Postgres mirrors the lake exactly, provider by provider.
@@ -94,13 +103,14 @@ def test_two_providers_land_sync_to_postgres_and_complete_late_hours(environment
     # fetches only the missing hours, and the blocks end complete.
     requests.post(f"{server.url}/_replay/config", json={"mds": {"late_hours": []}}, timeout=10).raise_for_status()
     run = build_source_dag("mds", extract_mode=mode).test(
-        run_conf={"start_month": MONTH, "end_month": MONTH, "incomplete_only": True})
+        run_conf={"start_month": MONTH, "end_month": MONTH, "incomplete_only": True}
+    )
     assert run.state == "success" and extract_states(run) == ["success", "success"]
     for provider in PROVIDERS:
         manifest = json.loads((data / "lake" / "mds" / provider / f"month={MONTH}" / "_manifest.json").read_text())
         assert manifest["complete"] is True and not manifest["missing_hours"], provider
     trips = {p: lake_trips(data, p) for p in PROVIDERS}
-    for provider, table in trips.items():
+    for table in trips.values():
         assert table.num_rows == len(set(table["trip_id"].to_pylist())), "one row per trip after completion"
     with postgres["connect"]() as conn:
         rows = conn.execute("select provider, trip_id from mds_trips").fetchall()
@@ -146,4 +156,4 @@ def check_each_container_got_its_provider(environment):
         handed = json.loads(call["environment"][f"AIRFLOW_CONN_CIVIC_MDS_{provider.upper()}"])
         assert handed["password"] == environment["connections"][provider]["password"]
         assert json.loads(call["environment"]["AIRFLOW_VAR_CIVIC_MDS_PROVIDERS"]) == PROVIDERS
-    assert [c["exit_code"] for c in calls[-len(PROVIDERS):]] == [SKIPPED_EXIT_CODE] * len(PROVIDERS)
+    assert [c["exit_code"] for c in calls[-len(PROVIDERS) :]] == [SKIPPED_EXIT_CODE] * len(PROVIDERS)

@@ -12,7 +12,6 @@ from test_mds import SAMPLES, no_airflow_lookups  # noqa: F401 - no_airflow_look
 
 from civic_pipelines.sources import mds
 
-
 # ---------------------------------------------------------------- schemas and normalisation
 
 
@@ -21,25 +20,39 @@ def test_bundled_schemas_are_the_contract_s_or_the_publisher_s():
         document = mds.schema(family, endpoint)
         if family == "1.x":  # the Open Mobility Foundation's own text (mds_schemas/README.md)
             assert document["$id"].startswith(
-                "https://raw.githubusercontent.com/openmobilityfoundation/mobility-data-specification/"), name
+                "https://raw.githubusercontent.com/openmobilityfoundation/mobility-data-specification/"
+            ), name
         else:
             assert "shared/contracts/austin_mds.md" in document["description"], name
         mds.validator(family, endpoint)  # a valid JSON schema
     items = mds.schema("1.x", "events")["properties"]["data"]["properties"]["status_changes"]["items"]
     assert {"vehicle_state", "event_types", "event_time", "event_location"} <= set(items["required"])
     assert "event_type" not in items["properties"] and items["additionalProperties"] is False
-    assert mds.schema("1.x", "trips")["properties"]["data"]["properties"]["trips"]["items"]["additionalProperties"] is False
+    assert (
+        mds.schema("1.x", "trips")["properties"]["data"]["properties"]["trips"]["items"]["additionalProperties"]
+        is False
+    )
     assert "additionalProperties" not in mds.schema("0.4", "trips")
 
 
 STATUS_12 = {
-    "provider_name": "bolt", "provider_id": "3c9604d6-b5ee-11e8-96f8-529269fb1459",
-    "device_id": "b6a8f3f1-4a4e-4c59-9a36-8f1a6a2b1c11", "vehicle_id": "B0A1F", "vehicle_type": "scooter",
-    "propulsion_types": ["electric"], "vehicle_state": "on_trip", "event_types": ["trip_start"],
-    "event_time": 1675936800123, "publication_time": 1675936900000,
-    "event_location": {"type": "Feature", "properties": {"timestamp": 1675936800123},
-                       "geometry": {"type": "Point", "coordinates": [-97.7431, 30.2672]}},
-    "battery_pct": 0.84, "trip_id": "0c4a3f8e-5d3b-4f0e-9a51-2f6a2f2e7d10",
+    "provider_name": "bolt",
+    "provider_id": "3c9604d6-b5ee-11e8-96f8-529269fb1459",
+    "device_id": "b6a8f3f1-4a4e-4c59-9a36-8f1a6a2b1c11",
+    "vehicle_id": "B0A1F",
+    "vehicle_type": "scooter",
+    "propulsion_types": ["electric"],
+    "vehicle_state": "on_trip",
+    "event_types": ["trip_start"],
+    "event_time": 1675936800123,
+    "publication_time": 1675936900000,
+    "event_location": {
+        "type": "Feature",
+        "properties": {"timestamp": 1675936800123},
+        "geometry": {"type": "Point", "coordinates": [-97.7431, 30.2672]},
+    },
+    "battery_pct": 0.84,
+    "trip_id": "0c4a3f8e-5d3b-4f0e-9a51-2f6a2f2e7d10",
 }
 
 
@@ -48,19 +61,30 @@ def test_a_12_status_change_validates_and_normalises_like_a_20_event():
     for 0.4's event_type / event_type_reason)."""
     assert mds.schema_error(STATUS_12, "1.x", "events") is None
     row = mds.event_row(STATUS_12, provider("1.x", "1.2"))
-    assert (row["vehicle_state"], row["event_types"], row["trip_ids"]) == ("on_trip", ["trip_start"], [STATUS_12["trip_id"]])
+    assert (row["vehicle_state"], row["event_types"], row["trip_ids"]) == (
+        "on_trip",
+        ["trip_start"],
+        [STATUS_12["trip_id"]],
+    )
     assert (row["provider_id"], row["device_id"], row["lon"], row["lat"]) == (
-        STATUS_12["provider_id"], STATUS_12["device_id"], -97.7431, 30.2672)
+        STATUS_12["provider_id"],
+        STATUS_12["device_id"],
+        -97.7431,
+        30.2672,
+    )
     assert row["battery_fraction"] == 0.84 and row["event_time"] == STATUS_12["event_time"]
     assert row.get("event_type") is None and row["event_id_derived"] is True
-    assert json.loads(row["extras"]) == {k: STATUS_12[k] for k in (
-        "provider_name", "vehicle_id", "vehicle_type", "propulsion_types", "publication_time")}
+    assert json.loads(row["extras"]) == {
+        k: STATUS_12[k] for k in ("provider_name", "vehicle_id", "vehicle_type", "propulsion_types", "publication_time")
+    }
     # the published rules still bite: a state with an event it does not allow, a trip event without
     # its trip, the 0.4 names, a battery above 1
-    wrong = [({**STATUS_12, "vehicle_state": "removed"}, "schema: (record): oneOf"),
-             ({k: v for k, v in STATUS_12.items() if k != "trip_id"}, "schema: (record): anyOf"),
-             ({**STATUS_12, "event_type": "reserved"}, "schema: (record): additionalProperties"),
-             ({**STATUS_12, "battery_pct": 1.7}, "schema: battery_pct: maximum")]
+    wrong = [
+        ({**STATUS_12, "vehicle_state": "removed"}, "schema: (record): oneOf"),
+        ({k: v for k, v in STATUS_12.items() if k != "trip_id"}, "schema: (record): anyOf"),
+        ({**STATUS_12, "event_type": "reserved"}, "schema: (record): additionalProperties"),
+        ({**STATUS_12, "battery_pct": 1.7}, "schema: battery_pct: maximum"),
+    ]
     for record, kind in wrong:
         assert mds.schema_error(record, "1.x", "events")[1] == kind
     reason, _ = mds.schema_error(wrong[0][0], "1.x", "events")
@@ -84,35 +108,58 @@ def test_the_samples_validate_against_their_versions():
     assert mds.schema_error(status["vehicles_status"][0]["last_event"], "2.0", "events") is None
 
 
-@pytest.mark.parametrize("family, endpoint, record, reason", [
-    ("0.4", "trips", {"trip_duration": "957"}, "schema: trip_duration: '957' is not of type 'integer'"),
-    ("2.0", "events", {"battery_percent": 140}, "schema: battery_percent: 140 is greater than the maximum of 100"),
-    ("0.4", "events", {"battery_pct": 84}, "schema: battery_pct: 84 is greater than the maximum of 1"),
-    ("2.0", "trips", {"start_location": {"lat": 30.2}}, "schema: start_location: 'lng' is a required property"),
-])
+@pytest.mark.parametrize(
+    "family, endpoint, record, reason",
+    [
+        ("0.4", "trips", {"trip_duration": "957"}, "schema: trip_duration: '957' is not of type 'integer'"),
+        ("2.0", "events", {"battery_percent": 140}, "schema: battery_percent: 140 is greater than the maximum of 100"),
+        ("0.4", "events", {"battery_pct": 84}, "schema: battery_pct: 84 is greater than the maximum of 1"),
+        ("2.0", "trips", {"start_location": {"lat": 30.2}}, "schema: start_location: 'lng' is a required property"),
+    ],
+)
 def test_schema_errors_name_the_field(family, endpoint, record, reason):
     base = {
         ("0.4", "trips"): json.loads((SAMPLES / "SYNTHETIC_atd-mds_tests_trip_sample_data_valid.json").read_text()),
-        ("2.0", "trips"): json.loads((SAMPLES / "PROVIDER_DOC_EXAMPLE_voi_mds2.0_trips_response.json").read_text())["trips"][0],
-        ("2.0", "events"): mds.loads_lenient((SAMPLES / "PROVIDER_DOC_EXAMPLE_voi_mds2.0_events_historical_response"
-                                                          ".INVALID_JSON.txt").read_bytes())[0]["events"][0],
-        ("0.4", "events"): {"event_type": "available", "event_type_reason": "user_drop_off", "event_time": 1,
-                            "event_location": {"type": "Feature", "properties": {},
-                                               "geometry": {"type": "Point", "coordinates": [-97.7, 30.3]}}},
+        ("2.0", "trips"): json.loads((SAMPLES / "PROVIDER_DOC_EXAMPLE_voi_mds2.0_trips_response.json").read_text())[
+            "trips"
+        ][0],
+        ("2.0", "events"): mds.loads_lenient(
+            (SAMPLES / "PROVIDER_DOC_EXAMPLE_voi_mds2.0_events_historical_response.INVALID_JSON.txt").read_bytes()
+        )[0]["events"][0],
+        ("0.4", "events"): {
+            "event_type": "available",
+            "event_type_reason": "user_drop_off",
+            "event_time": 1,
+            "event_location": {
+                "type": "Feature",
+                "properties": {},
+                "geometry": {"type": "Point", "coordinates": [-97.7, 30.3]},
+            },
+        },
     }[(family, endpoint)]
     assert mds.schema_error(base, family, endpoint) is None
     assert mds.schema_error({**base, **record}, family, endpoint)[0] == reason
 
 
 def provider(family: str, version: str | None = None) -> mds.Provider:
-    return mds.Provider(name="acme", base_url="https://x.example", version=version or family.replace("x", "2"),
-                        family=family, auth="none")
+    return mds.Provider(
+        name="acme",
+        base_url="https://x.example",
+        version=version or family.replace("x", "2"),
+        family=family,
+        auth="none",
+    )
 
 
 def test_trips_normalise_across_versions():
     fixture = json.loads((SAMPLES / "SYNTHETIC_atd-mds_tests_trip_sample_data_valid.json").read_text())
     row = mds.trip_row({**fixture, "fleet_colour": "green"}, provider("0.4"))
-    assert (row["start_lon"], row["start_lat"], row["end_lon"], row["end_lat"]) == (-97.738363, 30.2667, -97.738561, 30.25)
+    assert (row["start_lon"], row["start_lat"], row["end_lon"], row["end_lat"]) == (
+        -97.738363,
+        30.2667,
+        -97.738561,
+        30.25,
+    )
     assert row["propulsion_types"] == ["electric"] and row["route_points"] == 2 and row["trip_duration"] == 957
     assert row["currency"] is None and row["extras"] == '{"fleet_colour":"green"}'
     plural = {k: v for k, v in fixture.items() if k != "propulsion_type"} | {"propulsion_types": ["human"]}
@@ -124,22 +171,43 @@ def test_trips_normalise_across_versions():
     assert (row["start_lon"], row["end_lon"]) == (-97.738561, -97.738363)
     voi = json.loads((SAMPLES / "PROVIDER_DOC_EXAMPLE_voi_mds2.0_trips_response.json").read_text())["trips"][0]
     row = mds.trip_row(voi, provider("2.0"))
-    assert (row["start_lon"], row["start_lat"], row["end_lon"], row["end_lat"]) == (18.059523, 59.311543, 18.107582, 59.306113)
-    assert (row["trip_duration"], row["trip_distance"], row["trip_type"], row.get("route")) == (1652, 8329, ["rider"], None)
+    assert (row["start_lon"], row["start_lat"], row["end_lon"], row["end_lat"]) == (
+        18.059523,
+        59.311543,
+        18.107582,
+        59.306113,
+    )
+    assert (row["trip_duration"], row["trip_distance"], row["trip_type"], row.get("route")) == (
+        1652,
+        8329,
+        ["rider"],
+        None,
+    )
     assert row["accessibility_attributes"] == "[]" and row["extras"] is None
 
 
 def test_events_normalise_to_one_battery_scale_and_keys():
-    voi = mds.loads_lenient((SAMPLES / "PROVIDER_DOC_EXAMPLE_voi_mds2.0_events_historical_response"
-                                       ".INVALID_JSON.txt").read_bytes())[0]["events"][0]
+    voi = mds.loads_lenient(
+        (SAMPLES / "PROVIDER_DOC_EXAMPLE_voi_mds2.0_events_historical_response.INVALID_JSON.txt").read_bytes()
+    )[0]["events"][0]
     row = mds.event_row(voi, provider("2.0"))
     assert row["battery_fraction"] == 0.84 and row["event_id"] == "5e61f822-46e1-462f-bbbe-9e8e8fd51191"
     assert not row["event_id_derived"] and row["event_types"] == ["trip_start"] and row["vehicle_state"] == "on_trip"
-    assert (row["lon"], row["lat"]) == (18.063965, 59.314285) and row["trip_ids"] == ["f4249d42-80ae-467c-90cc-8b53bc070054"]
-    change = {"event_type": "reserved", "event_type_reason": "user_pick_up", "event_time": 1581433705000,
-              "event_location": {"type": "Feature", "properties": {},
-                                 "geometry": {"type": "Point", "coordinates": [-97.74, 30.27]}},
-              "battery_pct": 0.84, "associated_trip": "b3ca5c86-7f45-4544-bf58-111111111111"}
+    assert (row["lon"], row["lat"]) == (18.063965, 59.314285) and row["trip_ids"] == [
+        "f4249d42-80ae-467c-90cc-8b53bc070054"
+    ]
+    change = {
+        "event_type": "reserved",
+        "event_type_reason": "user_pick_up",
+        "event_time": 1581433705000,
+        "event_location": {
+            "type": "Feature",
+            "properties": {},
+            "geometry": {"type": "Point", "coordinates": [-97.74, 30.27]},
+        },
+        "battery_pct": 0.84,
+        "associated_trip": "b3ca5c86-7f45-4544-bf58-111111111111",
+    }
     row = mds.event_row(change, provider("0.4"))
     assert row["battery_fraction"] == 0.84 and row["event_id_derived"]
     assert row["trip_ids"] == ["b3ca5c86-7f45-4544-bf58-111111111111"] and row.get("event_types") is None
@@ -164,9 +232,23 @@ def test_districts_on_known_points(tmp_path, monkeypatch):
     assert unmatched == 1
     # The city's own file, through the Variable.
     own = tmp_path / "districts.geojson"
-    own.write_text(json.dumps({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"district": 7},
-         "geometry": {"type": "Polygon", "coordinates": [[[-98, 30], [-97, 30], [-97, 31], [-98, 31], [-98, 30]]]}}]}))
+    own.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {"district": 7},
+                        "geometry": {
+                            "type": "Polygon",
+                            "coordinates": [[[-98, 30], [-97, 30], [-97, 31], [-98, 31], [-98, 30]]],
+                        },
+                    }
+                ],
+            }
+        )
+    )
     monkeypatch.setenv("AIRFLOW_VAR_CIVIC_MDS_DISTRICTS_PATH", str(own))
     custom = mds.load_districts()
     assert custom.source == str(own) and not custom.generated

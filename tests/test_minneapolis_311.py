@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -131,7 +131,9 @@ def test_block_lands_exactly_the_month_with_typed_columns(mpls, source, lake):
     assert manifest["rows"] == table.num_rows == len(rows)
     assert manifest["quarantined"] == 0 and manifest["skipped"] is False
     assert manifest["duplicates_collapsed"] == 0
-    assert manifest["duplicate_values"] == {"case_id": len(case_ids) - len(set(case_ids))} and len(set(case_ids)) < len(rows)
+    assert manifest["duplicate_values"] == {"case_id": len(case_ids) - len(set(case_ids))} and len(set(case_ids)) < len(
+        rows
+    )
     assert manifest["watermark"] == str(server.minneapolis.layer_last_edit_date(2024))
     assert manifest["drift"] == {"new_fields": [], "missing_fields": []}
     assert manifest["pages"] == -(-len(rows) // 2000)  # the replay's default maxRecordCount
@@ -139,11 +141,24 @@ def test_block_lands_exactly_the_month_with_typed_columns(mpls, source, lake):
     assert table.schema.equals(source.data_schema)
     utc_ms = pa.timestamp("ms", tz="UTC")
     expected_types = {
-        "object_id": pa.int64(), "case_id": pa.int64(), "subject_name": pa.string(), "reason_name": pa.string(),
-        "type_name": pa.string(), "title": pa.string(), "opened_at": utc_ms, "case_status": pa.int32(),
-        "closed_at": utc_ms, "x_coord": pa.float64(), "y_coord": pa.float64(), "last_updated_at": utc_ms,
-        "is_accessibility_related": pa.string(), "longitude": pa.float64(), "latitude": pa.float64(),
-        "layer_year": pa.int32(), "_block_month": pa.string(), "_landed_at": pa.timestamp("us", tz="UTC"),
+        "object_id": pa.int64(),
+        "case_id": pa.int64(),
+        "subject_name": pa.string(),
+        "reason_name": pa.string(),
+        "type_name": pa.string(),
+        "title": pa.string(),
+        "opened_at": utc_ms,
+        "case_status": pa.int32(),
+        "closed_at": utc_ms,
+        "x_coord": pa.float64(),
+        "y_coord": pa.float64(),
+        "last_updated_at": utc_ms,
+        "is_accessibility_related": pa.string(),
+        "longitude": pa.float64(),
+        "latitude": pa.float64(),
+        "layer_year": pa.int32(),
+        "_block_month": pa.string(),
+        "_landed_at": pa.timestamp("us", tz="UTC"),
     }
     assert {f.name: f.type for f in table.schema} == expected_types
 
@@ -152,13 +167,17 @@ def test_block_lands_exactly_the_month_with_typed_columns(mpls, source, lake):
         wire = by_id[record["object_id"]]
         assert record["case_id"] == wire["CASEID"] and record["type_name"] == wire["TYPENAME"]
         assert int(record["opened_at"].timestamp() * 1000) == wire["OPENEDDATETIME"]
-        assert record["closed_at"] is None if wire["CLOSEDDATETIME"] is None else int(record["closed_at"].timestamp() * 1000) == wire["CLOSEDDATETIME"]
+        assert (
+            record["closed_at"] is None
+            if wire["CLOSEDDATETIME"] is None
+            else int(record["closed_at"].timestamp() * 1000) == wire["CLOSEDDATETIME"]
+        )
         assert int(record["last_updated_at"].timestamp() * 1000) == wire["LastUpdateDate"]
         assert record["case_status"] == wire["CASESTATUS"] and record["x_coord"] == wire["XCOORD"]
         assert -93.33 <= record["longitude"] <= -93.19 and 44.89 <= record["latitude"] <= 45.06
         assert record["_block_month"] == MONTH and record["layer_year"] == 2024
     opened = table["opened_at"].to_pylist()
-    assert min(opened) >= datetime(2024, 2, 1, tzinfo=timezone.utc) and max(opened) < datetime(2024, 3, 1, tzinfo=timezone.utc)
+    assert min(opened) >= datetime(2024, 2, 1, tzinfo=UTC) and max(opened) < datetime(2024, 3, 1, tzinfo=UTC)
     assert table["object_id"].to_pylist() == sorted(table["object_id"].to_pylist())
 
 
@@ -211,7 +230,9 @@ def test_late_edits_move_the_watermark_and_reland_the_block(mpls, lake):
 def test_error_envelope_on_http_200_raises_after_retrying_5xx(mpls, lake):
     server = mpls
     configure(server, "arcgis", {"arcgis_error": 10})
-    with pytest.raises(ArcGisServiceError, match=r"ArcGIS error 500 from .*/query .*Error performing query operation") as raised:
+    with pytest.raises(
+        ArcGisServiceError, match=r"ArcGIS error 500 from .*/query .*Error performing query operation"
+    ) as raised:
         run_block(SOURCE, MONTH, lake=lake)
     assert raised.value.code == 500
     assert len(query_requests(server)) == 3, "a 5xx envelope is tried three times (two retries)"
@@ -236,8 +257,13 @@ def test_a_4xx_envelope_fails_at_once(mpls, lake, monkeypatch):
 
 def test_the_variable_chooses_the_years_layer(mpls, lake, monkeypatch):
     # The connection goes nowhere; only the Variable's full URL reaches the service.
-    monkeypatch.setenv("AIRFLOW_CONN_CIVIC_MINNEAPOLIS_311", json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": 9, "schema": "http"}))
-    monkeypatch.setenv(VARIABLE, json.dumps({2024: mpls.url + MINNEAPOLIS_PATH.format(year=2024).replace("/arcgis/", "/ArcGIS/")}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CIVIC_MINNEAPOLIS_311",
+        json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": 9, "schema": "http"}),
+    )
+    monkeypatch.setenv(
+        VARIABLE, json.dumps({2024: mpls.url + MINNEAPOLIS_PATH.format(year=2024).replace("/arcgis/", "/ArcGIS/")})
+    )
     manifest = run_block(SOURCE, MONTH, lake=lake)
     assert manifest["rows"] == len(expected_ids(mpls)) and "/ArcGIS/" in manifest["layer_url"]
     monkeypatch.setenv(VARIABLE, "[1, 2]")
@@ -301,11 +327,13 @@ def test_rows_outside_the_block_and_odd_values(source):
         feature(2, MAR_START_MS - 1),  # its last millisecond is in
         feature(3, MAR_START_MS),  # the next month's first instant is out
         feature(4, FEB_START_MS - 1),
-        feature(5, FEB_START_MS + 10, CASESTATUS="open", CASEID=2.024e11),  # bad optional -> null; integral double -> int
+        feature(
+            5, FEB_START_MS + 10, CASESTATUS="open", CASEID=2.024e11
+        ),  # bad optional -> null; integral double -> int
         feature(6.5, FEB_START_MS),  # a fractional id is not an id
         feature(7, None),
     ]
-    landed_at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    landed_at = datetime(2026, 1, 1, tzinfo=UTC)
     good, quarantine, stats = source.page_table(features, {}, MONTH, landed_at)
     assert good["object_id"].to_pylist() == [1, 2, 5]
     assert dict(zip(quarantine["object_id"].to_pylist(), quarantine["_reason"].to_pylist())) == {
@@ -334,9 +362,16 @@ def test_typed_columns_never_truncate():
 
 
 def _fields(names):
-    types = {"OBJECTID": "esriFieldTypeOID", "OPENEDDATETIME": "esriFieldTypeDate", "CLOSEDDATETIME": "esriFieldTypeDate",
-             "LastUpdateDate": "esriFieldTypeDate", "CASEID": "esriFieldTypeDouble", "CASESTATUS": "esriFieldTypeInteger",
-             "XCOORD": "esriFieldTypeDouble", "YCOORD": "esriFieldTypeDouble"}
+    types = {
+        "OBJECTID": "esriFieldTypeOID",
+        "OPENEDDATETIME": "esriFieldTypeDate",
+        "CLOSEDDATETIME": "esriFieldTypeDate",
+        "LastUpdateDate": "esriFieldTypeDate",
+        "CASEID": "esriFieldTypeDouble",
+        "CASESTATUS": "esriFieldTypeInteger",
+        "XCOORD": "esriFieldTypeDouble",
+        "YCOORD": "esriFieldTypeDouble",
+    }
     return [{"name": n, "type": types.get(n, "esriFieldTypeString")} for n in names]
 
 
@@ -347,7 +382,9 @@ def test_drift_reports_new_missing_and_changed_fields_and_fails_on_a_required_on
     renamed = source.drift(_fields(["LASTUPDATEDATE" if n == "LastUpdateDate" else n for n in wires]))
     assert renamed["renamed_case"] == {"LastUpdateDate": "LASTUPDATEDATE"} and renamed["missing_fields"] == []
     assert renamed["wire_names"]["LastUpdateDate"] == "LASTUPDATEDATE"
-    changed = source.drift([{**f, "type": "esriFieldTypeString"} if f["name"] == "CASESTATUS" else f for f in _fields(wires)])
+    changed = source.drift(
+        [{**f, "type": "esriFieldTypeString"} if f["name"] == "CASESTATUS" else f for f in _fields(wires)]
+    )
     assert changed["changed_types"] == {"CASESTATUS": {"expected": "int32", "layer": "esriFieldTypeString"}}
     with pytest.raises(SchemaDriftError, match="OPENEDDATETIME"):
         source.drift(_fields([n for n in wires if n != "OPENEDDATETIME"]))
@@ -379,20 +416,27 @@ def test_an_empty_month_lands_an_empty_block(mpls, lake):
 # ---------------------------------------------------------------- year edges (issue 14)
 
 
-@pytest.mark.parametrize("zone, month, neighbour, other", [
-    # west of UTC: the evening of 31 December local (1 January UTC) is in the previous year's layer
-    ("America/Chicago", "2024-01", 2023, "2023-12"),
-    # east of UTC: the morning of 1 January local (31 December UTC) is in the next year's layer
-    ("Pacific/Auckland", "2023-12", 2024, "2024-01"),
-])
-def test_a_month_at_a_year_edge_reads_the_neighbouring_years_layer(mpls, lake, reliability, zone, month, neighbour,
-                                                                   other):
+@pytest.mark.parametrize(
+    "zone, month, neighbour, other",
+    [
+        # west of UTC: the evening of 31 December local (1 January UTC) is in the previous year's layer
+        ("America/Chicago", "2024-01", 2023, "2023-12"),
+        # east of UTC: the morning of 1 January local (31 December UTC) is in the next year's layer
+        ("Pacific/Auckland", "2023-12", 2024, "2024-01"),
+    ],
+)
+def test_a_month_at_a_year_edge_reads_the_neighbouring_years_layer(
+    mpls, lake, reliability, zone, month, neighbour, other
+):
     from fault_checks import assert_exactly
 
-    reliability.row(fault=f"year layers split by the publisher's local year ({zone})", source=SOURCE,
-                    expected=f"the UTC month {month} spans two layers: the block also reads the {neighbour} layer "
-                             "with the same UTC-month where, so every request of the month lands once, in this "
-                             f"block only (the {other} block on the other side of the edge lands exactly its own)")
+    reliability.row(
+        fault=f"year layers split by the publisher's local year ({zone})",
+        source=SOURCE,
+        expected=f"the UTC month {month} spans two layers: the block also reads the {neighbour} layer "
+        "with the same UTC-month where, so every request of the month lands once, in this "
+        f"block only (the {other} block on the other side of the edge lands exactly its own)",
+    )
     server = mpls
     configure(server, SOURCE, {"layer_time_zone": zone, "rows_per_month": 2237, "max_record_count": 1000})
     dataset = server.minneapolis
@@ -407,8 +451,9 @@ def test_a_month_at_a_year_edge_reads_the_neighbouring_years_layer(mpls, lake, r
     landed_rows = assert_exactly(lake, SOURCE, month, [r["OBJECTID"] for r in rows])
     assert manifest["layer_rows"] == {str(own): filed[own], str(neighbour): filed[neighbour]}
     assert manifest["quarantined"] == 0 and manifest["duplicates_collapsed"] == 0
-    assert manifest["watermark"] == (f"{dataset.layer_last_edit_date(own)}|"
-                                     f"{neighbour}={dataset.layer_last_edit_date(neighbour)}")
+    assert manifest["watermark"] == (
+        f"{dataset.layer_last_edit_date(own)}|{neighbour}={dataset.layer_last_edit_date(neighbour)}"
+    )
     table = landed(lake, month)
     layer_of = dict(zip(table["object_id"].to_pylist(), table["layer_year"].to_pylist()))
     assert all(layer_of[r["OBJECTID"]] == dataset.layer_of(r["OPENEDDATETIME"]) for r in rows)
@@ -420,14 +465,19 @@ def test_a_month_at_a_year_edge_reads_the_neighbouring_years_layer(mpls, lake, r
     before = run_block(SOURCE, other, lake=lake)
     other_rows = assert_exactly(lake, SOURCE, other, [r["OBJECTID"] for r in dataset.rows_for_month(other)])
     assert before["rows"] == other_rows
-    reliability.observed(f"{month}: {landed_rows:,} of {len(rows):,} requests landed ({filed[neighbour]} from the "
-                         f"{neighbour} layer, layer_rows={manifest['layer_rows']}); {other}: {other_rows:,} of "
-                         f"{other_rows:,}, no key in both blocks")
+    reliability.observed(
+        f"{month}: {landed_rows:,} of {len(rows):,} requests landed ({filed[neighbour]} from the "
+        f"{neighbour} layer, layer_rows={manifest['layer_rows']}); {other}: {other_rows:,} of "
+        f"{other_rows:,}, no key in both blocks"
+    )
 
 
 def test_a_neighbour_layer_that_does_not_exist_adds_nothing(mpls, lake):
-    configure(mpls, SOURCE, {"layer_time_zone": "America/Chicago", "rows_per_month": 300, "first_year": 2020,
-                             "last_year": 2024})
+    configure(
+        mpls,
+        SOURCE,
+        {"layer_time_zone": "America/Chicago", "rows_per_month": 300, "first_year": 2020, "last_year": 2024},
+    )
     dataset = mpls.minneapolis
     january = run_block(SOURCE, "2020-01", lake=lake)  # no 2019 layer
     assert january["rows"] == len(dataset.rows_for_month("2020-01")) == 300

@@ -21,14 +21,12 @@ import json
 import statistics
 import time
 from collections import Counter, defaultdict
-from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from dbt_helpers import dbt_build, query
 from replay_env import replay_environment
 
@@ -64,10 +62,16 @@ def mds_environment(lake: Path, warehouse: Path):
     """A replay server with one connection per provider pointed at it, the providers Variable, and
     the lake/warehouse env vars."""
     return replay_environment(
-        lake, warehouse, connections=providers, configure=lambda server: server.mds.configure({"now": REPLAY_NOW, **VOLUME}),
+        lake,
+        warehouse,
+        connections=providers,
+        configure=lambda server: server.mds.configure({"now": REPLAY_NOW, **VOLUME}),
         AIRFLOW_VAR_CIVIC_MDS_PROVIDERS=json.dumps(list(PROVIDERS)),
         # the bundled district grid, without asking Airflow for the Variables
-        AIRFLOW_VAR_CIVIC_MDS_DISTRICTS_PATH="", AIRFLOW_VAR_CIVIC_MDS_DISTRICT_PROPERTY="", CIVIC_NO_AIRFLOW_LOOKUP="1")
+        AIRFLOW_VAR_CIVIC_MDS_DISTRICTS_PATH="",
+        AIRFLOW_VAR_CIVIC_MDS_DISTRICT_PROPERTY="",
+        CIVIC_NO_AIRFLOW_LOOKUP="1",
+    )
 
 
 def land(lake: Path, provider: str, force: bool = False) -> dict:
@@ -97,7 +101,9 @@ def sanity_flags(trip: dict) -> dict[str, bool]:
         "over_24_hours": duration is not None and duration > OVER_24_HOURS,
         "over_500_miles": distance is not None and distance > OVER_500_MILES,
         "zero_span_with_duration": moving and trip["start_time"] == trip["end_time"],
-        "same_location_with_duration": moving and trip["start_lon"] == trip["end_lon"] and trip["start_lat"] == trip["end_lat"],
+        "same_location_with_duration": moving
+        and trip["start_lon"] == trip["end_lon"]
+        and trip["start_lat"] == trip["end_lat"],
     }
 
 
@@ -158,16 +164,31 @@ def built(tmp_path_factory):
         started = time.monotonic()
         nodes = dbt_build(work, SELECT)
         timings["dbt_build"] = time.monotonic() - started
-        yield {"server": server, "work": work, "lake": lake, "warehouse": warehouse, "manifests": manifests,
-               "touched": touched, "nodes": nodes, "timings": timings}
+        yield {
+            "server": server,
+            "work": work,
+            "lake": lake,
+            "warehouse": warehouse,
+            "manifests": manifests,
+            "touched": touched,
+            "nodes": nodes,
+            "timings": timings,
+        }
         print("timings:", {k: round(v, 1) for k, v in timings.items()})
 
 
 def test_every_model_and_test_of_the_selection_ran(built):
     nodes = built["nodes"]
-    for model in ("stg_mds__trips", "stg_mds__events", "stg_mds__hours", "fct_mobility_trips",
-                  "mart_mobility_trips_daily", "mart_mobility_trip_stats", "mart_mobility_vehicles_hourly",
-                  "mart_mobility_trip_sanity"):
+    for model in (
+        "stg_mds__trips",
+        "stg_mds__events",
+        "stg_mds__hours",
+        "fct_mobility_trips",
+        "mart_mobility_trips_daily",
+        "mart_mobility_trip_stats",
+        "mart_mobility_vehicles_hourly",
+        "mart_mobility_trip_sanity",
+    ):
         assert nodes[model][0] == "success", (model, nodes.get(model))
     assert nodes["assert_fct_mobility_trips_block_not_above_landed"] == ("pass", 0)
     # nothing from another source's selection
@@ -197,15 +218,26 @@ def test_fact_holds_every_landed_trip_once(built):
 def test_daily_mart_reconciles_with_the_fact_and_the_lake(built):
     lake, warehouse = built["lake"], built["warehouse"]
     fact_totals = dict(query(warehouse, "select provider, count(*) from fct_mobility_trips group by 1"))
-    mart_totals = dict(query(warehouse, "select provider, sum(trips)::bigint from mart_mobility_trips_daily group by 1"))
+    mart_totals = dict(
+        query(warehouse, "select provider, sum(trips)::bigint from mart_mobility_trips_daily group by 1")
+    )
     assert mart_totals == fact_totals
     # per Austin day and start district, from the lake files
-    expected = Counter((t["provider"], austin_date(t["start_time"]), t["council_district_start"]) for t in lake_rows(lake))
-    got = {(p, d, c): n for p, d, c, n in query(warehouse, "select provider, trip_date, council_district, trips from mart_mobility_trips_daily")}
+    expected = Counter(
+        (t["provider"], austin_date(t["start_time"]), t["council_district_start"]) for t in lake_rows(lake)
+    )
+    got = {
+        (p, d, c): n
+        for p, d, c, n in query(
+            warehouse, "select provider, trip_date, council_district, trips from mart_mobility_trips_daily"
+        )
+    }
     assert got == dict(expected)
     assert any(district is None for _, _, district in got), "some starts fall outside every district"
     # the failing trips are counted in the daily mart too, not dropped
-    failing = dict(query(warehouse, "select provider, sum(trips_failing_sanity)::bigint from mart_mobility_trips_daily group by 1"))
+    failing = dict(
+        query(warehouse, "select provider, sum(trips_failing_sanity)::bigint from mart_mobility_trips_daily group by 1")
+    )
     assert failing == {p: 8 for p in PROVIDERS}
 
 
@@ -216,10 +248,16 @@ def test_median_distance_and_duration_match_python(built):
         day = austin_date(trip["start_time"])
         groups[(trip["provider"], "day", day)].append(trip)
         groups[(trip["provider"], "month", day.replace(day=1))].append(trip)
-    mart = {(p, period, start): rest for p, period, start, *rest in query(warehouse, """
+    mart = {
+        (p, period, start): rest
+        for p, period, start, *rest in query(
+            warehouse,
+            """
         select provider, period, period_start, trips, median_distance_meters, median_duration_seconds,
                trips_passing, median_distance_meters_passing, median_duration_seconds_passing
-        from mart_mobility_trip_stats""")}
+        from mart_mobility_trip_stats""",
+        )
+    }
     assert set(mart) == set(groups)
     for key, trips in groups.items():
         passing = [t for t in trips if not any(sanity_flags(t).values())]
@@ -246,21 +284,46 @@ def test_sanity_counts_match_python(built):
         for rule, failed in flags.items():
             counts[rule] += failed
         counts["failing"] += any(flags.values())
-    rows = query(warehouse, """
+    rows = query(
+        warehouse,
+        """
         select provider, block_month, trips, trips_over_24_hours, trips_over_500_miles,
                trips_zero_span_with_duration, trips_same_location_with_duration, trips_failing
-        from mart_mobility_trip_sanity""")
-    got = {(p, m): dict(zip(("trips", "over_24_hours", "over_500_miles", "zero_span_with_duration",
-                                 "same_location_with_duration", "failing"), rest)) for p, m, *rest in rows}
+        from mart_mobility_trip_sanity""",
+    )
+    got = {
+        (p, m): dict(
+            zip(
+                (
+                    "trips",
+                    "over_24_hours",
+                    "over_500_miles",
+                    "zero_span_with_duration",
+                    "same_location_with_duration",
+                    "failing",
+                ),
+                rest,
+            )
+        )
+        for p, m, *rest in rows
+    }
     assert got == {key: {name: counts[name] for name in got[key]} for key, counts in expected.items()}
     for provider in PROVIDERS:
         # the eight rewritten trips: two per rule, one of them failing two rules
         assert got[(provider, MONTH)] | {"trips": 0} == {
-            "trips": 0, "over_24_hours": 2, "over_500_miles": 3, "zero_span_with_duration": 2,
-            "same_location_with_duration": 2, "failing": 8}, provider
+            "trips": 0,
+            "over_24_hours": 2,
+            "over_500_miles": 3,
+            "zero_span_with_duration": 2,
+            "same_location_with_duration": 2,
+            "failing": 8,
+        }, provider
     # the fact keeps them, flagged
     ids = ", ".join(f"'{i}'" for ids in touched.values() for i in ids)
-    flagged = query(warehouse, f"select count(*), count(*) filter (where fails_sanity_rules) from fct_mobility_trips where trip_id in ({ids})")
+    flagged = query(
+        warehouse,
+        f"select count(*), count(*) filter (where fails_sanity_rules) from fct_mobility_trips where trip_id in ({ids})",
+    )
     assert flagged == [(8 * len(PROVIDERS), 8 * len(PROVIDERS))]
     (all_failing,) = query(warehouse, "select count(*) from fct_mobility_trips where fails_sanity_rules")[0]
     assert all_failing == 8 * len(PROVIDERS)
@@ -284,17 +347,24 @@ def test_vehicles_deployed_per_hour_match_python(built):
                 deployed[key].add(device)
         if state == "available" and device is not None:
             available[key].add(device)
-    rows = query(warehouse, """
+    rows = query(
+        warehouse,
+        """
         select provider, hour_start, hour_complete, events, vehicles_deployed, vehicles_available,
                deployed_events_without_device
-        from mart_mobility_vehicles_hourly""")
+        from mart_mobility_vehicles_hourly""",
+    )
     # one row per hour of each landed block, every hour complete
     assert Counter(r[0] for r in rows) == {p: 29 * 24 for p in PROVIDERS}
     assert all(r[2] is True for r in rows)
     for provider, hour, _, n_events, n_deployed, n_available, n_without in rows:
         key = (provider, hour)
         assert (n_events, n_deployed, n_available, n_without) == (
-            events[key], len(deployed[key]), len(available[key]), without_device[key]), key
+            events[key],
+            len(deployed[key]),
+            len(available[key]),
+            without_device[key],
+        ), key
     totals = {p: (sum(r[4] for r in rows if r[0] == p), sum(r[6] for r in rows if r[0] == p)) for p in PROVIDERS}
     # 2.0 events name their device; 0.4 status changes do not (and the replay's associated trips
     # are not among its trips), so dott's deployed-state events are all without a device
@@ -310,9 +380,15 @@ def test_12_status_changes_reach_the_conformed_event_columns(built):
     lake, warehouse = built["lake"], built["warehouse"]
     landed = [e for e in lake_rows(lake, "events") if e["provider"] == "bolt"]
     assert landed and all(e["vehicle_state"] and e["event_types"] for e in landed)
-    staged = {r[0]: r[1:] for r in query(warehouse, """
+    staged = {
+        r[0]: r[1:]
+        for r in query(
+            warehouse,
+            """
         select event_id, vehicle_state, vehicle_state_published, event_types, associated_trip_id, device_id
-        from stg_mds__events where provider = 'bolt'""")}
+        from stg_mds__events where provider = 'bolt'""",
+        )
+    }
     assert len(staged) == len(landed)
     for event in landed:
         state, published, types, trip, device = staged[event["event_id"]]
@@ -345,7 +421,11 @@ def test_relanding_a_block_leaves_one_row_per_trip(built):
     assert after["voi"] == before["voi"], "the other provider's block is kept"
     assert after["dott"] > before["dott"], "the re-landed block is replaced"
     # the marts follow: the rewritten sanity failures are gone with the old landing
-    assert dict(query(warehouse, "select provider, trips_failing from mart_mobility_trip_sanity")) == {"dott": 0, "bolt": 8, "voi": 8}
+    assert dict(query(warehouse, "select provider, trips_failing from mart_mobility_trip_sanity")) == {
+        "dott": 0,
+        "bolt": 8,
+        "voi": 8,
+    }
     fact_totals = dict(query(warehouse, "select provider, count(*) from fct_mobility_trips group by 1"))
     daily = dict(query(warehouse, "select provider, sum(trips)::bigint from mart_mobility_trips_daily group by 1"))
     assert daily == fact_totals and fact_totals["dott"] == len(landed)

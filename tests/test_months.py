@@ -1,14 +1,14 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from civic_pipelines.months import BlockPlanError, month_bounds, month_range, plan_months
 
-NOW = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
 
 def utc(*args):
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def test_month_bounds_are_half_open_and_cover_the_whole_month():
@@ -26,7 +26,9 @@ def test_scheduled_run_on_first_of_november_lands_october_only():
 
 
 def test_params_win_over_the_data_interval():
-    months = plan_months("2024-01", "2024-03", utc(2026, 10, 1), utc(2026, 11, 1), first_month="2008-01", max_blocks=12, now=NOW)
+    months = plan_months(
+        "2024-01", "2024-03", utc(2026, 10, 1), utc(2026, 11, 1), first_month="2008-01", max_blocks=12, now=NOW
+    )
     assert months == ["2024-01", "2024-02", "2024-03"]
 
 
@@ -50,16 +52,37 @@ def test_bad_ranges_fail_with_a_clear_message(start, end, message):
 def test_a_cron_later_on_the_first_still_plans_the_month_that_ended():
     """Publishers that post during the 1st (Street Manager's archives) run at, say, 06:00: the
     interval [Oct 1 06:00, Nov 1 06:00) covers October, the month that ended inside it."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    utc = timezone.utc
+    utc = UTC
     now = datetime(2026, 11, 23, tzinfo=utc)
-    months = plan_months(None, None, datetime(2026, 10, 1, 6, tzinfo=utc), datetime(2026, 11, 1, 6, tzinfo=utc),
-                         first_month="2020-01", max_blocks=120, now=now)
+    months = plan_months(
+        None,
+        None,
+        datetime(2026, 10, 1, 6, tzinfo=utc),
+        datetime(2026, 11, 1, 6, tzinfo=utc),
+        first_month="2020-01",
+        max_blocks=120,
+        now=now,
+    )
     assert months == ["2026-10"]
-    yearly = plan_months(None, None, datetime(2025, 1, 1, tzinfo=utc), datetime(2026, 1, 1, tzinfo=utc),
-                         first_month="2020-01", max_blocks=120, now=now)
+    yearly = plan_months(
+        None,
+        None,
+        datetime(2025, 1, 1, tzinfo=utc),
+        datetime(2026, 1, 1, tzinfo=utc),
+        first_month="2020-01",
+        max_blocks=120,
+        now=now,
+    )
     assert yearly == [f"2025-{m:02d}" for m in range(1, 13)]
     with pytest.raises(BlockPlanError, match="no month ends"):
-        plan_months(None, None, datetime(2026, 10, 2, tzinfo=utc), datetime(2026, 10, 9, tzinfo=utc),
-                    first_month="2020-01", max_blocks=120, now=now)
+        plan_months(
+            None,
+            None,
+            datetime(2026, 10, 2, tzinfo=utc),
+            datetime(2026, 10, 9, tzinfo=utc),
+            first_month="2020-01",
+            max_blocks=120,
+            now=now,
+        )

@@ -88,16 +88,23 @@ def test_paging_is_exact_and_ordered_by_row_id(nyc):
     assert [q["$offset"][0] for q in queries] == ["0", "1000", "2000"]
     assert {q["$order"][0] for q in queries} == {":id"}
     assert queries[0]["$where"][0] == (
-        "created_date >= '2024-02-01T00:00:00.000' AND created_date < '2024-03-01T00:00:00.000'")
+        "created_date >= '2024-02-01T00:00:00.000' AND created_date < '2024-03-01T00:00:00.000'"
+    )
 
 
 def test_malformed_and_duplicate_rows_are_quarantined_or_collapsed(nyc, lake):
-    requests.post(f"{nyc.url}/_replay/faults", json={"malformed_row": 1, "duplicate_row": 1}, timeout=10).raise_for_status()
+    requests.post(
+        f"{nyc.url}/_replay/faults", json={"malformed_row": 1, "duplicate_row": 1}, timeout=10
+    ).raise_for_status()
     manifest = run_block("nyc_311", MONTHS[0], lake=lake)
     assert manifest["quarantine_reasons"] == {"missing unique_key": 1, "unparseable created_date": 1}
     assert manifest["duplicates_collapsed"] == 1
     table = landed(lake, MONTHS[0])
-    assert table.num_rows == len(set(table["unique_key"].to_pylist())) == len(nyc.generated["nyc_311"].rows_for_month(MONTHS[0]))
+    assert (
+        table.num_rows
+        == len(set(table["unique_key"].to_pylist()))
+        == len(nyc.generated["nyc_311"].rows_for_month(MONTHS[0]))
+    )
     quarantine = landed(lake, MONTHS[0], "quarantine.parquet")
     assert sorted(quarantine["_reason"].to_pylist()) == ["missing unique_key", "unparseable created_date"]
     assert quarantine.schema.field("unique_key").type == "string"  # kept as published
@@ -155,7 +162,10 @@ def _to_toml(config: dict) -> str:
             return "[" + ", ".join(value(x) for x in v) + "]"
         return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
 
-    return "\n".join(
-        f"[{table}]\n" + "\n".join(f"{k} = {value(v)}" for k, v in config[table].items())
-        for table in ("source", "adapter")
-    ) + "\n"
+    return (
+        "\n".join(
+            f"[{table}]\n" + "\n".join(f"{k} = {value(v)}" for k, v in config[table].items())
+            for table in ("source", "adapter")
+        )
+        + "\n"
+    )

@@ -25,14 +25,32 @@ ROOT = Path(__file__).resolve().parents[1]
 # Loaded by nothing a parse needs. Airflow's own start-up (``import airflow``, the DagBag) loads
 # none of them, so finding one after the parse means the DAG files brought it.
 NOT_IMPORTED_BY_PARSING = (
-    "pyarrow", "numpy", "pandas", "requests", "boto3", "botocore", "s3transfer",
-    "airflow.providers.amazon.aws.hooks.s3", "airflow.providers.amazon.aws.fs.s3",
-    "fastapi", "cosmos.plugin.airflow3", "dbt.cli.main", "dbt.adapters.duckdb", "duckdb",
-    "shapely", "pyproj",
+    "pyarrow",
+    "numpy",
+    "pandas",
+    "requests",
+    "boto3",
+    "botocore",
+    "s3transfer",
+    "airflow.providers.amazon.aws.hooks.s3",
+    "airflow.providers.amazon.aws.fs.s3",
+    "fastapi",
+    "cosmos.plugin.airflow3",
+    "dbt.cli.main",
+    "dbt.adapters.duckdb",
+    "duckdb",
+    "shapely",
+    "pyproj",
     # The extractors themselves: parsing reads the sources' declarations only.
-    "civic_pipelines.sources.mds", "civic_pipelines.sources.srwr", "civic_pipelines.sources.street_manager",
-    "civic_pipelines.adapters.socrata", "civic_pipelines.adapters.arcgis", "civic_pipelines.adapters.ckan",
-    "civic_pipelines.http", "civic_pipelines.lake", "civic_pipelines.extract",
+    "civic_pipelines.sources.mds",
+    "civic_pipelines.sources.srwr",
+    "civic_pipelines.sources.street_manager",
+    "civic_pipelines.adapters.socrata",
+    "civic_pipelines.adapters.arcgis",
+    "civic_pipelines.adapters.ckan",
+    "civic_pipelines.http",
+    "civic_pipelines.lake",
+    "civic_pipelines.extract",
 )
 
 PARSE = """
@@ -59,8 +77,14 @@ def parse_in_fresh_process(dag_id: str | None = None) -> dict:
     if dag_id:
         env["_AIRFLOW_PARSING_CONTEXT_DAG_ID"] = dag_id
         env["_AIRFLOW_PARSING_CONTEXT_TASK_ID"] = "extract_load"
-    result = subprocess.run([sys.executable, "-c", PARSE, str(ROOT / "dags"), *NOT_IMPORTED_BY_PARSING],
-                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", PARSE, str(ROOT / "dags"), *NOT_IMPORTED_BY_PARSING],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -73,7 +97,9 @@ def test_parsing_every_dag_imports_nothing_heavy():
     assert parsed["present_after"] == [], f"parsing dags/ imported {parsed['present_after']}"
 
 
-@pytest.mark.parametrize("dag_id", ["seattle_crime", "mds"])  # a dataset-file source; a module source with a PostgreSQL sink
+@pytest.mark.parametrize(
+    "dag_id", ["seattle_crime", "mds"]
+)  # a dataset-file source; a module source with a PostgreSQL sink
 def test_a_task_process_parse_builds_its_dag_only_and_imports_nothing_heavy(dag_id):
     parsed = parse_in_fresh_process(dag_id)
     assert parsed["import_errors"] == {}

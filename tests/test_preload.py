@@ -17,15 +17,18 @@ from civic_pipelines.orchestration.preload import forks_tasks
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize(("argv", "expected"), [
-    (["/venv/bin/airflow", "scheduler"], True),
-    (["/venv/bin/airflow", "scheduler", "--skip-serve-logs"], True),
-    (["airflow", "celery", "worker", "--concurrency", "2"], True),
-    (["/venv/bin/airflow", "dag-processor"], False),  # the DAGs it shows must follow the files
-    (["/venv/bin/airflow", "api-server", "--port", "8080"], False),
-    (["/venv/bin/airflow", "db", "migrate"], False),
-    (["/venv/bin/python", "-m", "pytest"], False),
-])
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["/venv/bin/airflow", "scheduler"], True),
+        (["/venv/bin/airflow", "scheduler", "--skip-serve-logs"], True),
+        (["airflow", "celery", "worker", "--concurrency", "2"], True),
+        (["/venv/bin/airflow", "dag-processor"], False),  # the DAGs it shows must follow the files
+        (["/venv/bin/airflow", "api-server", "--port", "8080"], False),
+        (["/venv/bin/airflow", "db", "migrate"], False),
+        (["/venv/bin/python", "-m", "pytest"], False),
+    ],
+)
 def test_only_the_processes_that_fork_tasks_warm_the_dag_parse(argv, expected):
     assert forks_tasks(argv, environ={}) is expected
 
@@ -35,7 +38,7 @@ def test_civic_preload_dags_overrides_the_process_kind():
     assert forks_tasks(["python", "worker.py"], environ={"CIVIC_PRELOAD_DAGS": "1"}) is True
 
 
-CHILD = r'''
+CHILD = r"""
 import json, os, sys
 from civic_pipelines.orchestration.preload import preload
 
@@ -59,19 +62,34 @@ if pid == 0:
 os.close(write)
 os.waitpid(pid, 0)
 print(os.read(read, 1 << 20).decode())
-'''
+"""
 
 
 def test_a_task_forked_after_the_warm_up_inherits_the_dag_files_imports(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__", "CIVIC_"))}
-    env.update({"AIRFLOW_HOME": str(tmp_path / "airflow"), "CIVIC_DATA_DIR": str(tmp_path / "data"),
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "True"})
-    done = subprocess.run([sys.executable, "-c", CHILD, str(ROOT / "dags" / "civic_sources.py")], env=env,
-                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(tmp_path / "airflow"),
+            "CIVIC_DATA_DIR": str(tmp_path / "data"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+        }
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(ROOT / "dags" / "civic_sources.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["inherited"] == {"cosmos": True, "civic_pipelines.orchestration.dag_factory": True,
-                                   "civic_pipelines.orchestration.dbt_group": True}
+    assert result["inherited"] == {
+        "cosmos": True,
+        "civic_pipelines.orchestration.dag_factory": True,
+        "civic_pipelines.orchestration.dbt_group": True,
+    }
     assert result["errors"] == {}
     assert result["dags"] == ["seattle_crime"]  # the task's own DAG, built from the file, not the warm-up's
     assert result["tasks"] > 3  # plan_blocks, extract_load, the dbt nodes, source_freshness

@@ -53,6 +53,7 @@ def month_window(month: str) -> tuple[str, str]:
 def pin(monkeypatch):
     def set_today(day: str) -> None:
         monkeypatch.setenv(horizon.TODAY_ENV, day)
+
     return set_today
 
 
@@ -77,7 +78,7 @@ def replay():
 def test_horizon_follows_the_pinned_date_and_never_goes_below_the_documented_end(pin):
     pin("2027-03-15")
     assert horizon.today() == _dt.date(2027, 3, 15)
-    assert horizon.now() == _dt.datetime(2027, 3, 15, tzinfo=_dt.timezone.utc)
+    assert horizon.now() == _dt.datetime(2027, 3, 15, tzinfo=_dt.UTC)
     assert horizon.last_month("2026-12") == "2027-03"
     assert horizon.last_year(2026) == 2027
     pin("2025-05-01")  # before the documented end: the documented range is still served whole
@@ -108,7 +109,7 @@ def test_datasets_serve_the_previous_complete_month(pin, today, month):
     assert mpls.years[-1] == int(today[:4]) and mpls.has_year(year)
     assert mpls.month_count(month) > 4000
     # a layer opened after the documented ones has its own watermark: its creation on 1 January
-    created = int(_dt.datetime(year, 1, 1, 6, tzinfo=_dt.timezone.utc).timestamp() * 1000)
+    created = int(_dt.datetime(year, 1, 1, 6, tzinfo=_dt.UTC).timestamp() * 1000)
     assert mpls.layer_last_edit_date(year) == created > DEFAULT_LAST_EDIT_DATE
     assert mpls.layer_last_edit_date(2026) == DEFAULT_LAST_EDIT_DATE
 
@@ -134,7 +135,7 @@ def test_street_manager_srwr_and_mds_clocks_follow_the_replay_today(pin, replay)
     assert server.street_manager.latest_month() == "2027-02"
     assert server.street_manager.published("2027-02") and not server.street_manager.published("2027-03")
     assert server.srwr.today == _dt.date(2027, 3, 15)
-    assert server.mds.clock() == _dt.datetime(2027, 3, 15, tzinfo=_dt.timezone.utc)
+    assert server.mds.clock() == _dt.datetime(2027, 3, 15, tzinfo=_dt.UTC)
 
 
 @pytest.mark.parametrize("today", ["2026-12-07", "2028-01-02"])
@@ -158,8 +159,9 @@ def soda_pages(url: str, where: str, order: str, limit: int = 1000) -> list[list
     pages, offset = [], 0
     with requests.Session() as session:
         while True:
-            response = session.get(url, params={"$where": where, "$order": order, "$limit": limit,
-                                                "$offset": offset}, timeout=60)
+            response = session.get(
+                url, params={"$where": where, "$order": order, "$limit": limit, "$offset": offset}, timeout=60
+            )
             assert response.status_code == 200, response.text
             pages.append(response.json())
             if len(pages[-1]) < limit:
@@ -173,8 +175,9 @@ def test_soda_pages_through_the_previous_month(pin, replay, today, month):
     server = replay([month])
     low, high = month_window(month)
     for dataset_id, field, order, dataset in (
-            ("tazs-3rd5", "report_datetime", "offense_id", server.dataset),
-            ("erm2-nwe9", "created_date", "unique_key", server.generated["nyc_311"])):
+        ("tazs-3rd5", "report_datetime", "offense_id", server.dataset),
+        ("erm2-nwe9", "created_date", "unique_key", server.generated["nyc_311"]),
+    ):
         where = f"{field} >= '{low}' AND {field} < '{high}'"
         pages = soda_pages(f"{server.url}/resource/{dataset_id}.json", where, order)
         rows = [row for page in pages for row in page]
@@ -197,9 +200,19 @@ def test_arcgis_serves_the_new_year_layer_paged(pin, replay, today, month):
     ids, offset, pages = [], 0, 0
     with requests.Session() as session:
         while True:
-            body = session.get(layer + "/query", params={
-                "where": where, "outFields": "*", "orderByFields": "OBJECTID ASC", "resultOffset": offset,
-                "resultRecordCount": 1000, "returnGeometry": "false", "f": "json"}, timeout=60).json()
+            body = session.get(
+                layer + "/query",
+                params={
+                    "where": where,
+                    "outFields": "*",
+                    "orderByFields": "OBJECTID ASC",
+                    "resultOffset": offset,
+                    "resultRecordCount": 1000,
+                    "returnGeometry": "false",
+                    "f": "json",
+                },
+                timeout=60,
+            ).json()
             assert "error" not in body, body
             ids += [f["attributes"]["OBJECTID"] for f in body["features"]]
             pages += 1
@@ -216,8 +229,9 @@ def test_ckan_lists_and_serves_the_new_year_resource(pin, replay, today, month):
     year = int(month[:4])
     server.toronto.set_rows_per_year(24_000)  # a small year: the file is generated whole
     server.toronto.set_current_through((_dt.date.fromisoformat(today) - _dt.timedelta(days=1)).isoformat())
-    result = requests.get(f"{server.url}/api/3/action/package_show",
-                          params={"id": "311-service-requests-customer-initiated"}, timeout=30).json()["result"]
+    result = requests.get(
+        f"{server.url}/api/3/action/package_show", params={"id": "311-service-requests-customer-initiated"}, timeout=30
+    ).json()["result"]
     by_year = {int(r["name"][-4:]): r for r in result["resources"] if r["name"].startswith("311 Service Requests ")}
     assert max(by_year) == int(today[:4])
     resource = by_year[year]
@@ -238,8 +252,9 @@ def load_demo():
     import importlib.util
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("civic_demo_script_horizon",
-                                                  Path(__file__).parents[1] / "scripts" / "demo.py")
+    spec = importlib.util.spec_from_file_location(
+        "civic_demo_script_horizon", Path(__file__).parents[1] / "scripts" / "demo.py"
+    )
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
     return demo
@@ -265,7 +280,10 @@ def test_every_source_publishes_the_demo_months_after_2026(pin, replay, monkeypa
         assert server.minneapolis.has_year(year) and server.minneapolis.month_count(month) > 0
         assert year in server.toronto.years() and server.toronto.month_allocation(year)[mon - 1] > 0
         assert server.street_manager.published(month)
-        srwr_id = str(year) if year < day.year else ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP",
-                                                     "OCT", "NOV", "DEC"][mon - 1]
+        srwr_id = (
+            str(year)
+            if year < day.year
+            else ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"][mon - 1]
+        )
         assert srwr_id in server.srwr.identifiers()
         assert server.mds.available(next(iter(server.mds.providers)), f"{month}-15T12")

@@ -3,7 +3,7 @@ paging, fault switches and configuration."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -31,8 +31,12 @@ def server(replay):
 
 def token_for(server, provider: str) -> str:
     p = server.mds.providers[provider]
-    response = requests.post(server.mds.token_url(provider), data={"grant_type": "client_credentials"},
-                             auth=(p.client_id, p.client_secret), timeout=10)
+    response = requests.post(
+        server.mds.token_url(provider),
+        data={"grant_type": "client_credentials"},
+        auth=(p.client_id, p.client_secret),
+        timeout=10,
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["token_type"] == "bearer" and body["expires_in"] == 900
@@ -55,11 +59,18 @@ def test_default_providers_cover_every_version_and_auth_mode(server):
     described = configure(server, {})
     providers = described["providers"]
     assert {name: (p["version"], p["auth"]) for name, p in providers.items()} == {
-        "voi": ("2.0", "oauth2"), "lyft": ("2.0", "bearer"), "bolt": ("1.2", "bearer"), "dott": ("0.4", "oauth2")}
+        "voi": ("2.0", "oauth2"),
+        "lyft": ("2.0", "bearer"),
+        "bolt": ("1.2", "bearer"),
+        "dott": ("0.4", "oauth2"),
+    }
     assert providers["voi"]["base_url"] == f"{server.url}/mds/voi"
     conn = server.mds.connection("dott")
     assert conn["host"] == f"{server.url}/mds/dott" and conn["extra"] == {
-        "mds_version": "0.4", "auth": "oauth2", "token_url": f"{server.url}/mds-auth/dott/token"}
+        "mds_version": "0.4",
+        "auth": "oauth2",
+        "token_url": f"{server.url}/mds-auth/dott/token",
+    }
     assert server.mds.connection("bolt")["password"] == "replay-bolt-token"
 
 
@@ -74,12 +85,19 @@ def test_version_04_envelope_not_paged(server):
     trip = trips[0]
     assert "propulsion_type" in trip and "propulsion_types" not in trip
     assert len(trip["route"]["features"]) >= 2 and trip["provider_name"] == "dott"
-    hour_ms = int(datetime(2023, 2, 10, 14, tzinfo=timezone.utc).timestamp() * 1000)
+    hour_ms = int(datetime(2023, 2, 10, 14, tzinfo=UTC).timestamp() * 1000)
     assert all(hour_ms <= t["end_time"] < hour_ms + 3_600_000 for t in trips)  # inside the hour asked for
     changes = get(server, "dott", "status_changes", event_time="2023-02-10T14").json()["data"]["status_changes"]
     assert changes == server.mds.records("dott", "2023-02-10T14")["events"]
-    assert set(changes[0]) <= {"event_type", "event_type_reason", "event_time", "event_location", "battery_pct",
-                               "associated_trip", "associated_ticket"}
+    assert set(changes[0]) <= {
+        "event_type",
+        "event_type_reason",
+        "event_time",
+        "event_location",
+        "battery_pct",
+        "associated_trip",
+        "associated_ticket",
+    }
     assert 0 <= changes[0]["battery_pct"] <= 1
 
 
@@ -95,8 +113,9 @@ def test_version_12_pages_with_links(server):
     got = list(body["data"]["status_changes"])
     link = body["links"]["next"]
     while link:
-        page = requests.get(link, headers={"Accept": ACCEPT["1.2"], "Authorization": "Bearer replay-bolt-token"},
-                            timeout=10).json()
+        page = requests.get(
+            link, headers={"Accept": ACCEPT["1.2"], "Authorization": "Bearer replay-bolt-token"}, timeout=10
+        ).json()
         got += page["data"]["status_changes"]
         link = page["links"]["next"]
     assert got == want
@@ -109,8 +128,19 @@ def test_version_20_envelope_and_voi_quirks(server):
     trips = get(server, "voi", "trips", token=token, end_time="2023-02-12T08").json()
     assert trips["version"] == "2.0.0" and "data" not in trips and "links" not in trips
     assert isinstance(trips["last_updated"], dict) and trips["ttl"] == {"ttl": 0}  # Voi's nesting
-    assert set(trips["trips"][0]) == {"accessibility_attributes", "device_id", "distance", "duration", "end_location",
-                                      "end_time", "provider_id", "start_location", "start_time", "trip_id", "trip_type"}
+    assert set(trips["trips"][0]) == {
+        "accessibility_attributes",
+        "device_id",
+        "distance",
+        "duration",
+        "end_location",
+        "end_time",
+        "provider_id",
+        "start_location",
+        "start_time",
+        "trip_id",
+        "trip_type",
+    }
     events, link = [], None
     page = get(server, "voi", "events/historical", token=token, event_time="2023-02-12T08").json()
     while True:
@@ -119,7 +149,9 @@ def test_version_20_envelope_and_voi_quirks(server):
         if not link:
             assert page["links"] == {}  # Voi's last page: an empty object
             break
-        page = requests.get(link, headers={"Accept": ACCEPT["2.0"], "Authorization": f"Bearer {token}"}, timeout=10).json()
+        page = requests.get(
+            link, headers={"Accept": ACCEPT["2.0"], "Authorization": f"Bearer {token}"}, timeout=10
+        ).json()
     assert events == server.mds.records("voi", "2023-02-12T08")["events"]
     assert all(0 <= e["battery_percent"] <= 100 and e["event_id"] for e in events)
     lyft = get(server, "lyft", "trips", end_time="2023-02-12T08").json()
@@ -143,24 +175,36 @@ def test_bad_requests(server):
     wrong_version = get(server, "bolt", "trips", accept=ACCEPT["2.0"], end_time="2023-02-05T01")
     assert wrong_version.status_code == 406 and "1.2" in wrong_version.json()["error_description"]
     assert get(server, "bolt", "events/historical", event_time="2023-02-05T01").status_code == 404
-    unknown = requests.get(f"{server.url}/mds/nobody/trips", params={"end_time": "2023-02-05T01"},
-                           headers={"Accept": ACCEPT["2.0"]}, timeout=10)
+    unknown = requests.get(
+        f"{server.url}/mds/nobody/trips",
+        params={"end_time": "2023-02-05T01"},
+        headers={"Accept": ACCEPT["2.0"]},
+        timeout=10,
+    )
     assert unknown.status_code == 404 and "nobody" in unknown.json()["error_description"]
 
 
 def test_token_auth(server):
     p = server.mds.providers["voi"]
     url = server.mds.token_url("voi")
-    assert requests.post(url, data={"grant_type": "client_credentials"}, auth=(p.client_id, "wrong"),
-                         timeout=10).status_code == 401
-    assert requests.post(url, data={"grant_type": "password"}, auth=(p.client_id, p.client_secret),
-                         timeout=10).status_code == 400
+    assert (
+        requests.post(
+            url, data={"grant_type": "client_credentials"}, auth=(p.client_id, "wrong"), timeout=10
+        ).status_code
+        == 401
+    )
+    assert (
+        requests.post(url, data={"grant_type": "password"}, auth=(p.client_id, p.client_secret), timeout=10).status_code
+        == 400
+    )
     assert requests.get(url, timeout=10).status_code == 405
     for token in ("", "not-issued"):
         response = get(server, "voi", "trips", token=token, end_time="2023-02-05T01")
         assert response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
     dott_token = token_for(server, "dott")
-    assert get(server, "voi", "trips", token=dott_token, end_time="2023-02-05T01").status_code == 401  # another provider's
+    assert (
+        get(server, "voi", "trips", token=dott_token, end_time="2023-02-05T01").status_code == 401
+    )  # another provider's
     token = token_for(server, "voi")
     assert get(server, "voi", "trips", token=token, end_time="2023-02-05T01").status_code == 200
     configure(server, {"expire_tokens": True})
@@ -174,7 +218,9 @@ def test_token_auth(server):
 
 
 def test_faults_hit_data_routes_not_the_token_endpoint(server):
-    requests.post(f"{server.url}/_replay/faults", json={"status_429": 1, "retry_after": 0}, timeout=10).raise_for_status()
+    requests.post(
+        f"{server.url}/_replay/faults", json={"status_429": 1, "retry_after": 0}, timeout=10
+    ).raise_for_status()
     token = token_for(server, "voi")  # not throttled
     assert get(server, "voi", "trips", token=token, end_time="2023-02-05T01").status_code == 429
     assert get(server, "voi", "trips", token=token, end_time="2023-02-05T01").status_code == 200
@@ -200,7 +246,10 @@ def test_version_12_status_changes_have_the_1x_state_model_and_match_the_publish
             assert {"provider_name", "device_id", "vehicle_id", "vehicle_type", "propulsion_types"} <= set(event)
             problem = mds.schema_error(event, "1.x", "events")
             if index in records["invalid"]["events"]:
-                assert problem == ("schema: battery_pct: 1.7 is greater than the maximum of 1", "schema: battery_pct: maximum")
+                assert problem == (
+                    "schema: battery_pct: 1.7 is greater than the maximum of 1",
+                    "schema: battery_pct: maximum",
+                )
             else:
                 assert problem is None, (event, problem)
                 seen += 1
@@ -217,9 +266,11 @@ def test_invalid_share_marks_which_records_break(server):
         version = server.mds.providers[provider].version
         for index in records["invalid"]["trips"]:
             trip = records["trips"][index]
-            broken = {"0.4": isinstance(trip.get("trip_duration"), str),
-                      "1.2": "propulsion_type" in trip,
-                      "2.0": "lng" not in trip.get("start_location", {})}[version]
+            broken = {
+                "0.4": isinstance(trip.get("trip_duration"), str),
+                "1.2": "propulsion_type" in trip,
+                "2.0": "lng" not in trip.get("start_location", {}),
+            }[version]
             assert broken
     again = server.mds.records("bolt", "2023-02-07T18")
     assert again == server.mds.records("bolt", "2023-02-07T18")  # deterministic
@@ -236,11 +287,21 @@ def test_data_is_deterministic_per_seed_and_hour(server):
 def test_configuration(server):
     described = configure(server, {"providers": {"extra": {"version": "1.2", "auth": "none"}, "lyft": None}})
     assert "extra" in described["providers"] and "lyft" not in described["providers"]
-    response = requests.get(f"{server.mds.base_url('extra')}/trips", params={"end_time": "2023-02-05T01"},
-                            headers={"Accept": ACCEPT["1.2"]}, timeout=10)
+    response = requests.get(
+        f"{server.mds.base_url('extra')}/trips",
+        params={"end_time": "2023-02-05T01"},
+        headers={"Accept": ACCEPT["1.2"]},
+        timeout=10,
+    )
     assert response.status_code == 200  # auth none
-    for bad in ({"page_size": 0}, {"invalid_share": 2}, {"late_hours": ["2023-02-05"]}, {"colour": 1},
-                {"providers": {"x": {"version": "0.3"}}}, {"now": "soon"}):
+    for bad in (
+        {"page_size": 0},
+        {"invalid_share": 2},
+        {"late_hours": ["2023-02-05"]},
+        {"colour": 1},
+        {"providers": {"x": {"version": "0.3"}}},
+        {"now": "soon"},
+    ):
         response = requests.post(f"{server.url}/_replay/config", json={"mds": bad}, timeout=10)
         assert response.status_code == 400, bad
     requests.post(f"{server.url}/_replay/reset", json={"data": True}, timeout=10).raise_for_status()

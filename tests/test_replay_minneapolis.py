@@ -6,23 +6,25 @@ import pytest
 import requests
 
 from civic_pipelines.replay.arcgis import MINNEAPOLIS_PATH, Where, install_minneapolis
-from civic_pipelines.replay.minneapolis import (
-    CATEGORIES,
-    FIELD_NAMES,
-    FIELDS,
-    Minneapolis311Dataset,
-    month_bounds_ms,
-)
+from civic_pipelines.replay.minneapolis import CATEGORIES, FIELD_NAMES, FIELDS, Minneapolis311Dataset, month_bounds_ms
 from civic_pipelines.replay.server import ReplayServer
 
 FEB = "2024-02"
 FEB_WHERE = "OPENEDDATETIME >= DATE '2024-02-01 00:00:00' AND OPENEDDATETIME < DATE '2024-03-01 00:00:00'"
 CONTRACT_TYPES = {
-    "OBJECTID": "esriFieldTypeOID", "CASEID": "esriFieldTypeDouble", "SUBJECTNAME": "esriFieldTypeString",
-    "REASONNAME": "esriFieldTypeString", "TYPENAME": "esriFieldTypeString", "TITLE": "esriFieldTypeString",
-    "OPENEDDATETIME": "esriFieldTypeDate", "CASESTATUS": "esriFieldTypeInteger",
-    "CLOSEDDATETIME": "esriFieldTypeDate", "XCOORD": "esriFieldTypeDouble", "YCOORD": "esriFieldTypeDouble",
-    "LastUpdateDate": "esriFieldTypeDate", "IsAccessibilityRelated": "esriFieldTypeString",
+    "OBJECTID": "esriFieldTypeOID",
+    "CASEID": "esriFieldTypeDouble",
+    "SUBJECTNAME": "esriFieldTypeString",
+    "REASONNAME": "esriFieldTypeString",
+    "TYPENAME": "esriFieldTypeString",
+    "TITLE": "esriFieldTypeString",
+    "OPENEDDATETIME": "esriFieldTypeDate",
+    "CASESTATUS": "esriFieldTypeInteger",
+    "CLOSEDDATETIME": "esriFieldTypeDate",
+    "XCOORD": "esriFieldTypeDouble",
+    "YCOORD": "esriFieldTypeDouble",
+    "LastUpdateDate": "esriFieldTypeDate",
+    "IsAccessibilityRelated": "esriFieldTypeString",
 }
 
 
@@ -80,8 +82,13 @@ def page_month(srv, where: str, record_count: int | None = None) -> list[dict]:
     pages, offset = [], 0
     with requests.Session() as session:
         while True:
-            params = {"where": where, "outFields": "*", "orderByFields": "OBJECTID ASC", "resultOffset": offset,
-                      "returnGeometry": "false"}
+            params = {
+                "where": where,
+                "outFields": "*",
+                "orderByFields": "OBJECTID ASC",
+                "resultOffset": offset,
+                "returnGeometry": "false",
+            }
             if record_count is not None:
                 params["resultRecordCount"] = record_count
             response = query(srv, session=session, **params)
@@ -115,8 +122,12 @@ def test_layer_metadata(server, dataset):
         assert {fld["name"]: fld["type"] for fld in meta["fields"]} == CONTRACT_TYPES
         assert [fld["name"] for fld in meta["fields"]] == FIELD_NAMES
     # the capitalised spelling of the path and the service root
-    assert requests.get(layer(server).replace("/arcgis/", "/ArcGIS/"), params={"f": "json"},
-                        timeout=30).json()["maxRecordCount"] == 2000
+    assert (
+        requests.get(layer(server).replace("/arcgis/", "/ArcGIS/"), params={"f": "json"}, timeout=30).json()[
+            "maxRecordCount"
+        ]
+        == 2000
+    )
     service = requests.get(layer(server)[: -len("/0")], params={"f": "json"}, timeout=30).json()
     assert service["layers"][0]["id"] == 0 and service["maxRecordCount"] == 2000
 
@@ -125,8 +136,12 @@ def test_every_year_has_a_layer_and_others_are_invalid_urls(server):
     for year in (2015, 2020, 2026):
         meta = requests.get(layer(server, year), params={"f": "json"}, timeout=30).json()
         assert meta["name"] == f"Public_311_{year}"
-    for url in (layer(server, 2014), layer(server, 2027), layer(server)[:-1] + "1",
-                server.url + "/afSMGVsC7QlRK1kZ/arcgis/rest/services/Nope/FeatureServer/0"):
+    for url in (
+        layer(server, 2014),
+        layer(server, 2027),
+        layer(server)[:-1] + "1",
+        server.url + "/afSMGVsC7QlRK1kZ/arcgis/rest/services/Nope/FeatureServer/0",
+    ):
         response = requests.get(url + "/query", params={"where": "1=1", "f": "json"}, timeout=30)
         assert response.status_code == 200
         assert response.json() == {"error": {"code": 400, "message": "Invalid URL", "details": ["Invalid URL"]}}
@@ -165,14 +180,16 @@ def test_default_page_is_max_record_count_and_larger_requests_are_capped(server,
 
 def test_max_record_count_is_configurable(fresh):
     srv, ds = fresh(rows_per_month=700)
-    result = requests.post(f"{srv.url}/_replay/config", json={"minneapolis_311": {"max_record_count": 300}},
-                           timeout=30).json()
+    result = requests.post(
+        f"{srv.url}/_replay/config", json={"minneapolis_311": {"max_record_count": 300}}, timeout=30
+    ).json()
     assert result["minneapolis_311"]["max_record_count"] == 300
     assert requests.get(layer(srv), params={"f": "json"}, timeout=30).json()["maxRecordCount"] == 300
     pages = page_month(srv, FEB_WHERE, record_count=1000)
     assert [len(p["features"]) for p in pages] == [300, 300, 100]
     assert [row["attributes"]["OBJECTID"] for p in pages for row in p["features"]] == [
-        row["OBJECTID"] for row in ds.rows_for_month(FEB)]
+        row["OBJECTID"] for row in ds.rows_for_month(FEB)
+    ]
 
 
 def test_count_and_ids(server, dataset):
@@ -189,8 +206,12 @@ def test_object_id_window_paging(server, dataset):
     ids = query(server, where=FEB_WHERE, returnIdsOnly="true").json()["objectIds"]
     got = []
     for a in range(min(ids), max(ids) + 1, 1000):
-        body = query(server, where=f"objectID >= {a} AND objectID < {a}+1000 AND OBJECTID <= {max(ids)}",
-                     outFields="*", returnGeometry="false").json()
+        body = query(
+            server,
+            where=f"objectID >= {a} AND objectID < {a}+1000 AND OBJECTID <= {max(ids)}",
+            outFields="*",
+            returnGeometry="false",
+        ).json()
         assert "exceededTransferLimit" not in body
         got.extend(f["attributes"] for f in body["features"])
     assert got == dataset.rows_for_month(FEB)
@@ -199,11 +220,16 @@ def test_object_id_window_paging(server, dataset):
 def test_incremental_where_timestamp_and_out_fields(server, dataset):
     rows = dataset.layer_rows(2024)
     mark = 1_709_251_200_000  # 2024-03-01 00:00:00 UTC
-    where = ("openeddatetime > DATE '2024-03-01 00:00:00' OR lastupdatedate > TIMESTAMP '2024-03-01 00:00:00'")
+    where = "openeddatetime > DATE '2024-03-01 00:00:00' OR lastupdatedate > TIMESTAMP '2024-03-01 00:00:00'"
     body = query(server, where=where, returnCountOnly="true").json()
     assert body["count"] == sum(1 for r in rows if r["OPENEDDATETIME"] > mark or r["LastUpdateDate"] > mark)
-    body = query(server, where=f"{FEB_WHERE} AND CASESTATUS = 1", outFields="objectid,CaseStatus,TYPENAME",
-                 outSR=4326, resultRecordCount=50).json()
+    body = query(
+        server,
+        where=f"{FEB_WHERE} AND CASESTATUS = 1",
+        outFields="objectid,CaseStatus,TYPENAME",
+        outSR=4326,
+        resultRecordCount=50,
+    ).json()
     assert [f["name"] for f in body["fields"]] == ["OBJECTID", "CASESTATUS", "TYPENAME"]
     assert body["spatialReference"]["wkid"] == 4326
     for feature in body["features"]:
@@ -215,18 +241,21 @@ def test_incremental_where_timestamp_and_out_fields(server, dataset):
         assert feature["geometry"] == {"x": feature["attributes"]["XCOORD"], "y": feature["attributes"]["YCOORD"]}
 
 
-@pytest.mark.parametrize("where,expected", [
-    ("1=1", True),
-    ("1=0", False),
-    ("OBJECTID = 5", True),
-    ("objectid between 4 and 6 and not (objectid in (1, 2))", True),
-    ("TYPENAME = 'pothole'", True),  # strings compare case-insensitively
-    ("TYPENAME LIKE 'Pot%'", True),
-    ("CLOSEDDATETIME IS NULL", True),
-    ("CLOSEDDATETIME IS NOT NULL OR OPENEDDATETIME >= TIMESTAMP '2024-02-10 12:00:00.500'", False),
-    ("OPENEDDATETIME < CURRENT_TIMESTAMP - INTERVAL '7' DAY", True),
-    ("OPENEDDATETIME = DATE '2024-02-10 12:00:00'", True),
-])
+@pytest.mark.parametrize(
+    "where,expected",
+    [
+        ("1=1", True),
+        ("1=0", False),
+        ("OBJECTID = 5", True),
+        ("objectid between 4 and 6 and not (objectid in (1, 2))", True),
+        ("TYPENAME = 'pothole'", True),  # strings compare case-insensitively
+        ("TYPENAME LIKE 'Pot%'", True),
+        ("CLOSEDDATETIME IS NULL", True),
+        ("CLOSEDDATETIME IS NOT NULL OR OPENEDDATETIME >= TIMESTAMP '2024-02-10 12:00:00.500'", False),
+        ("OPENEDDATETIME < CURRENT_TIMESTAMP - INTERVAL '7' DAY", True),
+        ("OPENEDDATETIME = DATE '2024-02-10 12:00:00'", True),
+    ],
+)
 def test_where_subset(where, expected):
     types = {name: kind for name, kind, _length in FIELDS}
     row = {"OBJECTID": 5, "TYPENAME": "Pothole", "CLOSEDDATETIME": None, "OPENEDDATETIME": 1_707_566_400_000}
@@ -236,16 +265,19 @@ def test_where_subset(where, expected):
 # ---------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("params", [
-    {"where": "OPENEDDATETIME >"},  # syntax
-    {"where": "NOSUCHFIELD = 1"},  # unknown field
-    {"where": "OPENEDDATETIME > 1706745600000"},  # epoch number on a date field (not in the contract)
-    {"where": "TYPENAME = 5"},
-    {"where": "1=1", "outFields": "OBJECTID,NOPE"},
-    {"where": "1=1", "orderByFields": "NOPE ASC"},
-    {"where": "1=1", "resultOffset": "x"},
-    {"where": ""},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"where": "OPENEDDATETIME >"},  # syntax
+        {"where": "NOSUCHFIELD = 1"},  # unknown field
+        {"where": "OPENEDDATETIME > 1706745600000"},  # epoch number on a date field (not in the contract)
+        {"where": "TYPENAME = 5"},
+        {"where": "1=1", "outFields": "OBJECTID,NOPE"},
+        {"where": "1=1", "orderByFields": "NOPE ASC"},
+        {"where": "1=1", "resultOffset": "x"},
+        {"where": ""},
+    ],
+)
 def test_errors_are_the_arcgis_envelope_on_http_200(server, params):
     response = query(server, **params)
     assert response.status_code == 200
@@ -274,8 +306,9 @@ def test_late_edit_bumps_last_edit_date_and_changes_exactly_n_rows(fresh):
     jan_before = ds.rows_for_month("2024-01")
     meta_2024 = requests.get(layer(srv), params={"f": "json"}, timeout=30).json()["editingInfo"]
     meta_2023 = requests.get(layer(srv, 2023), params={"f": "json"}, timeout=30).json()["editingInfo"]
-    result = requests.post(f"{srv.url}/_replay/config",
-                           json={"minneapolis_311": {"late_edits": {"month": FEB, "n": 5}}}, timeout=30).json()
+    result = requests.post(
+        f"{srv.url}/_replay/config", json={"minneapolis_311": {"late_edits": {"month": FEB, "n": 5}}}, timeout=30
+    ).json()
     edit = result["minneapolis_311"]["late_edits"][0]
     assert len(edit["object_ids"]) == 5
     after_meta = requests.get(layer(srv), params={"f": "json"}, timeout=30).json()["editingInfo"]
@@ -338,8 +371,7 @@ def test_arcgis_error_fault(server):
 
 
 def test_generic_faults_apply_to_queries_only(server, dataset):
-    requests.post(f"{server.url}/_replay/faults", json={"status_503": 1, "status_429": 1, "retry_after": 2},
-                  timeout=30)
+    requests.post(f"{server.url}/_replay/faults", json={"status_503": 1, "status_429": 1, "retry_after": 2}, timeout=30)
     assert requests.get(layer(server), params={"f": "json"}, timeout=30).status_code == 200
     first = query(server, where="1=1", returnCountOnly="true")
     assert first.status_code == 429 and first.headers["Retry-After"] == "2"
@@ -416,8 +448,9 @@ def test_only_the_months_a_query_touches_are_generated(fresh):
 
 
 def test_query_by_post_form(server, dataset):
-    response = requests.post(layer(server) + "/query", timeout=60,
-                             data={"where": FEB_WHERE, "returnCountOnly": "true", "f": "json"})
+    response = requests.post(
+        layer(server) + "/query", timeout=60, data={"where": FEB_WHERE, "returnCountOnly": "true", "f": "json"}
+    )
     assert response.json() == {"count": len(dataset.rows_for_month(FEB))}
 
 
@@ -431,14 +464,18 @@ def _month_where(month: str) -> str:
     return f"OPENEDDATETIME >= DATE '{fmt_ms(start)}' AND OPENEDDATETIME < DATE '{fmt_ms(end)}'"
 
 
-@pytest.mark.parametrize("zone, month, neighbour", [
-    ("America/Chicago", "2024-01", 2023),  # west of UTC: the evening of 31 December local is 1 January UTC
-    ("Pacific/Auckland", "2023-12", 2024),  # east of UTC: 1 January local is still 31 December UTC
-])
+@pytest.mark.parametrize(
+    "zone, month, neighbour",
+    [
+        ("America/Chicago", "2024-01", 2023),  # west of UTC: the evening of 31 December local is 1 January UTC
+        ("Pacific/Auckland", "2023-12", 2024),  # east of UTC: 1 January local is still 31 December UTC
+    ],
+)
 def test_layers_split_by_the_publishers_local_year(fresh, zone, month, neighbour):
     srv, ds = fresh(rows_per_month=2237, first_year=2022, last_year=2025)
-    answer = requests.post(f"{srv.url}/_replay/config", json={"minneapolis_311": {"layer_time_zone": zone}},
-                           timeout=60).json()["minneapolis_311"]
+    answer = requests.post(
+        f"{srv.url}/_replay/config", json={"minneapolis_311": {"layer_time_zone": zone}}, timeout=60
+    ).json()["minneapolis_311"]
     assert answer["layer_time_zone"] == zone
     own = int(month[:4])
     where = _month_where(month)
@@ -464,6 +501,7 @@ def test_layers_split_by_the_publishers_local_year(fresh, zone, month, neighbour
 
 
 def test_a_bad_layer_time_zone_is_refused(server):
-    response = requests.post(f"{server.url}/_replay/config", json={"minneapolis_311": {"layer_time_zone": "Mars/Base"}},
-                             timeout=30)
+    response = requests.post(
+        f"{server.url}/_replay/config", json={"minneapolis_311": {"layer_time_zone": "Mars/Base"}}, timeout=30
+    )
     assert response.status_code == 400 and "Mars/Base" in response.text

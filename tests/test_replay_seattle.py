@@ -115,8 +115,9 @@ def test_month_bounds_on_the_wire(server):
         assert count == [{"count": str(len(expected))}], where
     assert get(server, **{"$where": f"report_datetime = '{last}'"}).json()[0]["report_datetime"] == last
     # February's bounds never return a January row
-    feb = get(server, **{"$where": f"report_datetime >= '{FEB_START}' AND report_datetime < '2024-03-01'",
-                         "$limit": 50000}).json()
+    feb = get(
+        server, **{"$where": f"report_datetime >= '{FEB_START}' AND report_datetime < '2024-03-01'", "$limit": 50000}
+    ).json()
     assert feb and all(r["report_datetime"] >= FEB_START for r in feb)
 
 
@@ -177,8 +178,17 @@ def test_bad_where_is_a_socrata_400(server, where):
 
 @pytest.mark.parametrize(
     "params",
-    [{"$limit": "50001"}, {"$limit": "-1"}, {"$limit": "ten"}, {"$offset": "-5"}, {"$order": "nope"},
-     {"$order": "offense_id sideways"}, {"$select": "nope"}, {"$q": "robbery"}, {"nope": "1"}],
+    [
+        {"$limit": "50001"},
+        {"$limit": "-1"},
+        {"$limit": "ten"},
+        {"$offset": "-5"},
+        {"$order": "nope"},
+        {"$order": "offense_id sideways"},
+        {"$select": "nope"},
+        {"$q": "robbery"},
+        {"nope": "1"},
+    ],
 )
 def test_bad_parameters_are_400(server, params):
     response = get(server, **params)
@@ -220,8 +230,15 @@ def test_count_star(server):
 
 
 def test_select_and_multi_key_order(server):
-    rows = get(server, **{"$where": JAN_WHERE, "$select": "precinct, offense_id, longitude",
-                          "$order": "precinct ASC, offense_id DESC", "$limit": 50000}).json()
+    rows = get(
+        server,
+        **{
+            "$where": JAN_WHERE,
+            "$select": "precinct, offense_id, longitude",
+            "$order": "precinct ASC, offense_id DESC",
+            "$limit": 50000,
+        },
+    ).json()
     assert set().union(*(r.keys() for r in rows)) == {"precinct", "offense_id", "longitude"}
     keys = [(r["precinct"], -int(r["offense_id"])) for r in rows]
     assert keys == sorted(keys)
@@ -260,8 +277,9 @@ def test_keep_alive_reuses_one_connection(server):
 
 
 def test_csv_endpoint(server):
-    response = requests.get(f"{server.url}/resource/{DATASET}.csv",
-                            params={"$where": JAN_WHERE, "$order": ":id", "$limit": 3}, timeout=10)
+    response = requests.get(
+        f"{server.url}/resource/{DATASET}.csv", params={"$where": JAN_WHERE, "$order": ":id", "$limit": 3}, timeout=10
+    )
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/csv")
     lines = response.text.splitlines()
     assert lines[0].startswith('"report_number","offense_id"') and len(lines) == 4
@@ -318,16 +336,31 @@ def test_real_sample_rows_are_in_their_months():
     assert len(jan) == 100 + 75
     row = next(r for r in jan if r["offense_id"] == "12140017838")
     assert row == {
-        "report_number": "2020-004349", "offense_id": "12140017838",
-        "offense_start_datetime": "2020-01-04T12:20:00.000", "offense_end_datetime": "2020-01-04T12:30:00.000",
-        "report_datetime": "2020-01-04T13:11:43.000", "group_a_b": "A", "crime_against_category": "PROPERTY",
-        "offense_parent_group": "ROBBERY", "offense": "Robbery", "offense_code": "120", "precinct": "S",
-        "sector": "R", "beat": "R3", "mcpp": "COLUMBIA CITY", "_100_block_address": "50XX BLOCK OF RAINIER AVE S",
-        "longitude": "-122.284101167", "latitude": "47.55645048",
+        "report_number": "2020-004349",
+        "offense_id": "12140017838",
+        "offense_start_datetime": "2020-01-04T12:20:00.000",
+        "offense_end_datetime": "2020-01-04T12:30:00.000",
+        "report_datetime": "2020-01-04T13:11:43.000",
+        "group_a_b": "A",
+        "crime_against_category": "PROPERTY",
+        "offense_parent_group": "ROBBERY",
+        "offense": "Robbery",
+        "offense_code": "120",
+        "precinct": "S",
+        "sector": "R",
+        "beat": "R3",
+        "mcpp": "COLUMBIA CITY",
+        "_100_block_address": "50XX BLOCK OF RAINIER AVE S",
+        "longitude": "-122.284101167",
+        "latitude": "47.55645048",
     }
     assert [len(ds.rows_for_month(m)) - 100 for m in ("2020-02", "2021-08", "2021-09")] == [9, 1, 15]
-    withheld_real = [r for m in ("2020-01", "2020-02", "2021-08", "2021-09") for r in ds.rows_for_month(m)
-                     if r["offense_id"].startswith(("12", "27")) and "_100_block_address" not in r]
+    withheld_real = [
+        r
+        for m in ("2020-01", "2020-02", "2021-08", "2021-09")
+        for r in ds.rows_for_month(m)
+        if r["offense_id"].startswith(("12", "27")) and "_100_block_address" not in r
+    ]
     assert len(withheld_real) == 5 and all(r["longitude"] == "0" for r in withheld_real)
     ds.set_schema("B")
     assert len(ds.rows_for_month("2020-01")) == 100  # real rows are schema A only
@@ -363,8 +396,15 @@ def test_schema_b(fresh):
     view = requests.get(f"{srv.url}/api/views/{DATASET}.json", timeout=10).json()
     names = [c["fieldName"] for c in view["columns"]]
     assert names == [c[0] for c in SCHEMA_B_COLUMNS]
-    assert {"report_date_time", "offense_date", "nibrs_group_a_b", "neighborhood", "block_address",
-            "offense_category", "nibrs_offense_code"} <= set(names)
+    assert {
+        "report_date_time",
+        "offense_date",
+        "nibrs_group_a_b",
+        "neighborhood",
+        "block_address",
+        "offense_category",
+        "nibrs_offense_code",
+    } <= set(names)
     assert "report_datetime" not in names and "offense_end_datetime" not in names
     assert next(c for c in view["columns"] if c["fieldName"] == "latitude")["dataTypeName"] == "text"
 
@@ -461,8 +501,9 @@ def test_duplicate_row_fires_exactly_n_times(server):
         assert dup["offense_id"] == first["offense_id"]
         assert dup["report_datetime"] > first["report_datetime"]
         assert dup["report_datetime"][:7] == first["report_datetime"][:7]
-        assert {k: v for k, v in dup.items() if k != "report_datetime"} == \
-               {k: v for k, v in first.items() if k != "report_datetime"}
+        assert {k: v for k, v in dup.items() if k != "report_datetime"} == {
+            k: v for k, v in first.items() if k != "report_datetime"
+        }
     assert server.faults["duplicate_row"] == 0
 
 
@@ -501,8 +542,7 @@ def test_late_edits(fresh):
     assert view["rowsUpdatedAt"] == result["rowsUpdatedAt"]
     stamp = srv.dataset.rows_updated_at - 1
     since = __import__("datetime").datetime.fromtimestamp(stamp, __import__("datetime").timezone.utc)
-    changed = get(srv, **{"$where": f"{JAN_WHERE} AND :updated_at > '{since:%Y-%m-%dT%H:%M:%S}'",
-                          "$limit": 100}).json()
+    changed = get(srv, **{"$where": f"{JAN_WHERE} AND :updated_at > '{since:%Y-%m-%dT%H:%M:%S}'", "$limit": 100}).json()
     assert {r["offense_id"] for r in changed} == set(edited)
     paged = [r for page in page_through(srv, JAN_WHERE, ":id", 1000) for r in page]
     assert {r["offense_id"]: r for r in paged} == after  # the query cache saw the edit

@@ -62,11 +62,25 @@ def test_make_server_installs_srwr(replay):
     assert "srwr" in health["config"] and "/export/api/v1/" in health["routes"]
 
 
-@pytest.mark.parametrize("identifier, status", [
-    ("2020", 200), ("2025", 200), ("2026", 404), ("2019", 404),
-    ("JAN", 200), ("OCT", 200), ("NOV", 404), ("DEC", 404), ("mar", 404),
-    ("01", 200), ("22", 200), ("23", 404), ("1", 404), ("nonsense", 404),
-])
+@pytest.mark.parametrize(
+    "identifier, status",
+    [
+        ("2020", 200),
+        ("2025", 200),
+        ("2026", 404),
+        ("2019", 404),
+        ("JAN", 200),
+        ("OCT", 200),
+        ("NOV", 404),
+        ("DEC", 404),
+        ("mar", 404),
+        ("01", 200),
+        ("22", 200),
+        ("23", 404),
+        ("1", 404),
+        ("nonsense", 404),
+    ],
+)
 def test_identifiers_follow_today(server, identifier, status):
     response = requests.get(f"{server.url}/export/api/v1/file/{identifier}.zip", timeout=10)
     assert response.status_code == status
@@ -102,7 +116,9 @@ def test_step_two_is_a_zip_of_one_headerless_csv_mixing_record_types(server):
     assert any('"' in row[6] and "," in row[6] for row in rows if row[1] == "007")  # quoting exercised
     starts = [row[4] for row in rows if row[1] == "008"]
     assert starts and all(re.fullmatch(r"\d{4}-\d\d-\d\d", s) for s in starts)
-    assert all(row[4].startswith("2024-") for row in rows if row[1] == "008" and row[3] == "1")  # later phases may run on
+    assert all(
+        row[4].startswith("2024-") for row in rows if row[1] == "008" and row[3] == "1"
+    )  # later phases may run on
 
 
 def test_year_month_and_day_files_hold_their_periods(server):
@@ -121,7 +137,9 @@ def test_year_month_and_day_files_hold_their_periods(server):
 
 def test_signatures_are_checked_and_expire(server):
     url = signed(server, "2023")
-    tampered = re.sub(r"X-Amz-Signature=([0-9a-f])", lambda m: "X-Amz-Signature=" + ("0" if m.group(1) != "0" else "1"), url)
+    tampered = re.sub(
+        r"X-Amz-Signature=([0-9a-f])", lambda m: "X-Amz-Signature=" + ("0" if m.group(1) != "0" else "1"), url
+    )
     response = requests.get(tampered, timeout=10)
     assert response.status_code == 403 and "<Code>SignatureDoesNotMatch</Code>" in response.text
     bare = requests.get(url.split("?", 1)[0], timeout=10)
@@ -153,7 +171,9 @@ def test_late_edits_change_only_the_files_holding_the_month(server):
     assert result["late_edits"][0]["n"] == 2 and result["edited_months"] == {"2023-06": 1}
     after = {i: download(server, i).headers for i in ("2023", "2024")}
     assert after["2023"]["ETag"] != before["2023"]["ETag"]
-    assert parsedate_to_datetime(after["2023"]["Last-Modified"]) > parsedate_to_datetime(before["2023"]["Last-Modified"])
+    assert parsedate_to_datetime(after["2023"]["Last-Modified"]) > parsedate_to_datetime(
+        before["2023"]["Last-Modified"]
+    )
     assert after["2024"]["ETag"] == before["2024"]["ETag"]
     # Other months of the edited year keep their lines.
     rows = rows_of(download(server, "2023").content)

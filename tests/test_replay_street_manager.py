@@ -39,7 +39,7 @@ def configure(server, body: dict) -> dict:
 def members_of(archive: bytes) -> list[dict]:
     """Members read forward by local headers (what a streaming reader sees)."""
     out, at = [], 0
-    while archive[at:at + 4] == b"PK\x03\x04":
+    while archive[at : at + 4] == b"PK\x03\x04":
         import struct
         import zlib
 
@@ -52,11 +52,11 @@ def members_of(archive: bytes) -> list[dict]:
             crc, csize, usize = struct.unpack_from("<III", archive, end + 4)
             at = end + 16
         else:
-            body = zlib.decompress(archive[start:start + csize], -15)
+            body = zlib.decompress(archive[start : start + csize], -15)
             at = start + csize
         assert zlib.crc32(body) == crc and len(body) == usize
         out.append(orjson.loads(body))
-    assert archive[at:at + 4] == b"PK\x01\x02"
+    assert archive[at : at + 4] == b"PK\x01\x02"
     return out
 
 
@@ -108,8 +108,16 @@ def test_events_follow_the_contract_field_sets_and_vocabularies():
         assert (data["work_category"], data["work_category_ref"]) in {(d, r) for d, r, _ in gen.WORK_CATEGORIES}
         assert gen.WORK_STATUS[data["work_status_ref"]] == data["work_status"]
         assert data["traffic_management_type_ref"] in dict(gen.TRAFFIC_MANAGEMENT)
-        assert data["permit_status"] in {"granted", "closed", "submitted", "revoked", "cancelled", "refused",
-                                         "progressed", "permit_modification_request"}
+        assert data["permit_status"] in {
+            "granted",
+            "closed",
+            "submitted",
+            "revoked",
+            "cancelled",
+            "refused",
+            "progressed",
+            "permit_modification_request",
+        }
         assert set(data["permit_conditions"].split(", ")) <= set(gen.PERMIT_CONDITIONS)
         assert data["road_category"] in [str(i) for i in range(10)]
         assert ("collaboration_type" in data) == (data["collaborative_working"] == "Yes")
@@ -117,8 +125,11 @@ def test_events_follow_the_contract_field_sets_and_vocabularies():
     # Dates are UTC instants of UK-local day starts: midnight in GMT, 23:00 the day before in BST.
     summer = list(archive_events(ArchiveSpec("permit", "2024-07", 200)))
     assert all(e["object_data"]["proposed_start_date"].endswith("T23:00:00.000Z") for e in summer)
-    assert all(e["object_data"]["proposed_start_date"].endswith("T00:00:00.000Z") for e in permits
-               if e["object_data"]["proposed_start_date"] < "2024-03-31")
+    assert all(
+        e["object_data"]["proposed_start_date"].endswith("T00:00:00.000Z")
+        for e in permits
+        if e["object_data"]["proposed_start_date"] < "2024-03-31"
+    )
     activity = next(iter(archive_events(ArchiveSpec("activity", "2024-03", 1))))
     assert list(activity["object_data"]) == gen.ACTIVITY_FIELDS and activity["object_type"] == "ACTIVITY"
     s58 = next(iter(archive_events(ArchiveSpec("section_58", "2024-03", 1))))
@@ -137,14 +148,21 @@ def test_the_quirks_are_in_the_archive():
     coordinates = [e["object_data"]["works_location_coordinates"] for e in events]
     assert None in coordinates and "" in coordinates
     assert {c.split("(")[0] for c in coordinates if c} == {"POINT", "LINESTRING", "POLYGON"}
-    assert any(e["object_data"]["promoter_swa_code"] == "STPR" and e["object_data"]["street_name"] == "Fake Street"
-               for e in events)
+    assert any(
+        e["object_data"]["promoter_swa_code"] == "STPR" and e["object_data"]["street_name"] == "Fake Street"
+        for e in events
+    )
     assert any(e["object_data"]["area_name"] == "" for e in events)
     # 2025: is_covid_19_response is null; 2020: the 26-key field set of the SNS docs example.
-    assert all(e["object_data"]["is_covid_19_response"] is None
-               for e in archive_events(ArchiveSpec("permit", "2025-06", 50)))
+    assert all(
+        e["object_data"]["is_covid_19_response"] is None for e in archive_events(ArchiveSpec("permit", "2025-06", 50))
+    )
     old = list(archive_events(ArchiveSpec("permit", "2020-08", 50)))
-    assert all(list(e["object_data"]) == gen.PERMIT_FIELDS_2020 for e in old if "replay_unannounced_field" not in e["object_data"])
+    assert all(
+        list(e["object_data"]) == gen.PERMIT_FIELDS_2020
+        for e in old
+        if "replay_unannounced_field" not in e["object_data"]
+    )
 
 
 def test_pretty_members_data_descriptors_and_bad_members_keep_valid_local_headers():
@@ -259,8 +277,14 @@ def test_truncate_and_late_edit_switches_change_the_object(sm):
 
 
 def test_configuration_is_checked_and_reset(sm):
-    for bad in ({"events_per_month": -1}, {"truncate": "yes"}, {"late_edit": {"permits/2024-03": 1}},
-                {"quirks": {"no_such_quirk": 1}}, {"central_directory": "fine"}, {"nonsense": 1}):
+    for bad in (
+        {"events_per_month": -1},
+        {"truncate": "yes"},
+        {"late_edit": {"permits/2024-03": 1}},
+        {"quirks": {"no_such_quirk": 1}},
+        {"central_directory": "fine"},
+        {"nonsense": 1},
+    ):
         response = requests.post(f"{sm.url}/_replay/config", json={"street_manager": bad}, timeout=30)
         assert response.status_code == 400, bad
     described = configure(sm, {"events_per_month": {"permit": 5}, "today": "2026-10-04", "latest_month": None})
@@ -299,8 +323,10 @@ def test_data_faults_change_the_events_as_their_names_say():
     assert build_archive(faulted("empty_month"))[:4] == b"PK\x05\x06"  # no member: the end record alone
     dropped = members_of(build_archive(faulted("drop_field")))
     assert all("permit_reference_number" not in e["object_data"] for e in dropped) and len(dropped) == 40
-    assert all("street_name" not in e["object_data"]
-               for e in members_of(build_archive(faulted("drop_field", drop_field="street_name"))))
+    assert all(
+        "street_name" not in e["object_data"]
+        for e in members_of(build_archive(faulted("drop_field", drop_field="street_name")))
+    )
     assert all(e["object_data"]["replay_new_field"] for e in members_of(build_archive(faulted("new_field"))))
     retyped = members_of(build_archive(faulted("retype_field")))
     assert [e["object_data"]["usrn"] for e in retyped] == [int(e["object_data"]["usrn"]) for e in events]
@@ -330,7 +356,10 @@ def test_a_data_fault_is_the_published_object_until_a_download_takes_it(sm):
     assert requests.head(url, timeout=30).headers["ETag"] == normal["ETag"]
     fired = requests.get(f"{sm.url}/_replay/faults", timeout=10).json()["fired"]
     assert fired["truncate_archive"] == 1
-    for bad in ({"fault_options": {"corrupt": "everywhere"}}, {"fault_options": {"nonsense": 1}},
-                {"fault_options": {"drop_field": 3}}):
+    for bad in (
+        {"fault_options": {"corrupt": "everywhere"}},
+        {"fault_options": {"nonsense": 1}},
+        {"fault_options": {"drop_field": 3}},
+    ):
         response = requests.post(f"{sm.url}/_replay/config", json={"street_manager": bad}, timeout=30)
         assert response.status_code == 400, bad

@@ -33,9 +33,28 @@ CKAN_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}$")
 CREATION = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.0000000$")
 WARD = re.compile(r"^(.+) \((\d{2})\)$")
 RESOURCE_KEYS = {
-    "cache_last_updated", "cache_url", "created", "datastore_active", "format", "hash", "id",
-    "is_datastore_cache_file", "is_preview", "last_modified", "metadata_modified", "mimetype", "mimetype_inner",
-    "name", "package_id", "position", "resource_type", "revision_id", "size", "state", "url", "url_type",
+    "cache_last_updated",
+    "cache_url",
+    "created",
+    "datastore_active",
+    "format",
+    "hash",
+    "id",
+    "is_datastore_cache_file",
+    "is_preview",
+    "last_modified",
+    "metadata_modified",
+    "mimetype",
+    "mimetype_inner",
+    "name",
+    "package_id",
+    "position",
+    "resource_type",
+    "revision_id",
+    "size",
+    "state",
+    "url",
+    "url_type",
 }
 
 
@@ -43,8 +62,9 @@ def _start(**config):
     srv = ReplayServer("127.0.0.1", 0)
     srv.toronto = install_toronto(srv)
     srv.start()
-    response = requests.post(f"{srv.url}/_replay/config", json={"toronto_311": {"rows_per_year": ROWS, **config}},
-                             timeout=10)
+    response = requests.post(
+        f"{srv.url}/_replay/config", json={"toronto_311": {"rows_per_year": ROWS, **config}}, timeout=10
+    )
     assert response.status_code == 200, response.text
     return srv
 
@@ -139,8 +159,9 @@ def test_package_show_lists_every_year(server):
             assert resource["url"] == f"{server.url}/data/311/opendata/servicerequest/SR{year}.zip"
             assert resource["url_type"] is None and resource["size"] is None
         else:
-            assert resource["url"] == (f"{server.url}/dataset/{PACKAGE_ID}/resource/{resource['id']}"
-                                       f"/download/sr{year}.zip")
+            assert resource["url"] == (
+                f"{server.url}/dataset/{PACKAGE_ID}/resource/{resource['id']}/download/sr{year}.zip"
+            )
             assert resource["url_type"] == "upload" and resource["size"] == len(ds.zip_bytes(year))
     # past years were last modified early the next year; the current year after its last day
     assert by_year[2024]["last_modified"].startswith("2025-01-")
@@ -313,8 +334,16 @@ def test_csv_format_and_quirks(server, year):
 
 def test_full_volume_year_matches_the_contract():
     assert {y: YEAR_ROWS[y] for y in (2010, 2011, 2012, 2013, 2021, 2022, 2023, 2024, 2025)} == {
-        2010: 254_218, 2011: 285_333, 2012: 307_299, 2013: 385_870, 2021: 323_880, 2022: 407_369,
-        2023: 385_975, 2024: 402_824, 2025: 464_080}
+        2010: 254_218,
+        2011: 285_333,
+        2012: 307_299,
+        2013: 385_870,
+        2021: 323_880,
+        2022: 407_369,
+        2023: 385_975,
+        2024: 402_824,
+        2025: 464_080,
+    }
     ds = Toronto311Dataset()
     counts = ds.quirk_counts(2010)
     # what a reader skipping bad lines (pandas on_bad_lines="skip") counts is the contract's number
@@ -413,8 +442,9 @@ def test_late_edits_change_only_that_month(fresh):
     for old, new in changed:
         assert new["Creation Date"].startswith("2024-02")
         assert {k for k in HEADER if old[k] != new[k]} == {"Status"}
-    assert sorted((b["Creation Date"], b["Status"]) for _a, b in changed) == \
-        sorted((r["creation_date"], r["new_status"]) for r in result["rows"])
+    assert sorted((b["Creation Date"], b["Status"]) for _a, b in changed) == sorted(
+        (r["creation_date"], r["new_status"]) for r in result["rows"]
+    )
     # every other month's bytes are unchanged
     for month, data in before_months.items():
         if month != "2024-02":
@@ -432,14 +462,17 @@ def test_late_edits_change_only_that_month(fresh):
     after_download = download(after_listing[2024]["url"])
     assert after_download.headers["ETag"] != before_download.headers["ETag"]
     assert unzip(after_download.body)["SR2024.csv"] == ds.csv_bytes(2024)
-    stale = requests.get(after_listing[2024]["url"], headers={"If-None-Match": before_download.headers["ETag"]},
-                         timeout=30)
+    stale = requests.get(
+        after_listing[2024]["url"], headers={"If-None-Match": before_download.headers["ETag"]}, timeout=30
+    )
     assert stale.status_code == 200
 
     # numeric months and several edits; reset restores the published file
-    more = requests.post(f"{srv.url}/_replay/config",
-                         json={"toronto_311": {"late_edits": [{"year": 2023, "month": 7, "n": 2},
-                                                              {"month": "2024-02", "n": 1}]}}, timeout=10)
+    more = requests.post(
+        f"{srv.url}/_replay/config",
+        json={"toronto_311": {"late_edits": [{"year": 2023, "month": 7, "n": 2}, {"month": "2024-02", "n": 1}]}},
+        timeout=10,
+    )
     assert [e["n"] for e in more.json()["toronto_311"]["late_edits"]] == [2, 1]
     assert requests.post(f"{srv.url}/_replay/reset", json={"data": True}, timeout=10).status_code == 200
     assert ds.rows_per_year is None  # back to the constructor's configuration
@@ -516,8 +549,13 @@ def test_config_rows_per_year_and_errors(fresh):
     described = requests.get(f"{srv.url}/_replay/config", timeout=10).json()["toronto_311"]
     assert described["package_id"] == PACKAGE_ID and described["years"] == [2010, 2026]
     assert described["last_modified"]["2015"] == srv.toronto.last_modified(2015)
-    for bad in ({"rows_per_year": -1}, {"nope": 1}, {"resource_format": "XML"},
-                {"late_edits": {"year": 2024, "month": "2023-02", "n": 1}}, {"current_through": "2027-01-01"}):
+    for bad in (
+        {"rows_per_year": -1},
+        {"nope": 1},
+        {"resource_format": "XML"},
+        {"late_edits": {"year": 2024, "month": "2023-02", "n": 1}},
+        {"current_through": "2027-01-01"},
+    ):
         response = requests.post(f"{srv.url}/_replay/config", json={"toronto_311": bad}, timeout=10)
         assert response.status_code == 400, bad
 
@@ -529,7 +567,8 @@ def test_lazy_sizes_at_full_volume():
         by_year = resources_by_year(srv)
         assert all(r["size"] is None for r in by_year.values())
         assert all(CKAN_TIME.match(r["last_modified"]) for r in by_year.values())
-        requests.post(f"{srv.url}/_replay/config", json={"toronto_311": {"rows_per_year": 10, "prebuild": True}},
-                      timeout=30)
+        requests.post(
+            f"{srv.url}/_replay/config", json={"toronto_311": {"rows_per_year": 10, "prebuild": True}}, timeout=30
+        )
         sizes = {y: r["size"] for y, r in resources_by_year(srv).items() if y not in EXTERNAL_YEARS}
         assert all(isinstance(s, int) and s > 0 for s in sizes.values())

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,13 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
+from civic_pipelines import sources
 from civic_pipelines.connections import resolve
 from civic_pipelines.extract import run_block
 from civic_pipelines.http import make_session
-from civic_pipelines import sources
+from civic_pipelines.sources.base import SchemaDriftError
 
 sc = sources.get("seattle_crime")
-from civic_pipelines.sources.base import SchemaDriftError
 
 MONTH = "2024-02"
 
@@ -32,7 +32,12 @@ def control(server, path, body=None):
 
 def logged_requests(server, prefix="/resource/"):
     entries = requests.get(f"{server.url}/_replay/requests", timeout=10).json()
-    paths = [entry if isinstance(entry, str) else entry.get("path", "") + ("?" + entry["query"] if entry.get("query") else "") for entry in entries]
+    paths = [
+        entry
+        if isinstance(entry, str)
+        else entry.get("path", "") + ("?" + entry["query"] if entry.get("query") else "")
+        for entry in entries
+    ]
     return [p for p in paths if p.startswith(prefix)]
 
 
@@ -46,9 +51,14 @@ def landed(lake, month=MONTH, name="data.parquet"):
 
 def test_where_bounds_take_the_first_and_last_instant_of_the_month():
     params = sc.page_params("A", "2024-01", 0)
-    assert params["$where"] == "report_datetime >= '2024-01-01T00:00:00.000' AND report_datetime < '2024-02-01T00:00:00.000'"
+    assert (
+        params["$where"]
+        == "report_datetime >= '2024-01-01T00:00:00.000' AND report_datetime < '2024-02-01T00:00:00.000'"
+    )
     assert params["$order"] == ":id" and params["$limit"] == "50000" and params["$offset"] == "0"
-    assert sc.page_params("B", "2024-12", 100_000)["$where"].startswith("report_date_time >= '2024-12-01T00:00:00.000' AND report_date_time < '2025-01-01")
+    assert sc.page_params("B", "2024-12", 100_000)["$where"].startswith(
+        "report_date_time >= '2024-12-01T00:00:00.000' AND report_date_time < '2025-01-01"
+    )
 
 
 def test_paging_requests_exact_pages_and_stops_on_the_short_page(seattle_conn):
@@ -58,7 +68,10 @@ def test_paging_requests_exact_pages_and_stops_on_the_short_page(seattle_conn):
     total = len(server.dataset.rows_for_month(MONTH))
     page = 2000
     with make_session() as session:
-        pages = [p.to_table(sorted(sc.wire_names("A"))).to_pylist() for p in sc.iter_pages(session, connection.base_url, "A", MONTH, page_size=page)]
+        pages = [
+            p.to_table(sorted(sc.wire_names("A"))).to_pylist()
+            for p in sc.iter_pages(session, connection.base_url, "A", MONTH, page_size=page)
+        ]
     assert sum(len(p) for p in pages) == total
     assert [len(p) for p in pages[:-1]] == [page] * (len(pages) - 1) and len(pages[-1]) < page
     offsets = [int(parse_qs(urlsplit(p).query)["$offset"][0]) for p in logged_requests(server)]
@@ -166,7 +179,7 @@ def test_validation_rules_in_one_page():
         {"offense_id": "6", "report_datetime": "2024-02-30T10:00:00.000"},
         {"offense_id": "7", "report_datetime": "2024-03-01T00:00:00.000"},
     ]
-    good, quarantine, stats = sc.validate(sc.rows_to_columns(rows, "A"), "A", MONTH, datetime.now(timezone.utc))
+    good, quarantine, stats = sc.validate(sc.rows_to_columns(rows, "A"), "A", MONTH, datetime.now(UTC))
     assert good["offense_id"].to_pylist() == [1, 2]
     assert good["longitude"].to_pylist() == [None, -122.3], "0/0 is a withheld location, not a point"
     assert stats["withheld_locations"] == 1
@@ -183,17 +196,53 @@ def test_cli_prints_the_manifest_last_and_fails_in_one_line(seattle_conn, lake):
     import os
 
     env = {**os.environ}
-    result = subprocess.run([sys.executable, "-m", "civic_pipelines.cli", "extract", "--source", "seattle_crime", "--month", MONTH, "--lake", lake],
-                            capture_output=True, text=True, env=env, cwd=Path(__file__).parents[1])
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "civic_pipelines.cli",
+            "extract",
+            "--source",
+            "seattle_crime",
+            "--month",
+            MONTH,
+            "--lake",
+            lake,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).parents[1],
+    )
     assert result.returncode == 0, result.stderr
     manifest = json.loads(result.stdout.strip().splitlines()[-1])
     assert manifest["rows"] == len(want_ids(seattle_conn)) and manifest["month"] == MONTH
-    bad = subprocess.run([sys.executable, "-m", "civic_pipelines.cli", "extract", "--source", "nowhere", "--month", MONTH],
-                         capture_output=True, text=True, env=env)
+    bad = subprocess.run(
+        [sys.executable, "-m", "civic_pipelines.cli", "extract", "--source", "nowhere", "--month", MONTH],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert bad.returncode != 0
     assert len(bad.stderr.strip().splitlines()) == 1 and "unknown source 'nowhere'" in bad.stderr
-    dry = subprocess.run([sys.executable, "-m", "civic_pipelines.cli", "extract", "--source", "seattle_crime", "--month", "2023-03", "--lake", lake, "--dry-run"],
-                         capture_output=True, text=True, env=env)
+    dry = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "civic_pipelines.cli",
+            "extract",
+            "--source",
+            "seattle_crime",
+            "--month",
+            "2023-03",
+            "--lake",
+            lake,
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert json.loads(dry.stdout.strip().splitlines()[-1])["skipped"] is True
     assert not (Path(lake) / "seattle_crime" / "month=2023-03").exists()
 

@@ -29,8 +29,11 @@ def environment(airflow_db, run_dir, mode, request):
     data = fresh_folder(run_dir / f"e2e_seattle_{mode}")
     with pytest.MonkeyPatch.context() as patch:
         use_mode(request, patch, mode)
-        with module_environment(data, connections=lambda server: connection_env(server, "civic_seattle_crime"),
-                                CIVIC_DBT_FRESHNESS=str(data / "dbt_freshness")) as environment:
+        with module_environment(
+            data,
+            connections=lambda server: connection_env(server, "civic_seattle_crime"),
+            CIVIC_DBT_FRESHNESS=str(data / "dbt_freshness"),
+        ) as environment:
             yield environment
 
 
@@ -62,7 +65,10 @@ def test_two_months_land_exactly_the_replay_rows(dag, environment):
     for month in MONTHS:
         assert per_month[month] == len(environment["server"].dataset.rows_for_month(month))
     # Each landed block updated the lake's Asset, the fact's task the fact's: what schedules civic_marts.
-    assert asset_events(run) == {"x-civic://lake/seattle_crime": len(MONTHS), "x-civic://warehouse/fct_crime_offenses": 1}
+    assert asset_events(run) == {
+        "x-civic://lake/seattle_crime": len(MONTHS),
+        "x-civic://warehouse/fct_crime_offenses": 1,
+    }
     # The marts are civic_marts' to build, not the source run's.
     assert not warehouse_query(environment, "select 1 from information_schema.tables where table_name like 'mart_%'")
     marts_run, marts = run_marts("seattle_crime")
@@ -91,9 +97,14 @@ def test_source_freshness_ran_after_the_models_and_shows_on_the_card(dag, enviro
     assert offenses["table"] == "offenses" and offenses["status"] == "pass", offenses
     assert 0 <= offenses["age_seconds"] < 3600
     data = environment["data"]
-    config = DashboardConfig(warehouse=str(data / "none.duckdb"), lake=str(data / "lake"),
-                             dbt_manifest=data / "none.json", dbt_run_results=data / "none",
-                             boundaries=data / "boundaries", dbt_freshness=data / "dbt_freshness")
+    config = DashboardConfig(
+        warehouse=str(data / "none.duckdb"),
+        lake=str(data / "lake"),
+        dbt_manifest=data / "none.json",
+        dbt_run_results=data / "none",
+        boundaries=data / "boundaries",
+        dbt_freshness=data / "dbt_freshness",
+    )
     with dw.signed_in(TestClient(standalone_app(config))) as client:
         cards = {c["source"]: c for c in client.get("/civic/api/overview").json()["cards"]}
     card = cards["seattle_crime"]
@@ -125,7 +136,9 @@ def test_force_relands_and_late_edits_replace_rows(dag, environment):
     assert len(rows) == len(want) and {r[0] for r in rows} == want, "one row per offense after a re-landing"
     new_values = {int(r["offense_id"]): r for r in dataset.rows_for_month(MONTHS[1]) if r["offense_id"] in set(edited)}
     ids = ",".join(str(i) for i in new_values)
-    got = dict(warehouse_query(environment, f"select offense_id, offense from fct_crime_offenses where offense_id in ({ids})"))
+    got = dict(
+        warehouse_query(environment, f"select offense_id, offense from fct_crime_offenses where offense_id in ({ids})")
+    )
     for offense_id, row in new_values.items():
         assert got[offense_id] == row.get("offense"), "the late edit replaced the old row"
 
@@ -147,7 +160,10 @@ def test_dry_run_writes_nothing(dag, environment):
         ({"start_month": "2024-03", "end_month": "2024-01"}, "end_month 2024-01 is before start_month 2024-03"),
         ({"start_month": "2024-01", "end_month": "2099-01"}, "is not complete yet"),
         ({"start_month": "2008-01", "end_month": "2030-01"}, "is not complete yet"),
-        ({"start_month": "2008-01", "end_month": "2026-01"}, "217 months requested (2008-01..2026-01); the limit is 120 blocks per run"),
+        (
+            {"start_month": "2008-01", "end_month": "2026-01"},
+            "217 months requested (2008-01..2026-01); the limit is 120 blocks per run",
+        ),
     ],
 )
 def test_bad_params_fail_in_planning_with_the_message(dag, environment, conf, message, capfd):

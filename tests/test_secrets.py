@@ -22,7 +22,6 @@ from urllib.parse import quote
 import pyarrow.parquet as pq
 import pytest
 import requests
-
 from airflow_runs import execution_api, extract_side, run_rows, small_dags_folder, task_log_files, task_states
 from replay_env import module_environment, replay_connection
 
@@ -46,31 +45,58 @@ def environment(airflow_db, tmp_path_factory):
     from airflow.utils.session import create_session
 
     def providers(server) -> None:
-        requests.post(f"{server.url}/_replay/config", timeout=30, json={"mds": {
-            "trips_per_hour": 1, "events_per_hour": 1,
-            "token_max_uses": 300,  # voi's OAuth2 tokens run out during the month: the client fetches new ones
-            "providers": {"voi": {"version": "2.0", "auth": "oauth2", "client_id": MDS_CLIENT_ID,
-                                  "client_secret": MDS_CLIENT_SECRET, "voi_quirks": True},
-                          "lyft": {"version": "2.0", "auth": "bearer", "token": MDS_BEARER},
-                          "bolt": None, "dott": None}}}).raise_for_status()
+        requests.post(
+            f"{server.url}/_replay/config",
+            timeout=30,
+            json={
+                "mds": {
+                    "trips_per_hour": 1,
+                    "events_per_hour": 1,
+                    "token_max_uses": 300,  # voi's OAuth2 tokens run out during the month: the client fetches new ones
+                    "providers": {
+                        "voi": {
+                            "version": "2.0",
+                            "auth": "oauth2",
+                            "client_id": MDS_CLIENT_ID,
+                            "client_secret": MDS_CLIENT_SECRET,
+                            "voi_quirks": True,
+                        },
+                        "lyft": {"version": "2.0", "auth": "bearer", "token": MDS_BEARER},
+                        "bolt": None,
+                        "dott": None,
+                    },
+                }
+            },
+        ).raise_for_status()
 
     def connections(server) -> dict[str, str]:
-        return {f"AIRFLOW_CONN_CIVIC_MDS_{provider.upper()}": json.dumps(server.mds.connection(provider))
-                for provider in ("voi", "lyft")}
+        return {
+            f"AIRFLOW_CONN_CIVIC_MDS_{provider.upper()}": json.dumps(server.mds.connection(provider))
+            for provider in ("voi", "lyft")
+        }
 
     root = tmp_path_factory.mktemp("secrets")
     dags = small_dags_folder(root / "dags", ["seattle_crime", "mds"])
-    with module_environment(root, configure=providers, connections=connections, **dags,
-                            AIRFLOW_VAR_CIVIC_MDS_PROVIDERS=json.dumps(["voi", "lyft"]),
-                            AIRFLOW_VAR_CIVIC_MDS_DISTRICTS_PATH="", AIRFLOW_VAR_CIVIC_MDS_DISTRICT_PROPERTY="",
-                            AIRFLOW__CORE__PARALLELISM="2") as environment:
+    with module_environment(
+        root,
+        configure=providers,
+        connections=connections,
+        **dags,
+        AIRFLOW_VAR_CIVIC_MDS_PROVIDERS=json.dumps(["voi", "lyft"]),
+        AIRFLOW_VAR_CIVIC_MDS_DISTRICTS_PATH="",
+        AIRFLOW_VAR_CIVIC_MDS_DISTRICT_PROPERTY="",
+        AIRFLOW__CORE__PARALLELISM="2",
+    ) as environment:
         server, patch = environment["server"], environment["patch"]
         patch.delenv("AIRFLOW_CONN_CIVIC_SEATTLE_CRIME", raising=False)  # the metadata DB's, not an env var
         patch.delenv("CIVIC_NO_AIRFLOW_LOOKUP", raising=False)
         with create_session() as session:
             session.query(Connection).filter(Connection.conn_id == "civic_seattle_crime").delete()
-            session.add(Connection(conn_id="civic_seattle_crime",
-                                   **json.loads(replay_connection(server, password=SOCRATA_APP_TOKEN))))
+            session.add(
+                Connection(
+                    conn_id="civic_seattle_crime", **json.loads(replay_connection(server, password=SOCRATA_APP_TOKEN))
+                )
+            )
         try:
             with execution_api() as url:
                 patch.setenv("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", url)
@@ -100,13 +126,19 @@ def tokens_sent(server, header: str) -> list:
 
 def scan(run, environment, secrets: set[str], captured: str) -> dict:
     """Every place the run wrote text: log files, XComs, rendered fields, manifests, our own output."""
-    places = {f"log {p.relative_to(p.parents[2])}": p.read_text(errors="replace")
-              for p in task_log_files(run.dag_id, run.run_id)}
+    places = {
+        f"log {p.relative_to(p.parents[2])}": p.read_text(errors="replace")
+        for p in task_log_files(run.dag_id, run.run_id)
+    }
     rows = run_rows(run.run_id, run.dag_id)
     places.update({f"xcom {k}": v for k, v in rows["xcom"].items()})
     places.update({f"rendered {k}": v for k, v in rows["rendered"].items()})
-    places.update({f"manifest {p.relative_to(environment['root'])}": p.read_text()
-                   for p in (environment["root"] / "lake" / run.dag_id).rglob("_manifest.json")})
+    places.update(
+        {
+            f"manifest {p.relative_to(environment['root'])}": p.read_text()
+            for p in (environment["root"] / "lake" / run.dag_id).rglob("_manifest.json")
+        }
+    )
     places["dag.test output"] = captured
     leaks = [(place, secret[:12] + "...") for place, text in places.items() for secret in secrets if secret in text]
     assert not leaks, f"secrets found: {leaks}"
@@ -114,11 +146,17 @@ def scan(run, environment, secrets: set[str], captured: str) -> dict:
 
 
 def test_a_socrata_app_token_never_appears_in_logs_xcoms_or_rendered_fields(environment, capfd, reliability):
-    reliability.row(fault="secrets: Socrata app token on the connection (metadata DB)", source="seattle_crime",
-                    expected="no task log, XCom, rendered field or manifest of the run holds the token")
+    reliability.row(
+        fault="secrets: Socrata app token on the connection (metadata DB)",
+        source="seattle_crime",
+        expected="no task log, XCom, rendered field or manifest of the run holds the token",
+    )
     server = environment["server"]
-    requests.post(f"{server.url}/_replay/faults", timeout=10,
-                  json={"status_429": 1, "retry_after": 1, "status_500": 2, "reset_mid_page": 1}).raise_for_status()
+    requests.post(
+        f"{server.url}/_replay/faults",
+        timeout=10,
+        json={"status_429": 1, "retry_after": 1, "status_500": 2, "reset_mid_page": 1},
+    ).raise_for_status()
     sent = tokens_sent(server, "X-App-Token")
     run = run_for_real(environment, "seattle_crime", {"start_month": "2024-01", "end_month": "2024-02"})
     captured = "".join(capfd.readouterr())
@@ -133,24 +171,34 @@ def test_a_socrata_app_token_never_appears_in_logs_xcoms_or_rendered_fields(envi
     assert len(logs) == 3, sorted(logs)  # one log file per task instance, one attempt each
     extract_logs = "".join(v for k, v in logs.items() if "extract_load" in k)
     assert extract_logs.count(" landed: ") == 2 and "Connection reset by peer" in extract_logs
-    assert sum(1 for k in places if k.startswith("xcom ")) >= 3 and sum(1 for k in places if k.startswith("rendered ")) == 3
+    assert (
+        sum(1 for k in places if k.startswith("xcom ")) >= 3
+        and sum(1 for k in places if k.startswith("rendered ")) == 3
+    )
     masked = sum(text.count("***") for text in logs.values())
-    reliability.observed(f"{len(places)} places scanned ({len(logs)} task log files, XComs, rendered fields, manifests) "
-                         f"after 429/500/reset retries: token found 0 times; {masked} masked values in the logs")
+    reliability.observed(
+        f"{len(places)} places scanned ({len(logs)} task log files, XComs, rendered fields, manifests) "
+        f"after 429/500/reset retries: token found 0 times; {masked} masked values in the logs"
+    )
 
 
 def test_mds_bearer_tokens_and_oauth2_secrets_never_appear(environment, capfd, reliability):
-    reliability.row(fault="secrets: MDS bearer token and OAuth2 client secret (AIRFLOW_CONN_* variables), issued "
-                          "access tokens", source="mds",
-                    expected="no task log, XCom, rendered field or manifest of the run holds any of them")
+    reliability.row(
+        fault="secrets: MDS bearer token and OAuth2 client secret (AIRFLOW_CONN_* variables), issued access tokens",
+        source="mds",
+        expected="no task log, XCom, rendered field or manifest of the run holds any of them",
+    )
     server = environment["server"]
     sent = tokens_sent(server, "Authorization")
     run = run_for_real(environment, "mds", {"start_month": "2024-02", "end_month": "2024-02"})
     captured = "".join(capfd.readouterr())
     states = task_states(run)
     assert run.state == "success", states
-    assert sorted(k for k, v in states.items() if v == "success") == [("extract_load", 0), ("extract_load", 1),
-                                                                     ("plan_blocks", -1)]
+    assert sorted(k for k, v in states.items() if v == "success") == [
+        ("extract_load", 0),
+        ("extract_load", 1),
+        ("plan_blocks", -1),
+    ]
     issued = server.mds.issued_tokens()
     assert len(issued) >= 3, "voi's tokens ran out during the month and were fetched again"
     basic = "Basic " + base64.b64encode(f"{MDS_CLIENT_ID}:{MDS_CLIENT_SECRET}".encode()).decode()
@@ -164,6 +212,8 @@ def test_mds_bearer_tokens_and_oauth2_secrets_never_appear(environment, capfd, r
         trips = pq.read_table(environment["root"] / "lake" / "mds" / provider / "month=2024-02" / "data.parquet")
         assert trips.num_rows > 500
     masked = sum(text.count("***") for text in logs.values())
-    reliability.observed(f"{len(places)} places scanned ({len(logs)} task log files, XComs, rendered fields, manifests); "
-                         f"bearer, client secret (also as HTTP Basic) and {len(issued)} issued access tokens found 0 "
-                         f"times; {masked} masked values in the logs")
+    reliability.observed(
+        f"{len(places)} places scanned ({len(logs)} task log files, XComs, rendered fields, manifests); "
+        f"bearer, client secret (also as HTTP Basic) and {len(issued)} issued access tokens found 0 "
+        f"times; {masked} masked values in the logs"
+    )

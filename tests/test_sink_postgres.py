@@ -18,60 +18,87 @@ from civic_pipelines.lake import BlockLocation, content_sha256_all, write_block
 from civic_pipelines.sinks import postgres as sink
 from civic_pipelines.sources.base import BlockData, Capabilities, SourceSpec
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 TABLES = {
     "data": {"table": "trips", "key": ["provider", "trip_id"], "block_key": ["provider", "_block_month"]},
     "events": {"table": "events", "key": ["provider", "event_id"], "block_key": ["provider", "_block_month"]},
 }
-SPEC = SourceSpec(name="pg_stand_in", title="PG stand-in", publisher="tests", cron="0 0 2 * *", cadence="monthly",
-                  first_month="2024-01", conn_id="civic_pg_stand_in", default_base_url="http://127.0.0.1:9",
-                  natural_key="trip_id", description="A stand-in source with a PostgreSQL sink.",
-                  parts=("alpha", "beta"), parts_param="providers",
-                  capabilities=Capabilities(several_tables=True, postgres_sink=True))
-NASTY = ['plain', '', None, 'comma, "quote"', 'new\nline', 'ünïcödé ✓', '\\backslash\\N', 'tab\there']
+SPEC = SourceSpec(
+    name="pg_stand_in",
+    title="PG stand-in",
+    publisher="tests",
+    cron="0 0 2 * *",
+    cadence="monthly",
+    first_month="2024-01",
+    conn_id="civic_pg_stand_in",
+    default_base_url="http://127.0.0.1:9",
+    natural_key="trip_id",
+    description="A stand-in source with a PostgreSQL sink.",
+    parts=("alpha", "beta"),
+    parts_param="providers",
+    capabilities=Capabilities(several_tables=True, postgres_sink=True),
+)
+NASTY = ["plain", "", None, 'comma, "quote"', "new\nline", "ünïcödé ✓", "\\backslash\\N", "tab\there"]
 
 
 def trips(provider: str, month: str, n: int, version: int = 0, start: int = 0) -> pa.Table:
     landed = dt.datetime(2026, 1, 1, tzinfo=UTC)
     ids = range(start, start + n)
     base = dt.datetime(int(month[:4]), int(month[5:]), 1, tzinfo=UTC)
-    return pa.table({
-        "provider": pa.array([provider] * n, pa.string()),
-        "trip_id": pa.array([f"{provider}-{i:07d}" for i in ids], pa.string()),
-        "start_time": pa.array([base + dt.timedelta(minutes=i) for i in ids], pa.timestamp("us", tz="UTC")),
-        "local_time": pa.array([dt.datetime(2024, 3, 1, 8) + dt.timedelta(seconds=i) for i in ids], pa.timestamp("ms")),
-        "trip_distance": pa.array([i * 10 + version for i in ids], pa.int64()),
-        "trip_duration": pa.array([None if i % 17 == 0 else i % 3600 for i in ids], pa.int32()),
-        "battery": pa.array([None if i % 11 == 0 else (i % 100) / 100 for i in ids], pa.float64()),
-        "cost": pa.array([Decimal(i % 1000) / 100 for i in ids], pa.decimal128(10, 2)),
-        "valid": pa.array([i % 5 != 0 for i in ids], pa.bool_()),
-        "note": pa.array([NASTY[i % len(NASTY)] for i in ids], pa.string()),
-        "vehicle_type": pa.array(["scooter" if i % 2 else "bicycle" for i in ids], pa.string()).dictionary_encode(),
-        "propulsion_types": pa.array([["electric"] if i % 2 else ["human", "electric_assist"] for i in ids],
-                                     pa.list_(pa.string())),
-        "start_location": pa.array([{"lat": 30.2 + i / 1e6, "lng": -97.7} for i in ids],
-                                   pa.struct([("lat", pa.float64()), ("lng", pa.float64())])),
-        "_block_month": pa.array([month] * n, pa.string()),
-        "_landed_at": pa.array([landed] * n, pa.timestamp("us", tz="UTC")),
-    })
+    return pa.table(
+        {
+            "provider": pa.array([provider] * n, pa.string()),
+            "trip_id": pa.array([f"{provider}-{i:07d}" for i in ids], pa.string()),
+            "start_time": pa.array([base + dt.timedelta(minutes=i) for i in ids], pa.timestamp("us", tz="UTC")),
+            "local_time": pa.array(
+                [dt.datetime(2024, 3, 1, 8) + dt.timedelta(seconds=i) for i in ids], pa.timestamp("ms")
+            ),
+            "trip_distance": pa.array([i * 10 + version for i in ids], pa.int64()),
+            "trip_duration": pa.array([None if i % 17 == 0 else i % 3600 for i in ids], pa.int32()),
+            "battery": pa.array([None if i % 11 == 0 else (i % 100) / 100 for i in ids], pa.float64()),
+            "cost": pa.array([Decimal(i % 1000) / 100 for i in ids], pa.decimal128(10, 2)),
+            "valid": pa.array([i % 5 != 0 for i in ids], pa.bool_()),
+            "note": pa.array([NASTY[i % len(NASTY)] for i in ids], pa.string()),
+            "vehicle_type": pa.array(["scooter" if i % 2 else "bicycle" for i in ids], pa.string()).dictionary_encode(),
+            "propulsion_types": pa.array(
+                [["electric"] if i % 2 else ["human", "electric_assist"] for i in ids], pa.list_(pa.string())
+            ),
+            "start_location": pa.array(
+                [{"lat": 30.2 + i / 1e6, "lng": -97.7} for i in ids],
+                pa.struct([("lat", pa.float64()), ("lng", pa.float64())]),
+            ),
+            "_block_month": pa.array([month] * n, pa.string()),
+            "_landed_at": pa.array([landed] * n, pa.timestamp("us", tz="UTC")),
+        }
+    )
 
 
 def events(provider: str, month: str, n: int, version: int = 0) -> pa.Table:
-    return pa.table({
-        "provider": pa.array([provider] * n, pa.string()),
-        "event_id": pa.array([f"{provider}-e{i:07d}" for i in range(n)], pa.string()),
-        "event_types": pa.array([["trip_start"] if i % 2 else ["trip_end"] for i in range(n)], pa.list_(pa.string())),
-        "battery_percent": pa.array([(i + version) % 100 for i in range(n)], pa.int16()),
-        "_block_month": pa.array([month] * n, pa.string()),
-    })
+    return pa.table(
+        {
+            "provider": pa.array([provider] * n, pa.string()),
+            "event_id": pa.array([f"{provider}-e{i:07d}" for i in range(n)], pa.string()),
+            "event_types": pa.array(
+                [["trip_start"] if i % 2 else ["trip_end"] for i in range(n)], pa.list_(pa.string())
+            ),
+            "battery_percent": pa.array([(i + version) % 100 for i in range(n)], pa.int16()),
+            "_block_month": pa.array([month] * n, pa.string()),
+        }
+    )
 
 
 def land(lake: str, provider: str, month: str, data: pa.Table, extra: pa.Table | None) -> dict:
     location = BlockLocation(lake=lake, source=SPEC.name, month=month, part=provider)
     tables = {"events": extra} if extra is not None else {}
-    manifest = {"source": SPEC.name, "month": month, "part": provider, "rows": data.num_rows,
-                "sha256": content_sha256_all(data, tables), "landed_at": dt.datetime.now(UTC).isoformat(),
-                "tables": {k: v.num_rows for k, v in tables.items()}}
+    manifest = {
+        "source": SPEC.name,
+        "month": month,
+        "part": provider,
+        "rows": data.num_rows,
+        "sha256": content_sha256_all(data, tables),
+        "landed_at": dt.datetime.now(UTC).isoformat(),
+        "tables": {k: v.num_rows for k, v in tables.items()},
+    }
     return write_block(location, data, None, manifest, tables=tables)
 
 
@@ -119,8 +146,10 @@ def per_provider(postgres) -> dict:
 
 def statements(postgres) -> list[tuple[str, int, int]]:
     with postgres["connect"]() as conn:
-        return conn.execute("select query, calls, rows from pg_stat_statements "
-                            "where dbid = (select oid from pg_database where datname = current_database())").fetchall()
+        return conn.execute(
+            "select query, calls, rows from pg_stat_statements "
+            "where dbid = (select oid from pg_database where datname = current_database())"
+        ).fetchall()
 
 
 def test_bulk_sync_mirrors_the_parquet_exactly_with_one_copy_per_table(stand_in, postgres, lake):
@@ -134,7 +163,9 @@ def test_bulk_sync_mirrors_the_parquet_exactly_with_one_copy_per_table(stand_in,
     assert summary["synced"] == 1 and summary["failed"] == 0
     [block] = summary["blocks"]
     assert [(t["table"], t["rows"], t["inserted"], t["updated"], t["deleted"]) for t in block["tables"]] == [
-        ("trips", 6_000, 6_000, 0, 0), ("events", 3_000, 3_000, 0, 0)]
+        ("trips", 6_000, 6_000, 0, 0),
+        ("events", 3_000, 3_000, 0, 0),
+    ]
     got = rows(postgres, "trips", "provider, trip_id")
     assert got == [normalise(r) for r in expected(data, ["provider", "trip_id"])]
     assert rows(postgres, "events", "event_id") == [normalise(r) for r in expected(extra, ["event_id"])]
@@ -142,18 +173,35 @@ def test_bulk_sync_mirrors_the_parquet_exactly_with_one_copy_per_table(stand_in,
     assert {r["note"] for r in got} == set(NASTY)
 
     with postgres["connect"]() as conn:
-        kinds = dict(conn.execute("select column_name, data_type from information_schema.columns "
-                                  "where table_name = 'trips'").fetchall())
-        primary_key = conn.execute("select array_agg(a.attname order by k.ord) from pg_index i "
-                                   "cross join unnest(i.indkey) with ordinality k(attnum, ord) "
-                                   "join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum "
-                                   "where i.indrelid = 'trips'::regclass and i.indisprimary").fetchone()[0]
+        kinds = dict(
+            conn.execute(
+                "select column_name, data_type from information_schema.columns where table_name = 'trips'"
+            ).fetchall()
+        )
+        primary_key = conn.execute(
+            "select array_agg(a.attname order by k.ord) from pg_index i "
+            "cross join unnest(i.indkey) with ordinality k(attnum, ord) "
+            "join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum "
+            "where i.indrelid = 'trips'::regclass and i.indisprimary"
+        ).fetchone()[0]
     assert primary_key == ["provider", "trip_id"]
-    assert kinds == {"provider": "text", "trip_id": "text", "start_time": "timestamp with time zone",
-                     "local_time": "timestamp without time zone", "trip_distance": "bigint", "trip_duration": "integer",
-                     "battery": "double precision", "cost": "numeric", "valid": "boolean", "note": "text",
-                     "vehicle_type": "text", "propulsion_types": "jsonb", "start_location": "jsonb",
-                     "_block_month": "text", "_landed_at": "timestamp with time zone"}
+    assert kinds == {
+        "provider": "text",
+        "trip_id": "text",
+        "start_time": "timestamp with time zone",
+        "local_time": "timestamp without time zone",
+        "trip_distance": "bigint",
+        "trip_duration": "integer",
+        "battery": "double precision",
+        "cost": "numeric",
+        "valid": "boolean",
+        "note": "text",
+        "vehicle_type": "text",
+        "propulsion_types": "jsonb",
+        "start_location": "jsonb",
+        "_block_month": "text",
+        "_landed_at": "timestamp with time zone",
+    }
 
     # One COPY per table carried every row; nothing was inserted row by row.
     seen = statements(postgres)
@@ -175,7 +223,10 @@ def test_a_resync_is_idempotent_and_skips_an_unchanged_landing(stand_in, postgre
     assert all(t["skipped"] and t["reason"].startswith("landing unchanged") for t in again["blocks"][0]["tables"])
 
     forced = sync(lake=lake, force=True)
-    assert [(t["inserted"], t["updated"], t["deleted"]) for t in forced["blocks"][0]["tables"]] == [(0, 0, 0), (0, 0, 0)]
+    assert [(t["inserted"], t["updated"], t["deleted"]) for t in forced["blocks"][0]["tables"]] == [
+        (0, 0, 0),
+        (0, 0, 0),
+    ]
     assert rows(postgres, "trips", "trip_id") == before
 
     # Rows lost behind the ledger's back (a hand edit) do not hide behind "unchanged": the count differs.
@@ -192,13 +243,17 @@ def test_a_relanded_block_leaves_exactly_its_new_rows_and_other_blocks_alone(sta
     land(lake, "alpha", "2024-04", trips("alpha", "2024-04", 700, start=5_000), events("alpha", "2024-04", 0))
     sync(lake=lake, providers=("alpha", "beta"))
     sync(month="2024-04", lake=lake)
-    untouched = [r for r in rows(postgres, "trips", "provider, trip_id")
-                 if (r["provider"], r["_block_month"]) != ("alpha", "2024-03")]
+    untouched = [
+        r
+        for r in rows(postgres, "trips", "provider, trip_id")
+        if (r["provider"], r["_block_month"]) != ("alpha", "2024-03")
+    ]
     assert len(untouched) == 1_700
 
     # The provider re-published March: 1,000 trips gone, every distance changed, 20 new trips.
-    new = pa.concat_tables([trips("alpha", "2024-03", 4_000, version=1, start=1_000),
-                            trips("alpha", "2024-03", 20, start=9_000)])
+    new = pa.concat_tables(
+        [trips("alpha", "2024-03", 4_000, version=1, start=1_000), trips("alpha", "2024-03", 20, start=9_000)]
+    )
     land(lake, "alpha", "2024-03", new, events("alpha", "2024-03", 300))
     summary = sync(lake=lake)
     trips_result, events_result = summary["blocks"][0]["tables"]
@@ -227,15 +282,24 @@ def test_a_failure_mid_block_rolls_back_every_table_of_the_block(stand_in, postg
         # Injected: a rule the new events break. Trips are synced first, in the same transaction.
         conn.execute("alter table events add constraint battery_in_range check (battery_percent < 90) not valid")
 
-    land(lake, "alpha", "2024-03", trips("alpha", "2024-03", 1_500, version=2), events("alpha", "2024-03", 400, version=5))
+    land(
+        lake,
+        "alpha",
+        "2024-03",
+        trips("alpha", "2024-03", 1_500, version=2),
+        events("alpha", "2024-03", 400, version=5),
+    )
     land(lake, "beta", "2024-03", trips("beta", "2024-03", 120), events("beta", "2024-03", 10))
-    with pytest.raises(sink.PostgresSyncError, match=r"1 of 2 block\(s\) failed.*alpha 2024-03: rolled back: .*battery_in_range"):
+    with pytest.raises(
+        sink.PostgresSyncError, match=r"1 of 2 block\(s\) failed.*alpha 2024-03: rolled back: .*battery_in_range"
+    ):
         sync(lake=lake, providers=("alpha", "beta"))
 
     got_trips = rows(postgres, "trips", "trip_id")
     assert [r for r in got_trips if r["provider"] == "alpha"] == [r for r in trips_before if r["provider"] == "alpha"]
-    assert [r for r in rows(postgres, "events", "event_id") if r["provider"] == "alpha"] == \
-        [r for r in events_before if r["provider"] == "alpha"]
+    assert [r for r in rows(postgres, "events", "event_id") if r["provider"] == "alpha"] == [
+        r for r in events_before if r["provider"] == "alpha"
+    ]
     # The other block is its own transaction: it synced.
     assert sum(1 for r in got_trips if r["provider"] == "beta") == 120
     with postgres["connect"]() as conn:
@@ -275,16 +339,20 @@ def test_stray_rows_and_duplicate_keys_fail_the_block_before_any_change(stand_in
 
 
 def test_arrow_types_without_a_csv_form_still_copy(stand_in, postgres, lake):
-    table = pa.table({
-        "provider": ["alpha"] * 3, "trip_id": ["a", "b", "c"], "_block_month": ["2024-03"] * 3,
-        "blob": pa.array([b"\x00\x01\xff", b"", None], pa.binary()),
-        "wait": pa.array([1_500_000, None, 0], pa.duration("us")),
-        "nothing": pa.nulls(3),
-        "small": pa.array([1, None, -1], pa.int8()),
-        "big": pa.array([2**64 - 1, 0, None], pa.uint64()),
-        "day": pa.array([dt.date(2024, 3, 1), None, dt.date(1999, 12, 31)]),
-        "tags": pa.array([[("k", "v")], None, []], pa.map_(pa.string(), pa.string())),
-    })
+    table = pa.table(
+        {
+            "provider": ["alpha"] * 3,
+            "trip_id": ["a", "b", "c"],
+            "_block_month": ["2024-03"] * 3,
+            "blob": pa.array([b"\x00\x01\xff", b"", None], pa.binary()),
+            "wait": pa.array([1_500_000, None, 0], pa.duration("us")),
+            "nothing": pa.nulls(3),
+            "small": pa.array([1, None, -1], pa.int8()),
+            "big": pa.array([2**64 - 1, 0, None], pa.uint64()),
+            "day": pa.array([dt.date(2024, 3, 1), None, dt.date(1999, 12, 31)]),
+            "tags": pa.array([[("k", "v")], None, []], pa.map_(pa.string(), pa.string())),
+        }
+    )
     land(lake, "alpha", "2024-03", table, None)
     stand_in.POSTGRES_TABLES = {"data": TABLES["data"]}
     sync(lake=lake)
@@ -313,17 +381,42 @@ def test_the_connection_resolves_json_and_uri_and_never_shows_its_password(monke
     monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
     monkeypatch.delenv("AIRFLOW_CONN_CIVIC_POSTGRES", raising=False)
     assert sink.resolve_connection() is None
-    monkeypatch.setenv("AIRFLOW_CONN_CIVIC_POSTGRES", json.dumps(
-        {"conn_type": "postgres", "host": "db.example", "port": 6543, "login": "civic", "password": "p@ss:w/rd",
-         "schema": "mobility", "extra": {"sslmode": "require", "cursor": "dictcursor"}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CIVIC_POSTGRES",
+        json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": "db.example",
+                "port": 6543,
+                "login": "civic",
+                "password": "p@ss:w/rd",
+                "schema": "mobility",
+                "extra": {"sslmode": "require", "cursor": "dictcursor"},
+            }
+        ),
+    )
     conn = sink.resolve_connection()
     assert (conn.host, conn.port, conn.dbname, conn.user, conn.password, conn.options) == (
-        "db.example", 6543, "mobility", "civic", "p@ss:w/rd", {"sslmode": "require"})
+        "db.example",
+        6543,
+        "mobility",
+        "civic",
+        "p@ss:w/rd",
+        {"sslmode": "require"},
+    )
     assert "p@ss" not in repr(conn) and "p@ss" not in conn.describe()
-    monkeypatch.setenv("AIRFLOW_CONN_CIVIC_POSTGRES", "postgres://civic:p%40ss%3Aw%2Frd@%2Ftmp%2Fsock:5433/mobility?sslmode=disable")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CIVIC_POSTGRES", "postgres://civic:p%40ss%3Aw%2Frd@%2Ftmp%2Fsock:5433/mobility?sslmode=disable"
+    )
     conn = sink.resolve_connection()
     assert (conn.host, conn.port, conn.dbname, conn.user, conn.password, conn.options) == (
-        "/tmp/sock", 5433, "mobility", "civic", "p@ss:w/rd", {"sslmode": "disable"})
+        "/tmp/sock",
+        5433,
+        "mobility",
+        "civic",
+        "p@ss:w/rd",
+        {"sslmode": "disable"},
+    )
 
 
 def test_the_password_appears_in_no_log_no_error_and_no_result(stand_in, postgres, lake, caplog, capsys):
@@ -416,7 +509,9 @@ def test_the_dag_syncs_after_the_blocks_and_skips_when_told(stand_in_dag, postgr
     assert task_state(converged, "sync_postgres") == ["success"]
     assert per_provider(postgres) == {"alpha": 1_400, "beta": 300}
 
-    [summary] = [ti.xcom_pull(task_ids="sync_postgres") for ti in converged.get_task_instances() if ti.task_id == "sync_postgres"]
+    [summary] = [
+        ti.xcom_pull(task_ids="sync_postgres") for ti in converged.get_task_instances() if ti.task_id == "sync_postgres"
+    ]
     assert summary["synced"] == 2 and {t["deleted"] for b in summary["blocks"] for t in b["tables"]} == {100, 0}
 
     # The sync's own log lines were captured, and no line of any run holds the password.

@@ -60,8 +60,18 @@ def test_the_declarations_drive_the_runner_and_the_dag():
 
 
 def test_a_spec_refuses_parts_both_fixed_and_configured():
-    base = dict(name="x", title="t", publisher="p", cron="0 0 1 * *", cadence="monthly", first_month="2020-01",
-                conn_id="civic_x", default_base_url="http://127.0.0.1:9", natural_key="id", description="d")
+    base = dict(
+        name="x",
+        title="t",
+        publisher="p",
+        cron="0 0 1 * *",
+        cadence="monthly",
+        first_month="2020-01",
+        conn_id="civic_x",
+        default_base_url="http://127.0.0.1:9",
+        natural_key="id",
+        description="d",
+    )
     with pytest.raises(ValueError, match="either fixed"):
         SourceSpec(**base, parts=("a",), capabilities=Capabilities(configured_parts=True))
     with pytest.raises(ValueError, match="placeholder"):
@@ -76,12 +86,25 @@ def test_the_runner_refuses_tables_a_source_did_not_declare(monkeypatch, lake):
     from civic_pipelines import extract
     from civic_pipelines.core import BlockData
 
-    spec = SourceSpec(name="undeclared", title="t", publisher="p", cron="0 0 1 * *", cadence="monthly",
-                      first_month="2020-01", conn_id="civic_undeclared", default_base_url="http://127.0.0.1:9",
-                      natural_key="id", description="d")
+    spec = SourceSpec(
+        name="undeclared",
+        title="t",
+        publisher="p",
+        cron="0 0 1 * *",
+        cadence="monthly",
+        first_month="2020-01",
+        conn_id="civic_undeclared",
+        default_base_url="http://127.0.0.1:9",
+        natural_key="id",
+        description="d",
+    )
     block = BlockData(data=pa.table({"id": [1]}), quarantine=None, tables={"extra": pa.table({"id": [1]})})
-    module = types.SimpleNamespace(SPEC=spec, auth_headers=lambda c: {}, probe=lambda s, c, **kw: {"watermark": "1"},
-                                   extract_block=lambda s, c, m, p, **kw: block)
+    module = types.SimpleNamespace(
+        SPEC=spec,
+        auth_headers=lambda c: {},
+        probe=lambda s, c, **kw: {"watermark": "1"},
+        extract_block=lambda s, c, m, p, **kw: block,
+    )
     real_get = sources.get
     monkeypatch.setattr(sources, "get", lambda name: module if name == "undeclared" else real_get(name))
     monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")

@@ -40,8 +40,12 @@ def sources_yml(source: str) -> dict:
 
 
 def dbt_source_tables() -> list[tuple[str, dict]]:
-    return [(source["name"], table) for name in sources.names()
-            for source in sources_yml(name)["sources"] for table in source["tables"]]
+    return [
+        (source["name"], table)
+        for name in sources.names()
+        for source in sources_yml(name)["sources"]
+        for table in source["tables"]
+    ]
 
 
 def lake_path(table: dict) -> str:
@@ -75,8 +79,13 @@ def land_empty_block(lake: Path, lake_table: LakeTable) -> None:
     siblings = [t for t in all_lake_tables() if t.source == lake_table.source and t.part == lake_table.part]
     schemas = {t.file: t.schema for t in siblings if t.file != "quarantine"}
     extra = {name: schema.empty_table() for name, schema in schemas.items() if name != "data"}
-    write_block(BlockLocation(str(lake), lake_table.source, MONTH, part), schemas["data"].empty_table(), None,
-                {"rows": 0}, tables=extra or None)
+    write_block(
+        BlockLocation(str(lake), lake_table.source, MONTH, part),
+        schemas["data"].empty_table(),
+        None,
+        {"rows": 0},
+        tables=extra or None,
+    )
 
 
 @pytest.mark.parametrize("source, table", DBT_TABLES, ids=[f"{s}.{t['name']}" for s, t in DBT_TABLES])

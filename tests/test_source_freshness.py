@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-AGES = {"seattle_crime": timedelta(days=50), "toronto_311": timedelta(days=100),
-        "minneapolis_311": timedelta(hours=1)}
-WANT = {"seattle_crime": ("warn", "50 days"), "toronto_311": ("error", "100 days"),
-        "minneapolis_311": ("pass", "1 hour"), "nyc_311": ("runtime error", None)}  # no block landed: dbt cannot read the table
+AGES = {"seattle_crime": timedelta(days=50), "toronto_311": timedelta(days=100), "minneapolis_311": timedelta(hours=1)}
+WANT = {
+    "seattle_crime": ("warn", "50 days"),
+    "toronto_311": ("error", "100 days"),
+    "minneapolis_311": ("pass", "1 hour"),
+    "nyc_311": ("runtime error", None),
+}  # no block landed: dbt cannot read the table
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +33,7 @@ def freshness(tmp_path_factory):
     from civic_pipelines.orchestration.dbt_group import run_source_freshness
 
     root = tmp_path_factory.mktemp("freshness")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for source, age in AGES.items():
         folder = root / "lake" / source / "month=2024-01"
         folder.mkdir(parents=True)
@@ -59,18 +62,26 @@ def test_dbt_source_freshness_grades_each_lake_table(freshness):
 
 
 def test_the_health_card_shows_status_and_age(airflow_db, freshness, reliability):
-    reliability.row(fault="stale source (no landing for 50 / 100 days, or none)", source="seattle_crime, toronto_311, nyc_311",
-                    expected="dbt source freshness grades each lake table warn / error / runtime error and the "
-                             "health card shows the status and the age of the newest landing")
+    reliability.row(
+        fault="stale source (no landing for 50 / 100 days, or none)",
+        source="seattle_crime, toronto_311, nyc_311",
+        expected="dbt source freshness grades each lake table warn / error / runtime error and the "
+        "health card shows the status and the age of the newest landing",
+    )
     import dashboard_warehouse as dw
 
     from civic_pipelines.dashboard.app import standalone_app
     from civic_pipelines.dashboard.config import DashboardConfig
 
     root = freshness["root"]
-    config = DashboardConfig(warehouse=str(root / "none.duckdb"), lake=str(root / "lake"),
-                             dbt_manifest=root / "none.json", dbt_run_results=root / "none",
-                             boundaries=root / "boundaries", dbt_freshness=root / "freshness")
+    config = DashboardConfig(
+        warehouse=str(root / "none.duckdb"),
+        lake=str(root / "lake"),
+        dbt_manifest=root / "none.json",
+        dbt_run_results=root / "none",
+        boundaries=root / "boundaries",
+        dbt_freshness=root / "freshness",
+    )
     with dw.signed_in(TestClient(standalone_app(config))) as client:  # a viewer, as the Airflow UI's cookie says
         cards = {c["source"]: c for c in client.get("/civic/api/overview").json()["cards"]}
         html = client.get("/civic/").text
@@ -79,17 +90,21 @@ def test_the_health_card_shows_status_and_age(airflow_db, freshness, reliability
         assert card["dbt_freshness_status"] == status, card
         (table,) = card["dbt_freshness"]
         assert table["status"] == status and table["age"] == age, table
-        section = re.search(rf'data-source-card="{source}".*?data-field="source_freshness"[^>]*>(.*?)</div>',
-                            html, re.S).group(1)
-        assert f"dbt source freshness: <b class=" in section and f">{status}</b>" in section, section
+        section = re.search(
+            rf'data-source-card="{source}".*?data-field="source_freshness"[^>]*>(.*?)</div>', html, re.S
+        ).group(1)
+        assert "dbt source freshness: <b class=" in section and f">{status}</b>" in section, section
         if age:
             assert f"newest landing {age} ago" in section, section
         assert "No files found" not in section and str(root) not in section, "a viewer sees no raw error or path"
-    reliability.observed("cards: seattle_crime warn 50 days, toronto_311 error 100 days, minneapolis_311 pass 1 hour, "
-                         "nyc_311 runtime error (no block)")
+    reliability.observed(
+        "cards: seattle_crime warn 50 days, toronto_311 error 100 days, minneapolis_311 pass 1 hour, "
+        "nyc_311 runtime error (no block)"
+    )
     assert cards["street_manager"]["dbt_freshness_status"] == "not run"
     assert "dbt source freshness: not run yet" in re.search(
-        r'data-source-card="street_manager".*?data-field="source_freshness"[^>]*>(.*?)</div>', html, re.S).group(1)
+        r'data-source-card="street_manager".*?data-field="source_freshness"[^>]*>(.*?)</div>', html, re.S
+    ).group(1)
 
 
 def test_human_age():

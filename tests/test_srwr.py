@@ -7,7 +7,7 @@ import csv
 import io
 import zipfile
 from collections import Counter
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -23,7 +23,7 @@ from civic_pipelines.sources.base import NotPublished
 
 TODAY = "2026-11-23"
 ACTIVITIES = 40
-LANDED = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+LANDED = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 TABLES = ("phase", "undertaker_phase", "site", "district", "unknown_records")
 TABLE_OF_TYPE = {"001": "data", "007": "phase", "008": "undertaker_phase", "010": "site", "099": "district"}
 
@@ -50,8 +50,12 @@ def requests_log(server) -> list[dict]:
 
 
 def step1(entries, identifier=None):
-    return [e for e in entries if e["path"].startswith("/export/api/v1/file/")
-            and (identifier is None or e["path"].endswith(f"/{identifier}.zip"))]
+    return [
+        e
+        for e in entries
+        if e["path"].startswith("/export/api/v1/file/")
+        and (identifier is None or e["path"].endswith(f"/{identifier}.zip"))
+    ]
 
 
 def step2(entries):
@@ -70,7 +74,7 @@ def zipped(text: str, name: str = "2023.csv") -> bytes:
 
 
 def pieces(data: bytes, size: int):
-    return (data[i:i + size] for i in range(0, len(data), size))
+    return (data[i : i + size] for i in range(0, len(data), size))
 
 
 def line(record_type: str, activity_id: str, values: dict[int, str], width: int) -> str:
@@ -95,7 +99,11 @@ def test_the_source_is_registered_with_its_contract():
     assert source is srwr
     spec = source.SPEC
     assert (spec.name, spec.conn_id, spec.default_base_url, spec.dbt_tag) == (
-        "srwr", "civic_srwr", "https://downloads.srwr.scot", "srwr")
+        "srwr",
+        "civic_srwr",
+        "https://downloads.srwr.scot",
+        "srwr",
+    )
     assert spec.natural_key == "activity_id" and spec.first_month == "2020-01" and not spec.parts
     assert srwr.auth_headers(SourceConnection("civic_srwr", "https://downloads.srwr.scot", password="x")) == {}
     for name, schema in srwr.SCHEMAS.items():
@@ -105,15 +113,18 @@ def test_the_source_is_registered_with_its_contract():
 # ---------------------------------------------------------------- the planner
 
 
-@pytest.mark.parametrize("month, today, identifier", [
-    ("2023-05", "2026-11-23", "2023"),
-    ("2020-01", "2026-11-23", "2020"),
-    ("2025-12", "2026-11-23", "2025"),
-    ("2026-01", "2026-11-23", "JAN"),
-    ("2026-03", "2026-11-23", "MAR"),
-    ("2026-10", "2026-11-23", "OCT"),
-    ("2026-12", "2027-01-01", "2026"),  # the year turned: December is in last year's file
-])
+@pytest.mark.parametrize(
+    "month, today, identifier",
+    [
+        ("2023-05", "2026-11-23", "2023"),
+        ("2020-01", "2026-11-23", "2020"),
+        ("2025-12", "2026-11-23", "2025"),
+        ("2026-01", "2026-11-23", "JAN"),
+        ("2026-03", "2026-11-23", "MAR"),
+        ("2026-10", "2026-11-23", "OCT"),
+        ("2026-12", "2027-01-01", "2026"),  # the year turned: December is in last year's file
+    ],
+)
 def test_year_vs_month_identifiers(month, today, identifier):
     assert srwr.identifier_for(month, date.fromisoformat(today)) == identifier
 
@@ -135,40 +146,68 @@ def test_record_types_decode_to_named_typed_columns():
     padded = Counter()
     cases = {
         "001": ("1,001,A1,,,4420,,,,,,2,,", {"promoter_id": "4420", "latest_phase": 2}),
-        "007": ('2,007,A1,,,,"Leith Walk, Edinburgh",2,,1,5,,POINT (1 2),,',
-                {"location_text": "Leith Walk, Edinburgh", "phase_number": 2, "work_category_code": "01",
-                 "status_code": "05", "coordinates": "POINT (1 2)"}),
-        "008": ("3,008,A1,2,14/03/2024,,0930,,2024-03-20 17:45,,,,,,,,,,,,6,Y",
-                {"phase_number": 2, "start_date": "14/03/2024", "start_time": "0930", "end_date": "2024-03-20 17:45",
-                 "end_time": None, "traffic_management_type_code": "06", "footway": "Y",
-                 "start_at": datetime(2024, 3, 14, 9, 30), "end_at": datetime(2024, 3, 20, 17, 45)}),
+        "007": (
+            '2,007,A1,,,,"Leith Walk, Edinburgh",2,,1,5,,POINT (1 2),,',
+            {
+                "location_text": "Leith Walk, Edinburgh",
+                "phase_number": 2,
+                "work_category_code": "01",
+                "status_code": "05",
+                "coordinates": "POINT (1 2)",
+            },
+        ),
+        "008": (
+            "3,008,A1,2,14/03/2024,,0930,,2024-03-20 17:45,,,,,,,,,,,,6,Y",
+            {
+                "phase_number": 2,
+                "start_date": "14/03/2024",
+                "start_time": "0930",
+                "end_date": "2024-03-20 17:45",
+                "end_time": None,
+                "traffic_management_type_code": "06",
+                "footway": "Y",
+                "start_at": datetime(2024, 3, 14, 9, 30),
+                "end_at": datetime(2024, 3, 20, 17, 45),
+            },
+        ),
         "010": ("4,010,A1,,,,,,,1", {"location_code": "01"}),
-        "099": ("5,099,A1,9055,03,City of Edinburgh Council", {"district_key_1": "9055", "district_key_2": "03",
-                                                               "organisation_name": "City of Edinburgh Council"}),
+        "099": (
+            "5,099,A1,9055,03,City of Edinburgh Council",
+            {"district_key_1": "9055", "district_key_2": "03", "organisation_name": "City of Edinburgh Council"},
+        ),
     }
     for record_type, (text, want) in cases.items():
         record = srwr.decode(text)
         assert (record.error, record.record_type, record.activity_id) == (None, record_type, "A1")
         values, reason = srwr.decode_row(record, padded)
         assert reason is None and values == want, record_type
-    assert padded == {"phase.work_category_code": 1, "phase.status_code": 1,
-                      "undertaker_phase.traffic_management_type_code": 1, "site.location_code": 1}
+    assert padded == {
+        "phase.work_category_code": 1,
+        "phase.status_code": 1,
+        "undertaker_phase.traffic_management_type_code": 1,
+        "site.location_code": 1,
+    }
     assert srwr.SCHEMAS["undertaker_phase"].field("start_at").type == srwr.TIMESTAMP_TYPE
     assert srwr.SCHEMAS["phase"].field("phase_number").type == srwr.ARROW["int"]
 
 
-@pytest.mark.parametrize("raw, want", [("6", "06"), ("06", "06"), ("0", "00"), (" 7 ", "07"), ("41", "41"),
-                                       ("", None), ("123", "123"), ("A", "A")])
+@pytest.mark.parametrize(
+    "raw, want",
+    [("6", "06"), ("06", "06"), ("0", "00"), (" 7 ", "07"), ("41", "41"), ("", None), ("123", "123"), ("A", "A")],
+)
 def test_one_digit_codes_are_zero_padded(raw, want):
     assert srwr.normalise_code(raw)[0] == want
 
 
-@pytest.mark.parametrize("text, reason", [
-    ("1,007", "2 field(s): a record needs at least 3"),
-    ("1,007,,x", "missing activity id"),
-    ("1,007,A1,,,,loc,1", "record type 007 needs at least 13 fields, got 8"),
-    ('1,007,A1,"a"b,c', "malformed CSV"),
-])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("1,007", "2 field(s): a record needs at least 3"),
+        ("1,007,,x", "missing activity id"),
+        ("1,007,A1,,,,loc,1", "record type 007 needs at least 13 fields, got 8"),
+        ('1,007,A1,"a"b,c', "malformed CSV"),
+    ],
+)
 def test_malformed_records_have_a_reason(text, reason):
     assert srwr.decode(text).error.startswith(reason)
 
@@ -181,21 +220,26 @@ def test_a_broken_line_keeps_its_activity_when_it_can():
     assert srwr.broken('1,"0,07",A1', "x").activity_id is None
 
 
-@pytest.mark.parametrize("text, reason", [
-    ("3,008,A1,1,,,08:00,,,,,,,,,,,,,,6,N", "missing start_date"),
-    ("3,008,A1,1,2024-02-30,,08:00,,,,,,,,,,,,,,6,N", "unparseable start_date/start_time '2024-02-30' '08:00'"),
-    ("3,008,A1,1,2024-02-03,,25:00,,,,,,,,,,,,,,6,N", "unparseable start_date/start_time"),
-    ("3,008,A1,1,2024-02-03,,08:00,,soon,,,,,,,,,,,,6,N", "unparseable end_date/end_time 'soon'"),
-    ("3,008,A1,x,2024-02-03,,08:00,,,,,,,,,,,,,,6,N", "unparseable phase_number 'x'"),
-])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("3,008,A1,1,,,08:00,,,,,,,,,,,,,,6,N", "missing start_date"),
+        ("3,008,A1,1,2024-02-30,,08:00,,,,,,,,,,,,,,6,N", "unparseable start_date/start_time '2024-02-30' '08:00'"),
+        ("3,008,A1,1,2024-02-03,,25:00,,,,,,,,,,,,,,6,N", "unparseable start_date/start_time"),
+        ("3,008,A1,1,2024-02-03,,08:00,,soon,,,,,,,,,,,,6,N", "unparseable end_date/end_time 'soon'"),
+        ("3,008,A1,x,2024-02-03,,08:00,,,,,,,,,,,,,,6,N", "unparseable phase_number 'x'"),
+    ],
+)
 def test_unparseable_values_are_reasons(text, reason):
     values, got = srwr.decode_row(srwr.decode(text), Counter())
     assert values is None and got.startswith(reason)
 
 
 def test_records_split_lines_and_keep_quoted_line_breaks():
-    data = (b'1,001,A,x\r\n2,007,A,"two\r\nlines, one field",y\r\n\r\n3,099,A,"say ""hi"""\n'
-            b'4,555,A\n5,007,B,"never closed\n')
+    data = (
+        b'1,001,A,x\r\n2,007,A,"two\r\nlines, one field",y\r\n\r\n3,099,A,"say ""hi"""\n'
+        b'4,555,A\n5,007,B,"never closed\n'
+    )
     for size in (1, 3, 7, 1 << 20):
         got = list(srwr.records(pieces(data, size)))
         assert got == [
@@ -210,8 +254,10 @@ def test_records_split_lines_and_keep_quoted_line_breaks():
 
 def test_watermark_falls_back_to_the_download_date_without_validators():
     today = date(2026, 11, 23)
-    assert srwr.watermark_of("2023", {"ETag": '"e"', "Last-Modified": "Mon"}, 10, today) == \
-        '2023|etag="e"|last-modified=Mon|length=10'
+    assert (
+        srwr.watermark_of("2023", {"ETag": '"e"', "Last-Modified": "Mon"}, 10, today)
+        == '2023|etag="e"|last-modified=Mon|length=10'
+    )
     assert srwr.watermark_of("MAR", {}, 10, today) == "MAR|length=10|fetched=2026-11-23"
 
 
@@ -221,40 +267,61 @@ def test_watermark_falls_back_to_the_download_date_without_validators():
 def test_a_year_file_feeds_each_month_its_own_activities_and_lands_every_activity():
     """Issue 14 item 3: an activity dated before or after the file's period, or not dated at all,
     lands (the file's first or last month) instead of being quarantined and lost."""
-    text = "".join([
-        line("001", "JAN", {5: "1", 11: "2"}, 12),
-        undertaker("JAN", "2023-02-02", phase="2"),  # a later phase first in the file: the earliest start wins
-        undertaker("JAN", "2023-01-31", phase="1"),
-        line("555", "JAN", {3: "x"}, 4),
-        line("001", "FEB", {5: "1", 11: "1"}, 12),
-        undertaker("FEB", "2023-02-10"),
-        line("001", "UNDATED", {5: "1", 11: "1"}, 12),
-        line("099", "UNDATED", {3: "1", 4: "2", 5: "Fife Council"}, 6),
-        line("001", "EARLY", {5: "1", 11: "1"}, 12),
-        undertaker("EARLY", "2022-12-30"),
-        line("001", "LATE", {5: "1", 11: "1"}, 12),
-        undertaker("LATE", "2024-01-02"),
-        "1,007\r\n",  # no activity id: quarantined in the file's first month
-    ])
+    text = "".join(
+        [
+            line("001", "JAN", {5: "1", 11: "2"}, 12),
+            undertaker("JAN", "2023-02-02", phase="2"),  # a later phase first in the file: the earliest start wins
+            undertaker("JAN", "2023-01-31", phase="1"),
+            line("555", "JAN", {3: "x"}, 4),
+            line("001", "FEB", {5: "1", 11: "1"}, 12),
+            undertaker("FEB", "2023-02-10"),
+            line("001", "UNDATED", {5: "1", 11: "1"}, 12),
+            line("099", "UNDATED", {3: "1", 4: "2", 5: "Fife Council"}, 6),
+            line("001", "EARLY", {5: "1", 11: "1"}, 12),
+            undertaker("EARLY", "2022-12-30"),
+            line("001", "LATE", {5: "1", 11: "1"}, 12),
+            undertaker("LATE", "2024-01-02"),
+            "1,007\r\n",  # no activity id: quarantined in the file's first month
+        ]
+    )
     body = zipped(text)
-    blocks = {m: srwr.read_file(pieces(body, 5), m, "2023", date(2026, 11, 23), LANDED) for m in ("2023-01", "2023-02", "2023-12")}
+    blocks = {
+        m: srwr.read_file(pieces(body, 5), m, "2023", date(2026, 11, 23), LANDED)
+        for m in ("2023-01", "2023-02", "2023-12")
+    }
     january, february, december = blocks["2023-01"], blocks["2023-02"], blocks["2023-12"]
     assert january.data.select(["activity_id", "placement"]).to_pylist() == [
-        {"activity_id": "EARLY", "placement": "before_period"}, {"activity_id": "JAN", "placement": "start"},
-        {"activity_id": "UNDATED", "placement": "undated"}]
-    assert january.data["first_start_at"].to_pylist() == [datetime(2022, 12, 30, 8, 0), datetime(2023, 1, 31, 8, 0), None]
+        {"activity_id": "EARLY", "placement": "before_period"},
+        {"activity_id": "JAN", "placement": "start"},
+        {"activity_id": "UNDATED", "placement": "undated"},
+    ]
+    assert january.data["first_start_at"].to_pylist() == [
+        datetime(2022, 12, 30, 8, 0),
+        datetime(2023, 1, 31, 8, 0),
+        None,
+    ]
     assert january.tables["undertaker_phase"]["phase_number"].to_pylist() == [1, 2, 1]  # file order kept per activity
     assert january.tables["undertaker_phase"]["traffic_management_type_code"].to_pylist() == ["06", "06", "06"]
     assert january.tables["unknown_records"].select(["record_type", "activity_id", "raw_line"]).to_pylist() == [
-        {"record_type": "555", "activity_id": "JAN", "raw_line": "1,555,JAN,x"}]
+        {"record_type": "555", "activity_id": "JAN", "raw_line": "1,555,JAN,x"}
+    ]
     assert january.tables["district"].select(["activity_id", "district_key_1", "organisation_name"]).to_pylist() == [
-        {"activity_id": "UNDATED", "district_key_1": "1", "organisation_name": "Fife Council"}]
+        {"activity_id": "UNDATED", "district_key_1": "1", "organisation_name": "Fife Council"}
+    ]
     assert february.data["activity_id"].to_pylist() == ["FEB"] and february.quarantine is None
     assert {(r["activity_id"], r["_reason"]) for r in january.quarantine.to_pylist()} == {
-        (None, "2 field(s): a record needs at least 3 (row[1] record type, row[2] activity id)")}
-    assert december.data.select(["activity_id", "placement"]).to_pylist() == [{"activity_id": "LATE", "placement": "after_period"}]
+        (None, "2 field(s): a record needs at least 3 (row[1] record type, row[2] activity id)")
+    }
+    assert december.data.select(["activity_id", "placement"]).to_pylist() == [
+        {"activity_id": "LATE", "placement": "after_period"}
+    ]
     assert december.quarantine is None
-    assert january.stats["file_activities_by_placement"] == {"after_period": 1, "before_period": 1, "start": 2, "undated": 1}
+    assert january.stats["file_activities_by_placement"] == {
+        "after_period": 1,
+        "before_period": 1,
+        "start": 2,
+        "undated": 1,
+    }
     for month, block in blocks.items():
         for table in [block.data, *block.tables.values()] + ([block.quarantine] if block.quarantine else []):
             assert set(table["_block_month"].to_pylist()) <= {month}
@@ -275,41 +342,73 @@ def test_a_month_file_lands_activities_whose_works_start_after_it():
     """Issue 14 item 3, the month-file case: an activity listed in MAR whose first phase starts in
     May was quarantined (``start outside the file's period``) and never listed again; now the
     month file's period is its block, so every activity it lists lands in it."""
-    text = "".join([
-        line("001", "IN", {5: "1", 11: "1"}, 12), undertaker("IN", "2026-03-04"),
-        line("001", "AHEAD", {5: "1", 11: "1"}, 12), undertaker("AHEAD", "2026-05-19"),
-        line("001", "PAST", {5: "1", 11: "1"}, 12), undertaker("PAST", "2026-02-27"),
-    ])
+    text = "".join(
+        [
+            line("001", "IN", {5: "1", 11: "1"}, 12),
+            undertaker("IN", "2026-03-04"),
+            line("001", "AHEAD", {5: "1", 11: "1"}, 12),
+            undertaker("AHEAD", "2026-05-19"),
+            line("001", "PAST", {5: "1", 11: "1"}, 12),
+            undertaker("PAST", "2026-02-27"),
+        ]
+    )
     block = srwr.read_file([zipped(text, "MAR.csv")], "2026-03", "MAR", date(2026, 11, 23), LANDED)
     assert block.quarantine is None
     assert block.data.select(["activity_id", "placement"]).to_pylist() == [
-        {"activity_id": "AHEAD", "placement": "after_period"}, {"activity_id": "IN", "placement": "start"},
-        {"activity_id": "PAST", "placement": "before_period"}]
+        {"activity_id": "AHEAD", "placement": "after_period"},
+        {"activity_id": "IN", "placement": "start"},
+        {"activity_id": "PAST", "placement": "before_period"},
+    ]
     assert block.tables["undertaker_phase"]["start_at"].to_pylist() == [
-        datetime(2026, 5, 19, 8), datetime(2026, 3, 4, 8), datetime(2026, 2, 27, 8)]
+        datetime(2026, 5, 19, 8),
+        datetime(2026, 3, 4, 8),
+        datetime(2026, 2, 27, 8),
+    ]
 
 
 def test_district_records_land_in_a_directory_keyed_by_district():
     """Issue 14 item 3: district records (``099``) land in ``district_directory``, one row per key,
     whether an activity lists them or they stand alone (no activity id, or an id with no other
     record), besides the per-activity ``district`` table."""
-    text = "".join([
-        line("001", "A1", {5: "1", 11: "1"}, 12), undertaker("A1", "2023-04-02"),
-        line("099", "A1", {3: "9005", 4: "01", 5: "City of Edinburgh Council"}, 6),
-        line("001", "A2", {5: "1", 11: "1"}, 12), undertaker("A2", "2023-09-12"),
-        line("099", "A2", {3: "9005", 4: "01", 5: "City of Edinburgh Council"}, 6),
-        line("099", "", {3: "9016", 4: "02", 5: "Glasgow City Council"}, 6),
-        line("099", "D9017", {3: "9017", 4: "01", 5: "Highland Council"}, 6),
-    ])
+    text = "".join(
+        [
+            line("001", "A1", {5: "1", 11: "1"}, 12),
+            undertaker("A1", "2023-04-02"),
+            line("099", "A1", {3: "9005", 4: "01", 5: "City of Edinburgh Council"}, 6),
+            line("001", "A2", {5: "1", 11: "1"}, 12),
+            undertaker("A2", "2023-09-12"),
+            line("099", "A2", {3: "9005", 4: "01", 5: "City of Edinburgh Council"}, 6),
+            line("099", "", {3: "9016", 4: "02", 5: "Glasgow City Council"}, 6),
+            line("099", "D9017", {3: "9017", 4: "01", 5: "Highland Council"}, 6),
+        ]
+    )
     body = zipped(text)
     april = srwr.read_file([body], "2023-04", "2023", date(2026, 11, 23), LANDED)
     june = srwr.read_file([body], "2023-06", "2023", date(2026, 11, 23), LANDED)
     for block in (april, june):
         directory = block.tables["district_directory"]
-        assert directory.select(["district_key", "organisation_name", "record_count", "activity_count"]).to_pylist() == [
-            {"district_key": "9005-01", "organisation_name": "City of Edinburgh Council", "record_count": 2, "activity_count": 2},
-            {"district_key": "9016-02", "organisation_name": "Glasgow City Council", "record_count": 1, "activity_count": 0},
-            {"district_key": "9017-01", "organisation_name": "Highland Council", "record_count": 1, "activity_count": 1}]
+        assert directory.select(
+            ["district_key", "organisation_name", "record_count", "activity_count"]
+        ).to_pylist() == [
+            {
+                "district_key": "9005-01",
+                "organisation_name": "City of Edinburgh Council",
+                "record_count": 2,
+                "activity_count": 2,
+            },
+            {
+                "district_key": "9016-02",
+                "organisation_name": "Glasgow City Council",
+                "record_count": 1,
+                "activity_count": 0,
+            },
+            {
+                "district_key": "9017-01",
+                "organisation_name": "Highland Council",
+                "record_count": 1,
+                "activity_count": 1,
+            },
+        ]
         assert block.quarantine is None
     assert april.tables["district"]["activity_id"].to_pylist() == ["A1"]
     assert april.data["activity_id"].to_pylist() == ["A1"]  # a lone district is not an activity
@@ -320,8 +419,10 @@ def test_district_records_land_in_a_directory_keyed_by_district():
 
 
 def test_the_parse_does_not_depend_on_how_the_bytes_arrive():
-    text = "".join(line("001", f"A{i}", {5: "1", 11: "1"}, 12) + undertaker(f"A{i}", f"2023-03-{i + 1:02d}", tm=str(i % 10))
-                   for i in range(20))
+    text = "".join(
+        line("001", f"A{i}", {5: "1", 11: "1"}, 12) + undertaker(f"A{i}", f"2023-03-{i + 1:02d}", tm=str(i % 10))
+        for i in range(20)
+    )
     body = zipped(text)
     whole = srwr.read_file([body], "2023-03", "2023", date(2026, 11, 23), LANDED)
     for size in (1, 13, 4096):
@@ -340,8 +441,11 @@ def test_two_step_fetch(server):
         assert signed.startswith(f"{server.url}/srwr-exports/2023.zip?") and "X-Amz-Signature=" in signed
         probed = srwr.probe(session, conn, month="2023-04")
     entries = requests_log(server)
-    assert [e["path"] for e in entries] == ["/export/api/v1/file/2023.zip", "/export/api/v1/file/2023.zip",
-                                            "/srwr-exports/2023.zip"]
+    assert [e["path"] for e in entries] == [
+        "/export/api/v1/file/2023.zip",
+        "/export/api/v1/file/2023.zip",
+        "/srwr-exports/2023.zip",
+    ]
     assert entries[-1]["status"] == 206  # the probe reads one byte
     body, etag, _ = server.srwr.file("2023")
     assert probed["identifier"] == "2023" and probed["etag"] == etag and probed["size"] == len(body)
@@ -366,7 +470,8 @@ def test_run_block_lands_exactly_the_generated_rows_per_table(server, lake):
         assert table["raw_fields"].to_pylist() == sorted(unknown, key=lambda f: f[2])
         assert set(table["record_type"].to_pylist()) <= {"002", "036", "041", "555"} and table.num_rows
         assert manifest["rows"] == len(want["001"]) and manifest["tables"] == {
-            name: landed(lake, month, name).num_rows for name in (*TABLES, "district_directory")}
+            name: landed(lake, month, name).num_rows for name in (*TABLES, "district_directory")
+        }
         # nothing is quarantined for when its works start: every listed activity lands
         assert manifest["quarantined"] == 0
         assert not (Path(lake) / "srwr" / f"month={month}" / "quarantine.parquet").exists()
@@ -479,7 +584,9 @@ def test_malformed_lines_are_quarantined_with_a_reason(server, lake):
 
 
 def test_a_download_cut_short_starts_again_with_a_new_url(server, lake):
-    requests.post(f"{server.url}/_replay/faults", json={"reset_mid_page": 1, "status_503": 1}, timeout=10).raise_for_status()
+    requests.post(
+        f"{server.url}/_replay/faults", json={"reset_mid_page": 1, "status_503": 1}, timeout=10
+    ).raise_for_status()
     manifest = run_block("srwr", "2024-02", lake=lake)
     assert not manifest["skipped"] and manifest["url_attempts"] == 2
     assert manifest["rows"] == len(server.srwr.expected_month("2024-02")["001"])
@@ -511,6 +618,6 @@ def test_deflate_data_that_does_not_inflate_is_a_damaged_download():
     text = "".join(line("001", f"A{i}", {5: "1", 11: "1"}, 12) + undertaker(f"A{i}", "2023-03-02") for i in range(50))
     body = bytearray(zipped(text))
     start = 30 + len("2023.csv")
-    body[start:start + 3] = b"\x07\xff\xff"  # a deflate block of the reserved type 3
+    body[start : start + 3] = b"\x07\xff\xff"  # a deflate block of the reserved type 3
     with pytest.raises(TransientBodyError, match="does not inflate|is corrupt after"):
         srwr.read_file([bytes(body)], "2023-03", "2023", date(2026, 11, 23), LANDED)

@@ -4,7 +4,7 @@ and months not yet published, with a stand-in source so only the framework is un
 from __future__ import annotations
 
 import types
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,18 +15,33 @@ from civic_pipelines import extract, sources
 from civic_pipelines.lake import BlockLocation, BlockWriter, content_sha256
 from civic_pipelines.sources.base import BlockData, Capabilities, NotPublished, SourceSpec
 
-SPEC = SourceSpec(name="stand_in", title="t", publisher="p", cron="0 0 1 * *", cadence="monthly",
-                  first_month="2020-01", conn_id="civic_stand_in", default_base_url="http://127.0.0.1:9",
-                  natural_key="id", description="d", parts=("big", "small"),
-                  capabilities=Capabilities(streamed=True))
+SPEC = SourceSpec(
+    name="stand_in",
+    title="t",
+    publisher="p",
+    cron="0 0 1 * *",
+    cadence="monthly",
+    first_month="2020-01",
+    conn_id="civic_stand_in",
+    default_base_url="http://127.0.0.1:9",
+    natural_key="id",
+    description="d",
+    parts=("big", "small"),
+    capabilities=Capabilities(streamed=True),
+)
 
 
 def batches(n: int, size: int, version: int = 0):
-    landed = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    landed = datetime(2026, 1, 1, tzinfo=UTC)
     for start in range(0, n, size):
         ids = list(range(start, min(n, start + size)))
-        yield pa.record_batch({"id": pa.array(ids, pa.int64()), "value": pa.array([i * 2 + version for i in ids]),
-                               "_landed_at": pa.array([landed] * len(ids), pa.timestamp("us", tz="UTC"))})
+        yield pa.record_batch(
+            {
+                "id": pa.array(ids, pa.int64()),
+                "value": pa.array([i * 2 + version for i in ids]),
+                "_landed_at": pa.array([landed] * len(ids), pa.timestamp("us", tz="UTC")),
+            }
+        )
 
 
 @pytest.fixture
@@ -39,8 +54,9 @@ def stand_in(monkeypatch):
             raise NotPublished(f"{part} {month} appears on the 1st of the next month")
         return {"watermark": f"w{state['version']}{state.get('watermark_suffix', '')}"}
 
-    def stream_block(session, connection, month, probed, landed_at, writer, part, previous=None, location=None,
-                     force=False):
+    def stream_block(
+        session, connection, month, probed, landed_at, writer, part, previous=None, location=None, force=False
+    ):
         for i, batch in enumerate(batches(150_000, 7_001, state["version"])):
             if state["fail_after"] is not None and i == state["fail_after"]:
                 raise RuntimeError("archive truncated")
@@ -112,12 +128,21 @@ def test_parts_are_required_and_checked(stand_in, lake):
 
 
 def test_extra_tables_land_beside_the_data_in_one_commit(monkeypatch, lake):
-    spec = SourceSpec(**{**SPEC.__dict__, "name": "multi", "parts": (),
-                         "capabilities": Capabilities(several_tables=True)})
-    block = BlockData(data=pa.table({"id": [1, 2]}), quarantine=None, stats={},
-                      tables={"phase": pa.table({"id": [1], "phase": ["A"]}), "district": pa.table({"code": ["06"]})})
-    module = types.SimpleNamespace(SPEC=spec, auth_headers=lambda c: {}, probe=lambda s, c, **block: {"watermark": "1"},
-                                   extract_block=lambda s, c, m, p, landed_at, **kwargs: block)
+    spec = SourceSpec(
+        **{**SPEC.__dict__, "name": "multi", "parts": (), "capabilities": Capabilities(several_tables=True)}
+    )
+    block = BlockData(
+        data=pa.table({"id": [1, 2]}),
+        quarantine=None,
+        stats={},
+        tables={"phase": pa.table({"id": [1], "phase": ["A"]}), "district": pa.table({"code": ["06"]})},
+    )
+    module = types.SimpleNamespace(
+        SPEC=spec,
+        auth_headers=lambda c: {},
+        probe=lambda s, c, **block: {"watermark": "1"},
+        extract_block=lambda s, c, m, p, landed_at, **kwargs: block,
+    )
     real_get = sources.get
     monkeypatch.setattr(sources, "get", lambda name: module if name == "multi" else real_get(name))
     monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
@@ -125,7 +150,12 @@ def test_extra_tables_land_beside_the_data_in_one_commit(monkeypatch, lake):
     folder = Path(lake) / "multi" / "month=2024-01"
     assert manifest["tables"] == {"district": 1, "phase": 1}
     assert pq.read_table(folder / "phase.parquet").to_pylist() == [{"id": 1, "phase": "A"}]
-    assert sorted(p.name for p in folder.iterdir()) == ["_manifest.json", "data.parquet", "district.parquet", "phase.parquet"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "_manifest.json",
+        "data.parquet",
+        "district.parquet",
+        "phase.parquet",
+    ]
     # The same content again (a moved watermark) is recognised across all tables.
     module.probe = lambda s, c, **block: {"watermark": "2"}
     assert extract.run_block("multi", "2024-01", lake=lake)["reason"].startswith("content unchanged")
@@ -136,5 +166,5 @@ def test_block_writer_abort_on_error_inside_with(tmp_path):
     with pytest.raises(ZeroDivisionError):
         with BlockWriter(location) as writer:
             writer.write(next(batches(10, 10)))
-            1 / 0
+            1 / 0  # noqa: B018 - the failure the writer must survive
     assert list((tmp_path / "s" / "p" / "month=2024-01").iterdir()) == []

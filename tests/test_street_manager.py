@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import math
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from math import atan2, cos, degrees, radians, sin, sqrt, tan
 from pathlib import Path
 
@@ -16,7 +16,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import requests
-
 from test_replay_street_manager import assert_zipfile_refuses
 
 from civic_pipelines import sources
@@ -25,7 +24,7 @@ from civic_pipelines.replay.street_manager import ArchiveSpec, Quirks, archive_e
 from civic_pipelines.sources import street_manager as sm
 from civic_pipelines.sources.base import SchemaDriftError
 
-LANDED = datetime(2026, 1, 1, tzinfo=timezone.utc)
+LANDED = datetime(2026, 1, 1, tzinfo=UTC)
 SAMPLES = Path(__file__).resolve().parent / "data" / "street_manager"  # copies of shared/samples/street_manager
 
 
@@ -39,7 +38,9 @@ def server(module_replay):
 def street(server, point_at_replay):
     point_at_replay(server, "civic_street_manager", offline=True)
     requests.post(f"{server.url}/_replay/reset", json={"data": True}, timeout=10).raise_for_status()
-    configure(server, {"latest_month": "2024-06", "events_per_month": {"permit": 300, "activity": 40, "section_58": 15}})
+    configure(
+        server, {"latest_month": "2024-06", "events_per_month": {"permit": 300, "activity": 40, "section_58": 15}}
+    )
     return server
 
 
@@ -57,7 +58,7 @@ def read(archive: bytes, part: str = "permit", month: str = "2024-03", piece: in
     """An archive through the reader (as the block reads it, in odd-sized pieces): data,
     quarantine (or None) and the manifest's stats."""
     reader = sm.ArchiveReader(part, month, LANDED)
-    pieces = (archive[i:i + piece] for i in range(0, len(archive), piece))
+    pieces = (archive[i : i + piece] for i in range(0, len(archive), piece))
     data, bad = [], []
     for batch, quarantine in reader.run(pieces):
         data.append(batch)
@@ -76,7 +77,7 @@ def zip_of(members: list[tuple[str, bytes]], broken_directory: bool = True) -> b
     data = bytearray(buffer.getvalue())
     if broken_directory:
         end = data.rfind(b"PK\x05\x06")
-        data[end + 12:end + 16] = (1234).to_bytes(4, "little")  # the directory's size: wrong
+        data[end + 12 : end + 16] = (1234).to_bytes(4, "little")  # the directory's size: wrong
     return bytes(data)
 
 
@@ -99,10 +100,21 @@ def test_zipfile_fails_on_the_archive_but_the_reader_lands_exactly_the_generated
     for row, event in zip(table.to_pylist(), events):
         data = event["object_data"]
         assert row["object_reference"] == event["object_reference"] == row["permit_reference_number"]
-        assert row["event_time"].strftime("%Y-%m-%dT%H:%M:%S.") + f"{row['event_time'].microsecond // 1000:03d}Z" \
+        assert (
+            row["event_time"].strftime("%Y-%m-%dT%H:%M:%S.") + f"{row['event_time'].microsecond // 1000:03d}Z"
             == event["event_time"]
-        for name in ("work_reference_number", "promoter_swa_code", "highway_authority", "street_name", "usrn",
-                     "work_category", "work_status_ref", "permit_conditions", "works_location_coordinates"):
+        )
+        for name in (
+            "work_reference_number",
+            "promoter_swa_code",
+            "highway_authority",
+            "street_name",
+            "usrn",
+            "work_category",
+            "work_status_ref",
+            "permit_conditions",
+            "works_location_coordinates",
+        ):
             assert row[name] == data.get(name), name
         assert row["event_type_published"] == event["event_type"]
         assert row["_block_month"] == "2024-03" and row["_landed_at"] == LANDED
@@ -127,13 +139,19 @@ def test_every_part_lands_with_its_own_schema():
 def test_data_descriptors_pretty_members_and_a_valid_directory_read_the_same():
     base = ArchiveSpec("permit", "2024-03", 200)
     want = read(build_archive(base))[0].drop(["_landed_at"])
-    for variant in (ArchiveSpec("permit", "2024-03", 200, quirks=Quirks(data_descriptors=True)),
-                    ArchiveSpec("permit", "2024-03", 200, quirks=Quirks(pretty_rate=0.5)),
-                    ArchiveSpec("permit", "2024-03", 200, central_directory="valid")):
+    for variant in (
+        ArchiveSpec("permit", "2024-03", 200, quirks=Quirks(data_descriptors=True)),
+        ArchiveSpec("permit", "2024-03", 200, quirks=Quirks(pretty_rate=0.5)),
+        ArchiveSpec("permit", "2024-03", 200, central_directory="valid"),
+    ):
         table, _, stats = read(build_archive(variant), piece=1000)
         assert table.drop(["_landed_at"]).equals(want), variant
-    assert read(build_archive(ArchiveSpec("permit", "2024-03", 20, quirks=Quirks(data_descriptors=True))))[2][
-        "data_descriptor_members"] == 20
+    assert (
+        read(build_archive(ArchiveSpec("permit", "2024-03", 20, quirks=Quirks(data_descriptors=True))))[2][
+            "data_descriptor_members"
+        ]
+        == 20
+    )
 
 
 def test_a_truncated_archive_raises_a_clear_error():
@@ -154,10 +172,16 @@ def test_bad_members_are_quarantined_with_the_reason():
     table, quarantine, stats = read(build_archive(spec))
     assert table.num_rows == 395 and quarantine.num_rows == 5 and stats["events"] == 400
     assert quarantine.schema == sm.QUARANTINE_SCHEMA
-    assert stats["quarantine_reasons"] == {"duplicate event_reference": 1, "member is not a JSON object": 1,
-                                           "member is not valid JSON": 1, "missing permit_reference_number": 1,
-                                           "unparseable event_time": 1}
-    assert all(raw for raw in quarantine["raw"].to_pylist()) and all(m.endswith(".json") for m in quarantine["member"].to_pylist())
+    assert stats["quarantine_reasons"] == {
+        "duplicate event_reference": 1,
+        "member is not a JSON object": 1,
+        "member is not valid JSON": 1,
+        "missing permit_reference_number": 1,
+        "unparseable event_time": 1,
+    }
+    assert all(raw for raw in quarantine["raw"].to_pylist()) and all(
+        m.endswith(".json") for m in quarantine["member"].to_pylist()
+    )
     assert stats["fallback_chunks"] == 0  # the broken members are set aside; the rest still parse in Arrow
     refs = table["event_reference"].to_pylist()
     assert len(refs) == len(set(refs))
@@ -170,12 +194,12 @@ def test_a_member_that_fails_its_crc_or_does_not_inflate_fails_the_archive():
     other = orjson.dumps({**orjson.loads(good), "event_reference": 1})
     archive = bytearray(zip_of([("a.json", good), ("b.json", other)]))
     crc_at = archive.find(b"PK\x03\x04", 10) + 14
-    archive[crc_at:crc_at + 4] = b"\x00\x00\x00\x00"  # b.json's CRC in its local header
+    archive[crc_at : crc_at + 4] = b"\x00\x00\x00\x00"  # b.json's CRC in its local header
     with pytest.raises(sm.ArchiveCorrupt, match=r"member 2 \(b.json\) fails its CRC-32"):
         read(bytes(archive))
     archive = bytearray(zip_of([("a.json", good), ("b.json", other)]))
     data_at = archive.find(b"PK\x03\x04", 10) + 30 + len("b.json")
-    archive[data_at:data_at + 8] = b"\xff" * 8  # b.json's deflate data
+    archive[data_at : data_at + 8] = b"\xff" * 8  # b.json's deflate data
     with pytest.raises(sm.ArchiveCorrupt, match=r"member 2 \(b.json\) (does not inflate|fails its CRC-32)"):
         read(bytes(archive))
     assert read(bytes(zip_of([("a.json", good), ("b.json", other)])))[0].num_rows == 2
@@ -188,31 +212,52 @@ def test_spelling_variants_are_normalised_and_the_published_spelling_kept():
     assert {"WORK_START", "work-start", "Work Start"} <= published
     assert set(table["event_type"].to_pylist()) <= sm.KNOWN_EVENT_TYPES
     pairs = set(zip(table["event_type_published"].to_pylist(), table["event_type"].to_pylist()))
-    assert {("work-start", "WORK_START"), ("Work Start", "WORK_START"), ("WORK_START", "WORK_START"),
-            ("CURRENT_TRAFFIC_MANAGEMENT_TYPE_UPDATED", "CURRENT_TRAFFIC_MANAGEMENT_UPDATED")} <= pairs
+    assert {
+        ("work-start", "WORK_START"),
+        ("Work Start", "WORK_START"),
+        ("WORK_START", "WORK_START"),
+        ("CURRENT_TRAFFIC_MANAGEMENT_TYPE_UPDATED", "CURRENT_TRAFFIC_MANAGEMENT_UPDATED"),
+    } <= pairs
     assert stats["event_type_spellings"]["work-start"] == "WORK_START" and stats["unknown_event_types"] == {}
     assert sum(stats["event_types"].values()) == table.num_rows
-    for value, want in (("work-start", "WORK_START"), ("Work  Start", "WORK_START"), (" work_stop ", "WORK_STOP"),
-                        ("Current Traffic Management Type Updated", "CURRENT_TRAFFIC_MANAGEMENT_UPDATED")):
+    for value, want in (
+        ("work-start", "WORK_START"),
+        ("Work  Start", "WORK_START"),
+        (" work_stop ", "WORK_STOP"),
+        ("Current Traffic Management Type Updated", "CURRENT_TRAFFIC_MANAGEMENT_UPDATED"),
+    ):
         assert sm.normalise_event_type(value) == want
 
 
 def test_bare_proposed_start_times_become_the_uk_local_time_of_the_start_day():
     sns = sample_event("docs_example_sns_notification_envelope_0000218889274-01.json")
     event = orjson.loads(sns["Message"])  # the 2020 field set (26 keys)
-    summer = {**event, "event_reference": 1,
-              "object_data": {**event["object_data"], "proposed_start_time": "13:50"}}  # start 2020-06-23T23:00Z
-    winter = {**event, "event_reference": 2, "object_data": {**event["object_data"], "proposed_start_time": "09:05",
-                                                               "proposed_start_date": "2020-12-01T00:00:00.000Z"}}
-    iso = {**event, "event_reference": 3, "object_data": {**event["object_data"],
-                                                            "proposed_start_time": "2020-06-24T08:00:00.000Z"}}
+    summer = {
+        **event,
+        "event_reference": 1,
+        "object_data": {**event["object_data"], "proposed_start_time": "13:50"},
+    }  # start 2020-06-23T23:00Z
+    winter = {
+        **event,
+        "event_reference": 2,
+        "object_data": {
+            **event["object_data"],
+            "proposed_start_time": "09:05",
+            "proposed_start_date": "2020-12-01T00:00:00.000Z",
+        },
+    }
+    iso = {
+        **event,
+        "event_reference": 3,
+        "object_data": {**event["object_data"], "proposed_start_time": "2020-06-24T08:00:00.000Z"},
+    }
     broken = {**event, "event_reference": 4, "object_data": {**event["object_data"], "proposed_start_time": "27:99"}}
     members = [(f"{e['event_reference']}.json", orjson.dumps(e)) for e in (summer, winter, iso, broken)]
     table, quarantine, stats = read(zip_of(members), month="2020-06")
     times = table["proposed_start_time"].to_pylist()
-    assert times[0] == datetime(2020, 6, 24, 12, 50, tzinfo=timezone.utc)  # 13:50 BST on 24 June
-    assert times[1] == datetime(2020, 12, 1, 9, 5, tzinfo=timezone.utc)  # 09:05 GMT
-    assert times[2] == datetime(2020, 6, 24, 8, 0, tzinfo=timezone.utc)
+    assert times[0] == datetime(2020, 6, 24, 12, 50, tzinfo=UTC)  # 13:50 BST on 24 June
+    assert times[1] == datetime(2020, 12, 1, 9, 5, tzinfo=UTC)  # 09:05 GMT
+    assert times[2] == datetime(2020, 6, 24, 8, 0, tzinfo=UTC)
     assert times[3] is None and quarantine is None
     assert stats["bare_times_normalised"] == {"proposed_start_time": 2}
     assert stats["nulled_values"] == {"proposed_start_time": 1}
@@ -235,16 +280,26 @@ def test_the_generated_bare_times_are_normalised_too():
 
 def test_unknown_fields_are_kept_as_extras_and_reported_as_drift():
     real = sample_event("real_permit_event_LC10620213165-01_PERMIT_ALTERATION_GRANTED.json")
-    added = {**real, "event_reference": 2, "publisher_note": "top level",
-             "object_data": {**real["object_data"], "lane_detail": "new", "nested_detail": {"a": 1}}}
-    table, quarantine, stats = read(zip_of([("1.json", orjson.dumps(real)), ("2.json", orjson.dumps(added))]),
-                                    month="2025-06")
+    added = {
+        **real,
+        "event_reference": 2,
+        "publisher_note": "top level",
+        "object_data": {**real["object_data"], "lane_detail": "new", "nested_detail": {"a": 1}},
+    }
+    table, quarantine, stats = read(
+        zip_of([("1.json", orjson.dumps(real)), ("2.json", orjson.dumps(added))]), month="2025-06"
+    )
     assert quarantine is None and table.num_rows == 2
     assert table["extras"][0].as_py() is None
-    assert orjson.loads(table["extras"][1].as_py()) == {"publisher_note": "top level",
-                                                        "object_data": {"lane_detail": "new", "nested_detail": {"a": 1}}}
-    assert stats["drift"]["new_fields"] == {"object_data.lane_detail": 1, "object_data.nested_detail": 1,
-                                            "publisher_note": 1}
+    assert orjson.loads(table["extras"][1].as_py()) == {
+        "publisher_note": "top level",
+        "object_data": {"lane_detail": "new", "nested_detail": {"a": 1}},
+    }
+    assert stats["drift"]["new_fields"] == {
+        "object_data.lane_detail": 1,
+        "object_data.nested_detail": 1,
+        "publisher_note": 1,
+    }
     assert "collaboration_type" in stats["drift"]["missing_fields"]  # absent from the real 2025 record
 
 
@@ -257,31 +312,40 @@ def test_a_known_field_with_another_json_type_is_converted_and_reported():
     assert quarantine is None
     assert table["event_reference"].to_pylist() == [128587307, 2, 3]
     assert table["usrn"].to_pylist() == ["34409447"] * 3 and table["road_category"].to_pylist() == ["8"] * 3
-    assert stats["drift"]["type_changes"] == {"event_reference: string": 1, "object_data.road_category: number": 1,
-                                              "object_data.usrn: number": 1}
+    assert stats["drift"]["type_changes"] == {
+        "event_reference: string": 1,
+        "object_data.road_category: number": 1,
+        "object_data.usrn: number": 1,
+    }
     assert stats["fallback_chunks"] == 1  # mixed types in one chunk: parsed member by member
     # A type that changes for the whole archive stays on the fast path: the field is inferred, then converted.
-    numbers = [{**real, "event_reference": i, "object_data": {**real["object_data"], "usrn": 100 + i}} for i in range(3)]
+    numbers = [
+        {**real, "event_reference": i, "object_data": {**real["object_data"], "usrn": 100 + i}} for i in range(3)
+    ]
     table, _, stats = read(zip_of([(f"{i}.json", orjson.dumps(e)) for i, e in enumerate(numbers)]), month="2025-06")
     assert table["usrn"].to_pylist() == ["100", "101", "102"] and stats["fallback_chunks"] == 0
     assert stats["drift"]["type_changes"] == {"object_data.usrn: number": 3}
 
 
 def test_the_samples_read_as_the_contract_says():
-    names = ["real_permit_event_LC10620213165-01_PERMIT_ALTERATION_GRANTED.json",
-             "docs_example_permit_TSR1591199404915-01_work-start.json"]
+    names = [
+        "real_permit_event_LC10620213165-01_PERMIT_ALTERATION_GRANTED.json",
+        "docs_example_permit_TSR1591199404915-01_work-start.json",
+    ]
     members = [(name, (SAMPLES / name).read_bytes()) for name in names]  # pretty-printed, as published
     table, quarantine, stats = read(zip_of(members), month="2025-06")
     assert quarantine is None
     rows = table.to_pylist()
     assert [r["event_type"] for r in rows] == ["PERMIT_ALTERATION_GRANTED", "WORK_START"]
     assert rows[1]["event_type_published"] == "work-start"
-    assert rows[0]["proposed_start_date"] == datetime(2025, 6, 15, 23, 0, tzinfo=timezone.utc)
+    assert rows[0]["proposed_start_date"] == datetime(2025, 6, 15, 23, 0, tzinfo=UTC)
     assert rows[0]["area_name"] == "" and rows[0]["is_covid_19_response"] is None
     assert rows[1]["collaboration_type"] == "Other" and rows[0]["collaboration_type"] is None
     # The activity and section 58 docs examples share event_reference 529771 (contract): the second is a duplicate.
-    parts = {"activity": "docs_example_activity_ARN-5990-85775436_ACTIVITY_CREATED.json",
-             "section_58": "docs_example_section58_S58-5990-46589070_SECTION_58_CREATED.json"}
+    parts = {
+        "activity": "docs_example_activity_ARN-5990-85775436_ACTIVITY_CREATED.json",
+        "section_58": "docs_example_section58_S58-5990-46589070_SECTION_58_CREATED.json",
+    }
     for part, name in parts.items():
         table, quarantine, _ = read(zip_of([(name, (SAMPLES / name).read_bytes())]), part=part, month="2020-06")
         assert table.num_rows == 1 and table["event_reference"][0].as_py() == 529771
@@ -295,11 +359,20 @@ def test_wrong_object_type_and_missing_required_fields():
     members = [(f"{i}.json", orjson.dumps(e)) for i, e in enumerate((real, activity, no_time, no_data))]
     table, quarantine, stats = read(zip_of(members), month="2025-06")
     assert table["event_reference"].to_pylist() == [128587307]
-    assert sorted(quarantine["_reason"].to_pylist()) == ["missing event_time", "missing object_data",
-                                                         "object_type is not PERMIT"]
+    assert sorted(quarantine["_reason"].to_pylist()) == [
+        "missing event_time",
+        "missing object_data",
+        "object_type is not PERMIT",
+    ]
     # A required field gone from every event is the publisher's change of format: the block fails.
-    gone = [{**real, "event_reference": i, "object_data": {k: v for k, v in real["object_data"].items()
-                                                           if k != "permit_reference_number"}} for i in range(3)]
+    gone = [
+        {
+            **real,
+            "event_reference": i,
+            "object_data": {k: v for k, v in real["object_data"].items() if k != "permit_reference_number"},
+        }
+        for i in range(3)
+    ]
     with pytest.raises(SchemaDriftError, match="permit_reference_number"):
         read(zip_of([(f"{i}.json", orjson.dumps(e)) for i, e in enumerate(gone)]), month="2025-06")
 
@@ -319,24 +392,44 @@ def os_bng_to_wgs84(easting: float, northing: float) -> tuple[float, float]:
     while True:
         lat = (northing - n0 - m) / (a * f0) + lat
         dl, sl = lat - lat0, lat + lat0
-        m = b * f0 * ((1 + n + 5 / 4 * n**2 + 5 / 4 * n**3) * dl - (3 * n + 3 * n**2 + 21 / 8 * n**3) * sin(dl) * cos(sl)
-                      + (15 / 8 * n**2 + 15 / 8 * n**3) * sin(2 * dl) * cos(2 * sl) - 35 / 24 * n**3 * sin(3 * dl) * cos(3 * sl))
+        m = (
+            b
+            * f0
+            * (
+                (1 + n + 5 / 4 * n**2 + 5 / 4 * n**3) * dl
+                - (3 * n + 3 * n**2 + 21 / 8 * n**3) * sin(dl) * cos(sl)
+                + (15 / 8 * n**2 + 15 / 8 * n**3) * sin(2 * dl) * cos(2 * sl)
+                - 35 / 24 * n**3 * sin(3 * dl) * cos(3 * sl)
+            )
+        )
         if abs(northing - n0 - m) < 1e-5:
             break
     nu = a * f0 / sqrt(1 - e2 * sin(lat) ** 2)
     rho = a * f0 * (1 - e2) / (1 - e2 * sin(lat) ** 2) ** 1.5
     eta2, t, sec = nu / rho - 1, tan(lat), 1 / cos(lat)
     de = easting - e0
-    phi = (lat - t / (2 * rho * nu) * de**2 + t / (24 * rho * nu**3) * (5 + 3 * t**2 + eta2 - 9 * t**2 * eta2) * de**4
-           - t / (720 * rho * nu**5) * (61 + 90 * t**2 + 45 * t**4) * de**6)
-    lam = (lon0 + sec / nu * de - sec / (6 * nu**3) * (nu / rho + 2 * t**2) * de**3
-           + sec / (120 * nu**5) * (5 + 28 * t**2 + 24 * t**4) * de**5
-           - sec / (5040 * nu**7) * (61 + 662 * t**2 + 1320 * t**4 + 720 * t**6) * de**7)
+    phi = (
+        lat
+        - t / (2 * rho * nu) * de**2
+        + t / (24 * rho * nu**3) * (5 + 3 * t**2 + eta2 - 9 * t**2 * eta2) * de**4
+        - t / (720 * rho * nu**5) * (61 + 90 * t**2 + 45 * t**4) * de**6
+    )
+    lam = (
+        lon0
+        + sec / nu * de
+        - sec / (6 * nu**3) * (nu / rho + 2 * t**2) * de**3
+        + sec / (120 * nu**5) * (5 + 28 * t**2 + 24 * t**4) * de**5
+        - sec / (5040 * nu**7) * (61 + 662 * t**2 + 1320 * t**4 + 720 * t**6) * de**7
+    )
     nu_a = a / sqrt(1 - e2 * sin(phi) ** 2)
     x, y, z = nu_a * cos(phi) * cos(lam), nu_a * cos(phi) * sin(lam), (1 - e2) * nu_a * sin(phi)
     tx, ty, tz, s = 446.448, -125.157, 542.060, -20.4894e-6
     rx, ry, rz = (radians(v / 3600) for v in (0.1502, 0.2470, 0.8421))
-    x, y, z = (tx + (1 + s) * x - rz * y + ry * z, ty + rz * x + (1 + s) * y - rx * z, tz - ry * x + rx * y + (1 + s) * z)
+    x, y, z = (
+        tx + (1 + s) * x - rz * y + ry * z,
+        ty + rz * x + (1 + s) * y - rx * z,
+        tz - ry * x + rx * y + (1 + s) * z,
+    )
     a2, b2 = 6378137.0, 6356752.314245
     e2w = 1 - (b2 * b2) / (a2 * a2)
     p = sqrt(x * x + y * y)
@@ -348,7 +441,10 @@ def os_bng_to_wgs84(easting: float, northing: float) -> tuple[float, float]:
 
 def test_a_known_bng_point_converts_to_wgs84():
     # The real Sheffield permit (Lowedges Road) and the SNS docs example (Church Street, Westminster).
-    for e, n, near in ((433674.488, 380502.109, (-1.496, 53.320)), (527155.3328125, 182227.946386719, (-0.170, 51.522))):
+    for e, n, near in (
+        (433674.488, 380502.109, (-1.496, 53.320)),
+        (527155.3328125, 182227.946386719, (-0.170, 51.522)),
+    ):
         lon, lat, counts = sm.bng_wkt_to_wgs84(pa.array([f"POINT({e} {n})"]))
         want = os_bng_to_wgs84(e, n)
         assert abs(lon[0].as_py() - want[0]) < 1e-5 and abs(lat[0].as_py() - want[1]) < 1e-5
@@ -357,25 +453,43 @@ def test_a_known_bng_point_converts_to_wgs84():
 
 
 def test_centroids_of_lines_and_polygons_and_missing_geometries():
-    wkt = pa.array([
-        "LINESTRING(501251.53 222574.64,501305.92 222506.65)",  # the docs examples' line
-        "LINESTRING(0 0, 10 0, 10 30)",  # length weighted: (7.5, 11.25)... of 40 m
-        "POLYGON((0 0,40 0,40 40,0 40,0 0),(0 0,20 0,20 20,0 20,0 0))",  # a square less a corner hole
-        "point (433674.488 380502.109)",
-        "MULTIPOINT((0 0),(10 10))",
-        "POINT Z (433674.488 380502.109 12)",
-        None, "", "  ", "POLYGON((1 2", "CIRCLE(1 2)",
-    ])
+    wkt = pa.array(
+        [
+            "LINESTRING(501251.53 222574.64,501305.92 222506.65)",  # the docs examples' line
+            "LINESTRING(0 0, 10 0, 10 30)",  # length weighted: (7.5, 11.25)... of 40 m
+            "POLYGON((0 0,40 0,40 40,0 40,0 0),(0 0,20 0,20 20,0 20,0 0))",  # a square less a corner hole
+            "point (433674.488 380502.109)",
+            "MULTIPOINT((0 0),(10 10))",
+            "POINT Z (433674.488 380502.109 12)",
+            None,
+            "",
+            "  ",
+            "POLYGON((1 2",
+            "CIRCLE(1 2)",
+        ]
+    )
     lon, lat, counts = sm.bng_wkt_to_wgs84(wkt)
-    expect = [((501251.53 + 501305.92) / 2, (222574.64 + 222506.65) / 2), (8.75, 11.25),
-              ((40 * 40 * 20 - 20 * 20 * 10) / 1200, (40 * 40 * 20 - 20 * 20 * 10) / 1200),
-              (433674.488, 380502.109), (5, 5), (433674.488, 380502.109)]
+    expect = [
+        ((501251.53 + 501305.92) / 2, (222574.64 + 222506.65) / 2),
+        (8.75, 11.25),
+        ((40 * 40 * 20 - 20 * 20 * 10) / 1200, (40 * 40 * 20 - 20 * 20 * 10) / 1200),
+        (433674.488, 380502.109),
+        (5, 5),
+        (433674.488, 380502.109),
+    ]
     for i, (e, n) in enumerate(expect):
         want = os_bng_to_wgs84(e, n)
         assert abs(lon[i].as_py() - want[0]) < 1e-5 and abs(lat[i].as_py() - want[1]) < 1e-5, i
     assert lon.to_pylist()[6:] == [None] * 5 and lat.null_count == 5
-    assert counts == {"linestrings": 2, "polygons": 1, "points": 1, "other_geometries": 2, "missing": 3,
-                      "unreadable": 2, "converted": 6}
+    assert counts == {
+        "linestrings": 2,
+        "polygons": 1,
+        "points": 1,
+        "other_geometries": 2,
+        "missing": 3,
+        "unreadable": 2,
+        "converted": 6,
+    }
     assert all(math.isfinite(v) for v in lon.to_pylist()[:6])
 
 
@@ -404,13 +518,18 @@ def test_run_block_round_trip_and_an_unchanged_head_skips(street, lake):
     assert table["event_reference"].to_pylist() == [e["event_reference"] for e in archive_events(spec)]
     assert manifest["watermark"].startswith('etag="') and "last-modified=Mon, 01 Apr 2024" in manifest["watermark"]
     assert manifest["archive_bytes"] > 0 and manifest["coordinates"]["converted"] > 0
-    assert sorted(p.name for p in (Path(lake) / "street_manager" / "permit" / "month=2024-03").iterdir()) == \
-        ["_manifest.json", "data.parquet"]
+    assert sorted(p.name for p in (Path(lake) / "street_manager" / "permit" / "month=2024-03").iterdir()) == [
+        "_manifest.json",
+        "data.parquet",
+    ]
     again = run_block("street_manager", "2024-03", lake=lake, part="permit")
     assert again["skipped"] and "watermark" in again["reason"]
     log = requests.get(f"{street.url}/_replay/requests", params={"detail": 1}, timeout=10).json()
     assert [(e["method"], e["path"]) for e in log if e["path"].startswith("/permit/")] == [
-        ("HEAD", "/permit/2024/03.zip"), ("GET", "/permit/2024/03.zip"), ("HEAD", "/permit/2024/03.zip")]
+        ("HEAD", "/permit/2024/03.zip"),
+        ("GET", "/permit/2024/03.zip"),
+        ("HEAD", "/permit/2024/03.zip"),
+    ]
     for part in ("activity", "section_58"):
         other = run_block("street_manager", "2024-03", lake=lake, part=part)
         assert other["rows"] == landed(lake, part, "2024-03").num_rows == {"activity": 40, "section_58": 15}[part]
@@ -464,8 +583,9 @@ def test_a_dropped_download_resumes_and_lands_exactly(street, lake):
     # when the reset came before any byte: a TCP reset discards what the client had not read).
     assert statuses[:2] == [200, 200] and statuses[2] in (200, 206) and len(statuses) == 3
     spec = street.street_manager.spec("permit", "2024-03")
-    assert landed(lake, "permit", "2024-03")["event_reference"].to_pylist() == \
-        [e["event_reference"] for e in archive_events(spec)]
+    assert landed(lake, "permit", "2024-03")["event_reference"].to_pylist() == [
+        e["event_reference"] for e in archive_events(spec)
+    ]
 
 
 class _Response:
@@ -498,13 +618,16 @@ class _Session:
     def get(self, url, stream, timeout, headers):
         self.calls.append(dict(headers))
         if "Range" not in headers:
-            pieces = [self.body[i:i + 1000] for i in range(0, len(self.body), 1000)]
+            pieces = [self.body[i : i + 1000] for i in range(0, len(self.body), 1000)]
             return _Response(200, {"ETag": self.etag, "Content-Length": str(len(self.body))}, pieces, fail_after=2)
         if self.change or headers.get("If-Range") != self.etag:
             return _Response(200, {"ETag": '"new"'}, [b"x"])
         start = int(headers["Range"].split("=")[1].rstrip("-"))
-        return _Response(206, {"ETag": self.etag, "Content-Range": f"bytes {start}-{len(self.body) - 1}/{len(self.body)}"},
-                         [self.body[start:]])
+        return _Response(
+            206,
+            {"ETag": self.etag, "Content-Range": f"bytes {start}-{len(self.body) - 1}/{len(self.body)}"},
+            [self.body[start:]],
+        )
 
 
 def test_the_download_resumes_from_the_last_byte_with_if_range():
@@ -539,11 +662,12 @@ def test_an_error_while_writing_stops_the_unzip_thread_and_the_download():
 
     def pieces():
         for i in range(0, len(archive), 4096):
-            yield archive[i:i + 4096]
+            yield archive[i : i + 4096]
 
     reader = sm.ArchiveReader("permit", "2024-03", LANDED)
-    batches = sm.pipelined(sm.ZipWalker(pieces(), chunk_bytes=64 << 10).chunks(), reader.process,
-                           cancel=lambda: cancelled.append(True))
+    batches = sm.pipelined(
+        sm.ZipWalker(pieces(), chunk_bytes=64 << 10).chunks(), reader.process, cancel=lambda: cancelled.append(True)
+    )
     next(batches)  # one chunk processed; the thread is unzipping the next ones
     with pytest.raises(RuntimeError, match="disk full"):
         batches.throw(RuntimeError("disk full"))  # as if the writer failed there

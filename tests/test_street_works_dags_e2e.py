@@ -20,8 +20,11 @@ MONTHS = ["2024-02", "2024-03"]
 EVENTS = {"permit": 150, "activity": 20, "section_58": 10}
 SRWR_ACTIVITIES = 25
 TODAY = "2026-11-23"
-STAGING = {"permit": "stg_street_manager__permit_events", "activity": "stg_street_manager__activity_events",
-           "section_58": "stg_street_manager__section_58_events"}
+STAGING = {
+    "permit": "stg_street_manager__permit_events",
+    "activity": "stg_street_manager__activity_events",
+    "section_58": "stg_street_manager__section_58_events",
+}
 
 
 @pytest.fixture(scope="module")
@@ -64,21 +67,36 @@ def test_street_manager_lands_every_generated_event_then_skips(environment, mode
             got = query(environment, f"select event_reference from {view} where _block_month = '{month}'")
             assert len(got) == len(want) == EVENTS[part] and {r[0] for r in got} == want, (part, month)
             generated[(part, month)] = want
-    permits = {event["object_reference"] for month in MONTHS for event in archive_events(archives.spec("permit", month))}
-    (rows, distinct) = query(environment, "select count(*), count(distinct permit_reference_number) from int_permits_latest")[0]
+    permits = {
+        event["object_reference"] for month in MONTHS for event in archive_events(archives.spec("permit", month))
+    }
+    (rows, distinct) = query(
+        environment, "select count(*), count(distinct permit_reference_number) from int_permits_latest"
+    )[0]
     assert rows == distinct == len(permits)
     # Blocks and the incremental intermediates are the Assets civic_marts runs on; it builds the marts.
-    assert asset_events(run) == {"x-civic://lake/street_manager": 6, "x-civic://warehouse/int_permit_months": 1,
-                                 "x-civic://warehouse/int_permits_latest": 1}
+    assert asset_events(run) == {
+        "x-civic://lake/street_manager": 6,
+        "x-civic://warehouse/int_permit_months": 1,
+        "x-civic://warehouse/int_permits_latest": 1,
+    }
     assert not any("mart_" in task for task in built), built
     marts_run, marts = run_marts("street_manager")
     assert marts_run.state == "success"
     assert {m for m, state in marts.items() if state == "success"} == {
-        "mart_collaborative_works", "mart_emergency_works", "mart_new_connections", "mart_permits_per_street",
-        "mart_street_impact", "mart_works_by_month"}, marts
+        "mart_collaborative_works",
+        "mart_emergency_works",
+        "mart_new_connections",
+        "mart_permits_per_street",
+        "mart_street_impact",
+        "mart_works_by_month",
+    }, marts
     (counted,) = query(environment, "select sum(permits) from mart_works_by_month")[0]
-    (staged,) = query(environment, """select count(distinct (permit_reference_number, _block_month))
-                                      from stg_street_manager__permit_events where not is_test_data""")[0]
+    (staged,) = query(
+        environment,
+        """select count(distinct (permit_reference_number, _block_month))
+                                      from stg_street_manager__permit_events where not is_test_data""",
+    )[0]
     assert counted == staged > 0
 
     again = dag.test(run_conf=conf)

@@ -19,14 +19,13 @@ from __future__ import annotations
 import csv
 import math
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from dbt_helpers import dbt_build, query
 from replay_env import replay_environment, street_works
 
@@ -44,12 +43,28 @@ NEW_CONNECTION_PERMITS = 8
 
 # mart_street_impact's weights (dbt/models/marts/street_works/mart_street_impact.sql), restated
 # here so the test checks the SQL against the documented formula, not against itself.
-CATEGORY_POINTS = {"minor": 1.0, "standard": 2.0, "major": 5.0, "paa": 5.0, "hs2_highway": 2.0,
-                   "immediate_urgent": 3.0, "immediate_emergency": 3.0}
-TM_FACTOR = {"road_closure": 2.0, "lane_closure": 1.5, "contra_flow": 1.5, "convoy_workings": 1.5,
-             "multi_way_signals": 1.5, "two_way_signals": 1.25, "stop_go_boards": 1.25,
-             "priority_working": 1.25, "give_and_take": 1.0, "some_carriageway_incursion": 1.0,
-             "no_carriageway_incursion": 0.5}
+CATEGORY_POINTS = {
+    "minor": 1.0,
+    "standard": 2.0,
+    "major": 5.0,
+    "paa": 5.0,
+    "hs2_highway": 2.0,
+    "immediate_urgent": 3.0,
+    "immediate_emergency": 3.0,
+}
+TM_FACTOR = {
+    "road_closure": 2.0,
+    "lane_closure": 1.5,
+    "contra_flow": 1.5,
+    "convoy_workings": 1.5,
+    "multi_way_signals": 1.5,
+    "two_way_signals": 1.25,
+    "stop_go_boards": 1.25,
+    "priority_working": 1.25,
+    "give_and_take": 1.0,
+    "some_carriageway_incursion": 1.0,
+    "no_carriageway_incursion": 0.5,
+}
 
 
 # ---------------------------------------------------------------- helpers
@@ -57,7 +72,9 @@ TM_FACTOR = {"road_closure": 2.0, "lane_closure": 1.5, "contra_flow": 1.5, "conv
 
 def street_works_environment(lake: Path, warehouse: Path):
     """A replay server with both street-works connections pointed at it, and the lake/warehouse env vars."""
-    return replay_environment(lake, warehouse, **street_works(EVENTS, SRWR_ACTIVITIES, TODAY), CIVIC_NO_AIRFLOW_LOOKUP="1")
+    return replay_environment(
+        lake, warehouse, **street_works(EVENTS, SRWR_ACTIVITIES, TODAY), CIVIC_NO_AIRFLOW_LOOKUP="1"
+    )
 
 
 def land_all(lake: Path) -> dict:
@@ -155,7 +172,9 @@ def add_cross_month_and_new_connection_events(lake: Path) -> dict:
     feb_rows, mar_rows = feb_table.to_pylist(), mar_table.to_pylist()
 
     # new connections: every event of some utility-promoted February permits
-    utility = sorted({r["permit_reference_number"] for r in feb_rows if (r["promoter_swa_code"] or "").startswith("92")})
+    utility = sorted(
+        {r["permit_reference_number"] for r in feb_rows if (r["promoter_swa_code"] or "").startswith("92")}
+    )
     connections = set(utility[:NEW_CONNECTION_PERMITS])
     for row in feb_rows:
         if row["permit_reference_number"] in connections:
@@ -163,21 +182,31 @@ def add_cross_month_and_new_connection_events(lake: Path) -> dict:
     pq.write_table(pa.Table.from_pylist(feb_rows, schema=feb_table.schema), february)
 
     # works started in February, stopped in March (as the March archive would carry them)
-    in_progress = sorted(ref for (ref, _), row in month_rows(feb_rows).items() if row["work_status_ref"] == "in_progress")
+    in_progress = sorted(
+        ref for (ref, _), row in month_rows(feb_rows).items() if row["work_status_ref"] == "in_progress"
+    )
     stopped = in_progress[:CROSS_MONTH_PERMITS]
     assert len(stopped) == CROSS_MONTH_PERMITS, "the replay's February has too few works in progress"
     last_feb = month_rows(feb_rows)
     next_reference = max(r["event_reference"] for r in mar_rows) + 1
     landed_at = mar_rows[0]["_landed_at"]
     for i, ref in enumerate(stopped):
-        when = datetime(2024, 3, 2 + i, 10, 30, tzinfo=timezone.utc)
+        when = datetime(2024, 3, 2 + i, 10, 30, tzinfo=UTC)
         event = {**last_feb[(ref, MONTHS[0])]}
-        event.update({
-            "event_reference": next_reference + i, "event_type": "WORK_STOP", "event_type_published": "WORK_STOP",
-            "event_time": when, "work_status": "Works completed", "work_status_ref": "completed",
-            "permit_status": "closed", "actual_end_date_time": when, "_block_month": MONTHS[1],
-            "_landed_at": landed_at,
-        })
+        event.update(
+            {
+                "event_reference": next_reference + i,
+                "event_type": "WORK_STOP",
+                "event_type_published": "WORK_STOP",
+                "event_time": when,
+                "work_status": "Works completed",
+                "work_status_ref": "completed",
+                "permit_status": "closed",
+                "actual_end_date_time": when,
+                "_block_month": MONTHS[1],
+                "_landed_at": landed_at,
+            }
+        )
         mar_rows.append(event)
     pq.write_table(pa.Table.from_pylist(mar_rows, schema=mar_table.schema), march)
     return {"stopped": stopped, "connections": connections}
@@ -194,14 +223,24 @@ def built(tmp_path_factory):
         manifests = land_all(lake)
         touched = add_cross_month_and_new_connection_events(lake)
         nodes = dbt_build(work, SELECT)
-        yield {"server": server, "work": work, "lake": lake, "warehouse": warehouse, "manifests": manifests,
-               "touched": touched, "nodes": nodes}
+        yield {
+            "server": server,
+            "work": work,
+            "lake": lake,
+            "warehouse": warehouse,
+            "manifests": manifests,
+            "touched": touched,
+            "nodes": nodes,
+        }
 
 
 def test_staging_holds_every_landed_row(built):
     lake, warehouse, manifests = built["lake"], built["warehouse"], built["manifests"]
-    views = {"permit": "stg_street_manager__permit_events", "activity": "stg_street_manager__activity_events",
-             "section_58": "stg_street_manager__section_58_events"}
+    views = {
+        "permit": "stg_street_manager__permit_events",
+        "activity": "stg_street_manager__activity_events",
+        "section_58": "stg_street_manager__section_58_events",
+    }
     for part, view in views.items():
         per_month = dict(query(warehouse, f"select _block_month, count(*) from {view} group by 1"))
         for month in MONTHS:
@@ -211,8 +250,13 @@ def test_staging_holds_every_landed_row(built):
             assert landed == manifests[(part, month)]["rows"] + extra == EVENTS[part] + extra, (part, month)
         (keys,) = query(warehouse, f"select count(distinct event_reference) = count(*) from {view}")[0]
         assert keys
-    srwr = {"stg_srwr__activities": "data", "stg_srwr__phases": "phase", "stg_srwr__undertaker_phases": "undertaker_phase",
-            "stg_srwr__sites": "site", "stg_srwr__districts": "district"}
+    srwr = {
+        "stg_srwr__activities": "data",
+        "stg_srwr__phases": "phase",
+        "stg_srwr__undertaker_phases": "undertaker_phase",
+        "stg_srwr__sites": "site",
+        "stg_srwr__districts": "district",
+    }
     for view, table in srwr.items():
         (count,) = query(warehouse, f"select count(*) from {view}")[0]
         assert count == len(srwr_rows(lake, table)) > 0, view
@@ -224,6 +268,7 @@ def test_staging_holds_every_landed_row(built):
     assert set(got) == keys and len(keys) > 1
     assert keys >= {f"{r['district_key_1']}-{r['district_key_2']}" for r in srwr_rows(lake, "district")}
     from civic_pipelines.replay.srwr import COUNCILS
+
     assert set(got.values()) <= set(COUNCILS)
 
 
@@ -234,27 +279,36 @@ def test_int_permits_latest_is_one_row_per_permit_with_its_latest_event(built):
     assert len(got) == len(want) and got == {ref: row["event_reference"] for ref, row in want.items()}
     # the permits started in February and stopped in March: their March WORK_STOP is their latest
     stopped = built["touched"]["stopped"]
-    rows = query(warehouse, f"""select permit_reference_number, event_type, work_status_ref, _block_month,
+    rows = query(
+        warehouse,
+        f"""select permit_reference_number, event_type, work_status_ref, _block_month,
                                        months_with_events, first_block_month
-                                from int_permits_latest where permit_reference_number in {tuple(stopped)!r}""")
+                                from int_permits_latest where permit_reference_number in {tuple(stopped)!r}""",
+    )
     assert {r[0] for r in rows} == set(stopped)
     assert all(r[1:] == ("WORK_STOP", "completed", MONTHS[1], 2, MONTHS[0]) for r in rows), rows
     # int_permit_months: one row per permit and month, each the month's latest event
     want_months = month_rows(lake_rows(lake, "permit"))
-    got_months = {(r[0], r[1]): r[2] for r in query(
-        warehouse, "select permit_reference_number, _block_month, event_reference from int_permit_months")}
+    got_months = {
+        (r[0], r[1]): r[2]
+        for r in query(
+            warehouse, "select permit_reference_number, _block_month, event_reference from int_permit_months"
+        )
+    }
     assert got_months == {key: row["event_reference"] for key, row in want_months.items()}
 
 
 def test_singular_and_key_tests_ran_and_passed(built):
     nodes = built["nodes"]
-    for name in ("assert_no_permit_in_progress_and_completed_in_same_month",
-                 "assert_int_permits_latest_holds_latest_event",
-                 "unique_int_permits_latest_permit_reference_number",
-                 "not_null_int_permits_latest_permit_reference_number",
-                 "unique_stg_street_manager__permit_events_event_reference",
-                 "unique_stg_srwr__district_directory_district_key",
-                 "not_null_stg_srwr__activities_placement"):
+    for name in (
+        "assert_no_permit_in_progress_and_completed_in_same_month",
+        "assert_int_permits_latest_holds_latest_event",
+        "unique_int_permits_latest_permit_reference_number",
+        "not_null_int_permits_latest_permit_reference_number",
+        "unique_stg_street_manager__permit_events_event_reference",
+        "unique_stg_srwr__district_directory_district_key",
+        "not_null_stg_srwr__activities_placement",
+    ):
         assert nodes[name] == ("pass", 0), name
     accepted = [n for n in nodes if n.startswith("accepted_values_stg_street_manager__permit_events_work_")]
     assert len(accepted) == 4 and all(nodes[n] == ("pass", 0) for n in accepted), accepted
@@ -265,20 +319,28 @@ def test_singular_and_key_tests_ran_and_passed(built):
 def test_mart_works_by_month_reconciles_with_the_lake(built):
     lake, warehouse = built["lake"], built["warehouse"]
     want = defaultdict(Counter)
-    for (ref, month), row in month_rows(lake_rows(lake, "permit")).items():
+    for (_ref, month), row in month_rows(lake_rows(lake, "permit")).items():
         if is_test_data(row):
             continue
         key = (month_date(month), clean(row["highway_authority_swa_code"]), clean(row["promoter_swa_code"]))
         want[key]["permits"] += 1
         want[key][row["work_status_ref"]] += 1
-    rows = query(warehouse, """select month, highway_authority_swa_code, promoter_swa_code, permits,
+    rows = query(
+        warehouse,
+        """select month, highway_authority_swa_code, promoter_swa_code, permits,
                                       works_in_progress, works_completed, works_planned, works_cancelled
-                               from mart_works_by_month""")
+                               from mart_works_by_month""",
+    )
     got = {r[:3]: r[3:] for r in rows}
-    assert got == {k: (c["permits"], c["in_progress"], c["completed"], c["planned"], c["cancelled"]) for k, c in want.items()}
+    assert got == {
+        k: (c["permits"], c["in_progress"], c["completed"], c["planned"], c["cancelled"]) for k, c in want.items()
+    }
     # and with staging: every (permit, month) of the real data counted once
-    (staged,) = query(warehouse, """select count(distinct (permit_reference_number, _block_month))
-                                    from stg_street_manager__permit_events where not is_test_data""")[0]
+    (staged,) = query(
+        warehouse,
+        """select count(distinct (permit_reference_number, _block_month))
+                                    from stg_street_manager__permit_events where not is_test_data""",
+    )[0]
     assert sum(r[3] for r in rows) == staged
     assert sum(r[4] for r in rows) > 0 and sum(r[5] for r in rows) > 0
     # names: the seed's for a listed code
@@ -289,13 +351,20 @@ def test_mart_works_by_month_reconciles_with_the_lake(built):
 def test_mart_street_impact_follows_the_documented_formula(built):
     lake, warehouse = built["lake"], built["warehouse"]
     want = defaultdict(lambda: [0, 0.0])
-    for (ref, month), row in month_rows(lake_rows(lake, "permit")).items():
-        if is_test_data(row) or clean(row["usrn"]) is None or row["work_status_ref"] not in ("in_progress", "completed"):
+    for (_ref, month), row in month_rows(lake_rows(lake, "permit")).items():
+        if (
+            is_test_data(row)
+            or clean(row["usrn"]) is None
+            or row["work_status_ref"] not in ("in_progress", "completed")
+        ):
             continue
         entry = want[(month_date(month), clean(row["usrn"]))]
         entry[0] += 1
         entry[1] += work_score(row)
-    got = {(r[0], r[1]): (r[2], r[3]) for r in query(warehouse, "select month, usrn, works, impact_score from mart_street_impact")}
+    got = {
+        (r[0], r[1]): (r[2], r[3])
+        for r in query(warehouse, "select month, usrn, works, impact_score from mart_street_impact")
+    }
     assert set(got) == set(want) and len(got) > 50
     for key, (works, score) in want.items():
         assert got[key][0] == works, key
@@ -306,25 +375,41 @@ def test_mart_street_impact_follows_the_documented_formula(built):
 
 def test_collaborative_emergency_and_new_connection_marts_reconcile(built):
     lake, warehouse, touched = built["lake"], built["warehouse"], built["touched"]
-    works = [row for row in month_rows(lake_rows(lake, "permit")).values()
-             if not is_test_data(row) and row["work_status_ref"] in ("in_progress", "completed")]
+    works = [
+        row
+        for row in month_rows(lake_rows(lake, "permit")).values()
+        if not is_test_data(row) and row["work_status_ref"] in ("in_progress", "completed")
+    ]
 
-    collab = query(warehouse, """select sum(works), sum(collaborative_works), sum(non_collaborative_works),
-                                        sum(collaboration_unknown_works) from mart_collaborative_works""")[0]
-    assert collab == (len(works), sum(r["collaborative_working"] == "Yes" for r in works),
-                      sum(r["collaborative_working"] == "No" for r in works),
-                      sum(r["collaborative_working"] is None for r in works))
+    collab = query(
+        warehouse,
+        """select sum(works), sum(collaborative_works), sum(non_collaborative_works),
+                                        sum(collaboration_unknown_works) from mart_collaborative_works""",
+    )[0]
+    assert collab == (
+        len(works),
+        sum(r["collaborative_working"] == "Yes" for r in works),
+        sum(r["collaborative_working"] == "No" for r in works),
+        sum(r["collaborative_working"] is None for r in works),
+    )
     assert collab[1] > 0
 
-    immediate = Counter((month_date(r["_block_month"]), r["work_category"]) for r in works
-                        if r["work_category_ref"] in ("immediate_urgent", "immediate_emergency"))
-    got = dict(((r[0], r[1]), r[2]) for r in query(
-        warehouse, "select month, work_category, sum(works) from mart_emergency_works group by all"))
+    immediate = Counter(
+        (month_date(r["_block_month"]), r["work_category"])
+        for r in works
+        if r["work_category_ref"] in ("immediate_urgent", "immediate_emergency")
+    )
+    got = dict(
+        ((r[0], r[1]), r[2])
+        for r in query(warehouse, "select month, work_category, sum(works) from mart_emergency_works group by all")
+    )
     assert got == dict(immediate) and sum(got.values()) > 0
 
     connections = [r for r in works if r["permit_reference_number"] in touched["connections"]]
     assert all(r["activity_type"] == "New service connection" for r in connections)
-    (total, activity_types) = query(warehouse, "select sum(works), list(distinct activity_type) from mart_new_connections")[0]
+    (total, activity_types) = query(
+        warehouse, "select sum(works), list(distinct activity_type) from mart_new_connections"
+    )[0]
     assert total == len(connections) > 0 and activity_types == ["New service connection"]
 
 
@@ -336,10 +421,19 @@ def test_mart_permits_per_street_reconciles_with_int_permits_latest(built):
             continue
         want[clean(row["usrn"])]["permits"] += 1
         want[clean(row["usrn"])][row["work_status_ref"]] += 1
-    got = {r[0]: r[1:] for r in query(
-        warehouse, "select usrn, permits, permits_in_progress, permits_completed, permits_planned, permits_cancelled from mart_permits_per_street")}
-    assert got == {u: (c["permits"], c["in_progress"], c["completed"], c["planned"], c["cancelled"]) for u, c in want.items()}
-    (latest,) = query(warehouse, "select count(*) from int_permits_latest where not is_test_data and usrn is not null")[0]
+    got = {
+        r[0]: r[1:]
+        for r in query(
+            warehouse,
+            "select usrn, permits, permits_in_progress, permits_completed, permits_planned, permits_cancelled from mart_permits_per_street",
+        )
+    }
+    assert got == {
+        u: (c["permits"], c["in_progress"], c["completed"], c["planned"], c["cancelled"]) for u, c in want.items()
+    }
+    (latest,) = query(warehouse, "select count(*) from int_permits_latest where not is_test_data and usrn is not null")[
+        0
+    ]
     assert sum(r[0] for r in got.values()) == latest
 
 
@@ -354,15 +448,25 @@ def test_mart_srwr_activity_summary_reconciles_with_the_lake(built):
     want = defaultdict(Counter)
     for activity in srwr_rows(lake, "data"):
         own = phases[activity["activity_id"]]
-        latest = [p for p in own if p["phase_number"] == activity["latest_phase"]] or \
-            sorted(own, key=lambda p: p["phase_number"] or -1)[-1:]
+        latest = [p for p in own if p["phase_number"] == activity["latest_phase"]] or sorted(
+            own, key=lambda p: p["phase_number"] or -1
+        )[-1:]
         district = districts[activity["activity_id"]]
-        key = (month_date(activity["_block_month"]), f"{district['district_key_1']}-{district['district_key_2']}",
-               activity["promoter_id"])
+        key = (
+            month_date(activity["_block_month"]),
+            f"{district['district_key_1']}-{district['district_key_2']}",
+            activity["promoter_id"],
+        )
         want[key]["activities"] += 1
         want[key][groups.get(latest[0]["status_code"]) if latest else None] += 1
-    got = {r[:3]: r[3:] for r in query(warehouse, """select month, roads_authority_key, promoter_id, activities,
-                                                            works_in_progress, works_completed from mart_srwr_activity_summary""")}
+    got = {
+        r[:3]: r[3:]
+        for r in query(
+            warehouse,
+            """select month, roads_authority_key, promoter_id, activities,
+                                                            works_in_progress, works_completed from mart_srwr_activity_summary""",
+        )
+    }
     assert got == {k: (c["activities"], c["in_progress"], c["completed"]) for k, c in want.items()}
     assert sum(v[0] for v in got.values()) == len(srwr_rows(lake, "data")) > 0
     from civic_pipelines.replay.srwr import COUNCILS
@@ -394,13 +498,20 @@ def test_relanding_a_month_leaves_one_row_per_permit(built):
     assert {r[0]: r[1] for r in rows} == {ref: row["event_reference"] for ref, row in want.items()}
     for ref in built["touched"]["stopped"]:
         assert before[ref] == MONTHS[1] and want[ref]["_block_month"] == MONTHS[0]
-    (count,) = query(warehouse, f"select count(*) from stg_street_manager__permit_events where _block_month = '{MONTHS[1]}'")[0]
+    (count,) = query(
+        warehouse, f"select count(*) from stg_street_manager__permit_events where _block_month = '{MONTHS[1]}'"
+    )[0]
     assert count == EVENTS["permit"] + 5
-    month_keys = query(warehouse, "select count(*), count(distinct (permit_reference_number, _block_month)) from int_permit_months")[0]
+    month_keys = query(
+        warehouse, "select count(*), count(distinct (permit_reference_number, _block_month)) from int_permit_months"
+    )[0]
     assert month_keys[0] == month_keys[1] == len(month_rows(landed))
     # the late edit changed traffic management on some March events; the marts see the new landing
-    (staged,) = query(warehouse, """select count(distinct (permit_reference_number, _block_month))
-                                    from stg_street_manager__permit_events where not is_test_data""")[0]
+    (staged,) = query(
+        warehouse,
+        """select count(distinct (permit_reference_number, _block_month))
+                                    from stg_street_manager__permit_events where not is_test_data""",
+    )[0]
     (counted,) = query(warehouse, "select sum(permits) from mart_works_by_month")[0]
     assert counted == staged
 
@@ -417,5 +528,10 @@ def test_both_selections_build_before_anything_is_landed(tmp_path):
         patch.setenv("CIVIC_WAREHOUSE", str(warehouse))
         nodes = dbt_build(tmp_path, SELECT)
         assert nodes["int_permits_latest"][0] == "success"
-        for mart in ("mart_works_by_month", "mart_street_impact", "mart_permits_per_street", "mart_srwr_activity_summary"):
+        for mart in (
+            "mart_works_by_month",
+            "mart_street_impact",
+            "mart_permits_per_street",
+            "mart_srwr_activity_summary",
+        ):
             assert query(warehouse, f"select count(*) from {mart}") == [(0,)], mart

@@ -104,9 +104,11 @@ for c in redis-server chromium; do printf '#!/bin/sh\\n' > {bin_dir}/$c; chmod +
     assert apt.install(log=messages.append) == ["chromium", "redis-server"]
     lines = calls.read_text().splitlines()
     options = "-o DPkg::Lock::Timeout=600 -o Acquire::Retries=5"
-    assert lines == [f"{options} install -y -q --no-install-recommends chromium redis-server",
-                     f"{options} update -q",
-                     f"{options} install -y -q --no-install-recommends chromium redis-server"]
+    assert lines == [
+        f"{options} install -y -q --no-install-recommends chromium redis-server",
+        f"{options} update -q",
+        f"{options} install -y -q --no-install-recommends chromium redis-server",
+    ]
     assert "E: Failed to fetch" in messages[1] and messages[-1].startswith("installed chromium, redis-server in ")
     assert apt.missing() == []
 
@@ -144,8 +146,10 @@ touch "$target/ok"
     with pytest.raises(RuntimeError) as failed:
         container_setup.debootstrap(home, pause=0)
     message = str(failed.value)
-    assert message.startswith("debootstrap bookworm from http://mirror.invalid/debian failed 3 times (try 1: "
-                              "E: Couldn't download packages: python3.11; try 2:")
+    assert message.startswith(
+        "debootstrap bookworm from http://mirror.invalid/debian failed 3 times (try 1: "
+        "E: Couldn't download packages: python3.11; try 2:"
+    )
     assert message.endswith(f"the .debs fetched so far stay in {cache}")
 
 

@@ -12,7 +12,7 @@ import json
 import re
 import zipfile
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -35,7 +35,7 @@ SOURCE = "toronto_311"
 ROWS = 6000  # rows per year: about 500 a month, 2 extra-field lines, 2 latin-1 rows, 2 odd wards
 YEAR = 2024
 MONTH = "2024-02"
-LANDED = datetime(2026, 1, 1, tzinfo=timezone.utc)
+LANDED = datetime(2026, 1, 1, tzinfo=UTC)
 EXTRA_FIELD = "10 fields where the header has 9"
 OUTSIDE = "created_at outside the file's year {year}"
 
@@ -98,8 +98,17 @@ def expected_rows(server, month=MONTH) -> Counter:
 
 
 def landed_rows(table: pa.Table) -> Counter:
-    names = ["created_at", "status", "postal_prefix", "intersection_street_1", "intersection_street_2", "ward",
-             "service_request_type", "division", "section"]
+    names = [
+        "created_at",
+        "status",
+        "postal_prefix",
+        "intersection_street_1",
+        "intersection_street_2",
+        "ward",
+        "service_request_type",
+        "division",
+        "section",
+    ]
     return Counter(zip(*(table[name].to_pylist() for name in names)))
 
 
@@ -141,9 +150,21 @@ def test_dataset_file_describes_the_source(source):
     assert spec.natural_key == "request_id" and spec.pool == "civic_toronto_311_api"
     assert SOURCE in sources.names()
     assert source.data_schema.names == [
-        "request_id", "created_at", "status", "postal_prefix", "intersection_street_1", "intersection_street_2",
-        "ward", "ward_name", "ward_number", "service_request_type", "division", "section", "ward_system",
-        "_block_month", "_landed_at",
+        "request_id",
+        "created_at",
+        "status",
+        "postal_prefix",
+        "intersection_street_1",
+        "intersection_street_2",
+        "ward",
+        "ward_name",
+        "ward_number",
+        "service_request_type",
+        "division",
+        "section",
+        "ward_system",
+        "_block_month",
+        "_landed_at",
     ]
     assert source.data_schema.field("created_at").type == pa.timestamp("us")
     assert source.data_schema.field("ward_number").type == pa.int32()
@@ -156,7 +177,12 @@ def test_the_adapter_knows_no_city():
     tree = ast.parse((ROOT / "include/civic_pipelines/adapters/ckan.py").read_text())
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+        ):
             body.pop(0)
     code = ast.unparse(tree)  # without docstrings and comments
     for word in ("toronto", "creation date", "ward", "311", "postal", "sr20", "latin"):
@@ -300,7 +326,12 @@ def test_csv_and_zip_resources_give_the_same_block(toronto, source):
 def test_ward_split_on_the_real_sample_rows(toronto, source, month, created, ward, name, number, system):
     rows = [r for r in extract(source, month).data.to_pylist() if r["created_at"] == created]
     assert len(rows) == 1
-    assert (rows[0]["ward"], rows[0]["ward_name"], rows[0]["ward_number"], rows[0]["ward_system"]) == (ward, name, number, system)
+    assert (rows[0]["ward"], rows[0]["ward_name"], rows[0]["ward_number"], rows[0]["ward_system"]) == (
+        ward,
+        name,
+        number,
+        system,
+    )
 
 
 def test_ward_system_follows_the_date_of_the_2018_change(toronto, source):
@@ -325,7 +356,11 @@ def test_wards_not_in_name_number_form_land_as_published(toronto, source):
 
 def test_latin1_bytes_are_decoded(toronto, source):
     month = month_with(toronto, YEAR, lambda r: "\xa0" in r["Intersection Street 1"])
-    published = {r["Intersection Street 1"] for r in toronto.toronto.rows_for_month(month) if "\xa0" in r["Intersection Street 1"]}
+    published = {
+        r["Intersection Street 1"]
+        for r in toronto.toronto.rows_for_month(month)
+        if "\xa0" in r["Intersection Street 1"]
+    }
     assert b"\xa0" in toronto.toronto.csv_bytes(YEAR)  # one raw byte, not valid UTF-8
     streets = set(extract(source, month).data["intersection_street_1"].to_pylist())
     assert published and published <= streets
@@ -394,7 +429,9 @@ def test_late_edits_reland_only_the_month_that_changed(toronto, lake):
     assert feb2["skipped"] is False and feb2["watermark"] == done["last_modified"]
     assert feb2["rows_changed"] == {"added": 0, "removed": 0, "changed": 5}  # the key ignores Status
     assert feb2["rows"] == feb["rows"] and feb2["sha256"] != feb["sha256"]
-    statuses = dict(zip(landed(lake, "2024-02")["created_at"].to_pylist(), landed(lake, "2024-02")["status"].to_pylist()))
+    statuses = dict(
+        zip(landed(lake, "2024-02")["created_at"].to_pylist(), landed(lake, "2024-02")["status"].to_pylist())
+    )
     for edit in done["rows"]:
         assert statuses[_when(edit["creation_date"])] == edit["new_status"]
 
@@ -411,10 +448,11 @@ def read(source, data: bytes, month="2024-02", piece=7):
     return source.read_file((data[i : i + piece] for i in range(0, len(data), piece)), month, LANDED)
 
 
-
 # ---------------------------------------------------------------- the forward zip reader
 
-CSV_BODY = (",".join(HEADER) + "\r\n").encode() + b"2024-02-05 10:00:00.0000000,Closed,M4C,,,W (19),Noise,MLS,Sec\r\n" * 5000
+CSV_BODY = (
+    ",".join(HEADER) + "\r\n"
+).encode() + b"2024-02-05 10:00:00.0000000,Closed,M4C,,,W (19),Noise,MLS,Sec\r\n" * 5000
 
 
 def _zip(members, compression=zipfile.ZIP_DEFLATED, streamed=False) -> bytes:
@@ -476,12 +514,16 @@ def test_the_year_file_in_zip_or_csv_form_gives_the_same_block(source):
 # ---------------------------------------------------------------- requests without a location (issue 14)
 
 
-def test_requests_without_a_location_land_with_nulls_and_broken_lines_are_still_quarantined(toronto, lake,
-                                                                                              source, reliability):
-    reliability.row(fault="requests without a location (empty Ward / postal prefix)", source=SOURCE,
-                    expected="rows with an empty Ward or postal prefix are requests: they land with nulls there, "
-                             "counted in the manifest's empty_values; lines that cannot be parsed (extra field, "
-                             "impossible or out-of-year date) are still quarantined with their reason")
+def test_requests_without_a_location_land_with_nulls_and_broken_lines_are_still_quarantined(
+    toronto, lake, source, reliability
+):
+    reliability.row(
+        fault="requests without a location (empty Ward / postal prefix)",
+        source=SOURCE,
+        expected="rows with an empty Ward or postal prefix are requests: they land with nulls there, "
+        "counted in the manifest's empty_values; lines that cannot be parsed (extra field, "
+        "impossible or out-of-year date) are still quarantined with their reason",
+    )
     configure(toronto, {"location_quirks": True, "date_quirks": True})
     counts = toronto.toronto.quirk_counts(YEAR)
     assert counts["empty_wards"] >= 2 and counts["empty_postal_prefixes"] >= 6
@@ -505,9 +547,13 @@ def test_requests_without_a_location_land_with_nulls_and_broken_lines_are_still_
     assert not {r for r in reasons if r.startswith("missing ")}, reasons
 
     # The month with most of them, through run_block: the manifest counts them, the lake holds them.
-    located = Counter(r["Creation Date"][:7] for r in toronto.toronto.rows(YEAR)
-                      if is_valid_creation_date(r["Creation Date"]) and r["Creation Date"].startswith(str(YEAR))
-                      and not (r["Ward"].strip() and r["First 3 Chars of Postal Code"].strip()))
+    located = Counter(
+        r["Creation Date"][:7]
+        for r in toronto.toronto.rows(YEAR)
+        if is_valid_creation_date(r["Creation Date"])
+        and r["Creation Date"].startswith(str(YEAR))
+        and not (r["Ward"].strip() and r["First 3 Chars of Postal Code"].strip())
+    )
     month, _n = located.most_common(1)[0]
     month_rows = toronto.toronto.rows_for_month(month)
     no_ward = sum(not r["Ward"].strip() for r in month_rows)
@@ -519,7 +565,9 @@ def test_requests_without_a_location_land_with_nulls_and_broken_lines_are_still_
     assert manifest["quarantine_reasons"] == dict(expected_reasons(toronto, month))
     assert table["ward"].null_count == no_ward and table["postal_prefix"].null_count == no_postal
     assert pa.compute.count_distinct(table["request_id"]).as_py() == table.num_rows
-    reliability.observed(f"year {YEAR}: {rows:,} of {rows + quarantined:,} lines landed, {quarantined} quarantined "
-                         f"({', '.join(sorted(reasons))}); {counts['empty_wards']} empty wards and "
-                         f"{counts['empty_postal_prefixes']} empty postal prefixes landed with nulls; "
-                         f"{month}: {manifest['rows']:,} rows, empty_values={manifest['empty_values']}")
+    reliability.observed(
+        f"year {YEAR}: {rows:,} of {rows + quarantined:,} lines landed, {quarantined} quarantined "
+        f"({', '.join(sorted(reasons))}); {counts['empty_wards']} empty wards and "
+        f"{counts['empty_postal_prefixes']} empty postal prefixes landed with nulls; "
+        f"{month}: {manifest['rows']:,} rows, empty_values={manifest['empty_values']}"
+    )

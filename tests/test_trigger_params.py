@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-
 from airflow_runs import small_dags_folder, task_states
 from replay_env import connection_env, module_environment
+
 from civic_pipelines.months import current_month, format_month, next_month, parse_month, previous_month
 
 THIS_MONTH = current_month()
@@ -32,9 +32,13 @@ def environment(airflow_db, tmp_path_factory):
     from civic_pipelines.replay.mds import connections_for
 
     def connections(server) -> dict[str, str]:
-        return {**connection_env(server, "civic_seattle_crime"),
-                **{f"AIRFLOW_CONN_CIVIC_MDS_{provider.upper()}": json.dumps(connection)
-                   for provider, connection in connections_for(server.url).items()}}
+        return {
+            **connection_env(server, "civic_seattle_crime"),
+            **{
+                f"AIRFLOW_CONN_CIVIC_MDS_{provider.upper()}": json.dumps(connection)
+                for provider, connection in connections_for(server.url).items()
+            },
+        }
 
     root = tmp_path_factory.mktemp("trigger_params")
     dags = small_dags_folder(root / "dags", ["seattle_crime", "mds"])
@@ -53,38 +57,84 @@ def planning_dag(dag_id: str):
 
 
 CASES = [
-    pytest.param("seattle_crime", {"start_month": "2024-03", "end_month": "2024-01"}, None,
-                 "end before start", "end_month 2024-01 is before start_month 2024-03", id="end-before-start"),
-    pytest.param("seattle_crime", {"start_month": LAST_COMPLETE, "end_month": NEXT_MONTH}, None,
-                 "a future month",
-                 f"month {NEXT_MONTH} is not complete yet (current month is {THIS_MONTH}); the latest month you can "
-                 f"ask for is {LAST_COMPLETE}", id="future-month"),
-    pytest.param("seattle_crime", {"start_month": THIS_MONTH, "end_month": THIS_MONTH}, None,
-                 "the current (unfinished) month", f"month {THIS_MONTH} is not complete yet", id="current-month"),
-    pytest.param("seattle_crime", {"start_month": "2024-01"}, None, "only one end of the range",
-                 "give both start_month and end_month, or neither", id="half-range"),
-    pytest.param("seattle_crime", {"start_month": "2005-01", "end_month": "2005-02"}, None,
-                 "a month before the source's first month", "month 2005-01 is before the source's first month 2008-01",
-                 id="before-first-month"),
-    pytest.param("seattle_crime", {"start_month": "2008-01", "end_month": "2024-12"}, None,
-                 "a range wider than the blocks-per-run limit",
-                 "204 months requested (2008-01..2024-12); the limit is 120 blocks per run: split the range into "
-                 "several runs", id="past-blocks-per-run"),
-    pytest.param("mds", {"start_month": "2024-01", "end_month": "2024-01", "providers": ["voi", "scootz"]}, None,
-                 "an unknown provider",
-                 "unknown providers ['scootz']; known: ['voi', 'lyft', 'bolt', 'dott']", id="unknown-provider"),
-    pytest.param("mds", {"start_month": "2018-01", "end_month": "2025-12"}, ELEVEN_PROVIDERS,
-                 "a range past Airflow's mapping limit (max_map_length 1024)",
-                 "1056 blocks (96 months x 11 providers) exceed Airflow's limit of 1024 mapped tasks per run "
-                 "([core] max_map_length): split the range into several runs", id="past-max-map-length"),
+    pytest.param(
+        "seattle_crime",
+        {"start_month": "2024-03", "end_month": "2024-01"},
+        None,
+        "end before start",
+        "end_month 2024-01 is before start_month 2024-03",
+        id="end-before-start",
+    ),
+    pytest.param(
+        "seattle_crime",
+        {"start_month": LAST_COMPLETE, "end_month": NEXT_MONTH},
+        None,
+        "a future month",
+        f"month {NEXT_MONTH} is not complete yet (current month is {THIS_MONTH}); the latest month you can "
+        f"ask for is {LAST_COMPLETE}",
+        id="future-month",
+    ),
+    pytest.param(
+        "seattle_crime",
+        {"start_month": THIS_MONTH, "end_month": THIS_MONTH},
+        None,
+        "the current (unfinished) month",
+        f"month {THIS_MONTH} is not complete yet",
+        id="current-month",
+    ),
+    pytest.param(
+        "seattle_crime",
+        {"start_month": "2024-01"},
+        None,
+        "only one end of the range",
+        "give both start_month and end_month, or neither",
+        id="half-range",
+    ),
+    pytest.param(
+        "seattle_crime",
+        {"start_month": "2005-01", "end_month": "2005-02"},
+        None,
+        "a month before the source's first month",
+        "month 2005-01 is before the source's first month 2008-01",
+        id="before-first-month",
+    ),
+    pytest.param(
+        "seattle_crime",
+        {"start_month": "2008-01", "end_month": "2024-12"},
+        None,
+        "a range wider than the blocks-per-run limit",
+        "204 months requested (2008-01..2024-12); the limit is 120 blocks per run: split the range into several runs",
+        id="past-blocks-per-run",
+    ),
+    pytest.param(
+        "mds",
+        {"start_month": "2024-01", "end_month": "2024-01", "providers": ["voi", "scootz"]},
+        None,
+        "an unknown provider",
+        "unknown providers ['scootz']; known: ['voi', 'lyft', 'bolt', 'dott']",
+        id="unknown-provider",
+    ),
+    pytest.param(
+        "mds",
+        {"start_month": "2018-01", "end_month": "2025-12"},
+        ELEVEN_PROVIDERS,
+        "a range past Airflow's mapping limit (max_map_length 1024)",
+        "1056 blocks (96 months x 11 providers) exceed Airflow's limit of 1024 mapped tasks per run "
+        "([core] max_map_length): split the range into several runs",
+        id="past-max-map-length",
+    ),
 ]
 
 
 @pytest.mark.parametrize("dag_id,conf,providers,fault,message", CASES)
 def test_bad_params_fail_in_planning_with_one_line_before_any_extraction(
-        environment, dag_id, conf, providers, fault, message, capfd, reliability):
-    reliability.row(fault=f"bad trigger params: {fault}", source=dag_id,
-                    expected="plan_blocks fails with one clear line; extract_load never runs; no request sent")
+    environment, dag_id, conf, providers, fault, message, capfd, reliability
+):
+    reliability.row(
+        fault=f"bad trigger params: {fault}",
+        source=dag_id,
+        expected="plan_blocks fails with one clear line; extract_load never runs; no request sent",
+    )
     server, patch = environment["server"], environment["patch"]
     if providers:
         patch.setenv("AIRFLOW_VAR_CIVIC_MDS_PROVIDERS", json.dumps(providers))
@@ -114,8 +164,11 @@ def test_bad_params_fail_in_planning_with_one_line_before_any_extraction(
 
 
 def test_a_malformed_month_is_refused_at_trigger_before_any_run(environment, reliability):
-    reliability.row(fault="bad trigger params: a malformed month (2024-1)", source="seattle_crime",
-                    expected="the trigger is refused by the param schema (no run, nothing planned or fetched)")
+    reliability.row(
+        fault="bad trigger params: a malformed month (2024-1)",
+        source="seattle_crime",
+        expected="the trigger is refused by the param schema (no run, nothing planned or fetched)",
+    )
     from airflow.models.dagrun import DagRun
     from airflow.sdk.definitions.param import ParamValidationError
     from airflow.utils.session import create_session
@@ -138,6 +191,7 @@ def test_a_malformed_month_is_refused_at_trigger_before_any_run(environment, rel
     from civic_pipelines.months import BlockPlanError, plan_months
 
     with pytest.raises(BlockPlanError, match=r"^month '2024-1' is not in YYYY-MM form \(for example 2024-03\)$"):
-        plan_months("2024-1", "2024-02", None, None, first_month="2008-01", max_blocks=120,
-                    now=datetime(2026, 1, 1, tzinfo=timezone.utc))
+        plan_months(
+            "2024-1", "2024-02", None, None, first_month="2008-01", max_blocks=120, now=datetime(2026, 1, 1, tzinfo=UTC)
+        )
     reliability.observed(f'refused at trigger: "{first_line}"; 0 runs created, 0 requests')

@@ -51,13 +51,20 @@ def make_zip(members, compression=zipfile.ZIP_DEFLATED, descriptors=False, zip64
 
 
 def in_pieces(data: bytes, size: int):
-    return (data[i:i + size] for i in range(0, len(data), size))
+    return (data[i : i + size] for i in range(0, len(data), size))
 
 
 # (a stored member with a data descriptor cannot be read forward: it is refused, see below)
-@pytest.mark.parametrize("compression, layout", [(zipfile.ZIP_DEFLATED, "header"), (zipfile.ZIP_STORED, "header"),
-                                                 (zipfile.ZIP_DEFLATED, "descriptor"), (zipfile.ZIP_DEFLATED, "zip64"),
-                                                 (zipfile.ZIP_STORED, "zip64")])
+@pytest.mark.parametrize(
+    "compression, layout",
+    [
+        (zipfile.ZIP_DEFLATED, "header"),
+        (zipfile.ZIP_STORED, "header"),
+        (zipfile.ZIP_DEFLATED, "descriptor"),
+        (zipfile.ZIP_DEFLATED, "zip64"),
+        (zipfile.ZIP_STORED, "zip64"),
+    ],
+)
 @pytest.mark.parametrize("piece", [1, 997, 1 << 20])
 def test_every_member_is_read_whole_exactly_and_the_directory_is_not_read(compression, layout, piece):
     data = make_zip(BODIES, compression, descriptors=layout == "descriptor", zip64=layout == "zip64")
@@ -73,8 +80,11 @@ def test_every_member_is_read_whole_exactly_and_the_directory_is_not_read(compre
 @pytest.mark.parametrize("layout", ["header", "descriptor", "zip64"])
 def test_the_first_matching_member_streams_in_bounded_pieces_after_the_others_are_checked(layout):
     big = b"id,text\n" + b"".join(b"%d,row %d\n" % (i, i) for i in range(200_000))
-    data = make_zip([("readme.txt", b"not this " * 3000), ("SR2024.csv", big), ("later.csv", b"never read")],
-                    descriptors=layout == "descriptor", zip64=layout == "zip64")
+    data = make_zip(
+        [("readme.txt", b"not this " * 3000), ("SR2024.csv", big), ("later.csv", b"never read")],
+        descriptors=layout == "descriptor",
+        zip64=layout == "zip64",
+    )
     member = FirstMatch(in_pieces(data, 4096), r"(?i)\.csv$", piece_size=64 << 10)
     pieces = list(member)
     assert b"".join(pieces) == big and max(map(len, pieces)) <= 64 << 10
@@ -95,12 +105,12 @@ def test_a_stream_cut_inside_a_member_or_between_members_is_truncated():
 def test_damaged_bytes_and_stray_bytes_are_corrupt():
     data = bytearray(make_zip(BODIES[:3]))
     second = data.find(b"PK\x03\x04", 4)
-    data[second + 14: second + 18] = b"\0\0\0\0"  # the second member's CRC-32
+    data[second + 14 : second + 18] = b"\0\0\0\0"  # the second member's CRC-32
     with pytest.raises(ZipCorrupt, match=r"member 2 \(events/001.json\) fails its CRC-32/size check.*damaged"):
         list(ZipStream([bytes(data)]).whole_members())
     data = bytearray(make_zip(BODIES[:3]))
     name_len = struct.unpack_from("<H", data, second + 26)[0]
-    data[second + 30 + name_len: second + 38 + name_len] = b"\xff" * 8  # its deflate data
+    data[second + 30 + name_len : second + 38 + name_len] = b"\xff" * 8  # its deflate data
     with pytest.raises(ZipCorrupt, match=r"member 2 \(events/001.json\) (does not inflate|fails its CRC-32)"):
         list(ZipStream(in_pieces(bytes(data), 50)).whole_members())
     whole = make_zip(BODIES[:3])
@@ -113,8 +123,10 @@ def test_members_that_cannot_be_read_are_set_aside_whole_and_refused_streamed():
     data = bytearray(make_zip(BODIES[:2], zipfile.ZIP_STORED))
     data[6] |= 0x01  # the first member says it is encrypted
     got = list(ZipStream([bytes(data)]).whole_members())
-    assert [(n.decode(), b, p) for n, b, p in got] == [("events/000.json", b"", "member is encrypted"),
-                                                      (BODIES[1][0], BODIES[1][1], None)]
+    assert [(n.decode(), b, p) for n, b, p in got] == [
+        ("events/000.json", b"", "member is encrypted"),
+        (BODIES[1][0], BODIES[1][1], None),
+    ]
     with pytest.raises(ZipUnsupported, match="encrypted"):
         b"".join(FirstMatch([bytes(data)], r"\.json$"))
     stored_streamed = make_zip(BODIES[:1], zipfile.ZIP_STORED, descriptors=True)
