@@ -485,17 +485,7 @@ class ArcGisFeatureLayerSource:
         return one_row_per_key(table, self.key.name, self.latest_field)
 
     def extract_block(
-        self,
-        session,
-        connection,
-        month: str,
-        probed: dict,
-        landed_at: datetime | None = None,
-        *,
-        part: str | None = None,
-        previous: dict | None = None,
-        location=None,
-        force: bool = False,
+        self, session, connection, month: str, probed: dict, landed_at: datetime | None = None, **_runner_keywords
     ) -> BlockData:
         """One month's block (the runner's keywords beyond ``landed_at`` do not concern this adapter)."""
         landed_at = landed_at or datetime.now(UTC)

@@ -535,17 +535,7 @@ class CkanResourceSource:
     # ------------------------------------------------------------ the block
 
     def extract_block(
-        self,
-        session,
-        connection,
-        month: str,
-        probed: dict,
-        landed_at: datetime | None = None,
-        *,
-        part: str | None = None,
-        previous: dict | None = None,
-        location=None,
-        force: bool = False,
+        self, session, connection, month: str, probed: dict, landed_at: datetime | None = None, **_runner_keywords
     ) -> BlockData:
         """One month's block (the runner's keywords beyond ``landed_at`` do not concern this adapter)."""
         landed_at = landed_at or datetime.now(UTC)
