@@ -4,8 +4,10 @@ offline demo (``civic replay``).
 
 Generic pieces (name no dataset, except ``make_server()``, which installs every source):
 
-- ``server.py``          the core: route table, fault switches, request log, control endpoints,
+- ``server.py``          the core: the HTTP server, route table, control endpoints,
   ``make_server()`` and ``serve_forever()``
+- ``fault_state.py``     the fault switches and the request log
+- ``http_messages.py``   request, response and route types, the core's fault answers
 - ``http_stream.py``     HEAD, streamed bodies, byte ranges and ``If-Range``
 - ``page_overlap.py``    the ``page_overlap`` fault's state for the paged query APIs
 - ``soda.py``, ``soql.py``  Socrata SODA endpoints (``soda.py`` still adapts Seattle itself) and
@@ -25,7 +27,7 @@ Per source, the emulator (HTTP behaviour) and its data generator (may be long; n
 - Toronto 311: ``toronto_ckan.py`` (its CKAN package); data ``toronto.py``
 - Street Manager: ``street_manager.py``; data ``street_manager_data.py``
 - SRWR: ``srwr.py``; data ``srwr_data.py``
-- MDS: ``mds.py``; data ``mds_data.py``
+- MDS: ``mds.py`` (with ``mds_providers.py``, ``mds_record_faults.py``); data ``mds_data.py``
 
 ``moved_names.py`` keeps the old import paths of names that moved out of the generic modules.
 

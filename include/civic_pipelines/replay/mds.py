@@ -62,18 +62,20 @@ Configuration (``POST /_replay/config``), section ``mds``::
 
 ``server.mds`` is the :class:`MdsReplay`: ``base_url(p)``, ``connection(p)`` (the
 ``AIRFLOW_CONN_CIVIC_MDS_<P>`` JSON for a client), ``records(p, hour)``, ``issued_tokens()``.
+
+This module is the endpoints, tokens, paging and configuration; the providers and defaults are in
+``mds_providers.py``, the record-level faults in ``mds_record_faults.py``, the records themselves
+in ``mds_data.py``.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as _dt
-import random
 import re
 import secrets
 import threading
 import time
-import uuid
 from urllib.parse import parse_qsl, urlencode
 
 from civic_pipelines.replay import horizon
@@ -92,99 +94,27 @@ from civic_pipelines.replay.mds_data import (  # noqa: F401 - re-exported: the n
     _uuid,
     generate_hour,
 )
-from civic_pipelines.replay.seeds import seed_for
+from civic_pipelines.replay.mds_providers import (
+    DEFAULT_PROVIDERS,
+    DEFAULTS,
+    MEDIA,
+    PAYLOAD_VERSION,
+    MdsProvider,
+    parse_now,
+)
+from civic_pipelines.replay.mds_record_faults import field_faults, malformed_records
 from civic_pipelines.replay.server import Request, Response, check_config_keys, json_response
 
 PREFIX = "/mds/"
 AUTH_PREFIX = "/mds-auth/"  # token endpoints: off the data routes (as Voi's token URL is), so no data fault hits them
 DEFAULT_SEED = 20240101
-MEDIA = {
-    "0.4": "application/vnd.mds.provider+json",
-    "1.2": "application/vnd.mds+json",
-    "2.0": "application/vnd.mds+json",
-}
-PAYLOAD_VERSION = {"0.4": "0.4.1", "1.2": "1.2.0", "2.0": "2.0.0"}
 HOUR_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}$")
-
-# Four operators the contract names; their versions and auth modes here are the replay's choice
-# (the contract documents Voi's OAuth2 and 2.0 / 0.4 / 1.2 endpoints, Lyft's 2.0 Accept header).
-DEFAULT_PROVIDERS = {
-    "voi": {
-        "version": "2.0",
-        "auth": "oauth2",
-        "client_id": "replay-voi-client",
-        "client_secret": "replay-voi-secret",
-        "voi_quirks": True,
-    },
-    "lyft": {"version": "2.0", "auth": "bearer", "token": "replay-lyft-token"},
-    "bolt": {"version": "1.2", "auth": "bearer", "token": "replay-bolt-token"},
-    "dott": {
-        "version": "0.4",
-        "auth": "oauth2",
-        "client_id": "replay-dott-client",
-        "client_secret": "replay-dott-secret",
-    },
-}
-DEFAULTS = {
-    "trips_per_hour": 3,
-    "events_per_hour": 4,
-    "page_size": 50,
-    "fleet_size": 25,
-    "invalid_share": 0.0,
-    "token_ttl_seconds": 900,
-    "token_max_uses": None,
-}
-
-
-def _parse_now(value) -> _dt.datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, _dt.datetime):
-        moment = value
-    else:
-        try:
-            moment = _dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"now must be an ISO date-time or null, not {value!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=_dt.UTC)
 
 
 def _error(status: int, error: str, description: str, headers: dict | None = None, **kwargs) -> Response:
     return json_response(
         status, {"error": error, "error_description": description, "error_details": []}, headers, **kwargs
     )
-
-
-class MdsProvider:
-    """One operator: name, MDS version, auth and volumes."""
-
-    def __init__(self, name: str, config: dict) -> None:
-        version = str(config.get("version", "2.0"))
-        if version not in MEDIA:
-            raise ValueError(f"provider {name}: version must be one of {sorted(MEDIA)}, not {version!r}")
-        auth = config.get("auth", "bearer")
-        if auth not in ("bearer", "oauth2", "none"):
-            raise ValueError(f"provider {name}: auth must be bearer, oauth2 or none")
-        self.name = name
-        self.version = version
-        self.auth = auth
-        self.token = config.get("token") or f"replay-{name}-token"
-        self.client_id = config.get("client_id") or f"replay-{name}-client"
-        self.client_secret = config.get("client_secret") or f"replay-{name}-secret"
-        self.voi_quirks = bool(config.get("voi_quirks", False))
-        self.trips_per_hour = config.get("trips_per_hour")
-        self.events_per_hour = config.get("events_per_hour")
-        rng = random.Random(seed_for(SALT, "provider", name))
-        self.provider_id = _uuid(rng)
-
-    def describe(self) -> dict:
-        return {
-            "version": self.version,
-            "auth": self.auth,
-            "voi_quirks": self.voi_quirks,
-            "trips_per_hour": self.trips_per_hour,
-            "events_per_hour": self.events_per_hour,
-        }
 
 
 class MdsReplay:
@@ -205,7 +135,7 @@ class MdsReplay:
         with self._lock:
             initial = self._initial
             self.providers = {name: MdsProvider(name, config) for name, config in initial["providers"].items()}
-            self.now = _parse_now(initial.get("now"))
+            self.now = parse_now(initial.get("now"))
             for key in DEFAULTS:
                 setattr(self, key, initial[key])
             self.late_hours: dict[str, set[str]] = {}
@@ -286,45 +216,8 @@ class MdsReplay:
             return cached
 
     def malformed(self, p: MdsProvider, endpoint: str, hour: str) -> list[dict]:
-        """Two contract-breaking records (the core's ``malformed_row`` fault), made from the hour's
-        first record (or a minimal one): one without its key field (``trip_id``, 2.0 ``event_id``,
-        0.4 / 1.x ``event_time``), one whose time is ISO text instead of epoch milliseconds."""
-        moment = _ms(_hour_start(hour)) + 1234
-        served = self.records(p.name, hour)[endpoint]
-        if endpoint == "trips":
-            key, time_field = "trip_id", "end_time"
-            base = (
-                dict(served[0])
-                if served
-                else {
-                    "trip_id": "11111111-2222-4333-8444-555555555555",
-                    "start_time": moment - 60_000,
-                    "end_time": moment,
-                }
-            )
-        elif p.version == "2.0":
-            key, time_field = "event_id", "timestamp"
-            base = (
-                dict(served[0])
-                if served
-                else {
-                    "event_id": "11111111-2222-4333-8444-666666666666",
-                    "timestamp": moment,
-                    "event_types": ["trip_end"],
-                    "vehicle_state": "available",
-                }
-            )
-        else:
-            key, time_field = "event_time", "event_time"
-            minimal = (
-                {"vehicle_state": "available", "event_types": ["on_hours"], "event_time": moment}
-                if p.version == "1.2"
-                else {"event_type": "available", "event_type_reason": "user_drop_off", "event_time": moment}
-            )
-            base = dict(served[0]) if served else minimal
-        without_key = {k: v for k, v in base.items() if k != key}
-        text_time = {**base, time_field: f"{hour}:00:01Z"}
-        return [without_key, text_time]
+        """The core's ``malformed_row`` fault's two records, made from the hour's first (:func:`malformed_records`)."""
+        return malformed_records(p, endpoint, hour, self.records(p.name, hour)[endpoint])
 
     # ------------------------------------------------------------ HTTP
 
@@ -401,7 +294,7 @@ class MdsReplay:
             records = records[(number - 1) * size : number * size]
             if previous and faults.take("page_overlap"):
                 records = previous[-1:] + records
-        records = self._field_faults(p, kind, records, faults)
+        records = field_faults(p, kind, records, faults)
         if faults.take("malformed_row"):
             records = records + self.malformed(p, kind, hour)
         key = {"trips": "trips", "events": "events" if p.version == "2.0" else "status_changes"}[kind]
@@ -430,28 +323,6 @@ class MdsReplay:
         response = json_response(200, payload, data_page=True)
         response.content_type = f"{MEDIA[p.version]};version={p.version}"
         return response
-
-    @staticmethod
-    def _field_faults(p: MdsProvider, kind: str, records: list, faults) -> list:
-        """drop_field / new_field / retype_field on one page (records are copied first)."""
-        if faults.take("drop_field"):
-            name = faults.field or (
-                "end_time" if kind == "trips" else "timestamp" if p.version == "2.0" else "event_time"
-            )
-            records = [{k: v for k, v in r.items() if k != name} for r in records]
-        if faults.take("new_field"):
-            records = [
-                {**r, "journey_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"journey:{_canonical_id(r)}"))} for r in records
-            ]
-        if faults.take("retype_field"):
-            default = (
-                ("duration" if p.version == "2.0" else "trip_duration")
-                if kind == "trips"
-                else ("battery_percent" if p.version == "2.0" else "battery_pct")
-            )
-            name = faults.field or default
-            records = [{**r, name: str(r[name])} if r.get(name) is not None else r for r in records]
-        return records
 
     # ------------------------------------------------------------ auth
 
@@ -527,7 +398,7 @@ class MdsReplay:
         check_config_keys("mds", config, known)
         with self._lock:
             if "now" in config:
-                self.now = _parse_now(config["now"])
+                self.now = parse_now(config["now"])
             for name in ("trips_per_hour", "events_per_hour", "page_size", "fleet_size", "token_ttl_seconds"):
                 if name in config:
                     value = config[name]
@@ -591,10 +462,6 @@ class MdsReplay:
                     name: {**p.describe(), "base_url": self.base_url(name)} for name, p in self.providers.items()
                 },
             }
-
-
-def _canonical_id(record: dict) -> str:
-    return str(record.get("trip_id") or record.get("event_id") or sorted(record.items()))
 
 
 def install_mds(server, replay: MdsReplay | None = None, **kwargs) -> MdsReplay:
