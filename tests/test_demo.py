@@ -226,8 +226,8 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
         ).fetchall()[0]
         (works,) = con.sql("select count(*) from mart_works_by_month").fetchall()[0]
         (trips,) = con.sql("select count(*) from mart_mobility_trips_daily").fetchall()[0]
-    assert cities == {"minneapolis": len(months), "toronto": len(months), "nyc": len(months)}
-    assert newest == {"minneapolis": months[-1], "toronto": months[-1], "nyc": months[-1]}
+    assert cities == {city: len(months) for city in ("chicago", "minneapolis", "toronto", "nyc")}
+    assert newest == {city: months[-1] for city in ("chicago", "minneapolis", "toronto", "nyc")}
     assert max(per_month) == months[-1]
     for month in months:
         assert per_month[month] == len(dataset.rows_for_month(month)), month
