@@ -379,10 +379,13 @@ def tables_status(result) -> str:
 
 
 def _short_message(message: str | None) -> str | None:
-    """dbt's runtime error, its last line (the cause), with the lake's path shortened to ``<lake>``."""
+    """dbt's runtime error, its last line (the cause), with the lake's path shortened to ``<lake>``.
+    DuckDB's own pointer into the SQL (``LINE 3: ...`` and a line of carets) is not the cause."""
     if not message:
         return None
-    last = [line.strip() for line in message.splitlines() if line.strip()][-1]
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    causes = [line for line in lines if not line.startswith("LINE ") and line.strip("^ ")]
+    last = (causes or lines)[-1]
     return last.replace(settings.lake_url(), "<lake>")[:300]
 
 
