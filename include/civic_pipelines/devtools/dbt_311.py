@@ -39,14 +39,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import tomllib
 from pathlib import Path
 
 import yaml
 
 from civic_pipelines.adapters import dataset_files, load_dataset
-from civic_pipelines.core.schema_docs import duckdb_spelling
+from civic_pipelines.core.schema_docs import duckdb_columns
 
 ROOT = Path(__file__).resolve().parents[3]
 DBT_DIR = ROOT / "dbt"
@@ -107,19 +106,9 @@ def _dump(data) -> str:
 
 
 def lake_types(source) -> list[tuple[str, str]]:
-    """(column, DuckDB type) of the source's lake blocks, as DuckDB reports an empty block written
-    the way the adapter writes it."""
-    import duckdb
-    import pyarrow.parquet as pq
-
-    schema = getattr(source, "data_schema", None) or source.DATA_SCHEMA
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "data.parquet"
-        pq.write_table(schema.empty_table(), path)
-        with duckdb.connect() as con:
-            return [
-                (name, kind) for name, kind, *_ in con.sql(f"describe select * from read_parquet('{path}')").fetchall()
-            ]
+    """(column, DuckDB type) of the source's lake blocks, as DuckDB reads an empty block written the
+    way the adapter writes it, spelled as the sources yml files spell types."""
+    return duckdb_columns(getattr(source, "data_schema", None) or source.DATA_SCHEMA)
 
 
 class City:
@@ -157,9 +146,7 @@ class City:
             if lake_name not in self.types:
                 raise ValueError(f"{self.path.name}: [[dbt.staging]] {column['name']}: no lake column {lake_name}")
             kind = self.types[lake_name]
-            column["sql"] = (
-                f"nullif(trim({lake_name}), '')" if kind == "VARCHAR" else f"cast({lake_name} as {kind.lower()})"
-            )
+            column["sql"] = f"nullif(trim({lake_name}), '')" if kind == "varchar" else f"cast({lake_name} as {kind})"
         return column
 
     # ------------------------------------------------------------ staging folder
@@ -167,11 +154,7 @@ class City:
     def sources_yml(self) -> str:
         described = self.dbt.get("columns") or {}
         columns = [
-            Flow(
-                name=name,
-                data_type=duckdb_spelling(kind),
-                description=described.get(name) or BLOCK_DOCS.get(name, "As published."),
-            )
+            Flow(name=name, data_type=kind, description=described.get(name) or BLOCK_DOCS.get(name, "As published."))
             for name, kind in self.lake
         ]
         table = {
