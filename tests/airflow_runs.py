@@ -83,6 +83,7 @@ def execution_api():
     does under the scheduler: a forked supervisor and task process that write the task's log file
     under ``$AIRFLOW_HOME/logs``. Yields the URL to set as ``[core] execution_api_server_url``."""
     import multiprocessing
+    import os
     import socket
     import threading
 
@@ -104,9 +105,20 @@ def execution_api():
     # and a forked task process then hangs at exit joining DuckDB threads it does not have.
     start_method = multiprocessing.get_start_method(allow_none=True)
     multiprocessing.set_start_method("spawn", force=True)
+    # This API answers from a thread of the busy test process, on a machine the other lane loads
+    # too. At the worker's default 5 s timeout, a slow answer to the task's "run" call is retried
+    # after the first call has already marked the task running; the retry gets a 409 and the worker
+    # fails the task before it starts (seen once in CI, as dag.test's "Callback sink is not ready").
+    # Airflow's advice for that is a longer timeout, not retries (workers.execution_api_timeout).
+    timeout = os.environ.get("AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT")
+    os.environ["AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT"] = "60"
     try:
         yield f"http://127.0.0.1:{port}/execution/"
     finally:
+        if timeout is None:
+            os.environ.pop("AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT", None)
+        else:
+            os.environ["AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT"] = timeout
         multiprocessing.set_start_method(start_method, force=True)
         server.should_exit = True
         thread.join(timeout=30)

@@ -5,7 +5,8 @@ driven by Playwright with that browser (``executable_path``; Playwright's own br
 never used). Each page must draw every chart it announces with no console error and no request
 leaving the machine; the month and source filters must change what is drawn; a full-page
 screenshot of each page goes to test-output/screenshots/, with the measured load times in
-test-output/screenshots/load_times.json.
+test-output/screenshots/load_times.json; bench/dashboard_load.py prints those against the speed
+target (a test checks what is drawn, not how fast).
 
 The plugin test (first, so the browser timings after it run on an idle machine) starts
 `airflow api-server` on the session's metadata database with this project's plugins folder and
@@ -39,11 +40,6 @@ import dashboard_warehouse as dw  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {"overview": "", "crime": "crime", "311": "311", "street-works": "street-works", "mobility": "mobility"}
-# A regression guard on the measured load: navigation start to the first screen's charts drawn
-# (body[data-ready]), plotly.js cached as it is for every page after the first. The figures go to
-# load_times.json (about 0.1-0.6 s on a 2-core machine, 0.6-1.1 s until the last chart below the
-# first screen is drawn too); the guard leaves room for a busy CI machine.
-WARM_READY_LIMIT_S = 1.5
 
 
 def free_port() -> int:
@@ -370,7 +366,6 @@ def test_every_page_draws_its_charts_with_no_console_error(browser, dashboard_ur
             "server_ms": server_ms,
             "charts": state["drawn"],
         }
-        assert warm < WARM_READY_LIMIT_S, (name, times[name])
     # a model page (every chart links to one)
     watched.page.click("[data-model-link]")
     watched.page.wait_for_selector("[data-description]")

@@ -47,6 +47,9 @@ def airflow_environment(base: Mapping[str, str], data: Path, api_port: int) -> d
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
         # Task processes report to the API server's execution API: it must follow the port.
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        # A catchup on a laptop keeps the API server busy: past the default 5 s a task's "run" call
+        # is retried after it already took effect, and the retry's 409 fails the task unstarted.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
     }
 
