@@ -245,7 +245,7 @@ def gap_after(entries: list[dict], index: int) -> float:
 # ---------------------------------------------------------------- the rows' table and runner
 
 
-def rows(check, fault, expected, sources=HTTP_SOURCES, name: str = "") -> list[Row]:
+def per_source(check, fault, expected, sources=HTTP_SOURCES, name: str = "") -> list[Row]:
     """``check``'s row for each of ``sources``; ``fault`` and ``expected`` may be functions of the
     source (the case parameter) where the row's words name a source's own field or answer."""
 

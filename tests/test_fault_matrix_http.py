@@ -35,7 +35,7 @@ from http_faults import (  # noqa: F401 - case is the fixture the rows take
     fired,
     follow_up,
     gap_after,
-    rows,
+    per_source,
     run_row,
     set_connection,
     set_faults,
@@ -475,58 +475,58 @@ ROWS = [
     *(
         row
         for wait in WAITS
-        for row in rows(
+        for row in per_source(
             partial(a_request_is_asked_again_after_the_wait, wait),
             wait.fault,
             wait.expected,
             name=f"a_request_is_asked_again_after_the_wait-{wait.name}",
         )
     ),
-    *rows(
+    *per_source(
         a_burst_of_500_502_503_is_retried,
         "burst of 500/502/503",
         "three 5xx answers in a row (503, 500, a proxy's 502 HTML page) are retried with backoff; the block lands whole",
     ),
-    *rows(
+    *per_source(
         a_burst_longer_than_the_retry_budget_fails_and_keeps_the_landing,
         "503 burst beyond the retry budget",
         "after 6 retries the block fails naming the status; the previous landing stays "
         "readable and complete; the next run lands nothing new (unchanged source)",
         ["seattle_crime"],
     ),
-    *rows(
+    *per_source(
         a_connection_reset_mid_body_repeats_the_request,
         lambda s: "connection reset " + ("mid-download (the yearly zip)" if s == "toronto_311" else "mid-page"),
         "the answer cut after half its Content-Length (TCP reset) is asked again whole; nothing of the cut body is kept",
     ),
-    *rows(
+    *per_source(
         a_malformed_record_is_quarantined_with_the_reason,
         "malformed record",
         "each broken record (no key / unreadable time, or a CSV line with an extra field) goes "
         "to quarantine with its reason; every good row lands",
     ),
-    *rows(
+    *per_source(
         an_empty_answer_for_the_month,
         "empty month",
         "a month the source answers empty lands as an empty block (0 rows), which the next run "
         "asks again whatever the watermark; the follow-up lands the month's rows",
     ),
-    *rows(
+    *per_source(
         an_empty_answer_never_replaces_a_landed_month,
         "empty month over a landed one",
         "the watermark moves and the month answers empty: the block fails (EmptyAnswerError) "
         "and keeps the 1,200 landed rows; force would land the empty month",
         ["seattle_crime"],
     ),
-    *rows(
+    *per_source(
         a_page_repeating_rows_of_the_previous_page,
         "page overlap (offset drift)",
         "rows repeated at a page seam (rows inserted ahead of the offset cursor) are "
         "collapsed by the natural key, the latest copy kept; each key lands once",
         ["seattle_crime", "nyc_311", "minneapolis_311", "mds:bolt"],
     ),
-    *rows(a_required_field_disappears, "required field disappears", required_field_expected),
-    *rows(
+    *per_source(a_required_field_disappears, "required field disappears", required_field_expected),
+    *per_source(
         an_optional_field_disappears,
         "optional field disappears",
         lambda s: (
@@ -536,7 +536,7 @@ ROWS = [
         ),
         list(OPTIONAL),
     ),
-    *rows(
+    *per_source(
         a_new_field_appears,
         "new field",
         lambda s: (
@@ -544,8 +544,8 @@ ROWS = [
             "new field is reported in the manifest" + (" (kept in extras)" if s == "mds" else " drift")
         ),
     ),
-    *rows(a_field_changes_type, "changed type", CHANGED_TYPE.get),
-    *rows(
+    *per_source(a_field_changes_type, "changed type", CHANGED_TYPE.get),
+    *per_source(
         a_refused_token_fails_naming_the_connection,
         "expired/refused token",
         lambda s: (
@@ -554,14 +554,14 @@ ROWS = [
         ),
         list(TOKEN_ANSWER),
     ),
-    *rows(
+    *per_source(
         an_expired_bearer_token_fails_naming_the_connection,
         "expired token (MDS bearer)",
         "a 401 on a static bearer token fails the block at once naming connection "
         "civic_mds_lyft (a bearer token cannot be renewed by the client), never the token",
         ["mds:lyft"],
     ),
-    *rows(
+    *per_source(
         an_expired_oauth2_token_is_renewed_and_the_block_continues,
         "expired token (MDS OAuth2)",
         "a 401 mid-block fetches a new client-credentials token once and asks the same hour again; the block lands whole",
@@ -570,7 +570,7 @@ ROWS = [
     *(
         row
         for fault, what in DAMAGED_ZIP.items()
-        for row in rows(
+        for row in per_source(
             partial(a_damaged_zip_is_downloaded_again, fault),
             what.split(" (")[0],
             f"{what}: the zip reader notices (member cut short / inflate error / CRC) and the "
@@ -579,7 +579,7 @@ ROWS = [
             name=f"a_damaged_zip_is_downloaded_again-{fault}",
         )
     ),
-    *rows(
+    *per_source(
         an_mds_12_provider_s_status_changes_land,
         "MDS 1.2 status changes (vehicle_state, event_types, trip_id)",
         "validated against the Open Mobility Foundation's published 1.x status_changes "
