@@ -9,10 +9,12 @@ from __future__ import annotations
 import functools
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
 from fault_checks import assert_exactly, assert_no_partial, landed_keys
+from fault_rows import Row
 from replay_env import control as post
 from replay_env import replay_connection
 
@@ -260,6 +262,26 @@ def fails_and_keeps(source: ArchiveSource, lake: str, error, match: str, **fault
     return first, again, str(raised.value)
 
 
+# ---------------------------------------------------------------- one row of a matrix, and its runner
+
+
+def run_row(row: Row, server, lake: str, monkeypatch, caplog, reliability) -> None:
+    """The one runner of the archive rows: publish the row, open the source, run its check."""
+    reliability.row(fault=row.fault, source=row.source, expected=row.expected)
+    source = open_source(row.source, server, monkeypatch)
+    reliability.observed(row.check(source, lake, SimpleNamespace(monkeypatch=monkeypatch, caplog=caplog)))
+
+
+def matrix_test(rows: list[Row]):
+    """The test a matrix module binds to a ``test_`` name: one item per row, run by ``run_row``."""
+
+    @pytest.mark.parametrize("row", rows, ids=str)
+    def test(row, server, lake, monkeypatch, caplog, reliability):
+        run_row(row, server, lake, monkeypatch, caplog, reliability)
+
+    return test
+
+
 # ---------------------------------------------------------------- the fixtures the matrix modules import
 
 
@@ -267,13 +289,3 @@ def fails_and_keeps(source: ArchiveSource, lake: str, error, match: str, **fault
 def server(module_replay):
     """One replay server for a module (starting one costs about 1.5 s); each test resets it."""
     return module_replay
-
-
-@pytest.fixture
-def street(server, monkeypatch) -> StreetManager:
-    return open_source("street_manager", server, monkeypatch)
-
-
-@pytest.fixture
-def scot(server, monkeypatch) -> Srwr:
-    return open_source("srwr", server, monkeypatch)

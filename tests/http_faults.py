@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 from fault_checks import assert_exactly, assert_no_partial, landed_keys
+from fault_rows import Row
 from replay_env import connection_env, control, requests_seen
 
 from civic_pipelines import sources
@@ -239,3 +240,23 @@ def gap_after(entries: list[dict], index: int) -> float:
     first = entries[index]
     again = next(e for e in entries[index + 1 :] if e["path"] == first["path"] and e["query"] == first["query"])
     return again["at"] - first["at"]
+
+
+# ---------------------------------------------------------------- the rows' table and runner
+
+
+def per_source(check, fault, expected, sources=HTTP_SOURCES, name: str = "") -> list[Row]:
+    """``check``'s row for each of ``sources``; ``fault`` and ``expected`` may be functions of the
+    source (the case parameter) where the row's words name a source's own field or answer."""
+
+    def text(value, source: str) -> str:
+        return value(source) if callable(value) else value
+
+    return [Row(source, text(fault, source), text(expected, source), check, name) for source in sources]
+
+
+def run_row(row: Row, case: Case, monkeypatch, reliability) -> None:
+    """The one runner of the HTTP rows: publish the row, run its check on the case (the block on
+    the replay), publish what the check observed."""
+    reliability.row(fault=row.fault, source=case.source, expected=row.expected)
+    reliability.observed(row.check(case, monkeypatch))

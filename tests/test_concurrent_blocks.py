@@ -84,16 +84,22 @@ def expected_keys(replay) -> list[int]:
     return [int(r["offense_id"]) for r in replay.dataset.rows_for_month(MONTH)]
 
 
-def test_two_extract_processes_one_lands_the_other_waits_and_skips(replay, lake, tmp_path, reliability):
+@pytest.fixture
+def hold(tmp_path) -> Path:
+    """The lock failpoint's folder: the runs' held- and waiting- markers, and the release file."""
+    folder = tmp_path / "hold"
+    folder.mkdir()
+    return folder
+
+
+def test_two_extract_processes_one_lands_the_other_waits_and_skips(replay, lake, hold, reliability):
+    env = seattle_env(replay, lake, hold)
     reliability.row(
         fault="two runs of one block at once (two civic extract processes)",
         source="seattle_crime",
         expected="one lands the block, the other waits for the block lock, then skips (unchanged); "
         "rows land once and the month is fetched once",
     )
-    hold = tmp_path / "hold"
-    hold.mkdir()
-    env = seattle_env(replay, lake, hold)
     runs = [extract(env), extract(env)]
     try:
         wait_for(lambda: markers(hold, "held") and markers(hold, "waiting"), "one run holding, one waiting", runs)
@@ -121,15 +127,13 @@ def test_two_extract_processes_one_lands_the_other_waits_and_skips(replay, lake,
     )
 
 
-def test_a_run_that_waits_past_the_timeout_fails_naming_the_block_and_the_holder(replay, lake, tmp_path, reliability):
+def test_a_run_that_waits_past_the_timeout_fails_naming_the_block_and_the_holder(replay, lake, hold, reliability):
     reliability.row(
         fault="two runs of one block at once, the second past CIVIC_BLOCK_LOCK_TIMEOUT",
         source="seattle_crime",
         expected="the second fails with one line naming the block and the holder (pid, host, since); "
         "the first lands the block once",
     )
-    hold = tmp_path / "hold"
-    hold.mkdir()
     holder = extract(seattle_env(replay, lake, hold))
     waiter = None
     try:
@@ -199,7 +203,9 @@ def test_the_lock_file_of_another_user_still_locks_and_a_timeout_names_the_holde
 # ---------------------------------------------------------------- through Airflow
 
 
-def test_two_dag_runs_of_one_block_at_once_land_it_once(replay, lake, tmp_path, airflow_db, monkeypatch, reliability):
+def test_two_dag_runs_of_one_block_at_once_land_it_once(
+    replay, lake, hold, tmp_path, airflow_db, monkeypatch, reliability
+):
     reliability.row(
         fault="two DAG runs of one block at once (a data-interval run for the month, as the schedule "
         "makes it, and a manual trigger)",
@@ -216,8 +222,6 @@ def test_two_dag_runs_of_one_block_at_once_land_it_once(replay, lake, tmp_path, 
         task_states,
     )
 
-    hold = tmp_path / "hold"
-    hold.mkdir()
     env = seattle_env(
         replay,
         lake,

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -90,6 +91,63 @@ def env(monkeypatch):
     return {**os.environ, "CIVIC_NO_AIRFLOW_LOOKUP": "1"}
 
 
+@dataclass
+class Landing:
+    """A block landed once before the kill: what the killed run must leave exactly as it was."""
+
+    source: str
+    month: str
+    part: str | None
+    lake: str
+    conn: dict  # the source's connection variables, for the killed process too
+    first: dict  # the manifest of the landing
+    folder: Path
+    files: dict  # ``snapshot`` of the folder
+    keys: list
+
+    @property
+    def pattern(self) -> str:
+        """The readers' glob over every month of the source (or part)."""
+        return "/".join(p for p in (self.source, self.part, "month=*/data.parquet") if p)
+
+    def extract_args(self) -> list[str]:
+        part = ["--part", self.part] if self.part else []
+        return ["extract", "--source", self.source, *part, "--month", self.month, "--lake", self.lake]
+
+    def run(self) -> dict:
+        return run_block(self.source, self.month, lake=self.lake, part=self.part)
+
+
+def land(replay, monkeypatch, lake: str, source: str, month: str, part: str | None = None) -> Landing:
+    """The source's connection set, then its block landed once and snapshotted."""
+    conn = connection_env(replay, f"civic_{source}")
+    for key, value in conn.items():
+        monkeypatch.setenv(key, value)
+    first = run_block(source, month, lake=lake, part=part)
+    folder = Path(BlockLocation(lake, source, month, part).folder)
+    keys = landed_keys(lake, source, month, part)
+    return Landing(source, month, part, lake, conn, first, folder, snapshot(folder), keys)
+
+
+def assert_kill_left_the_landing(landing: Landing, temp: Path, key: str) -> None:
+    """The previous landing: the same files byte for byte, the same manifest and checksum, readable by
+    the readers' glob, which does not see the dead writer's temporary file."""
+    assert snapshot(landing.folder) == landing.files
+    manifest = json.loads((landing.folder / "_manifest.json").read_text())
+    assert manifest["sha256"] == landing.first["sha256"] and manifest["rows"] == len(landing.keys)
+    assert glob_keys(landing.lake, landing.pattern, key) == landing.keys
+    assert temp.exists(), "the killed writer's temporary file is left behind (what the next run must clean)"
+
+
+def rerun_after_the_kill(landing: Landing) -> dict:
+    """The next run lands the changed block whole and removes the leftover."""
+    rerun = landing.run()
+    assert not rerun["skipped"] and rerun["stale_temps_removed"] == 1
+    assert "lock_waited_seconds" not in rerun, "the dead writer's lock went with it"
+    assert rerun["sha256"] != landing.first["sha256"]
+    return rerun
+
+
 def test_sigkill_mid_write_block_keeps_the_previous_landing_and_the_rerun_lands_whole(
     replay, lake, env, tmp_path, monkeypatch, reliability
 ):
@@ -99,41 +157,22 @@ def test_sigkill_mid_write_block_keeps_the_previous_landing_and_the_rerun_lands_
         expected="previous landing unchanged and readable (same files, manifest, sha256); the rerun "
         "removes the dead writer's temp file and lands the new month whole",
     )
-    month = "2024-01"
-    conn = connection_env(replay, "civic_seattle_crime")
-    for key, value in conn.items():
-        monkeypatch.setenv(key, value)
-    first = run_block("seattle_crime", month, lake=lake)
-    folder = Path(BlockLocation(lake, "seattle_crime", month).folder)
-    before = snapshot(folder)
-    keys_before = landed_keys(lake, "seattle_crime", month)
+    landing = land(replay, monkeypatch, lake, "seattle_crime", "2024-01")
 
     # The source changes (late edits move the watermark), and the run that would land it is killed.
-    replay.dataset.apply_late_edits(month, 25)
-    temp, size, seconds = kill_mid_write(
-        ["extract", "--source", "seattle_crime", "--month", month, "--lake", lake], {**env, **conn}, tmp_path / "paused"
-    )
+    replay.dataset.apply_late_edits(landing.month, 25)
+    temp, size, seconds = kill_mid_write(landing.extract_args(), {**env, **landing.conn}, tmp_path / "paused")
+    assert_kill_left_the_landing(landing, temp, "offense_id")
 
-    # The previous landing: the same files byte for byte, the same manifest and checksum, readable by
-    # the readers' glob, which does not see the dead writer's temporary file.
-    assert snapshot(folder) == before
-    manifest = json.loads((folder / "_manifest.json").read_text())
-    assert manifest["sha256"] == first["sha256"] and manifest["rows"] == len(keys_before)
-    assert glob_keys(lake, "seattle_crime/month=*/data.parquet", "offense_id") == keys_before
-    assert temp.exists(), "the killed writer's temporary file is left behind (what the next run must clean)"
-
-    # The rerun lands the changed month whole and removes the leftover.
-    rerun = run_block("seattle_crime", month, lake=lake)
-    assert not rerun["skipped"] and rerun["stale_temps_removed"] == 1
-    assert "lock_waited_seconds" not in rerun, "the dead writer's lock went with it"
-    assert rerun["sha256"] != first["sha256"] and rerun["rows_changed"]["changed"] > 0
-    want = [int(r["offense_id"]) for r in replay.dataset.rows_for_month(month)]
-    rows = assert_exactly(lake, "seattle_crime", month, want)
-    assert_no_partial(lake, "seattle_crime", month)
-    assert glob_keys(lake, "seattle_crime/month=*/data.parquet", "offense_id") == sorted(want)
+    rerun = rerun_after_the_kill(landing)
+    assert rerun["rows_changed"]["changed"] > 0
+    want = [int(r["offense_id"]) for r in replay.dataset.rows_for_month(landing.month)]
+    rows = assert_exactly(lake, "seattle_crime", landing.month, want)
+    assert_no_partial(lake, "seattle_crime", landing.month)
+    assert glob_keys(lake, landing.pattern, "offense_id") == sorted(want)
     reliability.observed(
         f"killed {seconds:.1f} s after start with a {size:,}-byte footerless temp file; old block "
-        f"byte-identical ({len(keys_before):,} rows); rerun landed {rows:,} rows, {rerun['rows_changed']['changed']} changed, key set equal, "
+        f"byte-identical ({len(landing.keys):,} rows); rerun landed {rows:,} rows, {rerun['rows_changed']['changed']} changed, key set equal, "
         "0 duplicates, 1 stale temp removed"
     )
 
@@ -141,6 +180,9 @@ def test_sigkill_mid_write_block_keeps_the_previous_landing_and_the_rerun_lands_
 def test_sigkill_mid_stream_keeps_the_previous_landing_and_the_rerun_lands_whole(
     replay, lake, env, tmp_path, monkeypatch, reliability
 ):
+    def configure(body):
+        requests.post(f"{replay.url}/_replay/config", json={"street_manager": body}, timeout=60).raise_for_status()
+
     reliability.row(
         fault="SIGKILL mid-write (streamed BlockWriter)",
         source="street_manager",
@@ -148,46 +190,25 @@ def test_sigkill_mid_stream_keeps_the_previous_landing_and_the_rerun_lands_whole
         "removes the dead writer's temp file and lands the republished month whole",
     )
     month, part = "2024-03", "permit"
-
-    def configure(body):
-        requests.post(f"{replay.url}/_replay/config", json={"street_manager": body}, timeout=60).raise_for_status()
-
     configure({"latest_month": "2024-06", "events_per_month": {"permit": 400, "activity": 0, "section_58": 0}})
-    conn = connection_env(replay, "civic_street_manager")
-    for key, value in conn.items():
-        monkeypatch.setenv(key, value)
-    first = run_block("street_manager", month, lake=lake, part=part)
-    folder = Path(BlockLocation(lake, "street_manager", month, part).folder)
-    before = snapshot(folder)
-    keys_before = landed_keys(lake, "street_manager", month, part)
-    assert first["rows"] == 400
+    landing = land(replay, monkeypatch, lake, "street_manager", month, part)
+    assert landing.first["rows"] == 400
 
     configure({"late_edit": {f"{part}/{month}": 1}})  # the month is republished (new and changed events)
-    temp, size, seconds = kill_mid_write(
-        ["extract", "--source", "street_manager", "--part", part, "--month", month, "--lake", lake],
-        {**env, **conn},
-        tmp_path / "paused",
-    )
-
-    assert snapshot(folder) == before
-    manifest = json.loads((folder / "_manifest.json").read_text())
-    assert manifest["sha256"] == first["sha256"] and manifest["rows"] == len(keys_before)
+    temp, size, seconds = kill_mid_write(landing.extract_args(), {**env, **landing.conn}, tmp_path / "paused")
     key = "event_reference"
-    assert glob_keys(lake, f"street_manager/{part}/month=*/data.parquet", key) == keys_before
-    assert temp.exists()
+    assert_kill_left_the_landing(landing, temp, key)
 
-    rerun = run_block("street_manager", month, lake=lake, part=part)
-    assert not rerun["skipped"] and rerun["stale_temps_removed"] == 1
-    assert "lock_waited_seconds" not in rerun, "the dead writer's lock went with it"
-    assert rerun["sha256"] != first["sha256"] and rerun["rows"] == 405
+    rerun = rerun_after_the_kill(landing)
+    assert rerun["rows"] == 405
     want = [e[key] for e in archive_events(replay.street_manager.spec(part, month))]
     landed = landed_keys(lake, "street_manager", month, part)
     assert landed == sorted(want)
-    assert rerun["rows_changed"]["added"] == 5 and set(keys_before) <= set(landed)
+    assert rerun["rows_changed"]["added"] == 5 and set(landing.keys) <= set(landed)
     assert_no_partial(lake, "street_manager", month, part)
-    assert glob_keys(lake, f"street_manager/{part}/month=*/data.parquet", key) == landed
+    assert glob_keys(lake, landing.pattern, key) == landed
     reliability.observed(
         f"killed {seconds:.1f} s after start mid-stream ({size:,}-byte footerless temp file); old block byte-identical "
-        f"({len(keys_before):,} events); rerun landed {len(landed):,} events (5 added), "
+        f"({len(landing.keys):,} events); rerun landed {len(landed):,} events (5 added), "
         "0 duplicates, 1 stale temp removed"
     )

@@ -8,7 +8,7 @@
   retries do not run under tenacity's any more), seconds measured. A connect timeout (a loopback
   listener whose accept queue is full drops the SYN) gives up within the configured deadline.
 * A fractional ``Retry-After`` (``0.5``) on a 429 is waited, then the block lands: a row of
-  ``test_fault_matrix_http.test_a_request_is_asked_again_after_the_wait``.
+  ``test_fault_matrix_http`` (its check ``a_request_is_asked_again_after_the_wait``).
 
 Each test publishes its row of ``docs/reliability.md`` through the ``reliability`` fixture.
 """

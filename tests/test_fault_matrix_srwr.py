@@ -3,63 +3,46 @@ a cut or damaged download fetched again with a fresh URL, quarantined lines, act
 after the file's period, a file not published, field drift and expired pre-signed URLs. The rows
 it shares with Street Manager are in ``test_fault_matrix_archives.py``, which says how every row
 checks the lake.
+
+Each check below proves one row of ``ROWS`` (at the end) and returns what it observed; the one
+test, ``test_srwr_fault`` (``archive_faults.matrix_test``), runs every row through ``run_row``.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 import pyarrow.parquet as pq
 import pytest
-from archive_faults import SRWR_ACTIVITIES, SRWR_MONTH, SRWR_TODAY, folder_bytes, scot, server, step2, timeline  # noqa: F401 - fixtures
+from archive_faults import SRWR_ACTIVITIES, SRWR_MONTH, SRWR_TODAY, folder_bytes, matrix_test, server, step2, timeline  # noqa: F401 - fixtures
 from fault_checks import assert_no_partial, landed_keys
+from fault_rows import Row
 
 from civic_pipelines.sources import srwr as srwr_source
 
 
-def test_a_reset_mid_download_is_retried(scot, lake, monkeypatch, reliability):
-    reliability.row(
-        fault="connection reset mid-archive",
-        source="srwr",
-        expected="the cut download is fetched again with a fresh pre-signed URL; every record lands once",
-    )
-    seen = timeline(monkeypatch, scot.server)
+def a_reset_mid_download_is_retried(scot, lake, fx) -> str:
+    seen = timeline(fx.monkeypatch, scot.server)
     scot.arm_after_probe(reset_mid_page=1)
     manifest = scot.run(lake)
     assert manifest["url_attempts"] == 2
     rows = scot.exact(lake)
-    reliability.observed(
+    return (
         f"download attempts {manifest['url_attempts']} (step 2 {[e['status'] for e in step2(seen)]}); "
         f"{rows} activities and every table exact"
     )
 
 
-@pytest.mark.parametrize(
-    "fault, name", [("truncate_archive", "truncated archive"), ("corrupt_archive", "corrupt archive")]
-)
-def test_a_damaged_file_is_fetched_again_once(scot, lake, monkeypatch, reliability, fault, name):
-    reliability.row(
-        fault=f"{name} (one download)",
-        source="srwr",
-        expected="the damaged zip is detected (cut short / CRC-32 or inflate fails), nothing is landed "
-        "from it, and a fresh URL's download lands every record once",
-    )
-    seen = timeline(monkeypatch, scot.server)
+def a_damaged_file_is_fetched_again_once(fault, scot, lake, fx) -> str:
+    seen = timeline(fx.monkeypatch, scot.server)
     scot.arm_after_probe(**{fault: 1})
     manifest = scot.run(lake)
     assert manifest["url_attempts"] == 2
     rows = scot.exact(lake)
-    reliability.observed(
-        f"download attempts 2 (step 2 {[e['status'] for e in step2(seen)]}); {rows} activities and every table exact"
-    )
+    return f"download attempts 2 (step 2 {[e['status'] for e in step2(seen)]}); {rows} activities and every table exact"
 
 
-def test_malformed_lines_are_quarantined(scot, lake, reliability):
-    reliability.row(
-        fault="malformed record",
-        source="srwr",
-        expected="a line with too few fields and one with an unparseable start date are quarantined "
-        "with the reason; the rest of the month lands, the activity too (its good lines date "
-        "it); the fixed file re-lands without the stale quarantine",
-    )
+def malformed_lines_are_quarantined(scot, lake, fx) -> str:
     month = "2023-01"  # the broken lines belong to the file's first activity
     manifest = scot.run_faulted(lake, {"malformed_row": 1}, month)
     quarantine = pq.read_table(scot.folder(lake, month) / "quarantine.parquet")
@@ -72,23 +55,12 @@ def test_malformed_lines_are_quarantined(scot, lake, reliability):
     assert not again["skipped"] and again["quarantined"] == 0
     assert not (scot.folder(lake, month) / "quarantine.parquet").exists()
     scot.exact(lake, month)
-    reliability.observed(
-        f"{rows} activities landed, 2 malformed lines quarantined; follow-up 0 quarantined, every table exact"
-    )
+    return f"{rows} activities landed, 2 malformed lines quarantined; follow-up 0 quarantined, every table exact"
 
 
-@pytest.mark.parametrize("month, identifier", [("2026-03", "MAR"), ("2023-12", "2023")])
-def test_activities_whose_works_start_after_the_file_land(scot, lake, reliability, month, identifier):
+def activities_whose_works_start_after_the_file_land(month, identifier, scot, lake, fx) -> str:
     """Issue 14 item 3: a third of a month file's activities start after the month; they were
     quarantined (``start outside the file's period``) and no later file lists them again."""
-    reliability.row(
-        fault=f"activities whose works start after the file's period ({identifier} file)",
-        source="srwr",
-        expected="every activity the file lists lands: a month file's block is all of it, a year "
-        "file's last month takes those starting after the year (placement after_period); "
-        "nothing is quarantined for its start date; districts land in district_directory, "
-        "one row per district key",
-    )
     scot.post("config", {"srwr": {"activities_per_month": 301, "late_start_share": 0.35, "undated_share": 0.0}})
     manifest = scot.run(lake, month)
     want = scot.server.srwr.expected_month(month, identifier)
@@ -106,34 +78,21 @@ def test_activities_whose_works_start_after_the_file_land(scot, lake, reliabilit
     keys = sorted({f"{f[3]}-{f[4]}" for f in want["099"]})
     assert set(keys) <= set(directory["district_key"].to_pylist())
     assert directory.num_rows == len(set(directory["district_key"].to_pylist()))
-    reliability.observed(
+    return (
         f"{rows} activities landed ({len(after)} starting after the period), 0 quarantined "
         f"(before: {len(after)} quarantined); {directory.num_rows} district keys in "
         "district_directory"
     )
 
 
-def test_an_empty_export_lands_an_empty_month(scot, lake, reliability):
-    reliability.row(
-        fault="empty month (export with no lines), first landing",
-        source="srwr",
-        expected="lands an empty block (every table, 0 rows; file_lines 0 in the manifest); the "
-        "republished file then lands the month whole",
-    )
+def an_empty_export_lands_an_empty_month(scot, lake, fx) -> str:
     manifest = scot.run_faulted(lake, {"empty_month": 1})
     assert manifest["rows"] == manifest["file_lines"] == 0 and set(manifest["tables"].values()) == {0}
-    again = scot.run(lake)
-    assert not again["skipped"]
-    rows = scot.exact(lake)
-    reliability.observed(f"0 rows in 6 tables; follow-up {rows} activities, every table exact")
+    assert not scot.run(lake)["skipped"]
+    return f"0 rows in 6 tables; follow-up {scot.exact(lake)} activities, every table exact"
 
 
-def test_a_file_not_published_is_skipped(scot, lake, reliability):
-    reliability.row(
-        fault="empty month: file not published (404)",
-        source="srwr",
-        expected="skipped with the reason (404 from step 1), nothing written; a landed month stays",
-    )
+def a_file_not_published_is_skipped(scot, lake, fx) -> str:
     month = "2026-10"  # the OCT month file
     first = scot.run(lake, month)
     before = folder_bytes(scot.folder(lake, month))
@@ -143,18 +102,12 @@ def test_a_file_not_published_is_skipped(scot, lake, reliability):
     assert folder_bytes(scot.folder(lake, month)) == before
     scot.post("config", {"srwr": {"today": SRWR_TODAY}})
     assert scot.run(lake, month)["skipped"] and scot.exact(lake, month) == first["rows"]
-    reliability.observed(f"skipped: {skipped['reason'][:70]}...; {first['rows']} activities intact")
+    return f"skipped: {skipped['reason'][:70]}...; {first['rows']} activities intact"
 
 
-def test_a_vanished_last_field_quarantines_the_lines(scot, lake, reliability):
+def a_vanished_last_field_quarantines_the_lines(scot, lake, fx) -> str:
     """The district line's last field (099 row[5]) gone: too few fields. The other vanished columns
     fail the block: ``test_fault_matrix_archives.test_a_fault_that_fails_the_block_keeps_the_landing``."""
-    reliability.row(
-        fault="field disappears (099 row[5])",
-        source="srwr",
-        expected="every district line is quarantined (too few fields) with the reason, the rest lands; "
-        "the follow-up lands the month whole",
-    )
     scot.post("config", {"srwr": {"fault_options": {"drop_field": {"record_type": "099", "position": 5}}}})
     manifest = scot.run_faulted(lake, {"drop_field": 1})
     want = scot.server.srwr.expected_month(SRWR_MONTH)
@@ -163,83 +116,53 @@ def test_a_vanished_last_field_quarantines_the_lines(scot, lake, reliability):
     assert landed_keys(lake, "srwr", SRWR_MONTH) == sorted(f[2] for f in want["001"])
     again = scot.run(lake)
     assert not again["skipped"] and again["quarantined"] == 0
-    rows = scot.exact(lake)
-    reliability.observed(
+    return (
         f"{manifest['quarantined']} district lines quarantined, {manifest['rows']} activities "
-        f"landed; follow-up {rows}, every table exact"
+        f"landed; follow-up {scot.exact(lake)}, every table exact"
     )
 
 
-def test_a_new_trailing_field_is_kept(scot, lake, reliability):
-    reliability.row(
-        fault="new field",
-        source="srwr",
-        expected="every record lands with its documented columns unchanged; the extra field stays in "
-        "raw_fields and the widths in file_field_counts show it",
-    )
+def a_new_trailing_field_is_kept(scot, lake, fx) -> str:
     manifest = scot.run_faulted(lake, {"new_field": 1})
     phase = pq.read_table(scot.folder(lake) / "phase.parquet").to_pylist()
     assert all(r["raw_fields"][-1] == "replay-new-field" for r in phase)
     assert manifest["file_field_counts"]["001"] == {"15": 12 * SRWR_ACTIVITIES}
-    faulted = pq.read_table(scot.folder(lake) / "data.parquet").drop(["raw_fields", "field_count", "_landed_at"])
+    documented = ["raw_fields", "field_count", "_landed_at"]  # dropped: what is left is documented
+    faulted = pq.read_table(scot.folder(lake) / "data.parquet").drop(documented)
     again = scot.run(lake)
     assert not again["skipped"] and again["file_field_counts"]["001"] == {"14": 12 * SRWR_ACTIVITIES}
     rows = scot.exact(lake)
-    assert (
-        pq.read_table(scot.folder(lake) / "data.parquet")
-        .drop(["raw_fields", "field_count", "_landed_at"])
-        .equals(faulted)
-    )
-    reliability.observed(
+    assert pq.read_table(scot.folder(lake) / "data.parquet").drop(documented).equals(faulted)
+    return (
         f"{manifest['rows']} activities, documented columns equal to the normal file's, "
         f"001 width 15 vs 14; follow-up {rows}, every table exact"
     )
 
 
-def test_a_changed_date_format_reads_the_same(scot, lake, reliability):
-    reliability.row(
-        fault="changed type (008 dates DD/MM/YYYY, times HHMM)",
-        source="srwr",
-        expected="every record lands; start_at/end_at equal the normal file's (the text is kept as "
-        "published); no month assignment changes",
-    )
+def a_changed_date_format_reads_the_same(scot, lake, fx) -> str:
     manifest = scot.run_faulted(lake, {"retype_field": 1})
     columns = ["activity_id", "phase_number", "start_at", "end_at"]
     faulted = pq.read_table(scot.folder(lake) / "undertaker_phase.parquet")
     assert all("/" in d for d in faulted["start_date"].to_pylist())
-    again = scot.run(lake)
-    assert not again["skipped"]
+    assert not scot.run(lake)["skipped"]
     rows = scot.exact(lake)
     normal = pq.read_table(scot.folder(lake) / "undertaker_phase.parquet")
     assert faulted.select(columns).equals(normal.select(columns)) and manifest["rows"] == rows
-    reliability.observed(
+    return (
         f"{rows} activities, {normal.num_rows} undertaker phases with identical start/end; follow-up every table exact"
     )
 
 
-def test_an_expired_presigned_url_is_replaced(scot, lake, monkeypatch, reliability):
-    reliability.row(
-        fault="expired token: an expired pre-signed URL (the API is anonymous)",
-        source="srwr",
-        expected="the 403 AccessDenied (request has expired) makes the client ask step 1 for a fresh "
-        "URL; every record lands once",
-    )
-    seen = timeline(monkeypatch, scot.server)
+def an_expired_presigned_url_is_replaced(scot, lake, fx) -> str:
+    seen = timeline(fx.monkeypatch, scot.server)
     scot.arm_after_probe(config={"srwr": {"expire_next_urls": 1}})
     manifest = scot.run(lake)
     statuses = [e["status"] for e in step2(seen)]
     assert statuses == [206, 403, 200] and manifest["url_attempts"] == 2
-    rows = scot.exact(lake)
-    reliability.observed(f"step 2 {statuses}; url_attempts 2; {rows} activities, every table exact")
+    return f"step 2 {statuses}; url_attempts 2; {scot.exact(lake)} activities, every table exact"
 
 
-def test_urls_that_keep_expiring_fail_and_keep_the_landing(scot, lake, monkeypatch, reliability):
-    reliability.row(
-        fault="expired pre-signed URL, every time",
-        source="srwr",
-        expected="after 4 URLs the block fails naming 403 AccessDenied, lands nothing; the previous "
-        "landing stays; the follow-up lands the month whole",
-    )
+def urls_that_keep_expiring_fail_and_keep_the_landing(scot, lake, fx) -> str:
     first = scot.run(lake)
     before = folder_bytes(scot.folder(lake))
     scot.post("config", {"srwr": {"late_edits": {"month": SRWR_MONTH, "n": 3}}})
@@ -248,9 +171,118 @@ def test_urls_that_keep_expiring_fail_and_keep_the_landing(scot, lake, monkeypat
         scot.run(lake)
     assert folder_bytes(scot.folder(lake)) == before
     assert_no_partial(lake, "srwr", SRWR_MONTH)
-    monkeypatch.undo()  # the probe as it is, the connection too: set it again
+    fx.monkeypatch.undo()  # the probe as it is, the connection too: set it again
     scot.connect()
     again = scot.run(lake)
     assert not again["skipped"] and again["watermark"] != first["watermark"]
     scot.exact(lake)
-    reliability.observed(f"failed: {str(raised.value)[:100]}...; previous landing intact; follow-up exact")
+    return f"failed: {str(raised.value)[:100]}...; previous landing intact; follow-up exact"
+
+
+DAMAGED = (
+    "the damaged zip is detected (cut short / CRC-32 or inflate fails), nothing is landed "
+    "from it, and a fresh URL's download lands every record once"
+)
+AFTER_THE_PERIOD = (
+    "every activity the file lists lands: a month file's block is all of it, a year "
+    "file's last month takes those starting after the year (placement after_period); "
+    "nothing is quarantined for its start date; districts land in district_directory, "
+    "one row per district key"
+)
+
+# (fault, expected, check[, test id]): every SRWR-only row of docs/reliability.md
+ROWS = [
+    Row(
+        "srwr",
+        "connection reset mid-archive",
+        "the cut download is fetched again with a fresh pre-signed URL; every record lands once",
+        a_reset_mid_download_is_retried,
+    ),
+    Row(
+        "srwr",
+        "truncated archive (one download)",
+        DAMAGED,
+        partial(a_damaged_file_is_fetched_again_once, "truncate_archive"),
+        "a_damaged_file_is_fetched_again_once-truncate_archive",
+    ),
+    Row(
+        "srwr",
+        "corrupt archive (one download)",
+        DAMAGED,
+        partial(a_damaged_file_is_fetched_again_once, "corrupt_archive"),
+        "a_damaged_file_is_fetched_again_once-corrupt_archive",
+    ),
+    Row(
+        "srwr",
+        "malformed record",
+        "a line with too few fields and one with an unparseable start date are quarantined "
+        "with the reason; the rest of the month lands, the activity too (its good lines date "
+        "it); the fixed file re-lands without the stale quarantine",
+        malformed_lines_are_quarantined,
+    ),
+    Row(
+        "srwr",
+        "activities whose works start after the file's period (MAR file)",
+        AFTER_THE_PERIOD,
+        partial(activities_whose_works_start_after_the_file_land, "2026-03", "MAR"),
+        "activities_whose_works_start_after_the_file_land-2026-03-MAR",
+    ),
+    Row(
+        "srwr",
+        "activities whose works start after the file's period (2023 file)",
+        AFTER_THE_PERIOD,
+        partial(activities_whose_works_start_after_the_file_land, "2023-12", "2023"),
+        "activities_whose_works_start_after_the_file_land-2023-12-2023",
+    ),
+    Row(
+        "srwr",
+        "empty month (export with no lines), first landing",
+        "lands an empty block (every table, 0 rows; file_lines 0 in the manifest); the "
+        "republished file then lands the month whole",
+        an_empty_export_lands_an_empty_month,
+    ),
+    Row(
+        "srwr",
+        "empty month: file not published (404)",
+        "skipped with the reason (404 from step 1), nothing written; a landed month stays",
+        a_file_not_published_is_skipped,
+    ),
+    Row(
+        "srwr",
+        "field disappears (099 row[5])",
+        "every district line is quarantined (too few fields) with the reason, the rest lands; "
+        "the follow-up lands the month whole",
+        a_vanished_last_field_quarantines_the_lines,
+    ),
+    Row(
+        "srwr",
+        "new field",
+        "every record lands with its documented columns unchanged; the extra field stays in "
+        "raw_fields and the widths in file_field_counts show it",
+        a_new_trailing_field_is_kept,
+    ),
+    Row(
+        "srwr",
+        "changed type (008 dates DD/MM/YYYY, times HHMM)",
+        "every record lands; start_at/end_at equal the normal file's (the text is kept as "
+        "published); no month assignment changes",
+        a_changed_date_format_reads_the_same,
+    ),
+    Row(
+        "srwr",
+        "expired token: an expired pre-signed URL (the API is anonymous)",
+        "the 403 AccessDenied (request has expired) makes the client ask step 1 for a fresh "
+        "URL; every record lands once",
+        an_expired_presigned_url_is_replaced,
+    ),
+    Row(
+        "srwr",
+        "expired pre-signed URL, every time",
+        "after 4 URLs the block fails naming 403 AccessDenied, lands nothing; the previous "
+        "landing stays; the follow-up lands the month whole",
+        urls_that_keep_expiring_fail_and_keep_the_landing,
+    ),
+]
+
+
+test_srwr_fault = matrix_test(ROWS)

@@ -124,6 +124,17 @@ def tokens_sent(server, header: str) -> list:
     return seen
 
 
+def run_recording(environment, capfd, dag_id: str, conf: dict, header: str) -> tuple:
+    """The DAG run for real while the replay records each request's ``header``: the run, its task
+    states (the run succeeded), the output captured so far and the headers sent."""
+    sent = tokens_sent(environment["server"], header)
+    run = run_for_real(environment, dag_id, conf)
+    captured = "".join(capfd.readouterr())
+    states = task_states(run)
+    assert run.state == "success", states
+    return run, states, captured, sent
+
+
 def scan(run, environment, secrets: set[str], captured: str) -> dict:
     """Every place the run wrote text: log files, XComs, rendered fields, manifests, our own output."""
     places = {
@@ -157,11 +168,9 @@ def test_a_socrata_app_token_never_appears_in_logs_xcoms_or_rendered_fields(envi
         timeout=10,
         json={"status_429": 1, "retry_after": 1, "status_500": 2, "reset_mid_page": 1},
     ).raise_for_status()
-    sent = tokens_sent(server, "X-App-Token")
-    run = run_for_real(environment, "seattle_crime", {"start_month": "2024-01", "end_month": "2024-02"})
-    captured = "".join(capfd.readouterr())
-    states = task_states(run)
-    assert run.state == "success", states
+    run, states, captured, sent = run_recording(
+        environment, capfd, "seattle_crime", {"start_month": "2024-01", "end_month": "2024-02"}, "X-App-Token"
+    )
     assert states == {("plan_blocks", -1): "success", ("extract_load", 0): "success", ("extract_load", 1): "success"}
     fired = requests.get(f"{server.url}/_replay/faults", timeout=10).json()["fired"]
     assert fired["status_429"] == 1 and fired["status_500"] == 2 and fired["reset_mid_page"] == 1
@@ -188,18 +197,15 @@ def test_mds_bearer_tokens_and_oauth2_secrets_never_appear(environment, capfd, r
         source="mds",
         expected="no task log, XCom, rendered field or manifest of the run holds any of them",
     )
-    server = environment["server"]
-    sent = tokens_sent(server, "Authorization")
-    run = run_for_real(environment, "mds", {"start_month": "2024-02", "end_month": "2024-02"})
-    captured = "".join(capfd.readouterr())
-    states = task_states(run)
-    assert run.state == "success", states
+    run, states, captured, sent = run_recording(
+        environment, capfd, "mds", {"start_month": "2024-02", "end_month": "2024-02"}, "Authorization"
+    )
     assert sorted(k for k, v in states.items() if v == "success") == [
         ("extract_load", 0),
         ("extract_load", 1),
         ("plan_blocks", -1),
     ]
-    issued = server.mds.issued_tokens()
+    issued = environment["server"].mds.issued_tokens()
     assert len(issued) >= 3, "voi's tokens ran out during the month and were fetched again"
     basic = "Basic " + base64.b64encode(f"{MDS_CLIENT_ID}:{MDS_CLIENT_SECRET}".encode()).decode()
     assert f"Bearer {MDS_BEARER}" in sent and basic in sent, "both credentials went to the replay"

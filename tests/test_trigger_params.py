@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import pytest
 from airflow_runs import small_dags_folder, task_states
@@ -56,80 +57,91 @@ def planning_dag(dag_id: str):
     return build_source_dag(dag_id, extract_mode="local").partial_subset(["extract_load"], include_upstream=True)
 
 
+class BadParams(NamedTuple):
+    """One bad trigger: the test id, the DAG, its run conf, the MDS providers variable (None: unset),
+    the fault as the reliability row names it, and the reason plan_blocks must give."""
+
+    id: str
+    dag_id: str
+    conf: dict
+    providers: list[str] | None
+    fault: str
+    message: str
+
+
 CASES = [
-    pytest.param(
+    BadParams(
+        "end-before-start",
         "seattle_crime",
         {"start_month": "2024-03", "end_month": "2024-01"},
         None,
         "end before start",
         "end_month 2024-01 is before start_month 2024-03",
-        id="end-before-start",
     ),
-    pytest.param(
+    BadParams(
+        "future-month",
         "seattle_crime",
         {"start_month": LAST_COMPLETE, "end_month": NEXT_MONTH},
         None,
         "a future month",
         f"month {NEXT_MONTH} is not complete yet (current month is {THIS_MONTH}); the latest month you can "
         f"ask for is {LAST_COMPLETE}",
-        id="future-month",
     ),
-    pytest.param(
+    BadParams(
+        "current-month",
         "seattle_crime",
         {"start_month": THIS_MONTH, "end_month": THIS_MONTH},
         None,
         "the current (unfinished) month",
         f"month {THIS_MONTH} is not complete yet",
-        id="current-month",
     ),
-    pytest.param(
+    BadParams(
+        "half-range",
         "seattle_crime",
         {"start_month": "2024-01"},
         None,
         "only one end of the range",
         "give both start_month and end_month, or neither",
-        id="half-range",
     ),
-    pytest.param(
+    BadParams(
+        "before-first-month",
         "seattle_crime",
         {"start_month": "2005-01", "end_month": "2005-02"},
         None,
         "a month before the source's first month",
         "month 2005-01 is before the source's first month 2008-01",
-        id="before-first-month",
     ),
-    pytest.param(
+    BadParams(
+        "past-blocks-per-run",
         "seattle_crime",
         {"start_month": "2008-01", "end_month": "2024-12"},
         None,
         "a range wider than the blocks-per-run limit",
         "204 months requested (2008-01..2024-12); the limit is 120 blocks per run: split the range into several runs",
-        id="past-blocks-per-run",
     ),
-    pytest.param(
+    BadParams(
+        "unknown-provider",
         "mds",
         {"start_month": "2024-01", "end_month": "2024-01", "providers": ["voi", "scootz"]},
         None,
         "an unknown provider",
         "unknown providers ['scootz']; known: ['voi', 'lyft', 'bolt', 'dott']",
-        id="unknown-provider",
     ),
-    pytest.param(
+    BadParams(
+        "past-max-map-length",
         "mds",
         {"start_month": "2018-01", "end_month": "2025-12"},
         ELEVEN_PROVIDERS,
         "a range past Airflow's mapping limit (max_map_length 1024)",
         "1056 blocks (96 months x 11 providers) exceed Airflow's limit of 1024 mapped tasks per run "
         "([core] max_map_length): split the range into several runs",
-        id="past-max-map-length",
     ),
 ]
 
 
-@pytest.mark.parametrize("dag_id,conf,providers,fault,message", CASES)
-def test_bad_params_fail_in_planning_with_one_line_before_any_extraction(
-    environment, dag_id, conf, providers, fault, message, capfd, reliability
-):
+@pytest.mark.parametrize("bad", CASES, ids=lambda bad: bad.id)
+def test_bad_params_fail_in_planning_with_one_line_before_any_extraction(environment, bad, capfd, reliability):
+    _, dag_id, conf, providers, fault, message = bad
     reliability.row(
         fault=f"bad trigger params: {fault}",
         source=dag_id,
@@ -164,16 +176,16 @@ def test_bad_params_fail_in_planning_with_one_line_before_any_extraction(
 
 
 def test_a_malformed_month_is_refused_at_trigger_before_any_run(environment, reliability):
-    reliability.row(
-        fault="bad trigger params: a malformed month (2024-1)",
-        source="seattle_crime",
-        expected="the trigger is refused by the param schema (no run, nothing planned or fetched)",
-    )
     from airflow.models.dagrun import DagRun
     from airflow.sdk.definitions.param import ParamValidationError
     from airflow.utils.session import create_session
 
     server = environment["server"]
+    reliability.row(
+        fault="bad trigger params: a malformed month (2024-1)",
+        source="seattle_crime",
+        expected="the trigger is refused by the param schema (no run, nothing planned or fetched)",
+    )
     with create_session() as session:
         runs_before = session.query(DagRun).filter(DagRun.dag_id == "seattle_crime").count()
     requests_before = len(server.state.requests)
