@@ -9,13 +9,10 @@ import duckdb
 DBT_DIR = Path(__file__).resolve().parents[1] / "dbt"
 
 
-def dbt_build(work: Path, select: list[str]) -> dict:
-    """`dbt build --select ...` in-process against $CIVIC_LAKE / $CIVIC_WAREHOUSE. Its own target and
-    log folders, so it never touches dbt/target (the manifest Cosmos reads). Returns
-    {node name: (status, failures)}."""
-    from dbt.cli.main import dbtRunner
-
-    args = [
+def dbt_build_args(work: Path, select: list[str], *options: str) -> list[str]:
+    """The arguments of `dbt build --select ...` with its own target and log folders in ``work``,
+    so it never touches dbt/target (the manifest Cosmos reads); ``options`` go before the selection."""
+    return [
         "build",
         "--project-dir",
         str(DBT_DIR),
@@ -25,10 +22,18 @@ def dbt_build(work: Path, select: list[str]) -> dict:
         str(work / "dbt_target"),
         "--log-path",
         str(work / "dbt_logs"),
+        *options,
         "--select",
         *select,
     ]
-    result = dbtRunner().invoke(args)
+
+
+def dbt_build(work: Path, select: list[str]) -> dict:
+    """`dbt build --select ...` in-process against $CIVIC_LAKE / $CIVIC_WAREHOUSE (``dbt_build_args``).
+    Returns {node name: (status, failures)}."""
+    from dbt.cli.main import dbtRunner
+
+    result = dbtRunner().invoke(dbt_build_args(work, select))
     assert result.exception is None, result.exception
     nodes = {r.node.name: (str(r.status), r.failures) for r in result.result.results}
     assert result.success, {name: state for name, state in nodes.items() if state[0] not in ("success", "pass", "warn")}
