@@ -54,7 +54,7 @@ def _has_mobility_models() -> bool:
 
 def build_key() -> str:
     digest = hashlib.sha256()
-    files = [Path(__file__), Path(__file__).with_name("replay_env.py")]
+    files = [Path(__file__), *(Path(__file__).with_name(helper) for helper in ("replay_env.py", "dbt_helpers.py"))]
     files += sorted(
         p
         for p in DBT_DIR.rglob("*")
@@ -157,24 +157,10 @@ def _build(out: Path) -> None:
         server.stop()
 
     from dbt.cli.main import dbtRunner
+    from dbt_helpers import dbt_build_args
 
     def dbt_build(select: list[str]) -> tuple[bool, dict]:  # noqa: E306
-        args = [
-            "build",
-            "--project-dir",
-            str(DBT_DIR),
-            "--profiles-dir",
-            str(DBT_DIR),
-            "--target-path",
-            str(out / "dbt_target"),
-            "--log-path",
-            str(out / "dbt_logs"),
-            "--threads",
-            "4",
-            "--select",
-            *select,
-        ]
-        result = dbtRunner().invoke(args)
+        result = dbtRunner().invoke(dbt_build_args(out, select, "--threads", "4"))
         if result.exception is not None:
             raise result.exception
         statuses = {r.node.unique_id: str(r.status) for r in result.result.results}
@@ -221,6 +207,36 @@ def dashboard_config(out: Path, boundaries: Path, warehouse: Path | None = None)
         dbt_run_results=out / "dbt_target",
         boundaries=boundaries,
     )
+
+
+def config_without_build(root: Path, warehouse: Path | None = None, **fields):
+    """The dashboard with no dbt build behind it: ``warehouse`` (by default a missing file) and
+    every other path in ``root``, there only if the test wrote it; ``fields``: further
+    DashboardConfig fields (``dbt_freshness``, ``dbt_results``)."""
+    from civic_pipelines.dashboard.config import DashboardConfig
+
+    return DashboardConfig(
+        warehouse=str(warehouse or root / "none.duckdb"),
+        lake=str(root / "lake"),
+        dbt_manifest=root / "none.json",
+        dbt_run_results=root / "none",
+        boundaries=root / "boundaries",
+        **fields,
+    )
+
+
+def client_without_build(root: Path, warehouse: Path | None = None, **fields):
+    """A viewer's TestClient of ``config_without_build`` (use it in a ``with``, as any TestClient)."""
+    from fastapi.testclient import TestClient
+
+    from civic_pipelines.dashboard.app import standalone_app
+
+    return signed_in(TestClient(standalone_app(config_without_build(root, warehouse, **fields))))
+
+
+def overview_cards(client) -> dict[str, dict]:
+    """The overview's health cards by source."""
+    return {card["source"]: card for card in client.get("/civic/api/overview").json()["cards"]}
 
 
 def query(warehouse: Path, sql: str, params: dict | None = None) -> list[tuple]:

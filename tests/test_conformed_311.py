@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 import pytest
-from dbt_helpers import dbt_build, query
+from dbt_helpers import dbt_build, landed_and_built, query
 from replay_env import cities_311, replay_environment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,19 +77,11 @@ def local_chicago(epoch_ms: int | None) -> dt.datetime | None:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    work = tmp_path_factory.mktemp("conformed_311")
-    lake, warehouse = work / "lake", work / "warehouse.duckdb"
-    with cities(lake, warehouse) as server:
-        manifests = {city: land(source, MONTHS) for city, source in CITIES.items()}
-        nodes = dbt_build(work, BOTH)
-        yield {
-            "server": server,
-            "work": work,
-            "lake": lake,
-            "warehouse": warehouse,
-            "manifests": manifests,
-            "nodes": nodes,
-        }
+    def land_every_city(lake: Path) -> dict:  # into $CIVIC_LAKE, which is ``lake``
+        return {city: land(source, MONTHS) for city, source in CITIES.items()}
+
+    with landed_and_built(tmp_path_factory.mktemp("conformed_311"), cities, land_every_city, BOTH) as built:
+        yield built
 
 
 def test_fact_holds_every_landed_request_once(built):

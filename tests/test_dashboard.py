@@ -41,6 +41,13 @@ def month(value) -> str:
     return value.strftime("%Y-%m")
 
 
+def assert_monthly_rows(shown: dict, fields: tuple[str, ...], warehouse: Path, sql: str) -> None:
+    """A chart's rows, read as ``fields`` (the month first), are the rows ``sql`` gives (its first
+    column the month's date), in any order."""
+    got = sorted(tuple(row[field] for field in fields) for row in shown["data"])
+    assert got == sorted((month(m), *rest) for m, *rest in q(warehouse, sql))
+
+
 # ---------------------------------------------------------------- overview
 
 
@@ -126,13 +133,11 @@ def test_crime_page_numbers_match_the_warehouse(client, warehouse):
     assert payload["figures"] == {"offenses": total, "against persons (violent)": person, "against property": prop}
     trend = chart(payload, "crime-trend")
     assert trend["model"] == "mart_crime_monthly"
-    expected = q(
+    assert_monthly_rows(
+        trend,
+        ("month", "category", "offenses"),
         warehouse,
-        "select report_month, coalesce(crime_against_category, 'UNKNOWN'), offenses "
-        "from mart_crime_monthly order by 1, 2",
-    )
-    assert sorted((r["month"], r["category"], r["offenses"]) for r in trend["data"]) == sorted(
-        (month(m), c, n) for m, c, n in expected
+        "select report_month, coalesce(crime_against_category, 'UNKNOWN'), offenses from mart_crime_monthly",
     )
     areas = chart(payload, "crime-areas")
     assert areas["model"] == "mart_crime_by_area"  # the whole range: the mart itself
@@ -184,14 +189,12 @@ def test_311_page_numbers_match_the_warehouse(client, warehouse, boundaries):
     per_city = dict(q(warehouse, "select city, count(*) from fct_service_requests group by city"))
     assert payload["figures"] == {"requests": sum(per_city.values()), **per_city}
     assert payload["selected"] == ["chicago_311", "minneapolis_311", "nyc_311", "toronto_311"]
-    volume = chart(payload, "311-volume")
-    expected = q(
+    assert_monthly_rows(
+        chart(payload, "311-volume"),
+        ("month", "major_category", "requests"),
         warehouse,
         "select month, coalesce(major_category, '(unmapped type)'), sum(requests) "
         "from mart_requests_by_category_month group by all",
-    )
-    assert sorted((r["month"], r["major_category"], r["requests"]) for r in volume["data"]) == sorted(
-        (month(m), c, n) for m, c, n in expected
     )
     season = chart(payload, "311-seasonality")
     expected = q(
@@ -321,12 +324,12 @@ def test_street_works_page_numbers_match_the_warehouse(client, warehouse):
         "completed": completed,
         "Scotland: activities": scotland,
     }
-    monthly = q(
-        warehouse, "select month, sum(works_in_progress), sum(works_completed) from mart_works_by_month group by 1"
+    assert_monthly_rows(
+        chart(payload, "works-monthly"),
+        ("month", "works_in_progress", "works_completed"),
+        warehouse,
+        "select month, sum(works_in_progress), sum(works_completed) from mart_works_by_month group by 1",
     )
-    assert sorted(
-        (r["month"], r["works_in_progress"], r["works_completed"]) for r in chart(payload, "works-monthly")["data"]
-    ) == sorted((month(m), a, b) for m, a, b in monthly)
     authorities = q(
         warehouse,
         """
@@ -362,13 +365,12 @@ def test_street_works_page_numbers_match_the_warehouse(client, warehouse):
         and longitude is not null and latitude is not null""",
         )[0][0],
     )
-    srwr = q(
+    assert_monthly_rows(
+        chart(payload, "srwr-monthly"),
+        ("month", "in_progress", "completed"),
         warehouse,
         "select month, sum(works_in_progress), sum(works_completed) from mart_srwr_activity_summary group by 1",
     )
-    assert sorted(
-        (r["month"], r["in_progress"], r["completed"]) for r in chart(payload, "srwr-monthly")["data"]
-    ) == sorted((month(m), a, b) for m, a, b in srwr)
 
 
 def test_street_works_source_filter_shows_scotland_alone(client, warehouse):
@@ -505,19 +507,9 @@ def test_pages_render_in_well_under_a_second(client):
 
 
 def test_a_warehouse_without_data_gives_empty_states(tmp_path):
-    from civic_pipelines.dashboard.app import standalone_app
-    from civic_pipelines.dashboard.config import DashboardConfig
-
     duckdb.connect(str(tmp_path / "empty.duckdb")).close()
     for warehouse_path in (tmp_path / "empty.duckdb", tmp_path / "missing.duckdb"):
-        config = DashboardConfig(
-            warehouse=str(warehouse_path),
-            lake=str(tmp_path / "lake"),
-            dbt_manifest=tmp_path / "none.json",
-            dbt_run_results=tmp_path / "none",
-            boundaries=tmp_path / "boundaries",
-        )
-        with dw.signed_in(TestClient(standalone_app(config))) as client:
+        with dw.client_without_build(tmp_path, warehouse_path) as client:
             for page in PAGES:
                 response = client.get(f"/civic/{page}")
                 assert response.status_code == 200 and 'data-empty="page"' in response.text, page
@@ -529,20 +521,10 @@ def test_a_warehouse_without_data_gives_empty_states(tmp_path):
 
 
 def test_a_model_with_unexpected_columns_is_a_panel_not_a_crash(tmp_path):
-    from civic_pipelines.dashboard.app import standalone_app
-    from civic_pipelines.dashboard.config import DashboardConfig
-
     with duckdb.connect(str(tmp_path / "odd.duckdb")) as con:
         con.execute("create table fct_crime_offenses (x integer)")
         con.execute("create table mart_crime_monthly (x integer)")
-    config = DashboardConfig(
-        warehouse=str(tmp_path / "odd.duckdb"),
-        lake=str(tmp_path / "lake"),
-        dbt_manifest=tmp_path / "none.json",
-        dbt_run_results=tmp_path / "none",
-        boundaries=tmp_path / "boundaries",
-    )
-    with dw.signed_in(TestClient(standalone_app(config))) as client:
+    with dw.client_without_build(tmp_path, tmp_path / "odd.duckdb") as client:
         html = client.get("/civic/crime")
         assert html.status_code == 200 and "could not read the warehouse" in html.text
         assert client.get("/civic/api/crime").status_code == 500

@@ -309,7 +309,6 @@ def test_viewers_see_no_server_paths_or_raw_errors(built, boundaries, tmp_path, 
     dbt path and carry no exception text; the log does."""
     from civic_pipelines import sources
     from civic_pipelines.dashboard.app import standalone_app
-    from civic_pipelines.dashboard.config import DashboardConfig
 
     config = dw.dashboard_config(built, boundaries[0])
     hidden = [str(built), str(boundaries[0]), config.warehouse, config.lake]
@@ -324,7 +323,7 @@ def test_viewers_see_no_server_paths_or_raw_errors(built, boundaries, tmp_path, 
     with dw.signed_in(TestClient(standalone_app(config))) as client:
         shown = [client.get(f"/civic/{page}").text for page in ["", *PAGES, "models/nope"]]
         shown += [client.get(f"/civic/api/{page}").text for page in ["overview", "status", *PAGES]]
-        cards = {c["source"]: c for c in client.get("/civic/api/overview").json()["cards"]}
+        cards = dw.overview_cards(client)
     assert "failed to load" in cards["toronto_311"]["error"] and "secret-settings" not in cards["toronto_311"]["error"]
     assert "data-card-error" in shown[0]
     for text in shown:
@@ -339,14 +338,7 @@ def test_viewers_see_no_server_paths_or_raw_errors(built, boundaries, tmp_path, 
         con.execute("create table fct_crime_offenses (x integer)")
         con.execute("create table mart_crime_monthly (x integer)")
     for warehouse_path in (missing, tmp_path / "odd.duckdb"):
-        config = DashboardConfig(
-            warehouse=str(warehouse_path),
-            lake=str(tmp_path / "lake"),
-            dbt_manifest=tmp_path / "none.json",
-            dbt_run_results=tmp_path / "none",
-            boundaries=tmp_path / "boundaries",
-        )
-        with dw.signed_in(TestClient(standalone_app(config))) as client:
+        with dw.client_without_build(tmp_path, warehouse_path) as client:
             texts = [
                 client.get("/civic/crime").text,
                 client.get("/civic/api/crime").text,

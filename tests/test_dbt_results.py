@@ -16,7 +16,6 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from fastapi.testclient import TestClient
 from replay_env import connection_env, fresh_folder, module_environment
 
 MONTH = "2024-01"
@@ -78,21 +77,11 @@ def dags(environment, run_dir):
 def card(environment) -> tuple[dict, str]:
     import dashboard_warehouse as dw
 
-    from civic_pipelines.dashboard.app import standalone_app
-    from civic_pipelines.dashboard.config import DashboardConfig
-
     data = environment["data"]
-    config = DashboardConfig(
-        warehouse=str(data / "none.duckdb"),
-        lake=str(data / "lake"),
-        dbt_manifest=data / "none.json",
-        dbt_run_results=data / "none",
-        boundaries=data / "boundaries",
-        dbt_freshness=data / "dbt_freshness",
-        dbt_results=data / "dbt_results",
-    )
-    with dw.signed_in(TestClient(standalone_app(config))) as client:
-        cards = {c["source"]: c for c in client.get("/civic/api/overview").json()["cards"]}
+    with dw.client_without_build(
+        data, dbt_freshness=data / "dbt_freshness", dbt_results=data / "dbt_results"
+    ) as client:
+        cards = dw.overview_cards(client)
         html = client.get("/civic/").text
     return cards["seattle_crime"], html
 

@@ -164,6 +164,27 @@ def failing_extract_dag(environment):
     return dag
 
 
+def replay_fault(environment, fault: dict):
+    """Switch on the replay's ``fault`` (see /_replay/faults); returns the inbox the failure mails to."""
+    requests.post(f"{environment['server'].url}/_replay/faults", timeout=10, json=fault).raise_for_status()
+    return environment["inbox"]
+
+
+def extract_load_log(run) -> tuple[str, list[dict]]:
+    """The run's one extract_load task log: its text and its JSON events."""
+    logs = [p for p in task_log_files(run.dag_id, run.run_id) if "task_id=extract_load" in str(p)]
+    assert len(logs) == 1, logs
+    text = logs[0].read_text()
+    return text, [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def epoch(stamp: str) -> float:
+    """A task log event's ISO timestamp, in seconds since the epoch."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
 def test_a_failed_block_emails_the_dag_the_block_and_the_error(environment, reliability):
     reliability.row(
         fault="failure notifies by e-mail (a block fails for good: 500 forever)",
@@ -171,8 +192,7 @@ def test_a_failed_block_emails_the_dag_the_block_and_the_error(environment, reli
         expected="the failed block's task mails civic_smtp's recipient (a real SMTP server with a login, "
         "on loopback): DAG, block label and error named; no secret in the mail",
     )
-    server, inbox = environment["server"], environment["inbox"]
-    requests.post(f"{server.url}/_replay/faults", timeout=10, json={"status_500": 100_000}).raise_for_status()
+    inbox = replay_fault(environment, {"status_500": 100_000})
     run = failing_extract_dag(environment).test(
         run_conf={"start_month": "2024-01", "end_month": "2024-01"}, use_executor=True
     )
@@ -193,17 +213,12 @@ def test_a_failed_block_emails_the_dag_the_block_and_the_error(environment, reli
         assert secret not in mail["raw"], "a secret went out in the mail"
 
     # From the failure (the task log's "Task failed with exception" event) to the mail's arrival.
-    from datetime import datetime
-
-    logs = [p for p in task_log_files(run.dag_id, run.run_id) if "task_id=extract_load" in str(p)]
-    assert len(logs) == 1, logs
-    events = [json.loads(line) for line in logs[0].read_text().splitlines() if line.startswith("{")]
+    log, events = extract_load_log(run)
     failed = [e for e in events if e.get("event") == "Task failed with exception"]
     assert len(failed) == 1
-    failed_at = datetime.fromisoformat(failed[0]["timestamp"].replace("Z", "+00:00")).timestamp()
-    seconds = mail["received"] - failed_at
+    seconds = mail["received"] - epoch(failed[0]["timestamp"])
     assert 0 <= seconds < 30, seconds
-    assert SMTP_PASSWORD not in logs[0].read_text(), "the SMTP password is in the task log"
+    assert SMTP_PASSWORD not in log, "the SMTP password is in the task log"
     assert any("failure e-mailed to 1 recipient(s)" in str(e.get("event")) for e in events)
     reliability.observed(
         f"1 mail to {ALERT_TO} {seconds:.2f} s after the block failed, naming seattle_crime, "
@@ -219,10 +234,7 @@ def test_a_hung_block_hits_its_execution_timeout_and_mails(environment, reliabil
         expected="extract_load fails at its execution_timeout (Variable civic_<source>_extract_timeout_minutes) "
         "and the failure mail names the block and the timeout",
     )
-    server, inbox = environment["server"], environment["inbox"]
-    requests.post(
-        f"{server.url}/_replay/faults", timeout=10, json={"delay": 100, "delay_seconds": 30}
-    ).raise_for_status()
+    inbox = replay_fault(environment, {"delay": 100, "delay_seconds": 30})
     with pytest.MonkeyPatch.context() as patch:
         # Read when the DAG is built, here and in the task process that parses the DAG file.
         patch.setenv("AIRFLOW_VAR_CIVIC_SEATTLE_CRIME_EXTRACT_TIMEOUT_MINUTES", "0.1")
@@ -236,20 +248,14 @@ def test_a_hung_block_hits_its_execution_timeout_and_mails(environment, reliabil
     (mail,) = inbox.messages
     assert "seattle_crime 2024-02" in mail["subject"] and "Block: seattle_crime 2024-02" in mail["body"]
     assert "Error: AirflowTaskTimeout" in mail["body"], mail["body"]
-    logs = [p for p in task_log_files(run.dag_id, run.run_id) if "task_id=extract_load" in str(p)]
-    events = [json.loads(line) for line in logs[0].read_text().splitlines() if line.startswith("{")]
+    _, events = extract_load_log(run)
     first = min(e["timestamp"] for e in events)
     failed = next(e["timestamp"] for e in events if e.get("event") == "Task failed with exception")
-    from datetime import datetime
-
-    def at(stamp):
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-    ran = at(failed) - at(first)
+    ran = epoch(failed) - epoch(first)
     assert 6 <= ran < 20, ran  # the task process's first log line to the timeout, not to the 30 s answer
     note = (
         f"failed {ran:.1f} s into the task (timeout 6 s, the API answering after 30 s); mail "
-        f"{mail['received'] - at(failed):.2f} s later naming seattle_crime 2024-02 and AirflowTaskTimeout; "
+        f"{mail['received'] - epoch(failed):.2f} s later naming seattle_crime 2024-02 and AirflowTaskTimeout; "
         f"whole run {time.monotonic() - started:.0f} s"
     )
     reliability.observed(note)

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from dbt_helpers import dbt_build, query
+from dbt_helpers import dbt_build, landed_and_built, query
 from replay_env import replay_environment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,27 +154,13 @@ def add_sanity_failures(lake: Path) -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     work = tmp_path_factory.mktemp("mobility_dbt")
-    lake, warehouse = work / "lake", work / "warehouse.duckdb"
-    timings = {}
-    with mds_environment(lake, warehouse) as server:
-        started = time.monotonic()
-        manifests = {provider: land(lake, provider) for provider in PROVIDERS}
-        timings["land"] = time.monotonic() - started
-        touched = add_sanity_failures(lake)
-        started = time.monotonic()
-        nodes = dbt_build(work, SELECT)
-        timings["dbt_build"] = time.monotonic() - started
-        yield {
-            "server": server,
-            "work": work,
-            "lake": lake,
-            "warehouse": warehouse,
-            "manifests": manifests,
-            "touched": touched,
-            "nodes": nodes,
-            "timings": timings,
-        }
-        print("timings:", {k: round(v, 1) for k, v in timings.items()})
+
+    def land_every_provider(lake: Path) -> dict:
+        return {provider: land(lake, provider) for provider in PROVIDERS}
+
+    with landed_and_built(work, mds_environment, land_every_provider, SELECT, amend=add_sanity_failures) as built:
+        yield built
+        print("timings:", {k: round(v, 1) for k, v in built["timings"].items()})
 
 
 def test_every_model_and_test_of_the_selection_ran(built):

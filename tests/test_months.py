@@ -52,37 +52,14 @@ def test_bad_ranges_fail_with_a_clear_message(start, end, message):
 def test_a_cron_later_on_the_first_still_plans_the_month_that_ended():
     """Publishers that post during the 1st (Street Manager's archives) run at, say, 06:00: the
     interval [Oct 1 06:00, Nov 1 06:00) covers October, the month that ended inside it."""
-    from datetime import datetime
 
-    utc = UTC
-    now = datetime(2026, 11, 23, tzinfo=utc)
-    months = plan_months(
-        None,
-        None,
-        datetime(2026, 10, 1, 6, tzinfo=utc),
-        datetime(2026, 11, 1, 6, tzinfo=utc),
-        first_month="2020-01",
-        max_blocks=120,
-        now=now,
-    )
-    assert months == ["2026-10"]
-    yearly = plan_months(
-        None,
-        None,
-        datetime(2025, 1, 1, tzinfo=utc),
-        datetime(2026, 1, 1, tzinfo=utc),
-        first_month="2020-01",
-        max_blocks=120,
-        now=now,
-    )
+    def scheduled(interval_start, interval_end):
+        return plan_months(
+            None, None, interval_start, interval_end, first_month="2020-01", max_blocks=120, now=utc(2026, 11, 23)
+        )
+
+    assert scheduled(utc(2026, 10, 1, 6), utc(2026, 11, 1, 6)) == ["2026-10"]
+    yearly = scheduled(utc(2025, 1, 1), utc(2026, 1, 1))
     assert yearly == [f"2025-{m:02d}" for m in range(1, 13)]
     with pytest.raises(BlockPlanError, match="no month ends"):
-        plan_months(
-            None,
-            None,
-            datetime(2026, 10, 2, tzinfo=utc),
-            datetime(2026, 10, 9, tzinfo=utc),
-            first_month="2020-01",
-            max_blocks=120,
-            now=now,
-        )
+        scheduled(utc(2026, 10, 2), utc(2026, 10, 9))

@@ -193,56 +193,22 @@ def test_validation_rules_in_one_page():
 
 
 def test_cli_prints_the_manifest_last_and_fails_in_one_line(seattle_conn, lake):
-    import os
+    def extract(source: str, month: str, *options: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "civic_pipelines.cli", "extract", "--source", source, "--month", month, *options],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parents[1],
+        )
 
-    env = {**os.environ}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "civic_pipelines.cli",
-            "extract",
-            "--source",
-            "seattle_crime",
-            "--month",
-            MONTH,
-            "--lake",
-            lake,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=Path(__file__).parents[1],
-    )
+    result = extract("seattle_crime", MONTH, "--lake", lake)
     assert result.returncode == 0, result.stderr
     manifest = json.loads(result.stdout.strip().splitlines()[-1])
     assert manifest["rows"] == len(want_ids(seattle_conn)) and manifest["month"] == MONTH
-    bad = subprocess.run(
-        [sys.executable, "-m", "civic_pipelines.cli", "extract", "--source", "nowhere", "--month", MONTH],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    bad = extract("nowhere", MONTH)
     assert bad.returncode != 0
     assert len(bad.stderr.strip().splitlines()) == 1 and "unknown source 'nowhere'" in bad.stderr
-    dry = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "civic_pipelines.cli",
-            "extract",
-            "--source",
-            "seattle_crime",
-            "--month",
-            "2023-03",
-            "--lake",
-            lake,
-            "--dry-run",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    dry = extract("seattle_crime", "2023-03", "--lake", lake, "--dry-run")
     assert json.loads(dry.stdout.strip().splitlines()[-1])["skipped"] is True
     assert not (Path(lake) / "seattle_crime" / "month=2023-03").exists()
 

@@ -83,30 +83,17 @@ def test_two_months_land_exactly_the_replay_rows(dag, environment):
 
 
 def test_source_freshness_ran_after_the_models_and_shows_on_the_card(dag, environment):
-    import dashboard_warehouse as dw
-
     """The first run's source_freshness task (after the dbt models) graded the lake table: just
     landed, so pass, with its age; the dashboard's Seattle card shows it."""
-    from fastapi.testclient import TestClient
-
-    from civic_pipelines.dashboard.app import standalone_app
-    from civic_pipelines.dashboard.config import DashboardConfig
+    import dashboard_warehouse as dw
 
     kept = json.loads((environment["data"] / "dbt_freshness" / "seattle_crime.json").read_text())
     (offenses,) = kept["results"]
     assert offenses["table"] == "offenses" and offenses["status"] == "pass", offenses
     assert 0 <= offenses["age_seconds"] < 3600
     data = environment["data"]
-    config = DashboardConfig(
-        warehouse=str(data / "none.duckdb"),
-        lake=str(data / "lake"),
-        dbt_manifest=data / "none.json",
-        dbt_run_results=data / "none",
-        boundaries=data / "boundaries",
-        dbt_freshness=data / "dbt_freshness",
-    )
-    with dw.signed_in(TestClient(standalone_app(config))) as client:
-        cards = {c["source"]: c for c in client.get("/civic/api/overview").json()["cards"]}
+    with dw.client_without_build(data, dbt_freshness=data / "dbt_freshness") as client:
+        cards = dw.overview_cards(client)
     card = cards["seattle_crime"]
     assert card["dbt_freshness_status"] == "pass" and card["dbt_freshness"][0]["age"], card["dbt_freshness"]
     assert card["months"] == MONTHS

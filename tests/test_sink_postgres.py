@@ -12,26 +12,24 @@ from decimal import Decimal
 
 import pyarrow as pa
 import pytest
+from stand_in_source import register, stand_in_spec
 
 from civic_pipelines import sources
 from civic_pipelines.lake import BlockLocation, content_sha256_all, write_block
 from civic_pipelines.sinks import postgres as sink
-from civic_pipelines.sources.base import BlockData, Capabilities, SourceSpec
+from civic_pipelines.sources.base import BlockData, Capabilities
 
 UTC = dt.UTC
 TABLES = {
     "data": {"table": "trips", "key": ["provider", "trip_id"], "block_key": ["provider", "_block_month"]},
     "events": {"table": "events", "key": ["provider", "event_id"], "block_key": ["provider", "_block_month"]},
 }
-SPEC = SourceSpec(
-    name="pg_stand_in",
+SPEC = stand_in_spec(
+    "pg_stand_in",
     title="PG stand-in",
     publisher="tests",
     cron="0 0 2 * *",
-    cadence="monthly",
     first_month="2024-01",
-    conn_id="civic_pg_stand_in",
-    default_base_url="http://127.0.0.1:9",
     natural_key="trip_id",
     description="A stand-in source with a PostgreSQL sink.",
     parts=("alpha", "beta"),
@@ -106,9 +104,7 @@ def land(lake: str, provider: str, month: str, data: pa.Table, extra: pa.Table |
 def stand_in(monkeypatch):
     """The stand-in source module with POSTGRES_TABLES, registered in place of the registry's."""
     module = types.SimpleNamespace(SPEC=SPEC, POSTGRES_TABLES=TABLES, auth_headers=lambda connection: {})
-    real_get = sources.get
-    monkeypatch.setattr(sources, "get", lambda name: module if name == SPEC.name else real_get(name))
-    monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
+    register(monkeypatch, module)
     return module
 
 
@@ -381,8 +377,13 @@ def test_the_connection_resolves_json_and_uri_and_never_shows_its_password(monke
     monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
     monkeypatch.delenv("AIRFLOW_CONN_CIVIC_POSTGRES", raising=False)
     assert sink.resolve_connection() is None
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_CIVIC_POSTGRES",
+
+    def resolved(conn_env: str):
+        monkeypatch.setenv("AIRFLOW_CONN_CIVIC_POSTGRES", conn_env)
+        conn = sink.resolve_connection()
+        return conn, (conn.host, conn.port, conn.dbname, conn.user, conn.password, conn.options)
+
+    conn, fields = resolved(
         json.dumps(
             {
                 "conn_type": "postgres",
@@ -393,30 +394,12 @@ def test_the_connection_resolves_json_and_uri_and_never_shows_its_password(monke
                 "schema": "mobility",
                 "extra": {"sslmode": "require", "cursor": "dictcursor"},
             }
-        ),
+        )
     )
-    conn = sink.resolve_connection()
-    assert (conn.host, conn.port, conn.dbname, conn.user, conn.password, conn.options) == (
-        "db.example",
-        6543,
-        "mobility",
-        "civic",
-        "p@ss:w/rd",
-        {"sslmode": "require"},
-    )
+    assert fields == ("db.example", 6543, "mobility", "civic", "p@ss:w/rd", {"sslmode": "require"})
     assert "p@ss" not in repr(conn) and "p@ss" not in conn.describe()
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_CIVIC_POSTGRES", "postgres://civic:p%40ss%3Aw%2Frd@%2Ftmp%2Fsock:5433/mobility?sslmode=disable"
-    )
-    conn = sink.resolve_connection()
-    assert (conn.host, conn.port, conn.dbname, conn.user, conn.password, conn.options) == (
-        "/tmp/sock",
-        5433,
-        "mobility",
-        "civic",
-        "p@ss:w/rd",
-        {"sslmode": "disable"},
-    )
+    _, fields = resolved("postgres://civic:p%40ss%3Aw%2Frd@%2Ftmp%2Fsock:5433/mobility?sslmode=disable")
+    assert fields == ("/tmp/sock", 5433, "mobility", "civic", "p@ss:w/rd", {"sslmode": "disable"})
 
 
 def test_the_password_appears_in_no_log_no_error_and_no_result(stand_in, postgres, lake, caplog, capsys):

@@ -9,9 +9,10 @@ from __future__ import annotations
 import inspect
 
 import pytest
+from stand_in_source import register, stand_in_spec
 
 from civic_pipelines import sources
-from civic_pipelines.core import BlockSource, Capabilities, Source, SourceSpec, StreamedSource
+from civic_pipelines.core import BlockSource, Capabilities, Source, StreamedSource
 
 RUNNER_PROBE_KEYWORDS = {"month", "part", "previous"}
 RUNNER_BLOCK_KEYWORDS = {"landed_at", "part", "previous", "location", "force"}
@@ -60,22 +61,10 @@ def test_the_declarations_drive_the_runner_and_the_dag():
 
 
 def test_a_spec_refuses_parts_both_fixed_and_configured():
-    base = dict(
-        name="x",
-        title="t",
-        publisher="p",
-        cron="0 0 1 * *",
-        cadence="monthly",
-        first_month="2020-01",
-        conn_id="civic_x",
-        default_base_url="http://127.0.0.1:9",
-        natural_key="id",
-        description="d",
-    )
     with pytest.raises(ValueError, match="either fixed"):
-        SourceSpec(**base, parts=("a",), capabilities=Capabilities(configured_parts=True))
+        stand_in_spec("x", parts=("a",), capabilities=Capabilities(configured_parts=True))
     with pytest.raises(ValueError, match="placeholder"):
-        SourceSpec(**base, part_conn_id="civic_x_provider")
+        stand_in_spec("x", part_conn_id="civic_x_provider")
 
 
 def test_the_runner_refuses_tables_a_source_did_not_declare(monkeypatch, lake):
@@ -86,18 +75,7 @@ def test_the_runner_refuses_tables_a_source_did_not_declare(monkeypatch, lake):
     from civic_pipelines import extract
     from civic_pipelines.core import BlockData
 
-    spec = SourceSpec(
-        name="undeclared",
-        title="t",
-        publisher="p",
-        cron="0 0 1 * *",
-        cadence="monthly",
-        first_month="2020-01",
-        conn_id="civic_undeclared",
-        default_base_url="http://127.0.0.1:9",
-        natural_key="id",
-        description="d",
-    )
+    spec = stand_in_spec("undeclared")
     block = BlockData(data=pa.table({"id": [1]}), quarantine=None, tables={"extra": pa.table({"id": [1]})})
     module = types.SimpleNamespace(
         SPEC=spec,
@@ -105,8 +83,6 @@ def test_the_runner_refuses_tables_a_source_did_not_declare(monkeypatch, lake):
         probe=lambda s, c, **kw: {"watermark": "1"},
         extract_block=lambda s, c, m, p, **kw: block,
     )
-    real_get = sources.get
-    monkeypatch.setattr(sources, "get", lambda name: module if name == "undeclared" else real_get(name))
-    monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
+    register(monkeypatch, module)
     with pytest.raises(TypeError, match="does not declare several_tables"):
         extract.run_block("undeclared", "2024-01", lake=lake)

@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from fastapi.testclient import TestClient
 
 AGES = {"seattle_crime": timedelta(days=50), "toronto_311": timedelta(days=100), "minneapolis_311": timedelta(hours=1)}
 WANT = {
@@ -70,20 +69,11 @@ def test_the_health_card_shows_status_and_age(airflow_db, freshness, reliability
     )
     import dashboard_warehouse as dw
 
-    from civic_pipelines.dashboard.app import standalone_app
-    from civic_pipelines.dashboard.config import DashboardConfig
-
     root = freshness["root"]
-    config = DashboardConfig(
-        warehouse=str(root / "none.duckdb"),
-        lake=str(root / "lake"),
-        dbt_manifest=root / "none.json",
-        dbt_run_results=root / "none",
-        boundaries=root / "boundaries",
-        dbt_freshness=root / "freshness",
-    )
-    with dw.signed_in(TestClient(standalone_app(config))) as client:  # a viewer, as the Airflow UI's cookie says
-        cards = {c["source"]: c for c in client.get("/civic/api/overview").json()["cards"]}
+    with dw.client_without_build(
+        root, dbt_freshness=root / "freshness"
+    ) as client:  # a viewer, as the Airflow UI's cookie says
+        cards = dw.overview_cards(client)
         html = client.get("/civic/").text
     for source, (status, age) in WANT.items():
         card = cards[source]

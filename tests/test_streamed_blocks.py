@@ -10,25 +10,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from stand_in_source import register, stand_in_spec
 
-from civic_pipelines import extract, sources
+from civic_pipelines import extract
 from civic_pipelines.lake import BlockLocation, BlockWriter, content_sha256
 from civic_pipelines.sources.base import BlockData, Capabilities, NotPublished, SourceSpec
 
-SPEC = SourceSpec(
-    name="stand_in",
-    title="t",
-    publisher="p",
-    cron="0 0 1 * *",
-    cadence="monthly",
-    first_month="2020-01",
-    conn_id="civic_stand_in",
-    default_base_url="http://127.0.0.1:9",
-    natural_key="id",
-    description="d",
-    parts=("big", "small"),
-    capabilities=Capabilities(streamed=True),
-)
+SPEC = stand_in_spec("stand_in", parts=("big", "small"), capabilities=Capabilities(streamed=True))
 
 
 def batches(n: int, size: int, version: int = 0):
@@ -65,9 +53,7 @@ def stand_in(monkeypatch):
         return {"events": 150_000, "part_seen": part}
 
     module = types.SimpleNamespace(SPEC=SPEC, auth_headers=lambda c: {}, probe=probe, stream_block=stream_block)
-    real_get = sources.get
-    monkeypatch.setattr(sources, "get", lambda name: module if name == "stand_in" else real_get(name))
-    monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
+    register(monkeypatch, module)
     return state
 
 
@@ -143,9 +129,7 @@ def test_extra_tables_land_beside_the_data_in_one_commit(monkeypatch, lake):
         probe=lambda s, c, **block: {"watermark": "1"},
         extract_block=lambda s, c, m, p, landed_at, **kwargs: block,
     )
-    real_get = sources.get
-    monkeypatch.setattr(sources, "get", lambda name: module if name == "multi" else real_get(name))
-    monkeypatch.setenv("CIVIC_NO_AIRFLOW_LOOKUP", "1")
+    register(monkeypatch, module)
     manifest = extract.run_block("multi", "2024-01", lake=lake)
     folder = Path(lake) / "multi" / "month=2024-01"
     assert manifest["tables"] == {"district": 1, "phase": 1}

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from dbt_helpers import dbt_build, query
+from dbt_helpers import dbt_build, landed_and_built, query
 from replay_env import replay_environment, street_works
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,20 +218,10 @@ def add_cross_month_and_new_connection_events(lake: Path) -> dict:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     work = tmp_path_factory.mktemp("street_works_dbt")
-    lake, warehouse = work / "lake", work / "warehouse.duckdb"
-    with street_works_environment(lake, warehouse) as server:
-        manifests = land_all(lake)
-        touched = add_cross_month_and_new_connection_events(lake)
-        nodes = dbt_build(work, SELECT)
-        yield {
-            "server": server,
-            "work": work,
-            "lake": lake,
-            "warehouse": warehouse,
-            "manifests": manifests,
-            "touched": touched,
-            "nodes": nodes,
-        }
+    with landed_and_built(
+        work, street_works_environment, land_all, SELECT, amend=add_cross_month_and_new_connection_events
+    ) as built:
+        yield built
 
 
 def test_staging_holds_every_landed_row(built):
