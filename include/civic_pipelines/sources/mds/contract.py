@@ -46,18 +46,17 @@ ENDPOINTS = {
     "1.x": {"trips": ("trips", "end_time", "trips"), "events": ("status_changes", "event_time", "status_changes")},
     "2.0": {"trips": ("trips", "end_time", "trips"), "events": ("events/historical", "event_time", "events")},
 }
+ENDPOINT_NAMES = ("trips", "events")
+# The bundled JSON schema of each payload is named after its payload key and family (trips_0.4.json,
+# status_changes_1.x.json, events_2.0.json, ...).
 SCHEMA_FILES = {
-    ("0.4", "trips"): "trips_0.4.json",
-    ("0.4", "events"): "status_changes_0.4.json",
-    ("1.x", "trips"): "trips_1.x.json",
-    ("1.x", "events"): "status_changes_1.x.json",
-    ("2.0", "trips"): "trips_2.0.json",
-    ("2.0", "events"): "events_2.0.json",
+    (family, endpoint): f"{ENDPOINTS[family][endpoint][2]}_{family}.json"
+    for family in FAMILIES
+    for endpoint in ENDPOINT_NAMES
 }
 MAX_PAGES_PER_HOUR = 10_000
 TOKEN_ATTEMPTS = 4
 DERIVED_EVENT_NAMESPACE = uuid.NAMESPACE_URL
-ENDPOINT_NAMES = ("trips", "events")
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 TEXT_LIST = pa.list_(pa.string())
