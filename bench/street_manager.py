@@ -28,7 +28,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import _common as common
@@ -114,9 +113,9 @@ def main() -> int:
             SOURCE,
             {"events_per_month": {"permit": args.events}, "cache_dir": str(CACHE), "latest_month": args.month},
         )
-        started = time.perf_counter()
-        spec, stored = server.street_manager.archive("permit", args.month)  # build (or find) it before timing
-        built = time.perf_counter() - started
+        with common.measured() as building:
+            spec, stored = server.street_manager.archive("permit", args.month)  # build (or find) it before timing
+        built = building["seconds"]
         print(
             f"replay on {server.url}: permit {args.month}, {spec.events:,} events, {common.mb(stored.size):.1f} MB "
             f"zip ({'built' if built > 5 else 'cached'} in {built:.1f} s, not counted; {stored.path})",
