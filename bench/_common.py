@@ -21,6 +21,8 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,24 +156,29 @@ def run_child(script: str, args: list[str], timeout: float = 300) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@contextmanager
+def measured() -> Iterator[dict]:
+    """Wall seconds and memory around the ``with`` body, filled into the dict it yields when the body
+    ends: ``seconds``, ``rss_before_mb``, ``peak_rss_mb`` and ``peak_is_per_run`` (False where the
+    kernel keeps the process's high-water mark from before the body)."""
+    figures = {"peak_is_per_run": reset_peak_rss(), "rss_before_mb": current_rss_mb()}
+    started = time.perf_counter()
+    yield figures
+    figures["seconds"] = time.perf_counter() - started
+    figures["peak_rss_mb"] = peak_rss_mb()
+
+
 def timed_block(source: str, month: str, lake: str, force: bool, base_url: str) -> dict:
     """One ``run_block`` (the function behind ``civic extract`` and the Airflow task), measured:
     wall seconds, the run's own peak RSS, and the data requests the replay server logged."""
     from civic_pipelines.extract import run_block
 
     clear_replay_log(base_url)
-    reset = reset_peak_rss()
-    before = current_rss_mb()
-    started = time.perf_counter()
-    manifest = run_block(source, month, lake=lake, force=force)
-    seconds = time.perf_counter() - started
-    peak = peak_rss_mb()
+    with measured() as figures:
+        manifest = run_block(source, month, lake=lake, force=force)
     requests_seen = replay_log(base_url)
     return {
-        "seconds": seconds,
-        "rss_before_mb": before,
-        "peak_rss_mb": peak,
-        "peak_is_per_run": reset,
+        **figures,
         "peak_method": peak_rss_method(),
         "requests": [
             {"path": r["path"], "query": r["query"], "status": r["status"], "ms": r.get("ms")} for r in requests_seen

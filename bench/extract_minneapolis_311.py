@@ -110,13 +110,12 @@ def main() -> int:
         if args.max_record_count:
             config["max_record_count"] = args.max_record_count
         described = common.configure(server.url, SOURCE, config)
-        started = time.perf_counter()
-        common.point_connection(CONN_ID, server.url)
-        phase_ceiling(server.url, args.month)  # generate and cache the month, warm the server's paths
-        generated = time.perf_counter() - started
+        with common.measured() as warming:
+            common.point_connection(CONN_ID, server.url)
+            phase_ceiling(server.url, args.month)  # generate and cache the month, warm the server's paths
         print(
             f"replay on {server.url}: {SOURCE} {args.month}, {args.rows_per_month:,} rows, "
-            f"maxRecordCount {described['max_record_count']:,} (server warmed with one pass in {generated:.2f} s, not counted)",
+            f"maxRecordCount {described['max_record_count']:,} (server warmed with one pass in {warming['seconds']:.2f} s, not counted)",
             flush=True,
         )
         script = str(Path(__file__).resolve())

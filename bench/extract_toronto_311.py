@@ -129,14 +129,13 @@ def main() -> int:
     server = common.start_replay()
     try:
         common.configure(server.url, SOURCE, {"rows_per_year": args.rows_per_year})
-        started = time.perf_counter()
-        zipped = server.toronto.zip_bytes(year)  # generate, render and deflate the year before timing
-        generated = time.perf_counter() - started
+        with common.measured() as building:
+            zipped = server.toronto.zip_bytes(year)  # generate, render and deflate the year before timing
         csv_size = len(server.toronto.csv_bytes(year))
         print(
             f"replay on {server.url}: {SOURCE} SR{year}, {args.rows_per_year:,} rows a year, "
             f"zip {common.mb(len(zipped)):.1f} MB holding a {common.mb(csv_size):.1f} MB CSV "
-            f"(built in {generated:.1f} s, not counted)",
+            f"(built in {building['seconds']:.1f} s, not counted)",
             flush=True,
         )
         script = str(Path(__file__).resolve())

@@ -28,7 +28,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import _common as common
@@ -49,16 +48,10 @@ def phase_block(base_url: str, month: str) -> dict:
         from civic_pipelines.extract import run_block
 
         common.clear_replay_log(base_url)
-        common.reset_peak_rss()
-        before = common.current_rss_mb()
-        started = time.perf_counter()
-        manifest = run_block(SOURCE, month, lake=lake, force=True, part="permit")
-        seconds = time.perf_counter() - started
-        peak = common.peak_rss_mb()
+        with common.measured() as figures:
+            manifest = run_block(SOURCE, month, lake=lake, force=True, part="permit")
     return {
-        "seconds": seconds,
-        "peak_rss_mb": peak,
-        "rss_before_mb": before,
+        **figures,
         "manifest": manifest,
         "requests": [(r["method"], r["path"], r["status"]) for r in common.replay_log(base_url)],
         "arrow": common.arrow_pool(),
@@ -89,23 +82,12 @@ def phase_ceiling(base_url: str, month: str) -> dict:
 
     with make_session() as session:
         probed = sm.probe(session, connection, month, "permit")
-        common.reset_peak_rss()
-        before = common.current_rss_mb()
-        started = time.perf_counter()
-        download = sm.Download(session, probed["url"], probed)
-        walker = sm.ZipWalker(download.pieces())
-        for _rows in sm.pipelined(walker.chunks(), parse, download.close):
-            pass
-        seconds = time.perf_counter() - started
-        peak = common.peak_rss_mb()
-    return {
-        "seconds": seconds,
-        "peak_rss_mb": peak,
-        "rss_before_mb": before,
-        "events": counted["events"],
-        "archive_bytes": download.received,
-        "complete": walker.complete,
-    }
+        with common.measured() as figures:
+            download = sm.Download(session, probed["url"], probed)
+            walker = sm.ZipWalker(download.pieces())
+            for _rows in sm.pipelined(walker.chunks(), parse, download.close):
+                pass
+    return {**figures, "events": counted["events"], "archive_bytes": download.received, "complete": walker.complete}
 
 
 def main() -> int:
@@ -131,9 +113,9 @@ def main() -> int:
             SOURCE,
             {"events_per_month": {"permit": args.events}, "cache_dir": str(CACHE), "latest_month": args.month},
         )
-        started = time.perf_counter()
-        spec, stored = server.street_manager.archive("permit", args.month)  # build (or find) it before timing
-        built = time.perf_counter() - started
+        with common.measured() as building:
+            spec, stored = server.street_manager.archive("permit", args.month)  # build (or find) it before timing
+        built = building["seconds"]
         print(
             f"replay on {server.url}: permit {args.month}, {spec.events:,} events, {common.mb(stored.size):.1f} MB "
             f"zip ({'built' if built > 5 else 'cached'} in {built:.1f} s, not counted; {stored.path})",

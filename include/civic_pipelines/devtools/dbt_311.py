@@ -171,18 +171,7 @@ class City:
             },
             "columns": columns,
         }
-        body = {
-            "version": 2,
-            "sources": [
-                {
-                    "name": self.source,
-                    "description": _text(self.dbt["source_description"]),
-                    "config": {"tags": [self.source]},
-                    "tables": [table],
-                }
-            ],
-        }
-        return f"# {HEADER.format(source=self.source)}\n" + _dump(body)
+        return self._properties("sources", self.source, self.dbt["source_description"], tables=[table])
 
     def schema_yml(self) -> str:
         columns = []
@@ -196,18 +185,13 @@ class City:
                 columns.append(entry)
         columns.append({"name": "_block_month", "description": BLOCK_DOCS["_block_month"], "data_tests": ["not_null"]})
         columns.append({"name": "_landed_at", "description": BLOCK_DOCS["_landed_at"]})
-        body = {
-            "version": 2,
-            "models": [
-                {
-                    "name": self.model,
-                    "description": _text(self.dbt["model_description"]),
-                    "config": {"tags": [self.source]},
-                    "columns": columns,
-                }
-            ],
-        }
-        return f"# {HEADER.format(source=self.source)}\n" + _dump(body)
+        return self._properties("models", self.model, self.dbt["model_description"], columns=columns)
+
+    def _properties(self, kind: str, name: str, description: str, **entry) -> str:
+        """A generated dbt properties file declaring one entry of ``kind`` ("sources" or "models"),
+        tagged with the source so its DAG selects it."""
+        declared = {"name": name, "description": _text(description), "config": {"tags": [self.source]}, **entry}
+        return f"# {HEADER.format(source=self.source)}\n" + _dump({"version": 2, kind: [declared]})
 
     def staging_sql(self) -> str:
         why = "".join(f"-- {line}\n".replace("-- \n", "--\n") for line in self.dbt["why"].strip().splitlines())

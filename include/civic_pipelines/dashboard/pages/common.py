@@ -6,6 +6,7 @@ helpers over a ``Reading`` and the warehouse's own table counts.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -100,14 +101,8 @@ class Chart:
     wide: bool = False
 
     def as_json(self) -> dict:
-        return {
-            "id": self.id,
-            "title": self.title,
-            "model": self.model,
-            "data": self.data,
-            "empty": self.empty,
-            "note": self.note,
-        }
+        # The figure is drawn into the page; the JSON answer carries only what the chart shows.
+        return {name: getattr(self, name) for name in ("id", "title", "model", "data", "empty", "note")}
 
 
 @dataclass
@@ -168,6 +163,85 @@ def not_built(reading, *tables: str) -> str | None:
     return None
 
 
+def chart(
+    chart_id: str,
+    title: str,
+    model: str,
+    found: list,
+    empty: str,
+    data: Any,
+    draw: Callable[[], dict],
+    *,
+    note: str | None = None,
+    wide: bool = False,
+) -> Chart:
+    """A chart over the ``found`` rows: ``draw()`` builds its figure and ``note`` is shown only when
+    there are rows; with none, ``empty`` says why instead (drawing nothing)."""
+    return Chart(
+        chart_id,
+        title,
+        model,
+        data=data,
+        figure=draw() if found else None,
+        empty=None if found else empty,
+        note=note if found else None,
+        wide=wide,
+    )
+
+
+def ranking(chart_id: str, title: str, model: str, counts: list[tuple], keys: tuple[str, str], empty: str) -> Chart:
+    """A ranking of ``(label, count)`` rows; ``keys`` name the two in the chart's data."""
+    label_key, count_key = keys
+    return chart(
+        chart_id,
+        title,
+        model,
+        counts,
+        empty,
+        data=[{label_key: label, count_key: n} for label, n in counts],
+        draw=lambda: figures.ranking([label for label, _ in counts], [n for _, n in counts], count_key),
+    )
+
+
+def monthly_bars(
+    chart_id: str,
+    title: str,
+    model: str,
+    monthly: list[tuple],
+    columns: dict[str, str],
+    unit: str,
+    empty: str,
+    *,
+    wide: bool = False,
+    **layout,
+) -> Chart:
+    """``(month, *counts)`` rows as bars per month, one series per count: ``columns`` maps each
+    count's name in the chart's data to its name in the legend, in the rows' order."""
+    return chart(
+        chart_id,
+        title,
+        model,
+        monthly,
+        empty,
+        data=[{"month": month_text(r[0]), **dict(zip(columns, r[1:]))} for r in monthly],
+        draw=lambda: figures.stacked_bars(
+            [month_text(r[0]) for r in monthly],
+            {legend: [r[i + 1] for r in monthly] for i, legend in enumerate(columns.values())},
+            unit,
+            **layout,
+        ),
+        wide=wide,
+    )
+
+
+def grouped(found: list[tuple]) -> dict[Any, list[tuple]]:
+    """``(group, *rest)`` rows to ``{group: [rest, ...]}`` in row order: one series per group."""
+    groups: dict[Any, list[tuple]] = {}
+    for group, *rest in found:
+        groups.setdefault(group, []).append(tuple(rest))
+    return groups
+
+
 def point_map(
     chart_id: str,
     title: str,
@@ -178,17 +252,15 @@ def point_map(
     note: str | None = None,
 ) -> Chart:
     """A wide map of ``(group, lon, lat, hover text)`` rows, one colour per group."""
-    groups: dict[str, list] = {}
-    for group, lon, lat, text in points:
-        groups.setdefault(group, []).append((lon, lat, text))
-    return Chart(
+    return chart(
         chart_id,
         title,
         model,
+        points,
+        empty,
         data={"points_drawn": len(points), **(data or {})},
-        figure=figures.point_map(groups) if points else None,
-        empty=None if points else empty,
-        note=note if points else None,
+        draw=lambda: figures.point_map(grouped(points)),
+        note=note,
         wide=True,
     )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from civic_pipelines.dashboard import figures
 from civic_pipelines.dashboard.pages import common
-from civic_pipelines.dashboard.pages.common import Chart, Filters, Page
+from civic_pipelines.dashboard.pages.common import Filters, Page
 
 
 def crime(reading, filters: Filters) -> Page:
@@ -45,19 +45,18 @@ def crime(reading, filters: Filters) -> Page:
         from mart_crime_monthly where {where} group by all order by 1, 2""",
         **p,
     )
-    series: dict[str, list] = {}
-    for month, category, n in trend:
-        series.setdefault(category, []).append((month, n))
+    series = common.grouped([(category, month, n) for month, category, n in trend])
     order = ["PERSON", "PROPERTY", "SOCIETY", "NOT_A_CRIME", "UNKNOWN"]
     series = {k: series[k] for k in sorted(series, key=lambda c: order.index(c) if c in order else 99)}
     page.charts.append(
-        Chart(
+        common.chart(
             "crime-trend",
             "Violent (PERSON) vs property offenses by month",
             "mart_crime_monthly",
+            trend,
+            "No offenses in this range.",
             data=[{"month": common.month_text(m), "category": c, "offenses": n} for m, c, n in trend],
-            figure=figures.lines(series, "offenses") if trend else None,
-            empty=None if trend else "No offenses in this range.",
+            draw=lambda: figures.lines(series, "offenses"),
             wide=True,
         )
     )
@@ -86,13 +85,14 @@ def crime(reading, filters: Filters) -> Page:
         )
     labels = [f"{pr or '?'} / {se or '?'} / {be or 'no beat'}" for pr, se, be, _ in areas]
     page.charts.append(
-        Chart(
+        common.chart(
             "crime-areas",
             "Beats with the most offenses (precinct / sector / beat)",
             model,
+            areas,
+            "No offenses in this range.",
             data=[{"precinct": pr, "sector": se, "beat": be, "offenses": n} for pr, se, be, n in areas],
-            figure=figures.ranking(labels, [n for *_, n in areas], "offenses") if areas else None,
-            empty=None if areas else "No offenses in this range.",
+            draw=lambda: figures.ranking(labels, [n for *_, n in areas], "offenses"),
         )
     )
 
@@ -104,15 +104,13 @@ def crime(reading, filters: Filters) -> Page:
         **p,
     )
     page.charts.append(
-        Chart(
+        common.ranking(
             "crime-offenses",
             "Offenses by NIBRS offense group",
             "fct_crime_offenses",
-            data=[{"offense_group": g, "offenses": n} for g, n in offenses],
-            figure=figures.ranking([g for g, _ in offenses], [n for _, n in offenses], "offenses")
-            if offenses
-            else None,
-            empty=None if offenses else "No offenses in this range.",
+            offenses,
+            ("offense_group", "offenses"),
+            "No offenses in this range.",
         )
     )
 

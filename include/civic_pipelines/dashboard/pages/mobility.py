@@ -57,17 +57,16 @@ def mobility(reading, filters: Filters) -> Page:
         group by all order by 1, 2""",
         **p,
     )
-    series: dict[str, list] = {}
-    for provider, day, n in daily:
-        series.setdefault(provider, []).append((day, n))
+    series = common.grouped(daily)
     page.charts.append(
-        Chart(
+        common.chart(
             "mobility-daily",
             "Trips per day by provider",
             "mart_mobility_trips_daily",
+            daily,
+            "No trips in this range.",
             data=[{"provider": pr, "trip_date": d.isoformat(), "trips": n} for pr, d, n in daily],
-            figure=figures.daily_lines(series, "trips") if daily else None,
-            empty=None if daily else "No trips in this range.",
+            draw=lambda: figures.daily_lines(series, "trips"),
             wide=True,
         )
     )
@@ -85,20 +84,19 @@ def mobility(reading, filters: Filters) -> Page:
     ordered = sorted(totals, key=lambda d: (-totals[d], d))
     cells = {(d, pr): n for d, pr, n in districts}
     page.charts.append(
-        Chart(
+        common.chart(
             "mobility-districts",
             "Trips by start council district",
             "mart_mobility_trips_daily",
+            districts,
+            "No trips in this range.",
             data=[{"council_district": d, "provider": pr, "trips": n} for d, pr, n in districts],
-            figure=figures.ranking(
+            draw=lambda: figures.ranking(
                 [f"district {d}" if d[0] != "(" else d for d in ordered],
                 [totals[d] for d in ordered],
                 "trips",
                 series={pr: [cells.get((d, pr), 0) for d in ordered] for pr in page.selected},
-            )
-            if districts
-            else None,
-            empty=None if districts else "No trips in this range.",
+            ),
         )
     )
 
@@ -117,19 +115,18 @@ def mobility(reading, filters: Filters) -> Page:
             cap=cap or 0,
             width=width,
         )
-        groups: dict[str, list] = {}
-        for provider, b, n in bins:
-            groups.setdefault(provider, []).append((float(b), n))
+        groups = common.grouped([(provider, float(b), n) for provider, b, n in bins])
         page.charts.append(
-            Chart(
+            common.chart(
                 f"mobility-{key}",
                 f"{title} ({unit})",
                 "fct_mobility_trips",
+                bins,
+                "No trips in this range.",
                 data=[{"provider": pr, "bin_start": float(b), "bin_width": width, "trips": n} for pr, b, n in bins],
-                figure=figures.histogram(groups, width, unit) if bins else None,
-                empty=None if bins else "No trips in this range.",
+                draw=lambda: figures.histogram(groups, width, unit),
                 note=f"Bins of {width:g} {unit}; trips beyond the 99th percentile ({cap:,.1f} {unit}) in the last bin."
-                if bins and cap is not None
+                if cap is not None
                 else None,
             )
         )
@@ -144,23 +141,20 @@ def mobility(reading, filters: Filters) -> Page:
             order by 1, 2""",
             **p,
         )
-        series = {}
-        for provider, hour, n in hourly:
-            series.setdefault(provider, []).append((hour, n))
+        series = common.grouped(hourly)
         page.charts.append(
-            Chart(
+            common.chart(
                 "mobility-vehicles",
                 "Vehicles deployed per hour",
                 "mart_mobility_vehicles_hourly",
+                hourly,
+                "No vehicle events in this range.",
                 data={
                     "hours": len(hourly),
                     "max_by_provider": {pr: max(n for _, n in pts) for pr, pts in series.items()},
                 },
-                figure=figures.daily_lines(series, "vehicles", x_title="hour (UTC)") if hourly else None,
-                empty=None if hourly else "No vehicle events in this range.",
-                note="Only events that identify their vehicle count (MDS 0.4 status changes often do not)."
-                if hourly
-                else None,
+                draw=lambda: figures.daily_lines(series, "vehicles", x_title="hour (UTC)"),
+                note="Only events that identify their vehicle count (MDS 0.4 status changes often do not).",
                 wide=True,
             )
         )

@@ -55,17 +55,16 @@ def service_requests(reading, filters: Filters, registered: list[str], boundarie
     categories = sorted(totals, key=lambda c: -totals[c])
     cells = {(common.month_text(m), c): n for m, c, n in volume}
     page.charts.append(
-        Chart(
+        common.chart(
             "311-volume",
             "Requests by month and category",
             "mart_requests_by_category_month",
+            volume,
+            "No requests in this range.",
             data=[{"month": common.month_text(m), "major_category": c, "requests": n} for m, c, n in volume],
-            figure=figures.stacked_bars(
+            draw=lambda: figures.stacked_bars(
                 months, {c: [cells.get((m, c), 0) for m in months] for c in categories}, "requests"
-            )
-            if volume
-            else None,
-            empty=None if volume else "No requests in this range.",
+            ),
             wide=True,
         )
     )
@@ -83,21 +82,20 @@ def service_requests(reading, filters: Filters, registered: list[str], boundarie
     for city, moy, n, years in season:
         by_city.setdefault(city, [None] * 12)[moy - 1] = round(n / years, 1)
     page.charts.append(
-        Chart(
+        common.chart(
             "311-seasonality",
             "Seasonality: average requests per calendar month",
             "mart_requests_by_category_month",
+            season,
+            "No requests in this range.",
             data=[
                 {"city": c, "month_of_year": m, "requests": n, "years": y, "average": round(n / y, 1)}
                 for c, m, n, y in season
             ],
-            figure=figures.stacked_bars(
+            draw=lambda: figures.stacked_bars(
                 names, by_city, "requests per month (average over years)", x_title="month of year", barmode="group"
-            )
-            if season
-            else None,
-            empty=None if season else "No requests in this range.",
-            note="Each bar averages the selected years' counts for that calendar month." if season else None,
+            ),
+            note="Each bar averages the selected years' counts for that calendar month.",
         )
     )
 
@@ -117,13 +115,14 @@ def service_requests(reading, filters: Filters, registered: list[str], boundarie
     for major, minor, n in breakdown:
         ids.append(f"{major}/{minor}"), labels.append(minor), parents.append(major), values.append(n)
     page.charts.append(
-        Chart(
+        common.chart(
             "311-categories",
             "Category breakdown (major and minor category)",
             "mart_requests_by_category_month",
+            breakdown,
+            "No requests in this range.",
             data=[{"major_category": a, "minor_category": b, "requests": n} for a, b, n in breakdown],
-            figure=figures.sunburst(ids, labels, parents, values) if breakdown else None,
-            empty=None if breakdown else "No requests in this range.",
+            draw=lambda: figures.sunburst(ids, labels, parents, values),
         )
     )
 
@@ -152,21 +151,20 @@ def service_requests(reading, filters: Filters, registered: list[str], boundarie
         )
     no_area = [c for c in cities if c not in {a[0] for a in areas}]
     page.charts.append(
-        Chart(
+        common.chart(
             "311-areas",
             f"Areas with the most requests (top {common.AREAS_PER_CITY} per city)",
             model,
+            areas,
+            "No request in this range has an area (Minneapolis publishes points, not areas).",
             data=[{"city": c, "area_system": s, "area": a, "requests": n} for c, s, a, n in areas],
-            figure=figures.ranking(
+            draw=lambda: figures.ranking(
                 [f"{c} · {a}" for c, _, a, _ in areas],
                 [n for *_, n in areas],
                 "requests",
                 hover=[s or "" for _, s, _, _ in areas],
-            )
-            if areas
-            else None,
-            empty=None if areas else "No request in this range has an area (Minneapolis publishes points, not areas).",
-            note=f"No areas published for: {', '.join(no_area)}." if areas and no_area else None,
+            ),
+            note=f"No areas published for: {', '.join(no_area)}." if no_area else None,
         )
     )
 
@@ -247,10 +245,12 @@ def service_requests(reading, filters: Filters, registered: list[str], boundarie
         **p,
     )
     page.charts.append(
-        Chart(
+        common.chart(
             "311-time-to-close",
             "Hours to close by category (median and 90th percentile)",
             "fct_service_requests",
+            closing,
+            "No closed requests in this range (Toronto publishes no close date).",
             data=[
                 {
                     "city": c,
@@ -261,11 +261,8 @@ def service_requests(reading, filters: Filters, registered: list[str], boundarie
                 }
                 for c, k, n, m, q in closing
             ],
-            figure=_time_to_close_figure(closing) if closing else None,
-            empty=None if closing else "No closed requests in this range (Toronto publishes no close date).",
-            note="Closed requests opened in the range, with the rule of mart_time_to_close (close not before open)."
-            if closing
-            else None,
+            draw=lambda: _time_to_close_figure(closing),
+            note="Closed requests opened in the range, with the rule of mart_time_to_close (close not before open).",
         )
     )
 
@@ -278,23 +275,20 @@ def service_requests(reading, filters: Filters, registered: list[str], boundarie
             from mart_time_to_close where {in_range} group by all order by 1, 2""",
             **p,
         )
-        series = {}
-        for month, city, _n, hours in cohorts:
-            series.setdefault(city, []).append((month, round(hours, 2)))
+        series = common.grouped([(city, month, round(hours, 2)) for month, city, _n, hours in cohorts])
         page.charts.append(
-            Chart(
+            common.chart(
                 "311-close-trend",
                 "Median hours to close by month opened",
                 "mart_time_to_close",
+                cohorts,
+                "No closed requests in this range.",
                 data=[
                     {"month": common.month_text(m), "city": c, "closed_requests": n, "median_hours": round(h, 2)}
                     for m, c, n, h in cohorts
                 ],
-                figure=figures.lines(series, "hours (median, weighted over categories)") if cohorts else None,
-                empty=None if cohorts else "No closed requests in this range.",
-                note="Months are cohorts of the month opened: recent months hold only what has closed so far."
-                if cohorts
-                else None,
+                draw=lambda: figures.lines(series, "hours (median, weighted over categories)"),
+                note="Months are cohorts of the month opened: recent months hold only what has closed so far.",
             )
         )
     return page

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from civic_pipelines.dashboard import figures
 from civic_pipelines.dashboard.pages import common
-from civic_pipelines.dashboard.pages.common import Chart, Filters, Page
+from civic_pipelines.dashboard.pages.common import Filters, Page
 
 
 def street_works(reading, filters: Filters) -> Page:
@@ -83,21 +83,16 @@ def _england(reading, page: Page, p: dict, where: str) -> None:
         **p,
     )
     page.charts.append(
-        Chart(
+        common.monthly_bars(
             "works-monthly",
             "England: permits in progress and completed per month",
             "mart_works_by_month",
-            data=[{"month": common.month_text(m), "works_in_progress": a, "works_completed": b} for m, a, b in monthly],
-            figure=figures.stacked_bars(
-                [common.month_text(m) for m, *_ in monthly],
-                {"in progress": [a for _, a, _ in monthly], "completed": [b for *_, b in monthly]},
-                "permits",
-                barmode="group",
-            )
-            if monthly
-            else None,
-            empty=None if monthly else "No works in this range.",
+            monthly,
+            {"works_in_progress": "in progress", "works_completed": "completed"},
+            "permits",
+            "No works in this range.",
             wide=True,
+            barmode="group",
         )
     )
 
@@ -116,20 +111,19 @@ def _england(reading, page: Page, p: dict, where: str) -> None:
             **p,
         )
         page.charts.append(
-            Chart(
+            common.chart(
                 f"works-{key}",
                 f"England: works in progress and completed by {label}",
                 "mart_works_by_month",
+                rows,
+                "No works in this range.",
                 data=[{label.replace(" ", "_"): n, "works_in_progress": a, "works_completed": b} for n, a, b in rows],
-                figure=figures.ranking(
+                draw=lambda: figures.ranking(
                     [n for n, *_ in rows],
                     [a + b for _, a, b in rows],
                     "works",
                     series={"in progress": [a for _, a, _ in rows], "completed": [b for *_, b in rows]},
-                )
-                if rows
-                else None,
-                empty=None if rows else "No works in this range.",
+                ),
             )
         )
 
@@ -145,13 +139,14 @@ def _england(reading, page: Page, p: dict, where: str) -> None:
             **p,
         )
         page.charts.append(
-            Chart(
+            common.chart(
                 "works-categories",
                 "England: work category mix (works in progress or completed)",
                 "int_permit_months",
+                mix,
+                "No works in this range.",
                 data=[{"work_category": c, "works": n} for c, n in mix],
-                figure=figures.donut([c for c, _ in mix], [n for _, n in mix]) if mix else None,
-                empty=None if mix else "No works in this range.",
+                draw=lambda: figures.donut([c for c, _ in mix], [n for _, n in mix]),
             )
         )
 
@@ -166,23 +161,22 @@ def _england(reading, page: Page, p: dict, where: str) -> None:
             **p,
         )
         page.charts.append(
-            Chart(
+            common.chart(
                 "works-impact",
                 "England: highest-impact streets (impact score summed over the months)",
                 "mart_street_impact",
+                streets,
+                "No works in this range.",
                 data=[
                     {"usrn": u, "street_name": s, "highway_authority": a, "impact_score": round(i, 3), "works": w}
                     for u, s, a, i, w in streets
                 ],
-                figure=figures.ranking(
+                draw=lambda: figures.ranking(
                     [f"{s or '?'} ({u})" for u, s, *_ in streets],
                     [round(i, 1) for *_, i, _ in streets],
                     "impact score",
                     hover=[f"{a or ''} · {w} works" for _, _, a, _, w in streets],
-                )
-                if streets
-                else None,
-                empty=None if streets else "No works in this range.",
+                ),
             )
         )
 
@@ -218,24 +212,16 @@ def _scotland(reading, page: Page, p: dict, where: str) -> None:
         **p,
     )
     page.figures += [("Scotland: activities", sum(sum(r[1:]) for r in monthly))]
-    names = ["in progress", "completed", "planned", "restrictions", "status unknown"]
+    statuses = ["in progress", "completed", "planned", "restrictions", "status unknown"]
     page.charts.append(
-        Chart(
+        common.monthly_bars(
             "srwr-monthly",
             "Scotland: activities per month by status",
             "mart_srwr_activity_summary",
-            data=[
-                {"month": common.month_text(r[0]), **{n.replace(" ", "_"): v for n, v in zip(names, r[1:])}}
-                for r in monthly
-            ],
-            figure=figures.stacked_bars(
-                [common.month_text(r[0]) for r in monthly],
-                {n: [r[i + 1] for r in monthly] for i, n in enumerate(names)},
-                "activities",
-            )
-            if monthly
-            else None,
-            empty=None if monthly else "No Scottish activities in this range.",
+            monthly,
+            {status.replace(" ", "_"): status for status in statuses},
+            "activities",
+            "No Scottish activities in this range.",
         )
     )
     authorities = common.rows(
@@ -247,14 +233,12 @@ def _scotland(reading, page: Page, p: dict, where: str) -> None:
         **p,
     )
     page.charts.append(
-        Chart(
+        common.ranking(
             "srwr-authorities",
             "Scotland: activities by roads authority",
             "mart_srwr_activity_summary",
-            data=[{"roads_authority": a, "activities": n} for a, n in authorities],
-            figure=figures.ranking([a for a, _ in authorities], [n for _, n in authorities], "activities")
-            if authorities
-            else None,
-            empty=None if authorities else "No Scottish activities in this range.",
+            authorities,
+            ("roads_authority", "activities"),
+            "No Scottish activities in this range.",
         )
     )

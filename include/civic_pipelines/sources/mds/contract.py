@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from civic_pipelines.core.contract import LANDED_TYPE
+from civic_pipelines.core import contract
+from civic_pipelines.core.contract import LANDED_TYPE  # noqa: F401 - re-exported for the package
 from civic_pipelines.http import SourceHTTPError
 from civic_pipelines.sources import declared
 
@@ -45,23 +46,28 @@ ENDPOINTS = {
     "1.x": {"trips": ("trips", "end_time", "trips"), "events": ("status_changes", "event_time", "status_changes")},
     "2.0": {"trips": ("trips", "end_time", "trips"), "events": ("events/historical", "event_time", "events")},
 }
+ENDPOINT_NAMES = ("trips", "events")
+# The bundled JSON schema of each payload is named after its payload key and family (trips_0.4.json,
+# status_changes_1.x.json, events_2.0.json, ...).
 SCHEMA_FILES = {
-    ("0.4", "trips"): "trips_0.4.json",
-    ("0.4", "events"): "status_changes_0.4.json",
-    ("1.x", "trips"): "trips_1.x.json",
-    ("1.x", "events"): "status_changes_1.x.json",
-    ("2.0", "trips"): "trips_2.0.json",
-    ("2.0", "events"): "events_2.0.json",
+    (family, endpoint): f"{ENDPOINTS[family][endpoint][2]}_{family}.json"
+    for family in FAMILIES
+    for endpoint in ENDPOINT_NAMES
 }
 MAX_PAGES_PER_HOUR = 10_000
 TOKEN_ATTEMPTS = 4
 DERIVED_EVENT_NAMESPACE = uuid.NAMESPACE_URL
-ENDPOINT_NAMES = ("trips", "events")
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 TEXT_LIST = pa.list_(pa.string())
 
-TRIPS_SCHEMA = pa.schema(
+
+def _hourly_schema(columns: list[tuple[str, pa.DataType]]) -> pa.Schema:
+    """A table of rows read hour by hour: its columns, the hour they were read for, the block columns."""
+    return contract.data_schema([*columns, ("_hour", TIMESTAMP)])
+
+
+TRIPS_SCHEMA = _hourly_schema(
     [
         ("provider", pa.string()),
         ("trip_id", pa.string()),
@@ -93,12 +99,9 @@ TRIPS_SCHEMA = pa.schema(
         ("council_district_start", pa.string()),
         ("council_district_end", pa.string()),
         ("extras", pa.string()),
-        ("_hour", TIMESTAMP),
-        ("_block_month", pa.string()),
-        ("_landed_at", LANDED_TYPE),
     ]
 )
-EVENTS_SCHEMA = pa.schema(
+EVENTS_SCHEMA = _hourly_schema(
     [
         ("provider", pa.string()),
         ("event_id", pa.string()),
@@ -118,12 +121,9 @@ EVENTS_SCHEMA = pa.schema(
         ("associated_ticket", pa.string()),
         ("council_district", pa.string()),
         ("extras", pa.string()),
-        ("_hour", TIMESTAMP),
-        ("_block_month", pa.string()),
-        ("_landed_at", LANDED_TYPE),
     ]
 )
-HOURS_SCHEMA = pa.schema(
+HOURS_SCHEMA = contract.data_schema(
     [
         ("provider", pa.string()),
         ("hour", TIMESTAMP),
@@ -134,11 +134,9 @@ HOURS_SCHEMA = pa.schema(
         ("trips_pages", pa.int32()),
         ("events_pages", pa.int32()),
         ("complete", pa.bool_()),
-        ("_block_month", pa.string()),
-        ("_landed_at", LANDED_TYPE),
     ]
 )
-QUARANTINE_SCHEMA = pa.schema(
+QUARANTINE_SCHEMA = _hourly_schema(
     [
         ("provider", pa.string()),
         ("mds_version", pa.string()),
@@ -147,9 +145,6 @@ QUARANTINE_SCHEMA = pa.schema(
         ("raw", pa.string()),
         ("_reason", pa.string()),
         ("_reason_kind", pa.string()),
-        ("_hour", TIMESTAMP),
-        ("_block_month", pa.string()),
-        ("_landed_at", LANDED_TYPE),
     ]
 )
 

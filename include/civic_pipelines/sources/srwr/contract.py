@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 
 from civic_pipelines.core import contract
-from civic_pipelines.core.contract import LANDED_TYPE
+from civic_pipelines.core.contract import LANDED_TYPE  # noqa: F401 - re-exported for the package
 from civic_pipelines.http import SourceHTTPError
 from civic_pipelines.months import parse_month
 from civic_pipelines.sources import declared
@@ -116,15 +116,8 @@ STATUS_NAMES = {
 
 
 def _schema(columns: list[tuple[str, pa.DataType]]) -> pa.Schema:
-    return pa.schema(
-        [
-            ("activity_id", pa.string()),
-            *columns,
-            ("field_count", pa.int32()),
-            ("raw_fields", pa.list_(pa.string())),
-            ("_block_month", pa.string()),
-            ("_landed_at", LANDED_TYPE),
-        ]
+    return contract.data_schema(
+        [("activity_id", pa.string()), *columns, ("field_count", pa.int32()), ("raw_fields", pa.list_(pa.string()))]
     )
 
 
@@ -138,18 +131,16 @@ def _table_columns(record_type: str) -> list[tuple[str, pa.DataType]]:
 
 
 SCHEMAS: dict[str, pa.Schema] = {TABLE_OF[rt]: _schema(_table_columns(rt)) for rt in LAYOUTS}
-SCHEMAS[UNKNOWN] = pa.schema(
+SCHEMAS[UNKNOWN] = contract.data_schema(
     [
         ("record_type", pa.string()),
         ("activity_id", pa.string()),
         ("field_count", pa.int32()),
         ("raw_line", pa.string()),
         ("raw_fields", pa.list_(pa.string())),
-        ("_block_month", pa.string()),
-        ("_landed_at", LANDED_TYPE),
     ]
 )
-SCHEMAS[DIRECTORY] = pa.schema(
+SCHEMAS[DIRECTORY] = contract.data_schema(
     [
         ("district_key", pa.string()),
         ("district_key_1", pa.string()),
@@ -160,8 +151,6 @@ SCHEMAS[DIRECTORY] = pa.schema(
         ("activity_count", pa.int32()),
         ("field_count", pa.int32()),
         ("raw_fields", pa.list_(pa.string())),
-        ("_block_month", pa.string()),
-        ("_landed_at", LANDED_TYPE),
     ]
 )
 QUARANTINE_SCHEMA = contract.quarantine_schema(

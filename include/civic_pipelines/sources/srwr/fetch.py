@@ -158,11 +158,13 @@ def extract_block(
     month: str,
     probed: dict,
     landed_at: datetime | None = None,
-    part: str | None = None,
+    *,
     previous: dict | None = None,
-    location=None,
     force: bool = False,
+    **_runner_keywords,
 ) -> BlockData:
+    """One month's block; of the runner's keywords only ``previous`` and ``force`` concern SRWR
+    (a block has no parts and is always downloaded whole), to refuse emptying a landed block."""
     landed_at = landed_at or datetime.now(UTC)
     today = date.fromisoformat(probed["today"]) if probed.get("today") else today_for(connection)
     identifier = probed.get("identifier") or identifier_for(month, today)

@@ -28,6 +28,15 @@ COORDINATE_FIELDS = {
     "section_58": "section_58_coordinates",
 }
 
+# The permit's planned and actual times: in its fields in this order, all typed as timestamps.
+PERMIT_TIMES = [
+    "proposed_start_date",
+    "proposed_start_time",
+    "proposed_end_date",
+    "proposed_end_time",
+    "actual_start_date_time",
+    "actual_end_date_time",
+]
 PERMIT_FIELDS = [
     "work_reference_number",
     "permit_reference_number",
@@ -39,12 +48,7 @@ PERMIT_FIELDS = [
     "area_name",
     "work_category",
     "traffic_management_type",
-    "proposed_start_date",
-    "proposed_start_time",
-    "proposed_end_date",
-    "proposed_end_time",
-    "actual_start_date_time",
-    "actual_end_date_time",
+    *PERMIT_TIMES,
     "work_status",
     "usrn",
     "highway_authority_swa_code",
@@ -113,15 +117,7 @@ SECTION_58_FIELDS = [
 ]
 OBJECT_FIELDS = {"permit": PERMIT_FIELDS, "activity": ACTIVITY_FIELDS, "section_58": SECTION_58_FIELDS}
 TIMESTAMP_FIELDS = {
-    "permit": {
-        "proposed_start_date",
-        "proposed_start_time",
-        "proposed_end_date",
-        "proposed_end_time",
-        "actual_start_date_time",
-        "actual_end_date_time",
-        "current_traffic_management_update_date",
-    },
+    "permit": {*PERMIT_TIMES, "current_traffic_management_update_date"},
     "activity": {"start_date", "start_time", "end_date", "end_time"},
     "section_58": {"start_date", "end_date", "status_change_date"},
 }

@@ -71,14 +71,16 @@ def stream_block(
     probed: dict,
     landed_at: datetime,
     writer,
+    *,
     part: str,
     previous: dict | None = None,
-    location=None,
     force: bool = False,
+    **_runner_keywords,
 ) -> dict:
     """Download, unzip, parse, flatten, validate and write one archive; returns the manifest's
     source-specific fields. Raises (and lands nothing) on a truncated or corrupt archive, and on
-    an archive with nothing to land where the previous landing had rows (unless ``force``)."""
+    an archive with nothing to land where the previous landing had rows (unless ``force``). The
+    runner's ``location`` does not concern it: an archive is always read whole."""
     url = probed.get("url") or archive_url(connection, part, month)
     reader = ArchiveReader(part, month, landed_at)
     download = Download(session, url, probed)

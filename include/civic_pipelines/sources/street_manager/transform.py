@@ -50,6 +50,18 @@ class ArchiveReader:
         self.landed_at = landed_at
         self.schema = data_schema(part)
         self.fields = OBJECT_FIELDS[part]
+        # The raw table's columns, in order, whichever parser (pyarrow or the exact one) read the chunk.
+        self.raw_names = [
+            "event_reference",
+            "event_type",
+            "event_time",
+            "object_type",
+            "object_reference",
+            "version",
+            "_object_data_present",
+            *self.fields,
+            "extras",
+        ]
         self.inferred: set[str] = set()  # field paths whose JSON type clashed with the contract's
         self.seen: set[int] = set()
         self.rows_written = 0
@@ -278,19 +290,8 @@ class ArchiveReader:
         return pa.array(out, pa.string())
 
     def _raw_table(self, columns: dict[str, pa.Array], n: int) -> pa.Table:
-        names = [
-            "event_reference",
-            "event_type",
-            "event_time",
-            "object_type",
-            "object_reference",
-            "version",
-            "_object_data_present",
-            *self.fields,
-            "extras",
-        ]
         arrays = []
-        for name in names:
+        for name in self.raw_names:
             array = columns.get(name)
             if array is None:
                 kind = pa.int64() if name in ("event_reference", "version") else pa.string()
@@ -299,7 +300,7 @@ class ArchiveReader:
                 if array.null_count < n:
                     self.present_fields.add(name)
             arrays.append(array)
-        return pa.Table.from_arrays(arrays, names=names)
+        return pa.Table.from_arrays(arrays, names=self.raw_names)
 
     def _raw_exact(self, chunk: Chunk, bad_members: list) -> pa.Table:
         """Member by member with orjson: every valid event lands, whatever else the chunk holds."""
@@ -345,17 +346,7 @@ class ArchiveReader:
             keep.append(index)
         n = len(rows)
         columns = {}
-        for name in [
-            "event_reference",
-            "event_type",
-            "event_time",
-            "object_type",
-            "object_reference",
-            "version",
-            "_object_data_present",
-            *self.fields,
-            "extras",
-        ]:
+        for name in self.raw_names:
             kind = (
                 pa.int64()
                 if name in ("event_reference", "version")
