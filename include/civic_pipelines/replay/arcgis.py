@@ -171,17 +171,12 @@ class ArcGisApi:
         self.faults = _ArcGisFaults()
         self._installed = False
 
-    def add_layer_family(
-        self,
-        dataset,
-        path_pattern: str,
-        name: str | None = None,
-        max_record_count: int = DEFAULT_MAX_RECORD_COUNT,
-        accept_epoch_dates: bool = False,
-    ) -> LayerFamily:
+    def add_layer_family(self, dataset, path_pattern: str, **options) -> LayerFamily:
+        """Serve ``dataset`` under ``path_pattern``; ``options`` are :class:`LayerFamily`'s
+        (``name``, ``max_record_count``, ``accept_epoch_dates``)."""
         if self._installed:
             raise RuntimeError("add layer families before installing the API")
-        family = LayerFamily(dataset, path_pattern, name, max_record_count, accept_epoch_dates)
+        family = LayerFamily(dataset, path_pattern, **options)
         self.families.append(family)
         return family
 

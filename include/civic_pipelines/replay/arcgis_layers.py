@@ -13,6 +13,7 @@ from collections import OrderedDict
 import orjson
 
 from civic_pipelines.replay.arcgis_where import CHECK_PARAMETERS, INVALID_QUERY, ArcGisError, Where, ranges_overlap
+from civic_pipelines.replay.config_values import apply_settings, late_edit_list, whole_number
 from civic_pipelines.replay.page_overlap import PageOverlap
 from civic_pipelines.replay.server import check_config_keys
 
@@ -57,7 +58,7 @@ class LayerFamily:
         self.dataset = dataset
         self.name = name or dataset.name
         self.path_pattern = path_pattern
-        self.max_record_count = _positive_int("max_record_count", max_record_count)
+        self.max_record_count = whole_number("max_record_count", max_record_count, 1)
         self.accept_epoch_dates = bool(accept_epoch_dates)
         self._initial = (self.max_record_count, self.accept_epoch_dates)
         self.page_overlap = PageOverlap()
@@ -104,43 +105,36 @@ class LayerFamily:
     # ------------------------------------------------------------ configuration
 
     def configure(self, config: dict) -> dict:
-        known = {
-            "late_edits",
-            "rows_per_month",
-            "max_record_count",
-            "accept_epoch_dates",
-            "first_year",
-            "last_year",
-            "layer_time_zone",
+        ds = self.dataset
+        settings = {
+            "max_record_count": self._set_max_record_count,
+            "accept_epoch_dates": self._set_accept_epoch_dates,
+            "layer_time_zone": ds.set_layer_time_zone,
+            "rows_per_month": ds.set_rows_per_month,
         }
-        check_config_keys(self.name, config, known)
+        check_config_keys(self.name, config, {*settings, "first_year", "last_year", "late_edits"})
         result: dict = {}
-        if "max_record_count" in config:
-            self.max_record_count = _positive_int("max_record_count", config["max_record_count"])
-        if "accept_epoch_dates" in config:
-            if not isinstance(config["accept_epoch_dates"], bool):
-                raise ValueError("accept_epoch_dates must be true or false")
-            self.accept_epoch_dates = config["accept_epoch_dates"]
         if "first_year" in config or "last_year" in config:
-            self.dataset.set_years(config.get("first_year"), config.get("last_year"))
-        if "layer_time_zone" in config:
-            self.dataset.set_layer_time_zone(config["layer_time_zone"])
-        if "rows_per_month" in config:
-            self.dataset.set_rows_per_month(config["rows_per_month"])
+            ds.set_years(config.get("first_year"), config.get("last_year"))
+        apply_settings(config, settings)
         if "late_edits" in config:
-            edits = config["late_edits"]
-            edits = edits if isinstance(edits, list) else [edits]
             result["late_edits"] = []
-            for edit in edits:
-                if not isinstance(edit, dict) or "month" not in edit:
-                    raise ValueError('late_edits needs {"month": "YYYY-MM", "n": N}')
-                ids = self.dataset.apply_late_edits(edit["month"], int(edit.get("n", 1)))
-                year = self.dataset.year_of(edit["month"])
+            for edit in late_edit_list(config["late_edits"]):
+                ids = ds.apply_late_edits(edit["month"], int(edit.get("n", 1)))
+                year = ds.year_of(edit["month"])
                 result["late_edits"].append(
-                    {"month": edit["month"], "object_ids": ids, "lastEditDate": self.dataset.layer_last_edit_date(year)}
+                    {"month": edit["month"], "object_ids": ids, "lastEditDate": ds.layer_last_edit_date(year)}
                 )
         result.update(self.describe())
         return result
+
+    def _set_max_record_count(self, value) -> None:
+        self.max_record_count = whole_number("max_record_count", value, 1)
+
+    def _set_accept_epoch_dates(self, value) -> None:
+        if not isinstance(value, bool):
+            raise ValueError("accept_epoch_dates must be true or false")
+        self.accept_epoch_dates = value
 
     def describe(self) -> dict:
         ds = self.dataset
@@ -405,12 +399,6 @@ def _query_field(field: dict) -> dict:
         out["length"] = field["length"]
     out.update(domain=None, defaultValue=None)
     return out
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1")
-    return value
 
 
 def _bool_param(params: dict, name: str, default: bool = False) -> bool:

@@ -47,7 +47,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 
 import orjson
 
-from civic_pipelines.replay.http_stream import if_range_ok, parse_range
+from civic_pipelines.replay.http_stream import bytes_answer, if_range_ok
 from civic_pipelines.replay.server import Request, Response, json_response
 from civic_pipelines.replay.zip_files import etag_for
 
@@ -236,23 +236,11 @@ class CkanApi:
             except (TypeError, ValueError, IndexError):
                 pass
 
-        if range_header and if_range_ok(
+        if range_header and not if_range_ok(
             request.headers.get("if-range"), etag, lambda value: self._modified_at(value, modified)
         ):
-            parsed = parse_range(range_header, len(data))
-            if parsed == "unsatisfiable":
-                return Response(
-                    416, b"", {**headers, "Content-Range": f"bytes */{len(data)}"}, content_type=content_type
-                )
-            if parsed is not None:
-                start, end = parsed
-                return Response(
-                    206,
-                    data[start : end + 1],
-                    {**headers, "Content-Range": f"bytes {start}-{end}/{len(data)}"},
-                    content_type=content_type,
-                )
-        return Response(200, data, headers, content_type=content_type, data_page=True)
+            range_header = None  # the body changed since the client's first part: send it whole
+        return bytes_answer(data, headers, content_type, range_header)
 
     @staticmethod
     def _modified_at(value: str, modified: _dt.datetime) -> bool:

@@ -41,9 +41,15 @@ from pathlib import Path
 from civic_pipelines.months import month_range
 from civic_pipelines.replay import horizon
 from civic_pipelines.replay.seeds import seed_for
+from civic_pipelines.replay.soda import SodaSource, months_touched
 
 _SALT = 0x5EED_50DA
 _KINDS = {"sequence", "within", "after", "values", "range", "table"}
+
+
+def _read_config(path: Path) -> dict:
+    with open(path, "rb") as handle:
+        return tomllib.load(handle)
 
 
 def _floating(moment: datetime) -> str:
@@ -54,8 +60,7 @@ class GeneratedSodaDataset:
     """Rows for one dataset file, month by month, plus the late-edit switch."""
 
     def __init__(self, path: Path) -> None:
-        with open(path, "rb") as handle:
-            config = tomllib.load(handle)
+        config = _read_config(path)
         self.path = path
         self.name = config["source"]["name"]
         self.title = config["source"].get("title", self.name)
@@ -287,44 +292,27 @@ class GeneratedSodaDataset:
         return text
 
 
-class GeneratedSodaSource:
+class GeneratedSodaSource(SodaSource):
     """Adapts a :class:`GeneratedSodaDataset` to :class:`~civic_pipelines.replay.soda.SodaApi`."""
 
+    edited_key = "keys"
+
     def __init__(self, dataset: GeneratedSodaDataset) -> None:
-        self.dataset = dataset
+        super().__init__(dataset, dataset.title)
         self.name = dataset.name
-        self.dataset_id = dataset.dataset_id
-        self.months: list[str] | None = None
 
     @property
     def version(self):
         return (id(self.dataset), self.dataset.version, self.dataset.rows_per_month)
 
-    @property
-    def rows_updated_at(self) -> int:
-        return self.dataset.rows_updated_at
-
-    def view(self) -> dict:
-        return {
-            "id": self.dataset_id,
-            "name": self.dataset.title,
-            "rowsUpdatedAt": int(self.dataset.rows_updated_at),
-            "columns": self.columns(),
-        }
-
-    def columns(self) -> list[dict]:
-        return self.dataset.columns()
+    def all_months(self) -> list[str]:
+        return self.dataset.months()
 
     def partition_field(self) -> str:
         return self.dataset.wire[self.dataset.date_field]
 
-    def default_months(self) -> list[str]:
-        return list(self.months) if self.months is not None else self.dataset.months()
-
     def months_in(self, low: str | None, low_strict: bool, high: str | None, high_strict: bool) -> list[str]:
         """Months a date-field interval touches, clipped to the dataset's range."""
-        from civic_pipelines.replay.soda import months_touched
-
         return months_touched(self.dataset.first_month, self.dataset.last_month, low, high, high_strict)
 
     def records(self, month: str) -> list[tuple[dict, dict]]:
@@ -352,40 +340,16 @@ class GeneratedSodaSource:
                 duplicate[date] = later
         return duplicate
 
-    def configure(self, config: dict) -> dict:
-        known = {"rows_per_month", "late_edits", "months", "rows_updated_at"}
-        unknown = set(config) - known
-        if unknown:
-            raise ValueError(f"unknown {self.name} config key(s) {sorted(unknown)}; known: {sorted(known)}")
-        result: dict = {}
-        dataset = self.dataset
-        with dataset._lock:
-            if "rows_per_month" in config:
-                value = config["rows_per_month"]
-                dataset.rows_per_month = None if value is None else int(value)
-                dataset._rows.clear()
-                dataset.version += 1
-            if "months" in config:
-                self.months = None if config["months"] is None else list(config["months"])
-            if "rows_updated_at" in config:
-                dataset.rows_updated_at = int(config["rows_updated_at"])
-        if "late_edits" in config:
-            edits = config["late_edits"]
-            edits = edits if isinstance(edits, list) else [edits]
-            result["late_edits"] = [
-                {"month": e["month"], "keys": dataset.apply_late_edits(e["month"], int(e.get("n", 1)))} for e in edits
-            ]
-        result.update(self.describe())
-        return result
+    def configure_dataset(self, config: dict) -> None:
+        if "rows_per_month" in config:
+            value = config["rows_per_month"]
+            with self.dataset._lock:
+                self.dataset.rows_per_month = None if value is None else int(value)
+                self.dataset._rows.clear()
+                self.dataset.version += 1
 
     def describe(self) -> dict:
-        return {
-            "dataset_id": self.dataset_id,
-            "rows_per_month": self.dataset.rows_per_month,
-            "base_rows_per_month": self.dataset.base_rows,
-            "rowsUpdatedAt": self.dataset.rows_updated_at,
-            "months": self.months,
-        }
+        return {**super().describe(), "base_rows_per_month": self.dataset.base_rows}
 
     def reset_data(self) -> None:
         self.dataset.reset()
@@ -398,8 +362,7 @@ def generated_sources() -> list[GeneratedSodaSource]:
 
     found = []
     for path in dataset_files().values():
-        with open(path, "rb") as handle:
-            config = tomllib.load(handle)
+        config = _read_config(path)
         if config.get("source", {}).get("adapter") == "socrata" and config.get("replay"):
             found.append(GeneratedSodaSource(GeneratedSodaDataset(path)))
     return found

@@ -7,8 +7,9 @@ and no body, for every route that lists ``"HEAD"`` among its methods) and sends 
 :class:`StreamedResponse` piece by piece. Everything else goes through the core unchanged, and
 the core's ``reset_mid_page`` fault still applies: half the announced length, then a TCP reset.
 
-:func:`parse_range` reads a ``Range: bytes=a-b`` header for every emulator that serves archives
-(CKAN, SRWR, Street Manager), so a download cut short resumes as it does against the real hosts.
+:func:`parse_range` reads a ``Range: bytes=a-b`` header, and :func:`range_answer` (streamed bodies)
+or :func:`bytes_answer` (bodies in memory) answer it, for every emulator that serves archives (CKAN,
+SRWR, Street Manager), so a download cut short resumes as it does against the real hosts.
 """
 
 from __future__ import annotations
@@ -115,3 +116,35 @@ def parse_range(value: str, length: int):
         return "unsatisfiable"
     end = int(last) if last else length - 1
     return start, min(end, length - 1)
+
+
+def range_answer(
+    range_header: str | None, size: int, headers: dict, content_type: str, part: Callable[[int, int, dict], Response]
+) -> Response | None:
+    """The answer to a ``Range`` header on a body of ``size`` bytes: a 416 past the end, or
+    ``part(start, end, headers)`` (the 206, ``end`` inclusive, its headers given ``Content-Range``);
+    None when there is no header or it is one to ignore, so the caller sends the whole body."""
+    if not range_header:
+        return None
+    parsed = parse_range(range_header, size)
+    if parsed == "unsatisfiable":
+        return Response(416, b"", {**headers, "Content-Range": f"bytes */{size}"}, content_type=content_type)
+    if parsed is None:
+        return None
+    start, end = parsed
+    return part(start, end, {**headers, "Content-Range": f"bytes {start}-{end}/{size}"})
+
+
+def bytes_answer(data: bytes, headers: dict, content_type: str, range_header: str | None) -> Response:
+    """``data`` whole (a 200 data page, which ``reset_mid_page`` may cut) or the part a ``Range``
+    header asks for (206, or 416)."""
+    partial = range_answer(
+        range_header,
+        len(data),
+        headers,
+        content_type,
+        lambda start, end, part_headers: Response(206, data[start : end + 1], part_headers, content_type=content_type),
+    )
+    if partial is not None:
+        return partial
+    return Response(200, data, headers, content_type=content_type, data_page=True)

@@ -79,6 +79,7 @@ import time
 from urllib.parse import parse_qsl, urlencode
 
 from civic_pipelines.replay import horizon
+from civic_pipelines.replay.config_values import whole_number
 from civic_pipelines.replay.mds_data import (  # noqa: F401 - re-exported: the names' old import path
     AUSTIN,
     EVENTS_20,
@@ -109,6 +110,8 @@ PREFIX = "/mds/"
 AUTH_PREFIX = "/mds-auth/"  # token endpoints: off the data routes (as Voi's token URL is), so no data fault hits them
 DEFAULT_SEED = 20240101
 HOUR_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}$")
+# whole-number config keys and their least values: a page holds at least one record
+_COUNTS = {"trips_per_hour": 0, "events_per_hour": 0, "page_size": 1, "fleet_size": 0, "token_ttl_seconds": 0}
 
 
 def _error(status: int, error: str, description: str, headers: dict | None = None, **kwargs) -> Response:
@@ -382,33 +385,17 @@ class MdsReplay:
     # ------------------------------------------------------------ configuration
 
     def configure(self, config: dict) -> dict:
-        known = {
-            "now",
-            "trips_per_hour",
-            "events_per_hour",
-            "page_size",
-            "fleet_size",
-            "invalid_share",
-            "late_hours",
-            "providers",
-            "token_ttl_seconds",
-            "token_max_uses",
-            "expire_tokens",
-        }
-        check_config_keys("mds", config, known)
+        check_config_keys(
+            "mds",
+            config,
+            {"now", *_COUNTS, "token_max_uses", "invalid_share", "late_hours", "providers", "expire_tokens"},
+        )
         with self._lock:
             if "now" in config:
                 self.now = parse_now(config["now"])
-            for name in ("trips_per_hour", "events_per_hour", "page_size", "fleet_size", "token_ttl_seconds"):
+            for name, minimum in _COUNTS.items():
                 if name in config:
-                    value = config[name]
-                    if (
-                        not isinstance(value, int)
-                        or isinstance(value, bool)
-                        or value < (1 if name == "page_size" else 0)
-                    ):
-                        raise ValueError(f"{name} must be an integer >= {1 if name == 'page_size' else 0}")
-                    setattr(self, name, value)
+                    setattr(self, name, whole_number(name, config[name], minimum))
             if "token_max_uses" in config:
                 value = config["token_max_uses"]
                 if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):

@@ -60,6 +60,10 @@ def parse_now(value) -> _dt.datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=_dt.UTC)
 
 
+# what GET /_replay/config shows of a provider: its settings, not its credentials
+_DESCRIBED = ("version", "auth", "voi_quirks", "trips_per_hour", "events_per_hour")
+
+
 class MdsProvider:
     """One operator: name, MDS version, auth and volumes."""
 
@@ -83,10 +87,5 @@ class MdsProvider:
         self.provider_id = _uuid(rng)
 
     def describe(self) -> dict:
-        return {
-            "version": self.version,
-            "auth": self.auth,
-            "voi_quirks": self.voi_quirks,
-            "trips_per_hour": self.trips_per_hour,
-            "events_per_hour": self.events_per_hour,
-        }
+        """The provider's settings (its secrets left out)."""
+        return {name: getattr(self, name) for name in _DESCRIBED}

@@ -470,6 +470,16 @@ _LOCAL_HOUR_WEIGHTS = [
 ]
 _LOCAL_HOUR_CUM = [sum(_LOCAL_HOUR_WEIGHTS[: i + 1]) for i in range(24)]
 _FAST_WORDS = ("Callback", "Inquiry", "Request", "Question", "Information")
+# How long a case stays open, in seconds, as bands (cumulative share of cases, shortest, longest):
+# quick types (_FAST_WORDS) close within hours to days, others take days to months.
+_HOUR, _DAY = 3600, 86400
+_FAST_LAGS = ((0.4, 600, 8 * _HOUR), (0.85, 8 * _HOUR, 5 * _DAY), (1.0, 5 * _DAY, 40 * _DAY))
+_SLOW_LAGS = (
+    (0.12, 600, 6 * _HOUR),
+    (0.5, 6 * _HOUR, 4 * _DAY),
+    (0.85, 4 * _DAY, 30 * _DAY),
+    (1.0, 30 * _DAY, 200 * _DAY),
+)
 # Minneapolis city limits (lon/lat) and downtown.
 _WEST, _EAST, _SOUTH, _NORTH = -93.3290, -93.1937, 44.8902, 45.0512
 _DOWNTOWN = (-93.2650, 44.9778)
@@ -543,6 +553,14 @@ def _type_weights(month: int) -> list[float]:
 
 
 _TYPE_CUM = {m: _type_weights(m) for m in range(1, 13)}
+
+
+def _close_lag(rng: random.Random, u: float, bands) -> float:
+    """A lag drawn uniformly within the band the uniform draw ``u`` (0 <= u < 1) falls in."""
+    for top, low, high in bands:
+        if u < top:
+            return rng.uniform(low, high)
+    raise ValueError(f"u={u} is not below 1")
 
 
 # ---------------------------------------------------------------- the dataset
@@ -882,24 +900,7 @@ class Minneapolis311Dataset(MonthlyRows):
         for opened, (subject, reason, type_name, title) in zip(times, categories):
             fast = any(word in type_name for word in _FAST_WORDS)
             u = rng.random()
-            if fast:
-                lag_s = (
-                    rng.uniform(600, 8 * 3600)
-                    if u < 0.4
-                    else rng.uniform(8 * 3600, 5 * 86400)
-                    if u < 0.85
-                    else rng.uniform(5 * 86400, 40 * 86400)
-                )
-            else:
-                lag_s = (
-                    rng.uniform(600, 6 * 3600)
-                    if u < 0.12
-                    else rng.uniform(6 * 3600, 4 * 86400)
-                    if u < 0.5
-                    else rng.uniform(4 * 86400, 30 * 86400)
-                    if u < 0.85
-                    else rng.uniform(30 * 86400, 200 * 86400)
-                )
+            lag_s = _close_lag(rng, u, _FAST_LAGS if fast else _SLOW_LAGS)
             closed_at = opened + int(lag_s) * 1000
             never = rng.random() < 0.015
             is_closed = not never and closed_at <= as_of

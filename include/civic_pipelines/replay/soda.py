@@ -38,8 +38,9 @@ from email.utils import formatdate
 import orjson
 
 from civic_pipelines.replay import soql
+from civic_pipelines.replay.config_values import late_edit_list
 from civic_pipelines.replay.page_overlap import OVERLAP_ROWS, PageOverlap  # noqa: F401 - the docstring links OVERLAP_ROWS
-from civic_pipelines.replay.server import Request, Response, json_response, socrata_error
+from civic_pipelines.replay.server import Request, Response, check_config_keys, json_response, socrata_error
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 50000
@@ -74,24 +75,19 @@ def months_touched(first: str, last: str, low: str | None, high: str | None, hig
     return month_range(lo_month, hi_month)
 
 
-class SeattleSodaSource:
-    """Adapts a :class:`~civic_pipelines.replay.seattle.SeattleCrimeDataset` to the SODA service."""
+class SodaSource:
+    """What every SODA source serves and configures alike from its ``dataset`` (which has
+    ``rows_updated_at``, ``rows_per_month``, ``columns()`` and ``apply_late_edits(month, n)``).
 
-    name = "seattle_crime"
+    A subclass sets ``name`` and ``edited_key``, and gives ``all_months()`` and
+    ``configure_dataset(config)``. ``months``: the months served when a query does not narrow
+    them (None: all)."""
 
-    def __init__(self, dataset, months: Iterable[str] | None = None) -> None:
-        from civic_pipelines.replay import seattle
-
-        self._seattle = seattle
+    def __init__(self, dataset, title: str, months: Iterable[str] | None = None) -> None:
         self.dataset = dataset
         self.dataset_id = dataset.dataset_id
+        self.title = title
         self.months = list(months) if months is not None else None
-        self._initial = (dataset.schema, dataset.rows_per_month)
-
-    # what the service needs
-    @property
-    def version(self):
-        return (id(self.dataset), self.dataset.version, self.dataset.schema)
 
     @property
     def rows_updated_at(self) -> int:
@@ -100,19 +96,80 @@ class SeattleSodaSource:
     def view(self) -> dict:
         return {
             "id": self.dataset_id,
-            "name": self.dataset.name,
+            "name": self.title,
             "rowsUpdatedAt": int(self.dataset.rows_updated_at),
-            "columns": self.dataset.columns(),
+            "columns": self.columns(),
         }
 
     def columns(self) -> list[dict]:
         return self.dataset.columns()
 
+    def default_months(self) -> list[str]:
+        return list(self.months) if self.months is not None else self.all_months()
+
+    # configuration over HTTP: the settings every SODA source has, around its dataset's own
+    config_keys = frozenset({"rows_per_month", "late_edits", "months", "rows_updated_at"})
+    edited_key: str  # what the late_edits answer calls the rows an edit changed
+
+    def configure(self, config: dict) -> dict:
+        check_config_keys(self.name, config, self.config_keys)
+        self.configure_dataset(config)
+        if "months" in config:
+            months = config["months"]
+            for month in months or ():
+                self.check_month(month)
+            self.months = None if months is None else list(months)
+        if "rows_updated_at" in config:
+            self.dataset.rows_updated_at = int(config["rows_updated_at"])
+        result: dict = {}
+        if "late_edits" in config:
+            result["late_edits"] = [
+                {
+                    "month": edit["month"],
+                    self.edited_key: self.dataset.apply_late_edits(edit["month"], int(edit.get("n", 1))),
+                }
+                for edit in late_edit_list(config["late_edits"])
+            ]
+        return {**result, **self.describe()}
+
+    def configure_dataset(self, config: dict) -> None:
+        """Apply the dataset's own settings (``rows_per_month`` and any in ``config_keys``)."""
+        raise NotImplementedError
+
+    def check_month(self, month: str) -> None:
+        """Refuse (ValueError) a month of a ``months`` setting that the dataset cannot serve."""
+
+    def describe(self) -> dict:
+        return {
+            "dataset_id": self.dataset_id,
+            "rows_per_month": self.dataset.rows_per_month,
+            "rowsUpdatedAt": self.dataset.rows_updated_at,
+            "months": self.months,
+        }
+
+
+class SeattleSodaSource(SodaSource):
+    """Adapts a :class:`~civic_pipelines.replay.seattle.SeattleCrimeDataset` to the SODA service."""
+
+    name = "seattle_crime"
+
+    def __init__(self, dataset, months: Iterable[str] | None = None) -> None:
+        from civic_pipelines.replay import seattle
+
+        super().__init__(dataset, dataset.name, months)
+        self._seattle = seattle
+        self._initial = (dataset.schema, dataset.rows_per_month)
+
+    # what the service needs
+    @property
+    def version(self):
+        return (id(self.dataset), self.dataset.version, self.dataset.schema)
+
+    def all_months(self) -> list[str]:
+        return self._seattle.all_months()
+
     def partition_field(self) -> str:
         return self.dataset.report_field
-
-    def default_months(self) -> list[str]:
-        return list(self.months) if self.months is not None else self._seattle.all_months()
 
     def months_in(self, low: str | None, low_strict: bool, high: str | None, high_strict: bool) -> list[str]:
         """Months a report-time interval touches, clipped to the dataset's range."""
@@ -149,44 +206,20 @@ class SeattleSodaSource:
             dup[report] = later
         return dup
 
-    # configuration over HTTP
-    def configure(self, config: dict) -> dict:
-        result: dict = {}
-        known = {"schema", "rows_per_month", "late_edits", "months", "rows_updated_at"}
-        unknown = set(config) - known
-        if unknown:
-            raise ValueError(f"unknown seattle_crime config key(s) {sorted(unknown)}; known: {sorted(known)}")
+    config_keys = SodaSource.config_keys | {"schema"}
+    edited_key = "offense_ids"
+
+    def configure_dataset(self, config: dict) -> None:
         if "schema" in config:
             self.dataset.set_schema(config["schema"])
         if "rows_per_month" in config:
             self.dataset.set_rows_per_month(config["rows_per_month"])
-        if "months" in config:
-            months = config["months"]
-            if months is not None:
-                for month in months:
-                    self._seattle.parse_month(month)
-            self.months = None if months is None else list(months)
-        if "rows_updated_at" in config:
-            self.dataset.rows_updated_at = int(config["rows_updated_at"])
-        if "late_edits" in config:
-            edits = config["late_edits"]
-            edits = edits if isinstance(edits, list) else [edits]
-            result["late_edits"] = [
-                {"month": e["month"], "offense_ids": self.dataset.apply_late_edits(e["month"], int(e.get("n", 1)))}
-                for e in edits
-            ]
-        result.update(self.describe())
-        return result
+
+    def check_month(self, month: str) -> None:
+        self._seattle.parse_month(month)
 
     def describe(self) -> dict:
-        return {
-            "dataset_id": self.dataset_id,
-            "schema": self.dataset.schema,
-            "seed": self.dataset.seed,
-            "rows_per_month": self.dataset.rows_per_month,
-            "rowsUpdatedAt": self.dataset.rows_updated_at,
-            "months": self.months,
-        }
+        return {**super().describe(), "schema": self.dataset.schema, "seed": self.dataset.seed}
 
     def reset_data(self) -> None:
         schema, rows_per_month = self._initial

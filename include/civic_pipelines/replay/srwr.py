@@ -100,7 +100,8 @@ import time
 from urllib.parse import quote, urlencode
 
 from civic_pipelines.replay.ckan import http_date
-from civic_pipelines.replay.http_stream import parse_range
+from civic_pipelines.replay.config_values import late_edit_list, whole_number
+from civic_pipelines.replay.http_stream import bytes_answer
 from civic_pipelines.replay.server import Request, Response, check_config_keys, json_response
 from civic_pipelines.replay.srwr_data import (  # noqa: F401 - re-exported: the names' old import path
     COUNCILS,
@@ -125,6 +126,9 @@ from civic_pipelines.replay.srwr_data import (  # noqa: F401 - re-exported: the 
 API_PREFIX = "/export/api/v1/"
 DOWNLOAD_PREFIX = "/srwr-exports/"
 _SECRET = b"civic-replay-srwr"
+# config keys: the dataset's shares of odd records, and the API's signed-URL settings
+_SHARES = ("one_digit_share", "undated_share", "unknown_share", "late_start_share")
+_URL_SETTINGS = ("url_ttl_seconds", "expire_next_urls")
 
 # ---------------------------------------------------------------- the export API
 
@@ -279,52 +283,26 @@ class SrwrApi:
         if data is None:
             data, etag, modified = self.dataset.file(identifier)
         headers = {"ETag": etag, "Last-Modified": http_date(modified), "Accept-Ranges": "bytes"}
-        if range_header:
-            parsed = parse_range(range_header, len(data))
-            if parsed == "unsatisfiable":
-                return Response(
-                    416, b"", {**headers, "Content-Range": f"bytes */{len(data)}"}, content_type="application/zip"
-                )
-            if parsed is not None:
-                start, end = parsed
-                return Response(
-                    206,
-                    data[start : end + 1],
-                    {**headers, "Content-Range": f"bytes {start}-{end}/{len(data)}"},
-                    content_type="application/zip",
-                )
-        return Response(200, data, headers, content_type="application/zip", data_page=True)
+        return bytes_answer(data, headers, "application/zip", range_header)
 
     # ------------------------------------------------------------ configuration
 
     def configure(self, config: dict) -> dict:
-        known = {
-            "activities_per_month",
-            "today",
-            "late_edits",
-            "url_ttl_seconds",
-            "expire_next_urls",
-            "one_digit_share",
-            "undated_share",
-            "unknown_share",
-            "late_start_share",
-            "fault_options",
-        }
-        check_config_keys("srwr", config, known)
+        check_config_keys(
+            "srwr", config, {"activities_per_month", "today", "late_edits", "fault_options", *_SHARES, *_URL_SETTINGS}
+        )
         ds = self.dataset
         result: dict = {}
         if "activities_per_month" in config:
             ds.set_activities_per_month(config["activities_per_month"])
-        for name in ("one_digit_share", "undated_share", "unknown_share", "late_start_share"):
+        for name in _SHARES:
             if name in config:
                 ds.set_share(name, config[name])
         if "today" in config:
             ds.set_today(config["today"])
-        for name in ("url_ttl_seconds", "expire_next_urls"):
+        for name in _URL_SETTINGS:
             if name in config:
-                value = config[name]
-                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                    raise ValueError(f"{name} must be an integer >= 0")
+                value = whole_number(name, config[name])
                 with self._lock:
                     setattr(self, name, value)
         if "fault_options" in config:
@@ -340,10 +318,9 @@ class SrwrApi:
             with self._lock:
                 self.fault_options = options
         if "late_edits" in config:
-            edits = config["late_edits"]
             done = []
-            for edit in edits if isinstance(edits, list) else [edits]:
-                if not isinstance(edit, dict) or not isinstance(edit.get("month"), str) or len(edit["month"]) != 7:
+            for edit in late_edit_list(config["late_edits"]):
+                if not isinstance(edit["month"], str) or len(edit["month"]) != 7:
                     raise ValueError('late_edits needs {"month": "YYYY-MM", "n": N}')
                 year, month = int(edit["month"][:4]), int(edit["month"][5:7])
                 ids = ds.apply_late_edits(year, month, int(edit.get("n", 1)))
@@ -352,13 +329,8 @@ class SrwrApi:
         return {**self.describe(), **result}
 
     def describe(self) -> dict:
-        return {
-            **self.dataset.describe(),
-            "url_ttl_seconds": self.url_ttl_seconds,
-            "expire_next_urls": self.expire_next_urls,
-            "urls_issued": self.issued,
-            "fault_options": self.fault_options,
-        }
+        urls = {name: getattr(self, name) for name in _URL_SETTINGS}
+        return {**self.dataset.describe(), **urls, "urls_issued": self.issued, "fault_options": self.fault_options}
 
     def reset_data(self) -> None:
         with self._lock:

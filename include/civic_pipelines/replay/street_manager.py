@@ -456,7 +456,7 @@ class StreetManagerArchives:
         server.add_data_reset_hook(self.reset)
 
     def handle(self, request):
-        from civic_pipelines.replay.http_stream import StreamedResponse, if_range_ok, parse_range
+        from civic_pipelines.replay.http_stream import StreamedResponse, if_range_ok, range_answer
         from civic_pipelines.replay.server import Response
 
         parts = request.path.strip("/").split("/")
@@ -498,24 +498,23 @@ class StreetManagerArchives:
         ):
             return Response(304, b"", headers, content_type=content_type)
         range_header = request.headers.get("range")
-        if range_header and if_range_ok(
-            request.headers.get("if-range"), stored.etag, lambda value: value == _http_date(modified)
-        ):
-            parsed = parse_range(range_header, stored.size)
-            if parsed == "unsatisfiable":
-                return Response(
-                    416, b"", {**headers, "Content-Range": f"bytes */{stored.size}"}, content_type=content_type
-                )
-            if parsed is not None:
-                start, end = parsed
-                return StreamedResponse(
+        if if_range_ok(request.headers.get("if-range"), stored.etag, lambda value: value == _http_date(modified)):
+            partial = range_answer(
+                range_header,
+                stored.size,
+                headers,
+                content_type,
+                lambda start, end, part_headers: StreamedResponse(
                     206,
-                    headers={**headers, "Content-Range": f"bytes {start}-{end}/{stored.size}"},
+                    headers=part_headers,
                     content_type=content_type,
                     length=end - start + 1,
                     pieces=lambda: stored.pieces(start, end),
                     data_page=body,
-                )
+                ),
+            )
+            if partial is not None:
+                return partial
         # data_page: the core's reset_mid_page fault may cut it (a HEAD has no body to cut).
         return StreamedResponse(
             200,

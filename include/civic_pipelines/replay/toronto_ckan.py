@@ -26,6 +26,7 @@ import re
 import uuid
 
 from civic_pipelines.replay.ckan import DOWNLOAD_PREFIX, CkanApi
+from civic_pipelines.replay.config_values import apply_settings, late_edit_list
 from civic_pipelines.replay.server import check_config_keys
 from civic_pipelines.replay.toronto import PACKAGE_TITLE, Toronto311Dataset
 from civic_pipelines.replay.zip_files import build_zip, etag_for
@@ -89,6 +90,12 @@ class TorontoCkanPackage:
         if value not in ("auto", "eager", "lazy"):
             raise ValueError("size_policy must be auto, eager or lazy")
         return value
+
+    def _set_resource_format(self, value: str) -> None:
+        self.resource_format = self._check_format(value)
+
+    def _set_size_policy(self, value: str) -> None:
+        self.size_policy = self._check_policy(value)
 
     # ------------------------------------------------------------ identity
 
@@ -254,38 +261,21 @@ class TorontoCkanPackage:
     # ------------------------------------------------------------ configuration over HTTP
 
     def configure(self, config: dict) -> dict:
-        known = {
-            "rows_per_year",
-            "late_edits",
-            "resource_format",
-            "current_through",
-            "date_quirks",
-            "prebuild",
-            "size_policy",
-            "location_quirks",
-        }
-        check_config_keys("toronto_311", config, known)
         ds = self.dataset
+        settings = {
+            "resource_format": self._set_resource_format,
+            "size_policy": self._set_size_policy,
+            "rows_per_year": ds.set_rows_per_year,
+            "current_through": ds.set_current_through,
+            "date_quirks": lambda value: ds.set_date_quirks(bool(value)),
+            "location_quirks": lambda value: ds.set_location_quirks(bool(value)),
+        }
+        check_config_keys("toronto_311", config, {*settings, "late_edits", "prebuild"})
         result: dict = {}
-        if "resource_format" in config:
-            self.resource_format = self._check_format(config["resource_format"])
-        if "size_policy" in config:
-            self.size_policy = self._check_policy(config["size_policy"])
-        if "rows_per_year" in config:
-            ds.set_rows_per_year(config["rows_per_year"])
-        if "current_through" in config:
-            ds.set_current_through(config["current_through"])
-        if "date_quirks" in config:
-            ds.set_date_quirks(bool(config["date_quirks"]))
-        if "location_quirks" in config:
-            ds.set_location_quirks(bool(config["location_quirks"]))
+        apply_settings(config, settings)
         if "late_edits" in config:
-            edits = config["late_edits"]
-            edits = edits if isinstance(edits, list) else [edits]
             done = []
-            for edit in edits:
-                if not isinstance(edit, dict) or "month" not in edit:
-                    raise ValueError('late_edits needs {"month": "YYYY-MM", "n": N} (year optional)')
+            for edit in late_edit_list(config["late_edits"], '{"month": "YYYY-MM", "n": N} (year optional)'):
                 month = edit["month"]
                 year = edit.get("year")
                 if year is None:
