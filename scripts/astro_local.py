@@ -49,6 +49,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,13 +145,24 @@ def trigger_and_wait(stack: Stack, runs: dict[str, dict], timeout: float = 1500)
                 )
                 finished[dag_id] = {**run, "task_instances": instances["task_instances"]}
                 log(f"{dag_id} {run_id}: {run['state']}")
-    # Unpausing also starts the scheduled (catchup) runs from the start month: wait for those too.
+    # Unpausing also starts the scheduled (catchup) runs from the start month: wait for those too,
+    # until none is left to create. A run made before the start-month Variable was re-parsed moves
+    # the next one on, and the scheduler creates it only after the earlier one has finished: "every
+    # listed run finished" alone can hold just before that run appears (its container then started
+    # after the runs were listed, and the container count no longer matched them).
     while True:
         token = stack.token()
+        # Read before the runs: a run the scheduler creates after this read is not due now.
+        next_due = [
+            dag_id
+            for dag_id in started
+            if (after := stack.api("GET", f"/dags/{dag_id}", token=token)["next_dagrun_run_after"])
+            and datetime.fromisoformat(after.replace("Z", "+00:00")) <= datetime.now(UTC)
+        ]
         listed = {
             dag_id: stack.api("GET", f"/dags/{dag_id}/dagRuns?limit=100", token=token)["dag_runs"] for dag_id in started
         }
-        if all(run["state"] in ("success", "failed") for runs_ in listed.values() for run in runs_):
+        if not next_due and all(run["state"] in ("success", "failed") for runs_ in listed.values() for run in runs_):
             break
         if time.monotonic() > deadline:
             raise RuntimeError(f"scheduled runs not finished in {timeout:.0f} s")
