@@ -10,6 +10,16 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+# The warehouse tables whose Cosmos tasks emit an Asset event the civic_marts DAG is scheduled on
+# (with every source's lake Asset), written out here rather than read from the project's code.
+MARTS_INPUT_TABLES = (
+    "fct_crime_offenses",
+    "fct_service_requests",
+    "fct_mobility_trips",
+    "int_permit_months",
+    "int_permits_latest",
+)
+
 ONE_DAG = '''"""The Airflow DAGs named in $CIVIC_TEST_DAGS, built by the project's factory (a test's DAG folder)."""
 import os
 

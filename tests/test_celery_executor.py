@@ -38,6 +38,7 @@ import duckdb
 import pytest
 from airflow_runs import small_dags_folder
 
+from civic_pipelines.devtools.local_airflow import airflow_environment
 from civic_pipelines.orchestration import backfill
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,16 +77,14 @@ def celery_environment(work: Path, pg: dict, broker_url: str, replay_url: str, a
     )
     (work / "plugins").mkdir(exist_ok=True)
     result_backend = "db+" + pg["url"]  # Celery's SQLAlchemy result backend, in Airflow's own database
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__", "CIVIC_"))}
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__", "CIVIC_"))},
+        # As the demo's stack: data folder (AIRFLOW_HOME = work/airflow), no examples, DAGs
+        # unpaused, all-admins (every server here listens on loopback), the API port.
+        **airflow_environment(base, work, api_port),
         **small_dags_folder(work / "dags", SOURCES, with_marts=True),
-        "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
-        "CIVIC_DATA_DIR": str(work),
-        "CIVIC_LAKE": str(work / "lake"),
-        "CIVIC_WAREHOUSE": str(work / "warehouse.duckdb"),
         "CIVIC_DBT_FRESHNESS": str(work / "dbt_freshness"),
         "CIVIC_HTTP_BACKOFF": "0.05",
-        "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(work / "plugins"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg["url"],
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
@@ -95,16 +94,9 @@ def celery_environment(work: Path, pg: dict, broker_url: str, replay_url: str, a
         "AIRFLOW__CELERY__OPERATION_TIMEOUT": "30",
         "AIRFLOW__CORE__HOSTNAME_CALLABLE": "civic_pipelines.devtools.worker_hostname.hostname",
         "AIRFLOW__CORE__PARALLELISM": str(WORKER_SLOTS * len(WORKERS)),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        # all-admins only because every server here listens on loopback
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         # One key for every process: the scheduler signs the task tokens the API server checks.
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
         "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(api_port),
-        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         # Parsed once: the file does not change during the test, and on a loaded machine one parse

@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from airflow_runs import MARTS_INPUT_TABLES
 
 from civic_pipelines import sources
 
@@ -217,14 +218,7 @@ def test_marts_dag_builds_exactly_the_marts_on_the_sources_assets(dagbag):
     condition = dag.timetable.asset_condition
     assert isinstance(condition, AssetAny)
     assert {a.uri for a in condition.objects} == {f"x-civic://lake/{name}" for name in sources.names()} | {
-        f"x-civic://warehouse/{t}"
-        for t in (
-            "fct_crime_offenses",
-            "fct_service_requests",
-            "fct_mobility_trips",
-            "int_permit_months",
-            "int_permits_latest",
-        )
+        f"x-civic://warehouse/{t}" for t in MARTS_INPUT_TABLES
     }
     assert dag.max_active_runs == 1 and dag.catchup is False
     # Each mart waits on its sources' gate, after the wait for the source runs.

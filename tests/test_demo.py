@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from airflow_runs import MARTS_INPUT_TABLES
 
 from civic_pipelines.months import format_month, previous_month
 
@@ -251,29 +252,13 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
     assert marts_runs and {run_type for run_type, _ in marts_runs} == {"asset_triggered"}, marts_runs
     assert {state for _, state in marts_runs} == {"success"}, marts_runs
     lake = {f"x-civic://lake/{name}" for name in sources.names()}
-    tables = {
-        f"x-civic://warehouse/{t}"
-        for t in (
-            "fct_crime_offenses",
-            "fct_service_requests",
-            "fct_mobility_trips",
-            "int_permit_months",
-            "int_permits_latest",
-        )
-    }
+    tables = {f"x-civic://warehouse/{t}" for t in MARTS_INPUT_TABLES}
     assert {uri: "civic_marts" for uri in lake | tables} == consumers
     assert {(uri, dag, task) for uri, dag, task in producers if uri in lake} == {
         (f"x-civic://lake/{name}", name, "extract_load") for name in sources.names()
     }
     assert {(uri, task) for uri, _, task in producers if uri in tables} == {
-        (f"x-civic://warehouse/{t}", f"dbt.{t}_model_build")
-        for t in (
-            "fct_crime_offenses",
-            "fct_service_requests",
-            "fct_mobility_trips",
-            "int_permit_months",
-            "int_permits_latest",
-        )
+        (f"x-civic://warehouse/{t}", f"dbt.{t}_model_build") for t in MARTS_INPUT_TABLES
     }
     assert {dag for uri, dag, _ in producers if uri.endswith("fct_service_requests")} == {
         "minneapolis_311",

@@ -164,9 +164,11 @@ def failing_extract_dag(environment):
     return dag
 
 
-def replay_fault(environment, fault: dict):
-    """Switch on the replay's ``fault`` (see /_replay/faults); returns the inbox the failure mails to."""
-    requests.post(f"{environment['server'].url}/_replay/faults", timeout=10, json=fault).raise_for_status()
+def seattle_fails(environment, reliability, replay_faults: dict, *, fault: str, expected: str):
+    """Record the reliability row of a Seattle block that fails with ``fault``, then switch on the
+    replay's ``replay_faults`` (see /_replay/faults); returns the inbox the failure mails to."""
+    reliability.row(fault=fault, source="seattle_crime", expected=expected)
+    requests.post(f"{environment['server'].url}/_replay/faults", timeout=10, json=replay_faults).raise_for_status()
     return environment["inbox"]
 
 
@@ -186,13 +188,14 @@ def epoch(stamp: str) -> float:
 
 
 def test_a_failed_block_emails_the_dag_the_block_and_the_error(environment, reliability):
-    reliability.row(
+    inbox = seattle_fails(
+        environment,
+        reliability,
+        {"status_500": 100_000},
         fault="failure notifies by e-mail (a block fails for good: 500 forever)",
-        source="seattle_crime",
         expected="the failed block's task mails civic_smtp's recipient (a real SMTP server with a login, "
         "on loopback): DAG, block label and error named; no secret in the mail",
     )
-    inbox = replay_fault(environment, {"status_500": 100_000})
     run = failing_extract_dag(environment).test(
         run_conf={"start_month": "2024-01", "end_month": "2024-01"}, use_executor=True
     )
@@ -228,13 +231,14 @@ def test_a_failed_block_emails_the_dag_the_block_and_the_error(environment, reli
 
 
 def test_a_hung_block_hits_its_execution_timeout_and_mails(environment, reliability):
-    reliability.row(
+    inbox = seattle_fails(
+        environment,
+        reliability,
+        {"delay": 100, "delay_seconds": 30},
         fault="a block hangs (the API answers after 30 s; execution_timeout 6 s)",
-        source="seattle_crime",
         expected="extract_load fails at its execution_timeout (Variable civic_<source>_extract_timeout_minutes) "
         "and the failure mail names the block and the timeout",
     )
-    inbox = replay_fault(environment, {"delay": 100, "delay_seconds": 30})
     with pytest.MonkeyPatch.context() as patch:
         # Read when the DAG is built, here and in the task process that parses the DAG file.
         patch.setenv("AIRFLOW_VAR_CIVIC_SEATTLE_CRIME_EXTRACT_TIMEOUT_MINUTES", "0.1")
