@@ -93,10 +93,10 @@ def execution_api():
     does under the scheduler: a forked supervisor and task process that write the task's log file
     under ``$AIRFLOW_HOME/logs``. Yields the URL to set as ``[core] execution_api_server_url``."""
     import multiprocessing
-    import os
     import socket
     import threading
 
+    import pytest
     import uvicorn
     from airflow.api_fastapi.app import create_app
 
@@ -118,17 +118,13 @@ def execution_api():
     # This API answers from a thread of the busy test process, on a machine the other lane loads
     # too. At the worker's default 5 s timeout, a slow answer to the task's "run" call is retried
     # after the first call has already marked the task running; the retry gets a 409 and the worker
-    # fails the task before it starts (seen once in CI, as dag.test's "Callback sink is not ready").
-    # Airflow's advice for that is a longer timeout, not retries (workers.execution_api_timeout).
-    timeout = os.environ.get("AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT")
-    os.environ["AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT"] = "60"
+    # fails the task before it starts (the likeliest cause of dag.test's "Callback sink is not
+    # ready", seen once in CI). Airflow's advice for that is a longer timeout, not more retries.
     try:
-        yield f"http://127.0.0.1:{port}/execution/"
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT", "60")
+            yield f"http://127.0.0.1:{port}/execution/"
     finally:
-        if timeout is None:
-            os.environ.pop("AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT", None)
-        else:
-            os.environ["AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT"] = timeout
         multiprocessing.set_start_method(start_method, force=True)
         server.should_exit = True
         thread.join(timeout=30)
