@@ -50,18 +50,31 @@ if pid == 0:
     os.close(read)
     inherited = {name: name in sys.modules for name in
                  ("cosmos", "civic_pipelines.orchestration.dag_factory", "civic_pipelines.orchestration.dbt_group")}
+    import gc
+    import cosmos.dbt.runner
+    from civic_pipelines.orchestration import dbt_preparsed
+
+    manifest = dbt_preparsed.current_manifest()
+    dbt = {"manifest_nodes": len(manifest.nodes) if manifest is not None else 0,
+           "runner_has_it": cosmos.dbt.runner.get_runner([print]).manifest is manifest,
+           "frozen_objects": gc.get_freeze_count()}
+    os.environ["CIVIC_WAREHOUSE"] = os.environ["CIVIC_DATA_DIR"] + "/other.duckdb"  # other paths: dbt parses itself
+    dbt["manifest_for_other_paths"] = dbt_preparsed.current_manifest() is not None
     os.environ["_AIRFLOW_PARSING_CONTEXT_DAG_ID"] = "seattle_crime"
     os.environ["_AIRFLOW_PARSING_CONTEXT_TASK_ID"] = "extract_load"
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=sys.argv[1], safe_mode=False, load_op_links=False)
     result = {"inherited": inherited, "dags": sorted(bag.dags), "errors": {k: str(v) for k, v in bag.import_errors.items()},
-              "tasks": len(bag.dags["seattle_crime"].task_dict) if "seattle_crime" in bag.dags else 0}
+              "tasks": len(bag.dags["seattle_crime"].task_dict) if "seattle_crime" in bag.dags else 0, "dbt": dbt}
     os.write(write, json.dumps(result).encode())
     os._exit(0)
 os.close(write)
 os.waitpid(pid, 0)
-print(os.read(read, 1 << 20).decode())
+result = json.loads(os.read(read, 1 << 20).decode())
+import gc
+result["parent_frozen_objects"] = gc.get_freeze_count()  # unfrozen after the fork: its garbage is still collected
+print(json.dumps(result))
 """
 
 
@@ -93,6 +106,14 @@ def test_a_task_forked_after_the_warm_up_inherits_the_dag_files_imports(tmp_path
     assert result["errors"] == {}
     assert result["dags"] == ["seattle_crime"]  # the task's own DAG, built from the file, not the warm-up's
     assert result["tasks"] > 3  # plan_blocks, extract_load, the dbt nodes, source_freshness
+    # dbt's project, parsed once before the fork, is what Cosmos's runner hands dbt in the child
+    # (while the project's files and paths are those it was parsed with), and the inherited objects
+    # are frozen out of the child's garbage collections
+    assert result["dbt"]["manifest_nodes"] > 100
+    assert result["dbt"]["runner_has_it"] is True
+    assert result["dbt"]["manifest_for_other_paths"] is False
+    assert result["dbt"]["frozen_objects"] > 100_000
+    assert result["parent_frozen_objects"] == 0
 
 
 def test_the_local_settings_file_calls_the_preload(tmp_path):

@@ -308,19 +308,22 @@ def run_source_freshness(source: str, out: Path | None = None) -> dict:
 
     from dbt.cli.main import dbtRunner
 
+    from civic_pipelines.orchestration.dbt_preparsed import current_manifest
+
     out = out or settings.freshness_dir() / f"{source}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     project_dir = settings.dbt_project_dir()
     os.environ.update(dbt_env())  # this task's own process: dbt reads the paths with env_var()
     with tempfile.TemporaryDirectory(prefix=f"freshness-{source}-") as scratch:
         # target/ and logs/ in a scratch folder (the project folder is shared with concurrent runs),
-        # seeded with the project's partial-parse state so dbt does not parse every file again.
+        # seeded with the project's partial-parse state so dbt does not parse every file again
+        # (no parse at all in a task forked after the preload: current_manifest).
         target = Path(scratch) / "target"
         target.mkdir()
         partial_parse = project_dir / "target" / "partial_parse.msgpack"
         if partial_parse.is_file():
             shutil.copy2(partial_parse, target / partial_parse.name)
-        invoked = dbtRunner().invoke(
+        invoked = dbtRunner(manifest=current_manifest()).invoke(
             [
                 "source",
                 "freshness",
