@@ -48,11 +48,17 @@ def preload(warm_dag_parse: bool | None = None) -> None:
     try:
         import dbt.adapters.duckdb  # noqa: F401
         import dbt.cli.main  # noqa: F401
+        import dbt.task.build  # noqa: F401 - what the dbt tasks run, imported by dbt per command
+        import dbt.task.freshness  # noqa: F401
         import duckdb  # noqa: F401
         import pyarrow.parquet  # noqa: F401
     except ImportError as error:  # a process without dbt (e.g. the extractor image): nothing to warm
         log.debug("preload skipped: %s", error)
         return
+    try:  # Cosmos's lineage pass after every dbt task imports it when installed (0.1-0.3 s a task)
+        import openlineage.common.provider.dbt.local  # noqa: F401
+    except ImportError:
+        pass
     if warm_dag_parse is None:
         warm_dag_parse = forks_tasks()
     if warm_dag_parse:
