@@ -99,10 +99,17 @@ _only = get_parsing_context().dag_id
 _render_dbt_group = dbt_group.build_dbt_group
 
 
+class _NoDbtTasks(list):
+    """What the source DAG wires in place of its dbt group: no task (chains as an empty list), and
+    no node to make an Asset's producer (the group's ``tasks_map``)."""
+
+    tasks_map = {}
+
+
 def _rendered_not_scheduled(spec, *args, **kwargs):
     with DAG(dag_id=f"scale_unregistered_dbt_{spec.name}", schedule=None, auto_register=False):
         _render_dbt_group(spec, *args, **kwargs)
-    return []
+    return _NoDbtTasks()
 
 
 dbt_group.build_dbt_group = _rendered_not_scheduled

@@ -363,6 +363,21 @@ def wait_for_marts(api: AirflowAPI, timeout: float) -> str:
     return state
 
 
+def check_loopback_only(processes: dict[str, subprocess.Popen], said: str) -> None:
+    """Every socket the processes' sessions listen on is on 127.0.0.1 (every user is an admin
+    here: refuse to serve that to the network), and none is an Airflow log server's (8793/8794)."""
+    sockets = listening_sockets(processes)
+    exposed = loopback_only(sockets) + [s for s in sockets if s[2] in AIRFLOW_LOG_SERVER_PORTS]
+    if exposed:
+        raise RuntimeError(f"listening beyond loopback, or an Airflow log server: {exposed}")
+    log(f"{said}: " + ", ".join(f"{name} {ip}:{port}" for name, ip, port in sockets))
+
+
+# The worker's and the triggerer's log servers (Airflow's defaults); the demo reads task logs from
+# files, so none is started (--skip-serve-logs).
+AIRFLOW_LOG_SERVER_PORTS = (8793, 8794)
+
+
 def main() -> int:
     sys.path.insert(0, str(ROOT / "include"))
     data = Path(os.environ.get("CIVIC_DATA_DIR", ROOT / "data")).resolve()
@@ -404,11 +419,7 @@ def main() -> int:
         )
         log(f"Airflow UI on http://127.0.0.1:{api_port} (logs in {logs})")
         wait_for(lambda: components_healthy(api_port), STARTUP_TIMEOUT, "the scheduler, DAG processor and triggerer")
-        sockets = listening_sockets({"replay": replay, **components})
-        exposed = loopback_only(sockets)
-        if exposed:  # every user is an admin here: refuse to serve that to the network
-            raise RuntimeError(f"listening beyond loopback: {exposed}")
-        log("listening on loopback only: " + ", ".join(f"{name} {ip}:{port}" for name, ip, port in sockets))
+        check_loopback_only({"replay": replay, **components}, "listening on loopback only")
         seeded = seed_cosmos_partial_parse(dbt_parse, data, demo_sources())
         log(
             "dbt partial-parse state for the demo's paths "
@@ -445,6 +456,9 @@ def main() -> int:
                         print(f"    {dag_id} {label:<48} {task_state}")
         # The source runs' Asset events queued civic_marts: its run waits for the source runs, then builds.
         outcomes[MARTS_DAG] = wait_for_marts(api, RUN_TIMEOUT)
+        # Again once every component has run tasks: a log server (or anything else) a component
+        # started since would be listening by now.
+        check_loopback_only({"replay": replay, **components}, "after the runs, still listening on loopback only")
         seconds = time.monotonic() - first_trigger
         log(
             f"all runs finished {seconds:.0f} s after the first trigger ({time.monotonic() - started:.0f} s since the demo started)"

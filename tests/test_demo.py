@@ -143,10 +143,29 @@ def test_the_demo_runs_one_mds_provider_per_version_family(tmp_path):
     assert sorted(families.values()) == ["0.4", "1.x", "2.0"] and families["bolt"] == "1.x"
 
 
+def loopback_lines(output: str) -> dict[str, list[tuple[str, str, int]]]:
+    """The demo's socket checks, {what it said: [(process, ip, port), ...]}."""
+    found = {}
+    for said, listed in re.findall(r"\] ((?:after the runs, still )?listening on loopback only): (.*)", output):
+        found[said] = [(name, ip, int(port)) for name, ip, port in re.findall(r"([\w-]+) ([\d.]+):(\d+)", listed)]
+    return found
+
+
 @pytest.mark.xdist_group("demo")
 @pytest.mark.timeout(2700)  # the whole demo: every source, every dbt model, under the real scheduler
-def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
+def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir, reliability):
     from civic_pipelines.replay.seattle import SeattleCrimeDataset
+
+    # `make demo` makes every user an admin (SimpleAuthManager's all-admins mode), acceptable only
+    # because nobody else can reach what it starts: the demo reads the listening sockets of every
+    # process in its components' sessions from the kernel (psutil), once they are healthy and again
+    # after the runs, and refuses any beyond 127.0.0.1 or on an Airflow log-server port.
+    reliability.row(
+        fault="demo servers reachable from the network (all users admin)",
+        source="demo",
+        expected="API server, replay server and every Airflow component listen on 127.0.0.1 only; "
+        "no log server on 8793/8794",
+    )
 
     data = run_dir / "demo"
     subprocess.run(["rm", "-rf", str(data)], check=True)
@@ -194,6 +213,21 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir):
 
     # Everything it started is gone.
     assert not port_open(api_port) and not port_open(replay_port)
+
+    # Every socket its processes listened on was on loopback, before the runs and after them.
+    checks = loopback_lines(output)
+    assert set(checks) == {"listening on loopback only", "after the runs, still listening on loopback only"}, checks
+    for sockets in checks.values():
+        assert ("api-server", "127.0.0.1", api_port) in sockets and ("replay", "127.0.0.1", replay_port) in sockets
+        assert {ip for _, ip, _ in sockets} == {"127.0.0.1"}, sockets
+        assert not {port for *_, port in sockets} & {8793, 8794}, sockets
+    environment = load_demo().demo_environment(run_dir / "demo-environment", replay_port, api_port)
+    assert environment["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "True"  # why the check exists
+    last = checks["after the runs, still listening on loopback only"]
+    reliability.observed(
+        f"{len(last)} listening sockets of {sorted({n for n, *_ in last})}, all on 127.0.0.1: "
+        + ", ".join(f"{n} :{p}" for n, _, p in last)
+    )
 
     # While it waited it said where each run was, and each run's last word is everything done.
     progress = progress_lines(output)
