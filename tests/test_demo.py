@@ -326,3 +326,14 @@ def test_demo_runs_the_pipeline_under_the_real_scheduler_and_cleans_up(run_dir, 
     assert len(ran) >= 4
     for (_start_a, end_a, *a), (start_b, _end_b, *b) in zip(ran, ran[1:]):
         assert end_a <= start_b, f"dbt tasks overlapped in the one-slot pool: {a} and {b}"
+
+
+def test_production_settings_never_make_every_user_an_admin():
+    """All-admins is the demo's alone (it listens on loopback): the image, the compose override and
+    the Airflow settings the Astro CLI loads leave Airflow's login on."""
+    for name in ("Dockerfile", "docker-compose.override.yml", "airflow_settings.yaml", "requirements.txt"):
+        text = (ROOT / name).read_text().lower()
+        assert "all_admins" not in text, name
+    # the demo's Airflow environment (scripts/demo.py starts its stack from it)
+    assert "all_admins" in (ROOT / "include" / "civic_pipelines" / "devtools" / "local_airflow.py").read_text().lower()
+    assert "local_airflow" in (ROOT / "scripts" / "demo.py").read_text()
