@@ -100,15 +100,19 @@ def _with_local_manifest(project_config):
 # model's tests. bench/dbt_modes.py measures both.
 #
 # Why per_node stays the default (issue 15, item 2; figures in the branch's report and from
-# `bench/dbt_modes.py`): neither mode meets 1 s of overhead per node here. The watcher saves each
+# `bench/dbt_modes.py`): the watcher did not meet 1 s of overhead per node here. The watcher saves each
 # node's dbt start-up (one invocation for the group) but adds two Airflow tasks per model (a model
 # sensor and a tests sensor), each a task process that parses the DAG file, in the models'
 # dependency chain, plus the producer and its gate task: its overhead is bounded below by the
 # chain's depth times an Airflow task's start-up, the same cost that dominates a per-node task. Its
 # retries are Cosmos's fallbacks (`dbt run` / `dbt test --select <model>`), its producer cannot retry
-# at all, and it needs the triggerer; Cosmos still calls it experimental. So per-node tasks stay,
-# with their own overhead cut (no JSON artifacts written per node); the watcher is one variable
-# away for a deployment with many models and cheap task start-up.
+# at all, and it needs the triggerer; Cosmos still calls it experimental (and a watcher round of
+# bench/dbt_modes.py on 2026-12-07 hung: an SRWR sensor kept deferring after its producer ended).
+# So per-node tasks stay, with their own overhead cut: no JSON artifacts written per node, the
+# project parsed once in the scheduler and handed to each task's dbt (dbt_preparsed.py), the GC
+# frozen over what a task inherits (preload.py). A per-node task's overhead (its duration minus
+# dbt's own time for its node and tests) is now about 1 s: median 0.98 s in the demo, 1.07 s in
+# bench/dbt_modes.py; the watcher is one variable away for a deployment with many models.
 DBT_EXECUTION_MODES = ("per_node", "watcher")
 MARTS_RESULTS_SOURCE = "civic_marts"
 DEFAULT_DBT_EXECUTION = "per_node"
