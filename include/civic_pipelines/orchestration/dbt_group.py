@@ -110,9 +110,9 @@ def _with_local_manifest(project_config):
 # bench/dbt_modes.py on 2026-12-07 hung: an SRWR sensor kept deferring after its producer ended).
 # So per-node tasks stay, with their own overhead cut: no JSON artifacts written per node, the
 # project parsed once in the scheduler and handed to each task's dbt (dbt_preparsed.py), the GC
-# frozen over what a task inherits (preload.py). A per-node task's overhead (its duration minus
-# dbt's own time for its node and tests) is now about 1 s: median 0.98 s in the demo, 1.07 s in
-# bench/dbt_modes.py; the watcher is one variable away for a deployment with many models.
+# frozen over what a task inherits (preload.py), the venv's bytecode compiled by `make setup`. A
+# per-node task's overhead (its duration minus dbt's own time for its node and tests) is now a median
+# 0.51 s in the demo on a quiet machine (task 0.73 s); the watcher is one variable away.
 DBT_EXECUTION_MODES = ("per_node", "watcher")
 MARTS_RESULTS_SOURCE = "civic_marts"
 DEFAULT_DBT_EXECUTION = "per_node"
