@@ -296,6 +296,35 @@ def build_marts_group(group_id: str, marts: list[str]):
     return build_dbt_group(None, group_id=group_id, select=sorted(marts))
 
 
+@contextmanager
+def scratch_project_args(prefix: str):
+    """The arguments of an in-process dbt command on the project (``--project-dir``,
+    ``--profiles-dir``, ``--target-path``, ``--log-path``, ``--quiet``) with target/ and logs/ in a
+    scratch folder, removed afterwards: the project folder is shared with concurrent runs. target/ is
+    seeded with the project's partial-parse state so dbt does not parse every file again."""
+    import shutil
+    import tempfile
+
+    project_dir = settings.dbt_project_dir()
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
+        target = Path(scratch) / "target"
+        target.mkdir()
+        partial_parse = project_dir / "target" / "partial_parse.msgpack"
+        if partial_parse.is_file():
+            shutil.copy2(partial_parse, target / partial_parse.name)
+        yield [
+            "--project-dir",
+            str(project_dir),
+            "--profiles-dir",
+            str(project_dir),
+            "--target-path",
+            str(target),
+            "--log-path",
+            f"{scratch}/logs",
+            "--quiet",
+        ]
+
+
 def run_source_freshness(source: str, out: Path | None = None) -> dict:
     """``dbt source freshness --select source:<source>``, in-process as the Cosmos nodes run dbt.
 
@@ -306,8 +335,6 @@ def run_source_freshness(source: str, out: Path | None = None) -> dict:
     task failure; dbt failing as a whole (a project that does not parse) raises.
     """
     import json
-    import shutil
-    import tempfile
     from datetime import datetime
 
     from dbt.cli.main import dbtRunner
@@ -316,33 +343,11 @@ def run_source_freshness(source: str, out: Path | None = None) -> dict:
 
     out = out or settings.freshness_dir() / f"{source}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    project_dir = settings.dbt_project_dir()
     os.environ.update(dbt_env())  # this task's own process: dbt reads the paths with env_var()
-    with tempfile.TemporaryDirectory(prefix=f"freshness-{source}-") as scratch:
-        # target/ and logs/ in a scratch folder (the project folder is shared with concurrent runs),
-        # seeded with the project's partial-parse state so dbt does not parse every file again
-        # (no parse at all in a task forked after the preload: current_manifest).
-        target = Path(scratch) / "target"
-        target.mkdir()
-        partial_parse = project_dir / "target" / "partial_parse.msgpack"
-        if partial_parse.is_file():
-            shutil.copy2(partial_parse, target / partial_parse.name)
+    with scratch_project_args(f"freshness-{source}-") as project_args:
+        # no parse at all in a task forked after the preload (current_manifest)
         invoked = dbtRunner(manifest=current_manifest()).invoke(
-            [
-                "source",
-                "freshness",
-                "--select",
-                f"source:{source}",
-                "--project-dir",
-                str(project_dir),
-                "--profiles-dir",
-                str(project_dir),
-                "--target-path",
-                str(target),
-                "--log-path",
-                f"{scratch}/logs",
-                "--quiet",
-            ]
+            ["source", "freshness", "--select", f"source:{source}", *project_args]
         )
     results = getattr(invoked.result, "results", None)
     if invoked.exception is not None or results is None:

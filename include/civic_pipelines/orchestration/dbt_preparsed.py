@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -52,53 +50,19 @@ def _current_fingerprint() -> tuple:
     return project_fingerprint(settings.dbt_project_dir(), dbt_env())
 
 
-@contextmanager
-def _environment(values: dict[str, str]):
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def parse_project() -> tuple[tuple, object]:
-    """``dbt parse`` of the project in this process (target and logs in a scratch folder, seeded
-    with the project's partial-parse state): (fingerprint, Manifest)."""
-    import shutil
-
+    """``dbt parse`` of the project in this process, with its environment (``dbt_env``) and
+    target/logs in a scratch folder (``scratch_project_args``): (fingerprint, Manifest)."""
+    from cosmos.dbt.project import environ
     from dbt.cli.main import dbtRunner
 
     from civic_pipelines import settings
-    from civic_pipelines.orchestration.dbt_group import dbt_env
+    from civic_pipelines.orchestration.dbt_group import dbt_env, scratch_project_args
 
-    project_dir = settings.dbt_project_dir()
     env = dbt_env()
-    fingerprint = project_fingerprint(project_dir, env)
-    with tempfile.TemporaryDirectory(prefix="dbt-preparse-") as scratch, _environment(env):
-        target = Path(scratch) / "target"
-        target.mkdir()
-        partial_parse = project_dir / "target" / "partial_parse.msgpack"
-        if partial_parse.is_file():
-            shutil.copy2(partial_parse, target / partial_parse.name)
-        result = dbtRunner().invoke(
-            [
-                "parse",
-                "--project-dir",
-                str(project_dir),
-                "--profiles-dir",
-                str(project_dir),
-                "--target-path",
-                str(target),
-                "--log-path",
-                f"{scratch}/logs",
-                "--quiet",
-            ]
-        )
+    fingerprint = project_fingerprint(settings.dbt_project_dir(), env)
+    with scratch_project_args("dbt-preparse-") as project_args, environ(env):
+        result = dbtRunner().invoke(["parse", *project_args])
     if result.exception is not None or not result.success or result.result is None:
         raise RuntimeError(f"dbt parse failed: {result.exception or 'no manifest'}")
     return fingerprint, result.result
