@@ -1,13 +1,15 @@
 """Step 1 of ``scripts/astro_local.py``: what the project says about its Airflow image (the Runtime
 tag of the Dockerfile's FROM line, the Airflow pin of the development lock, the CLI's project name)
-and the images built from it with podman, each cached by a hash of its inputs: the wheelhouse, the
-Runtime and postgres stand-ins, and the project's own Dockerfile with only its FROM line swapped.
+and the images built from it with podman, each cached by a hash of its inputs: the Runtime and
+postgres stand-ins, and the project's own Dockerfile with only its FROM line swapped. Python
+packages go in with uv from the host's cache (``install_volumes``), offline.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -68,43 +70,33 @@ def project_name(root: Path = ROOT) -> str:
 # ---------------------------------------------------------------- 1. images
 
 
-def image_wheelhouse(home: Path) -> tuple[Path, float]:
-    """Every wheel the Runtime stand-in and the project image install (Airflow, the Runtime's
-    standard provider, requirements.txt, setuptools for the editable install), at the development
-    lock's pins, built by the host's pip (same Debian, same Python 3.11) once per lock."""
-    folder = home / "astro-wheels"
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = folder / ".inputs.sha256"
-    digest = hashlib.sha256(
-        b"".join((ROOT / name).read_bytes() for name in ("requirements.txt", "requirements-dev.txt"))
-    )
-    if stamp.exists() and stamp.read_text() == digest.hexdigest():
-        return folder, 0.0
-    started = time.monotonic()
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "wheel",
-        "-q",
-        "--disable-pip-version-check",
-        "-w",
-        str(folder),
-        "-c",
-        str(ROOT / "requirements-dev.txt"),
-        "-r",
-        str(ROOT / "requirements.txt"),
-        f"apache-airflow=={locked_airflow()}",
-        "apache-airflow-providers-standard",
-        "setuptools>=68",
-        "wheel",
+def host_uv() -> Path:
+    """The uv that `make setup` installed beside this interpreter (the lock's pin)."""
+    found = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    if not found:
+        raise RuntimeError("no uv beside this Python: run `make setup`")
+    return Path(found).resolve()
+
+
+def install_volumes(home: Path) -> list[str]:
+    """Mounted into the stand-ins' RUN steps only (never into an image): what the stand-in's
+    ``install-python-dependencies`` installs with (the host's uv, its cache, which `make setup`
+    filled with every wheel of the development lock, and the lock as constraints), and for the
+    project Dockerfile's own ``pip install -e``, a pip.conf with no index and the extractor's
+    wheelhouse, which holds setuptools (its build backend)."""
+    uv = host_uv()
+    cache = subprocess.run([str(uv), "cache", "dir"], capture_output=True, text=True, check=True).stdout.strip()
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    wheels, _ = container_setup.wheelhouse(home)
+    return [
+        "-v",
+        f"{uv}:/etc/civic-build/uv:ro",
+        "-v",
+        f"{cache}:/etc/civic-build/uv-cache",
+        "-v",
+        f"{ROOT / 'requirements-dev.txt'}:/etc/civic-build/constraints.txt:ro",
+        *container_setup._build_volumes(home, wheels),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
-    if result.returncode != 0:
-        errors = [line for line in result.stderr.splitlines() if "is ignored" not in line]
-        raise RuntimeError(f"pip wheel for the Airflow image failed: {' '.join(errors)[-3000:]}")
-    stamp.write_text(digest.hexdigest())
-    return folder, time.monotonic() - started
 
 
 def _digest(*parts: bytes | str) -> str:
@@ -140,7 +132,7 @@ def _build(env: dict, tag: str, dockerfile: Path, context: Path, volumes: list[s
     return time.monotonic() - started
 
 
-def build_runtime_standin(env: dict, base: str, wheels: Path, home: Path) -> tuple[str, float]:
+def build_runtime_standin(env: dict, base: str, home: Path) -> tuple[str, float]:
     tag_ = runtime_tag()
     airflow = locked_airflow()
     if not airflow.startswith(airflow_line(tag_) + "."):
@@ -151,7 +143,11 @@ def build_runtime_standin(env: dict, base: str, wheels: Path, home: Path) -> tup
         container_setup.image_id(env, base),
         airflow,
         tag_,
-        *((STANDIN / name).read_bytes() for name in ("Dockerfile.runtime", "entrypoint")),
+        *(
+            (STANDIN / name).read_bytes()
+            for name in ("Dockerfile.runtime", "entrypoint", "install-python-dependencies")
+        ),
+        (ROOT / "requirements-dev.txt").read_bytes(),
         "docker-format",
     )
     tag = f"{RUNTIME_REPO}:{tag_}-{key}"
@@ -162,7 +158,7 @@ def build_runtime_standin(env: dict, base: str, wheels: Path, home: Path) -> tup
         tag,
         STANDIN / "Dockerfile.runtime",
         STANDIN,
-        container_setup._build_volumes(home, wheels),
+        install_volumes(home),
         "--build-arg",
         f"BASE_IMAGE={base}",
         "--build-arg",
@@ -187,7 +183,7 @@ def build_postgres_standin(env: dict, base: str) -> tuple[str, float]:
     return tag, seconds
 
 
-def build_project_image(env: dict, runtime: str, wheels: Path, home: Path, name: str) -> tuple[str, float]:
+def build_project_image(env: dict, runtime: str, home: Path, name: str) -> tuple[str, float]:
     """The project's Dockerfile with only its FROM line changed (a temporary copy outside the
     context), built as the CLI names it: <project>/airflow:latest. podman's layer cache makes a
     rebuild with unchanged sources take seconds."""
@@ -198,17 +194,19 @@ def build_project_image(env: dict, runtime: str, wheels: Path, home: Path, name:
         dockerfile = Path(folder) / "Dockerfile"
         dockerfile.write_text(swapped)
         tag = f"localhost/{name}/airflow:latest"
-        seconds = _build(
-            env,
-            tag,
-            dockerfile,
-            ROOT,
-            container_setup._build_volumes(home, wheels),
-            "--ignorefile",
-            str(ROOT / ".dockerignore"),
-        )
+        seconds = _build(env, tag, dockerfile, ROOT, install_volumes(home), "--ignorefile", str(ROOT / ".dockerignore"))
     log(f"project image {tag} built in {seconds:.1f} s (FROM {runtime})")
     return tag, seconds
+
+
+def tag_project_extractor(env: dict, extractor: str, name: str) -> str:
+    """The extractor image under this project's own name (<project>/extractor:latest, beside the
+    CLI's <project>/airflow:latest), the name the stack's DockerOperator is given: podman's event
+    log records a container's image by the name it was created with, so the stack's extractor
+    containers are told apart from those other tests start from the same image at the same time."""
+    tag = f"localhost/{name}/extractor:latest"
+    container_setup.podman(env, "tag", extractor, tag, timeout=120)
+    return tag
 
 
 # ---------------------------------------------------------------- 2. the compose project

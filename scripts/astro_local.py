@@ -9,8 +9,8 @@ this machine allows, and timed:
    the Runtime (``scripts/astro_standin/Dockerfile.runtime``: Airflow at the version the Runtime
    tag names, user astro, /usr/local/airflow, the Runtime's ONBUILD steps); a stand-in for the
    postgres image (``Dockerfile.postgres``); then the project's own ``Dockerfile`` built with
-   nothing changed but its FROM line (a temporary copy). Wheels come from a wheelhouse the host's
-   pip fills once; the builds mount it read-only (no index), as the extractor build does.
+   nothing changed but its FROM line (a temporary copy). Python packages come from the host's uv
+   cache, which `make setup` filled: the builds mount it with the host's uv and the lock (no index).
 2. **The compose project** the CLI generates for Airflow 3 (postgres, db-migration, scheduler,
    dag-processor, api-server, triggerer), rendered here as the CLI renders its template
    ``airflow/include/airflow3/composeyml.go.tmpl`` with its default configuration (project name
@@ -217,13 +217,11 @@ def build_images(home: Path = container_setup.HOME) -> tuple[container_setup.Set
     seconds = {}
     done = container_setup.setup(home)
     seconds.update({f"base+extractor ({k})": v for k, v in done.seconds.items() if k in ("base", "extractor")})
-    wheels, seconds["wheelhouse"] = astro_images.image_wheelhouse(home)
     postgres, seconds["postgres stand-in"] = astro_images.build_postgres_standin(done.env, done.base)
-    runtime, seconds["runtime stand-in"] = astro_images.build_runtime_standin(done.env, done.base, wheels, home)
-    airflow, seconds["project image"] = astro_images.build_project_image(
-        done.env, runtime, wheels, home, project_name()
-    )
-    return done, {"postgres": postgres, "runtime": runtime, "airflow": airflow, "extractor": done.image}, seconds
+    runtime, seconds["runtime stand-in"] = astro_images.build_runtime_standin(done.env, done.base, home)
+    airflow, seconds["project image"] = astro_images.build_project_image(done.env, runtime, home, project_name())
+    extractor = astro_images.tag_project_extractor(done.env, done.image, project_name())
+    return done, {"postgres": postgres, "runtime": runtime, "airflow": airflow, "extractor": extractor}, seconds
 
 
 def run(work: Path, keep: bool = False) -> Result:
