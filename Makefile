@@ -44,11 +44,11 @@ manifest: dbt/target/manifest.json
 demo: setup
 	$(PY) scripts/demo.py
 
-# Three lanes on two cores: the three long groups (the astro-local stack, the docker-mode tests,
-# the demo) wait on schedulers and containers much of their time, and with two lanes a quarter of
-# the machine's CPU went unused (a fresh clone here: 2,076 CPU-s in 1,423 s of wall).
+# Two lanes (the machine's two cores). Three were tried on a fresh clone: a quarter of the CPU was
+# idle with two (2,076 CPU-s in 1,423 s), but with three every test slowed and the whole took
+# longer (2,287 CPU-s, 1,426 s in pytest against 1,350 s).
 test: setup lint
-	$(PY) -m pytest -n 3 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 # ruff's lint and format checks (pyproject.toml), first in `make test`: a second each.
 lint: $(VENV)/.installed

@@ -294,8 +294,7 @@ def main() -> int:
         report(rounds)
         return 0 if all(f["run_state"] == "success" for f in rounds) else 1
     finally:
-        for name, process in reversed(list(components.items())):
-            demo.stop_group(process, f"Airflow {name}")
+        demo.stop_groups({f"Airflow {name}": process for name, process in reversed(list(components.items()))})
         server.stop()
         if not args.keep and not args.dir:
             shutil.rmtree(work, ignore_errors=True)

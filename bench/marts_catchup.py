@@ -128,9 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         demo.wait_for(caught_up, args.timeout, "the catchup and civic_marts", interval=5)
         seconds = time.monotonic() - started
     finally:
-        for name, process in reversed(components.items()):
-            demo.stop_group(process, f"Airflow {name}")
-        demo.stop_group(replay, "replay server")
+        demo.stop_groups(
+            {**{f"Airflow {name}": process for name, process in reversed(components.items())}, "replay server": replay}
+        )
     got = counts(data / "airflow" / "airflow.db")
     runs = sum(got["source_runs"].values())
     print(

@@ -68,7 +68,7 @@ from civic_pipelines.devtools.local_airflow import (  # noqa: E402
     airflow_environment,
     http_ok,
     start_group,
-    stop_group,
+    stop_groups,
     wait_for,
 )
 
@@ -564,8 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as error:  # noqa: BLE001 - one line, then clean up
             log(f"scale run failed: {error!r} (logs in {logs})")
         finally:
-            for name, process in reversed(list(processes.items())):
-                stop_group(process, name)
+            stop_groups(dict(reversed(list(processes.items()))))
             if meter is not None:
                 meter.stop()
             if replay is not None:

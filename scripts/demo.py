@@ -46,6 +46,7 @@ from civic_pipelines.devtools.local_airflow import (  # noqa: E402,F401 (re-expo
     session_members,
     start_group,
     stop_group,
+    stop_groups,
     wait_for,
 )
 
@@ -488,11 +489,13 @@ def main() -> int:
     except Exception as error:  # noqa: BLE001 - say what failed in one line, then clean up
         log(f"demo failed: {error}")
     finally:
-        for name, process in reversed(components.items()):
-            stop_group(process, f"Airflow {name}")
-        stop_group(replay, "replay server")
-        if dbt_parse is not None and dbt_parse.poll() is None:
-            stop_group(dbt_parse, "dbt parse")
+        stop_groups(
+            {
+                **{f"Airflow {name}": process for name, process in reversed(components.items())},
+                "replay server": replay,
+                "dbt parse": dbt_parse if dbt_parse is not None and dbt_parse.poll() is None else None,
+            }
+        )
     return exit_code
 
 

@@ -172,8 +172,7 @@ def pytest_collection_modifyitems(config, items):
 
 # The groups that take the longest, longest first (lane-minutes on a loaded 2-core machine): the
 # astro-local stack, the docker-mode tests and the demo under a real scheduler each hold a lane for
-# minutes, so they start at once, one in each of the three lanes, and the short modules fill in
-# behind whichever finishes first. Left to
+# minutes, so they start first, and the short modules fill in behind whichever finishes first. Left to
 # xdist's default (groups with the most tests first) the few-test long groups start last and run
 # in the suite's tail, one lane idle. Unlisted groups keep their collection order after these.
 LONGEST_GROUPS_FIRST = (

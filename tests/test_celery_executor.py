@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from demo import AirflowAPI, http_ok, start_group, stop_group, wait_for  # noqa: E402
+from demo import AirflowAPI, http_ok, start_group, stop_groups, wait_for  # noqa: E402
 
 pytestmark = [pytest.mark.xdist_group("celery_executor"), pytest.mark.timeout(1800)]
 
@@ -208,8 +208,7 @@ def celery_cluster(run_dir):
                 "processes": processes,
             }
         finally:
-            for name, process in reversed(list(processes.items())):
-                stop_group(process, name)
+            stop_groups(dict(reversed(list(processes.items()))))
             replay.stop()
 
 

@@ -83,22 +83,34 @@ def session_members(session_id: int) -> list[int]:
 def stop_group(process: subprocess.Popen | None, name: str) -> None:
     """Stop a child and everything it started: Airflow's scheduler, workers and servers outlive
     a signal to the parent alone, so the whole session gets SIGTERM, then SIGKILL if it lingers."""
-    if process is None:
-        return
+    stop_groups({name: process})
+
+
+def stop_groups(processes: dict[str, subprocess.Popen | None]) -> None:
+    """``stop_group`` for several children at once: every session gets SIGTERM together and they
+    share one grace period (one after the other, each component's own shutdown wait added up:
+    a Celery cluster's six took 32 s)."""
+    running = {name: process for name, process in processes.items() if process is not None}
     for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-        for pid in session_members(process.pid):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+        for process in running.values():
+            for pid in session_members(process.pid):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            process.poll()
-            if not session_members(process.pid):
-                log(f"stopped {name}")
-                return
-            time.sleep(0.5)
-    log(f"could not stop every process of {name}: {session_members(process.pid)}")
+        while running and time.monotonic() < deadline:
+            for name, process in list(running.items()):
+                process.poll()
+                if not session_members(process.pid):
+                    log(f"stopped {name}")
+                    del running[name]
+            if running:
+                time.sleep(0.5)
+        if not running:
+            return
+    for name, process in running.items():
+        log(f"could not stop every process of {name}: {session_members(process.pid)}")
 
 
 def listening_sockets(processes: dict[str, subprocess.Popen]) -> list[tuple[str, str, int]]:
