@@ -47,6 +47,11 @@ def test_dag_conventions(dagbag, dag_id):
     dbt_tasks = [t for t in dag.tasks if t.task_id.startswith("dbt.")]
     assert dbt_tasks and all(t.pool == "duckdb_writer" for t in dbt_tasks)
     assert dag.get_task("plan_blocks").downstream_task_ids == {"extract_load"}
+    # A manifest, a sync summary, a freshness report: each one XCom. multiple_outputs (which
+    # TaskFlow infers from a ``-> dict`` annotation) would push every key as an XCom of its own,
+    # one Execution API call and metadata write each, in every mapped block.
+    fanned_out = [t.task_id for t in dag.tasks if getattr(t, "multiple_outputs", False)]
+    assert fanned_out == [], fanned_out
 
 
 @pytest.mark.parametrize("dag_id", sources.names())

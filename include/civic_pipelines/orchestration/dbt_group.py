@@ -419,7 +419,8 @@ def build_freshness_task(spec, task_id: str = "source_freshness"):
     and a run whose blocks or models failed must stay failed (the failure has mailed already)."""
     from airflow.sdk import task
 
-    @task(task_id=task_id, pool=DUCKDB_WRITER_POOL, trigger_rule="none_failed")
+    # multiple_outputs=False: the report is one XCom, not one per key (``-> dict`` would make it so).
+    @task(task_id=task_id, pool=DUCKDB_WRITER_POOL, trigger_rule="none_failed", multiple_outputs=False)
     def source_freshness(params: dict | None = None) -> dict:
         """dbt source freshness of the source's lake tables, kept for the dashboard's health card."""
         from airflow.sdk.exceptions import AirflowSkipException
