@@ -73,10 +73,12 @@ containers: $(VENV)/.installed
 	$(PY) scripts/container_setup.py build
 
 # Regenerate the development lock from requirements-dev.in (needs the package registry), with
-# Airflow held to the Runtime tag's line. Existing pins are kept unless an input moved them.
+# Airflow held to the Runtime tag's line, then the extractor image's lock (pyproject.toml's
+# dependencies) at the same pins. Existing pins are kept unless an input moved them.
 lock:
 	$(UV) pip compile requirements-dev.in -o requirements-dev.txt --python-version 3.11 \
 		--constraint <(echo "apache-airflow==$(RUNTIME_AIRFLOW).*") --custom-compile-command "make lock"
+	$(UV) pip compile pyproject.toml -o requirements-extractor.txt --python-version 3.11 -c requirements-dev.txt
 
 # What `astro dev start` runs, run here without Docker: stand-ins for the Runtime and postgres
 # images built with podman, the Astro CLI's Airflow 3 compose project (with the override) under

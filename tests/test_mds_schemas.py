@@ -4,7 +4,9 @@ council districts on known points. Configuration, auth and whole blocks: ``test_
 
 from __future__ import annotations
 
+import copy
 import json
+import random
 
 import orjson
 import pytest
@@ -139,6 +141,71 @@ def test_schema_errors_name_the_field(family, endpoint, record, reason):
     }[(family, endpoint)]
     assert mds.schema_error(base, family, endpoint) is None
     assert mds.schema_error({**base, **record}, family, endpoint)[0] == reason
+
+
+def _mutations(record, rng: random.Random, values: list) -> object:
+    """``record`` with one to three random edits, at any depth: a key dropped, a value replaced,
+    an unknown key added, a list item dropped, replaced or appended."""
+    record = copy.deepcopy(record)
+    for _ in range(rng.randint(1, 3)):
+        node = record
+        while True:
+            inner = [v for v in (node.values() if isinstance(node, dict) else node) if isinstance(v, (dict, list))]
+            if not inner or rng.random() < 0.5:
+                break
+            node = rng.choice(inner)
+        draw = rng.random()
+        if isinstance(node, dict) and node:
+            key = rng.choice(sorted(node))
+            if draw < 0.3:
+                del node[key]
+            elif draw < 0.9:
+                node[key] = copy.deepcopy(rng.choice(values))
+            else:
+                node[f"unknown_{rng.randrange(3)}"] = copy.deepcopy(rng.choice(values))
+        elif isinstance(node, list) and node:
+            index = rng.randrange(len(node))
+            if draw < 0.3:
+                del node[index]
+            elif draw < 0.7:
+                node[index] = copy.deepcopy(rng.choice(values))
+            else:
+                node.append(copy.deepcopy(rng.choice(values)))
+    return record
+
+
+@pytest.mark.parametrize("version", ["0.4", "1.2", "2.0"])
+@pytest.mark.parametrize("endpoint", ["trips", "events"])
+def test_the_compiled_check_accepts_exactly_what_jsonschema_accepts(version, endpoint):
+    """The fast path (fastjsonschema) says "valid" without asking jsonschema: it must never accept
+    a record jsonschema refuses (that record would land instead of being quarantined), nor refuse
+    one it accepts. Checked on the replay's generated records, a fifth of them schema-invalid, the
+    malformed-row fault's records, and a few thousand random edits of them: wrong types, nulls,
+    floats for integers, booleans for numbers, missing and unknown keys, at every depth."""
+    from civic_pipelines.replay.mds_data import generate_hour
+    from civic_pipelines.replay.mds_providers import MdsProvider
+    from civic_pipelines.replay.mds_record_faults import malformed_records
+
+    family = "1.x" if version == "1.2" else version
+    operator = MdsProvider("acme", {"version": version, "auth": "none"})
+    records = []
+    for hour in range(24):
+        hour_text = f"2024-03-05T{hour:02d}"
+        generated = generate_hour(operator, hour_text, 7, 4, 4, 20, 0.2)[endpoint]
+        records += generated + malformed_records(operator, endpoint, hour_text, generated)
+    values = [None, True, False, 0, 1, -1, 1.0, 1.5, 1e20, "", "x", "available", "trip_end", "scooter", [], {}]
+    values += [["trip_end"], ["trip_start", "trip_end"], ["rider"], [1], [None], {"lat": 1, "lng": 2}]
+    values += [{"type": "Point", "coordinates": [1, 2]}, "11111111-2222-4333-8444-555555555555", 1700000000000, 140]
+    rng = random.Random(f"{version}/{endpoint}")
+    corpus = records + [_mutations(rng.choice(records), rng, values) for _ in range(2500)]
+
+    reference = mds.validator(family, endpoint)
+    fast = mds.compiled_check(family, endpoint)
+    verdicts = [(reference.is_valid(record), fast(record)) for record in corpus]
+    disagreements = [(record, slow) for record, (slow, quick) in zip(corpus, verdicts) if slow != quick]
+    assert disagreements == []
+    accepted = sum(slow for slow, _ in verdicts)
+    assert accepted >= 100 and len(corpus) - accepted >= 100  # both answers were tried, many times
 
 
 def provider(family: str, version: str | None = None) -> mds.Provider:

@@ -110,6 +110,7 @@ from civic_pipelines.sources.mds.contract import (  # noqa: F401
     MdsConfigError,
     MdsFormatError,
     _contains_combinations,
+    compiled_check,
     schema,
     schema_error,
     validator,
