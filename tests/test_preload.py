@@ -124,6 +124,12 @@ def test_the_local_settings_file_calls_the_preload(tmp_path):
     settings = backfill.airflow_settings()
     assert settings["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
     assert settings["AIRFLOW__CORE__PARALLELISM"] == str(backfill.BACKFILL_PARALLELISM)
+    # the supervisor's longest wait on a task that has closed its sockets before it exits: a
+    # setting Airflow reads, at the least it accepts (an integer, 0 would busy-loop the supervisor)
+    from airflow.configuration import conf
+
+    assert conf.has_option("workers", "min_heartbeat_interval")
+    assert settings["AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL"] == "1"
 
 
 def test_the_backfill_pools_give_each_mds_provider_a_slot_and_keep_one_duckdb_writer():

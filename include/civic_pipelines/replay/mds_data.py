@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as _dt
+import functools
 import random
 import uuid
 
@@ -73,6 +74,7 @@ def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
+@functools.lru_cache(maxsize=4096)  # each hour is asked for by several requests (endpoints, pages, links)
 def _hour_start(text: str) -> _dt.datetime:
     return _dt.datetime.strptime(text, "%Y-%m-%dT%H").replace(tzinfo=_dt.UTC)
 
@@ -94,17 +96,24 @@ def _hour_draws(seed: int, provider: str, hour: str, kind: str, own_rate: int | 
     return rng, (rng.randint(max(0, per_hour - per_hour // 2), per_hour + per_hour // 2) if per_hour else 0)
 
 
+@functools.lru_cache(maxsize=64)
+def _fleet(seed: int, provider: str, size: int) -> tuple[tuple[str, str, str], ...]:
+    """The provider's vehicles, ``(device_id, vehicle_id, vehicle_type)``: the same every hour (made
+    once per seed, provider and size: an MDS month asks for ~1,500 hours)."""
+    rng = random.Random(seed_for(SALT, seed, provider, "fleet"))
+    return tuple(
+        (_uuid(rng), f"{provider[:1].upper()}{rng.randrange(16**4):04X}", rng.choice(VEHICLE_TYPES))
+        for _ in range(max(1, size))
+    )
+
+
 def generate_hour(
     p, hour: str, seed: int, trips_per_hour: int, events_per_hour: int, fleet_size: int, invalid_share: float
 ) -> dict:
     """Provider ``p``'s trips and events in ``hour`` (``YYYY-MM-DDTHH``), in its MDS version's
     shape, and which of them break their schema: ``{"trips", "events", "invalid"}``."""
     start = _ms(_hour_start(hour))
-    fleet_rng = random.Random(seed_for(SALT, seed, p.name, "fleet"))
-    fleet = [
-        (_uuid(fleet_rng), f"{p.name[:1].upper()}{fleet_rng.randrange(16**4):04X}", fleet_rng.choice(VEHICLE_TYPES))
-        for _ in range(max(1, fleet_size))
-    ]
+    fleet = _fleet(seed, p.name, fleet_size)
     rng, count = _hour_draws(seed, p.name, hour, "trips", p.trips_per_hour, trips_per_hour)
     trips, invalid_trips = [], []
     for index in range(count):
