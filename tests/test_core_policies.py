@@ -83,3 +83,65 @@ def test_importing_orchestration_registers_airflows_variables_and_masker(monkeyp
     secrets.mask("token-123")
     secrets.mask("")
     assert masked == ["token-123"]
+
+
+def test_a_lean_get_asks_and_fails_as_a_session_get_does():
+    """``CivicSession.lean_get`` (MDS's ~1,500 requests a block) skips the session's merging but
+    not its behaviour: the session's headers with the call's on top, the query string, urllib3's
+    retries on a 503, a redirect followed, and an unreachable host named as one."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[tuple[str, str, str]] = []
+    failures = {"left": 1}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            seen.append((self.path, self.headers.get("Accept", ""), self.headers.get("User-Agent", "")))
+            if self.path.startswith("/old"):
+                self.send_response(307)
+                self.send_header("Location", "/new?hour=2024-03-01T05")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if self.path.startswith("/busy") and failures["left"]:
+                failures["left"] -= 1
+                self.send_response(503)
+                self.send_header("Retry-After", "0")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body = b'{"ok": true}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with http.make_session(conn_id="civic_test") as session:
+            answer = session.lean_get(f"{base}/page", params={"hour": "2024-03-01T05"}, headers={"Accept": "x/y"})
+            assert (answer.status_code, http.read_whole_body(answer)) == (200, b'{"ok": true}')
+            assert seen[-1] == ("/page?hour=2024-03-01T05", "x/y", session.headers["User-Agent"])
+            moved = session.lean_get(f"{base}/old", timeout=(5, 5))
+            assert (moved.status_code, http.read_whole_body(moved)) == (200, b'{"ok": true}')
+            assert [path for path, _, _ in seen[-2:]] == ["/old", "/new?hour=2024-03-01T05"]
+            busy = session.lean_get(f"{base}/busy", timeout=(5, 5))
+            assert busy.status_code == 200 and [path for path, _, _ in seen[-2:]] == ["/busy", "/busy"]
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            port = closed.getsockname()[1]
+        with (
+            http.make_session(conn_id="civic_test") as session,
+            pytest.raises(http.SourceUnreachable, match="civic_test"),
+        ):
+            session.lean_get(f"http://127.0.0.1:{port}/page", timeout=(5, 5))
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -24,11 +24,13 @@ import math
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 from tenacity import before_sleep_log, retry, retry_if_exception, stop_after_attempt, wait_exponential
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NameResolutionError, NewConnectionError
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
@@ -161,8 +163,13 @@ class CivicSession(requests.Session):
     conn_id: str | None = None
 
     def request(self, method, url, *args, **kwargs):
-        try:
+        with self._reachable(url):
             return super().request(method, url, *args, **kwargs)
+
+    @contextmanager
+    def _reachable(self, url: str):
+        try:
+            yield
         except (requests.exceptions.ConnectionError, requests.exceptions.ConnectTimeout) as error:
             why = _unreachable_reason(error)
             if why is None:
@@ -173,6 +180,25 @@ class CivicSession(requests.Session):
             raise SourceUnreachable(
                 f"cannot reach {where}{named}: {why}; check the connection's host, port and schema"
             ) from None
+
+    def lean_get(
+        self, url: str, params: dict | None = None, headers: dict | None = None, **send_kwargs
+    ) -> requests.Response:
+        """A streamed GET for a source that makes thousands of small requests (MDS: ~1,500 a
+        block), handed straight to the transport adapter: the same retries, timeouts, TLS,
+        proxies and errors as :meth:`get`, without the session's per-request merging of cookies,
+        hooks and settings (a third of a request's CPU on loopback). The caller passes what
+        :meth:`get` would have merged from the environment (``proxies``/``verify``/``cert``) and
+        ``timeout``. An answer that redirects is asked again through :meth:`get`, which follows it."""
+        merged = CaseInsensitiveDict(self.headers)
+        merged.update(headers or {})
+        prepared = requests.Request("GET", url, params=params, headers=merged).prepare()
+        with self._reachable(url):
+            response = self.get_adapter(prepared.url).send(prepared, stream=True, **send_kwargs)
+        if response.is_redirect:
+            response.close()
+            return self.get(url, params=params, headers=headers, stream=True, **send_kwargs)
+        return response
 
 
 def make_session(headers: dict | None = None, total_retries: int = 6, conn_id: str | None = None) -> requests.Session:

@@ -197,8 +197,8 @@ class Client:
         def attempt() -> tuple[int, bytes, dict]:
             headers = {"Accept": self.provider.accept, **self.auth.headers()}
             self.counters["requests"] += 1
-            response = self.session.get(
-                url, params=params, headers=headers, timeout=request_timeout(), stream=True, **self.settings(url)
+            response = self.session.lean_get(
+                url, params=params, headers=headers, timeout=request_timeout(), **self.settings(url)
             )
             body = read_whole_body(response)
             return response.status_code, body, dict(response.headers)

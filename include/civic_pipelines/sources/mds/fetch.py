@@ -41,6 +41,9 @@ from civic_pipelines.sources.mds.transform import (
 )
 
 log = logging.getLogger(__package__)  # one logger for the source, whichever module logs
+# Rows given their council districts together (a spatial query has a fixed cost of its own; a
+# month of hours is ~1,500 small answers): at most this many rows wait, so memory stays bounded.
+DISTRICT_BATCH = 5_000
 
 
 # ---------------------------------------------------------------- hours
@@ -126,6 +129,20 @@ def _read_previous_table(location, name: str, schema_: pa.Schema) -> pa.Table | 
         return None
 
 
+DISTRICT_POINTS = {
+    "trips": [("start_lon", "start_lat", "council_district_start"), ("end_lon", "end_lat", "council_district_end")],
+    "events": [("lon", "lat", "council_district")],
+}
+
+
+def _place(districts, rows: list[dict], endpoint: str, target: _Rows) -> None:
+    """Give ``rows`` their council districts, add them to ``target`` and empty the list."""
+    _assign_districts(districts, rows, DISTRICT_POINTS[endpoint])
+    for row in rows:
+        target.add(row)
+    rows.clear()
+
+
 @dataclass
 class _Plan:
     """Which endpoint-hours this run asks for, and what the previous landing carries over."""
@@ -199,6 +216,8 @@ def _extract(
     for endpoint in ENDPOINT_NAMES:
         path, parameter, key = endpoints[endpoint]
         quarantine_endpoint = path.split("/")[0] if endpoint == "events" else "trips"
+        target = trips if endpoint == "trips" else events
+        unplaced: list[dict] = []  # rows waiting for their districts: one spatial query per batch, not per hour
         for hour in plan.fetch[endpoint]:
             if hour + timedelta(hours=1) > now:
                 answers[(endpoint, hour)] = {"status": None, "records": 0, "pages": 0}
@@ -214,7 +233,6 @@ def _extract(
                 len(records),
                 pages,
             )
-            hour_rows = []
             for record in records:
                 problem = schema_error(record, provider.family, endpoint)
                 if problem is None:
@@ -240,21 +258,10 @@ def _extract(
                     )
                     continue
                 row.update({"_hour": _ms(hour), "_block_month": month, "_landed_at": landed_at})
-                hour_rows.append(row)
-            if endpoint == "trips":
-                _assign_districts(
-                    districts,
-                    hour_rows,
-                    [
-                        ("start_lon", "start_lat", "council_district_start"),
-                        ("end_lon", "end_lat", "council_district_end"),
-                    ],
-                )
-            else:
-                _assign_districts(districts, hour_rows, [("lon", "lat", "council_district")])
-            target = trips if endpoint == "trips" else events
-            for row in hour_rows:
-                target.add(row)
+                unplaced.append(row)
+            if len(unplaced) >= DISTRICT_BATCH:
+                _place(districts, unplaced, endpoint, target)
+        _place(districts, unplaced, endpoint, target)
 
     # ---- the hour ledger: previous answers, overwritten by this run's
     def empty_ok(hour: datetime) -> bool:
