@@ -132,12 +132,14 @@ def test_the_local_settings_file_calls_the_preload(tmp_path):
     assert settings["AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL"] == "1"
 
 
-def test_the_backfill_pools_give_each_mds_provider_a_slot_and_keep_one_duckdb_writer():
+def test_the_backfill_pools_give_each_mds_provider_its_slots_and_keep_one_duckdb_writer():
     from civic_pipelines import sources
 
     table = backfill.pools(sources.names())
     assert table["duckdb_writer"]["slots"] == 1
-    assert table["civic_mds_api"]["slots"] == len(sources.parts("mds")) == 4
+    # each provider is an API of its own: the spec's slots (2 blocks against one API) per provider
+    assert len(sources.parts("mds")) == 4
+    assert table["civic_mds_api"]["slots"] == sources.spec("mds").pool_slots * 4 == 8
     for name in sources.names():
         if name != "mds":
             assert table[sources.spec(name).pool]["slots"] == sources.spec(name).pool_slots

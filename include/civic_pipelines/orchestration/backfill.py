@@ -86,9 +86,9 @@ def pools(names: list[str], parts: dict[str, int] | None = None) -> dict[str, di
     source API with the source's ``pool_slots``.
 
     A source whose parts are separate providers, each its own API and connection (MDS: a block is
-    one provider's month), gets at least one slot per provider: its spec's slots bound the blocks
-    against *one* API at a time, and the planner lays a month's providers side by side, so the
-    scheduler hands each provider about one block at a time instead of leaving two of the four
+    one provider's month), gets its spec's slots per provider: those bound the blocks against
+    *one* API at a time, and the planner lays a month's providers side by side, so the scheduler
+    hands each provider about that many blocks at a time instead of leaving some of the four
     idle (the tail of every MDS backfill in docs/scaling.md). ``parts`` (source -> number of
     enabled parts) overrides the count of the source's registry (the demo lands fewer providers).
     """
@@ -100,6 +100,6 @@ def pools(names: list[str], parts: dict[str, int] | None = None) -> dict[str, di
         slots = spec.pool_slots
         if spec.parts_param == "providers":
             providers = (parts or {}).get(name, len(sources.parts(name)))
-            slots = max(slots, providers)
+            slots = spec.pool_slots * max(1, providers)
         table[spec.pool] = {"slots": slots, "description": f"parallel blocks against the {name} API"}
     return table
