@@ -76,7 +76,7 @@ import re
 import secrets
 import threading
 import time
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 from civic_pipelines.replay import horizon
 from civic_pipelines.replay.config_values import whole_number
@@ -112,6 +112,12 @@ DEFAULT_SEED = 20240101
 HOUR_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}$")
 # whole-number config keys and their least values: a page holds at least one record
 _COUNTS = {"trips_per_hour": 0, "events_per_hour": 0, "page_size": 1, "fleet_size": 0, "token_ttl_seconds": 0}
+
+
+def _unauthorised() -> Response:
+    return _error(
+        401, "unauthorized", "missing, unknown or expired access token", {"WWW-Authenticate": 'Bearer realm="mds"'}
+    )
 
 
 def _error(status: int, error: str, description: str, headers: dict | None = None, **kwargs) -> Response:
@@ -305,7 +311,8 @@ class MdsReplay:
         url = f"{self._base(request)}{PREFIX}{p.name}/{endpoint}"
 
         def link(n: int | None) -> str | None:
-            return None if n is None else f"{url}?{urlencode({parameter: hour, 'page': n})}"
+            # the hour matched HOUR_RE and the page is a number: nothing in them needs quoting
+            return None if n is None else f"{url}?{parameter}={hour}&page={n}"
 
         if p.version == "2.0":
             payload[key] = records
@@ -366,19 +373,16 @@ class MdsReplay:
             return None
         header = request.headers.get("authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else None
-        unauthorised = _error(
-            401, "unauthorized", "missing, unknown or expired access token", {"WWW-Authenticate": 'Bearer realm="mds"'}
-        )
         if not token:
-            return unauthorised
+            return _unauthorised()
         if p.auth == "bearer":
-            return None if secrets.compare_digest(token, p.token) else unauthorised
+            return None if secrets.compare_digest(token, p.token) else _unauthorised()
         with self._lock:
             issued = self._tokens.get(token)
             if issued is None or issued["provider"] != p.name or time.time() >= issued["expires_at"]:
-                return unauthorised
+                return _unauthorised()
             if self.token_max_uses is not None and issued["uses"] >= self.token_max_uses:
-                return unauthorised
+                return _unauthorised()
             issued["uses"] += 1
         return None
 
