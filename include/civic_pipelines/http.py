@@ -187,7 +187,7 @@ class CivicSession(requests.Session):
         """A streamed GET for a source that makes thousands of small requests (MDS: ~1,500 a
         block), handed straight to the transport adapter: the same retries, timeouts, TLS,
         proxies and errors as :meth:`get`, without the session's per-request merging of cookies,
-        hooks and settings (a third of a request's CPU on loopback). The caller passes what
+        hooks and settings (a quarter of a request's CPU on loopback). The caller passes what
         :meth:`get` would have merged from the environment (``proxies``/``verify``/``cert``) and
         ``timeout``. An answer that redirects is asked again through :meth:`get`, which follows it."""
         merged = CaseInsensitiveDict(self.headers)

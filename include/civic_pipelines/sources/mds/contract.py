@@ -310,7 +310,7 @@ def compiled_check(family: str, endpoint: str):
     (a tenth of jsonschema's time a record; an MDS month is ~1,500 small pages). It is only the
     fast "valid" answer: a record it refuses is judged again by :func:`validator`, which words the
     reason, so the verdict can only differ if this one accepts what jsonschema refuses
-    (tests/test_mds_schema_fast_path.py fuzzes both against each other).
+    (tests/test_mds_schemas.py fuzzes both against each other).
 
     Its root is the item schema with the document's ``definitions`` beside it, so the item's
     ``#/definitions/...`` references resolve as they do in the document. The 1.x files' ``$id``s
