@@ -154,23 +154,18 @@ def _mutations(record, rng: random.Random, values: list) -> object:
             if not inner or rng.random() < 0.5:
                 break
             node = rng.choice(inner)
-        draw = rng.random()
-        if isinstance(node, dict) and node:
-            key = rng.choice(sorted(node))
-            if draw < 0.3:
-                del node[key]
-            elif draw < 0.9:
-                node[key] = copy.deepcopy(rng.choice(values))
-            else:
-                node[f"unknown_{rng.randrange(3)}"] = copy.deepcopy(rng.choice(values))
-        elif isinstance(node, list) and node:
-            index = rng.randrange(len(node))
-            if draw < 0.3:
-                del node[index]
-            elif draw < 0.7:
-                node[index] = copy.deepcopy(rng.choice(values))
-            else:
-                node.append(copy.deepcopy(rng.choice(values)))
+        if not node:
+            continue
+        slot = rng.choice(sorted(node)) if isinstance(node, dict) else rng.randrange(len(node))
+        draw, value = rng.random(), copy.deepcopy(rng.choice(values))
+        if draw < 0.3:
+            del node[slot]
+        elif draw < 0.8:
+            node[slot] = value
+        elif isinstance(node, dict):
+            node[f"unknown_{rng.randrange(3)}"] = value
+        else:
+            node.append(value)
     return record
 
 

@@ -41,9 +41,6 @@ from civic_pipelines.sources.mds.transform import (
 )
 
 log = logging.getLogger(__package__)  # one logger for the source, whichever module logs
-# Rows given their council districts together (a spatial query has a fixed cost of its own; a
-# month of hours is ~1,500 small answers): at most this many rows wait, so memory stays bounded.
-DISTRICT_BATCH = 5_000
 
 
 # ---------------------------------------------------------------- hours
@@ -129,20 +126,6 @@ def _read_previous_table(location, name: str, schema_: pa.Schema) -> pa.Table | 
         return None
 
 
-DISTRICT_POINTS = {
-    "trips": [("start_lon", "start_lat", "council_district_start"), ("end_lon", "end_lat", "council_district_end")],
-    "events": [("lon", "lat", "council_district")],
-}
-
-
-def _place(districts, rows: list[dict], endpoint: str, target: _Rows) -> None:
-    """Give ``rows`` their council districts, add them to ``target`` and empty the list."""
-    _assign_districts(districts, rows, DISTRICT_POINTS[endpoint])
-    for row in rows:
-        target.add(row)
-    rows.clear()
-
-
 @dataclass
 class _Plan:
     """Which endpoint-hours this run asks for, and what the previous landing carries over."""
@@ -208,7 +191,19 @@ def _extract(
     now = _now()
     started = time.monotonic()
 
-    trips, events = _Rows(TRIPS_SCHEMA), _Rows(EVENTS_SCHEMA)
+    # Council districts are found per batch of rows as they flush (one spatial query per batch,
+    # not per hour: a month is ~1,500 answers of a few records).
+    trips = _Rows(
+        TRIPS_SCHEMA,
+        prepare=lambda rows: _assign_districts(
+            districts,
+            rows,
+            [("start_lon", "start_lat", "council_district_start"), ("end_lon", "end_lat", "council_district_end")],
+        ),
+    )
+    events = _Rows(
+        EVENTS_SCHEMA, prepare=lambda rows: _assign_districts(districts, rows, [("lon", "lat", "council_district")])
+    )
     quarantine: list[dict] = []
     answers: dict[tuple[str, datetime], dict] = {}  # (endpoint, hour) -> status, records, pages
     endpoints = ENDPOINTS[provider.family]
@@ -217,7 +212,6 @@ def _extract(
         path, parameter, key = endpoints[endpoint]
         quarantine_endpoint = path.split("/")[0] if endpoint == "events" else "trips"
         target = trips if endpoint == "trips" else events
-        unplaced: list[dict] = []  # rows waiting for their districts: one spatial query per batch, not per hour
         for hour in plan.fetch[endpoint]:
             if hour + timedelta(hours=1) > now:
                 answers[(endpoint, hour)] = {"status": None, "records": 0, "pages": 0}
@@ -258,10 +252,7 @@ def _extract(
                     )
                     continue
                 row.update({"_hour": _ms(hour), "_block_month": month, "_landed_at": landed_at})
-                unplaced.append(row)
-            if len(unplaced) >= DISTRICT_BATCH:
-                _place(districts, unplaced, endpoint, target)
-        _place(districts, unplaced, endpoint, target)
+                target.add(row)
 
     # ---- the hour ledger: previous answers, overwritten by this run's
     def empty_ok(hour: datetime) -> bool:

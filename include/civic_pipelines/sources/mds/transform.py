@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Callable
 
 import orjson
 import pyarrow as pa
@@ -165,12 +166,15 @@ def record_key(record, endpoint: str) -> str | None:
 
 
 class _Rows:
-    """Rows gathered column-wise into Arrow tables every ``FLUSH`` rows (bounded Python memory)."""
+    """Rows gathered column-wise into Arrow tables every ``FLUSH`` rows (bounded Python memory).
+    ``prepare``, when given, completes the pending rows in place just before each flush (work
+    done once per batch, not once per row or per hour: the council districts)."""
 
     FLUSH = 20_000
 
-    def __init__(self, schema_: pa.Schema) -> None:
+    def __init__(self, schema_: pa.Schema, prepare: Callable[[list[dict]], None] | None = None) -> None:
         self.schema = schema_
+        self.prepare = prepare
         self.pending: list[dict] = []
         self.tables: list[pa.Table] = []
 
@@ -181,6 +185,8 @@ class _Rows:
 
     def flush(self) -> None:
         if self.pending:
+            if self.prepare is not None:
+                self.prepare(self.pending)
             columns = {f.name: pa.array([row.get(f.name) for row in self.pending], f.type) for f in self.schema}
             self.tables.append(pa.table(columns, schema=self.schema))
             self.pending = []
